@@ -1,0 +1,157 @@
+"""Hashing benchmarks for asv: joblite's two twins against ``joblib.hash``.
+
+Data are seeded (``numpy.random.default_rng(0)``) and smaller than in
+``python -m joblite bench`` so that the suite stays fast: a 64 MiB float64
+array, 10,000 small dicts, 100,000 floats, a dict of 10,000 str to int.
+Each class builds only the data its benchmarks hash, so that the
+``peakmem_`` figures show the extra memory an implementation needs on top of
+the data (e.g. joblib copies a strided view, joblite should not).
+"""
+import numpy as np
+
+IMPLS = ["ext", "pure", "joblib"]
+
+#: Shape of the benchmark array: 2048 x 4096 float64 = 64 MiB.
+ARRAY_SHAPE = (2048, 4096)
+
+SMALL_ARGS = ((1, 2.0, "abc"), {"x": 3})
+
+
+def get_hash_function(impl):
+    """Return ``func(obj) -> str`` hashing with `impl`.
+
+    Parameters
+    ----------
+    impl : {'ext', 'pure', 'joblib'}
+        A joblite twin, or ``joblib.hash`` (md5, its default).
+
+    Returns
+    -------
+    callable
+        ``func(obj) -> str``, the hex digest.
+
+    Raises
+    ------
+    NotImplementedError
+        If `impl` is not available here (twin not built, joblib not
+        installed): asv then skips the benchmark.
+    """
+    if impl == "joblib":
+        try:
+            from joblib import hash as joblib_hash
+        except ImportError:
+            raise NotImplementedError("joblib is not installed")
+        return joblib_hash
+    from joblite._impl import available_twins
+    from joblite.hashing import hash_with_twin
+
+    if impl not in available_twins():
+        raise NotImplementedError(f"joblite twin {impl!r} is not available")
+
+    def twin_hash(obj):
+        return hash_with_twin(impl, obj)
+
+    return twin_hash
+
+
+def _rng():
+    return np.random.default_rng(0)
+
+
+class _HashCase:
+    """Common frame: ``self.hash`` and ``self.obj`` set up per impl."""
+
+    params = [IMPLS]
+    param_names = ["impl"]
+    timeout = 120
+
+    def make_object(self):
+        raise NotImplementedError
+
+    def setup(self, impl):
+        self.hash = get_hash_function(impl)
+        self.obj = self.make_object()
+
+    def time_hash(self, impl):
+        self.hash(self.obj)
+
+
+class _ArrayCase(_HashCase):
+    """Array cases also measure peak memory (data + hashing overhead)."""
+
+    def peakmem_hash(self, impl):
+        self.hash(self.obj)
+
+
+class HashArrayContiguous(_ArrayCase):
+    """C-ordered float64 array, 64 MiB."""
+
+    def make_object(self):
+        return _rng().random(ARRAY_SHAPE)
+
+
+class HashArrayFortran(_ArrayCase):
+    """F-ordered float64 array, 64 MiB, made in F order (no C copy held)."""
+
+    def make_object(self):
+        return _rng().random(ARRAY_SHAPE[::-1]).T
+
+
+class HashArrayStrided(_ArrayCase):
+    """Strided view ``a[::2]`` of the 64 MiB array: 32 MiB of elements."""
+
+    def make_object(self):
+        return _rng().random(ARRAY_SHAPE)[::2]
+
+
+class HashListOfDicts(_HashCase):
+    """10,000 small dicts ``{'id', 'name', 'score', 'tags'}``."""
+
+    def make_object(self):
+        scores = _rng().random(10_000).tolist()
+        return [{"id": i, "name": f"item{i}", "score": s, "tags": ["a", "b"]}
+                for i, s in enumerate(scores)]
+
+
+class HashListOfFloats(_HashCase):
+    """100,000 Python floats."""
+
+    def make_object(self):
+        return _rng().random(100_000).tolist()
+
+
+class HashDictStrInt(_HashCase):
+    """Dict of 10,000 str keys to int values."""
+
+    def make_object(self):
+        keys = _rng().integers(0, 2**62, 10_000).tolist()
+        return {f"key{k:x}": i for i, k in enumerate(keys)}
+
+
+class HashSmallArgs(_HashCase):
+    """The argument tuple of a typical cached call, ``((1, 2.0, 'abc'), {'x': 3})``."""
+
+    def make_object(self):
+        return SMALL_ARGS
+
+
+def timeraw_import_joblite():
+    """Time ``import joblite`` in a fresh interpreter (numpy stays unimported).
+
+    Returns
+    -------
+    str
+        The code asv times in a fresh interpreter.
+    """
+    return "import joblite"
+
+
+def timeraw_import_joblib():
+    """Time ``import joblib`` in a fresh interpreter: the baseline.
+
+    Returns
+    -------
+    str
+        The code asv times in a fresh interpreter.
+    """
+    return "import joblib"

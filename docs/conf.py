@@ -1,0 +1,53 @@
+"""Sphinx configuration for joblite (Sphinx + numpydoc)."""
+import glob
+import importlib.machinery
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Document this checkout.  If its compiled modules are not built in place, the
+# pure-Python twin (same names and docstrings) is used, explicitly, so that the
+# import does not warn about the missing compiled modules.
+sys.path.insert(0, ROOT)
+if not any(
+    glob.glob(os.path.join(ROOT, "joblite", "_ext", "*" + suffix))
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES
+):
+    os.environ.setdefault("JOBLITE_PUREPYTHON", "1")
+
+import joblite  # noqa: E402
+
+# -- Project information ------------------------------------------------------
+project = "joblite"
+author = "the joblite developers"
+copyright = "the joblite developers"
+release = getattr(joblite, "__version__", "0.1.0")
+version = ".".join(release.split(".")[:2])
+
+# -- General configuration ----------------------------------------------------
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.viewcode",
+    "numpydoc",
+]
+# The builds run without network access: no intersphinx_mapping.
+
+root_doc = "index"
+source_suffix = {".rst": "restructuredtext"}
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+templates_path = []
+
+autosummary_generate = False
+autodoc_default_options = {"member-order": "bysource"}
+
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_xref_param_type = False
+
+# -- HTML output ----------------------------------------------------------------
+html_theme = "alabaster"
+html_static_path = []
+html_title = f"joblite {release}"

@@ -1,0 +1,35 @@
+"""joblite: joblib's job, faster.
+
+Transparent disk caching of function results, readable parallel loops, fast
+persistence of objects holding large numpy arrays, and fast hashing of such
+objects, with joblib's public names.  Attributes are imported lazily so that
+``import joblite`` stays cheap: numpy is only imported when it is needed.
+"""
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "hash": "hashing",
+    "Hasher": "hashing",
+}
+
+__all__ = sorted(_LAZY) + ["__with_ext__", "__version__"]
+
+
+def __getattr__(name):
+    if name == "__with_ext__":
+        from . import _impl
+
+        return _impl.with_ext
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'joblite' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"joblite.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,92 @@
+"""Command line of joblite: ``python -m joblite <command>``.
+
+The commands:
+
+``bench``
+    The main job: time joblite against joblib (and dask) on real workloads
+    and print a table of ratios.  See :mod:`joblite.bench`.
+
+Each command is a function ``add_<command>_parser(subparsers)`` that declares
+its arguments and sets ``func``, the function run with the parsed arguments.
+Heavy modules (numpy, joblib, dask) are imported only when a command runs.
+"""
+import argparse
+import sys
+
+__all__ = ["build_parser", "main"]
+
+
+def add_bench_parser(subparsers):
+    """Declare ``python -m joblite bench`` and its options.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        From ``ArgumentParser.add_subparsers``.
+    """
+    from joblite.bench import SECTIONS
+
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmark joblite against joblib and dask on real workloads",
+        description="Time joblite against its baselines (joblib, dask tokenize) "
+                    "on seeded workloads measured in the same run, and print a "
+                    "table of times, GiB/s and ratios. Progress goes to stderr.",
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help="small workloads and few repeats (a few seconds)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document instead of the table")
+    parser.add_argument("--section", action="append", choices=list(SECTIONS),
+                        metavar="NAME",
+                        help="run only this section (repeatable); one of "
+                             f"{', '.join(SECTIONS)}; default: all")
+    parser.set_defaults(func=_run_bench)
+
+
+def _run_bench(args):
+    from joblite import bench
+
+    return bench.main(args)
+
+
+def build_parser():
+    """Build the argument parser of ``python -m joblite``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        With one subcommand per command; each sets ``func``.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m joblite",
+        description="joblite: fast hashing, persistence, Memory and Parallel.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_bench_parser(subparsers)
+    return parser
+
+
+def main(argv=None):
+    """Run ``python -m joblite`` with `argv`.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name; ``sys.argv[1:]`` by default.
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 2 when no command is given.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

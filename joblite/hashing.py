@@ -1,0 +1,493 @@
+"""Canonical, streaming hashing of Python objects: ``joblite.hash`` and ``joblite.Hasher``.
+
+The byte stream that is hashed is specified in ``docs/format_hashing.rst``
+(format version 1).  The kernel (``joblite._impl.hasher``, compiled or pure)
+encodes the common types itself; this module holds the policy for all the
+others: it maps each object to a canonical *record* (a name and a tuple of
+components) or to an *array* description, which the kernel then encodes.
+"""
+import dataclasses
+import datetime
+import decimal
+import enum
+import fractions
+import functools
+import hashlib
+import pathlib
+import sys
+import types
+import uuid
+from collections import OrderedDict, defaultdict
+
+from . import _impl
+
+__all__ = ["hash", "Hasher", "HASH_NAMES", "FORMAT_VERSION"]
+
+#: Version of the canonical encoding; part of every hashed stream.
+FORMAT_VERSION = 1
+
+#: Accepted values of ``hash_name``, the first is the default.
+HASH_NAMES = ("xxh3_128", "xxh3_64", "md5", "sha1", "sha256", "blake2b")
+
+_MISSING = object()
+_handler_cache = {}
+_HANDLER_CACHE_MAX = 4096
+
+
+def _digest_factory(hash_name):
+    if hash_name == "xxh3_128" or hash_name == "xxh3_64":
+        import xxhash
+
+        return getattr(xxhash, hash_name)
+    if hash_name in HASH_NAMES:
+        return functools.partial(hashlib.new, hash_name)
+    raise ValueError(
+        f"hash_name={hash_name!r} is not supported; choose one of {', '.join(HASH_NAMES)}"
+    )
+
+
+class Hasher:
+    """Hash many objects into one digest with the canonical encoding.
+
+    ``Hasher().update(a).update(b).hexdigest()`` is the digest of the stream
+    of `a` followed by `b`; ``joblite.hash(obj)`` equals
+    ``Hasher().update(obj).hexdigest()``.
+
+    Parameters
+    ----------
+    hash_name : {'xxh3_128', 'xxh3_64', 'md5', 'sha1', 'sha256', 'blake2b'}, optional
+        The digest algorithm.  ``xxh3_*`` come from the ``xxhash`` package,
+        the others from :mod:`hashlib`.  Default ``'xxh3_128'``.
+
+    Raises
+    ------
+    ValueError
+        If `hash_name` is not one of the choices above.
+
+    See Also
+    --------
+    hash : the digest of one object.
+
+    Notes
+    -----
+    The encoding is the documented format version :data:`FORMAT_VERSION`
+    (see the hash format page of the documentation).
+    """
+
+    __slots__ = ("hash_name", "_kernel")
+
+    def __init__(self, hash_name="xxh3_128"):
+        self.hash_name = hash_name
+        self._kernel = _impl.hasher.StreamHasher(_digest_factory(hash_name), reduce_object)
+
+    def update(self, obj):
+        """Feed the canonical encoding of `obj`.
+
+        Parameters
+        ----------
+        obj : object
+            Any object of a supported type (see the hashing guide).
+
+        Returns
+        -------
+        Hasher
+            `self`, so that calls can be chained.
+
+        Raises
+        ------
+        TypeError
+            If an object inside `obj` cannot be hashed (a generator, an open
+            file, a lock, an object whose ``__reduce_ex__`` raises); the message
+            names its type and its path inside `obj`, e.g. ``obj[1]['gen']``.
+            The hasher is left as it was before the call.
+        """
+        self._kernel.update(obj)
+        return self
+
+    def digest(self):
+        """Return the digest of everything fed so far, as bytes."""
+        return self._kernel.digest()
+
+    def hexdigest(self):
+        """Return the digest of everything fed so far, as a lower-case hex string."""
+        return self._kernel.hexdigest()
+
+
+def hash(obj, hash_name="xxh3_128", coerce_mmap=False):
+    """Return a digest of `obj` that depends only on its value.
+
+    Equal values give equal digests, in any process, run, ``PYTHONHASHSEED``
+    and byte order: numpy arrays hash by dtype (byte order normalised), shape
+    and elements in C order, so views, copies, C/F order, memmaps and
+    byte-swapped arrays with equal values hash equal; ``dict``, ``set`` and
+    ``frozenset`` hash independently of insertion order.
+
+    Parameters
+    ----------
+    obj : object
+        The object to hash.  Containers may nest to any depth and refer to
+        themselves.
+    hash_name : {'xxh3_128', 'xxh3_64', 'md5', 'sha1', 'sha256', 'blake2b'}, optional
+        The digest algorithm, default ``'xxh3_128'`` (32 hex characters).
+    coerce_mmap : bool, optional
+        Kept for compatibility with ``joblib.hash``; it has no effect, since
+        an ``np.memmap`` always hashes like the ndarray with the same values.
+
+    Returns
+    -------
+    str
+        The hex digest: 32 characters for ``xxh3_128`` and ``md5``, 16 for
+        ``xxh3_64``, 40 for ``sha1``, 64 for ``sha256``, 128 for ``blake2b``.
+
+    Raises
+    ------
+    ValueError
+        If `hash_name` is not one of the choices.
+    TypeError
+        If some object inside `obj` cannot be hashed; the message names its
+        type and path, e.g. ``obj[1]['gen']``.
+
+    Notes
+    -----
+    The hashed byte stream is format version :data:`FORMAT_VERSION`,
+    specified on the hash format page of the documentation.
+    """
+    kernel = _impl.hasher.StreamHasher(_digest_factory(hash_name), reduce_object)
+    kernel.update(obj)
+    return kernel.hexdigest()
+
+
+def hash_with_twin(twin, obj, hash_name="xxh3_128", root="obj"):
+    """Hash `obj` with one named twin (``'ext'`` or ``'pure'``), for tests and benchmarks."""
+    kernel = _impl.get_twin(twin)["_hasher"].StreamHasher(_digest_factory(hash_name), reduce_object)
+    kernel.update(obj, root)
+    return kernel.hexdigest()
+
+
+# -- policy: canonical records for the types the kernel does not encode --------------
+# Record and array descriptions are plain tuples, understood by both twins:
+#   (RECORD, name, components, labels)   labels: path suffix of each component, or None
+#   (ARRAY, dtype_str, shape, nbytes, mode, data, canonical_dtype)
+_RECORD = 0
+_ARRAY = 1
+_DATA_BUFFER = 0
+_DATA_STRIDED = 1
+_DATA_CAST = 2
+
+
+def _record(name, components, labels=None):
+    return (_RECORD, name, tuple(components), labels)
+
+
+def _qualified_name(cls):
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _lookup(module, qualname):
+    """The object named `module`:`qualname` if that module is imported, else _MISSING."""
+    if not module or not qualname or "<locals>" in qualname:
+        return _MISSING
+    found = sys.modules.get(module, _MISSING)
+    for part in qualname.split("."):
+        if found is _MISSING:
+            break
+        found = getattr(found, part, _MISSING)
+    return found
+
+
+def _global_record(module, qualname):
+    return _record("global", (module, qualname))
+
+
+def _is_found(found, obj):
+    return found is obj or getattr(found, "__func__", _MISSING) is obj
+
+
+def _reduce_function(func):
+    module = func.__module__
+    if _is_found(_lookup(module, func.__qualname__), func):
+        return _global_record(module, func.__qualname__)
+    closure = tuple(_cell_value(cell) for cell in func.__closure__ or ())
+    return _record(
+        "function",
+        (func.__code__, func.__defaults__, func.__kwdefaults__, closure),
+        (".__code__", ".__defaults__", ".__kwdefaults__", ".__closure__"),
+    )
+
+
+class _EmptyCell:
+    """Stands for a closure cell that holds no value yet."""
+
+
+_EMPTY_CELL = _EmptyCell()
+
+
+def _cell_value(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:
+        return _EMPTY_CELL
+
+
+_CODE_FIELDS = (
+    "co_name", "co_argcount", "co_posonlyargcount", "co_kwonlyargcount", "co_flags",
+    "co_code", "co_consts", "co_names", "co_varnames", "co_freevars", "co_cellvars",
+)
+
+
+def _reduce_code(code):
+    # Names, flags, bytecode and constants; not the file name or line numbers,
+    # so that moving code around does not change its digest.
+    return _record("code", [getattr(code, field) for field in _CODE_FIELDS],
+                   tuple("." + field for field in _CODE_FIELDS))
+
+
+def _reduce_builtin(func):
+    """Builtin functions, method descriptors, method-wrappers and bound builtins."""
+    qualname = getattr(func, "__qualname__", None)
+    module = getattr(func, "__module__", None)
+    if module is None:
+        module = getattr(getattr(func, "__objclass__", None), "__module__", None)
+    if _is_found(_lookup(module, qualname), func):
+        return _global_record(module, qualname)
+    owner = getattr(func, "__self__", None)
+    if owner is not None and not isinstance(owner, types.ModuleType):
+        return _record("bound_builtin", (owner, func.__name__), (".__self__", ".__name__"))
+    raise TypeError(f"{func!r} is not importable by its name")
+
+
+def _reduce_class(cls):
+    if _lookup(cls.__module__, cls.__qualname__) is cls:
+        return _global_record(cls.__module__, cls.__qualname__)
+    return _record("class", (cls.__module__, cls.__qualname__))
+
+
+def _reduce_method(method):
+    return _record("method", (method.__self__, method.__func__), (".__self__", ".__func__"))
+
+
+def _reduce_partial(part):
+    return _record("functools.partial", (part.func, part.args, part.keywords),
+                   (".func", ".args", ".keywords"))
+
+
+def _reduce_enum(member):
+    return _record("enum", (type(member), member.name), (".__class__", ".name"))
+
+
+def _reduce_dataclass(obj):
+    names = [field.name for field in dataclasses.fields(obj)]
+    return _record(
+        "dataclass",
+        [type(obj)] + [getattr(obj, name) for name in names],
+        (".__class__",) + tuple("." + name for name in names),
+    )
+
+
+def _reduce_namedtuple(obj):
+    return _record("namedtuple", (type(obj),) + tuple(obj),
+                   (".__class__",) + tuple("." + name for name in type(obj)._fields))
+
+
+def _reduce_ordered_dict(obj):
+    return _record("collections.OrderedDict", (list(obj.items()),), (".items()",))
+
+
+def _reduce_defaultdict(obj):
+    return _record("collections.defaultdict", (obj.default_factory, dict(obj)),
+                   (".default_factory", ""))
+
+
+def _simple(name, getter):
+    return lambda obj: _record(name, getter(obj))
+
+
+_EXACT_HANDLERS = {
+    types.FunctionType: _reduce_function,
+    types.CodeType: _reduce_code,
+    types.BuiltinFunctionType: _reduce_builtin,
+    types.MethodType: _reduce_method,
+    functools.partial: _reduce_partial,
+    OrderedDict: _reduce_ordered_dict,
+    defaultdict: _reduce_defaultdict,
+    _EmptyCell: lambda obj: _record("empty_cell", ()),
+    range: _simple("builtins.range", lambda r: (r.start, r.stop, r.step)),
+    slice: _simple("builtins.slice", lambda s: (s.start, s.stop, s.step)),
+    type(Ellipsis): _simple("builtins.Ellipsis", lambda obj: ()),
+    type(NotImplemented): _simple("builtins.NotImplemented", lambda obj: ()),
+    memoryview: _simple("builtins.memoryview", lambda m: (m.format, m.shape, m.tobytes())),
+    datetime.datetime: _simple("datetime.datetime", lambda d: (
+        d.year, d.month, d.day, d.hour, d.minute, d.second, d.microsecond, d.tzinfo, d.fold)),
+    datetime.date: _simple("datetime.date", lambda d: (d.year, d.month, d.day)),
+    datetime.time: _simple("datetime.time", lambda t: (
+        t.hour, t.minute, t.second, t.microsecond, t.tzinfo, t.fold)),
+    datetime.timedelta: _simple("datetime.timedelta", lambda t: (t.days, t.seconds, t.microseconds)),
+    decimal.Decimal: _simple("decimal.Decimal", lambda d: (str(d),)),
+    fractions.Fraction: _simple("fractions.Fraction", lambda f: (f.numerator, f.denominator)),
+    uuid.UUID: _simple("uuid.UUID", lambda u: (u.int,)),
+}
+for _wrapper in (types.MethodWrapperType, types.WrapperDescriptorType,
+                 types.MethodDescriptorType, types.ClassMethodDescriptorType):
+    _EXACT_HANDLERS[_wrapper] = _reduce_builtin
+
+
+def _reduce_path(path):
+    # By class name, not module: pathlib's module layout differs across Python versions.
+    return _record("pathlib." + type(path).__name__, (str(path),))
+
+
+def _reduce_generic(obj):
+    """Any other object, through its ``__reduce_ex__(4)`` output."""
+    reduced = obj.__reduce_ex__(4)
+    if isinstance(reduced, str):
+        module = getattr(obj, "__module__", None) or _qualified_name(type(obj))
+        return _global_record(module, reduced)
+    if not isinstance(reduced, tuple) or not 2 <= len(reduced) <= 6:
+        raise TypeError(f"__reduce_ex__ returned {type(reduced).__qualname__}, not a tuple of 2 to 6 items")
+    func, args, state, listitems, dictitems = (tuple(reduced) + (None,) * 4)[:5]
+    listitems = None if listitems is None else list(listitems)
+    dictitems = None if dictitems is None else dict(dictitems)
+    return _record(
+        _qualified_name(type(obj)),
+        (func, args, state, listitems, dictitems),
+        tuple(f".__reduce_ex__(4)[{index}]" for index in range(5)),
+    )
+
+
+# -- numpy -------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1024)
+def _canonical_dtype(dtype):
+    """Little-endian, packed (no padding, no titles) version of `dtype`."""
+    import numpy as np
+
+    if dtype.fields is not None:
+        return np.dtype({"names": list(dtype.names),
+                         "formats": [_canonical_dtype(dtype.fields[name][0]) for name in dtype.names]})
+    if dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        return np.dtype((_canonical_dtype(base), shape))
+    return dtype.newbyteorder("<")
+
+
+def _dtype_str(dtype):
+    """The dtype's text in the stream: ``dtype.str`` of its canonical form, or its ``descr``."""
+    canonical = dtype if dtype.hasobject else _canonical_dtype(dtype)
+    return canonical.str if canonical.fields is None else repr(canonical.descr)
+
+
+def _reduce_array(array):
+    import numpy as np
+
+    dtype = array.dtype
+    if dtype.hasobject:
+        # Object arrays hash element by element, in C order.
+        return _record("numpy.ndarray", (_dtype_str(dtype), array.shape, array.reshape(-1).tolist()))
+    canonical = _canonical_dtype(dtype)
+    dtype_str = _dtype_str(dtype)
+    nbytes = array.size * canonical.itemsize
+    if dtype != canonical:
+        return (_ARRAY, dtype_str, array.shape, nbytes, _DATA_CAST, array, canonical)
+    if array.flags.c_contiguous:
+        data = array.reshape(-1).view(np.uint8) if nbytes else None
+        return (_ARRAY, dtype_str, array.shape, nbytes, _DATA_BUFFER, data, canonical)
+    return (_ARRAY, dtype_str, array.shape, nbytes, _DATA_STRIDED, array, canonical)
+
+
+def _numpy_handler(cls):
+    np = sys.modules["numpy"]
+    if cls is np.ndarray or cls is np.memmap:
+        return _reduce_array
+    if issubclass(cls, np.ma.MaskedArray):
+        return lambda arr: _record("numpy.ma.MaskedArray", (
+            arr.data.view(np.ndarray), np.ma.getmaskarray(arr), arr.fill_value))
+    if issubclass(cls, np.ndarray):
+        return lambda arr: _record(_qualified_name(type(arr)), (
+            arr.view(np.ndarray), getattr(arr, "__dict__", None)))
+    if issubclass(cls, np.generic):
+        return lambda scalar: _reduce_array(np.asarray(scalar))
+    if issubclass(cls, np.dtype):
+        return lambda dtype: _record("numpy.dtype", (_dtype_str(dtype),))
+    return None
+
+
+# -- pandas ------------------------------------------------------------------------
+def _pandas_values(values):
+    """(dtype repr, values as an ndarray) of a Series or Index, without copying numpy data."""
+    import numpy as np
+
+    if isinstance(values.dtype, np.dtype):
+        return repr(values.dtype), values.to_numpy()
+    return repr(values.dtype), values.to_numpy(dtype=object)
+
+
+def _pandas_handler(cls):
+    pd = sys.modules["pandas"]
+    if issubclass(cls, pd.DataFrame):
+        return lambda df: _record("pandas.DataFrame", (
+            df.columns, df.index, tuple(_pandas_values(df.iloc[:, j]) for j in range(df.shape[1]))),
+            (".columns", ".index", ".values"))
+    if issubclass(cls, pd.Series):
+        return lambda ser: _record("pandas.Series", (ser.name, ser.index) + _pandas_values(ser),
+                                   (".name", ".index", ".dtype", ".values"))
+    if issubclass(cls, pd.Index):
+        return lambda idx: _record("pandas.Index", (tuple(idx.names),) + _pandas_values(idx),
+                                   (".names", ".dtype", ".values"))
+    return None
+
+
+def _find_handler(cls):
+    handler = _EXACT_HANDLERS.get(cls)
+    if handler is not None:
+        return handler
+    module = getattr(cls, "__module__", "") or ""
+    if module.startswith("numpy") and "numpy" in sys.modules:
+        handler = _numpy_handler(cls)
+    elif module.startswith("pandas") and "pandas" in sys.modules:
+        handler = _pandas_handler(cls)
+    if handler is None and "numpy" in sys.modules and issubclass(cls, sys.modules["numpy"].ndarray):
+        handler = _numpy_handler(cls)
+    if handler is not None:
+        return handler
+    if issubclass(cls, type):
+        return _reduce_class
+    if issubclass(cls, enum.Enum):
+        return _reduce_enum
+    if dataclasses.is_dataclass(cls):
+        return _reduce_dataclass
+    if issubclass(cls, tuple) and hasattr(cls, "_fields"):
+        return _reduce_namedtuple
+    if issubclass(cls, pathlib.PurePath):
+        return _reduce_path
+    return _reduce_generic
+
+
+def reduce_object(obj):
+    """Policy callback of the kernel: the canonical record or array description of `obj`.
+
+    Parameters
+    ----------
+    obj : object
+        An object whose type the kernel does not encode itself.
+
+    Returns
+    -------
+    tuple
+        ``(0, name, components, labels)`` for a record, or
+        ``(1, dtype_str, shape, nbytes, mode, data, canonical_dtype)`` for an
+        array whose data the kernel streams.
+
+    Raises
+    ------
+    Exception
+        Whatever reducing the object raises; the kernel turns it into a
+        ``TypeError`` naming the object's type and path.
+    """
+    cls = type(obj)
+    handler = _handler_cache.get(cls)
+    if handler is None:
+        handler = _find_handler(cls)
+        if len(_handler_cache) >= _HANDLER_CACHE_MAX:
+            _handler_cache.clear()
+        _handler_cache[cls] = handler
+    return handler(obj)
+

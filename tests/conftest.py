@@ -1,0 +1,46 @@
+"""Make ``python -m pytest`` from the repository root test the *installed* joblite.
+
+``python -m pytest`` puts the current directory first on ``sys.path``, so from the
+repository root ``import joblite`` would find the source checkout, which has no
+compiled modules unless they were built in place: the suite would silently run the
+pure-Python twin only.  When a (non-editable) joblite is installed, the repository
+root is therefore taken off ``sys.path`` before any test imports joblite.  Without
+an installed joblite (or with an editable install) the checkout is tested.
+"""
+import importlib.machinery
+import os
+import sys
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _is_root(entry):
+    try:
+        return os.path.samefile(entry or os.curdir, _ROOT)
+    except OSError:
+        return False
+
+
+def _prefer_installed_joblite():
+    if "joblite" in sys.modules:
+        return
+    others = [entry for entry in sys.path if not _is_root(entry)]
+    if len(others) == len(sys.path):
+        return
+    spec = importlib.machinery.PathFinder.find_spec("joblite", others)
+    if spec is None or spec.origin is None:
+        return  # not installed (or installed in editable mode): test the checkout
+    sys.path[:] = others
+
+
+_prefer_installed_joblite()
+
+
+def pytest_report_header(config):
+    import joblite
+
+    return (
+        f"joblite {getattr(joblite, '__version__', '?')} from "
+        f"{os.path.dirname(joblite.__file__)}; "
+        f"compiled twin active: {getattr(joblite, '__with_ext__', '?')}"
+    )
