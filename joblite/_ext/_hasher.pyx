@@ -10,7 +10,7 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyObject_GetBuffer, PyBuffer_Release
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.complex cimport PyComplex_ImagAsDouble, PyComplex_RealAsDouble
-from cpython.dict cimport PyDict_GetItem, PyDict_Keys, PyDict_Size
+from cpython.dict cimport PyDict_Keys, PyDict_Size, PyDict_Values
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow
@@ -18,7 +18,8 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memcpy
+from libc.stdlib cimport qsort
+from libc.string cimport memcmp, memcpy
 
 cdef extern from "Python.h":
     object PyMemoryView_FromMemory(char *mem, Py_ssize_t size, int flags)
@@ -26,6 +27,16 @@ cdef extern from "Python.h":
     int PyList_Sort(object lst) except -1
     void PyErr_Clear()
     int PyBUF_READ
+
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define JOBLITE_PREFETCH(p) __builtin_prefetch(p)
+    #else
+    #define JOBLITE_PREFETCH(p) ((void)0)
+    #endif
+    """
+    void prefetch "JOBLITE_PREFETCH"(const void *p) noexcept nogil
 
 FORMAT_VERSION = 1
 HEADER = b"JLH\x01"
@@ -43,6 +54,7 @@ DEF C_CHUNK_SIZE = 2097152   # gather scratch; measured best for 8-byte transpos
 DEF ROW_PAD = 64             # bytes between long gathered rows: no cache-set aliasing
 DEF DIRECT_ROW = 4096        # contiguous rows this long go to the digest uncopied
 DEF TILE_COLS = 8
+DEF PREFETCH_AHEAD = 8
 DEF BIG_WRITE = 16384
 DEF LINEAR_SCAN = 64
 
@@ -51,6 +63,7 @@ cdef enum FrameKind:
     F_SORTED = 1
     F_UNORDERED = 2
     F_SUB = 3
+    F_STR_TABLE = 4
 
 
 cdef class _Frame:
@@ -61,6 +74,8 @@ cdef class _Frame:
     cdef object labels
     cdef object obj
     cdef list collected
+    cdef list values
+    cdef _StrTable table
     cdef bytes tag
     cdef bint is_list
 
@@ -90,19 +105,152 @@ def _short_repr(obj):
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-cdef object _sorted_keys(list keys):
-    """`keys` sorted in place when all are exactly str or all exactly int; else None."""
+cdef struct StrKey:
+    uint64_t prefix              # first 8 bytes, big-endian: most comparisons stay in the array
+    const unsigned char *data
+    Py_ssize_t size
+    PyObject *key                # borrowed: the table keeps the lists alive
+    PyObject *value
+
+
+cdef int compare_from(const StrKey *a, const StrKey *b, Py_ssize_t depth) noexcept nogil:
+    """Order of two UTF-8 strings known to be equal in their first `depth` bytes."""
+    if a.prefix != b.prefix:
+        return -1 if a.prefix < b.prefix else 1
+    cdef Py_ssize_t n = min(a.size, b.size) - depth
+    cdef int c = memcmp(a.data + depth, b.data + depth, n) if n > 0 else 0
+    if c != 0:
+        return c
+    return (a.size > b.size) - (a.size < b.size)
+
+
+cdef int compare_keys(const void *a, const void *b) noexcept nogil:
+    return compare_from(<const StrKey *>a, <const StrKey *>b, 0)
+
+
+cdef inline int byte_at(const StrKey *key, Py_ssize_t depth) noexcept nogil:
+    if depth >= key.size:
+        return -1
+    if depth < 8:
+        return <int>((key.prefix >> (56 - 8 * depth)) & 0xFF)
+    return key.data[depth]
+
+
+cdef inline void swap_keys(StrKey *a, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
+    cdef StrKey tmp = a[i]
+    a[i] = a[j]
+    a[j] = tmp
+
+
+cdef void sort_utf8(StrKey *a, Py_ssize_t n, Py_ssize_t depth) noexcept nogil:
+    """Sort distinct UTF-8 strings bytewise, which is code point order.
+
+    Multikey quicksort (Bentley and Sedgewick, "Fast algorithms for sorting and
+    searching strings", SODA 1997): three-way partitions on the byte at
+    `depth`, so common prefixes are compared once.  Past a depth of 64 it
+    hands over to qsort, which bounds the recursion.
+    """
+    cdef Py_ssize_t i, j, lt, gt
+    cdef int pivot, c
+    while n > 1:
+        if n < 12:
+            for i in range(1, n):
+                j = i
+                while j > 0 and compare_from(&a[j - 1], &a[j], depth) > 0:
+                    swap_keys(a, j - 1, j)
+                    j -= 1
+            return
+        if depth > 64:
+            qsort(a, n, sizeof(StrKey), compare_keys)
+            return
+        swap_keys(a, 0, n // 2)
+        pivot = byte_at(&a[0], depth)
+        lt = 0
+        gt = n - 1
+        i = 1
+        while i <= gt:
+            c = byte_at(&a[i], depth)
+            if c < pivot:
+                swap_keys(a, lt, i)
+                lt += 1
+                i += 1
+            elif c > pivot:
+                swap_keys(a, i, gt)
+                gt -= 1
+            else:
+                i += 1
+        sort_utf8(a, lt, depth)
+        if pivot >= 0:
+            sort_utf8(a + lt, gt - lt + 1, depth + 1)
+        a += gt + 1
+        n -= gt + 1
+
+
+cdef class _StrTable:
+    """Str keys (and their values) sorted by UTF-8 bytes, which is code point order."""
+    cdef StrKey *entries
+    cdef Py_ssize_t n
+    cdef list keys
+    cdef list values
+
+    def __dealloc__(self):
+        PyMem_Free(self.entries)
+
+
+cdef _StrTable _str_table(list keys, list values):
+    """Sorted table of `keys` (all exactly str) and `values`; None if a key has no UTF-8 form."""
+    cdef Py_ssize_t i, j, n = PyList_GET_SIZE(keys)
+    cdef const char *data
+    cdef StrKey *entry
+    cdef _StrTable table = _StrTable()
+    table.keys = keys
+    table.values = values
+    table.n = n
+    table.entries = <StrKey *>PyMem_Malloc(max(n, 1) * sizeof(StrKey))
+    if table.entries == NULL:
+        raise MemoryError()
+    for i in range(n):
+        entry = &table.entries[i]
+        entry.key = PyList_GET_ITEM(keys, i)
+        entry.value = NULL if values is None else PyList_GET_ITEM(values, i)
+        data = PyUnicode_AsUTF8AndSize(<object>entry.key, &entry.size)
+        if data == NULL:
+            PyErr_Clear()  # lone surrogates: leave the ordering to Python
+            return None
+        entry.data = <const unsigned char *>data
+        entry.prefix = 0
+        for j in range(min(entry.size, 8)):
+            entry.prefix |= (<uint64_t>entry.data[j]) << (56 - 8 * j)
+    with nogil:
+        sort_utf8(table.entries, n, 0)
+    return table
+
+
+cdef object _sorted_keys(list keys, list values):
+    """Keys (and values) in key order when all keys are exactly str or all exactly int.
+
+    Returns a `_StrTable` for str keys, a ``(keys, values)`` pair of lists for
+    int keys (and str keys with lone surrogates), or None for any other mix.
+    `values` is None for sets.
+    """
     cdef Py_ssize_t i, n = PyList_GET_SIZE(keys)
     if n == 0:
-        return keys
+        return keys, values
     cdef type kind = type(<object>PyList_GET_ITEM(keys, 0))
     if kind is not str and kind is not int:
         return None
     for i in range(1, n):
         if type(<object>PyList_GET_ITEM(keys, i)) is not kind:
             return None
-    PyList_Sort(keys)
-    return keys
+    if kind is str:
+        table = _str_table(keys, values)
+        if table is not None:
+            return table
+    if values is None:
+        PyList_Sort(keys)
+        return keys, None
+    pairs = sorted(zip(keys, values))  # keys are distinct: values are never compared
+    return [pair[0] for pair in pairs], [pair[1] for pair in pairs]
 
 
 # -- strided gather: C-order bytes of an arbitrary-strided array, in chunks ---------
@@ -412,7 +560,6 @@ cdef class StreamHasher:
         cdef list frames = self.frames
         cdef _Frame frame
         cdef Py_ssize_t pos
-        cdef PyObject *value
         self._item(root_obj)
         while PyList_GET_SIZE(frames):
             frame = <_Frame>PyList_GET_ITEM(frames, PyList_GET_SIZE(frames) - 1)
@@ -429,12 +576,14 @@ cdef class StreamHasher:
                 else:
                     self._item(<object>PyTuple_GET_ITEM(frame.items, pos))
             elif frame.kind == F_SORTED:
-                key = <object>PyList_GET_ITEM(frame.items, pos)
-                self._write_scalar(key)
-                value = PyDict_GetItem(frame.obj, key)
-                if value == NULL:
-                    raise RuntimeError(f"{self._path()}: dict changed during hashing")
-                self._item(<object>value)
+                # Sorted order visits objects at random addresses: fetch ahead.
+                if pos + PREFETCH_AHEAD < frame.n:
+                    prefetch(PyList_GET_ITEM(frame.items, pos + PREFETCH_AHEAD))
+                    prefetch(PyList_GET_ITEM(frame.values, pos + PREFETCH_AHEAD))
+                self._write_scalar(<object>PyList_GET_ITEM(frame.items, pos))
+                self._item(<object>PyList_GET_ITEM(frame.values, pos))
+            elif frame.kind == F_STR_TABLE:
+                self._table_entry(frame.table, pos)
             elif frame.kind == F_UNORDERED:
                 self._open_context()
                 element = <object>PyList_GET_ITEM(frame.items, pos)
@@ -509,6 +658,32 @@ cdef class StreamHasher:
         self.frames.append(frame)
         return frame
 
+    cdef int _push_sorted(self, object ordered, object obj) except -1:
+        """Walk a dict's items or a set's elements in the order `_sorted_keys` gave."""
+        cdef _Frame frame
+        if type(ordered) is _StrTable:
+            frame = self._push(F_STR_TABLE, (<_StrTable>ordered).keys, obj, None, None)
+            frame.table = ordered
+        elif ordered[1] is None:
+            self._push(F_SEQ, ordered[0], obj, None, None)
+        else:
+            self._push(F_SORTED, ordered[0], obj, None, None).values = ordered[1]
+        return 0
+
+    cdef int _table_entry(self, _StrTable table, Py_ssize_t pos) except -1:
+        cdef StrKey *entry = &table.entries[pos]
+        cdef StrKey *ahead
+        if pos + PREFETCH_AHEAD < table.n:
+            # Sorted order visits objects at random addresses: fetch ahead.
+            ahead = &table.entries[pos + PREFETCH_AHEAD]
+            prefetch(ahead.data)
+            prefetch(ahead.value)
+        self._write_tag_u64(b"s", entry.size)
+        self._write_data(<const char *>entry.data, entry.size, None)
+        if entry.value != NULL:
+            self._item(<object>entry.value)
+        return 0
+
     cdef Py_ssize_t _find_open(self, object obj) except -2:
         cdef Py_ssize_t i, n = min(self.n_open, LINEAR_SCAN)
         for i in range(n):
@@ -536,17 +711,17 @@ cdef class StreamHasher:
             self._write_tag_u64(b"t", PyTuple_GET_SIZE(obj))
             self._push(F_SEQ, obj, obj, None, None)
         elif kind is dict:
-            keys = _sorted_keys(PyDict_Keys(obj))
-            if keys is not None:
-                self._write_tag_u64(b"D", PyList_GET_SIZE(keys))
-                self._push(F_SORTED, keys, obj, None, None)
+            ordered = _sorted_keys(PyDict_Keys(obj), PyDict_Values(obj))
+            if ordered is not None:
+                self._write_tag_u64(b"D", PyDict_Size(obj))
+                self._push_sorted(ordered, obj)
             else:
                 self._push(F_UNORDERED, list((<dict>obj).items()), obj, None, b"d").collected = []
         elif kind is set or kind is frozenset:
-            elements = _sorted_keys(list(obj))
-            if elements is not None:
-                self._write_tag_u64(b"e" if kind is set else b"z", PyList_GET_SIZE(elements))
-                self._push(F_SEQ, elements, obj, None, None)
+            ordered = _sorted_keys(list(obj), None)
+            if ordered is not None:
+                self._write_tag_u64(b"e" if kind is set else b"z", len(obj))
+                self._push_sorted(ordered, obj)
             else:
                 self._push(F_UNORDERED, list(obj), obj, None, b"E" if kind is set else b"Z").collected = []
         else:
@@ -683,6 +858,9 @@ cdef class StreamHasher:
                     parts.append(f"[{pos}]")
             elif frame.kind == F_SORTED:
                 parts.append(f"[{_short_repr(frame.items[pos])}]")
+            elif frame.kind == F_STR_TABLE:
+                key = _short_repr(<object>frame.table.entries[pos].key)
+                parts.append(f"{{{key}}}" if type(frame.obj) in (set, frozenset) else f"[{key}]")
             elif frame.kind == F_SUB:
                 parent = frames[index - 1]
                 if parent.tag == b"d":
