@@ -372,6 +372,10 @@ def _canonical_dtype(dtype):
 def _dtype_str(dtype):
     """The dtype's text in the stream: ``dtype.str`` of its canonical form, or its ``descr``."""
     canonical = dtype if dtype.hasobject else _canonical_dtype(dtype)
+    if canonical.subdtype is not None:
+        # A sub-array dtype's own str and descr are just '|V<size>'.
+        base, shape = canonical.subdtype
+        return repr((_dtype_str(base), shape))
     return canonical.str if canonical.fields is None else repr(canonical.descr)
 
 

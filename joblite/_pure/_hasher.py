@@ -292,7 +292,7 @@ class StreamHasher:
 
     def _array(self, dtype_str, shape, nbytes, mode, data, dtype):
         header = bytearray()
-        text = dtype_str.encode("ascii")
+        text = dtype_str.encode("utf-8", "surrogatepass")
         header += b"A" + _pack_u64(len(text)) + text + _pack_u64(len(shape))
         for dim in shape:
             header += _pack_u64(dim)
