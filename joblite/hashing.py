@@ -24,7 +24,7 @@ from . import _impl
 __all__ = ["hash", "Hasher", "HASH_NAMES", "FORMAT_VERSION"]
 
 #: Version of the canonical encoding; part of every hashed stream.
-FORMAT_VERSION = 1
+FORMAT_VERSION = _impl.hasher.FORMAT_VERSION
 
 #: Accepted values of ``hash_name``, the first is the default.
 HASH_NAMES = ("xxh3_128", "xxh3_64", "md5", "sha1", "sha256", "blake2b")
