@@ -6,6 +6,7 @@ encodes the common types itself; this module holds the policy for all the
 others: it maps each object to a canonical *record* (a name and a tuple of
 components) or to an *array* description, which the kernel then encodes.
 """
+import copyreg
 import dataclasses
 import datetime
 import decimal
@@ -337,8 +338,9 @@ def _reduce_path(path):
 
 
 def _reduce_generic(obj):
-    """Any other object, through its ``__reduce_ex__(4)`` output."""
-    reduced = obj.__reduce_ex__(4)
+    """Any other object, reduced as pickle reduces it: ``copyreg.dispatch_table``, else ``__reduce_ex__(4)``."""
+    reducer = copyreg.dispatch_table.get(type(obj))
+    reduced = reducer(obj) if reducer is not None else obj.__reduce_ex__(4)
     if isinstance(reduced, str):
         module = getattr(obj, "__module__", None) or _qualified_name(type(obj))
         return _global_record(module, reduced)
@@ -371,12 +373,48 @@ def _canonical_dtype(dtype):
 
 def _dtype_str(dtype):
     """The dtype's text in the stream: ``dtype.str`` of its canonical form, or its ``descr``."""
-    canonical = dtype if dtype.hasobject else _canonical_dtype(dtype)
+    canonical = _canonical_dtype(dtype)
     if canonical.subdtype is not None:
         # A sub-array dtype's own str and descr are just '|V<size>'.
         base, shape = canonical.subdtype
         return repr((_dtype_str(base), shape))
     return canonical.str if canonical.fields is None else repr(canonical.descr)
+
+
+@functools.lru_cache(maxsize=256)
+def _value_bytes_dtype(dtype):
+    """`dtype` with each x87 80-bit long double seen as its 10 value bytes (a ``V10`` field).
+
+    Such long doubles sit in 12 or 16 bytes whose padding is never initialised,
+    so only their 10 value bytes may be hashed.  Returns None when `dtype`
+    holds none of them.  Offsets and itemsize are those of `dtype`, so an
+    array of any strides can be viewed with the result.
+    """
+    import numpy as np
+
+    if dtype.fields is not None:
+        names = list(dtype.names)
+        subs = [_value_bytes_dtype(dtype.fields[name][0]) for name in names]
+        if all(sub is None for sub in subs):
+            return None
+        return np.dtype({
+            "names": names,
+            "formats": [dtype.fields[name][0] if sub is None else sub for name, sub in zip(names, subs)],
+            "offsets": [dtype.fields[name][1] for name in names],
+            "itemsize": dtype.itemsize,
+        })
+    if dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        sub = _value_bytes_dtype(base)
+        return None if sub is None else np.dtype((sub, shape))
+    if dtype.kind not in "fc" or np.finfo(dtype).nmant != 63:
+        return None
+    parts = 2 if dtype.kind == "c" else 1
+    part = dtype.itemsize // parts
+    if part <= 10:
+        return None
+    return np.dtype({"names": ["real", "imag"][:parts], "formats": ["V10"] * parts,
+                     "offsets": [0, part][:parts], "itemsize": dtype.itemsize})
 
 
 def _reduce_array(array):
@@ -388,6 +426,15 @@ def _reduce_array(array):
         return _record("numpy.ndarray", (_dtype_str(dtype), array.shape, array.reshape(-1).tolist()))
     canonical = _canonical_dtype(dtype)
     dtype_str = _dtype_str(dtype)
+    value_dtype = _value_bytes_dtype(dtype)
+    if value_dtype is not None:
+        if not dtype.isnative:
+            # x87 long doubles only exist on little-endian x86: swap them first (a full copy).
+            array = array.astype(dtype.newbyteorder("="))
+            value_dtype = _value_bytes_dtype(array.dtype)
+        stream = _canonical_dtype(value_dtype)
+        return (_ARRAY, dtype_str, array.shape, array.size * stream.itemsize, _DATA_CAST,
+                array.view(value_dtype), stream)
     nbytes = array.size * canonical.itemsize
     if dtype != canonical:
         return (_ARRAY, dtype_str, array.shape, nbytes, _DATA_CAST, array, canonical)

@@ -257,9 +257,9 @@ cdef object _sorted_keys(list keys, list values):
 cdef struct Gather:
     char *base
     int ndim             # number of outer dimensions (all but the last two)
-    Py_ssize_t outer_shape[32]
-    Py_ssize_t outer_strides[32]
-    Py_ssize_t outer_index[32]
+    Py_ssize_t outer_shape[64]
+    Py_ssize_t outer_strides[64]
+    Py_ssize_t outer_index[64]
     Py_ssize_t rows, cols, row_stride, col_stride, itemsize
     Py_ssize_t row          # next row of the current slab
     Py_ssize_t col          # next column of the current row (rows longer than a chunk)
@@ -777,9 +777,7 @@ cdef class StreamHasher:
         cdef Py_ssize_t n, d, k, i, pitch, row_bytes
         cdef tuple shape = array.shape
         cdef tuple strides = array.strides
-        cdef int ndim = len(shape)
-        if ndim - 2 > 32:
-            raise ValueError(f"{self._path()}: arrays of more than 34 dimensions are not supported")
+        cdef int ndim = len(shape)  # numpy allows at most 64
         if self.chunk == NULL:
             self.chunk = <char *>PyMem_Malloc(C_CHUNK_SIZE + ROW_PAD * (C_CHUNK_SIZE // DIRECT_ROW))
             if self.chunk == NULL:
@@ -801,18 +799,23 @@ cdef class StreamHasher:
                 g.outer_strides[d] = strides[d]
                 g.outer_index[d] = 0
         row_bytes = g.cols * g.itemsize
+        pitch = row_bytes + ROW_PAD if row_bytes >= DIRECT_ROW else row_bytes
         self._flush()
-        if g.col_stride == g.itemsize and row_bytes >= DIRECT_ROW:
+        if g.itemsize >= DIRECT_ROW or (g.col_stride == g.itemsize and row_bytes >= DIRECT_ROW):
+            # Long contiguous runs (whole rows, or single big items) need no copy.
+            n = g.itemsize if g.col_stride != g.itemsize else row_bytes
             while not g.done:
-                self._digest_memory(slab_start(&g) + g.row * g.row_stride, row_bytes)
-                next_row(&g)
-        elif row_bytes > C_CHUNK_SIZE:
+                self._digest_memory(slab_start(&g) + g.row * g.row_stride + g.col * g.col_stride, n)
+                g.col += n // g.itemsize
+                if g.col == g.cols:
+                    g.col = 0
+                    next_row(&g)
+        elif pitch > C_CHUNK_SIZE:
             while not g.done:
                 with nogil:
                     n = fill_segment(&g, self.chunk, C_CHUNK_SIZE)
                 self._digest_memory(self.chunk, n)
         else:
-            pitch = row_bytes + ROW_PAD if row_bytes >= DIRECT_ROW else row_bytes
             while not g.done:
                 with nogil:
                     k = fill_rows(&g, self.chunk, pitch, C_CHUNK_SIZE // pitch)
