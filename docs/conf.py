@@ -37,7 +37,7 @@ extensions = [
 
 root_doc = "index"
 source_suffix = {".rst": "restructuredtext"}
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "_*.rst"]  # _*.rst: included pieces
 templates_path = []
 
 autosummary_generate = False

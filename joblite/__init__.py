@@ -13,6 +13,14 @@ __version__ = "0.1.0"
 _LAZY = {
     "hash": "hashing",
     "Hasher": "hashing",
+    "dump": "persistence",
+    "load": "persistence",
+    "dumps": "persistence",
+    "loads": "persistence",
+    "CorruptFileError": "persistence",
+    "UnsafeLoadError": "_unpickle",
+    "register_compressor": "compressors",
+    "CompressorBase": "compressors",
 }
 
 __all__ = sorted(_LAZY) + ["__with_ext__", "__version__"]

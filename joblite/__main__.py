@@ -29,7 +29,7 @@ def add_bench_parser(subparsers):
     parser = subparsers.add_parser(
         "bench",
         help="benchmark joblite against joblib and dask on real workloads",
-        description="Time joblite against its baselines (joblib, dask tokenize) "
+        description="Time joblite against its baselines (joblib, dask tokenize, numpy, pickle) "
                     "on seeded workloads measured in the same run, and print a "
                     "table of times, GiB/s and ratios. Progress goes to stderr.",
     )
@@ -41,6 +41,8 @@ def add_bench_parser(subparsers):
                         metavar="NAME",
                         help="run only this section (repeatable); one of "
                              f"{', '.join(SECTIONS)}; default: all")
+    parser.add_argument("--tmpdir", metavar="DIR",
+                        help="where benchmark files are written (default: the system temp folder)")
     parser.set_defaults(func=_run_bench)
 
 

@@ -10,10 +10,10 @@ import importlib
 import os
 import warnings
 
-__all__ = ["with_ext", "hasher", "get_twin", "available_twins"]
+__all__ = ["with_ext", "hasher", "codec", "get_twin", "available_twins"]
 
 # One entry per kernel module; both twins define the same names in each.
-_KERNELS = ("_hasher",)
+_KERNELS = ("_hasher", "_codec")
 
 
 def _load(twin):
@@ -38,6 +38,7 @@ def _choose():
 
 with_ext, _modules = _choose()
 hasher = _modules["_hasher"]
+codec = _modules["_codec"]
 
 
 def get_twin(name):

@@ -11,10 +11,13 @@ Figures are ratios against baselines measured in the same process and run
 (see ``DESIGN.md``): absolute times depend on the machine, ratios much less.
 
 Nothing here imports numpy, joblib or dask at module import time; each
-section imports what it needs when it runs.
+section imports what it needs when it runs.  Sections that write files
+(persistence) do so in a fresh temporary folder, removed when they finish.
 """
 import dataclasses
 import gc
+import inspect
+import io
 import json
 import os
 import platform
@@ -436,6 +439,772 @@ def _judge_as_pure_twin(rows):
 
 
 # --------------------------------------------------------------------------
+# persistence section
+# --------------------------------------------------------------------------
+
+MIB = 1 << 20
+
+# Sizes of the persistence workload.  'quick' runs in a few seconds: 8 MiB
+# arrays, no 4 GiB memory-map case.  'repeat' is the most calls per figure
+# (best counts); 'budget' (seconds) stops the repeats of slow calls early, and
+# compressed dumps by joblib are timed once.
+PERSISTENCE_SIZES = {
+    "full": {"array_mib": 256, "slow_codec_mib": 32, "dicts": 50_000, "big_gib": 4,
+             "repeat": 5, "budget": 2.0, "mmap_repeat": 25},
+    "quick": {"array_mib": 8, "slow_codec_mib": 1, "dicts": 5_000, "big_gib": None,
+              "repeat": 3, "budget": 0.5, "mmap_repeat": 10},
+}
+
+#: joblite codecs timed side by side on the smooth float64 array, at their
+#: default levels; the slow ones (:data:`SLOW_CODECS`) on a slice of it.
+CODECS = ("lz4", "zlib", "gzip", "zstd", "bz2", "lzma", "xz")
+SLOW_CODECS = ("bz2", "lzma", "xz")
+
+#: Free disk space (bytes) below which the 4 GiB memory-map case is skipped.
+BIG_FILE_MIN_FREE = 10 << 30
+
+# Goals from issue 3 ("Must reach"); see Row.targets for the sign convention.
+PERSISTENCE_TARGETS = {
+    "dump": {"vs_numpy": 0.9, "vs_joblib": 2.5},
+    "load": {"vs_numpy": 1.0},
+    "load mmap": {"ms": -1.0},
+    "dump compressed": {"vs_joblib": 10, "size_vs_joblib": 0.9},
+    "load compressed": {"vs_joblib": 5},
+    "dicts": {"time_vs_pickle": -1.5},
+    "peak memory": {"peak_over_result": -1.1},
+}
+
+#: Compressed workloads the goals apply to; smooth float64 is reported only.
+COMPRESSION_TARGETED = ("small ints", "image-like")
+
+_SECTION = "persistence"
+
+
+@dataclasses.dataclass
+class PersistImpl:
+    """How one implementation writes and reads a file.
+
+    Attributes
+    ----------
+    suffix : str
+        File name suffix (``np.save`` appends ``.npy`` to names without it;
+        joblib and joblite pick a codec from some suffixes, never from these).
+    dump : callable
+        ``dump(value, path)``.
+    load : callable
+        ``load(path) -> value``, without memory-mapping.
+    load_mmap : callable or None
+        ``load_mmap(path) -> value`` with ``mmap_mode='r'``; ``None`` when the
+        implementation cannot memory-map.
+    """
+
+    suffix: str
+    dump: object
+    load: object
+    load_mmap: object = None
+
+
+def persistence_impls():
+    """The uncompressed writers and readers to compare, by implementation name.
+
+    Returns
+    -------
+    dict of str to PersistImpl or None
+        ``'joblite'`` (``joblite.dump``/``load``), ``'numpy'``
+        (``np.save``/``np.load``), ``'joblib'`` (``joblib.dump``/``load``) and
+        ``'pickle'`` (``pickle.dump`` protocol 5 / ``pickle.load`` on an open
+        file); ``None`` for a baseline that is not installed.
+    """
+    import numpy as np
+
+    import joblite
+
+    joblib = _optional_module("joblib")
+    return {
+        "joblite": PersistImpl(".joblite", lambda value, path: joblite.dump(value, path),
+                               joblite.load, lambda path: joblite.load(path, mmap_mode="r")),
+        "numpy": PersistImpl(".npy", lambda value, path: np.save(path, value, allow_pickle=False),
+                             lambda path: np.load(path, allow_pickle=False),
+                             lambda path: np.load(path, mmap_mode="r")),
+        "joblib": None if joblib is None else PersistImpl(
+            ".pkl", lambda value, path: joblib.dump(value, path), joblib.load,
+            lambda path: joblib.load(path, mmap_mode="r")),
+        "pickle": PersistImpl(".pickle", _pickle_dump, _pickle_load),
+    }
+
+
+def compressed_impls():
+    """The compressed writers to compare, by implementation name.
+
+    Returns
+    -------
+    dict of str to PersistImpl or None
+        ``'joblite'`` (``compress=True``: byte-shuffle + lz4),
+        ``'joblib zlib-3'`` (``joblib.dump(compress=3)``, joblib's default
+        codec) and ``'joblib lz4'`` (``compress=('lz4', 3)``); ``None`` for a
+        baseline that is not installed.
+    """
+    import importlib.util
+
+    import joblite
+
+    joblib = _optional_module("joblib")
+    has_lz4 = importlib.util.find_spec("lz4") is not None
+    impls = {"joblite": PersistImpl(".joblite", lambda v, p: joblite.dump(v, p, compress=True),
+                                    joblite.load)}
+    impls["joblib zlib-3"] = None if joblib is None else PersistImpl(
+        ".pkl", lambda v, p: joblib.dump(v, p, compress=3), joblib.load)
+    impls["joblib lz4"] = None if joblib is None or not has_lz4 else PersistImpl(
+        ".pkl", lambda v, p: joblib.dump(v, p, compress=("lz4", 3)), joblib.load)
+    return impls
+
+
+def _optional_module(name):
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def _pickle_dump(value, path):
+    import pickle
+
+    with open(path, "wb") as file:
+        pickle.dump(value, file, protocol=5)
+
+
+def _pickle_load(path):
+    import pickle
+
+    with open(path, "rb") as file:
+        return pickle.load(file)
+
+
+# -- workload ---------------------------------------------------------------
+
+def random_f64(nbytes):
+    """Uniform random float64 in [0, 1), `nbytes` bytes, 1-D; incompressible."""
+    import numpy as np
+
+    return np.random.default_rng(0).random(nbytes // 8)
+
+
+def smooth_f64(nbytes):
+    """A random walk of small steps (cumulative sum of N(0, 1e-3)), float64, 1-D.
+
+    Neighbours are close, so the sign, exponent and top mantissa bytes repeat;
+    the low mantissa bytes stay noisy.
+    """
+    import numpy as np
+
+    walk = np.random.default_rng(0).normal(0.0, 1e-3, nbytes // 8)
+    return np.cumsum(walk, out=walk)
+
+
+def small_ints(nbytes):
+    """int64 values uniform in 0..255, 1-D: seven zero bytes out of eight."""
+    import numpy as np
+
+    return np.random.default_rng(0).integers(0, 256, nbytes // 8, dtype=np.int64)
+
+
+def image_f32(nbytes):
+    """An image-like float32 2-D field: smooth waves plus noise, quantised.
+
+    Two sine patterns plus N(0, 0.02) noise, clipped to [0, 1] and rounded to
+    steps of 1/256 (an 8-bit image stored as float32).  256 MiB gives shape
+    (8192, 8192).
+    """
+    import numpy as np
+
+    count = nbytes // 4
+    height = 1 << ((count.bit_length() - 1) // 2)
+    width = count // height
+    y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
+    x = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
+    image = np.random.default_rng(0).standard_normal((height, width), dtype=np.float32)
+    image *= np.float32(0.02)
+    image += np.float32(0.5) + np.float32(0.25) * np.sin(np.float32(6 * np.pi) * x) \
+        * np.cos(np.float32(4 * np.pi) * y)
+    phase = np.float32(3) * x + np.float32(5) * y
+    image += np.float32(0.15) * np.sin(np.float32(2 * np.pi) * phase)
+    np.clip(image, 0.0, 1.0, out=image)
+    image *= np.float32(256)
+    np.rint(image, out=image)
+    image /= np.float32(256)
+    return image
+
+
+def small_dicts(count):
+    """``count`` small dicts ``{'id', 'name', 'score', 'tags'}``, seeded scores."""
+    import numpy as np
+
+    scores = np.random.default_rng(0).random(count).tolist()
+    return [{"id": i, "name": f"item{i}", "score": scores[i], "tags": ["a", "b"]}
+            for i in range(count)]
+
+
+# -- timing helpers -----------------------------------------------------------
+
+def time_fresh_write(write, value, path, repeat=3, budget=None):
+    """Best time of ``write(value, path)``, each call to a path that does not exist.
+
+    The file left by the previous call is deleted before each call (not
+    timed), so that no writer overwrites the page cache of an existing file;
+    the file of the last call is kept.
+
+    Parameters
+    ----------
+    write : callable
+        ``write(value, path)``.
+    value : object
+        What is written.
+    path : str
+        The file name.
+    repeat : int, default 3
+        Maximum number of calls.
+    budget : float, optional
+        No further call once the calls so far took longer (seconds).
+
+    Returns
+    -------
+    float
+        The shortest call, in seconds.
+    """
+    best, spent = float("inf"), 0.0
+    for _ in range(max(1, repeat)):
+        _remove(path)
+        start = time.perf_counter()
+        write(value, path)
+        elapsed = time.perf_counter() - start
+        best = min(best, elapsed)
+        spent += elapsed
+        if budget is not None and spent > budget:
+            break
+    return best
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _check_roundtrip(loaded, value, where):
+    """Raise if joblite gave back something else than what was dumped."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        same = (isinstance(loaded, np.ndarray) and loaded.dtype == value.dtype
+                and loaded.shape == value.shape and np.array_equal(loaded, value))
+    else:
+        same = loaded == value
+    if not same:
+        raise RuntimeError(f"persistence benchmark, {where}: joblite loaded a value that "
+                           "differs from the one it dumped; its figures would be meaningless")
+
+
+def _speedups(rows, baselines, targets):
+    """Set joblite's ratios ``key: baseline seconds / joblite seconds`` and its targets."""
+    by_impl = {row.impl: row for row in rows}
+    row = by_impl.get("joblite")
+    if row is None or row.seconds is None:
+        return
+    for key, base in baselines.items():
+        if base in by_impl:
+            row.ratios[key] = _ratio(by_impl[base].seconds, row.seconds)
+    row.targets = dict(targets)
+
+
+def _missing(name, impl, note="not installed"):
+    return Row(_SECTION, name, impl, note=note)
+
+
+# -- cases --------------------------------------------------------------------
+
+def uncompressed_rows(label, value, impls, folder, sizes):
+    """Uncompressed dump, load and memory-mapped load, plus peak memory of a load.
+
+    Parameters
+    ----------
+    label : str
+        Workload name, e.g. ``'random f64 256 MiB'``.
+    value : numpy.ndarray
+        The array written.
+    impls : dict of str to PersistImpl or None
+        From :func:`persistence_impls`.
+    folder : str
+        Temporary folder for the files (each removed once measured).
+    sizes : dict
+        Repeats and time budget, from :data:`PERSISTENCE_SIZES`.
+
+    Returns
+    -------
+    list of Row
+        Dump rows (ratios ``vs_numpy``, ``vs_joblib`` for joblite), load rows
+        (same), memory-mapped load rows (``ms``) and peak-memory rows
+        (``peak_over_result``).
+    """
+    nbytes = value.nbytes
+    dumps, loads, mmaps, peaks = [], [], [], []
+    for impl, entry in impls.items():
+        if entry is None:
+            for rows, case in ((dumps, "dump"), (loads, "load"), (mmaps, "load mmap 'r'"),
+                               (peaks, "load peak memory")):
+                rows.append(_missing(f"{label}: {case}", impl))
+            continue
+        path = os.path.join(folder, "array" + entry.suffix)
+        _progress(f"  persistence: {label} dump and load with {impl}")
+        seconds = time_fresh_write(entry.dump, value, path, sizes["repeat"], sizes["budget"])
+        dumps.append(Row(_SECTION, f"{label}: dump", impl, seconds, nbytes,
+                         _gib_per_s(nbytes, seconds)))
+        if impl == "joblite":
+            _check_roundtrip(entry.load(path), value, f"{label} load")
+        seconds = best_time(lambda: entry.load(path), sizes["repeat"], sizes["budget"])
+        loads.append(Row(_SECTION, f"{label}: load", impl, seconds, nbytes,
+                         _gib_per_s(nbytes, seconds)))
+        if entry.load_mmap is not None:
+            seconds = best_time(lambda: entry.load_mmap(path), sizes["mmap_repeat"])
+            mmaps.append(Row(_SECTION, f"{label}: load mmap 'r'", impl, seconds,
+                             ratios={"ms": seconds * 1e3}))
+        peaks.append(peak_memory_row(f"{label}: load peak memory", impl, entry, path, folder))
+        _remove(path)
+    _speedups(dumps, {"vs_numpy": "numpy", "vs_joblib": "joblib"}, PERSISTENCE_TARGETS["dump"])
+    _speedups(loads, {"vs_numpy": "numpy", "vs_joblib": "joblib"}, PERSISTENCE_TARGETS["load"])
+    _speedups(mmaps, {"vs_numpy": "numpy", "vs_joblib": "joblib"}, PERSISTENCE_TARGETS["load mmap"])
+    for row in peaks:
+        if row.impl == "joblite" and "peak_over_result" in row.ratios:
+            row.targets = dict(PERSISTENCE_TARGETS["peak memory"])
+    return dumps + loads + mmaps + peaks
+
+
+# Run in a fresh interpreter: argv = impl, warm-up file, file.  A warm-up load
+# of a tiny file of the same kind does the lazy imports first.  On Linux the
+# peak RSS (VmHWM) is then reset to the current RSS (/proc/self/clear_refs,
+# "5"), so that the peak read after the load is the load's own; elsewhere the
+# figure is the growth of ru_maxrss across the load, which can understate it.
+_PEAK_SCRIPT = r"""
+import json, resource, sys
+impl, warm, path = sys.argv[1:4]
+import numpy as np
+if impl == "joblite":
+    import joblite
+    load = joblite.load
+elif impl == "joblib":
+    import joblib
+    load = joblib.load
+elif impl == "numpy":
+    load = np.load
+else:
+    import pickle
+    def load(name):
+        with open(name, "rb") as file:
+            return pickle.load(file)
+def status(key):
+    with open("/proc/self/status") as lines:
+        for line in lines:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(key)
+def maxrss():
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+load(warm)
+try:
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")
+    before, peak = status("VmRSS"), lambda: status("VmHWM")
+    method = "VmHWM reset"
+except OSError:
+    before, peak = maxrss(), maxrss
+    method = "ru_maxrss"
+value = load(path)
+print(json.dumps({"before": before, "peak": peak(), "nbytes": int(value.nbytes), "method": method}))
+"""
+
+def peak_memory_row(name, impl, entry, path, folder):
+    """Peak memory of loading `path` (no mmap), in a fresh interpreter.
+
+    Parameters
+    ----------
+    name : str
+        Case name.
+    impl : str
+        Implementation name, also passed to the subprocess.
+    entry : PersistImpl
+        Writes the tiny warm-up file.
+    path : str
+        The file to load, written by `entry`.
+    folder : str
+        Where the warm-up file goes (removed afterwards).
+
+    Returns
+    -------
+    Row
+        ``peak_over_result``: (peak RSS during the load - RSS before it) /
+        bytes of the loaded array; 1.0 means no memory beyond the result.
+    """
+    import numpy as np
+
+    import joblite
+
+    warm = os.path.join(folder, "warm" + entry.suffix)
+    _remove(warm)
+    entry.dump(np.arange(1000, dtype=np.float64), warm)
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    try:
+        result = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, impl, warm, path],
+                                capture_output=True, text=True, env=env)
+    finally:
+        _remove(warm)
+    if result.returncode:
+        tail = (result.stderr.strip().splitlines() or ["?"])[-1]
+        return Row(_SECTION, name, impl, note=f"subprocess failed: {tail}")
+    figures = json.loads(result.stdout)
+    return Row(_SECTION, name, impl, ratios={
+        "peak_over_result": (figures["peak"] - figures["before"]) / figures["nbytes"]},
+        note="" if figures["method"] == "VmHWM reset" else "peak from ru_maxrss growth")
+
+
+def compressed_rows(label, value, impls, folder, sizes, targeted):
+    """Compressed dump and load of `value` with joblite's default and joblib's codecs.
+
+    Parameters
+    ----------
+    label : str
+        Workload name, e.g. ``'small ints i64 256 MiB'``.
+    value : numpy.ndarray
+        The array written.
+    impls : dict of str to PersistImpl or None
+        From :func:`compressed_impls`.
+    folder : str
+        Temporary folder (each file removed once measured).
+    sizes : dict
+        From :data:`PERSISTENCE_SIZES`.
+    targeted : bool
+        Whether the issue's compression goals apply to this workload.
+
+    Returns
+    -------
+    list of Row
+        Dump rows with ``compression_ratio`` (array bytes / file bytes); for
+        joblite also ``vs_joblib`` (times faster than joblib zlib-3) and
+        ``size_vs_joblib`` (its compression ratio over joblib zlib-3's); load
+        rows with ``vs_joblib`` for joblite.
+    """
+    nbytes = value.nbytes
+    dumps, loads = [], []
+    for impl, entry in impls.items():
+        if entry is None:
+            dumps.append(_missing(f"{label}: dump compressed", impl))
+            loads.append(_missing(f"{label}: load compressed", impl))
+            continue
+        path = os.path.join(folder, "compressed" + entry.suffix)
+        _progress(f"  persistence: {label} compressed with {impl}")
+        slow = impl != "joblite"
+        seconds = time_fresh_write(entry.dump, value, path, 1 if slow else sizes["repeat"],
+                                   sizes["budget"])
+        dumps.append(Row(_SECTION, f"{label}: dump compressed", impl, seconds, nbytes,
+                         _gib_per_s(nbytes, seconds),
+                         ratios={"compression_ratio": nbytes / os.path.getsize(path)}))
+        if impl == "joblite":
+            _check_roundtrip(entry.load(path), value, f"{label} compressed load")
+        seconds = best_time(lambda: entry.load(path), sizes["repeat"], sizes["budget"])
+        loads.append(Row(_SECTION, f"{label}: load compressed", impl, seconds, nbytes,
+                         _gib_per_s(nbytes, seconds)))
+        _remove(path)
+    _speedups(dumps, {"vs_joblib": "joblib zlib-3"},
+              PERSISTENCE_TARGETS["dump compressed"] if targeted else {})
+    _speedups(loads, {"vs_joblib": "joblib zlib-3"},
+              PERSISTENCE_TARGETS["load compressed"] if targeted else {})
+    mine = dumps[0] if dumps and dumps[0].impl == "joblite" else None
+    zlib = next((row for row in dumps if row.impl == "joblib zlib-3"), None)
+    if mine is not None and mine.seconds is not None and zlib is not None:
+        mine.ratios["size_vs_joblib"] = _ratio(mine.ratios.get("compression_ratio"),
+                                               zlib.ratios.get("compression_ratio"))
+    return dumps + loads
+
+
+def codec_rows(label, value, folder, sizes, codecs):
+    """joblite's codecs side by side: dump and load of `value` with each, default level.
+
+    Parameters
+    ----------
+    label : str
+        Workload name, e.g. ``'smooth f64 256 MiB'``.
+    value : numpy.ndarray
+        The array written.
+    folder : str
+        Temporary folder (each file removed once measured).
+    sizes : dict
+        From :data:`PERSISTENCE_SIZES`.
+    codecs : sequence of str
+        Codec names; one not registered here (``'zstd'`` without the
+        ``zstandard`` package) gives a row with a note.
+
+    Returns
+    -------
+    list of Row
+        Dump rows with ``compression_ratio``, then load rows; implementation
+        ``'joblite'``, the codec and level in the case name.
+    """
+    import joblite
+    from joblite import compressors
+
+    nbytes = value.nbytes
+    dumps, loads = [], []
+    path = os.path.join(folder, "codec.joblite")
+    for codec in codecs:
+        try:
+            level = compressors.parse_compress(codec)[1]
+        except ValueError:
+            dumps.append(_missing(f"{label}: dump compress={codec!r}", "joblite",
+                                  f"codec {codec!r} is not registered (package not installed)"))
+            continue
+        case = f"compress={codec!r} (level {level})"
+        _progress(f"  persistence: {label} with {case}")
+        seconds = time_fresh_write(lambda v, p: joblite.dump(v, p, compress=codec), value, path,
+                                   sizes["repeat"], sizes["budget"])
+        dumps.append(Row(_SECTION, f"{label}: dump {case}", "joblite", seconds, nbytes,
+                         _gib_per_s(nbytes, seconds),
+                         ratios={"compression_ratio": nbytes / os.path.getsize(path)}))
+        _check_roundtrip(joblite.load(path), value, f"{label} {case} load")
+        seconds = best_time(lambda: joblite.load(path), sizes["repeat"], sizes["budget"])
+        loads.append(Row(_SECTION, f"{label}: load {case}", "joblite", seconds, nbytes,
+                         _gib_per_s(nbytes, seconds)))
+        _remove(path)
+    return dumps + loads
+
+
+def dicts_rows(label, value, impls, folder, sizes):
+    """Dump and load of a list of small dicts: joblite against pickle (and joblib).
+
+    Returns
+    -------
+    list of Row
+        joblite's rows carry ``time_vs_pickle`` (its time over pickle
+        protocol 5's, lower is better) and ``vs_joblib``.
+    """
+    dumps, loads = [], []
+    for impl in ("joblite", "pickle", "joblib"):
+        entry = impls.get(impl)
+        if entry is None:
+            dumps.append(_missing(f"{label}: dump", impl))
+            loads.append(_missing(f"{label}: load", impl))
+            continue
+        path = os.path.join(folder, "dicts" + entry.suffix)
+        _progress(f"  persistence: {label} with {impl}")
+        seconds = time_fresh_write(entry.dump, value, path, sizes["repeat"], sizes["budget"])
+        dumps.append(Row(_SECTION, f"{label}: dump", impl, seconds))
+        if impl == "joblite":
+            _check_roundtrip(entry.load(path), value, f"{label} load")
+        seconds = best_time(lambda: entry.load(path), sizes["repeat"], sizes["budget"])
+        loads.append(Row(_SECTION, f"{label}: load", impl, seconds))
+        _remove(path)
+    for rows in (dumps, loads):
+        _speedups(rows, {"vs_joblib": "joblib"}, PERSISTENCE_TARGETS["dicts"])
+        mine, base = rows[0], rows[1]
+        if mine.seconds is not None:
+            mine.ratios["time_vs_pickle"] = _ratio(mine.seconds, base.seconds)
+    return dumps + loads
+
+
+class _SparseZeroWriter:
+    """A binary file wrapper that leaves a hole where a large all-zero write goes.
+
+    Used to write the 4 GiB memory-map case with the writers' own code
+    (``joblite.dump``, ``joblib.dump`` to a file object) without writing
+    4 GiB to disk: the file has the same bytes, most of them a hole.
+    """
+
+    HOLE_MIN = 1 << 20
+
+    def __init__(self, raw):
+        self._raw = raw
+
+    def write(self, data):
+        import numpy as np
+
+        view = memoryview(data)
+        count = view.nbytes
+        if (count >= self.HOLE_MIN and view.c_contiguous
+                and not np.frombuffer(view.cast("B"), np.uint8).any()):
+            self._raw.seek(count, io.SEEK_CUR)
+        else:
+            self._raw.write(view)
+        return count
+
+    def tell(self):
+        return self._raw.tell()
+
+    def flush(self):
+        self._raw.flush()
+
+    def finish(self):
+        """Give the file its full length when it ends with a hole."""
+        self._raw.truncate(self._raw.tell())
+
+
+def _write_sparse(dump, value, path):
+    with open(path, "wb") as raw:
+        writer = _SparseZeroWriter(raw)
+        dump(value, writer)
+        writer.finish()
+
+
+def big_mmap_rows(gib, folder, sizes):
+    """O(1) check: memory-mapped load of a `gib` GiB float64 array of zeros.
+
+    The files are written by each library's own writer (``joblite.dump`` and
+    ``joblib.dump`` to a file object that turns the all-zero array bytes into
+    a hole, ``np.lib.format.open_memmap`` for numpy), so they need neither
+    RAM nor disk space for the array.  Skipped when the folder's file system
+    has less than :data:`BIG_FILE_MIN_FREE` bytes free.
+
+    Returns
+    -------
+    list of Row
+        ``ms`` per implementation; joblite's target is under 1 ms.
+    """
+    import shutil
+
+    import numpy as np
+
+    import joblite
+
+    name = f"zeros f64 {gib} GiB: load mmap 'r'"
+    free = shutil.disk_usage(folder).free
+    if free < BIG_FILE_MIN_FREE:
+        return [_missing(name, "joblite", f"skipped: {free / GIB:.1f} GiB free disk, "
+                                          f"{BIG_FILE_MIN_FREE / GIB:.0f} GiB wanted")]
+    count = (gib << 30) // 8
+    zeros = np.zeros(count)  # calloc'ed: zero pages, no RAM
+    joblib = _optional_module("joblib")
+
+    def write_numpy(path):
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(count,))
+        del array
+
+    writers = {
+        "joblite": (".joblite", lambda path: _write_sparse(joblite.dump, zeros, path),
+                    lambda path: joblite.load(path, mmap_mode="r")),
+        "numpy": (".npy", write_numpy, lambda path: np.load(path, mmap_mode="r")),
+        "joblib": None if joblib is None else (
+            ".pkl", lambda path: _write_sparse(joblib.dump, zeros, path),
+            lambda path: joblib.load(path, mmap_mode="r")),
+    }
+    rows = []
+    for impl, entry in writers.items():
+        if entry is None:
+            rows.append(_missing(name, impl))
+            continue
+        suffix, write, load = entry
+        path = os.path.join(folder, "big" + suffix)
+        _progress(f"  persistence: {name} with {impl}")
+        try:
+            write(path)
+            loaded = load(path)
+            if loaded.shape != (count,) or loaded.dtype != np.float64:
+                raise RuntimeError(f"persistence benchmark, {name}: {impl} loaded "
+                                   f"{loaded.dtype} {loaded.shape}, not float64 ({count},)")
+            del loaded
+            seconds = best_time(lambda: load(path), sizes["mmap_repeat"])
+        finally:
+            _remove(path)
+        rows.append(Row(_SECTION, name, impl, seconds, ratios={"ms": seconds * 1e3}))
+    _speedups(rows, {"vs_numpy": "numpy", "vs_joblib": "joblib"}, PERSISTENCE_TARGETS["load mmap"])
+    return rows
+
+
+def persistence_section(quick=False, tmpdir=None):
+    """Time ``dump``/``load`` of joblite against np.save/np.load, joblib and pickle.
+
+    The workload (seeded, ``numpy.random.default_rng(0)``; sizes for the
+    default run, ``quick`` uses 8 MiB arrays and 5,000 dicts):
+
+    * uncompressed: a 256 MiB random float64 array, written by joblite,
+      ``np.save``, ``joblib.dump`` and ``pickle.dump`` (protocol 5, to a
+      file); read back without and with ``mmap_mode='r'``; and a 4 GiB array
+      of zeros read with ``mmap_mode='r'`` (not in ``quick``);
+    * peak memory of a non-mmap load of the 256 MiB array, each in a fresh
+      interpreter;
+    * compressed: 256 MiB of small ints (int64 in 0..255), an image-like
+      float32 (8192, 8192) field quantised to steps of 1/256, and a smooth
+      float64 random walk, with joblite's default (``compress=True``:
+      byte-shuffle + lz4) against ``joblib.dump(compress=3)`` (zlib 3) and
+      ``joblib.dump(compress=('lz4', 3))``;
+    * every joblite codec at its default level on the smooth float64 array;
+      bz2, lzma and xz on a 32 MiB slice of it (they are slow);
+    * a list of 50,000 small dicts against pickle protocol 5 (and joblib).
+
+    Every timed write goes to a path that does not exist (the previous file
+    is deleted first, for every implementation alike), in a fresh folder made
+    with ``tempfile.mkdtemp`` that is removed at the end.  Loads read files
+    just written, from the page cache.
+
+    Parameters
+    ----------
+    quick : bool, default False
+        Small sizes and fewer repeats, to run in a few seconds.
+    tmpdir : str, optional
+        Where the temporary folder is made; the system's temporary
+        directory by default.
+
+    Returns
+    -------
+    list of Row
+        Ratios: ``vs_numpy`` and ``vs_joblib`` (times faster than the
+        baseline), ``time_vs_pickle``, ``ms`` (memory-mapped loads),
+        ``compression_ratio``, ``size_vs_joblib`` and ``peak_over_result``.
+    """
+    import shutil
+    import tempfile
+
+    sizes = PERSISTENCE_SIZES["quick" if quick else "full"]
+    nbytes = sizes["array_mib"] * MIB
+    mib = f"{sizes['array_mib']} MiB"
+    folder = tempfile.mkdtemp(prefix="joblite-bench-", dir=tmpdir)
+    rows = []
+    try:
+        _progress(f"persistence: files in {folder}")
+        rows += uncompressed_rows(f"random f64 {mib}", random_f64(nbytes), persistence_impls(),
+                                  folder, sizes)
+        gc.collect()
+        impls = compressed_impls()
+        workloads = [("small ints", "small ints i64", small_ints),
+                     ("image-like", "image-like f32", image_f32),
+                     ("smooth", "smooth f64", smooth_f64)]
+        for key, label, build in workloads:
+            _progress(f"persistence: building {label} {mib}")
+            value = build(nbytes)
+            rows += compressed_rows(f"{label} {mib}", value, impls, folder, sizes,
+                                    key in COMPRESSION_TARGETED)
+            if key == "smooth":
+                fast = [codec for codec in CODECS if codec not in SLOW_CODECS]
+                slow = [codec for codec in CODECS if codec in SLOW_CODECS]
+                rows += codec_rows(f"{label} {mib}", value, folder, sizes, fast)
+                part = value[:sizes["slow_codec_mib"] * MIB // value.itemsize]
+                rows += codec_rows(f"{label} {sizes['slow_codec_mib']} MiB slice", part, folder,
+                                   sizes, slow)
+                del part
+            del value
+            gc.collect()
+        count = sizes["dicts"]
+        rows += dicts_rows(f"{count // 1000}k small dicts", small_dicts(count),
+                           persistence_impls(), folder, sizes)
+        if sizes["big_gib"]:
+            rows += big_mmap_rows(sizes["big_gib"], folder, sizes)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return rows
+
+
+# --------------------------------------------------------------------------
 # import section
 # --------------------------------------------------------------------------
 
@@ -513,6 +1282,7 @@ def import_section(quick=False):
 #: Section name -> function ``section(quick) -> list of Row``; run in this order.
 SECTIONS = {
     "hashing": hashing_section,
+    "persistence": persistence_section,
     "import": import_section,
 }
 
@@ -573,10 +1343,26 @@ def _format_number(value, suffix=""):
     return "-" if value is None else f"{value:.3g}{suffix}"
 
 
-_IMPL_LABELS = {"pure": "joblite pure twin", "tokenize": "dask tokenize"}
+_IMPL_LABELS = {"pure": "joblite pure twin", "tokenize": "dask tokenize",
+                "pickle": "pickle p5"}
 
-_RATIO_COLUMNS = [("vs_joblib", "x joblib"), ("vs_tokenize", "x tokenize"),
-                  ("vs_memory_read", "/ a.sum()"), ("time_vs_joblib", "t / joblib")]
+# (ratio key, column title, meaning); the table shows the columns its rows use.
+_RATIO_COLUMNS = [
+    ("vs_joblib", "x joblib",
+     "times faster than joblib (compressed cases: than joblib zlib-3)"),
+    ("vs_tokenize", "x tokenize", "times faster than dask tokenize"),
+    ("vs_numpy", "x numpy", "times faster than np.save / np.load"),
+    ("vs_memory_read", "/ a.sum()", "GiB/s over the a.sum() memory-read GiB/s"),
+    ("time_vs_joblib", "t / joblib",
+     "import time over joblib's, interpreter start-up subtracted (lower is better)"),
+    ("time_vs_pickle", "t / pickle", "time over pickle protocol 5's (lower is better)"),
+    ("ms", "ms", "milliseconds per call (memory-mapped loads)"),
+    ("compression_ratio", "raw/file", "compression ratio: array bytes over file bytes"),
+    ("size_vs_joblib", "raw/file / joblib",
+     "compression ratio over joblib zlib-3's on the same data"),
+    ("peak_over_result", "peak / result",
+     "peak memory of the load in a fresh process, over the size of its result"),
+]
 
 
 def format_table(rows, facts):
@@ -596,14 +1382,16 @@ def format_table(rows, facts):
         to the ratio columns.
     """
     lines = [_format_facts(facts), ""]
-    header = ["case", "impl", "time", "GiB/s"] + [title for _, title in _RATIO_COLUMNS]
+    columns = [column for column in _RATIO_COLUMNS
+               if any(column[0] in row.ratios for row in rows)]
+    header = ["case", "impl", "time", "GiB/s"] + [title for _, title, _ in columns]
     header.append("target")
     table = [header]
     for row in rows:
         cells = [row.name, _impl_label(row.impl, facts), _format_seconds(row.seconds),
                  _format_number(row.gib_per_s) if row.nbytes is not None else ""]
         cells += [_format_number(row.ratios.get(key), "") if key in row.ratios else ""
-                  for key, _ in _RATIO_COLUMNS]
+                  for key, _, _ in columns]
         cells.append(_format_target(row))
         table.append(cells)
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
@@ -615,11 +1403,15 @@ def format_table(rows, facts):
         lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
                                for i, (c, w) in enumerate(zip(cells, widths))).rstrip())
     lines.append("")
-    lines.append("x joblib / x tokenize: times faster than that baseline; "
-                 "/ a.sum(): GiB/s over the a.sum() memory-read GiB/s;")
-    lines.append("t / joblib: import time over joblib's, interpreter start-up "
-                 "subtracted (lower is better); target: goal of issue 2 and whether "
-                 "it is met.")
+    for _, title, meaning in columns:
+        lines.append(f"{title}: {meaning};")
+    lines.append("target: goal of the issue (hashing: issue 2, persistence: issue 3) "
+                 "and whether it is met.")
+    notes = [row for row in rows if row.note]
+    if notes:
+        lines.append("")
+        lines.append("notes:")
+        lines += [f"  {row.name}, {_impl_label(row.impl, facts)}: {row.note}" for row in notes]
     return "\n".join(lines)
 
 
@@ -685,7 +1477,7 @@ def to_json(rows, facts):
     return json.dumps({"machine": facts, "rows": out}, indent=2)
 
 
-def run(sections=None, quick=False, as_json=False, file=None):
+def run(sections=None, quick=False, as_json=False, file=None, tmpdir=None):
     """Run benchmark sections and print the results.
 
     Parameters
@@ -698,6 +1490,9 @@ def run(sections=None, quick=False, as_json=False, file=None):
         Print one JSON document instead of a table.
     file : file-like, optional
         Where to print; ``sys.stdout`` by default.  Progress goes to stderr.
+    tmpdir : str, optional
+        Where sections that write files (persistence) make their temporary
+        folder; the system's temporary directory by default.
 
     Returns
     -------
@@ -717,7 +1512,11 @@ def run(sections=None, quick=False, as_json=False, file=None):
     facts = machine_facts()
     rows = []
     for name in names:
-        rows += SECTIONS[name](quick=quick)
+        section = SECTIONS[name]
+        options = {}
+        if "tmpdir" in inspect.signature(section).parameters:
+            options["tmpdir"] = tmpdir
+        rows += section(quick=quick, **options)
     text = to_json(rows, facts) if as_json else format_table(rows, facts)
     print(text, file=file or sys.stdout)
     return rows
@@ -729,12 +1528,16 @@ def main(args):
     Parameters
     ----------
     args : argparse.Namespace
-        With ``quick``, ``json`` and ``section`` (list of str or None).
+        With ``quick``, ``json``, ``section`` (list of str or None) and
+        optionally ``tmpdir`` (str or None; when absent or None, the
+        ``JOBLITE_BENCH_TMPDIR`` environment variable, then the system's
+        temporary directory).
 
     Returns
     -------
     int
         Exit status, 0.
     """
-    run(sections=args.section, quick=args.quick, as_json=args.json)
+    tmpdir = getattr(args, "tmpdir", None) or os.environ.get("JOBLITE_BENCH_TMPDIR") or None
+    run(sections=args.section, quick=args.quick, as_json=args.json, tmpdir=tmpdir)
     return 0

@@ -44,3 +44,31 @@ def pytest_report_header(config):
         f"{os.path.dirname(joblite.__file__)}; "
         f"compiled twin active: {getattr(joblite, '__with_ext__', '?')}"
     )
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Report how many inputs the fuzz tests tried (their ``fuzz_inputs`` user property)."""
+    lines = []
+    total = 0
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call":
+                continue
+            properties = dict(getattr(report, "user_properties", ()))
+            if "fuzz_inputs" not in properties:
+                continue
+            total += properties["fuzz_inputs"]
+            outcomes = properties.get("fuzz_outcomes")
+            detail = ""
+            if outcomes:
+                detail = " (" + ", ".join(f"{key}: {value}" for key, value in sorted(outcomes.items())
+                                          if key != "inputs") + ")"
+            lines.append(f"{report.nodeid}: {properties['fuzz_inputs']} inputs{detail}")
+    if lines:
+        import joblite
+
+        terminalreporter.section("fuzz")
+        for line in lines:
+            terminalreporter.write_line(line)
+        twin = "compiled" if getattr(joblite, "__with_ext__", False) else "pure-Python"
+        terminalreporter.write_line(f"fuzz: {total} inputs tried in all ({twin} twin)")

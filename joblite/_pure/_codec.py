@@ -1,0 +1,193 @@
+"""Pure-Python twin of ``joblite._ext._codec``: byte shuffle and chunk framing.
+
+The byte shuffle is Blosc's (Alted, "Blosc, an extremely fast, multi-threaded,
+meta-compressor library"): byte ``j`` of every item goes to plane ``j``, so
+that the bytes that vary slowly (exponents, high bytes of small integers) end
+up next to one another, where a codec finds long repeats.  Here it is a numpy
+transpose; the compiled twin gives the same bytes.
+
+The frame of a compressed block, all integers little-endian::
+
+    u32 n_chunks
+    u32 compressed_size      (n_chunks times)
+    compressed chunks        (back to back, in order)
+
+numpy is imported on first use, so that importing the kernels stays cheap.
+"""
+import operator
+import struct
+
+U32_MAX = 0xFFFFFFFF
+
+_u32 = struct.Struct("<I")
+
+
+def _byte_array(obj, name, writable=False):
+    """`obj` as a 1-D uint8 numpy array over the same memory (no copy).
+
+    Raises
+    ------
+    TypeError
+        If `obj` does not support the buffer protocol.
+    ValueError
+        If it is not C-contiguous, or read-only while `writable` is asked for.
+    """
+    import numpy as np
+
+    view = memoryview(obj)
+    if not view.c_contiguous:
+        raise ValueError(f"{name} must be a C-contiguous buffer")
+    if writable and view.readonly:
+        raise ValueError(f"{name} must be a writable buffer")
+    return np.frombuffer(view, np.uint8)
+
+
+def _transpose(src, itemsize, out, forward):
+    """Validate the arguments of (un)shuffle, then move the bytes."""
+    import numpy as np
+
+    size = operator.index(itemsize)
+    if size < 1:
+        raise ValueError(f"itemsize must be >= 1, got {itemsize!r}")
+    source = _byte_array(src, "src")
+    target = _byte_array(out, "out", writable=True)
+    if source.size != target.size:
+        raise ValueError(f"src and out differ in length: {source.size} and {target.size} bytes")
+    if np.may_share_memory(source, target):
+        raise ValueError("src and out overlap; they must be separate buffers")
+    if size == 1 or size >= source.size:  # at most one item: a copy
+        target[:] = source
+        return
+    whole = source.size - source.size % size
+    if forward:
+        target[:whole].reshape(size, -1)[...] = source[:whole].reshape(-1, size).T
+    else:
+        target[:whole].reshape(-1, size)[...] = source[:whole].reshape(size, -1).T
+    target[whole:] = source[whole:]
+
+
+def shuffle(src, itemsize, out):
+    """Byte-shuffle `src` into `out`: byte ``j`` of every item goes to plane ``j``.
+
+    With ``n = len(src) // itemsize`` whole items, ``out[j * n + i] =
+    src[i * itemsize + j]``; the trailing ``len(src) % itemsize`` bytes are
+    copied unchanged to the end of `out`.  ``itemsize=1`` is a copy.
+
+    Parameters
+    ----------
+    src : bytes-like
+        C-contiguous buffer to read, any length (bytes).
+    itemsize : int
+        Size of one item in bytes, >= 1.
+    out : writable bytes-like
+        C-contiguous buffer of the same length as `src`, not overlapping it.
+
+    Raises
+    ------
+    TypeError
+        If `itemsize` is not an integer, or `src` or `out` is not a buffer.
+    ValueError
+        If ``itemsize < 1``, a buffer is not C-contiguous, `out` is read-only,
+        the lengths differ, or the buffers overlap.
+    """
+    _transpose(src, itemsize, out, forward=True)
+
+
+def unshuffle(src, itemsize, out):
+    """Invert `shuffle`: gather byte ``j`` of each item back from plane ``j``.
+
+    ``out[i * itemsize + j] = src[j * n + i]`` with ``n = len(src) //
+    itemsize``; the trailing ``len(src) % itemsize`` bytes are copied unchanged.
+    Parameters and exceptions are those of `shuffle`.
+    """
+    _transpose(src, itemsize, out, forward=False)
+
+
+def pack_chunks(sizes):
+    """Frame header of a compressed block: ``u32 n_chunks`` then one ``u32`` size per chunk.
+
+    Parameters
+    ----------
+    sizes : iterable of int
+        Compressed size of each chunk, in order (bytes).
+
+    Returns
+    -------
+    bytes
+        ``4 + 4 * n_chunks`` bytes, little-endian; the chunks follow it.
+
+    Raises
+    ------
+    TypeError
+        If a size is not an integer.
+    ValueError
+        If a size or the number of chunks does not fit in a ``u32``.
+    """
+    sizes = [operator.index(size) for size in sizes]
+    if len(sizes) > U32_MAX:
+        raise ValueError(f"{len(sizes)} chunks do not fit the frame's u32 chunk count")
+    for i, size in enumerate(sizes):
+        if not 0 <= size <= U32_MAX:
+            raise ValueError(f"chunk {i}: compressed size {size} is outside the frame's u32 range")
+    return struct.pack(f"<I{len(sizes)}I", len(sizes), *sizes)
+
+
+def unpack_chunks(data, raw_length, chunk_size):
+    """Validate the frame of a compressed block; locate its chunks.
+
+    Parameters
+    ----------
+    data : bytes-like
+        The whole frame: header and chunks (C-contiguous).
+    raw_length : int
+        Length of the uncompressed block (bytes), >= 0.
+    chunk_size : int
+        Uncompressed length of every chunk but the last (bytes), >= 1.
+
+    Returns
+    -------
+    list of (int, int)
+        ``(offset, length)`` of each compressed chunk in `data` (bytes).
+
+    Raises
+    ------
+    TypeError
+        If `raw_length` or `chunk_size` is not an integer, or `data` is not a buffer.
+    ValueError
+        If ``raw_length < 0`` or ``chunk_size < 1``, `data` is not C-contiguous,
+        or the frame is inconsistent: truncated, a chunk count other than
+        ``ceil(raw_length / chunk_size)``, or chunk sizes that do not add up to
+        the bytes that follow the header.
+    """
+    raw = operator.index(raw_length)
+    step = operator.index(chunk_size)
+    if raw < 0:
+        raise ValueError(f"raw_length must be >= 0, got {raw_length!r}")
+    if step < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+    frame = _byte_array(data, "data")
+    total = frame.size
+    if total < 4:
+        raise ValueError(f"frame is truncated: {total} bytes, its chunk count needs 4")
+    count = _u32.unpack_from(frame, 0)[0]
+    expected = -(-raw // step)
+    if count != expected:
+        raise ValueError(
+            f"frame declares {count} chunks; {expected} expected for raw_length {raw} "
+            f"in chunks of {step} bytes"
+        )
+    header = 4 + 4 * count
+    if total < header:
+        raise ValueError(f"frame is truncated: {total} bytes, its header of {count} chunk sizes needs {header}")
+    sizes = struct.unpack_from(f"<{count}I", frame, 4)
+    if sum(sizes) != total - header:
+        raise ValueError(
+            f"frame chunk sizes add up to {sum(sizes)} bytes, but {total - header} bytes "
+            f"follow its {header}-byte header"
+        )
+    chunks = []
+    offset = header
+    for size in sizes:
+        chunks.append((offset, size))
+        offset += size
+    return chunks

@@ -1,0 +1,777 @@
+"""``dump``/``load``: pickle protocol 5 with every numpy array buffer out of band.
+
+The pickle stream keeps the object structure; each numpy array buffer goes to
+its own block, 64-byte aligned so that it can be memory-mapped, compressed per
+block in independent chunks when asked.  The container layout is specified in
+``docs/format_persistence.rst`` (format version 1).  Files written by
+``joblib.dump`` are detected and read by :mod:`joblite._joblib_format`.
+"""
+import contextvars
+import io
+import os
+import pickle
+import socket
+import struct
+import uuid
+import warnings
+
+from . import _unpickle, compressors
+from ._unpickle import UnsafeLoadError
+
+__all__ = ["dump", "load", "dumps", "loads", "CorruptFileError", "UnsafeLoadError", "FORMAT_VERSION"]
+
+#: Version of the container format written by :func:`dump`.
+FORMAT_VERSION = 1
+
+MAGIC = b"\x89JOBLITE"
+FOOTER_MAGIC = b"JLBLOCKS"
+ALIGNMENT = 64
+_HEADER = struct.Struct("<8sHHIQQQB7xQQ")   # magic .. checksum of the header itself
+_ENTRY = struct.Struct("<QQQBB6xQQ")        # one block of the table
+_FOOTER = struct.Struct("<8sQQQQQ8xQ")      # magic .. checksum of the footer itself
+assert _HEADER.size == ALIGNMENT and _FOOTER.size == ALIGNMENT and _ENTRY.size == 48
+
+MMAP_MODES = (None, "r", "r+", "w+", "c")
+_READ_PIECE = 1 << 20  # hashed while still in L2: measured fastest here
+
+
+class CorruptFileError(ValueError):
+    """A file is truncated, corrupted, or not a joblite/joblib file.
+
+    The message names the file, the part (header, pickle stream, block N,
+    block table) and what is wrong.
+    """
+
+
+def _checksum(*buffers):
+    import xxhash
+
+    digest = xxhash.xxh3_64()
+    for buffer in buffers:
+        digest.update(buffer)
+    return digest.intdigest()
+
+
+def _padding(offset):
+    return -offset % ALIGNMENT
+
+
+# -- writing ---------------------------------------------------------------------------
+class _Block:
+    """One array buffer to write: the array itself, kept alive until it is written."""
+
+    __slots__ = ("array", "itemsize")
+
+    def __init__(self, array, itemsize):
+        self.array = array
+        self.itemsize = itemsize
+
+
+def _rebuild_array(buffer, descr, shape, order):
+    """Unpickling hook: the array `buffer` holds, as dtype `descr`, `shape`, `order`.
+
+    `buffer` is what the loader handed to the unpickler for this out-of-band
+    block: a 1-D uint8 ndarray or ``np.memmap`` of exactly the array's bytes.
+    """
+    import numpy as np
+
+    dtype = np.lib.format.descr_to_dtype(descr)
+    count = 1
+    for dim in shape:
+        count *= dim
+    if isinstance(buffer, memoryview) and isinstance(buffer.obj, np.ndarray):
+        buffer = buffer.obj  # READONLY_BUFFER (a read-only array was dumped): mmap_mode decides, as in joblib
+    if not isinstance(buffer, np.ndarray):
+        buffer = np.frombuffer(buffer, dtype=np.uint8)
+    if buffer.nbytes != count * dtype.itemsize:
+        raise CorruptFileError(
+            f"array block holds {buffer.nbytes} bytes, but dtype {dtype} and shape {shape} "
+            f"need {count * dtype.itemsize}")
+    if count == 0 or dtype.itemsize == 0:
+        return np.empty(shape, dtype=dtype, order=order)
+    return buffer.view(dtype).reshape(shape, order=order)
+
+
+def _rebuild_subclass(cls, base, state):
+    """Unpickling hook for ndarray subclasses that pickle like ndarray (``np.matrix``)."""
+    array = base.view(cls)
+    if state:
+        array.__dict__.update(state)
+    return array
+
+
+_unpickle.admit("joblite.persistence._rebuild_array")
+
+
+class _Pickler(pickle.Pickler):
+    """Protocol-5 pickler that sends every numpy array buffer out of band.
+
+    Contiguous arrays are handed over as ``PickleBuffer`` of their own memory.
+    A non-contiguous array is handed over as an empty placeholder buffer that
+    the writer replaces by the array, streamed in C order in bounded chunks.
+    """
+
+    def __init__(self, file, blocks):
+        super().__init__(file, protocol=5, buffer_callback=self._buffer)
+        self._blocks = blocks
+        self._pending = {}  # id of each PickleBuffer's exporter -> the block to write
+        self._np = None
+
+    def _buffer(self, picklebuffer):
+        self._blocks.append(self._pending.pop(id(picklebuffer.raw().obj)))
+        return False
+
+    def reducer_override(self, obj):
+        np = self._np
+        if np is None:
+            import sys
+
+            np = self._np = sys.modules.get("numpy")
+            if np is None:
+                return NotImplemented
+        if not isinstance(obj, np.ndarray) or obj.dtype.hasobject:
+            return NotImplemented
+        cls = type(obj)
+        if cls is not np.ndarray and cls is not np.memmap:
+            if cls.__reduce_ex__ is np.ndarray.__reduce_ex__ and cls.__reduce__ is np.ndarray.__reduce__:
+                return _rebuild_subclass, (cls, obj.view(np.ndarray), getattr(obj, "__dict__", None))
+            return NotImplemented
+        descr = np.lib.format.dtype_to_descr(obj.dtype)
+        if obj.flags.c_contiguous or obj.flags.f_contiguous:
+            order = "C" if obj.flags.c_contiguous else "F"
+            # As raw bytes: numpy exports no buffer for some dtypes (datetime64).
+            exporter = (obj.reshape(-1, order=order).view(np.uint8) if obj.size and obj.itemsize
+                        else np.empty(0, np.uint8))
+            block = exporter
+        else:
+            exporter = bytearray()  # a placeholder: the array is streamed when written
+            block, order = obj, "C"
+        self._pending[id(exporter)] = _Block(block, obj.itemsize)
+        self._keep.append(exporter)
+        return _rebuild_array, (pickle.PickleBuffer(exporter), descr, obj.shape, order)
+
+    def dump(self, obj):
+        self._keep = []  # exporters stay alive, so their ids stay unique, until pickled
+        try:
+            super().dump(obj)
+        finally:
+            self._keep = None
+
+
+_unpickle.admit("joblite.persistence._rebuild_subclass")  # its class comes through find_class
+
+# joblib picks a compressor from the file name when compress= names none.
+_EXTENSIONS = {".z": "zlib", ".gz": "gzip", ".bz2": "bz2", ".lzma": "lzma", ".xz": "xz", ".lz4": "lz4"}
+
+
+def _write_array(write, array, checksum):
+    """Write `array`'s bytes in C order (non-contiguous ones in bounded chunks); return the count."""
+    import numpy as np
+
+    if array.flags.c_contiguous:
+        checksum.update(array)
+        write(array)
+        return array.nbytes
+    chunks = np.nditer(array, flags=["external_loop", "buffered", "zerosize_ok"],
+                       buffersize=max(1, (1 << 20) // max(array.itemsize, 1)), order="C")
+    for chunk in chunks:
+        data = np.ascontiguousarray(chunk).view(np.uint8)
+        checksum.update(data)
+        write(data)
+    return array.nbytes
+
+
+class _Writer:
+    """Counts what it writes, so that offsets are known without seeking."""
+
+    def __init__(self, fileobj):
+        self.write_raw = fileobj.write
+        self.position = 0
+
+    def write(self, data):
+        self.write_raw(data)
+        self.position += memoryview(data).nbytes
+
+    def pad(self):
+        padding = _padding(self.position)
+        if padding:
+            self.write(bytes(padding))
+
+
+def _write_container(fileobj, value, codec, level):
+    """Write `value` as a joblite container to the binary file object `fileobj`."""
+    import numpy as np
+    import xxhash
+
+    blocks = []
+    stream = io.BytesIO()
+    _Pickler(stream, blocks).dump(value)
+    pickled = stream.getbuffer()
+    codecs = ["none", codec] if codec else ["none"]
+    chunk_size = compressors.CHUNK_SIZE
+    stored = compressors.compress_block(pickled, 1, codec, level) if codec else pickled
+    header = _HEADER.pack(MAGIC, FORMAT_VERSION, 0, 0, len(stored), len(pickled),
+                          _checksum(stored), len(codecs) - 1, chunk_size, 0)
+    out = _Writer(fileobj)
+    out.write(header[:-8] + struct.pack("<Q", _checksum(header[:-8])))
+    out.write(stored)
+    table = bytearray()
+    for block in blocks:
+        out.pad()
+        array = block.array
+        itemsize = block.itemsize if 0 < block.itemsize < 256 else 1
+        offset = out.position
+        checksum = xxhash.xxh3_64()
+        if codec:
+            raw = np.ascontiguousarray(array).reshape(-1).view(np.uint8) if array.nbytes else b""
+            data = compressors.compress_block(raw, itemsize, codec, level)
+            checksum.update(data)
+            out.write(data)
+            raw_length = array.nbytes
+        else:
+            raw_length = _write_array(out.write, array, checksum)
+        table += _ENTRY.pack(offset, out.position - offset, raw_length, len(codecs) - 1,
+                             itemsize, checksum.intdigest(), 0)
+    table += struct.pack("<H", len(codecs))
+    for name in codecs:
+        encoded = name.encode("ascii")
+        table += struct.pack("<B", len(encoded)) + encoded
+    out.pad()
+    table_offset = out.position
+    out.write(table)
+    footer = _FOOTER.pack(FOOTER_MAGIC, table_offset, len(table), len(blocks), _checksum(table),
+                          out.position + ALIGNMENT, 0)
+    out.write(footer[:-8] + struct.pack("<Q", _checksum(footer[:-8])))
+
+
+def _temporary_name(path):
+    """A name next to `path` that no other process or host picks: host, pid and a random part."""
+    return f"{path}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
+
+
+def dump(value, filename, compress=0, protocol=None):
+    """Persist an arbitrary Python object, with its numpy arrays out of band, into one file.
+
+    Parameters
+    ----------
+    value : object
+        The object to store.  Numpy arrays of any dtype but object, contiguous
+        or not (and ``np.memmap``, ``np.matrix``), go to their own 64-byte
+        aligned blocks; everything else is pickled (protocol 5).
+    filename : str, pathlib.Path or file object
+        Where to write.  A path is written to a temporary name in the same
+        folder (host, pid and a random part) and renamed when complete, so
+        that readers never see a partial file.  A binary file object (also
+        ``io.BytesIO``) is written from its current position.
+    compress : bool, int 0-9, str or (str, int), optional
+        ``False``/``0``: no compression (default; arrays can be memory-mapped
+        on load).  ``True``: byte-shuffle + lz4, the default codec.  An int
+        1-9: the default codec at that level.  A codec name (``'lz4'``,
+        ``'zlib'``, ``'gzip'``, ``'bz2'``, ``'lzma'``, ``'xz'``, ``'zstd'``
+        or a registered one) or a ``(name, level)`` tuple.  When `compress` is
+        not given, a file name ending in ``.z``, ``.gz``, ``.bz2``,
+        ``.lzma``, ``.xz`` or ``.lz4`` selects that codec, as in joblib.
+    protocol : int, optional
+        Kept for compatibility with joblib.  The container needs pickle
+        protocol 5 (out-of-band buffers); ``None``, ``5`` and ``-1`` are
+        accepted.
+
+    Returns
+    -------
+    list of str
+        ``[filename]`` for a path; ``None`` for a file object (as joblib).
+
+    Raises
+    ------
+    ValueError
+        If `compress`, `protocol` or `filename` is not valid.
+    pickle.PicklingError, TypeError
+        If part of `value` cannot be pickled; no file is left behind.
+
+    See Also
+    --------
+    load, dumps
+    """
+    if protocol not in (None, 5, -1, pickle.HIGHEST_PROTOCOL):
+        raise ValueError(f"protocol={protocol!r}: joblite files need pickle protocol 5 (use None)")
+    is_path = isinstance(filename, (str, os.PathLike))
+    if not is_path and not hasattr(filename, "write"):
+        raise ValueError(
+            f"filename must be a str, a pathlib.Path or a binary file object, got {filename!r} "
+            f"(type {type(filename).__name__})")
+    if is_path and compress == 0 and not isinstance(compress, bool):
+        compress = _EXTENSIONS.get(os.path.splitext(os.fspath(filename))[1].lower(), 0)
+    codec, level = compressors.parse_compress(compress)
+    if not is_path:
+        _write_container(filename, value, codec, level)
+        return None
+    path = os.fspath(filename)
+    temporary = _temporary_name(path)
+    try:
+        with open(temporary, "wb") as fileobj:
+            _write_container(fileobj, value, codec, level)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        raise
+    return [path]
+
+
+def dumps(value, compress=0):
+    """Return the bytes :func:`dump` would write for `value` (see :func:`dump`)."""
+    stream = io.BytesIO()
+    codec, level = compressors.parse_compress(compress)
+    _write_container(stream, value, codec, level)
+    return stream.getvalue()
+
+
+# -- reading ---------------------------------------------------------------------------
+class _Container:
+    """The validated header, footer and block table of a container file."""
+
+    def __init__(self, fileobj, where):
+        self.file = fileobj
+        self.where = where
+        header = self._read(0, ALIGNMENT, "header")
+        (magic, version, flags, _, self.pickle_length, self.pickle_raw_length, self.pickle_checksum,
+         self.pickle_codec, self.chunk_size, checksum) = _HEADER.unpack(header)
+        if magic != MAGIC:
+            self.fail("header", f"bad magic bytes {magic!r}")
+        if _checksum(header[:-8]) != checksum:
+            self.fail("header", "checksum mismatch")
+        if not 1 <= self.chunk_size <= compressors.MAX_CHUNK_SIZE:
+            self.fail("header", f"chunk size {self.chunk_size} is out of range")
+        if version != FORMAT_VERSION or flags:
+            self.fail("header", f"format version {version} (flags {flags}) is not supported by this "
+                                f"joblite, which reads version {FORMAT_VERSION}")
+        size = fileobj.seek(0, io.SEEK_END)
+        if size < 2 * ALIGNMENT:
+            self.fail("footer", f"file is truncated ({size} bytes)")
+        footer = self._read(size - ALIGNMENT, ALIGNMENT, "footer")
+        magic, table_offset, table_length, n_blocks, table_checksum, file_length, checksum = \
+            _FOOTER.unpack(footer)
+        if magic != FOOTER_MAGIC or _checksum(footer[:-8]) != checksum:
+            self.fail("footer", "missing or corrupt (the file may be truncated)")
+        if file_length != size:
+            self.fail("footer", f"the file has {size} bytes, the footer says {file_length}")
+        pickle_end = ALIGNMENT + self.pickle_length
+        if not (pickle_end <= table_offset and table_offset + table_length == size - ALIGNMENT
+                and n_blocks * _ENTRY.size <= table_length):
+            self.fail("block table", "offsets are inconsistent")
+        table = self._read(table_offset, table_length, "block table")
+        if _checksum(table) != table_checksum:
+            self.fail("block table", "checksum mismatch")
+        self.codecs = self._codec_names(table, n_blocks * _ENTRY.size)
+        if self.pickle_codec >= len(self.codecs):
+            self.fail("header", f"codec index {self.pickle_codec} is out of range")
+        if self.pickle_codec == 0 and self.pickle_raw_length != self.pickle_length:
+            self.fail("header", "uncompressed pickle stream with two lengths")
+        self._check_raw_length("pickle stream", self.pickle_codec, self.pickle_length,
+                               self.pickle_raw_length)
+        self.blocks = []
+        previous_end = pickle_end
+        for index in range(n_blocks):
+            entry = _ENTRY.unpack_from(table, index * _ENTRY.size)
+            offset, length, raw_length, codec, itemsize, checksum, _ = entry
+            if offset % ALIGNMENT or offset < previous_end or offset + length > table_offset:
+                self.fail(f"block {index}", f"offset {offset} and length {length} are out of bounds")
+            if codec >= len(self.codecs) or itemsize == 0:
+                self.fail(f"block {index}", f"codec index {codec} or itemsize {itemsize} is invalid")
+            if codec == 0 and raw_length != length:
+                self.fail(f"block {index}", f"uncompressed block of {length} bytes claims {raw_length}")
+            self._check_raw_length(f"block {index}", codec, length, raw_length)
+            previous_end = offset + length
+            self.blocks.append(entry[:6])
+
+    def _check_raw_length(self, part, codec, length, raw_length):
+        """Refuse a raw length the stored bytes cannot hold, before memory is allocated for it.
+
+        Each compressed chunk takes at least a 4-byte size entry and one byte.
+        """
+        if codec and raw_length > max(length - 4, 0) // 5 * self.chunk_size:
+            self.fail(part, f"{length} stored bytes cannot decompress to the {raw_length} claimed")
+
+    def fail(self, part, what):
+        raise CorruptFileError(f"{self.where}: {part}: {what}")
+
+    def _read(self, offset, length, part):
+        self.file.seek(offset)
+        data = self.file.read(length)
+        if len(data) != length:
+            self.fail(part, f"truncated: {len(data)} of {length} bytes at offset {offset}")
+        return data
+
+    def _codec_names(self, table, start):
+        try:
+            (count,) = struct.unpack_from("<H", table, start)
+            names, position = [], start + 2
+            for _ in range(count):
+                (length,) = struct.unpack_from("<B", table, position)
+                name = bytes(table[position + 1:position + 1 + length]).decode("ascii")
+                if len(name) != length:
+                    raise struct.error("name runs past the table")
+                names.append(name)
+                position += 1 + length
+        except (struct.error, UnicodeDecodeError) as exc:
+            self.fail("block table", f"codec names are corrupt ({exc})")
+        if not names or names[0] != "none":
+            self.fail("block table", f"codec list {names!r} does not start with 'none'")
+        return names
+
+    def _decompress(self, stored, raw_length, itemsize, codec, out, part):
+        try:
+            compressors.decompress_block(stored, raw_length, itemsize, self.codecs[codec], out,
+                                         chunk_size=self.chunk_size)
+        except ValueError as exc:  # also an unknown codec: install it, or register_compressor
+            self.fail(part, str(exc))
+
+    def _read_verified(self, offset, view, checksum, part):
+        """Read into `view` and verify its checksum, a cache-sized piece at a time.
+
+        Each piece is hashed right after it is read, while it is still in
+        cache, which makes the verification nearly free.
+        """
+        import xxhash
+
+        digest = xxhash.xxh3_64()
+        self.file.seek(offset)
+        done, total = 0, len(view)
+        while done < total:
+            piece = view[done:done + _READ_PIECE]
+            count = self.file.readinto(piece)
+            if not count:
+                self.fail(part, f"truncated: {done} of {total} bytes at offset {offset}")
+            digest.update(piece[:count])
+            done += count
+        if digest.intdigest() != checksum:
+            self.fail(part, "checksum mismatch")
+
+    def pickle_stream(self):
+        stored = self._read(ALIGNMENT, self.pickle_length, "pickle stream")
+        if _checksum(stored) != self.pickle_checksum:
+            self.fail("pickle stream", "checksum mismatch")
+        if self.pickle_codec == 0:
+            return stored
+        out = bytearray(self.pickle_raw_length)
+        self._decompress(stored, self.pickle_raw_length, 1, self.pickle_codec, out, "pickle stream")
+        return out
+
+    def block(self, index, mmap_path, mmap_mode):
+        """The bytes of block `index`: an ``np.memmap`` (O(1)) or a freshly read uint8 array."""
+        import numpy as np
+
+        offset, length, raw_length, codec, itemsize, checksum = self.blocks[index]
+        part = f"block {index}"
+        if raw_length == 0:
+            return np.empty(0, dtype=np.uint8)
+        if mmap_mode is not None and codec == 0 and mmap_path is not None:
+            return np.memmap(mmap_path, dtype=np.uint8, mode=mmap_mode, offset=offset, shape=(raw_length,))
+        out = np.empty(raw_length, dtype=np.uint8)
+        if codec == 0:
+            self._read_verified(offset, memoryview(out), checksum, part)
+            return out
+        stored = self._read(offset, length, part)
+        if _checksum(stored) != checksum:
+            self.fail(part, "checksum mismatch")
+        self._decompress(stored, raw_length, itemsize, codec, out, part)
+        return out
+
+
+class _Unpickler(pickle.Unpickler):
+    """Unpickler that admits only the globals `admitted` allows (see :mod:`joblite._unpickle`)."""
+
+    def __init__(self, file, buffers, admitted, where):
+        super().__init__(file, buffers=buffers)
+        self._admitted = admitted
+        self._where = where
+
+    def find_class(self, module, name):
+        _unpickle.check_global(module, name, self._admitted, self._where)
+        return super().find_class(module, name)
+
+
+def _load_container(fileobj, where, mmap_path, mmap_mode, admitted):
+    container = _Container(fileobj, where)
+    stream = container.pickle_stream()
+    if mmap_mode is not None and any(block[3] for block in container.blocks):
+        warnings.warn(f"{where}: compressed arrays cannot be memory-mapped; mmap_mode={mmap_mode!r} "
+                      "has no effect on them and they are loaded in memory", UserWarning, stacklevel=4)
+    buffers = (container.block(index, mmap_path, mmap_mode) for index in range(len(container.blocks)))
+    unpickler = _Unpickler(io.BytesIO(stream), buffers, admitted, where)
+    try:
+        return unpickler.load()
+    except (UnsafeLoadError, CorruptFileError):
+        raise
+    except Exception as exc:  # a mangled stream fails in many ways inside the unpickler
+        raise CorruptFileError(f"{where}: pickle stream: cannot be unpickled "
+                               f"({type(exc).__name__}: {exc})") from exc
+
+
+def _check_mmap_mode(mmap_mode):
+    if mmap_mode not in MMAP_MODES:
+        raise ValueError(f"mmap_mode={mmap_mode!r} is not one of {MMAP_MODES}")
+    return "r+" if mmap_mode == "w+" else mmap_mode  # as joblib: never truncate the file
+
+
+def _load_fileobj(fileobj, where, mmap_path, mmap_mode, admitted):
+    if not fileobj.seekable():
+        fileobj = io.BytesIO(fileobj.read())
+    start = fileobj.tell()
+    head = fileobj.read(len(MAGIC))
+    fileobj.seek(start)
+    if head == MAGIC:
+        if start:
+            fileobj = io.BytesIO(fileobj.read())  # offsets in the file are from its start
+            mmap_path = None
+        return _load_container(fileobj, where, mmap_path, mmap_mode, admitted)
+    from . import _joblib_format  # only when needed: most files are joblite's
+
+    if _joblib_format.detect(head) is not None:
+        return _joblib_format.load_joblib(fileobj, mmap_path, mmap_mode=mmap_mode, admitted=admitted)
+    raise CorruptFileError(f"{where}: not a joblite or joblib file (it starts with {bytes(head)!r})")
+
+
+def load(filename, mmap_mode=None, *, allowed=None):
+    """Reconstruct an object persisted with :func:`dump` (or ``joblib.dump``).
+
+    Parameters
+    ----------
+    filename : str, pathlib.Path or file object
+        The file to read; a binary file object (also ``io.BytesIO``) is read
+        from its current position.
+    mmap_mode : {None, 'r', 'r+', 'w+', 'c'}, optional
+        With a mode, uncompressed arrays come back as ``np.memmap`` views into
+        the file, in O(1) time whatever their size, without reading or
+        checksumming them; ``'w+'`` is treated as ``'r+'``, as joblib does.
+        Compressed arrays cannot be mapped: they are decompressed, with a
+        warning.  Ignored (with a warning) for file objects.  Without a mode,
+        each block is read straight into its final array and its checksum
+        verified.
+    allowed : None, {'numpy', 'safe'} or list of str, optional
+        What the unpickler may import.  None (default) is full pickle: a file
+        can run any code it names, so load only files you trust.  ``'numpy'``
+        (or ``'safe'``) admits builtin containers and scalars, numpy arrays,
+        dtypes and scalars, datetime, Decimal, pathlib, collections types and
+        joblite's own types; a list of dotted names admits those too (e.g.
+        ``['sklearn.linear_model._base.LinearRegression']``).
+
+    Returns
+    -------
+    object
+        The reconstructed object.
+
+    Raises
+    ------
+    UnsafeLoadError
+        If the file names a global that `allowed` does not admit; nothing of
+        it has run.
+    CorruptFileError
+        (a ``ValueError``) if the file is truncated, corrupted (checksum
+        mismatch), or not a joblite or joblib file; the message names the file,
+        the part (header, block N, ...) and what is wrong.
+    ValueError
+        If `mmap_mode` or `allowed` is not valid.
+    FileNotFoundError
+        If `filename` does not exist.
+
+    See Also
+    --------
+    dump, loads
+    """
+    mmap_mode = _check_mmap_mode(mmap_mode)
+    admitted = _unpickle.resolve_allowed(allowed)
+    if isinstance(filename, (str, os.PathLike)):
+        path = os.fspath(filename)
+        with open(path, "rb") as fileobj:
+            return _load_fileobj(fileobj, path, path, mmap_mode, admitted)
+    if not hasattr(filename, "read"):
+        raise ValueError(f"filename must be a str, a pathlib.Path or a binary file object, got {filename!r}")
+    if mmap_mode is not None:
+        warnings.warn("mmap_mode has no effect when loading from a file object", UserWarning, stacklevel=2)
+    where = getattr(filename, "name", None) or repr(filename)
+    return _load_fileobj(filename, where, None, None, admitted)
+
+
+def loads(data, *, allowed=None):
+    """Reconstruct an object from the bytes :func:`dumps` returned (see :func:`load`)."""
+    return load(io.BytesIO(data), allowed=allowed)
+
+
+# -- external blocks: one .npy file per array, next to a pickle stream ------------------
+_FOLDER_LOADER = contextvars.ContextVar("joblite_folder_loader", default=None)
+_FOLDER_MAGIC = b"\x89JLFOLDR"
+
+
+class _FolderPickler(pickle.Pickler):
+    """Protocol-5 pickler that writes each array to its own ``.npy`` file as it meets it."""
+
+    def __init__(self, file, folder, prefix):
+        super().__init__(file, protocol=5)
+        self._folder = folder
+        self._prefix = prefix
+        self.files = []
+        self._np = None
+
+    def reducer_override(self, obj):
+        np = self._np
+        if np is None:
+            import sys
+
+            np = self._np = sys.modules.get("numpy")
+            if np is None:
+                return NotImplemented
+        if not isinstance(obj, np.ndarray) or obj.dtype.hasobject:
+            return NotImplemented
+        cls = type(obj)
+        if cls is not np.ndarray and cls is not np.memmap:
+            if cls.__reduce_ex__ is np.ndarray.__reduce_ex__ and cls.__reduce__ is np.ndarray.__reduce__:
+                return _rebuild_subclass, (cls, obj.view(np.ndarray), getattr(obj, "__dict__", None))
+            return NotImplemented
+        name = f"{self._prefix}_{len(self.files):04d}.npy"
+        path = os.path.join(self._folder, name)
+        temporary = _temporary_name(path)
+        try:
+            with open(temporary, "wb") as fileobj:
+                # numpy writes non-contiguous arrays in bounded chunks, and pads
+                # the header so that the data is 64-byte aligned.
+                np.lib.format.write_array(fileobj, obj, allow_pickle=False)
+            os.replace(temporary, path)
+        except BaseException:
+            _remove_quietly(temporary)
+            raise
+        self.files.append(path)
+        return _rebuild_external, (name,)
+
+
+def _remove_quietly(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _rebuild_external(name):
+    """Unpickling hook: the array in the ``.npy`` file `name`, relative to the folder being loaded."""
+    import numpy as np
+
+    loader = _FOLDER_LOADER.get()
+    if loader is None:
+        raise CorruptFileError("an external array block can only be loaded by load_folder")
+    folder, mmap_mode = loader
+    if not isinstance(name, str) or os.path.basename(name) != name or name in ("", ".", ".."):
+        raise CorruptFileError(f"{folder}: external block name {name!r} is not a file name in the folder")
+    path = os.path.join(folder, name)
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except FileNotFoundError:
+        raise CorruptFileError(f"{folder}: external block {name!r} is missing") from None
+    except ValueError as exc:
+        raise CorruptFileError(f"{path}: not a valid .npy file ({exc})") from None
+
+
+_unpickle.admit("joblite.persistence._rebuild_external")
+
+
+def dump_folder(value, folder, name="value"):
+    """Persist `value` as ``folder/name.pkl`` plus one ``.npy`` file per numpy array.
+
+    The internal API under ``Memory`` entries and the arrays sent to worker
+    processes: each array file is a valid ``.npy`` (64-byte aligned data) that
+    ``np.load(path, mmap_mode='r')`` can open alone, and the pickle stream
+    names the files by their name relative to `folder`.  Every file is
+    written to a temporary name and renamed; the pickle file comes last, so
+    it exists only once everything it names does.
+
+    Parameters
+    ----------
+    value : object
+        The object to store.
+    folder : str or pathlib.Path
+        An existing folder.
+    name : str, optional
+        File name prefix: ``name.pkl`` and ``name_0000.npy``, ``name_0001.npy``...
+
+    Returns
+    -------
+    list of str
+        The paths written, the pickle file last.
+
+    Raises
+    ------
+    ValueError
+        If `name` is not a plain file name.
+    """
+    if not isinstance(name, str) or os.path.basename(name) != name or name in ("", ".", ".."):
+        raise ValueError(f"name={name!r} must be a plain file name")
+    folder = os.fspath(folder)
+    stream = io.BytesIO()
+    stream.write(_FOLDER_MAGIC + struct.pack("<H", FORMAT_VERSION))
+    pickler = _FolderPickler(stream, folder, name)
+    try:
+        pickler.dump(value)
+        path = os.path.join(folder, name + ".pkl")
+        temporary = _temporary_name(path)
+        try:
+            with open(temporary, "wb") as fileobj:
+                fileobj.write(stream.getbuffer())
+            os.replace(temporary, path)
+        except BaseException:
+            _remove_quietly(temporary)
+            raise
+    except BaseException:
+        for written in pickler.files:
+            _remove_quietly(written)
+        raise
+    return pickler.files + [path]
+
+
+def load_folder(folder, name="value", mmap_mode=None, *, allowed=None):
+    """Load what :func:`dump_folder` wrote; arrays are ``np.memmap`` with a `mmap_mode`.
+
+    Parameters
+    ----------
+    folder : str or pathlib.Path
+        The folder given to :func:`dump_folder`.
+    name : str, optional
+        The same `name`.
+    mmap_mode : {None, 'r', 'r+', 'w+', 'c'}, optional
+        As for :func:`load`.
+    allowed : None, {'numpy', 'safe'} or list of str, optional
+        As for :func:`load`.
+
+    Returns
+    -------
+    object
+
+    Raises
+    ------
+    CorruptFileError
+        If the pickle file or an array file is missing, truncated or corrupt.
+    UnsafeLoadError
+        If the pickle names a global that `allowed` does not admit.
+    """
+    mmap_mode = _check_mmap_mode(mmap_mode)
+    admitted = _unpickle.resolve_allowed(allowed)
+    folder = os.fspath(folder)
+    path = os.path.join(folder, name + ".pkl")
+    try:
+        with open(path, "rb") as fileobj:
+            data = fileobj.read()
+    except FileNotFoundError:
+        raise CorruptFileError(f"{path}: missing") from None
+    head = _FOLDER_MAGIC + struct.pack("<H", FORMAT_VERSION)
+    if data[:len(head)] != head:
+        raise CorruptFileError(f"{path}: not a joblite folder pickle of format version {FORMAT_VERSION}")
+    token = _FOLDER_LOADER.set((folder, mmap_mode))
+    try:
+        return _Unpickler(io.BytesIO(data[len(head):]), (), admitted, path).load()
+    except (UnsafeLoadError, CorruptFileError):
+        raise
+    except Exception as exc:  # a mangled stream fails in many ways inside the unpickler
+        raise CorruptFileError(f"{path}: pickle stream: cannot be unpickled "
+                               f"({type(exc).__name__}: {exc})") from exc
+    finally:
+        _FOLDER_LOADER.reset(token)

@@ -1,0 +1,194 @@
+"""Helpers shared by the persistence tests: the container layout, read and built from the spec.
+
+Everything here follows ``docs/format_persistence.rst`` (format version 1) and
+is written independently of ``joblite.persistence``, so that the tests check the
+documented format rather than the implementation against itself.
+"""
+import pickle
+import struct
+
+import numpy as np
+import xxhash
+
+MAGIC = b"\x89JOBLITE"
+FOOTER_MAGIC = b"JLBLOCKS"
+ALIGNMENT = 64
+HEADER = struct.Struct("<8sHHIQQQB7xQQ")  # magic, version, flags, reserved, pickle_length,
+#                                            pickle_raw_length, pickle_checksum, pickle_codec,
+#                                            chunk_size, header_checksum
+ENTRY = struct.Struct("<QQQBB6xQQ")       # offset, length, raw_length, codec, itemsize, checksum, reserved
+FOOTER = struct.Struct("<8sQQQQQ8xQ")     # magic, table_offset, table_length, n_blocks,
+#                                            table_checksum, file_length, footer_checksum
+
+
+def checksum(data):
+    return xxhash.xxh3_64_intdigest(bytes(data))
+
+
+def parse(data):
+    """The layout of a valid container: a dict of fields and byte ranges ``(start, stop)``."""
+    data = bytes(data)
+    header = HEADER.unpack_from(data, 0)
+    footer = FOOTER.unpack_from(data, len(data) - ALIGNMENT)
+    table_offset, table_length, n_blocks = footer[1], footer[2], footer[3]
+    table = data[table_offset:table_offset + table_length]
+    blocks = []
+    for index in range(n_blocks):
+        offset, length, raw_length, codec, itemsize, block_checksum, _ = ENTRY.unpack_from(table, index * ENTRY.size)
+        blocks.append({"offset": offset, "length": length, "raw_length": raw_length, "codec": codec,
+                       "itemsize": itemsize, "checksum": block_checksum, "range": (offset, offset + length)})
+    position = n_blocks * ENTRY.size
+    (count,) = struct.unpack_from("<H", table, position)
+    position += 2
+    codecs = []
+    for _ in range(count):
+        length = table[position]
+        codecs.append(table[position + 1:position + 1 + length].decode("ascii"))
+        position += 1 + length
+    pickle_range = (ALIGNMENT, ALIGNMENT + header[4])
+    used = [(0, ALIGNMENT), pickle_range] + [block["range"] for block in blocks] + [
+        (table_offset, table_offset + table_length), (len(data) - ALIGNMENT, len(data))]
+    padding = []
+    for (_, stop), (start, _) in zip(sorted(used), sorted(used)[1:]):
+        if start > stop:
+            padding.append((stop, start))
+    return {
+        "version": header[1], "flags": header[2], "pickle_length": header[4],
+        "pickle_raw_length": header[5], "pickle_codec": header[7], "chunk_size": header[8],
+        "header": (0, ALIGNMENT), "pickle": pickle_range, "blocks": blocks, "codecs": codecs,
+        "table": (table_offset, table_offset + table_length), "footer": (len(data) - ALIGNMENT, len(data)),
+        "padding": padding, "size": len(data),
+    }
+
+
+def build(stream, blocks=(), codecs=("none",), pickle_codec=0, pickle_raw_length=None,
+          chunk_size=1 << 20, version=1, flags=0):
+    """A container from its parts, as the spec lays it out.
+
+    `blocks` is a list of ``(stored_bytes, raw_length, codec_index, itemsize)``.
+    """
+    stream = bytes(stream)
+    raw = len(stream) if pickle_raw_length is None else pickle_raw_length
+    head = struct.pack("<8sHHIQQQB7xQ", MAGIC, version, flags, 0, len(stream), raw, checksum(stream),
+                       pickle_codec, chunk_size)
+    out = bytearray(head + struct.pack("<Q", checksum(head)) + stream)
+    table = bytearray()
+    for stored, raw_length, codec, itemsize in blocks:
+        out += bytes(-len(out) % ALIGNMENT)
+        table += ENTRY.pack(len(out), len(stored), raw_length, codec, itemsize, checksum(stored), 0)
+        out += stored
+    table += struct.pack("<H", len(codecs))
+    for name in codecs:
+        table += bytes([len(name)]) + name.encode("ascii")
+    out += bytes(-len(out) % ALIGNMENT)
+    table_offset = len(out)
+    out += table
+    foot = struct.pack("<8sQQQQQ8x", FOOTER_MAGIC, table_offset, len(table), len(blocks), checksum(table),
+                       len(out) + ALIGNMENT)
+    out += foot + struct.pack("<Q", checksum(foot))
+    return bytes(out)
+
+
+def with_stream(stream):
+    """A valid container (no blocks) whose pickle stream is `stream`: to test what the unpickler admits."""
+    return build(stream)
+
+
+def reseal(data, fix_length=True):
+    """Recompute every checksum (and the footer's file length) of a mutated container, best effort.
+
+    Lets a mutation get past the checksums and reach the deeper checks: the
+    block table, the compressed frames, the decompressors, the unpickler.
+    Fields that point out of the file are left as they are (the checksums they
+    guard then stay wrong).
+    """
+    data = bytearray(data)
+    size = len(data)
+    if size < 2 * ALIGNMENT:
+        return bytes(data)
+    # header
+    pickle_length = struct.unpack_from("<Q", data, 16)[0]
+    if ALIGNMENT + pickle_length <= size:
+        struct.pack_into("<Q", data, 32, checksum(data[ALIGNMENT:ALIGNMENT + pickle_length]))
+    struct.pack_into("<Q", data, 56, checksum(data[:56]))
+    # blocks and table
+    footer_start = size - ALIGNMENT
+    table_offset, table_length, n_blocks = struct.unpack_from("<QQQ", data, footer_start + 8)
+    if table_offset + table_length <= footer_start:
+        table = data[table_offset:table_offset + table_length]
+        for index in range(min(n_blocks, table_length // ENTRY.size)):
+            base = table_offset + index * ENTRY.size
+            offset, length = struct.unpack_from("<QQ", data, base)
+            if offset + length <= size:
+                struct.pack_into("<Q", data, base + 32, checksum(data[offset:offset + length]))
+        table = data[table_offset:table_offset + table_length]
+        struct.pack_into("<Q", data, footer_start + 32, checksum(table))
+    if fix_length:
+        struct.pack_into("<Q", data, footer_start + 40, size)
+    struct.pack_into("<Q", data, footer_start + 56, checksum(data[footer_start:footer_start + 56]))
+    return bytes(data)
+
+
+def assert_same(got, expected, path="value"):
+    """Deep equality with exact types, dtypes, shapes and bytes (NaN and NaT compare equal)."""
+    if isinstance(expected, np.ndarray):
+        assert isinstance(got, np.ndarray), f"{path}: {type(got)} is not an ndarray"
+        assert got.dtype == expected.dtype, f"{path}: dtype {got.dtype} != {expected.dtype}"
+        assert got.shape == expected.shape, f"{path}: shape {got.shape} != {expected.shape}"
+        if expected.dtype.hasobject:
+            for index in np.ndindex(expected.shape):
+                assert_same(got[index], expected[index], f"{path}[{index}]")
+        else:
+            assert np.ascontiguousarray(got).tobytes() == np.ascontiguousarray(expected).tobytes(), \
+                f"{path}: values differ"
+        return
+    assert type(got) is type(expected), f"{path}: {type(got)} is not {type(expected)}"
+    if isinstance(expected, dict):
+        assert list(got) == list(expected), f"{path}: keys differ"
+        for key in expected:
+            assert_same(got[key], expected[key], f"{path}[{key!r}]")
+    elif isinstance(expected, (list, tuple)):
+        assert len(got) == len(expected), f"{path}: lengths differ"
+        for index, (a, b) in enumerate(zip(got, expected)):
+            assert_same(a, b, f"{path}[{index}]")
+    elif isinstance(expected, float) and expected != expected:
+        assert got != got
+    else:
+        assert got == expected, f"{path}: {got!r} != {expected!r}"
+
+
+# -- hand-written pickle streams ------------------------------------------------------------
+def unicode(text):
+    encoded = text.encode("utf-8")
+    return pickle.BINUNICODE + struct.pack("<I", len(encoded)) + encoded
+
+
+def stack_global(module, name):
+    """Protocol-4 ``STACK_GLOBAL``: pushes ``module.name`` (dotted names are attribute paths)."""
+    return unicode(module) + unicode(name) + pickle.STACK_GLOBAL
+
+
+def call(module, name, *args):
+    """``module.name(*args)`` with str/int arguments, as a pickle fragment (no PROTO, no STOP)."""
+    out = stack_global(module, name) + pickle.MARK
+    for arg in args:
+        if isinstance(arg, str):
+            out += unicode(arg)
+        elif isinstance(arg, int):
+            out += pickle.LONG1 + bytes([8]) + struct.pack("<q", arg)
+        elif isinstance(arg, tuple) and all(isinstance(item, int) for item in arg):
+            out += pickle.MARK + b"".join(pickle.LONG1 + bytes([8]) + struct.pack("<q", item) for item in arg)
+            out += pickle.TUPLE
+        else:
+            raise TypeError(arg)
+    return out + pickle.TUPLE + pickle.REDUCE
+
+
+def program(*fragments):
+    """A whole protocol-5 pickle stream; every fragment's result but the last is popped."""
+    body = b""
+    for index, fragment in enumerate(fragments):
+        body += fragment
+        if index < len(fragments) - 1:
+            body += pickle.POP
+    return pickle.PROTO + bytes([5]) + body + pickle.STOP
