@@ -39,9 +39,11 @@ _BUILTINS = {
 _SAFE_NAMES = {f"builtins.{name}" for name in _BUILTINS} | {
     "copyreg._reconstructor",
     "numpy.ndarray", "numpy.dtype", "numpy.ma.core._mareconstruct", "numpy.ma.core.MaskedArray",
+    "numpy.ma.MaskedArray", "numpy.ma.core.MaskedConstant",
     "numpy.core.multiarray._reconstruct", "numpy.core.multiarray.scalar",
     "numpy._core.multiarray._reconstruct", "numpy._core.multiarray.scalar",
-    "numpy.memmap", "numpy.matrix", "numpy.matrixlib.defmatrix.matrix",
+    "numpy.matrix", "numpy.matrixlib.defmatrix.matrix", "numpy.recarray", "numpy.record",
+    "numpy.rec.recarray", "numpy.rec.record",
     "numpy.core.numeric._frombuffer", "numpy._core.numeric._frombuffer",
     "decimal.Decimal", "fractions.Fraction", "uuid.UUID",
     "collections.OrderedDict", "collections.defaultdict", "collections.deque",
@@ -66,7 +68,7 @@ def admit(*names):
 
 def _numpy_scalar_type(module, name):
     """True for numpy's scalar types (``numpy.float64`` ...), which carry no code."""
-    if module != "numpy":
+    if module != "numpy" or not name.isidentifier():
         return False
     import numpy as np
 
@@ -128,8 +130,11 @@ def check_global(module, name, admitted, where=None):
     if admitted is None:
         return
     full = f"{module}.{name}"
-    if full in _SAFE_NAMES or full in admitted or f"{module}.*" in admitted:
+    if full in _SAFE_NAMES or full in admitted:
         return
-    if module in _SAFE_MODULES or _numpy_scalar_type(module, name):
+    # A whole module admits its own public names only: a dotted or private name
+    # (``sys.modules.__setitem__``) would reach anything through the module.
+    plain = name.isidentifier() and not name.startswith("_")
+    if plain and (module in _SAFE_MODULES or f"{module}.*" in admitted or _numpy_scalar_type(module, name)):
         return
     raise UnsafeLoadError(module, name, where)

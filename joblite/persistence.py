@@ -10,6 +10,7 @@ import contextvars
 import io
 import os
 import pickle
+import reprlib
 import socket
 import struct
 import uuid
@@ -24,6 +25,9 @@ __all__ = ["dump", "load", "dumps", "loads", "CorruptFileError", "UnsafeLoadErro
 FORMAT_VERSION = 1
 
 MAGIC = b"\x89JOBLITE"
+# Set when a file was memory-mapped writable ('r+'): its blocks may have been
+# written through the mapping, so their checksums no longer hold.
+FLAG_MAPPED_WRITABLE = 1
 FOOTER_MAGIC = b"JLBLOCKS"
 ALIGNMENT = 64
 _HEADER = struct.Struct("<8sHHIQQQB7xQQ")   # magic .. checksum of the header itself
@@ -32,6 +36,7 @@ _FOOTER = struct.Struct("<8sQQQQQ8xQ")      # magic .. checksum of the footer it
 assert _HEADER.size == ALIGNMENT and _FOOTER.size == ALIGNMENT and _ENTRY.size == 48
 
 MMAP_MODES = (None, "r", "r+", "w+", "c")
+_MAX_READ_CHUNK = 1 << 24
 _READ_PIECE = 1 << 20  # hashed while still in L2: measured fastest here
 
 
@@ -297,8 +302,8 @@ def dump(value, filename, compress=0, protocol=None):
     is_path = isinstance(filename, (str, os.PathLike))
     if not is_path and not hasattr(filename, "write"):
         raise ValueError(
-            f"filename must be a str, a pathlib.Path or a binary file object, got {filename!r} "
-            f"(type {type(filename).__name__})")
+            f"filename must be a str, a pathlib.Path or a binary file object, got "
+            f"{reprlib.repr(filename)} (type {type(filename).__name__}); arguments are (value, filename)")
     if is_path and compress == 0 and not isinstance(compress, bool):
         compress = _EXTENSIONS.get(os.path.splitext(os.fspath(filename))[1].lower(), 0)
     codec, level = compressors.parse_compress(compress)
@@ -336,16 +341,17 @@ class _Container:
         self.file = fileobj
         self.where = where
         header = self._read(0, ALIGNMENT, "header")
-        (magic, version, flags, _, self.pickle_length, self.pickle_raw_length, self.pickle_checksum,
+        (magic, version, self.flags, _, self.pickle_length, self.pickle_raw_length, self.pickle_checksum,
          self.pickle_codec, self.chunk_size, checksum) = _HEADER.unpack(header)
         if magic != MAGIC:
             self.fail("header", f"bad magic bytes {magic!r}")
         if _checksum(header[:-8]) != checksum:
             self.fail("header", "checksum mismatch")
-        if not 1 <= self.chunk_size <= compressors.MAX_CHUNK_SIZE:
-            self.fail("header", f"chunk size {self.chunk_size} is out of range")
-        if version != FORMAT_VERSION or flags:
-            self.fail("header", f"format version {version} (flags {flags}) is not supported by this "
+        if not 1 <= self.chunk_size <= _MAX_READ_CHUNK:
+            # Also bounds what a small forged file can claim to decompress to.
+            self.fail("header", f"chunk size {self.chunk_size} is out of range (1 to {_MAX_READ_CHUNK})")
+        if version != FORMAT_VERSION or self.flags & ~FLAG_MAPPED_WRITABLE:
+            self.fail("header", f"format version {version} (flags {self.flags}) is not supported by this "
                                 f"joblite, which reads version {FORMAT_VERSION}")
         size = fileobj.seek(0, io.SEEK_END)
         if size < 2 * ALIGNMENT:
@@ -446,8 +452,20 @@ class _Container:
                 self.fail(part, f"truncated: {done} of {total} bytes at offset {offset}")
             digest.update(piece[:count])
             done += count
-        if digest.intdigest() != checksum:
+        if checksum is not None and digest.intdigest() != checksum:
             self.fail(part, "checksum mismatch")
+
+    def mark_mapped_writable(self, path):
+        """Set FLAG_MAPPED_WRITABLE in the header of `path`, before it is mapped 'r+'."""
+        if self.flags & FLAG_MAPPED_WRITABLE:
+            return
+        self.file.seek(0)
+        header = bytearray(self.file.read(ALIGNMENT))
+        struct.pack_into("<H", header, 10, self.flags | FLAG_MAPPED_WRITABLE)
+        struct.pack_into("<Q", header, ALIGNMENT - 8, _checksum(header[:-8]))
+        with open(path, "r+b") as fileobj:
+            fileobj.write(header)
+        self.flags |= FLAG_MAPPED_WRITABLE
 
     def pickle_stream(self):
         stored = self._read(ALIGNMENT, self.pickle_length, "pickle stream")
@@ -455,7 +473,9 @@ class _Container:
             self.fail("pickle stream", "checksum mismatch")
         if self.pickle_codec == 0:
             return stored
-        out = bytearray(self.pickle_raw_length)
+        import numpy as np
+
+        out = np.empty(self.pickle_raw_length, dtype=np.uint8)  # not zero-filled: pages come as written
         self._decompress(stored, self.pickle_raw_length, 1, self.pickle_codec, out, "pickle stream")
         return out
 
@@ -471,7 +491,8 @@ class _Container:
             return np.memmap(mmap_path, dtype=np.uint8, mode=mmap_mode, offset=offset, shape=(raw_length,))
         out = np.empty(raw_length, dtype=np.uint8)
         if codec == 0:
-            self._read_verified(offset, memoryview(out), checksum, part)
+            verify = not self.flags & FLAG_MAPPED_WRITABLE
+            self._read_verified(offset, memoryview(out), checksum if verify else None, part)
             return out
         stored = self._read(offset, length, part)
         if _checksum(stored) != checksum:
@@ -499,6 +520,8 @@ def _load_container(fileobj, where, mmap_path, mmap_mode, admitted):
     if mmap_mode is not None and any(block[3] for block in container.blocks):
         warnings.warn(f"{where}: compressed arrays cannot be memory-mapped; mmap_mode={mmap_mode!r} "
                       "has no effect on them and they are loaded in memory", UserWarning, stacklevel=4)
+    if mmap_mode == "r+" and mmap_path is not None and any(block[3] == 0 for block in container.blocks):
+        container.mark_mapped_writable(mmap_path)
     buffers = (container.block(index, mmap_path, mmap_mode) for index in range(len(container.blocks)))
     unpickler = _Unpickler(io.BytesIO(stream), buffers, admitted, where)
     try:
@@ -588,7 +611,8 @@ def load(filename, mmap_mode=None, *, allowed=None):
         with open(path, "rb") as fileobj:
             return _load_fileobj(fileobj, path, path, mmap_mode, admitted)
     if not hasattr(filename, "read"):
-        raise ValueError(f"filename must be a str, a pathlib.Path or a binary file object, got {filename!r}")
+        raise ValueError(f"filename must be a str, a pathlib.Path or a binary file object, got "
+                         f"{reprlib.repr(filename)} (type {type(filename).__name__})")
     if mmap_mode is not None:
         warnings.warn("mmap_mode has no effect when loading from a file object", UserWarning, stacklevel=2)
     where = getattr(filename, "name", None) or repr(filename)
@@ -597,7 +621,8 @@ def load(filename, mmap_mode=None, *, allowed=None):
 
 def loads(data, *, allowed=None):
     """Reconstruct an object from the bytes :func:`dumps` returned (see :func:`load`)."""
-    return load(io.BytesIO(data), allowed=allowed)
+    admitted = _unpickle.resolve_allowed(allowed)
+    return _load_fileobj(io.BytesIO(data), "<bytes>", None, None, admitted)
 
 
 # -- external blocks: one .npy file per array, next to a pickle stream ------------------
@@ -612,6 +637,9 @@ class _FolderPickler(pickle.Pickler):
         super().__init__(file, protocol=5)
         self._folder = folder
         self._prefix = prefix
+        # Each dump's array files have names of their own: a reader of the
+        # previous pickle still finds the arrays it names.
+        self._token = uuid.uuid4().hex[:12]
         self.files = []
         self._np = None
 
@@ -630,7 +658,7 @@ class _FolderPickler(pickle.Pickler):
             if cls.__reduce_ex__ is np.ndarray.__reduce_ex__ and cls.__reduce__ is np.ndarray.__reduce__:
                 return _rebuild_subclass, (cls, obj.view(np.ndarray), getattr(obj, "__dict__", None))
             return NotImplemented
-        name = f"{self._prefix}_{len(self.files):04d}.npy"
+        name = f"{self._prefix}.{self._token}.{len(self.files):04d}.npy"
         path = os.path.join(self._folder, name)
         temporary = _temporary_name(path)
         try:
@@ -692,7 +720,10 @@ def dump_folder(value, folder, name="value"):
     folder : str or pathlib.Path
         An existing folder.
     name : str, optional
-        File name prefix: ``name.pkl`` and ``name_0000.npy``, ``name_0001.npy``...
+        File name prefix: ``name.pkl`` and ``name.<token>.0000.npy``,
+        ``name.<token>.0001.npy``..., where the token is new for each dump;
+        array files of earlier dumps under the same name are removed once the
+        new pickle file is in place.
 
     Returns
     -------
@@ -704,8 +735,7 @@ def dump_folder(value, folder, name="value"):
     ValueError
         If `name` is not a plain file name.
     """
-    if not isinstance(name, str) or os.path.basename(name) != name or name in ("", ".", ".."):
-        raise ValueError(f"name={name!r} must be a plain file name")
+    _check_folder_name(name)
     folder = os.fspath(folder)
     stream = io.BytesIO()
     stream.write(_FOLDER_MAGIC + struct.pack("<H", FORMAT_VERSION))
@@ -725,7 +755,17 @@ def dump_folder(value, folder, name="value"):
         for written in pickler.files:
             _remove_quietly(written)
         raise
+    # The arrays of earlier dumps under this name are no longer named by the pickle.
+    current = {os.path.basename(written) for written in pickler.files}
+    for entry in os.listdir(folder):
+        if entry.startswith(name + ".") and entry.endswith(".npy") and entry not in current:
+            _remove_quietly(os.path.join(folder, entry))
     return pickler.files + [path]
+
+
+def _check_folder_name(name):
+    if not isinstance(name, str) or os.path.basename(name) != name or name in ("", ".", ".."):
+        raise ValueError(f"name={name!r} must be a plain file name")
 
 
 def load_folder(folder, name="value", mmap_mode=None, *, allowed=None):
@@ -753,6 +793,7 @@ def load_folder(folder, name="value", mmap_mode=None, *, allowed=None):
     UnsafeLoadError
         If the pickle names a global that `allowed` does not admit.
     """
+    _check_folder_name(name)
     mmap_mode = _check_mmap_mode(mmap_mode)
     admitted = _unpickle.resolve_allowed(allowed)
     folder = os.fspath(folder)
