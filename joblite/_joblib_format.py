@@ -50,7 +50,7 @@ import reprlib
 import sys
 import warnings
 
-from ._unpickle import UnsafeLoadError, check_global
+from ._unpickle import CorruptFileError, UnsafeLoadError, check_global
 
 __all__ = [
     "DETECT_BYTES",
@@ -101,7 +101,7 @@ _JOBLIB_MODULES = (
 _LEGACY_WRAPPERS = ("NDArrayWrapper", "ZNDArrayWrapper")
 
 
-class JoblibFormatError(ValueError):
+class JoblibFormatError(CorruptFileError):
     """A joblib file is truncated, corrupted, or not what its first bytes say.
 
     Attributes
@@ -125,7 +125,7 @@ class _ArrayTooLargeError(JoblibFormatError, MemoryError):
     """An array announced by the file cannot be allocated (corrupt shape, or too little memory)."""
 
 
-class JoblibLegacyFormatError(ValueError):
+class JoblibLegacyFormatError(CorruptFileError):
     """The file was written by joblib < 0.10 (arrays in separate files); not supported."""
 
     def __init__(self, where):

@@ -1,4 +1,4 @@
-"""Safe loading: which globals an unpickler may import (the ``allowed=`` argument).
+"""Loading policy shared by every reader: the errors, and which globals may be imported.
 
 ``allowed=None`` is full pickle, as joblib does: loading a file can run any
 code that the file names.  ``allowed='numpy'`` (alias ``'safe'``) admits only
@@ -8,7 +8,15 @@ the names below; a list or set of dotted names admits those names in addition
 imported or called.
 """
 
-__all__ = ["UnsafeLoadError", "resolve_allowed", "check_global", "admit"]
+__all__ = ["UnsafeLoadError", "CorruptFileError", "resolve_allowed", "check_global", "admit"]
+
+
+class CorruptFileError(ValueError):
+    """A file is truncated, corrupted, or not a joblite/joblib file.
+
+    The message names the file, the part (header, pickle stream, block N,
+    block table) and what is wrong.
+    """
 
 
 class UnsafeLoadError(Exception):

@@ -17,7 +17,7 @@ import uuid
 import warnings
 
 from . import _unpickle, compressors
-from ._unpickle import UnsafeLoadError
+from ._unpickle import CorruptFileError, UnsafeLoadError
 
 __all__ = ["dump", "load", "dumps", "loads", "CorruptFileError", "UnsafeLoadError", "FORMAT_VERSION"]
 
@@ -38,14 +38,6 @@ assert _HEADER.size == ALIGNMENT and _FOOTER.size == ALIGNMENT and _ENTRY.size =
 MMAP_MODES = (None, "r", "r+", "w+", "c")
 _MAX_READ_CHUNK = 1 << 24
 _READ_PIECE = 1 << 20  # hashed while still in L2: measured fastest here
-
-
-class CorruptFileError(ValueError):
-    """A file is truncated, corrupted, or not a joblite/joblib file.
-
-    The message names the file, the part (header, pickle stream, block N,
-    block table) and what is wrong.
-    """
 
 
 def _checksum(*buffers):
@@ -553,7 +545,8 @@ def _load_fileobj(fileobj, where, mmap_path, mmap_mode, admitted):
     from . import _joblib_format  # only when needed: most files are joblite's
 
     if _joblib_format.detect(head) is not None:
-        return _joblib_format.load_joblib(fileobj, mmap_path, mmap_mode=mmap_mode, admitted=admitted)
+        return _joblib_format.load_joblib(fileobj, mmap_path, mmap_mode=mmap_mode, admitted=admitted,
+                                          where=where)
     raise CorruptFileError(f"{where}: not a joblite or joblib file (it starts with {bytes(head)!r})")
 
 

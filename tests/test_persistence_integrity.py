@@ -311,9 +311,6 @@ JOBLIB_LOOKALIKES = {
 }
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason="BUG: a damaged file that starts like a joblib dump raises "
-                                       "_joblib_format.JoblibFormatError (or JoblibLegacyFormatError for 'ZF0x'), "
-                                       "a ValueError but not a CorruptFileError")
 @pytest.mark.parametrize("name", sorted(JOBLIB_LOOKALIKES))
 def test_damaged_joblib_lookalikes(tmp_path, name):
     assert_corrupt(JOBLIB_LOOKALIKES[name], name)
