@@ -100,8 +100,35 @@ def _rebuild_subclass(cls, base, state):
 _unpickle.admit("joblite.persistence._rebuild_array")
 
 
-class _Pickler(pickle.Pickler):
-    """Protocol-5 pickler that sends every numpy array buffer out of band.
+class _ArrayPickler(pickle.Pickler):
+    """Protocol-5 pickler that hands every numpy array (no object dtype) to `reduce_array`.
+
+    ``np.memmap`` is pickled as a plain array; an ndarray subclass that pickles
+    like ndarray (``np.matrix``) as its ndarray view plus its class.
+    """
+
+    _np = None
+
+    def reducer_override(self, obj):
+        np = self._np
+        if np is None:
+            import sys
+
+            np = self._np = sys.modules.get("numpy")
+            if np is None:  # no numpy imported: no array can be in `obj`
+                return NotImplemented
+        if not isinstance(obj, np.ndarray) or obj.dtype.hasobject:
+            return NotImplemented
+        cls = type(obj)
+        if cls is not np.ndarray and cls is not np.memmap:
+            if cls.__reduce_ex__ is np.ndarray.__reduce_ex__ and cls.__reduce__ is np.ndarray.__reduce__:
+                return _rebuild_subclass, (cls, obj.view(np.ndarray), getattr(obj, "__dict__", None))
+            return NotImplemented
+        return self.reduce_array(obj)
+
+
+class _Pickler(_ArrayPickler):
+    """Sends every numpy array buffer out of band, to a block of the container.
 
     Contiguous arrays are handed over as ``PickleBuffer`` of their own memory.
     A non-contiguous array is handed over as an empty placeholder buffer that
@@ -112,27 +139,13 @@ class _Pickler(pickle.Pickler):
         super().__init__(file, protocol=5, buffer_callback=self._buffer)
         self._blocks = blocks
         self._pending = {}  # id of each PickleBuffer's exporter -> the block to write
-        self._np = None
 
     def _buffer(self, picklebuffer):
         self._blocks.append(self._pending.pop(id(picklebuffer.raw().obj)))
         return False
 
-    def reducer_override(self, obj):
+    def reduce_array(self, obj):
         np = self._np
-        if np is None:
-            import sys
-
-            np = self._np = sys.modules.get("numpy")
-            if np is None:
-                return NotImplemented
-        if not isinstance(obj, np.ndarray) or obj.dtype.hasobject:
-            return NotImplemented
-        cls = type(obj)
-        if cls is not np.ndarray and cls is not np.memmap:
-            if cls.__reduce_ex__ is np.ndarray.__reduce_ex__ and cls.__reduce__ is np.ndarray.__reduce__:
-                return _rebuild_subclass, (cls, obj.view(np.ndarray), getattr(obj, "__dict__", None))
-            return NotImplemented
         descr = np.lib.format.dtype_to_descr(obj.dtype)
         if obj.flags.c_contiguous or obj.flags.f_contiguous:
             order = "C" if obj.flags.c_contiguous else "F"
@@ -623,8 +636,8 @@ _FOLDER_LOADER = contextvars.ContextVar("joblite_folder_loader", default=None)
 _FOLDER_MAGIC = b"\x89JLFOLDR"
 
 
-class _FolderPickler(pickle.Pickler):
-    """Protocol-5 pickler that writes each array to its own ``.npy`` file as it meets it."""
+class _FolderPickler(_ArrayPickler):
+    """Writes each array to its own ``.npy`` file as it meets it."""
 
     def __init__(self, file, folder, prefix):
         super().__init__(file, protocol=5)
@@ -634,23 +647,9 @@ class _FolderPickler(pickle.Pickler):
         # previous pickle still finds the arrays it names.
         self._token = uuid.uuid4().hex[:12]
         self.files = []
-        self._np = None
 
-    def reducer_override(self, obj):
+    def reduce_array(self, obj):
         np = self._np
-        if np is None:
-            import sys
-
-            np = self._np = sys.modules.get("numpy")
-            if np is None:
-                return NotImplemented
-        if not isinstance(obj, np.ndarray) or obj.dtype.hasobject:
-            return NotImplemented
-        cls = type(obj)
-        if cls is not np.ndarray and cls is not np.memmap:
-            if cls.__reduce_ex__ is np.ndarray.__reduce_ex__ and cls.__reduce__ is np.ndarray.__reduce__:
-                return _rebuild_subclass, (cls, obj.view(np.ndarray), getattr(obj, "__dict__", None))
-            return NotImplemented
         name = f"{self._prefix}.{self._token}.{len(self.files):04d}.npy"
         path = os.path.join(self._folder, name)
         temporary = _temporary_name(path)
