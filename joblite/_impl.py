@@ -13,7 +13,7 @@ import warnings
 __all__ = ["with_ext", "hasher", "codec", "get_twin", "available_twins"]
 
 # One entry per kernel module; both twins define the same names in each.
-_KERNELS = ("_hasher", "_codec")
+_KERNELS = ("_hasher", "_codec", "_fileio")
 
 
 def _load(twin):
@@ -39,6 +39,7 @@ def _choose():
 with_ext, _modules = _choose()
 hasher = _modules["_hasher"]
 codec = _modules["_codec"]
+fileio = _modules["_fileio"]
 
 
 def get_twin(name):

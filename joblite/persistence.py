@@ -16,7 +16,7 @@ import struct
 import uuid
 import warnings
 
-from . import _unpickle, compressors
+from . import _impl, _unpickle, compressors
 from ._unpickle import CorruptFileError, UnsafeLoadError
 
 __all__ = ["dump", "load", "dumps", "loads", "CorruptFileError", "UnsafeLoadError", "FORMAT_VERSION"]
@@ -38,6 +38,9 @@ assert _HEADER.size == ALIGNMENT and _FOOTER.size == ALIGNMENT and _ENTRY.size =
 MMAP_MODES = (None, "r", "r+", "w+", "c")
 _MAX_READ_CHUNK = 1 << 24
 _READ_PIECE = 1 << 20  # hashed while still in L2: measured fastest here
+_OVERLAP_MIN = 1 << 23  # from this size on, I/O and checksum run side by side
+_WRITE_PIECE = 1 << 22   # measured best here for writing while hashing
+_PARALLEL_READ_PIECE = 1 << 24
 
 
 def _checksum(*buffers):
@@ -179,8 +182,7 @@ def _write_array(write, array, checksum):
     import numpy as np
 
     if array.flags.c_contiguous:
-        checksum.update(array)
-        write(array)
+        _write_hashed(write, array, checksum)
         return array.nbytes
     chunks = np.nditer(array, flags=["external_loop", "buffered", "zerosize_ok"],
                        buffersize=max(1, (1 << 20) // max(array.itemsize, 1)), order="C")
@@ -189,6 +191,33 @@ def _write_array(write, array, checksum):
         checksum.update(data)
         write(data)
     return array.nbytes
+
+
+
+
+def _write_hashed(write, data, checksum):
+    """Write the C-contiguous uint8 array `data` and feed it to `checksum`.
+
+    For large data the write of each piece runs in a helper thread while this
+    thread hashes the piece: the write releases the GIL (xxhash does not), so
+    the checksum costs next to nothing on two cores.
+    """
+    if data.nbytes < _OVERLAP_MIN:
+        checksum.update(data)
+        write(data)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="joblite-write") as writer:
+        previous = None
+        for start in range(0, data.nbytes, _WRITE_PIECE):
+            piece = data[start:start + _WRITE_PIECE]
+            current = writer.submit(write, piece)  # one thread: the pieces stay in order
+            checksum.update(piece)
+            if previous is not None:
+                previous.result()
+            previous = current
+        previous.result()
 
 
 class _Writer:
@@ -208,8 +237,21 @@ class _Writer:
             self.write(bytes(padding))
 
 
-def _write_container(fileobj, value, codec, level):
-    """Write `value` as a joblite container to the binary file object `fileobj`."""
+def _planned_length(pickle_length, block_lengths, table_length):
+    """Length of a container file whose parts have these lengths (bytes)."""
+    position = ALIGNMENT + pickle_length
+    for length in block_lengths:
+        position += _padding(position) + length
+    position += _padding(position) + table_length
+    return position + ALIGNMENT
+
+
+def _write_container(fileobj, value, codec, level, preallocate=False):
+    """Write `value` as a joblite container to the binary file object `fileobj`.
+
+    With `preallocate` (a regular file of our own), the disk blocks of an
+    uncompressed file are reserved first, which makes the large writes faster.
+    """
     import numpy as np
     import xxhash
 
@@ -222,6 +264,11 @@ def _write_container(fileobj, value, codec, level):
     stored = compressors.compress_block(pickled, 1, codec, level) if codec else pickled
     header = _HEADER.pack(MAGIC, FORMAT_VERSION, 0, 0, len(stored), len(pickled),
                           _checksum(stored), len(codecs) - 1, chunk_size, 0)
+    if preallocate and not codec:
+        names_length = sum(1 + len(name) for name in codecs) + 2
+        total = _planned_length(len(stored), [block.array.nbytes for block in blocks],
+                                len(blocks) * _ENTRY.size + names_length)
+        _impl.fileio.preallocate(fileobj.fileno(), total)
     out = _Writer(fileobj)
     out.write(header[:-8] + struct.pack("<Q", _checksum(header[:-8])))
     out.write(stored)
@@ -319,7 +366,7 @@ def dump(value, filename, compress=0, protocol=None):
     temporary = _temporary_name(path)
     try:
         with open(temporary, "wb") as fileobj:
-            _write_container(fileobj, value, codec, level)
+            _write_container(fileobj, value, codec, level, preallocate=True)
         os.replace(temporary, path)
     except BaseException:
         try:
@@ -440,25 +487,62 @@ class _Container:
             self.fail(part, str(exc))
 
     def _read_verified(self, offset, view, checksum, part):
-        """Read into `view` and verify its checksum, a cache-sized piece at a time.
+        """Read into `view` and verify its checksum (None: no check), piece by piece.
 
-        Each piece is hashed right after it is read, while it is still in
-        cache, which makes the verification nearly free.
+        Small blocks: each piece is hashed right after it is read, while it is
+        still in cache.  Large blocks: two threads read while this one hashes.
         """
         import xxhash
 
         digest = xxhash.xxh3_64()
-        self.file.seek(offset)
-        done, total = 0, len(view)
-        while done < total:
-            piece = view[done:done + _READ_PIECE]
-            count = self.file.readinto(piece)
-            if not count:
-                self.fail(part, f"truncated: {done} of {total} bytes at offset {offset}")
-            digest.update(piece[:count])
-            done += count
+        total = len(view)
+        fd = self._fileno()
+        if total < _OVERLAP_MIN or fd is None:
+            self.file.seek(offset)
+            for start in range(0, total, _READ_PIECE):
+                piece = view[start:start + _READ_PIECE]
+                self._fill(piece, offset + start, part)
+                digest.update(piece)
+        else:
+            # Two threads read pieces at their offsets (reads release the GIL and
+            # copying from the page cache is CPU work, so two cores share it)
+            # while this thread hashes the pieces already read, in order.
+            from concurrent.futures import ThreadPoolExecutor
+
+            piece = _PARALLEL_READ_PIECE
+            starts = range(0, total, piece)
+            with ThreadPoolExecutor(2, thread_name_prefix="joblite-read") as readers:
+                reads = [readers.submit(self._pread, fd, view[start:start + piece], offset + start, part)
+                         for start in starts]
+                for start, read in zip(starts, reads):
+                    read.result()
+                    digest.update(view[start:start + piece])
         if checksum is not None and digest.intdigest() != checksum:
             self.fail(part, "checksum mismatch")
+
+    def _fileno(self):
+        try:
+            return self.file.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            return None
+
+    def _pread(self, fd, piece, offset, part):
+        """Read exactly ``len(piece)`` bytes at `offset` of `fd`, leaving the file position alone."""
+        done, total = 0, len(piece)
+        while done < total:
+            count = os.preadv(fd, [piece[done:]], offset + done)
+            if not count:
+                self.fail(part, f"truncated: {done} of {total} bytes at offset {offset}")
+            done += count
+
+    def _fill(self, piece, offset, part):
+        """Read exactly ``len(piece)`` bytes, the file being at `offset`."""
+        done, total = 0, len(piece)
+        while done < total:
+            count = self.file.readinto(piece[done:])
+            if not count:
+                self.fail(part, f"truncated: {done} of {total} bytes at offset {offset}")
+            done += count
 
     def mark_mapped_writable(self, path):
         """Set FLAG_MAPPED_WRITABLE in the header of `path`, before it is mapped 'r+'."""
