@@ -195,6 +195,37 @@ def _write_array(write, array, checksum):
 
 
 
+def _compressed_block(array, itemsize, codec, level):
+    """The framed compressed block of `array`'s bytes in C order.
+
+    A contiguous block (a uint8 view) is compressed by several threads; a
+    non-contiguous array is gathered a chunk at a time into one chunk of
+    scratch, so that no full copy is made.  The bytes are the same either way.
+    """
+    import numpy as np
+
+    if array.flags.c_contiguous:
+        return compressors.compress_block(array if array.nbytes else b"", itemsize, codec, level)
+    step = compressors.chunk_length(itemsize)
+    scratch = np.empty(step, dtype=np.uint8)
+    chunks, filled = [], 0
+    for piece in np.nditer(array, flags=["external_loop", "buffered", "zerosize_ok"],
+                           buffersize=max(1, step // array.itemsize), order="C"):
+        data = np.ascontiguousarray(piece).view(np.uint8)
+        start = 0
+        while start < data.nbytes:
+            take = min(step - filled, data.nbytes - start)
+            scratch[filled:filled + take] = data[start:start + take]
+            filled += take
+            start += take
+            if filled == step:
+                chunks.extend(compressors.iter_compressed_chunks(scratch, itemsize, codec, level, workers=1))
+                filled = 0
+    if filled:
+        chunks.extend(compressors.iter_compressed_chunks(scratch[:filled], itemsize, codec, level, workers=1))
+    return compressors.frame_header([len(chunk) for chunk in chunks]) + b"".join(chunks)
+
+
 def _write_hashed(write, data, checksum):
     """Write the C-contiguous uint8 array `data` and feed it to `checksum`.
 
@@ -280,8 +311,7 @@ def _write_container(fileobj, value, codec, level, preallocate=False):
         offset = out.position
         checksum = xxhash.xxh3_64()
         if codec:
-            raw = np.ascontiguousarray(array).reshape(-1).view(np.uint8) if array.nbytes else b""
-            data = compressors.compress_block(raw, itemsize, codec, level)
+            data = _compressed_block(array, itemsize, codec, level)
             checksum.update(data)
             out.write(data)
             raw_length = array.nbytes

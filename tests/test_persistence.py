@@ -1225,3 +1225,27 @@ def test_load_folder_refuses_a_container_and_load_refuses_a_folder_pickle(tmp_pa
     dump([1], tmp_path / "value.pkl")
     with pytest.raises(CorruptFileError):
         load_folder(tmp_path)
+
+
+@pytest.mark.parametrize("compress", [True, ("zlib", 1), "bz2"])
+def test_compressed_views_are_written_without_a_full_copy(compress):
+    """A non-contiguous view is compressed a chunk at a time: same bytes as its copy, no full copy."""
+    import tracemalloc
+
+    base = np.random.default_rng(0).integers(0, 300, (2048, 2048)).astype(">i4")  # 16 MiB
+    view = base[:, ::2]  # 8 MiB, not contiguous
+    copy = np.ascontiguousarray(view)
+
+    def peak_of(array):
+        tracemalloc.start()
+        try:
+            data = dumps(array, compress=compress)
+            return data, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    expected, copy_peak = peak_of(copy)
+    data, view_peak = peak_of(view)
+    assert data == expected
+    assert view_peak < copy_peak + view.nbytes // 2  # a full copy would add view.nbytes
+    assert np.array_equal(loads(data), view)
