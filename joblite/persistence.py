@@ -283,7 +283,6 @@ def _write_container(fileobj, value, codec, level, preallocate=False):
     With `preallocate` (a regular file of our own), the disk blocks of an
     uncompressed file are reserved first, which makes the large writes faster.
     """
-    import numpy as np
     import xxhash
 
     blocks = []
