@@ -750,15 +750,26 @@ def uncompressed_rows(label, value, impls, folder, sizes):
     """
     nbytes = value.nbytes
     dumps, loads, mmaps, peaks = [], [], [], []
+    available = {impl: entry for impl, entry in impls.items() if entry is not None}
+    paths = {impl: os.path.join(folder, "array" + entry.suffix) for impl, entry in available.items()}
+    # Writers take turns, in a rotating order, so that page-cache and write-back
+    # state (the file written just before being flushed) weighs on all alike.
+    _progress(f"  persistence: {label} dumps, {', '.join(available)} in turn")
+    dump_seconds = dict.fromkeys(available, float("inf"))
+    order = list(available)
+    for round_ in range(max(len(order), sizes["repeat"])):
+        for impl in order[round_ % len(order):] + order[:round_ % len(order)]:
+            dump_seconds[impl] = min(dump_seconds[impl],
+                                     time_fresh_write(available[impl].dump, value, paths[impl], 1))
     for impl, entry in impls.items():
         if entry is None:
             for rows, case in ((dumps, "dump"), (loads, "load"), (mmaps, "load mmap 'r'"),
                                (peaks, "load peak memory")):
                 rows.append(_missing(f"{label}: {case}", impl))
             continue
-        path = os.path.join(folder, "array" + entry.suffix)
-        _progress(f"  persistence: {label} dump and load with {impl}")
-        seconds = time_fresh_write(entry.dump, value, path, sizes["repeat"], sizes["budget"])
+        path = paths[impl]
+        _progress(f"  persistence: {label} load with {impl}")
+        seconds = dump_seconds[impl]
         dumps.append(Row(_SECTION, f"{label}: dump", impl, seconds, nbytes,
                          _gib_per_s(nbytes, seconds)))
         if impl == "joblite":
