@@ -529,7 +529,7 @@ def persistence_impls():
         "joblib": None if joblib is None else PersistImpl(
             ".pkl", lambda value, path: joblib.dump(value, path), joblib.load,
             lambda path: joblib.load(path, mmap_mode="r")),
-        "pickle": PersistImpl(".pickle", _pickle_dump, _pickle_load),
+        "pickle": PersistImpl(".pickle", pickle_dump, pickle_load),
     }
 
 
@@ -568,14 +568,16 @@ def _optional_module(name):
         return None
 
 
-def _pickle_dump(value, path):
+def pickle_dump(value, path):
+    """Write `value` with pickle protocol 5 to `path` (the pickle baseline)."""
     import pickle
 
     with open(path, "wb") as file:
         pickle.dump(value, file, protocol=5)
 
 
-def _pickle_load(path):
+def pickle_load(path):
+    """Read a pickle from `path` (the pickle baseline)."""
     import pickle
 
     with open(path, "rb") as file:

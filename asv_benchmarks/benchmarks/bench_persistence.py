@@ -28,11 +28,13 @@ in ``setup``; asv then skips them.
 import importlib.util
 import itertools
 import os
-import pickle
 import shutil
 import tempfile
 
 import numpy as np
+
+from joblite.bench import (image_f32, pickle_dump, pickle_load, random_f64, small_dicts, small_ints,
+                           smooth_f64)
 
 IMPLS = ["joblite", "joblib", "numpy", "pickle"]
 
@@ -74,44 +76,10 @@ def make_data(kind):
     return _DATA_CACHE[kind]
 
 
-def _random_f64():
-    return np.random.default_rng(0).random(ARRAY_BYTES // 8)
-
-
-def _small_ints():
-    return np.random.default_rng(0).integers(0, 256, ARRAY_BYTES // 8, dtype=np.int64)
-
-
-def _smooth_f64():
-    walk = np.random.default_rng(0).normal(0.0, 1e-3, ARRAY_BYTES // 8)
-    return np.cumsum(walk, out=walk)
-
-
-def _image_f32():
-    side = int(round((ARRAY_BYTES // 4) ** 0.5))
-    y = np.linspace(0.0, 1.0, side, dtype=np.float32)[:, None]
-    x = np.linspace(0.0, 1.0, side, dtype=np.float32)[None, :]
-    image = np.random.default_rng(0).standard_normal((side, side), dtype=np.float32)
-    image *= np.float32(0.02)
-    image += np.float32(0.5) + np.float32(0.25) * np.sin(np.float32(6 * np.pi) * x) \
-        * np.cos(np.float32(4 * np.pi) * y)
-    phase = np.float32(3) * x + np.float32(5) * y
-    image += np.float32(0.15) * np.sin(np.float32(2 * np.pi) * phase)
-    np.clip(image, 0.0, 1.0, out=image)
-    image *= np.float32(256)
-    np.rint(image, out=image)
-    image /= np.float32(256)
-    return image
-
-
-def _dicts():
-    scores = np.random.default_rng(0).random(N_DICTS).tolist()
-    return [{"id": i, "name": f"item{i}", "score": s, "tags": ["a", "b"]}
-            for i, s in enumerate(scores)]
-
-
-_BUILDERS = {"random_f64": _random_f64, "small_ints": _small_ints, "image_f32": _image_f32,
-             "smooth_f64": _smooth_f64, "dicts": _dicts}
+# The same seeded workloads as ``python -m joblite bench``, at asv's sizes.
+_BUILDERS = {"random_f64": lambda: random_f64(ARRAY_BYTES), "small_ints": lambda: small_ints(ARRAY_BYTES),
+             "image_f32": lambda: image_f32(ARRAY_BYTES), "smooth_f64": lambda: smooth_f64(ARRAY_BYTES),
+             "dicts": lambda: small_dicts(N_DICTS)}
 
 
 def compressed_data(kind, codec):
@@ -123,16 +91,6 @@ def compressed_data(kind, codec):
 
 
 # -- implementations ----------------------------------------------------------------------
-def _pickle_dump(value, path):
-    with open(path, "wb") as file:
-        pickle.dump(value, file, protocol=5)
-
-
-def _pickle_load(path):
-    with open(path, "rb") as file:
-        return pickle.load(file)
-
-
 def get_impl(impl):
     """Return ``(suffix, dump, load, load_mmap)`` for `impl`.
 
@@ -168,7 +126,7 @@ def get_impl(impl):
                 lambda path: np.load(path, allow_pickle=False),
                 lambda path: np.load(path, mmap_mode="r"))
     if impl == "pickle":
-        return ".pickle", _pickle_dump, _pickle_load, None
+        return ".pickle", pickle_dump, pickle_load, None
     raise ValueError(f"unknown implementation {impl!r}")
 
 
