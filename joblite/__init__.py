@@ -21,6 +21,17 @@ _LAZY = {
     "UnsafeLoadError": "_unpickle",
     "register_compressor": "compressors",
     "CompressorBase": "compressors",
+    "Memory": "memory",
+    "MemorizedFunc": "memory",
+    "AsyncMemorizedFunc": "memory",
+    "NotMemorizedFunc": "memory",
+    "MemorizedResult": "memory",
+    "NotMemorizedResult": "memory",
+    "expires_after": "memory",
+    "CacheWarning": "store",
+    "register_store_backend": "store",
+    "StoreBackendBase": "store",
+    "CacheItemInfo": "store",
 }
 
 __all__ = sorted(_LAZY) + ["__with_ext__", "__version__"]

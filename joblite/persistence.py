@@ -41,6 +41,7 @@ _READ_PIECE = 1 << 20  # hashed while still in L2: measured fastest here
 _OVERLAP_MIN = 1 << 23  # from this size on, I/O and checksum run side by side
 _WRITE_PIECE = 1 << 22   # measured best here for writing while hashing
 _PARALLEL_READ_PIECE = 1 << 24
+_SMALL_FILE = 1 << 16
 
 
 def _checksum(*buffers):
@@ -394,8 +395,7 @@ def dump(value, filename, compress=0, protocol=None):
     path = os.fspath(filename)
     temporary = _temporary_name(path)
     try:
-        with open(temporary, "wb") as fileobj:
-            _write_container(fileobj, value, codec, level, preallocate=True)
+        write_file(value, temporary, codec, level)
         os.replace(temporary, path)
     except BaseException:
         try:
@@ -404,6 +404,17 @@ def dump(value, filename, compress=0, protocol=None):
             pass
         raise
     return [path]
+
+
+def write_file(value, path, codec, level):
+    """Write the container of `value` to `path` in place, its disk blocks reserved first.
+
+    The internal API under :func:`dump` and ``Memory`` entries, whose callers
+    write to a temporary name and rename; `codec` and `level` come from
+    :func:`joblite.compressors.parse_compress`.
+    """
+    with open(path, "wb") as fileobj:
+        _write_container(fileobj, value, codec, level, preallocate=True)
 
 
 def dumps(value, compress=0):
@@ -726,9 +737,7 @@ def load(filename, mmap_mode=None, *, allowed=None):
     mmap_mode = _check_mmap_mode(mmap_mode)
     admitted = _unpickle.resolve_allowed(allowed)
     if isinstance(filename, (str, os.PathLike)):
-        path = os.fspath(filename)
-        with open(path, "rb") as fileobj:
-            return _load_fileobj(fileobj, path, path, mmap_mode, admitted)
+        return load_path(os.fspath(filename), mmap_mode, admitted)[0]
     if not hasattr(filename, "read"):
         raise ValueError(f"filename must be a str, a pathlib.Path or a binary file object, got "
                          f"{reprlib.repr(filename)} (type {type(filename).__name__})")
@@ -736,6 +745,32 @@ def load(filename, mmap_mode=None, *, allowed=None):
         warnings.warn("mmap_mode has no effect when loading from a file object", UserWarning, stacklevel=2)
     where = getattr(filename, "name", None) or repr(filename)
     return _load_fileobj(filename, where, None, None, admitted)
+
+
+def load_path(path, mmap_mode, admitted):
+    """Load the file at `path` and return ``(value, os.stat_result of the file read)``.
+
+    The internal API under :func:`load` and ``Memory`` cache hits, which use
+    the stat result to record access times; `mmap_mode` and `admitted` are
+    already validated.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        stat = os.fstat(fd)
+        if stat.st_size <= _SMALL_FILE:
+            # One read instead of a seek and a read per part: small files are
+            # what a Memory cache hit loads most often.
+            data = os.read(fd, stat.st_size)
+            while len(data) < stat.st_size:  # a short read; a truncation shows up in the container checks
+                chunk = os.read(fd, stat.st_size - len(data))
+                if not chunk:
+                    break
+                data += chunk
+            return _load_fileobj(io.BytesIO(data), path, path, mmap_mode, admitted), stat
+        with open(fd, "rb", closefd=False) as fileobj:
+            return _load_fileobj(fileobj, path, path, mmap_mode, admitted), stat
+    finally:
+        os.close(fd)
 
 
 def loads(data, *, allowed=None):

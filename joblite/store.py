@@ -1,0 +1,786 @@
+"""The cache store: where ``Memory`` keeps function results, on a folder many processes and hosts share.
+
+Layout of the ``'local'`` backend under ``<location>/joblite/`` (see the
+caching guide)::
+
+    <module>/<function>/func_code.json     code digest and source of the function
+    <module>/<function>/<kk>/<key>.out     the result, in the persistence container format
+    <module>/<function>/<kk>/<key>.json    its metadata (duration, time, maybe input repr)
+    .tmp/<pid>@<host>/                     temporaries of one process, renamed into place
+    .locks/<function token>-<key>.lock     "being computed" locks (backend_options={'lock': True})
+    .usage.json                            size of the store at the last scan (bytes_limit)
+
+``<key>`` is the hex digest of the call arguments and ``<kk>`` its first two
+characters: 256 shard folders per function, so that millions of entries do
+not land in one folder.  An entry exists once its ``.out`` file does; that
+file's modification time is its last access, which joblite sets itself on
+loads (at most once a second per entry), so ``noatime`` mounts do not matter.
+"""
+import collections
+import errno
+import itertools
+import json
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+import warnings
+
+from . import persistence
+
+__all__ = ["CacheWarning", "CacheItemInfo", "StoreBackendBase", "FileSystemStoreBackend",
+           "register_store_backend", "store_backend"]
+
+
+class CacheWarning(UserWarning):
+    """A cache entry could not be read or written; the call still returns a correct result."""
+
+
+CacheItemInfo = collections.namedtuple("CacheItemInfo", "func_id args_id path size last_access")
+CacheItemInfo.__doc__ = """One cache entry, as listed by :meth:`StoreBackendBase.get_items`.
+
+Attributes
+----------
+func_id : str
+    The function, ``'module/qualified name'``.
+args_id : str
+    Hex digest of its call arguments.
+path : str
+    Where the entry's result is stored.
+size : int
+    Bytes on disk, result and metadata.
+last_access : float
+    Time of the last load or write, in seconds since the epoch.
+"""
+
+FUNC_CODE_FORMAT = 1
+_HOST = socket.gethostname()
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._\-]")
+_TOUCH_INTERVAL = 1.0          # seconds between two access-time updates of one entry
+_STALE_TEMPORARY = 3600.0      # seconds without change after which another host's temporaries go
+_AUTO_REDUCE_TO = 0.9          # automatic bytes_limit enforcement leaves this much headroom
+
+
+def parse_size(value, name):
+    """Bytes from an int or a string with a K/M/G/T suffix (powers of 1024), as joblib reads them.
+
+    Raises
+    ------
+    ValueError
+        Naming `name` and the value, if it is neither.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{name}={value!r} must be a number of bytes or a string like '10G'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{name}={value!r} must not be negative")
+        return value
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]?)i?B?\s*", value, re.IGNORECASE)
+        if match:
+            power = " KMGT".index(match.group(2).upper() or " ")
+            return int(float(match.group(1)) * 1024 ** power)
+    raise ValueError(f"{name}={value!r} must be a number of bytes or a string like '10G'")
+
+
+def parse_age(value, name):
+    """Seconds from a number or a ``datetime.timedelta``; None stays None."""
+    if value is None:
+        return None
+    seconds = value.total_seconds() if hasattr(value, "total_seconds") else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+        raise ValueError(f"{name}={value!r} must be a datetime.timedelta or a number of seconds >= 0")
+    return float(seconds)
+
+
+class StoreBackendBase:
+    """What a cache store backend implements; register one with :func:`register_store_backend`.
+
+    A call is identified by ``call_id = (func_id, args_id)``: the function's
+    identity (``'module/qualified name'``) and the hex digest of its
+    arguments.  Subclasses implement the methods that raise
+    ``NotImplementedError``; the size policy (:meth:`reduce_size`,
+    :meth:`enforce_bytes_limit`) is built on :meth:`get_items` and
+    :meth:`clear_item`.  Every method may be called from many processes at
+    once; a reader must never see a partial entry.
+
+    Attributes
+    ----------
+    location : str
+        Set by :meth:`configure`.
+    """
+
+    location = None
+
+    def configure(self, location, verbose=0, backend_options=None):
+        """Set up the store at `location`, creating it if needed.
+
+        Parameters
+        ----------
+        location : str or pathlib.Path
+        verbose : int
+        backend_options : dict, optional
+            Backend-specific options; unknown keys raise ``ValueError``.
+        """
+        raise NotImplementedError
+
+    def load_item(self, call_id, mmap_mode=None):
+        """Return the stored result, recording the access for :meth:`reduce_size`.
+
+        Raises
+        ------
+        KeyError
+            If there is no such entry.
+        Exception
+            Anything else means the entry is unreadable (``Memory`` warns and
+            recomputes it).
+        """
+        raise NotImplementedError
+
+    def dump_item(self, call_id, value, metadata, compress=0):
+        """Store `value` and its `metadata` (a JSON-able dict) atomically; return the bytes written.
+
+        Raises
+        ------
+        Exception
+            If `value` cannot be pickled; nothing is left behind.
+        """
+        raise NotImplementedError
+
+    def contains_item(self, call_id):
+        """Return whether the entry exists (without reading it)."""
+        raise NotImplementedError
+
+    def get_metadata(self, call_id):
+        """Return the metadata dict stored with the entry; ``KeyError`` if there is none."""
+        raise NotImplementedError
+
+    def clear_item(self, call_id):
+        """Remove one entry; no error if it is already gone."""
+        raise NotImplementedError
+
+    def clear_path(self, func_id):
+        """Remove every entry of one function and its code record."""
+        raise NotImplementedError
+
+    def clear(self):
+        """Remove everything in the store."""
+        raise NotImplementedError
+
+    def get_cached_func_code(self, func_id):
+        """Return the code record stored by :meth:`store_cached_func_code`, or None."""
+        raise NotImplementedError
+
+    def store_cached_func_code(self, func_id, record):
+        """Store the code record (a JSON-able dict) of a function."""
+        raise NotImplementedError
+
+    def get_items(self, func_id=None):
+        """Return a list of :data:`CacheItemInfo`, of one function or of all."""
+        raise NotImplementedError
+
+    def entry_lock(self, call_id):
+        """Return a lock on computing this entry, or None when the backend does not lock.
+
+        The lock has ``acquire_or_wait(is_done) -> bool`` (True: the caller
+        holds it and computes; False: `is_done()` became true while waiting)
+        and ``release()``.
+        """
+        return None
+
+    def reduce_size(self, bytes_limit=None, items_limit=None, age_limit=None):
+        """Remove least-recently-used entries until the limits hold.
+
+        Parameters
+        ----------
+        bytes_limit : int or str, optional
+            Most bytes the store may hold (``'10G'`` style strings accepted).
+        items_limit : int, optional
+            Most entries it may hold.
+        age_limit : datetime.timedelta or float, optional
+            Entries not accessed for longer (seconds) are removed.
+
+        Returns
+        -------
+        list of CacheItemInfo
+            The entries removed.
+        """
+        bytes_limit = parse_size(bytes_limit, "bytes_limit")
+        age_limit = parse_age(age_limit, "age_limit")
+        if items_limit is not None and (isinstance(items_limit, bool) or not isinstance(items_limit, int)
+                                        or items_limit < 0):
+            raise ValueError(f"items_limit={items_limit!r} must be an int >= 0")
+        items = sorted(self.get_items(), key=lambda item: item.last_access)
+        total = sum(item.size for item in items)
+        now = time.time()
+        removed = []
+        for position, item in enumerate(items):
+            count = len(items) - position
+            too_old = age_limit is not None and now - item.last_access > age_limit
+            if not (too_old or (bytes_limit is not None and total > bytes_limit)
+                    or (items_limit is not None and count > items_limit)):
+                break
+            self.clear_item((item.func_id, item.args_id))
+            removed.append(item)
+            total -= item.size
+        self._usage_known(total)
+        return removed
+
+    # -- automatic bytes_limit: a scan now and then, not on every write ----------------
+    size_check_interval = 60.0
+    _usage_base = None
+    _usage_written = 0
+    _usage_checked = 0.0
+
+    def enforce_bytes_limit(self, bytes_limit, written):
+        """Keep the store under `bytes_limit` after a write of `written` bytes.
+
+        The store's size is known from the last scan (shared between processes
+        by :meth:`read_usage`) plus what this process wrote since; a scan,
+        which removes least-recently-used entries down to 90% of the limit,
+        runs only when that estimate passes the limit or the last scan is
+        older than :attr:`size_check_interval` seconds.
+        """
+        self._usage_written += written
+        now = time.time()
+        if self._usage_base is None or now - self._usage_checked > self.size_check_interval:
+            self._usage_checked = now
+            record = self.read_usage()
+            if record is not None and now - record[1] <= self.size_check_interval:
+                self._usage_base, self._usage_written = record[0], 0
+            elif self.begin_scan():
+                try:
+                    self._reduce_to(bytes_limit)
+                finally:
+                    self.end_scan()
+                return
+        if (self._usage_base or 0) + self._usage_written > bytes_limit and self.begin_scan():
+            try:
+                self._reduce_to(bytes_limit)
+            finally:
+                self.end_scan()
+
+    def _reduce_to(self, bytes_limit):
+        total = sum(item.size for item in self.get_items())
+        if total > bytes_limit:
+            self.reduce_size(bytes_limit=int(bytes_limit * _AUTO_REDUCE_TO))
+        else:
+            self._usage_known(total)
+
+    def _usage_known(self, total):
+        self._usage_base, self._usage_written, self._usage_checked = total, 0, time.time()
+        self.write_usage(total)
+
+    def read_usage(self):
+        """Return ``(bytes, time of the scan)`` from the last scan by any process, or None."""
+        return None
+
+    def write_usage(self, total):
+        """Record that a scan found `total` bytes now."""
+
+    def begin_scan(self):
+        """Return whether this process may scan now (no other process is scanning)."""
+        return True
+
+    def end_scan(self):
+        """End what :meth:`begin_scan` began."""
+
+
+_BACKENDS = {}
+
+
+def register_store_backend(backend_name, backend):
+    """Make `backend` available as ``Memory(..., backend=backend_name)``.
+
+    Parameters
+    ----------
+    backend_name : str
+    backend : type
+        A subclass of :class:`StoreBackendBase`, instantiated without arguments
+        and then configured.
+
+    Raises
+    ------
+    ValueError
+        If `backend_name` is not a str or `backend` is not such a subclass.
+    """
+    if not isinstance(backend_name, str):
+        raise ValueError(f"backend_name={backend_name!r} must be a str")
+    if not (isinstance(backend, type) and issubclass(backend, StoreBackendBase)):
+        raise ValueError(f"backend={backend!r} must be a subclass of StoreBackendBase")
+    _BACKENDS[backend_name] = backend
+
+
+def store_backend(backend, location, verbose=0, backend_options=None):
+    """Return the configured store backend named `backend` for `location`."""
+    if isinstance(backend, StoreBackendBase):
+        return backend
+    cls = _BACKENDS.get(backend)
+    if cls is None:
+        raise ValueError(f"backend={backend!r} is not a registered store backend "
+                         f"(registered: {', '.join(sorted(_BACKENDS))})")
+    instance = cls()
+    instance.configure(location, verbose=verbose, backend_options=backend_options)
+    return instance
+
+
+# -- the local filesystem backend -----------------------------------------------------
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def _owner_gone(owner, mtime, stale_after):
+    """Whether the process named by `owner` (``'pid@host'``) is gone, or silent for `stale_after` s."""
+    pid, _, host = owner.partition("@")
+    if host == _HOST and pid.isdigit():
+        if int(pid) == os.getpid():
+            return False
+        if not _pid_alive(int(pid)):
+            return True
+    return time.time() - mtime > stale_after
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class _Heartbeat:
+    """One thread per process that refreshes the mtime of every lock it holds."""
+
+    def __init__(self):
+        self._held = {}
+        self._guard = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = None
+
+    def add(self, path, interval):
+        with self._guard:
+            self._held[path] = interval
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="joblite-lock-heartbeat",
+                                                daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def remove(self, path):
+        with self._guard:
+            self._held.pop(path, None)
+
+    def _run(self):
+        while True:
+            with self._guard:
+                held = dict(self._held)
+            self._wake.clear()
+            for path in held:
+                try:
+                    os.utime(path)
+                except OSError:
+                    pass
+            self._wake.wait(min(held.values(), default=1.0))
+
+
+_HEARTBEAT = _Heartbeat()
+
+
+class EntryLock:
+    """A lock file created with ``O_EXCL``, refreshed while held, broken when stale.
+
+    The file holds ``pid@host``.  A lock is stale when its holder is a dead
+    process of this host, or when it has not been refreshed for `timeout`
+    seconds (the holder refreshes it every ``timeout / 4``), so a holder killed
+    on another host delays the others by at most `timeout`.
+
+    Parameters
+    ----------
+    path : str
+    timeout : float
+        Seconds, see above.
+    """
+
+    def __init__(self, path, timeout):
+        self.path = path
+        self.timeout = timeout
+        self._owner = f"{os.getpid()}@{_HOST}"
+
+    def try_acquire(self):
+        """Take the lock if it is free; return whether this process now holds it."""
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            return self.try_acquire()
+        try:
+            os.write(fd, self._owner.encode())
+        finally:
+            os.close(fd)
+        _HEARTBEAT.add(self.path, self.timeout / 4)
+        return True
+
+    def break_if_stale(self):
+        """Remove the lock if its holder is gone; return whether it was removed."""
+        try:
+            with open(self.path, "rb") as fileobj:
+                owner = fileobj.read(512).decode("utf-8", "replace")
+                mtime = os.fstat(fileobj.fileno()).st_mtime
+        except FileNotFoundError:
+            return True
+        if not _owner_gone(owner, mtime, self.timeout):
+            return False
+        # Rename first: of several processes breaking it, one wins; the others
+        # find no file.  Then make sure what was renamed is the stale lock and
+        # not one just taken by a live process.
+        aside = f"{self.path}.{self._owner}.{time.monotonic_ns()}.stale"
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return True
+        try:
+            with open(aside, "rb") as fileobj:
+                if fileobj.read(512).decode("utf-8", "replace") != owner:
+                    try:
+                        os.link(aside, self.path)   # give it back, unless taken again meanwhile
+                    except OSError:
+                        pass
+        finally:
+            _remove(aside)
+        return True
+
+    def acquire_or_wait(self, is_done, poll=0.01, max_poll=0.5):
+        """Take the lock, or wait until `is_done()` is true; return True if the lock is held."""
+        while True:
+            if self.try_acquire():
+                return True
+            if is_done():
+                return False
+            if self.break_if_stale():
+                continue
+            time.sleep(poll)
+            poll = min(max_poll, poll * 1.5)
+
+    def release(self):
+        """Let go of the lock."""
+        _HEARTBEAT.remove(self.path)
+        _remove(self.path)
+
+
+class FileSystemStoreBackend(StoreBackendBase):
+    """The ``'local'`` store: a folder of the local or a shared (NFS, Lustre) filesystem.
+
+    `backend_options` keys (all optional):
+
+    ``lock`` : bool, default False
+        When many processes ask for the same missing entry at once, one
+        computes it and the others wait, then load it.
+    ``lock_timeout`` : float, default 60
+        Seconds after which the lock of a holder that stopped refreshing it
+        (killed on another host) is broken.  A dead holder on the same host
+        is noticed at once.
+    ``size_check_interval`` : float, default 60
+        Seconds between two scans of the store for ``bytes_limit``.
+    """
+
+    def configure(self, location, verbose=0, backend_options=None):
+        options = dict(backend_options or {})
+        self.lock = bool(options.pop("lock", False))
+        self.lock_timeout = float(options.pop("lock_timeout", 60.0))
+        self.size_check_interval = float(options.pop("size_check_interval", 60.0))
+        if options:
+            raise ValueError(f"backend_options: unknown option(s) {sorted(options)} for the 'local' "
+                             "backend (known: lock, lock_timeout, size_check_interval)")
+        if self.lock_timeout <= 0:
+            raise ValueError(f"backend_options: lock_timeout={self.lock_timeout!r} must be > 0")
+        self.location = os.fspath(location)
+        self.verbose = verbose
+        self.root = os.path.join(self.location, "joblite")
+        os.makedirs(self.root, exist_ok=True)
+        self._func_dirs = {}
+        self._counter = itertools.count()
+        self._swept = False
+        self._scan_lock = None
+
+    def options(self):
+        """The backend options this store was configured with."""
+        return {"lock": self.lock, "lock_timeout": self.lock_timeout,
+                "size_check_interval": self.size_check_interval}
+
+    # -- paths --------------------------------------------------------------------------
+    def func_dir(self, func_id):
+        """The folder of a function's entries."""
+        path = self._func_dirs.get(func_id)
+        if path is None:
+            module, _, name = func_id.partition("/")
+            path = os.path.join(self.root, _NAME_UNSAFE.sub("_", module), _NAME_UNSAFE.sub("_", name))
+            self._func_dirs[func_id] = path
+        return path
+
+    def _entry(self, call_id):
+        func_id, args_id = call_id
+        return f"{self.func_dir(func_id)}/{args_id[:2]}/{args_id}"
+
+    def _tmp_dir(self):
+        path = os.path.join(self.root, ".tmp", f"{os.getpid()}@{_HOST}")
+        if not self._swept:
+            self._swept = True
+            self.sweep()
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def _temporary(self, suffix):
+        return os.path.join(self._tmp_dir(), f"{next(self._counter)}{suffix}")
+
+    def _move_into_place(self, temporary, path):
+        try:
+            os.replace(temporary, path)
+        except FileNotFoundError:
+            if not os.path.exists(temporary):
+                raise
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.replace(temporary, path)
+
+    def _write_json(self, path, record):
+        temporary = self._temporary(".json")
+        try:
+            with open(temporary, "w", encoding="utf-8") as fileobj:
+                json.dump(record, fileobj)
+            self._move_into_place(temporary, path)
+        except BaseException:
+            _remove(temporary)
+            raise
+
+    # -- entries ------------------------------------------------------------------------
+    def load_item(self, call_id, mmap_mode=None):
+        path = self._entry(call_id) + ".out"
+        try:
+            value, stat = persistence.load_path(path, mmap_mode, None)
+        except FileNotFoundError:
+            raise KeyError(call_id) from None
+        if time.time() - stat.st_mtime > _TOUCH_INTERVAL:
+            try:
+                os.utime(path)
+            except OSError:  # a read-only store is still readable
+                pass
+        return value
+
+    def dump_item(self, call_id, value, metadata, compress=0):
+        codec, level = compress
+        entry = self._entry(call_id)
+        self._write_json(entry + ".json", metadata)
+        temporary = self._temporary(".out")
+        try:
+            persistence.write_file(value, temporary, codec, level)
+            size = os.stat(temporary).st_size
+            self._move_into_place(temporary, entry + ".out")
+        except BaseException:
+            _remove(temporary)
+            raise
+        return size
+
+    def contains_item(self, call_id):
+        return os.path.exists(self._entry(call_id) + ".out")
+
+    def get_metadata(self, call_id):
+        try:
+            with open(self._entry(call_id) + ".json", "rb") as fileobj:
+                return json.loads(fileobj.read())
+        except FileNotFoundError:
+            raise KeyError(call_id) from None
+
+    def clear_item(self, call_id):
+        entry = self._entry(call_id)
+        _remove(entry + ".out")   # the entry is gone from here on
+        _remove(entry + ".json")
+
+    def _discard(self, path):
+        """Rename `path` aside (atomic for readers) and remove it."""
+        aside = self._temporary(".trash")
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(aside, ignore_errors=True)
+
+    def clear_path(self, func_id):
+        self._discard(self.func_dir(func_id))
+
+    def clear(self):
+        for entry in os.scandir(self.root):
+            if entry.name == ".tmp":
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                self._discard(entry.path)
+            else:
+                _remove(entry.path)
+        self._usage_base = None
+
+    def get_cached_func_code(self, func_id):
+        try:
+            with open(os.path.join(self.func_dir(func_id), "func_code.json"), "rb") as fileobj:
+                record = json.loads(fileobj.read())
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except ValueError:
+            return {}
+        return record if isinstance(record, dict) else {}
+
+    def store_cached_func_code(self, func_id, record):
+        path = os.path.join(self.func_dir(func_id), "func_code.json")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._write_json(path, record)
+
+    def function_dirs(self):
+        """Yield ``(func_id, folder)`` for every function folder of the store."""
+        for module in _scandir(self.root):
+            if module.name.startswith(".") or not module.is_dir(follow_symlinks=False):
+                continue
+            for function in _scandir(module.path):
+                if not function.is_dir(follow_symlinks=False):
+                    continue
+                record = None
+                try:
+                    with open(os.path.join(function.path, "func_code.json"), "rb") as fileobj:
+                        record = json.loads(fileobj.read())
+                except (OSError, ValueError):
+                    pass
+                func_id = record.get("func_id") if isinstance(record, dict) else None
+                yield func_id or f"{module.name}/{function.name}", function.path
+
+    def get_items(self, func_id=None):
+        items = []
+        folders = [(func_id, self.func_dir(func_id))] if func_id is not None else self.function_dirs()
+        for owner, folder in folders:
+            self._func_dirs.setdefault(owner, folder)
+            for shard in _scandir(folder):
+                if len(shard.name) != 2 or not shard.is_dir(follow_symlinks=False):
+                    continue
+                sizes = {}
+                outputs = {}
+                for entry in _scandir(shard.path):
+                    stem, dot, suffix = entry.name.rpartition(".")
+                    try:
+                        stat = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if suffix == "out":
+                        outputs[stem] = stat
+                    elif suffix == "json":
+                        sizes[stem] = stat.st_size
+                for stem, stat in outputs.items():
+                    items.append(CacheItemInfo(owner, stem, entry_path(shard.path, stem), stat.st_size
+                                               + sizes.get(stem, 0), stat.st_mtime))
+        return items
+
+    def entry_lock(self, call_id):
+        if not self.lock:
+            return None
+        func_id, args_id = call_id
+        token = persistence._checksum(func_id.encode())
+        return EntryLock(os.path.join(self.root, ".locks", f"{token:016x}-{args_id}.lock"),
+                         self.lock_timeout)
+
+    # -- housekeeping -------------------------------------------------------------------
+    def sweep(self, stale_after=_STALE_TEMPORARY):
+        """Remove what killed processes left: temporaries, stale locks, metadata without result.
+
+        Temporaries of a dead process of this host go at once; those of other
+        hosts after `stale_after` seconds without change.
+
+        Returns
+        -------
+        int
+            How many files or folders were removed.
+        """
+        removed = 0
+        for folder in _scandir(os.path.join(self.root, ".tmp")):
+            try:
+                mtime = folder.stat(follow_symlinks=False).st_mtime
+            except FileNotFoundError:
+                continue
+            if _owner_gone(folder.name, mtime, stale_after):
+                shutil.rmtree(folder.path, ignore_errors=True)
+                removed += 1
+        for lock in _scandir(os.path.join(self.root, ".locks")):
+            if lock.name.endswith(".lock") and \
+                    EntryLock(lock.path, self.lock_timeout).break_if_stale():
+                removed += 1
+        return removed
+
+    def sweep_orphans(self, stale_after=_STALE_TEMPORARY):
+        """Remove metadata files whose result never arrived (older than `stale_after` seconds)."""
+        removed = 0
+        now = time.time()
+        for _, folder in self.function_dirs():
+            for shard in _scandir(folder):
+                if len(shard.name) != 2 or not shard.is_dir(follow_symlinks=False):
+                    continue
+                names = {entry.name for entry in _scandir(shard.path)}
+                for name in names:
+                    stem, _, suffix = name.rpartition(".")
+                    if suffix == "json" and stem + ".out" not in names:
+                        path = os.path.join(shard.path, name)
+                        try:
+                            if now - os.stat(path).st_mtime > stale_after:
+                                _remove(path)
+                                removed += 1
+                        except FileNotFoundError:
+                            pass
+        return removed
+
+    def read_usage(self):
+        try:
+            with open(os.path.join(self.root, ".usage.json"), "rb") as fileobj:
+                record = json.loads(fileobj.read())
+            return int(record["bytes"]), float(record["time"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def write_usage(self, total):
+        try:
+            self._write_json(os.path.join(self.root, ".usage.json"), {"bytes": total, "time": time.time()})
+        except OSError as exc:
+            warnings.warn(f"{self.root}: cannot record the store size ({exc})", CacheWarning, stacklevel=2)
+
+    def begin_scan(self):
+        self._scan_lock = EntryLock(os.path.join(self.root, ".locks", "size-scan.lock"),
+                                    max(self.lock_timeout, 600.0))
+        if self._scan_lock.try_acquire():
+            return True
+        self._scan_lock.break_if_stale()
+        return False
+
+    def end_scan(self):
+        self._scan_lock.release()
+
+
+def entry_path(shard, args_id):
+    """The result file of entry `args_id` in the shard folder `shard`."""
+    return os.path.join(shard, args_id + ".out")
+
+
+def _scandir(path):
+    try:
+        with os.scandir(path) as entries:
+            return list(entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return []
+        raise
+
+
+register_store_backend("local", FileSystemStoreBackend)
