@@ -326,6 +326,7 @@ _EXACT_HANDLERS = {
     decimal.Decimal: _simple("decimal.Decimal", lambda d: (str(d),)),
     fractions.Fraction: _simple("fractions.Fraction", lambda f: (f.numerator, f.denominator)),
     uuid.UUID: _simple("uuid.UUID", lambda u: (u.int,)),
+    types.ModuleType: _simple("module", lambda m: (m.__name__,)),
 }
 for _wrapper in (types.MethodWrapperType, types.WrapperDescriptorType,
                  types.MethodDescriptorType, types.ClassMethodDescriptorType):

@@ -164,7 +164,7 @@ class NotMemorizedFunc:
 
     def __init__(self, func):
         self.func = func
-        functools.update_wrapper(self, func)
+        functools.update_wrapper(self, func, updated=())  # not its __dict__: it may hold our names
 
     def __call__(self, *args, **kwargs):
         return self.func(*args, **kwargs)
@@ -248,7 +248,7 @@ class MemorizedFunc:
         self._binder = func_inspect.CallBinder(func, self.ignore)  # also checks `ignore`
         self._prepared = None
         try:
-            functools.update_wrapper(self, func)
+            functools.update_wrapper(self, func, updated=())  # not its __dict__: it may hold our names
         except AttributeError:
             pass
 
@@ -389,29 +389,32 @@ class MemorizedFunc:
     def _lookup(self, prepared, call_id, args, kwargs, shelving):
         """The cached result (or a MemorizedResult) or _MISSING."""
         store = self.store_backend
-        if self.cache_validation_callback is not None:
-            try:
-                metadata = store.get_metadata(call_id)
-            except (KeyError, OSError, ValueError):
-                return _MISSING
-            if not self.cache_validation_callback(metadata):
-                if self._verbose > 10:
-                    print(f"[Memory] {prepared.func_id}: cached result {call_id[1]} rejected by the "
-                          "cache_validation_callback")
-                return _MISSING
-        if shelving:
-            if store.contains_item(call_id):
-                return MemorizedResult(store, call_id, self.mmap_mode, self._verbose - 1)
-            return _MISSING
+        callback = self.cache_validation_callback
+        metadata = None
         start = time.perf_counter() if self._verbose > 4 else 0.0
         try:
-            value = store.load_item(call_id, self.mmap_mode)
+            if shelving:
+                if callback is None:
+                    return MemorizedResult(store, call_id, self.mmap_mode, self._verbose - 1) \
+                        if store.contains_item(call_id) else _MISSING
+                metadata = store.get_metadata(call_id)
+            elif callback is None:
+                value = store.load_item(call_id, self.mmap_mode)
+            else:
+                value, metadata = store.load_item_and_metadata(call_id, self.mmap_mode)
         except KeyError:
             return _MISSING
         except Exception as exc:  # an unreadable entry is recomputed, never the caller's problem
             _warn(f"{prepared.func_id}: the cached result {call_id[1]} in {store.location} cannot be "
                   f"loaded ({type(exc).__name__}: {exc}); computing it again", stacklevel=6)
             return _MISSING
+        if callback is not None and not callback(metadata):
+            if self._verbose > 10:
+                print(f"[Memory] {prepared.func_id}: cached result {call_id[1]} rejected by the "
+                      "cache_validation_callback")
+            return _MISSING
+        if shelving:
+            return MemorizedResult(store, call_id, self.mmap_mode, self._verbose - 1, metadata)
         if self._verbose > 4:
             print(func_inspect.format_duration(prepared.name, time.perf_counter() - start, "cache loaded "))
         return value

@@ -4,16 +4,18 @@ Layout of the ``'local'`` backend under ``<location>/joblite/`` (see the
 caching guide)::
 
     <module>/<function>/func_code.json     code digest and source of the function
-    <module>/<function>/<kk>/<key>.out     the result, in the persistence container format
-    <module>/<function>/<kk>/<key>.json    its metadata (duration, time, maybe input repr)
+    <module>/<function>/<kk>/<key>.out     (metadata, result), in the persistence container format
     .tmp/<pid>@<host>/                     temporaries of one process, renamed into place
     .locks/<function token>-<key>.lock     "being computed" locks (backend_options={'lock': True})
     .usage.json                            size of the store at the last scan (bytes_limit)
 
 ``<key>`` is the hex digest of the call arguments and ``<kk>`` its first two
 characters: 256 shard folders per function, so that millions of entries do
-not land in one folder.  An entry exists once its ``.out`` file does; that
-file's modification time is its last access, which joblite sets itself on
+not land in one folder.  An entry is one file, written whole under a temporary
+name and renamed: it holds the pair ``(metadata, result)``, so that a miss
+creates one file (creating files is the slow part of a write on shared
+filesystems) and a validation callback reads the entry once.  The file's
+modification time is the entry's last access, which joblite sets itself on
 loads (at most once a second per entry), so ``noatime`` mounts do not matter.
 """
 import collections
@@ -140,6 +142,10 @@ class StoreBackendBase:
             recomputes it).
         """
         raise NotImplementedError
+
+    def load_item_and_metadata(self, call_id, mmap_mode=None):
+        """Return ``(result, metadata)``; raises as :meth:`load_item`."""
+        return self.load_item(call_id, mmap_mode), self.get_metadata(call_id)
 
     def dump_item(self, call_id, value, metadata, compress=0):
         """Store `value` and its `metadata` (a JSON-able dict) atomically; return the bytes written.
@@ -510,7 +516,7 @@ class FileSystemStoreBackend(StoreBackendBase):
         os.makedirs(self.root, exist_ok=True)
         self._func_dirs = {}
         self._counter = itertools.count()
-        self._swept = False
+        self._tmp_pid = None
         self._scan_lock = None
 
     def options(self):
@@ -533,12 +539,13 @@ class FileSystemStoreBackend(StoreBackendBase):
         return f"{self.func_dir(func_id)}/{args_id[:2]}/{args_id}"
 
     def _tmp_dir(self):
-        path = os.path.join(self.root, ".tmp", f"{os.getpid()}@{_HOST}")
-        if not self._swept:
-            self._swept = True
+        pid = os.getpid()
+        if self._tmp_pid != pid:   # first write of this process (also after a fork)
+            self._tmp_path = os.path.join(self.root, ".tmp", f"{pid}@{_HOST}")
             self.sweep()
-        os.makedirs(path, exist_ok=True)
-        return path
+            os.makedirs(self._tmp_path, exist_ok=True)
+            self._tmp_pid = pid
+        return self._tmp_path
 
     def _temporary(self, suffix):
         return os.path.join(self._tmp_dir(), f"{next(self._counter)}{suffix}")
@@ -555,7 +562,12 @@ class FileSystemStoreBackend(StoreBackendBase):
     def _write_json(self, path, record):
         temporary = self._temporary(".json")
         try:
-            with open(temporary, "w", encoding="utf-8") as fileobj:
+            try:
+                fileobj = open(temporary, "w", encoding="utf-8")
+            except FileNotFoundError:   # our temporary folder was swept meanwhile
+                os.makedirs(os.path.dirname(temporary), exist_ok=True)
+                fileobj = open(temporary, "w", encoding="utf-8")
+            with fileobj:
                 json.dump(record, fileobj)
             self._move_into_place(temporary, path)
         except BaseException:
@@ -563,28 +575,38 @@ class FileSystemStoreBackend(StoreBackendBase):
             raise
 
     # -- entries ------------------------------------------------------------------------
-    def load_item(self, call_id, mmap_mode=None):
+    def _load(self, call_id, mmap_mode):
         path = self._entry(call_id) + ".out"
         try:
-            value, stat = persistence.load_path(path, mmap_mode, None)
+            pair, stat = persistence.load_path(path, mmap_mode, None)
         except FileNotFoundError:
             raise KeyError(call_id) from None
+        if not (type(pair) is tuple and len(pair) == 2 and type(pair[0]) is dict):
+            raise persistence.CorruptFileError(f"{path}: not a joblite cache entry (metadata, result)")
         if time.time() - stat.st_mtime > _TOUCH_INTERVAL:
             try:
                 os.utime(path)
             except OSError:  # a read-only store is still readable
                 pass
-        return value
+        return pair[1], pair[0]
+
+    def load_item(self, call_id, mmap_mode=None):
+        return self._load(call_id, mmap_mode)[0]
+
+    def load_item_and_metadata(self, call_id, mmap_mode=None):
+        return self._load(call_id, mmap_mode)
 
     def dump_item(self, call_id, value, metadata, compress=0):
         codec, level = compress
-        entry = self._entry(call_id)
-        self._write_json(entry + ".json", metadata)
         temporary = self._temporary(".out")
         try:
-            persistence.write_file(value, temporary, codec, level)
+            try:
+                persistence.write_file((metadata, value), temporary, codec, level)
+            except FileNotFoundError:   # our temporary folder was swept meanwhile
+                os.makedirs(os.path.dirname(temporary), exist_ok=True)
+                persistence.write_file((metadata, value), temporary, codec, level)
             size = os.stat(temporary).st_size
-            self._move_into_place(temporary, entry + ".out")
+            self._move_into_place(temporary, self._entry(call_id) + ".out")
         except BaseException:
             _remove(temporary)
             raise
@@ -594,16 +616,10 @@ class FileSystemStoreBackend(StoreBackendBase):
         return os.path.exists(self._entry(call_id) + ".out")
 
     def get_metadata(self, call_id):
-        try:
-            with open(self._entry(call_id) + ".json", "rb") as fileobj:
-                return json.loads(fileobj.read())
-        except FileNotFoundError:
-            raise KeyError(call_id) from None
+        return self._load(call_id, "r")[1]   # arrays are mapped, not read
 
     def clear_item(self, call_id):
-        entry = self._entry(call_id)
-        _remove(entry + ".out")   # the entry is gone from here on
-        _remove(entry + ".json")
+        _remove(self._entry(call_id) + ".out")
 
     def _discard(self, path):
         """Rename `path` aside (atomic for readers) and remove it."""
@@ -667,21 +683,15 @@ class FileSystemStoreBackend(StoreBackendBase):
             for shard in _scandir(folder):
                 if len(shard.name) != 2 or not shard.is_dir(follow_symlinks=False):
                     continue
-                sizes = {}
-                outputs = {}
                 for entry in _scandir(shard.path):
-                    stem, dot, suffix = entry.name.rpartition(".")
+                    if not entry.name.endswith(".out"):
+                        continue
                     try:
                         stat = entry.stat(follow_symlinks=False)
                     except FileNotFoundError:
                         continue
-                    if suffix == "out":
-                        outputs[stem] = stat
-                    elif suffix == "json":
-                        sizes[stem] = stat.st_size
-                for stem, stat in outputs.items():
-                    items.append(CacheItemInfo(owner, stem, entry_path(shard.path, stem), stat.st_size
-                                               + sizes.get(stem, 0), stat.st_mtime))
+                    items.append(CacheItemInfo(owner, entry.name[:-4], entry.path, stat.st_size,
+                                               stat.st_mtime))
         return items
 
     def entry_lock(self, call_id):
@@ -694,7 +704,7 @@ class FileSystemStoreBackend(StoreBackendBase):
 
     # -- housekeeping -------------------------------------------------------------------
     def sweep(self, stale_after=_STALE_TEMPORARY):
-        """Remove what killed processes left: temporaries, stale locks, metadata without result.
+        """Remove what killed processes left: temporaries and stale locks.
 
         Temporaries of a dead process of this host go at once; those of other
         hosts after `stale_after` seconds without change.
@@ -717,27 +727,6 @@ class FileSystemStoreBackend(StoreBackendBase):
             if lock.name.endswith(".lock") and \
                     EntryLock(lock.path, self.lock_timeout).break_if_stale():
                 removed += 1
-        return removed
-
-    def sweep_orphans(self, stale_after=_STALE_TEMPORARY):
-        """Remove metadata files whose result never arrived (older than `stale_after` seconds)."""
-        removed = 0
-        now = time.time()
-        for _, folder in self.function_dirs():
-            for shard in _scandir(folder):
-                if len(shard.name) != 2 or not shard.is_dir(follow_symlinks=False):
-                    continue
-                names = {entry.name for entry in _scandir(shard.path)}
-                for name in names:
-                    stem, _, suffix = name.rpartition(".")
-                    if suffix == "json" and stem + ".out" not in names:
-                        path = os.path.join(shard.path, name)
-                        try:
-                            if now - os.stat(path).st_mtime > stale_after:
-                                _remove(path)
-                                removed += 1
-                        except FileNotFoundError:
-                            pass
         return removed
 
     def read_usage(self):
@@ -764,11 +753,6 @@ class FileSystemStoreBackend(StoreBackendBase):
 
     def end_scan(self):
         self._scan_lock.release()
-
-
-def entry_path(shard, args_id):
-    """The result file of entry `args_id` in the shard folder `shard`."""
-    return os.path.join(shard, args_id + ".out")
 
 
 def _scandir(path):

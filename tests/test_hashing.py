@@ -1080,3 +1080,10 @@ def test_hashing_plain_objects_imports_neither_numpy_nor_pandas():
         "print(json.dumps(sorted(m for m in ('numpy', 'pandas') if m in sys.modules)))\n"
     )
     assert json.loads(_run_python(code)) == []
+
+
+def test_modules_hash_by_name():
+    import json as json_again
+
+    assert hash(json) == hash(json_again) == hash(json, hash_name="xxh3_128")
+    assert hash(json) != hash(os) and hash(json) != hash("json")
