@@ -27,6 +27,30 @@ _NO_CLOSURE = ()
 # (store root, func_id) -> (weak reference to the function, code digest), for this process:
 # a second, different function filed under the same name gets a name of its own.
 _LIVE_FUNCTIONS = {}
+# function -> (code digest, source): reading and parsing source takes a millisecond
+_CODE_DIGESTS = weakref.WeakKeyDictionary()
+# (store location, func_id, code digest) already checked against the store in this process
+_CHECKED_CODE = set()
+
+
+def _forget_checks(location, func_id=None):
+    """After a clear, the code records are gone: check (and write) them again."""
+    for checked in [c for c in _CHECKED_CODE if c[0] == location and func_id in (None, c[1])]:
+        _CHECKED_CODE.discard(checked)
+
+
+def _code_digest(func):
+    target = getattr(func, "__func__", func)
+    try:
+        return _CODE_DIGESTS[target]
+    except (KeyError, TypeError):
+        pass
+    found = func_inspect.code_digest(func, _hash)
+    try:
+        _CODE_DIGESTS[target] = found
+    except TypeError:   # not weakly referable
+        pass
+    return found
 
 
 def _args_digest(key_object):
@@ -264,7 +288,7 @@ class MemorizedFunc:
         prepared = _Prepared()
         func = self.func
         module, name = func_inspect.function_name(func)
-        digest, source = func_inspect.code_digest(func, _hash)
+        digest, source = _code_digest(func)
         func_id = f"{module}/{name}"
         target = getattr(func, "__func__", func)
         live_key = (getattr(self.store_backend, "location", None), func_id)
@@ -302,7 +326,11 @@ class MemorizedFunc:
 
     def _check_code(self, func_id, digest, source):
         store = self.store_backend
+        checked = (store.location, func_id, digest)
+        if checked in _CHECKED_CODE:
+            return
         record = store.get_cached_func_code(func_id)
+        _CHECKED_CODE.add(checked)
         if record is not None and record.get("code_digest") == digest and \
                 record.get("format") == func_inspect.CODE_FORMAT:
             return
@@ -383,6 +411,7 @@ class MemorizedFunc:
         if warn and self._verbose > 0:
             print(f"[Memory] Clearing function cache of {prepared.func_id} in {self.store_backend.location}")
         self.store_backend.clear_path(prepared.func_id)
+        _forget_checks(self.store_backend.location, prepared.func_id)
         self._prepared = None
 
     # -- the work ------------------------------------------------------------------------
@@ -694,6 +723,7 @@ class Memory:
         if warn and self._verbose > 0:
             print(f"[Memory] Clearing the whole cache at {self.location}")
         self.store_backend.clear()
+        _forget_checks(self.store_backend.location)
 
     def reduce_size(self, bytes_limit=None, items_limit=None, age_limit=None):
         """Remove least-recently-used entries until the limits hold.

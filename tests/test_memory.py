@@ -690,3 +690,28 @@ def test_code_digest_ignores_docstring_of_exec_functions():
     digest = lambda func: func_inspect.code_digest(func, joblite.hash)[0]  # noqa: E731
     namespace["g"].__code__ = namespace["g"].__code__.replace(co_name="f", co_qualname="f")
     assert digest(namespace["f"]) == digest(namespace["g"]) != digest(namespace["h"])
+
+
+def test_wrapping_again_does_not_read_the_source_again(tmp_path, monkeypatch):
+    memory = Memory(tmp_path, verbose=0)
+
+    def fresh(x):
+        return x
+
+    assert memory.eval(fresh, 1) == 1
+    monkeypatch.setattr(inspect, "getsource", lambda *args: pytest.fail("source read again"))
+    for _ in range(3):
+        assert memory.cache(fresh)(1) == 1
+
+
+def test_code_record_is_written_again_after_a_clear(tmp_path):
+    memory = Memory(tmp_path, verbose=0)
+    cached = memory.cache(add)
+    cached(1)
+    record = os.path.join(cached.store_backend.func_dir(cached.func_id), "func_code.json")
+    assert os.path.exists(record)
+    for clear in (cached.clear, memory.clear):
+        clear()
+        assert not os.path.exists(record)
+        cached(1)
+        assert os.path.exists(record)
