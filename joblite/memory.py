@@ -76,7 +76,7 @@ def _check_mmap_mode(mmap_mode, name="mmap_mode"):
 class _Prepared:
     """What a MemorizedFunc computes once per process, at its first call."""
 
-    __slots__ = ("func_id", "module", "name", "binder", "closure_digest", "bound_self")
+    __slots__ = ("func_id", "module", "name", "binder", "closure_digest", "bound_self", "code")
 
 
 class MemorizedResult:
@@ -306,6 +306,7 @@ class MemorizedFunc:
         prepared.binder = self._binder
         prepared.bound_self = getattr(func, "__self__", None) if inspect.ismethod(func) else None
         prepared.closure_digest = self._closure_digest(func, target, digest)
+        prepared.code = (digest, source)
         self._check_code(func_id, digest, source)
         self._prepared = prepared
         return prepared
@@ -496,6 +497,7 @@ class MemorizedFunc:
             metadata["input_args"] = {name: func_inspect.short_repr(value)
                                       for name, value in zip(prepared.binder.names, values)}
         try:
+            self._check_code(prepared.func_id, *prepared.code)   # once more after a Memory.clear()
             written = self.store_backend.dump_item(call_id, output, metadata, self._compress)
         except Exception as exc:
             _warn(f"{prepared.func_id}: the result ({type(output).__name__}) cannot be stored in the "
