@@ -5,6 +5,9 @@ The commands:
 ``bench``
     The main job: time joblite against joblib (and dask) on real workloads
     and print a table of ratios.  See :mod:`joblite.bench`.
+``cache``
+    Inspect and maintain the cache folder of a ``Memory``: ``info``, ``ls``,
+    ``prune``, ``clear``, ``verify``.  See :mod:`joblite.cache_cli`.
 
 Each command is a function ``add_<command>_parser(subparsers)`` that declares
 its arguments and sets ``func``, the function run with the parsed arguments.
@@ -46,6 +49,19 @@ def add_bench_parser(subparsers):
     parser.set_defaults(func=_run_bench)
 
 
+def add_cache_parser(subparsers):
+    """Declare ``python -m joblite cache`` and its subcommands (see :mod:`joblite.cache_cli`).
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        From ``ArgumentParser.add_subparsers``.
+    """
+    from joblite import cache_cli
+
+    cache_cli.add_cache_parser(subparsers)
+
+
 def _run_bench(args):
     from joblite import bench
 
@@ -66,6 +82,7 @@ def build_parser():
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_bench_parser(subparsers)
+    add_cache_parser(subparsers)
     return parser
 
 
@@ -80,7 +97,7 @@ def main(argv=None):
     Returns
     -------
     int
-        Exit status: 0 on success, 2 when no command is given.
+        Exit status: the command's (0 on success), 2 when no command is given.
     """
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -779,6 +779,66 @@ def loads(data, *, allowed=None):
     return _load_fileobj(io.BytesIO(data), "<bytes>", None, None, admitted)
 
 
+def verify_file(path):
+    """Check a container file written by :func:`dump` without unpickling it.
+
+    The internal API under ``python -m joblite cache verify``: the header,
+    footer and block table are validated as :func:`load` does, the checksums
+    of the pickle stream and of every block are verified (blocks are read in
+    bounded pieces, whatever their size; the blocks of a file mapped with
+    ``mmap_mode='r+'`` have no valid checksum and are only read), and the
+    pickle stream is walked with :func:`pickletools.genops` to its ``STOP``
+    opcode, which imports nothing: no module the file names is needed.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A joblite container file.
+
+    Returns
+    -------
+    int
+        Bytes checked: the size of the file.
+
+    Raises
+    ------
+    CorruptFileError
+        If the file is truncated, corrupt or not a joblite container; the
+        message names the file and the part (header, footer, block table,
+        pickle stream, block N).
+    OSError
+        If the file cannot be read (``FileNotFoundError`` if it is missing).
+    """
+    import pickletools
+
+    import xxhash
+
+    path = os.fspath(path)
+    with open(path, "rb") as fileobj:
+        container = _Container(fileobj, path)
+        stream = container.pickle_stream()
+        buffers, stop = 0, -1
+        try:
+            for opcode, _, position in pickletools.genops(io.BytesIO(stream)):
+                buffers += opcode.name == "NEXT_BUFFER"
+                stop = position
+        except Exception as exc:  # genops reports a malformed stream in many ways
+            container.fail("pickle stream", f"malformed ({type(exc).__name__}: {exc})")
+        if stop + 1 != len(stream):
+            container.fail("pickle stream", f"{len(stream) - stop - 1} bytes after its STOP opcode")
+        if buffers != len(container.blocks):
+            container.fail("pickle stream", f"names {buffers} out-of-band buffers for "
+                                            f"{len(container.blocks)} blocks")
+        for index, (offset, length, _, codec, _, checksum) in enumerate(container.blocks):
+            digest = xxhash.xxh3_64()
+            for start in range(0, length, _MAX_READ_CHUNK):
+                digest.update(container._read(offset + start, min(_MAX_READ_CHUNK, length - start),
+                                              f"block {index}"))
+            if digest.intdigest() != checksum and (codec or not container.flags & FLAG_MAPPED_WRITABLE):
+                container.fail(f"block {index}", "checksum mismatch")
+        return fileobj.seek(0, io.SEEK_END)
+
+
 # -- external blocks: one .npy file per array, next to a pickle stream ------------------
 _FOLDER_LOADER = contextvars.ContextVar("joblite_folder_loader", default=None)
 _FOLDER_MAGIC = b"\x89JLFOLDR"

@@ -3,6 +3,7 @@
 Layout of the ``'local'`` backend under ``<location>/joblite/`` (see the
 caching guide)::
 
+    CACHEDIR.TAG                           marks the folder as a store (cachedir spec)
     <module>/<function>/func_code.json     code digest and source of the function
     <module>/<function>/<kk>/<key>.out     (metadata, result), in the persistence container format
     .tmp/<pid>@<host>/                     temporaries of one process, renamed into place
@@ -18,6 +19,7 @@ filesystems) and a validation callback reads the entry once.  The file's
 modification time is the entry's last access, which joblite sets itself on
 loads (at most once a second per entry), so ``noatime`` mounts do not matter.
 """
+import atexit
 import collections
 import errno
 import itertools
@@ -356,6 +358,13 @@ def _owner_gone(owner, mtime, stale_after):
     return time.time() - mtime > stale_after
 
 
+def _remove_empty_folder(path):
+    try:
+        os.rmdir(path)
+    except OSError:   # not empty (a write in progress in another thread) or already gone
+        pass
+
+
 def _remove(path):
     try:
         os.unlink(path)
@@ -484,6 +493,44 @@ class EntryLock:
         _remove(self.path)
 
 
+#: Marks the root of a store (the Cache Directory Tagging specification, which
+#: backup tools honour): joblite only writes into, or clears, a folder that has it.
+STORE_TAG = "CACHEDIR.TAG"
+_TAG_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+             "# This file is a cache directory tag created by joblite (Memory).\n"
+             "# For information about cache directory tags see https://bford.info/cachedir/\n")
+
+
+def is_store_root(root):
+    """Whether `root` is the root folder of a local store (it holds :data:`STORE_TAG`)."""
+    return os.path.isfile(os.path.join(root, STORE_TAG))
+
+
+def _claim_root(root):
+    """Create the store root `root`, or check that an existing folder is one.
+
+    Raises
+    ------
+    ValueError
+        If `root` exists, is not empty and is not a store: a folder that
+        happens to be named ``joblite`` (a package's source, say) is never
+        written into or cleared.
+    """
+    if is_store_root(root):
+        return
+    os.makedirs(root, exist_ok=True)
+    with os.scandir(root) as entries:
+        foreign = sorted(entry.name for entry in entries if entry.name != STORE_TAG)
+    if foreign:
+        raise ValueError(f"{root} exists and is not a joblite cache store (it has no {STORE_TAG} and "
+                         f"holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
+                         "choose another location for Memory")
+    temporary = f"{root}/.{STORE_TAG}.{os.getpid()}@{_HOST}"
+    with open(temporary, "w", encoding="ascii") as fileobj:
+        fileobj.write(_TAG_TEXT)
+    os.replace(temporary, os.path.join(root, STORE_TAG))
+
+
 class FileSystemStoreBackend(StoreBackendBase):
     """The ``'local'`` store: a folder of the local or a shared (NFS, Lustre) filesystem.
 
@@ -513,7 +560,7 @@ class FileSystemStoreBackend(StoreBackendBase):
         self.location = os.fspath(location)
         self.verbose = verbose
         self.root = os.path.join(self.location, "joblite")
-        os.makedirs(self.root, exist_ok=True)
+        _claim_root(self.root)
         self._func_dirs = {}
         self._counter = itertools.count()
         self._tmp_pid = None
@@ -545,6 +592,7 @@ class FileSystemStoreBackend(StoreBackendBase):
             self.sweep()
             os.makedirs(self._tmp_path, exist_ok=True)
             self._tmp_pid = pid
+            atexit.register(_remove_empty_folder, self._tmp_path)
         return self._tmp_path
 
     def _temporary(self, suffix):
@@ -634,8 +682,9 @@ class FileSystemStoreBackend(StoreBackendBase):
         self._discard(self.func_dir(func_id))
 
     def clear(self):
+        _claim_root(self.root)   # never empties a folder that is not a store
         for entry in os.scandir(self.root):
-            if entry.name == ".tmp":
+            if entry.name in (".tmp", STORE_TAG):
                 continue
             if entry.is_dir(follow_symlinks=False):
                 self._discard(entry.path)

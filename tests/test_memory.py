@@ -715,3 +715,24 @@ def test_code_record_is_written_again_after_a_clear(tmp_path):
         assert not os.path.exists(record)
         cached(1)
         assert os.path.exists(record)
+
+
+def test_a_folder_that_is_not_a_store_is_never_written_or_cleared(tmp_path):
+    package = tmp_path / "project" / "joblite"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    with pytest.raises(ValueError, match="is not a joblite cache store"):
+        Memory(package.parent)
+    assert os.listdir(package) == ["__init__.py"]
+    memory = Memory(tmp_path / "cache", verbose=0)
+    assert (tmp_path / "cache" / "joblite" / "CACHEDIR.TAG").read_text().startswith(
+        "Signature: 8a477f597d28d172789f06886806bc55")
+    memory.cache(add)(1)
+    memory.clear()
+    assert os.listdir(tmp_path / "cache" / "joblite") == ["CACHEDIR.TAG"] or \
+        sorted(os.listdir(tmp_path / "cache" / "joblite")) == [".tmp", "CACHEDIR.TAG"]
+
+
+def test_a_process_removes_its_temporary_folder_at_exit(tmp_path):
+    assert run_script(tmp_path, BASE)[:2] == ("4", 1)
+    assert os.listdir(tmp_path / "cache" / "joblite" / ".tmp") == []
