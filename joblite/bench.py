@@ -12,9 +12,10 @@ Figures are ratios against baselines measured in the same process and run
 
 Nothing here imports numpy, joblib or dask at module import time; each
 section imports what it needs when it runs.  Sections that write files
-(persistence) do so in a fresh temporary folder, removed when they finish.
+(persistence, memory) do so in a fresh temporary folder, removed when they finish.
 """
 import dataclasses
+import functools
 import gc
 import inspect
 import io
@@ -26,7 +27,7 @@ import sys
 import time
 from typing import Optional
 
-__all__ = ["Row", "SECTIONS", "best_time", "per_call_time", "run", "main"]
+__all__ = ["Row", "SECTIONS", "best_time", "per_call_time", "per_call_in_turns", "run", "main"]
 
 GIB = float(1 << 30)
 
@@ -143,14 +144,50 @@ def per_call_time(func, repeat=5, target=0.1):
     float
         Seconds per call.
     """
+    number = _calls_per_loop(func, target)
+    return min(_time_loop(func, number) for _ in range(repeat)) / number
+
+
+def _calls_per_loop(func, target):
+    """How many calls of ``func()`` take about `target` seconds."""
     number = 1
     while True:
         elapsed = _time_loop(func, number)
         if elapsed >= target / 10 or number >= 10**7:
             break
         number *= 10
-    number = max(1, int(number * target / max(elapsed, 1e-9)))
-    return min(_time_loop(func, number) for _ in range(repeat)) / number
+    return max(1, int(number * target / max(elapsed, 1e-9)))
+
+
+def per_call_in_turns(funcs, repeat=5, target=0.1):
+    """Best time per call of several fast functions, their timed loops taking turns.
+
+    As :func:`per_call_time` for each function, except that loop ``i`` of
+    every function runs before loop ``i + 1`` of any, in a rotating order, so
+    that a slow period of a noisy machine (or the write-back of files the
+    previous one wrote) weighs on all alike.
+
+    Parameters
+    ----------
+    funcs : dict of str to callable
+        Called with no arguments.
+    repeat : int, default 5
+        Number of timed loops of each function; the best loop counts.
+    target : float, default 0.1
+        Wanted duration of one loop in seconds.
+
+    Returns
+    -------
+    dict of str to float
+        Seconds per call, by the keys of `funcs`.
+    """
+    numbers = {key: _calls_per_loop(func, target) for key, func in funcs.items()}
+    best = dict.fromkeys(funcs, float("inf"))
+    order = list(funcs)
+    for round_ in range(max(1, repeat)):
+        for key in order[round_ % len(order):] + order[:round_ % len(order)]:
+            best[key] = min(best[key], _time_loop(funcs[key], numbers[key]) / numbers[key])
+    return best
 
 
 def _time_loop(func, number):
@@ -1218,6 +1255,324 @@ def persistence_section(quick=False, tmpdir=None):
 
 
 # --------------------------------------------------------------------------
+# memory section
+# --------------------------------------------------------------------------
+
+# Sizes of the memory workload.  'quick' runs in a few seconds: 16 MiB arrays.
+# 'repeat' is the most calls per figure of the array cases (best counts; the
+# fast implementation gets two more) and 'budget' (seconds) stops the repeats
+# of slow calls early; 'loops' and 'loop_seconds' are the number of timed
+# loops and the wanted duration of one loop of the per-call hit figures (see
+# per_call_time).  Misses are timed over the first 'fill' entries of a new
+# cache (blocks of 'fill_block' calls), then in that cache; they write files,
+# and the file system's latency comes in bursts on a busy machine: that figure
+# is the best of many short loops ('miss_loops' of 'miss_loop_seconds').
+MEMORY_SIZES = {
+    "full": {"array_mib": 1024, "repeat": 5, "budget": 6.0, "mmap_repeat": 25, "loops": 5,
+             "loop_seconds": 0.2, "fill": 2000, "fill_block": 100, "miss_loops": 20,
+             "miss_loop_seconds": 0.02},
+    "quick": {"array_mib": 16, "repeat": 3, "budget": 0.5, "mmap_repeat": 10, "loops": 3,
+              "loop_seconds": 0.05, "fill": 300, "fill_block": 50, "miss_loops": 6,
+              "miss_loop_seconds": 0.01},
+}
+
+#: The arguments of the small-argument cases: ``f(1, 2.0, 'abc', x=3)``.
+MEMORY_SMALL_ARGS = ((1, 2.0, "abc"), {"x": 3})
+
+# Goals from issue 9; see Row.targets for the sign convention.
+MEMORY_TARGETS = {
+    "hit small args": {"us_per_call": -25.0, "vs_joblib": 10},
+    "hit array argument": {"vs_joblib": 10},
+    "hit array result mmap": {"ms": -2.0},
+    "miss small args": {"vs_joblib": 3},
+}
+
+_MEMORY = "memory"
+
+# How many times each cached function of the workload really ran (not served
+# from a cache), to check that a hit is a hit and a miss a miss.
+_MEMORY_CALLS = {"small": 0, "array_argument": 0, "array_result": 0}
+
+
+def memory_small(a, b, c, x=0):
+    """The cached function of the small-argument cases: returns the small tuple ``(a, b, c, x)``."""
+    _MEMORY_CALLS["small"] += 1
+    return (a, b, c, x)
+
+
+def memory_array_argument(a):
+    """The cached function of the large-argument case: returns ``(a.shape, a.dtype.str)``, small."""
+    _MEMORY_CALLS["array_argument"] += 1
+    return (a.shape, a.dtype.str)
+
+
+def memory_array_result(nbytes):
+    """The cached function of the large-result case: returns ``random_f64(nbytes)``."""
+    _MEMORY_CALLS["array_result"] += 1
+    return random_f64(nbytes)
+
+
+def memory_impls():
+    """The ``Memory`` classes to compare, by implementation name.
+
+    Returns
+    -------
+    dict of str to type or None
+        ``'joblite'`` (``joblite.Memory``) and ``'joblib'``
+        (``joblib.Memory``); ``None`` for a baseline that is not installed.
+    """
+    import joblite
+
+    return {"joblite": joblite.Memory, "joblib": _optional_attr("joblib", "Memory")}
+
+
+def _size_label(nbytes):
+    return f"{nbytes // (1 << 30)} GiB" if nbytes >= GIB and not nbytes % (1 << 30) \
+        else f"{nbytes // MIB} MiB"
+
+
+def _memory_rows(name, impls):
+    """Rows of implementations that are not installed, and the available ones."""
+    missing = [Row(_MEMORY, name, impl, note="not installed")
+               for impl, cls in impls.items() if cls is None]
+    return missing, {impl: cls for impl, cls in impls.items() if cls is not None}
+
+
+def _check_calls(key, expected, name, impl):
+    """Raise if the cached function ran another number of times than `expected`."""
+    if _MEMORY_CALLS[key] != expected:
+        raise RuntimeError(f"memory benchmark, {name}: {impl} ran the function "
+                           f"{_MEMORY_CALLS[key] - expected:+d} times more than a "
+                           f"{'hit' if name.startswith('hit') else 'miss'} would; its figures "
+                           "would be meaningless")
+
+
+def memory_small_rows(impls, folder, sizes):
+    """Cache hits and misses of ``f(1, 2.0, 'abc', x=3)``, time per call.
+
+    Each implementation caches :func:`memory_small` in its own fresh folder
+    under `folder`, with ``verbose=0``.  The hit is timed after a first call
+    that stores the entry.  A miss calls ``f(i, 2.0, 'abc', x=3)`` with a new
+    ``i`` on every call (the same sequence for every implementation), so each
+    call hashes, finds no entry, runs the function and stores its result and
+    metadata.  Misses are timed twice: over the first ``sizes['fill']``
+    entries of the new cache (one pass, in blocks of ``sizes['fill_block']``
+    calls taking turns; joblite makes its 256 shard folders then), and then
+    in that cache (best loop, :func:`per_call_in_turns`): the targeted
+    figure, a cache in use.
+
+    Returns
+    -------
+    list of Row
+        Hit rows then miss rows; ``us_per_call`` and, for joblite,
+        ``vs_joblib``.
+    """
+    import itertools
+
+    args, kwargs = MEMORY_SMALL_ARGS
+    hit_name = "hit: small args f(1, 2.0, 'abc', x=3)"
+    fill_name = f"miss + store: small args, first {sizes['fill']:,} entries of a new cache"
+    miss_name = f"miss + store: small args, cache of {sizes['fill']:,}+ entries"
+    hits, available = _memory_rows(hit_name, impls)
+    fills, _ = _memory_rows(fill_name, impls)
+    misses, _ = _memory_rows(miss_name, impls)
+    funcs = {}
+    for impl, memory_class in available.items():
+        funcs[impl] = memory_class(os.path.join(folder, f"small-{impl}"), verbose=0).cache(memory_small)
+        funcs[impl](*args, **kwargs)  # the miss that stores the entry; first-call set-up
+    _progress(f"  memory: {hit_name}, {', '.join(funcs)} in turns")
+    expected = _MEMORY_CALLS["small"]
+    seconds = per_call_in_turns({impl: functools.partial(func, *args, **kwargs)
+                                 for impl, func in funcs.items()},
+                                sizes["loops"], sizes["loop_seconds"])
+    _check_calls("small", expected, hit_name, ", ".join(funcs))
+    hits += [Row(_MEMORY, hit_name, impl, seconds[impl], ratios={"us_per_call": seconds[impl] * 1e6})
+             for impl in funcs]
+    fresh = {impl: itertools.count(2) for impl in funcs}  # 1 is the entry of the hits
+
+    def miss(impl):
+        func, count = funcs[impl], fresh[impl]
+        return lambda: func(next(count), *args[1:], **kwargs)
+
+    for rows, name in ((fills, fill_name), (misses, miss_name)):
+        _progress(f"  memory: {name}, {', '.join(funcs)} in turns")
+        if rows is fills:
+            seconds = _fill_in_turns({impl: miss(impl) for impl in funcs}, sizes["fill"],
+                                     sizes["fill_block"])
+        else:
+            seconds = per_call_in_turns({impl: miss(impl) for impl in funcs},
+                                        sizes["miss_loops"], sizes["miss_loop_seconds"])
+        rows += [Row(_MEMORY, name, impl, seconds[impl], ratios={"us_per_call": seconds[impl] * 1e6})
+                 for impl in funcs]
+    calls = sum(next(count) - 2 for count in fresh.values())
+    _check_calls("small", expected + calls, miss_name, ", ".join(funcs))
+    for impl in funcs:
+        _rmtree(os.path.join(folder, f"small-{impl}"))
+    _speedups(hits, {"vs_joblib": "joblib"}, MEMORY_TARGETS["hit small args"])
+    _speedups(fills, {"vs_joblib": "joblib"}, {})
+    _speedups(misses, {"vs_joblib": "joblib"}, MEMORY_TARGETS["miss small args"])
+    return hits + fills + misses
+
+
+def _fill_in_turns(funcs, count, block):
+    """Seconds per call of `count` calls of each function, made in blocks taking turns."""
+    total = dict.fromkeys(funcs, 0.0)
+    order = list(funcs)
+    for round_, start in enumerate(range(0, count, block)):
+        number = min(block, count - start)
+        for key in order[round_ % len(order):] + order[:round_ % len(order)]:
+            total[key] += _time_loop(funcs[key], number)
+    return {key: total[key] / count for key in funcs}
+
+
+def memory_array_argument_rows(impls, folder, sizes, nbytes):
+    """Cache hit of :func:`memory_array_argument` on a random float64 array of `nbytes` bytes.
+
+    The call's time is mostly hashing the argument (the result is small).
+
+    Returns
+    -------
+    list of Row
+        With GiB/s (argument bytes per second); joblite's row has ``vs_joblib``.
+    """
+    name = f"hit: {_size_label(nbytes)} f64 array argument"
+    rows, available = _memory_rows(name, impls)
+    _progress(f"  memory: building a {_size_label(nbytes)} float64 array")
+    a = random_f64(nbytes)
+    for impl, memory_class in available.items():
+        location = os.path.join(folder, f"array-argument-{impl}")
+        func = memory_class(location, verbose=0).cache(memory_array_argument)
+        _progress(f"  memory: {name} with {impl}")
+        func(a)  # the miss that stores the entry
+        expected = _MEMORY_CALLS["array_argument"]
+        repeat = sizes["repeat"] + 2 if impl == "joblite" else sizes["repeat"]
+        seconds = best_time(lambda: func(a), repeat, sizes["budget"])
+        _check_calls("array_argument", expected, name, impl)
+        rows.append(Row(_MEMORY, name, impl, seconds, nbytes, _gib_per_s(nbytes, seconds)))
+        _rmtree(location)
+    _speedups(rows, {"vs_joblib": "joblib"}, MEMORY_TARGETS["hit array argument"])
+    return rows
+
+
+def memory_array_result_rows(impls, folder, sizes, nbytes):
+    """Cache hits of :func:`memory_array_result`: a random float64 array of `nbytes` bytes.
+
+    For each implementation, one folder holds the entry, stored by a first
+    call; it is then loaded by a ``Memory`` with ``mmap_mode='r'`` (the array
+    is a memmap of the entry, O(1)) and by one without (the array is read).
+
+    Returns
+    -------
+    list of Row
+        Memory-mapped hits (``ms``, joblite's target at most 2 ms) then
+        in-memory hits (GiB/s); joblite's rows have ``vs_joblib``.
+    """
+    import numpy as np
+
+    label = f"hit: returns {_size_label(nbytes)} f64 array"
+    mmap_name, load_name = f"{label}, mmap_mode='r'", f"{label}, no mmap"
+    mmaps, available = _memory_rows(mmap_name, impls)
+    loads, _ = _memory_rows(load_name, impls)
+    head = random_f64(min(nbytes, MIB))  # the first MiB of the result, to check loads
+    for impl, memory_class in available.items():
+        location = os.path.join(folder, f"array-result-{impl}")
+        plain = memory_class(location, verbose=0).cache(memory_array_result)
+        mapped = memory_class(location, mmap_mode="r", verbose=0).cache(memory_array_result)
+        _progress(f"  memory: {label}: storing it with {impl}")
+        plain(nbytes)  # the miss that computes and stores the entry
+        gc.collect()
+        expected = _MEMORY_CALLS["array_result"]
+        for func, mode in ((mapped, "r"), (plain, None)):
+            loaded = func(nbytes)
+            if not (isinstance(loaded, np.ndarray) and loaded.dtype == np.float64
+                    and loaded.shape == (nbytes // 8,) and isinstance(loaded, np.memmap) == bool(mode)
+                    and np.array_equal(loaded[:head.size], head)):
+                raise RuntimeError(f"memory benchmark, {label} (mmap_mode={mode!r}): {impl} gave "
+                                   f"back {type(loaded).__name__} {getattr(loaded, 'shape', '')}, not "
+                                   "the stored array; its figures would be meaningless")
+            del loaded
+        _progress(f"  memory: {mmap_name} with {impl}")
+        seconds = best_time(lambda: mapped(nbytes), sizes["mmap_repeat"])
+        mmaps.append(Row(_MEMORY, mmap_name, impl, seconds, ratios={"ms": seconds * 1e3}))
+        _progress(f"  memory: {load_name} with {impl}")
+        seconds = best_time(lambda: plain(nbytes), sizes["repeat"], sizes["budget"])
+        loads.append(Row(_MEMORY, load_name, impl, seconds, nbytes, _gib_per_s(nbytes, seconds)))
+        _check_calls("array_result", expected, label, impl)
+        _rmtree(location)
+        gc.collect()
+    _speedups(mmaps, {"vs_joblib": "joblib"}, MEMORY_TARGETS["hit array result mmap"])
+    _speedups(loads, {"vs_joblib": "joblib"}, {})
+    return mmaps + loads
+
+
+def _rmtree(path):
+    """Remove the folder `path` and what it holds; no error if it is not there."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def memory_section(quick=False, tmpdir=None):
+    """Time ``Memory`` of joblite against joblib's: cache hits and misses.
+
+    The workload (seeded; sizes for the default run, ``quick`` uses 16 MiB
+    arrays and fewer repeats), with the cached functions
+    :func:`memory_small`, :func:`memory_array_argument` and
+    :func:`memory_array_result`:
+
+    * a cache hit with small arguments, ``f(1, 2.0, 'abc', x=3)`` returning
+      a small tuple (time per call, best loop of many calls);
+    * a cache miss with small arguments, a new one each call: hashing, the
+      lookup, the (trivial) function and storing its result and metadata, as
+      each library does it at ``verbose=0`` (joblib also stores the repr of
+      the arguments);
+    * a cache hit whose argument is a 1 GiB random float64 array (the result
+      is small): mostly hashing the argument;
+    * a cache hit returning a 1 GiB random float64 array, loaded with
+      ``mmap_mode='r'`` and without.
+
+    Each library, each case, uses its own fresh cache folder under a folder
+    made with ``tempfile.mkdtemp``, removed when the case (or the section)
+    ends.  Every figure checks that hits did not run the function and that
+    misses ran it once per call.
+
+    Parameters
+    ----------
+    quick : bool, default False
+        Small sizes and fewer repeats, to run in a few seconds.
+    tmpdir : str, optional
+        Where the temporary folder is made; the system's temporary
+        directory by default.
+
+    Returns
+    -------
+    list of Row
+        Ratios: ``vs_joblib`` (times faster than joblib), ``us_per_call``
+        for the small-argument cases and ``ms`` for the memory-mapped hit.
+    """
+    import tempfile
+
+    sizes = MEMORY_SIZES["quick" if quick else "full"]
+    nbytes = sizes["array_mib"] * MIB
+    impls = memory_impls()
+    folder = tempfile.mkdtemp(prefix="joblite-bench-", dir=tmpdir)
+    rows = []
+    try:
+        _progress(f"memory: cache folders in {folder}")
+        rows += memory_small_rows(impls, folder, sizes)
+        rows += memory_array_argument_rows(impls, folder, sizes, nbytes)
+        gc.collect()
+        rows += memory_array_result_rows(impls, folder, sizes, nbytes)
+    finally:
+        _rmtree(folder)
+    if not _with_ext():
+        for row in rows:
+            if row.impl == "joblite" and row.targets:
+                row.targets = dict(PURE_TARGETS)
+    return rows
+
+
+# --------------------------------------------------------------------------
 # import section
 # --------------------------------------------------------------------------
 
@@ -1296,6 +1651,7 @@ def import_section(quick=False):
 SECTIONS = {
     "hashing": hashing_section,
     "persistence": persistence_section,
+    "memory": memory_section,
     "import": import_section,
 }
 
@@ -1418,7 +1774,7 @@ def format_table(rows, facts):
     lines.append("")
     for _, title, meaning in columns:
         lines.append(f"{title}: {meaning};")
-    lines.append("target: goal of the issue (hashing: issue 2, persistence: issue 3) "
+    lines.append("target: goal of the issue (hashing: issue 2, persistence: issue 3, memory: issue 9) "
                  "and whether it is met.")
     notes = [row for row in rows if row.note]
     if notes:
@@ -1504,7 +1860,7 @@ def run(sections=None, quick=False, as_json=False, file=None, tmpdir=None):
     file : file-like, optional
         Where to print; ``sys.stdout`` by default.  Progress goes to stderr.
     tmpdir : str, optional
-        Where sections that write files (persistence) make their temporary
+        Where sections that write files (persistence, memory) make their temporary
         folder; the system's temporary directory by default.
 
     Returns

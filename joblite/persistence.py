@@ -16,6 +16,8 @@ import struct
 import uuid
 import warnings
 
+import xxhash
+
 from . import _impl, _unpickle, compressors
 from ._unpickle import CorruptFileError, UnsafeLoadError
 
@@ -44,13 +46,8 @@ _PARALLEL_READ_PIECE = 1 << 24
 _SMALL_FILE = 1 << 16
 
 
-def _checksum(*buffers):
-    import xxhash
-
-    digest = xxhash.xxh3_64()
-    for buffer in buffers:
-        digest.update(buffer)
-    return digest.intdigest()
+def _checksum(buffer):
+    return xxhash.xxh3_64_intdigest(buffer)
 
 
 def _padding(offset):
@@ -426,12 +423,16 @@ def dumps(value, compress=0):
 
 
 # -- reading ---------------------------------------------------------------------------
+_CODEC_LISTS = {}   # bytes of a block table's codec list -> the parsed names
+
+
 class _Container:
     """The validated header, footer and block table of a container file."""
 
-    def __init__(self, fileobj, where):
+    def __init__(self, fileobj, where, data=None):
         self.file = fileobj
         self.where = where
+        self.data = data   # the whole file, when it is small and already read
         header = self._read(0, ALIGNMENT, "header")
         (magic, version, self.flags, _, self.pickle_length, self.pickle_raw_length, self.pickle_checksum,
          self.pickle_codec, self.chunk_size, checksum) = _HEADER.unpack(header)
@@ -445,7 +446,7 @@ class _Container:
         if version != FORMAT_VERSION or self.flags & ~FLAG_MAPPED_WRITABLE:
             self.fail("header", f"format version {version} (flags {self.flags}) is not supported by this "
                                 f"joblite, which reads version {FORMAT_VERSION}")
-        size = fileobj.seek(0, io.SEEK_END)
+        size = len(data) if data is not None else fileobj.seek(0, io.SEEK_END)
         if size < 2 * ALIGNMENT:
             self.fail("footer", f"file is truncated ({size} bytes)")
         footer = self._read(size - ALIGNMENT, ALIGNMENT, "footer")
@@ -496,13 +497,25 @@ class _Container:
         raise CorruptFileError(f"{self.where}: {part}: {what}")
 
     def _read(self, offset, length, part):
-        self.file.seek(offset)
-        data = self.file.read(length)
+        if self.data is not None:
+            data = self.data[offset:offset + length]
+        else:
+            self.file.seek(offset)
+            data = self.file.read(length)
         if len(data) != length:
             self.fail(part, f"truncated: {len(data)} of {length} bytes at offset {offset}")
         return data
 
     def _codec_names(self, table, start):
+        key = bytes(table[start:])
+        names = _CODEC_LISTS.get(key)
+        if names is None:
+            names = self._parse_codec_names(table, start)
+            if len(_CODEC_LISTS) < 64:   # a handful of distinct lists in practice
+                _CODEC_LISTS[key] = names
+        return names
+
+    def _parse_codec_names(self, table, start):
         try:
             (count,) = struct.unpack_from("<H", table, start)
             names, position = [], start + 2
@@ -517,7 +530,7 @@ class _Container:
             self.fail("block table", f"codec names are corrupt ({exc})")
         if not names or names[0] != "none":
             self.fail("block table", f"codec list {names!r} does not start with 'none'")
-        return names
+        return tuple(names)
 
     def _decompress(self, stored, raw_length, itemsize, codec, out, part):
         try:
@@ -643,18 +656,21 @@ class _Unpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _load_container(fileobj, where, mmap_path, mmap_mode, admitted):
-    container = _Container(fileobj, where)
+def _load_container(fileobj, where, mmap_path, mmap_mode, admitted, data=None, keep=None):
+    container = _Container(fileobj, where, data)
     stream = container.pickle_stream()
+    if keep is not None and not container.blocks:
+        keep.append(bytes(stream))
     if mmap_mode is not None and any(block[3] for block in container.blocks):
         warnings.warn(f"{where}: compressed arrays cannot be memory-mapped; mmap_mode={mmap_mode!r} "
                       "has no effect on them and they are loaded in memory", UserWarning, stacklevel=4)
     if mmap_mode == "r+" and mmap_path is not None and any(block[3] == 0 for block in container.blocks):
         container.mark_mapped_writable(mmap_path)
     buffers = (container.block(index, mmap_path, mmap_mode) for index in range(len(container.blocks)))
-    unpickler = _Unpickler(io.BytesIO(stream), buffers, admitted, where)
     try:
-        return unpickler.load()
+        if admitted is None:   # full pickle: the C unpickler alone, no find_class hook
+            return pickle.loads(stream, buffers=buffers)
+        return _Unpickler(io.BytesIO(stream), buffers, admitted, where).load()
     except (UnsafeLoadError, CorruptFileError):
         raise
     except Exception as exc:  # a mangled stream fails in many ways inside the unpickler
@@ -737,7 +753,7 @@ def load(filename, mmap_mode=None, *, allowed=None):
     mmap_mode = _check_mmap_mode(mmap_mode)
     admitted = _unpickle.resolve_allowed(allowed)
     if isinstance(filename, (str, os.PathLike)):
-        return load_path(os.fspath(filename), mmap_mode, admitted)[0]
+        return load_path(os.fspath(filename), mmap_mode, admitted)
     if not hasattr(filename, "read"):
         raise ValueError(f"filename must be a str, a pathlib.Path or a binary file object, got "
                          f"{reprlib.repr(filename)} (type {type(filename).__name__})")
@@ -747,28 +763,26 @@ def load(filename, mmap_mode=None, *, allowed=None):
     return _load_fileobj(filename, where, None, None, admitted)
 
 
-def load_path(path, mmap_mode, admitted):
-    """Load the file at `path` and return ``(value, os.stat_result of the file read)``.
+def load_path(path, mmap_mode, admitted, keep=None):
+    """Load the file at `path`: the internal API under :func:`load` and ``Memory`` cache hits.
 
-    The internal API under :func:`load` and ``Memory`` cache hits, which use
-    the stat result to record access times; `mmap_mode` and `admitted` are
-    already validated.
+    `mmap_mode` and `admitted` are already validated.  `keep`, a list: when
+    the file is a small container without array blocks, its verified pickle
+    stream is appended to it, for a caller that unpickles it again later
+    without reading the file.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        stat = os.fstat(fd)
-        if stat.st_size <= _SMALL_FILE:
-            # One read instead of a seek and a read per part: small files are
-            # what a Memory cache hit loads most often.
-            data = os.read(fd, stat.st_size)
-            while len(data) < stat.st_size:  # a short read; a truncation shows up in the container checks
-                chunk = os.read(fd, stat.st_size - len(data))
-                if not chunk:
-                    break
-                data += chunk
-            return _load_fileobj(io.BytesIO(data), path, path, mmap_mode, admitted), stat
+        data = os.read(fd, _SMALL_FILE)
+        if len(data) < _SMALL_FILE:
+            # The whole file in one read (a short read of a regular file is its
+            # end): small files are what a Memory cache hit loads most often.
+            if data[:len(MAGIC)] == MAGIC:
+                return _load_container(io.BytesIO(data), path, path, mmap_mode, admitted, data, keep)
+            return _load_fileobj(io.BytesIO(data), path, path, mmap_mode, admitted)
         with open(fd, "rb", closefd=False) as fileobj:
-            return _load_fileobj(fileobj, path, path, mmap_mode, admitted), stat
+            fileobj.seek(0)
+            return _load_fileobj(fileobj, path, path, mmap_mode, admitted)
     finally:
         os.close(fd)
 

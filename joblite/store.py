@@ -17,7 +17,7 @@ name and renamed: it holds the pair ``(metadata, result)``, so that a miss
 creates one file (creating files is the slow part of a write on shared
 filesystems) and a validation callback reads the entry once.  The file's
 modification time is the entry's last access, which joblite sets itself on
-loads (at most once a second per entry), so ``noatime`` mounts do not matter.
+loads (at most once a second), so ``noatime`` mounts do not matter.
 """
 import atexit
 import collections
@@ -25,6 +25,7 @@ import errno
 import itertools
 import json
 import os
+import pickle
 import re
 import shutil
 import socket
@@ -62,7 +63,9 @@ last_access : float
 FUNC_CODE_FORMAT = 1
 _HOST = socket.gethostname()
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._\-]")
-_TOUCH_INTERVAL = 1.0          # seconds between two access-time updates of one entry
+_TOUCH_INTERVAL_NS = 10 ** 9   # at most one access-time update of an entry a second
+_STREAMS_KEPT = 4096           # small entries whose verified stream a process keeps,
+_STREAM_KEPT_MAX = 4096        # each of at most this many bytes (16 MiB in all)
 _STALE_TEMPORARY = 3600.0      # seconds without change after which another host's temporaries go
 _AUTO_REDUCE_TO = 0.9          # automatic bytes_limit enforcement leaves this much headroom
 
@@ -347,14 +350,22 @@ def _pid_alive(pid):
     return True
 
 
-def _owner_gone(owner, mtime, stale_after):
-    """Whether the process named by `owner` (``'pid@host'``) is gone, or silent for `stale_after` s."""
+def _owner_gone(owner, mtime, stale_after, heartbeat):
+    """Whether the process named by `owner` (``'pid@host'``) is gone.
+
+    A process of this host is gone when its pid is.  Otherwise (another host),
+    or when `heartbeat` says the owner refreshes `mtime` while it lives (so an
+    old `mtime` with a live pid means the pid was reused), it is gone after
+    `stale_after` seconds of silence.
+    """
     pid, _, host = owner.partition("@")
     if host == _HOST and pid.isdigit():
         if int(pid) == os.getpid():
             return False
         if not _pid_alive(int(pid)):
             return True
+        if not heartbeat:
+            return False
     return time.time() - mtime > stale_after
 
 
@@ -454,7 +465,7 @@ class EntryLock:
                 mtime = os.fstat(fileobj.fileno()).st_mtime
         except FileNotFoundError:
             return True
-        if not _owner_gone(owner, mtime, self.timeout):
+        if not _owner_gone(owner, mtime, self.timeout, heartbeat=True):
             return False
         # Rename first: of several processes breaking it, one wins; the others
         # find no file.  Then make sure what was renamed is the stale lock and
@@ -488,9 +499,15 @@ class EntryLock:
             poll = min(max_poll, poll * 1.5)
 
     def release(self):
-        """Let go of the lock."""
+        """Let go of the lock, unless it was broken and taken by another process meanwhile."""
         _HEARTBEAT.remove(self.path)
-        _remove(self.path)
+        try:
+            with open(self.path, "rb") as fileobj:
+                mine = fileobj.read(512).decode("utf-8", "replace") == self._owner
+        except FileNotFoundError:
+            return
+        if mine:
+            _remove(self.path)
 
 
 #: Marks the root of a store (the Cache Directory Tagging specification, which
@@ -520,8 +537,9 @@ def _claim_root(root):
         return
     os.makedirs(root, exist_ok=True)
     with os.scandir(root) as entries:
-        foreign = sorted(entry.name for entry in entries if entry.name != STORE_TAG)
-    if foreign:
+        foreign = sorted(entry.name for entry in entries
+                         if entry.name != STORE_TAG and not entry.name.startswith(f".{STORE_TAG}."))
+    if foreign and not is_store_root(root):   # another process may have just made it a store
         raise ValueError(f"{root} exists and is not a joblite cache store (it has no {STORE_TAG} and "
                          f"holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
                          "choose another location for Memory")
@@ -565,6 +583,9 @@ class FileSystemStoreBackend(StoreBackendBase):
         self._counter = itertools.count()
         self._tmp_pid = None
         self._scan_lock = None
+        # entry path -> [(inode, size, mtime), verified pickle stream] of small entries
+        # without arrays: a hit on an unchanged file skips opening and checking it
+        self._streams = {}
 
     def options(self):
         """The backend options this store was configured with."""
@@ -624,19 +645,42 @@ class FileSystemStoreBackend(StoreBackendBase):
 
     # -- entries ------------------------------------------------------------------------
     def _load(self, call_id, mmap_mode):
-        path = self._entry(call_id) + ".out"
+        func_id, args_id = call_id
+        path = f"{self._func_dirs.get(func_id) or self.func_dir(func_id)}/{args_id[:2]}/{args_id}.out"
         try:
-            pair, stat = persistence.load_path(path, mmap_mode, None)
+            stat = os.stat(path)
         except FileNotFoundError:
             raise KeyError(call_id) from None
-        if not (type(pair) is tuple and len(pair) == 2 and type(pair[0]) is dict):
-            raise persistence.CorruptFileError(f"{path}: not a joblite cache entry (metadata, result)")
-        if time.time() - stat.st_mtime > _TOUCH_INTERVAL:
+        signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        known = self._streams.get(path)
+        if known is not None and known[0] == signature:
+            # The same file as last time: its verified stream, unpickled afresh.
+            pair = pickle.loads(known[1])
+        else:
+            keep = []
             try:
-                os.utime(path)
-            except OSError:  # a read-only store is still readable
-                pass
+                pair = persistence.load_path(path, mmap_mode, None, keep)
+            except FileNotFoundError:
+                raise KeyError(call_id) from None
+            if not (type(pair) is tuple and len(pair) == 2 and type(pair[0]) is dict):
+                raise persistence.CorruptFileError(f"{path}: not a joblite cache entry (metadata, result)")
+            if keep and len(keep[0]) <= _STREAM_KEPT_MAX:
+                if len(self._streams) >= _STREAMS_KEPT:
+                    del self._streams[next(iter(self._streams))]
+                self._streams[path] = known = [signature, keep[0]]
+        if time.time_ns() - stat.st_mtime_ns > _TOUCH_INTERVAL_NS:
+            self._touch(path, known)
         return pair[1], pair[0]
+
+    def _touch(self, path, known):
+        """Record an access: the entry file's mtime, set at most once a second."""
+        now = time.time_ns()
+        try:
+            os.utime(path, ns=(now, now))
+        except OSError:  # a read-only store is still readable
+            return
+        if known is not None:
+            known[0] = known[0][:2] + (now,)
 
     def load_item(self, call_id, mmap_mode=None):
         return self._load(call_id, mmap_mode)[0]
@@ -769,13 +813,20 @@ class FileSystemStoreBackend(StoreBackendBase):
                 mtime = folder.stat(follow_symlinks=False).st_mtime
             except FileNotFoundError:
                 continue
-            if _owner_gone(folder.name, mtime, stale_after):
+            if _owner_gone(folder.name, mtime, stale_after, heartbeat=False):
                 shutil.rmtree(folder.path, ignore_errors=True)
                 removed += 1
         for lock in _scandir(os.path.join(self.root, ".locks")):
             if lock.name.endswith(".lock") and \
                     EntryLock(lock.path, self.lock_timeout).break_if_stale():
                 removed += 1
+            elif lock.name.endswith(".stale"):   # left by a process killed while breaking a lock
+                try:
+                    if time.time() - lock.stat(follow_symlinks=False).st_mtime > self.lock_timeout:
+                        _remove(lock.path)
+                        removed += 1
+                except FileNotFoundError:
+                    pass
         return removed
 
     def read_usage(self):

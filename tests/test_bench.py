@@ -14,7 +14,7 @@ def run_bench(cwd, *args):
     return json.loads(result.stdout)
 
 
-@pytest.mark.parametrize("section", ["hashing", "persistence"])
+@pytest.mark.parametrize("section", ["hashing", "persistence", "memory"])
 def test_quick_bench_reports_joblite_against_its_baselines(section, tmp_path):
     files = tmp_path / "files"
     files.mkdir()

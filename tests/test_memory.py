@@ -736,3 +736,23 @@ def test_a_folder_that_is_not_a_store_is_never_written_or_cleared(tmp_path):
 def test_a_process_removes_its_temporary_folder_at_exit(tmp_path):
     assert run_script(tmp_path, BASE)[:2] == ("4", 1)
     assert os.listdir(tmp_path / "cache" / "joblite" / ".tmp") == []
+
+
+def test_hits_see_an_entry_replaced_by_another_process(tmp_path):
+    cached = Memory(tmp_path, verbose=0).cache(add)
+    assert cached(1) == cached(1) == 6        # the second hit may reuse the kept stream
+    other = Memory(tmp_path, verbose=0).store_backend   # "another process": its own store object
+    call_id = (cached.func_id, cached.call_and_shelve(1).args_id)
+    other.dump_item(call_id, "replaced", {"duration": 0.0, "time": 0.0}, ("", 0))
+    assert cached(1) == "replaced"
+    other.clear_item(call_id)
+    assert cached(1) == 6 and cached(1) == 6
+
+
+def test_hits_return_fresh_objects(tmp_path):
+    cached = Memory(tmp_path, verbose=0).cache(lambda n: {"items": list(range(n))})
+    cached(3)
+    for _ in range(2):
+        hit = cached(3)
+        hit["items"].append("mutated by the caller")
+    assert cached(3) == {"items": [0, 1, 2]} and cached(3) is not cached(3)

@@ -1,0 +1,168 @@
+"""``Memory`` benchmarks for asv: joblite's cache hits and misses against joblib's.
+
+The cached functions and data are those of ``python -m joblite bench``
+(section ``memory``), at asv's sizes so that the suite stays fast:
+
+* a cache hit with small arguments, ``f(1, 2.0, 'abc', x=3)`` returning a
+  small tuple (:func:`joblite.bench.memory_small`);
+* a cache miss with small arguments, a new first argument on every call:
+  hashing, lookup, the trivial function, and storing result and metadata;
+* a cache hit whose argument is a 128 MiB random float64 array, with a small
+  result (:func:`joblite.bench.memory_array_argument`): mostly hashing;
+* a cache hit returning a 128 MiB random float64 array
+  (:func:`joblite.bench.memory_array_result`), with ``mmap_mode='r'`` and
+  without (and the peak memory of the latter).
+
+Every ``Memory`` has ``verbose=0`` and its own cache folder: made with
+``tempfile.mkdtemp`` by ``setup`` and removed by ``teardown``, or, for the
+large results, written once by ``setup_cache`` in the working folder asv
+gives it (a temporary folder that asv removes when the run ends).  ``setup``
+makes the first call in the process (imports, the function's code check)
+outside the timing, and checks that a hit is a hit.  joblib raises
+``NotImplementedError`` in ``setup`` when it is not installed; asv then skips
+it.
+"""
+import functools
+import itertools
+import os
+import shutil
+import tempfile
+
+from joblite.bench import (MEMORY_SMALL_ARGS, memory_array_argument, memory_array_result, memory_impls,
+                           memory_small, random_f64)
+
+IMPLS = ["joblite", "joblib"]
+
+#: Bytes of the large argument and of the large result: 128 MiB of float64.
+ARRAY_BYTES = 128 << 20
+
+#: ``mmap_mode`` of the hits returning the large array.
+MMAP_MODES = [None, "r"]
+
+_DATA_CACHE = {}
+
+
+def make_array():
+    """The seeded 128 MiB random float64 array (memoised in this process)."""
+    if "array" not in _DATA_CACHE:
+        _DATA_CACHE["array"] = random_f64(ARRAY_BYTES)
+    return _DATA_CACHE["array"]
+
+
+def get_memory_class(impl):
+    """Return the ``Memory`` class of `impl`.
+
+    Parameters
+    ----------
+    impl : {'joblite', 'joblib'}
+
+    Returns
+    -------
+    type
+
+    Raises
+    ------
+    NotImplementedError
+        If joblib is not installed.
+    """
+    memory_class = memory_impls()[impl]
+    if memory_class is None:
+        raise NotImplementedError(f"{impl} is not installed")
+    return memory_class
+
+
+def check_hit(func, *args, **kwargs):
+    """Raise unless the result of ``func(*args, **kwargs)`` is in `func`'s cache."""
+    if not func.check_call_in_cache(*args, **kwargs):
+        raise RuntimeError(f"{func!r}: the call is not in the cache; a hit benchmark would time a miss")
+
+
+class _FreshCache:
+    """A cache folder per benchmark, made by ``setup`` (:meth:`cached`) and removed by ``teardown``."""
+
+    params = [IMPLS]
+    param_names = ["impl"]
+    timeout = 300
+
+    def cached(self, impl, func):
+        """`func` cached by `impl`'s ``Memory`` (``verbose=0``) in a fresh folder."""
+        memory_class = get_memory_class(impl)
+        self.folder = tempfile.mkdtemp(prefix="joblite-asv-")
+        return memory_class(self.folder, verbose=0).cache(func)
+
+    def teardown(self, *params):
+        folder = getattr(self, "folder", None)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+class HitSmallArgs(_FreshCache):
+    """Cache hit of ``f(1, 2.0, 'abc', x=3)``, which returns a small tuple."""
+
+    def setup(self, impl):
+        func = self.cached(impl, memory_small)
+        args, kwargs = MEMORY_SMALL_ARGS
+        func(*args, **kwargs)  # the miss that stores the entry
+        check_hit(func, *args, **kwargs)
+        self.call = functools.partial(func, *args, **kwargs)
+
+    def time_hit(self, impl):
+        self.call()
+
+
+class MissSmallArgs(_FreshCache):
+    """Cache miss and store of ``f(i, 2.0, 'abc', x=3)``, a new ``i`` on every call."""
+
+    def setup(self, impl):
+        self.func = self.cached(impl, memory_small)
+        self.fresh = itertools.count(1)
+        self.func(0, 2.0, "abc", x=3)  # first call in the process, outside the timing
+
+    def time_miss(self, impl):
+        self.func(next(self.fresh), 2.0, "abc", x=3)
+
+
+class HitArrayArgument(_FreshCache):
+    """Cache hit of ``f(a)``, ``a`` a 128 MiB random float64 array; the result is small."""
+
+    def setup(self, impl):
+        self.array = make_array()
+        self.func = self.cached(impl, memory_array_argument)
+        self.func(self.array)  # the miss that stores the entry
+        check_hit(self.func, self.array)
+
+    def time_hit(self, impl):
+        self.func(self.array)
+
+
+class HitArrayResult:
+    """Cache hit returning a 128 MiB random float64 array, memory-mapped or read."""
+
+    params = [IMPLS, MMAP_MODES]
+    param_names = ["impl", "mmap_mode"]
+    timeout = 300
+
+    def setup_cache(self):
+        locations = {}
+        for impl in IMPLS:
+            try:
+                memory_class = get_memory_class(impl)
+            except NotImplementedError:
+                continue
+            locations[impl] = os.path.abspath(f"cache-{impl}")
+            memory_class(locations[impl], verbose=0).cache(memory_array_result)(ARRAY_BYTES)
+        return locations
+
+    def setup(self, locations, impl, mmap_mode):
+        memory_class = get_memory_class(impl)
+        if impl not in locations:
+            raise NotImplementedError(f"no cache was written for {impl}")
+        self.func = memory_class(locations[impl], mmap_mode=mmap_mode, verbose=0).cache(memory_array_result)
+        check_hit(self.func, ARRAY_BYTES)
+        self.func(ARRAY_BYTES)  # first call in the process, outside the timing
+
+    def time_hit(self, locations, impl, mmap_mode):
+        self.func(ARRAY_BYTES)
+
+    def peakmem_hit(self, locations, impl, mmap_mode):
+        self.func(ARRAY_BYTES)
