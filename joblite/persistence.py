@@ -44,6 +44,7 @@ _OVERLAP_MIN = 1 << 23  # from this size on, I/O and checksum run side by side
 _WRITE_PIECE = 1 << 22   # measured best here for writing while hashing
 _PARALLEL_READ_PIECE = 1 << 24
 _SMALL_FILE = 1 << 16
+_PREALLOCATE_MIN = 1 << 20  # reserving blocks first pays off for large files only
 
 
 def _checksum(buffer):
@@ -278,8 +279,9 @@ def _planned_length(pickle_length, block_lengths, table_length):
 def _write_container(fileobj, value, codec, level, preallocate=False):
     """Write `value` as a joblite container to the binary file object `fileobj`.
 
-    With `preallocate` (a regular file of our own), the disk blocks of an
+    With `preallocate` (a regular file of our own), the disk blocks of a large
     uncompressed file are reserved first, which makes the large writes faster.
+    Returns the number of bytes written.
     """
     import xxhash
 
@@ -296,7 +298,8 @@ def _write_container(fileobj, value, codec, level, preallocate=False):
         names_length = sum(1 + len(name) for name in codecs) + 2
         total = _planned_length(len(stored), [block.array.nbytes for block in blocks],
                                 len(blocks) * _ENTRY.size + names_length)
-        _impl.fileio.preallocate(fileobj.fileno(), total)
+        if total >= _PREALLOCATE_MIN:
+            _impl.fileio.preallocate(fileobj.fileno(), total)
     out = _Writer(fileobj)
     out.write(header[:-8] + struct.pack("<Q", _checksum(header[:-8])))
     out.write(stored)
@@ -326,6 +329,7 @@ def _write_container(fileobj, value, codec, level, preallocate=False):
     footer = _FOOTER.pack(FOOTER_MAGIC, table_offset, len(table), len(blocks), _checksum(table),
                           out.position + ALIGNMENT, 0)
     out.write(footer[:-8] + struct.pack("<Q", _checksum(footer[:-8])))
+    return out.position
 
 
 def _temporary_name(path):
@@ -408,10 +412,10 @@ def write_file(value, path, codec, level):
 
     The internal API under :func:`dump` and ``Memory`` entries, whose callers
     write to a temporary name and rename; `codec` and `level` come from
-    :func:`joblite.compressors.parse_compress`.
+    :func:`joblite.compressors.parse_compress`.  Returns the file's length in bytes.
     """
     with open(path, "wb") as fileobj:
-        _write_container(fileobj, value, codec, level, preallocate=True)
+        return _write_container(fileobj, value, codec, level, preallocate=True)
 
 
 def dumps(value, compress=0):

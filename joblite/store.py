@@ -693,11 +693,10 @@ class FileSystemStoreBackend(StoreBackendBase):
         temporary = self._temporary(".out")
         try:
             try:
-                persistence.write_file((metadata, value), temporary, codec, level)
+                size = persistence.write_file((metadata, value), temporary, codec, level)
             except FileNotFoundError:   # our temporary folder was swept meanwhile
                 os.makedirs(os.path.dirname(temporary), exist_ok=True)
-                persistence.write_file((metadata, value), temporary, codec, level)
-            size = os.stat(temporary).st_size
+                size = persistence.write_file((metadata, value), temporary, codec, level)
             self._move_into_place(temporary, self._entry(call_id) + ".out")
         except BaseException:
             _remove(temporary)
