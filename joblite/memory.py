@@ -366,14 +366,6 @@ class MemorizedFunc:
 
     # -- the public calls --------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        prepared = self._prepared
-        if prepared is not None and self.cache_validation_callback is None and self._verbose <= 4:
-            # The hit path, with nothing in the way.
-            try:
-                call_id, _ = self._call_id(prepared, args, kwargs)
-                return self.store_backend.load_item(call_id, self.mmap_mode)
-            except Exception:
-                pass   # a miss, or anything the full path below reports properly
         return self._cached_call(args, kwargs, shelving=False)
 
     def call_and_shelve(self, *args, **kwargs):
@@ -468,7 +460,17 @@ class MemorizedFunc:
             _warn(f"{exc}; calling it without the cache", stacklevel=4)
             output = self.func(*args, **kwargs)
             return NotMemorizedResult(output) if shelving else output
-        found = self._lookup(prepared, call_id, args, kwargs, shelving)
+        if not shelving and self.cache_validation_callback is None and self._verbose <= 4:
+            # The hit path, with nothing in the way; anything but a plain miss
+            # goes through the full lookup below, which reports it.
+            try:
+                return self.store_backend.load_item(call_id, self.mmap_mode)
+            except KeyError:
+                found = _MISSING
+            except Exception:
+                found = self._lookup(prepared, call_id, args, kwargs, shelving)
+        else:
+            found = self._lookup(prepared, call_id, args, kwargs, shelving)
         if found is not _MISSING:
             return found
         lock = self.store_backend.entry_lock(call_id)

@@ -756,3 +756,23 @@ def test_hits_return_fresh_objects(tmp_path):
         hit = cached(3)
         hit["items"].append("mutated by the caller")
     assert cached(3) == {"items": [0, 1, 2]} and cached(3) is not cached(3)
+
+
+class Counted:
+    """An argument that counts how often it is hashed (reduced)."""
+
+    reductions = 0
+
+    def __init__(self, value):
+        self.value = value
+
+    def __reduce__(self):
+        Counted.reductions += 1
+        return Counted, (self.value,)
+
+
+def test_arguments_are_hashed_once_per_call(tmp_path):
+    cached = Memory(tmp_path, verbose=0).cache(lambda item: item.value)
+    for expected in (1, 2, 3):          # a miss, then hits
+        assert cached(Counted(7)) == 7
+        assert Counted.reductions == expected
