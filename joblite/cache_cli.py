@@ -655,36 +655,33 @@ def _print_verify(report, remove):
 
 
 # -- command line ----------------------------------------------------------------------
-def _size_argument(value):
+def _argument_type(parse, option):
+    """An argparse ``type=`` that reports `parse`'s ValueError as a usage error."""
     import argparse
 
+    def convert(value):
+        try:
+            return parse(value, option)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+def _parse_size(value, option):
     from .store import parse_size
 
-    try:
-        return parse_size(value, "--bytes-limit")
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse_size(value, option)
 
 
-def _count_argument(value):
-    import argparse
-
+def _parse_count(value, option):
     try:
         count = int(value)
     except ValueError:
         count = -1
     if count < 0:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer >= 0")
+        raise ValueError(f"{option}: {value!r} is not an integer >= 0")
     return count
-
-
-def _duration_argument(value):
-    import argparse
-
-    try:
-        return parse_duration(value, "--age-limit")
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_cache_parser(subparsers):
@@ -731,16 +728,18 @@ def add_cache_parser(subparsers):
     sub.add_argument("--sort", choices=_SORTS, default="name",
                      help="name (func_id, args_id; default), size (largest first) or age "
                           "(least recently used first)")
-    sub.add_argument("--limit", type=_count_argument, metavar="N", help="show at most N entries")
+    sub.add_argument("--limit", type=_argument_type(_parse_count, "--limit"), metavar="N",
+                     help="show at most N entries")
 
     sub = command("prune", "remove least-recently-used entries down to limits",
                   "Remove least-recently-used entries until every limit given holds, and what "
                   "killed processes left behind (stale temporaries and locks).")
-    sub.add_argument("--bytes-limit", type=_size_argument, metavar="SIZE",
+    sub.add_argument("--bytes-limit", type=_argument_type(_parse_size, "--bytes-limit"), metavar="SIZE",
                      help="most bytes the entries may take: a number of bytes or e.g. 500M, 10G "
                           "(powers of 1024)")
-    sub.add_argument("--items-limit", type=_count_argument, metavar="N", help="most entries")
-    sub.add_argument("--age-limit", type=_duration_argument, metavar="AGE",
+    sub.add_argument("--items-limit", type=_argument_type(_parse_count, "--items-limit"), metavar="N",
+                     help="most entries")
+    sub.add_argument("--age-limit", type=_argument_type(parse_duration, "--age-limit"), metavar="AGE",
                      help="remove entries not used for longer: seconds, or e.g. 90s, 15m, 12h, 7d, 2w")
 
     sub = command("clear", "remove the entries of one function, or everything",

@@ -209,25 +209,26 @@ class CallBinder:
                 extra[name] = value
             else:
                 return self._slow(args, kwargs)
-        for name in self._positional[len(values):]:
-            if name in given:
-                values.append(given[name])
-            elif name in self._defaults:
-                values.append(self._defaults[name])
-            else:
-                return self._slow(args, kwargs)
+        if not self._take(self._positional[len(values):], given, values):
+            return self._slow(args, kwargs)
         if self._var_positional:
             values.append(rest)
-        for name in self._keyword_only:
-            if name in given:
-                values.append(given[name])
-            elif name in self._defaults:
-                values.append(self._defaults[name])
-            else:
-                return self._slow(args, kwargs)
+        if not self._take(self._keyword_only, given, values):
+            return self._slow(args, kwargs)
         if self._var_keyword:
             values.append(extra)
         return values
+
+    def _take(self, names, given, values):
+        """Append the given or default value of each of `names`; False if one has neither."""
+        for name in names:
+            if name in given:
+                values.append(given[name])
+            elif name in self._defaults:
+                values.append(self._defaults[name])
+            else:
+                return False
+        return True
 
     def _slow(self, args, kwargs):
         bound = self.signature.bind(*args, **kwargs)  # raises Python's own TypeError
