@@ -1359,7 +1359,9 @@ def memory_small_rows(impls, folder, sizes):
     entries of the new cache (one pass, in blocks of ``sizes['fill_block']``
     calls taking turns; joblite makes its 256 shard folders then), and then
     in that cache (best loop, :func:`per_call_in_turns`): the targeted
-    figure, a cache in use.
+    figure, a cache in use.  Dirty pages are written back (``os.sync``)
+    before each, so that earlier work's write-back does not stall the file
+    creations being timed.
 
     Returns
     -------
@@ -1396,6 +1398,9 @@ def memory_small_rows(impls, folder, sizes):
 
     for rows, name in ((fills, fill_name), (misses, miss_name)):
         _progress(f"  memory: {name}, {', '.join(funcs)} in turns")
+        # Misses create files: the write-back of earlier work (the previous
+        # cases, another run's GiB files) would stall those creations at random.
+        os.sync()
         if rows is fills:
             seconds = _fill_in_turns({impl: miss(impl) for impl in funcs}, sizes["fill"],
                                      sizes["fill_block"])
