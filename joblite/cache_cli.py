@@ -24,7 +24,6 @@ result, so the modules that results were made of need not be importable.
 import json
 import os
 import re
-import socket
 import sys
 import time
 
@@ -785,10 +784,9 @@ def _remove_own_temporaries(path):
         location = find_store(path)
     except StoreNotFoundError:
         return
-    try:
-        os.rmdir(os.path.join(location, "joblite", ".tmp", f"{os.getpid()}@{socket.gethostname()}"))
-    except OSError:
-        pass
+    from .store import process_folder, remove_process_folder
+
+    remove_process_folder(process_folder(os.path.join(location, "joblite")))
 
 
 def _emit(args, report, printer, *extra):

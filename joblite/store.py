@@ -6,7 +6,9 @@ caching guide)::
     CACHEDIR.TAG                           marks the folder as a store (cachedir spec)
     <module>/<function>/func_code.json     code digest and source of the function
     <module>/<function>/<kk>/<key>.out     (metadata, result), in the persistence container format
-    .tmp/<pid>@<host>/                     temporaries of one process, renamed into place
+    <module>/<function>/<kk>/.<key>.<pid>@<host>.<n>.tmp   an entry being written
+    .tmp/<pid>@<host>/                     other temporaries of one process, and notes of
+                                           the function folders it writes entries into
     .locks/<function token>-<key>.lock     "being computed" locks (backend_options={'lock': True})
     .usage.json                            size of the store at the last scan (bytes_limit)
 
@@ -369,10 +371,19 @@ def _owner_gone(owner, mtime, stale_after, heartbeat):
     return time.time() - mtime > stale_after
 
 
-def _remove_empty_folder(path):
+def process_folder(root):
+    """This process's temporary folder in the store whose root folder is `root`."""
+    return os.path.join(root, ".tmp", f"{os.getpid()}@{_HOST}")
+
+
+def remove_process_folder(path):
+    """Remove a process's temporary folder `path` and its notes, when it writes no more (at exit)."""
+    for name in os.listdir(path) if os.path.isdir(path) else ():
+        if name.startswith("writes-"):
+            _remove(os.path.join(path, name))
     try:
         os.rmdir(path)
-    except OSError:   # not empty (a write in progress in another thread) or already gone
+    except OSError:   # not empty (a temporary of a write still in progress in a thread) or gone
         pass
 
 
@@ -582,6 +593,9 @@ class FileSystemStoreBackend(StoreBackendBase):
         self._func_dirs = {}
         self._counter = itertools.count()
         self._tmp_pid = None
+        self._tmp_refreshed = 0.0
+        self._writing_into = set()   # function ids this process noted (see _note_writing_into)
+        self._owner = f"{os.getpid()}@{_HOST}"
         self._scan_lock = None
         # entry path -> [(inode, size, mtime), verified pickle stream] of small entries
         # without arrays: a hit on an unchanged file skips opening and checking it
@@ -609,11 +623,13 @@ class FileSystemStoreBackend(StoreBackendBase):
     def _tmp_dir(self):
         pid = os.getpid()
         if self._tmp_pid != pid:   # first write of this process (also after a fork)
-            self._tmp_path = os.path.join(self.root, ".tmp", f"{pid}@{_HOST}")
+            self._tmp_path = process_folder(self.root)
             self.sweep()
             os.makedirs(self._tmp_path, exist_ok=True)
             self._tmp_pid = pid
-            atexit.register(_remove_empty_folder, self._tmp_path)
+            self._owner = f"{pid}@{_HOST}"
+            self._writing_into = set()
+            atexit.register(remove_process_folder, self._tmp_path)
         return self._tmp_path
 
     def _temporary(self, suffix):
@@ -690,18 +706,51 @@ class FileSystemStoreBackend(StoreBackendBase):
 
     def dump_item(self, call_id, value, metadata, compress=0):
         codec, level = compress
-        temporary = self._temporary(".out")
+        func_id, args_id = call_id
+        self._note_writing_into(func_id)
+        entry = self._entry(call_id)
+        # Next to the entry: a rename within one folder costs a third of one
+        # across folders here (ext4), and the name is hidden and unique.
+        temporary = f"{os.path.dirname(entry)}/.{args_id}.{self._owner}.{next(self._counter)}.tmp"
         try:
             try:
                 size = persistence.write_file((metadata, value), temporary, codec, level)
-            except FileNotFoundError:   # our temporary folder was swept meanwhile
-                os.makedirs(os.path.dirname(temporary), exist_ok=True)
+            except FileNotFoundError:   # a new shard folder
+                os.makedirs(os.path.dirname(entry), exist_ok=True)
                 size = persistence.write_file((metadata, value), temporary, codec, level)
-            self._move_into_place(temporary, self._entry(call_id) + ".out")
+            os.replace(temporary, entry + ".out")
         except BaseException:
             _remove(temporary)
             raise
         return size
+
+    def _note_writing_into(self, func_id):
+        """Leave in this process's temporary folder which function folders it writes temporaries into.
+
+        A process killed mid-write leaves a temporary in a shard folder; the
+        sweep that finds the process gone looks for its temporaries in the
+        function folders named here, instead of walking the whole store.
+        """
+        folder = self._tmp_dir()
+        now = time.time()
+        if now - self._tmp_refreshed > _STALE_TEMPORARY / 4:   # alive: not swept by other hosts
+            self._tmp_refreshed = now
+            try:
+                os.utime(folder)
+            except OSError:
+                pass
+        if func_id in self._writing_into:
+            return
+        relative = os.path.relpath(self.func_dir(func_id), self.root)
+        note = os.path.join(folder, f"writes-{persistence._checksum(relative.encode()):016x}")
+        try:
+            with open(note, "w", encoding="utf-8") as fileobj:
+                fileobj.write(relative)
+        except FileNotFoundError:   # our temporary folder was swept meanwhile
+            os.makedirs(folder, exist_ok=True)
+            with open(note, "w", encoding="utf-8") as fileobj:
+                fileobj.write(relative)
+        self._writing_into.add(func_id)
 
     def contains_item(self, call_id):
         return os.path.exists(self._entry(call_id) + ".out")
@@ -813,6 +862,7 @@ class FileSystemStoreBackend(StoreBackendBase):
             except FileNotFoundError:
                 continue
             if _owner_gone(folder.name, mtime, stale_after, heartbeat=False):
+                removed += self._remove_temporaries_of(folder)
                 shutil.rmtree(folder.path, ignore_errors=True)
                 removed += 1
         for lock in _scandir(os.path.join(self.root, ".locks")):
@@ -826,6 +876,30 @@ class FileSystemStoreBackend(StoreBackendBase):
                         removed += 1
                 except FileNotFoundError:
                     pass
+        return removed
+
+    def _remove_temporaries_of(self, folder):
+        """Remove the temporaries a gone process left in the function folders its folder notes."""
+        removed = 0
+        suffix = f".{folder.name}."
+        for note in _scandir(folder.path):
+            if not note.name.startswith("writes-"):
+                continue
+            try:
+                with open(note.path, encoding="utf-8") as fileobj:
+                    relative = fileobj.read(4096)
+            except (OSError, ValueError):
+                continue
+            function = os.path.normpath(os.path.join(self.root, relative))
+            if os.path.dirname(os.path.dirname(function)) != os.path.normpath(self.root):
+                continue   # not a function folder of this store
+            for shard in _scandir(function):
+                if len(shard.name) != 2 or not shard.is_dir(follow_symlinks=False):
+                    continue
+                for entry in _scandir(shard.path):
+                    if entry.name.startswith(".") and suffix in entry.name and entry.name.endswith(".tmp"):
+                        _remove(entry.path)
+                        removed += 1
         return removed
 
     def read_usage(self):

@@ -571,10 +571,10 @@ def test_writer_killed_mid_write_leaves_no_entry(tmp_path, workers):
             key = 100 + attempt
             victim = workers.start("once", location=str(location), func="huge", args=[key, mib],
                                    counter=str(counter))
-            tmp_dir = root / ".tmp" / f"{victim.pid}@{HOST}"
-            # Its temporary result file (or, were writes not atomic, the entry itself).
-            _wait_for(lambda: victim.poll() is not None
-                      or any(name.endswith(".out") for name in _listdir(tmp_dir))
+            # Its temporary result file, hidden next to the entry (or, were writes
+            # not atomic, the entry itself).
+            temporaries = str(root / "*" / "huge" / "*" / f".*.{victim.pid}@{HOST}.*.tmp")
+            _wait_for(lambda: victim.poll() is not None or glob.glob(temporaries)
                       or glob.glob(str(root / "*" / "huge" / "*" / "*.out")),
                       "the writer's result file", poll=0.0002)
             time.sleep(random.uniform(0.0, 0.02))   # into the write (~0.1-0.5 s for 200 MiB)
@@ -587,8 +587,7 @@ def test_writer_killed_mid_write_leaves_no_entry(tmp_path, workers):
         else:
             pytest.fail("the writer could not be killed during its write in 3 attempts")
         assert victim.returncode == -signal.SIGKILL
-        left = [name for name in _listdir(tmp_dir) if name.endswith(".out")]
-        assert left, "the killed writer left no temporary (killed before it wrote?)"
+        assert glob.glob(temporaries), "the killed writer left no temporary (killed before it wrote?)"
 
         later = workers.start("once", location=str(location), func="huge", args=[key, mib],
                               counter=str(counter))
@@ -599,6 +598,7 @@ def test_writer_killed_mid_write_leaves_no_entry(tmp_path, workers):
         assert [pid for pid, _, _ in _counter(counter)][-2:] == [victim.pid, later.pid]
         # The later process's first write swept the dead writer's temporaries.
         assert report["tmp"] == [f"{later.pid}@{HOST}"], report["tmp"]
+        assert glob.glob(temporaries) == []   # found through the dead writer's notes
         entries = _assert_store_valid(location)
         assert len(entries[key]) == 1
     finally:
