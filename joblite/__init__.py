@@ -32,6 +32,14 @@ _LAZY = {
     "register_store_backend": "store",
     "StoreBackendBase": "store",
     "CacheItemInfo": "store",
+    "Parallel": "parallel",
+    "delayed": "parallel",
+    "parallel_config": "parallel",
+    "parallel_backend": "parallel",
+    "register_parallel_backend": "parallel",
+    "ParallelBackendBase": "parallel",
+    "cpu_count": "parallel",
+    "effective_n_jobs": "parallel",
 }
 
 __all__ = sorted(_LAZY) + ["__with_ext__", "__version__"]

@@ -10,10 +10,10 @@ import importlib
 import os
 import warnings
 
-__all__ = ["with_ext", "hasher", "codec", "get_twin", "available_twins"]
+__all__ = ["with_ext", "hasher", "codec", "fileio", "tasks", "get_twin", "available_twins"]
 
 # One entry per kernel module; both twins define the same names in each.
-_KERNELS = ("_hasher", "_codec", "_fileio")
+_KERNELS = ("_hasher", "_codec", "_fileio", "_tasks")
 
 
 def _load(twin):
@@ -40,6 +40,7 @@ with_ext, _modules = _choose()
 hasher = _modules["_hasher"]
 codec = _modules["_codec"]
 fileio = _modules["_fileio"]
+tasks = _modules["_tasks"]
 
 
 def get_twin(name):

@@ -1,0 +1,237 @@
+"""Parallel backends: what runs the batches of tasks ``Parallel`` hands out.
+
+A backend turns a batch (see :class:`Batch`) into a future.  ``'loky'``
+(processes, the default), ``'threading'`` and ``'sequential'`` are built in;
+``'multiprocessing'`` is kept as a name for joblib scripts and runs on loky
+processes.  Register others with :func:`register_parallel_backend`.
+"""
+import os
+import threading
+import time
+
+from .. import _impl
+
+__all__ = ["ParallelBackendBase", "Batch", "register_parallel_backend", "get_backend_factory",
+           "BACKENDS", "cpu_count"]
+
+#: name -> factory (a ParallelBackendBase subclass or a callable returning an instance)
+BACKENDS = {}
+_DEFAULT = ["loky"]
+
+# Environment variables that size the thread pools of BLAS and OpenMP libraries.
+THREAD_LIMIT_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                          "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+_WORKER = threading.local()   # set in a worker: nested Parallel calls run without processes
+
+
+def in_worker():
+    """Whether this code runs inside a ``Parallel`` worker (process or thread)."""
+    return getattr(_WORKER, "active", False) or os.environ.get("JOBLITE_IN_WORKER") == "1"
+
+
+def cpu_count(only_physical_cores=False):
+    """The number of CPUs this process may use: affinity and cgroup (container) limits respected.
+
+    Parameters
+    ----------
+    only_physical_cores : bool, optional
+        Count physical cores rather than logical CPUs (hyper-threads), when
+        that can be found out.
+
+    Returns
+    -------
+    int
+        At least 1.  From :func:`loky.cpu_count`.
+    """
+    import loky
+
+    return max(1, loky.cpu_count(only_physical_cores=only_physical_cores))
+
+
+class Batch:
+    """A batch of tasks, pickled once and run by one worker.
+
+    Tasks of one function called without keywords (the common
+    ``delayed(f)(x) for x in ...``) travel as ``(function, [args, ...])``,
+    which pickles smaller and runs faster; others as a list of tasks.
+
+    Parameters
+    ----------
+    tasks : list of tuple
+        ``(function, args, kwargs)`` tuples.
+    start : int
+        Index of the first task in the whole call.
+
+    Raises
+    ------
+    TypeError
+        If an item of `tasks` is not a ``delayed`` task; the message names its
+        index in the call.
+    """
+
+    __slots__ = ("function", "items", "start", "size")
+
+    def __init__(self, tasks, start):
+        self.start = start
+        self.size = len(tasks)
+        self.function, self.items = _impl.tasks.split_batch(tasks, start)
+
+    def __call__(self):
+        """Run the batch; return ``(results, seconds)``."""
+        start = time.perf_counter()
+        previous = getattr(_WORKER, "active", False)
+        _WORKER.active = True
+        try:
+            if self.function is not None:
+                results = _impl.tasks.run_calls(self.function, self.items)
+            else:
+                results = _impl.tasks.run_tasks(self.items)
+        finally:
+            _WORKER.active = previous
+        return results, time.perf_counter() - start
+
+    def __getstate__(self):
+        return self.function, self.items, self.start, self.size
+
+    def __setstate__(self, state):
+        self.function, self.items, self.start, self.size = state
+
+    def task(self, index):
+        """The task of this batch at position `index` of the call, as ``(function, args, kwargs)``."""
+        item = self.items[index - self.start]
+        return (self.function, item, {}) if self.function is not None else item
+
+
+class ParallelBackendBase:
+    """What a parallel backend implements; register one with :func:`register_parallel_backend`.
+
+    ``Parallel`` calls :meth:`configure` once per call (or once for a
+    ``with Parallel(...)`` block), then :meth:`submit` for each batch, and
+    :meth:`stop` at the end (or :meth:`abort` after a failure, a timeout or an
+    interrupt).
+
+    Attributes
+    ----------
+    uses_processes : bool
+        Tasks run in other processes: arguments are pickled (and large arrays
+        memory-mapped).
+    supports_sharedmem : bool
+        Tasks share the caller's memory (``require='sharedmem'``).
+    can_terminate : bool
+        :meth:`abort` stops running tasks (processes can be killed, threads
+        cannot).
+    """
+
+    uses_processes = False
+    supports_sharedmem = False
+    can_terminate = False
+
+    def __init__(self, **backend_kwargs):
+        self.backend_kwargs = backend_kwargs
+
+    def effective_n_jobs(self, n_jobs):
+        """The number of workers `n_jobs` means for this backend (>= 1).
+
+        Raises
+        ------
+        ValueError
+            If `n_jobs` is 0 or not an int.
+        """
+        return resolve_n_jobs(n_jobs)
+
+    def configure(self, n_jobs, parallel):
+        """Get the workers ready; return the number of workers.
+
+        Parameters
+        ----------
+        n_jobs : int
+            As given to ``Parallel``.
+        parallel : Parallel
+            The caller; its ``temp_folder``, ``max_nbytes``, ``mmap_mode`` and
+            ``inner_max_num_threads`` settings apply.
+        """
+        raise NotImplementedError
+
+    def submit(self, batch):
+        """Start running `batch`; return a :class:`concurrent.futures.Future` of ``batch()``."""
+        raise NotImplementedError
+
+    def stop(self):
+        """The call is over; keep reusable workers (they end on their own when idle)."""
+
+    def abort(self):
+        """Stop everything now: cancel queued batches and end the workers if possible."""
+        self.stop()
+
+    def nested(self):
+        """The backend name and n_jobs a ``Parallel`` call inside a worker of this backend gets."""
+        return "sequential", 1
+
+
+def resolve_n_jobs(n_jobs):
+    """joblib's n_jobs: -1 all CPUs, -2 all but one..., a positive int as is; 0 raises."""
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int):
+        raise ValueError(f"n_jobs={n_jobs!r} must be an int (-1 for all CPUs) or None")
+    if n_jobs == 0:
+        raise ValueError("n_jobs=0 means no worker; use n_jobs=1 to run in this process, "
+                         "-1 for all CPUs")
+    if n_jobs < 0:
+        return max(1, cpu_count() + 1 + n_jobs)
+    return n_jobs
+
+
+def register_parallel_backend(name, factory, make_default=False):
+    """Make `factory` available as ``Parallel(backend=name)`` and ``parallel_config(backend=name)``.
+
+    Parameters
+    ----------
+    name : str
+    factory : callable
+        Called with the backend keyword arguments; returns a
+        :class:`ParallelBackendBase`.  Usually the subclass itself.
+    make_default : bool, optional
+        Use it when no backend is given.
+
+    Raises
+    ------
+    ValueError
+        If `name` is not a str or `factory` is not callable.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name={name!r} must be a non-empty str")
+    if not callable(factory):
+        raise ValueError(f"factory={factory!r} must be callable (a ParallelBackendBase subclass)")
+    BACKENDS[name] = factory
+    if make_default:
+        _DEFAULT[0] = name
+
+
+def default_backend_name():
+    """The backend used when none is given."""
+    return _DEFAULT[0]
+
+
+def get_backend_factory(name):
+    """The factory registered under `name`.
+
+    Raises
+    ------
+    ValueError
+        Naming the registered backends, if `name` is not one.
+    """
+    if isinstance(name, str) and name not in BACKENDS and name in _BUILTINS:
+        import importlib
+
+        module, attribute = _BUILTINS[name]
+        BACKENDS[name] = getattr(importlib.import_module(f"joblite.backends.{module}"), attribute)
+    try:
+        return BACKENDS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"backend={name!r} is not a registered parallel backend "
+                         f"(registered: {', '.join(sorted(set(BACKENDS) | set(_BUILTINS)))})") from None
+
+
+# Built-in backends are imported when first asked for (loky takes 60 ms to import).
+_BUILTINS = {"loky": ("processes", "LokyBackend"), "multiprocessing": ("processes", "MultiprocessingBackend"),
+             "threading": ("threads", "ThreadingBackend"), "sequential": ("sequential", "SequentialBackend")}

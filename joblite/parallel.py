@@ -1,0 +1,486 @@
+"""``Parallel`` and ``delayed``: joblib's readable parallel loops, with low per-task overhead.
+
+``Parallel(n_jobs=2)(delayed(f)(x) for x in xs)`` cuts the tasks into
+batches whose size follows the measured task durations, hands them to a
+backend (:mod:`joblite.backends`: loky processes, threads, or the caller),
+and collects the results in order (``return_as='list'`` or
+``'generator'``) or as they finish (``'generator_unordered'``).  See the
+parallel guide for batching, memmapping, progress, failures and thread
+limits.
+"""
+import concurrent.futures
+import itertools
+import re
+import threading
+import time
+import warnings
+
+from . import _impl
+from ._progress import Progress
+from .backends import (Batch, ParallelBackendBase, cpu_count, default_backend_name, get_backend_factory,
+                       in_worker, register_parallel_backend, resolve_n_jobs)
+
+__all__ = ["Parallel", "delayed", "parallel_config", "parallel_backend", "register_parallel_backend",
+           "cpu_count", "effective_n_jobs", "ParallelBackendBase"]
+
+#: ``delayed(function)(*args, **kwargs)`` returns the task ``(function, args, kwargs)``.
+delayed = _impl.tasks.Delayed
+
+RETURN_AS = ("list", "generator", "generator_unordered")
+_UNSET = object()
+_DEFAULTS = {"backend": None, "n_jobs": None, "verbose": 0, "temp_folder": None, "max_nbytes": "1M",
+             "mmap_mode": "r", "prefer": None, "require": None, "inner_max_num_threads": None,
+             "backend_kwargs": {}}
+_CONFIG = threading.local()
+_TARGET_BATCH_SECONDS = 0.02    # worker time per batch that auto batching aims at
+_MAX_BATCH = 8192               # tasks per batch at most (bounds the latency of building one)
+
+
+def _config_stack():
+    stack = getattr(_CONFIG, "stack", None)
+    if stack is None:
+        stack = _CONFIG.stack = [dict(_DEFAULTS)]
+    return stack
+
+
+def _current_config():
+    return _config_stack()[-1]
+
+
+class parallel_config:
+    """Settings for the ``Parallel`` calls made inside a ``with`` block (in this thread).
+
+    Nested blocks override the settings they name; the others keep the
+    outer block's value.
+
+    Parameters
+    ----------
+    backend : str or ParallelBackendBase, optional
+    n_jobs : int, optional
+    verbose : int, optional
+    temp_folder : str, optional
+    max_nbytes : int or str, optional
+    mmap_mode : {'r', 'r+', 'c'}, optional
+    prefer : {'processes', 'threads'}, optional
+    require : {'sharedmem'}, optional
+    inner_max_num_threads : int, optional
+        Threads each worker process gives BLAS/OpenMP libraries (default:
+        ``cpu_count() // n_jobs``).
+    **backend_params
+        Keyword arguments for the backend.
+
+    Raises
+    ------
+    ValueError
+        If a setting is not valid.
+    """
+
+    def __init__(self, backend=_UNSET, *, n_jobs=_UNSET, verbose=_UNSET, temp_folder=_UNSET,
+                 max_nbytes=_UNSET, mmap_mode=_UNSET, prefer=_UNSET, require=_UNSET,
+                 inner_max_num_threads=_UNSET, **backend_params):
+        settings = {"backend": backend, "n_jobs": n_jobs, "verbose": verbose, "temp_folder": temp_folder,
+                    "max_nbytes": max_nbytes, "mmap_mode": mmap_mode, "prefer": prefer,
+                    "require": require, "inner_max_num_threads": inner_max_num_threads}
+        self.settings = {key: value for key, value in settings.items() if value is not _UNSET}
+        if backend_params:
+            self.settings["backend_kwargs"] = backend_params
+        _check_settings(self.settings)
+
+    def __enter__(self):
+        stack = _config_stack()
+        merged = dict(stack[-1])
+        merged.update(self.settings)
+        stack.append(merged)
+        return self
+
+    def __exit__(self, *exc_info):
+        _config_stack().pop()
+
+
+def parallel_backend(backend, n_jobs=-1, inner_max_num_threads=None, **backend_params):
+    """Deprecated alias of :class:`parallel_config`, as in joblib.
+
+    Returns
+    -------
+    parallel_config
+    """
+    warnings.warn("parallel_backend is deprecated; use parallel_config(backend=..., n_jobs=...)",
+                  DeprecationWarning, stacklevel=2)
+    return parallel_config(backend=backend, n_jobs=n_jobs, inner_max_num_threads=inner_max_num_threads,
+                           **backend_params)
+
+
+def _check_settings(settings):
+    if settings.get("prefer") not in (None, "processes", "threads"):
+        raise ValueError(f"prefer={settings['prefer']!r} must be 'processes', 'threads' or None")
+    if settings.get("require") not in (None, "sharedmem"):
+        raise ValueError(f"require={settings['require']!r} must be 'sharedmem' or None")
+    if settings.get("mmap_mode", "r") not in ("r", "r+", "c", "w+"):
+        raise ValueError(f"mmap_mode={settings['mmap_mode']!r} must be 'r', 'r+', 'w+' or 'c'")
+    if settings.get("n_jobs") is not None:
+        resolve_n_jobs(settings["n_jobs"])
+    backend = settings.get("backend")
+    if backend is not None and not isinstance(backend, ParallelBackendBase):
+        get_backend_factory(backend)
+    inner = settings.get("inner_max_num_threads")
+    if inner is not None and (isinstance(inner, bool) or not isinstance(inner, int) or inner < 1):
+        raise ValueError(f"inner_max_num_threads={inner!r} must be an int >= 1")
+
+
+def effective_n_jobs(n_jobs=-1):
+    """The number of workers `n_jobs` gives with the current backend (see :class:`Parallel`).
+
+    Parameters
+    ----------
+    n_jobs : int, optional
+        -1 (default): all CPUs; -2 all but one, and so on.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        If `n_jobs` is 0.
+    """
+    if n_jobs is None:
+        n_jobs = _current_config()["n_jobs"] or 1
+    n_jobs = resolve_n_jobs(n_jobs)
+    return 1 if in_worker() else n_jobs
+
+
+class _AutoBatcher:
+    """Batch sizes from measured task durations: about 20 ms of work per batch.
+
+    The first batches hold one task each; after that, the size follows an
+    exponential average of the seconds per task, so it reacts when task
+    durations change.  A fixed `batch_size` is used as given.
+    """
+
+    def __init__(self, batch_size, total, n_jobs):
+        self.fixed = None if batch_size == "auto" else batch_size
+        self.seconds_per_task = None
+        self.limit = _MAX_BATCH if total is None else max(1, min(_MAX_BATCH, -(-total // (4 * n_jobs))))
+
+    def size(self):
+        if self.fixed is not None:
+            return self.fixed
+        if self.seconds_per_task is None:
+            return 1
+        return max(1, min(self.limit, int(_TARGET_BATCH_SECONDS / max(self.seconds_per_task, 1e-9))))
+
+    def record(self, count, seconds):
+        per_task = seconds / count
+        previous = self.seconds_per_task
+        self.seconds_per_task = per_task if previous is None else 0.5 * previous + 0.5 * per_task
+
+
+def _describe(task, index):
+    import reprlib
+
+    try:
+        function, args, kwargs = task
+        name = getattr(function, "__qualname__", None) or repr(function)
+        arguments = [reprlib.repr(arg) for arg in args] + [f"{k}={reprlib.repr(v)}" for k, v in kwargs.items()]
+        return f"task {index}, {name}({', '.join(arguments)})"
+    except Exception:
+        return f"task {index}"
+
+
+def _pre_dispatch_batches(pre_dispatch, n_jobs):
+    if pre_dispatch == "all":
+        return None
+    if isinstance(pre_dispatch, int) and not isinstance(pre_dispatch, bool):
+        value = pre_dispatch
+    elif isinstance(pre_dispatch, str) and re.fullmatch(r"[\d\s*+n_jobs]+", pre_dispatch):
+        value = eval(pre_dispatch.replace("n_jobs", str(n_jobs)), {"__builtins__": {}})  # digits, n_jobs, * and + only
+    else:
+        raise ValueError(f"pre_dispatch={pre_dispatch!r} must be 'all', an int or an expression "
+                         "of n_jobs such as '2 * n_jobs'")
+    if value < 1:
+        raise ValueError(f"pre_dispatch={pre_dispatch!r} gives {value} batches; it must give at least 1")
+    return value
+
+
+class Parallel:
+    """Run tasks made with :func:`delayed` on workers; joblib's ``Parallel``.
+
+    ``Parallel(n_jobs=2)(delayed(f)(x) for x in xs)`` returns
+    ``[f(x) for x in xs]``.  Used as a context manager, it keeps its workers
+    across calls.
+
+    Parameters
+    ----------
+    n_jobs : int, optional
+        Workers: -1 all CPUs, -2 all but one and so on; None takes the
+        :class:`parallel_config` value, else 1.  1 runs every task in the
+        caller.  0 raises ``ValueError``.
+    backend : str or ParallelBackendBase, optional
+        ``'loky'`` (default: processes), ``'threading'``, ``'sequential'``,
+        ``'multiprocessing'`` (loky processes too) or a registered name.
+    return_as : {'list', 'generator', 'generator_unordered'}, optional
+        A list; a generator of results in task order as they become
+        available (memory bounded by `pre_dispatch`); or a generator in
+        completion order.
+    verbose : int, optional
+        Progress lines on stderr above 0, as joblib prints them.
+    timeout : float, optional
+        Seconds a task may run; a longer task raises ``TimeoutError`` naming
+        it, and worker processes are killed (threads cannot be).  With a
+        timeout, tasks are batched one by one.  Not applied with ``n_jobs=1``.
+    pre_dispatch : int, str, optional
+        Batches handed out ahead of the results: ``'2 * n_jobs'`` (default),
+        an int, or ``'all'``.
+    batch_size : int or 'auto', optional
+        Tasks per batch; ``'auto'`` (default) sizes batches for about 20 ms
+        of work each, from measured durations.
+    temp_folder : str, optional
+        Where large array arguments are memory-mapped (see the guide).
+    max_nbytes : int or str or None, optional
+        Arrays of at least this size (``'1M'`` default) are sent to process
+        workers as read-only memmaps; None never.
+    mmap_mode : {'r', 'r+', 'c'}, optional
+        How workers map them (default ``'r'``).
+    prefer : {'processes', 'threads'}, optional
+        The default backend to use when none is given.
+    require : {'sharedmem'}, optional
+        Tasks must share the caller's memory: threads.
+    progress : bool or 'force', optional
+        A tqdm bar (a text bar without tqdm) on stderr when it is a terminal,
+        or always with ``'force'``.
+    callback : callable, optional
+        ``callback(index, result)`` in the caller's process for each finished
+        task, with every backend.
+    **backend_kwargs
+        Passed to the backend (e.g. ``idle_worker_timeout`` for loky).
+
+    Raises
+    ------
+    ValueError
+        For a bad `n_jobs`, `backend`, `return_as`, `batch_size`,
+        `pre_dispatch`, `timeout`, `prefer` or `require`, naming it.
+    """
+
+    def __init__(self, n_jobs=None, backend=None, return_as="list", verbose=_UNSET, timeout=None,
+                 pre_dispatch="2 * n_jobs", batch_size="auto", temp_folder=_UNSET, max_nbytes=_UNSET,
+                 mmap_mode=_UNSET, prefer=_UNSET, require=_UNSET, progress=False, callback=None,
+                 **backend_kwargs):
+        config = _current_config()
+        pick = lambda value, name: config[name] if value is _UNSET else value  # noqa: E731
+        self.verbose = pick(verbose, "verbose")
+        self.temp_folder = pick(temp_folder, "temp_folder")
+        self.max_nbytes = pick(max_nbytes, "max_nbytes")
+        self.mmap_mode = pick(mmap_mode, "mmap_mode")
+        self.prefer = pick(prefer, "prefer")
+        self.require = pick(require, "require")
+        self.inner_max_num_threads = config["inner_max_num_threads"]
+        _check_settings({"prefer": self.prefer, "require": self.require, "mmap_mode": self.mmap_mode})
+        if return_as not in RETURN_AS:
+            raise ValueError(f"return_as={return_as!r} must be one of {RETURN_AS}")
+        if batch_size != "auto" and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                     or batch_size < 1):
+            raise ValueError(f"batch_size={batch_size!r} must be 'auto' or an int >= 1")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or timeout <= 0):
+            raise ValueError(f"timeout={timeout!r} must be a number of seconds > 0, or None")
+        if progress not in (False, True, "force"):
+            raise ValueError(f"progress={progress!r} must be True, False or 'force'")
+        if callback is not None and not callable(callback):
+            raise ValueError(f"callback={callback!r} must be callable")
+        self.return_as = return_as
+        self.timeout = timeout
+        self.batch_size = batch_size
+        self.progress = progress
+        self.callback = callback
+        if n_jobs is None:
+            n_jobs = config["n_jobs"] if config["n_jobs"] is not None else 1
+        resolve_n_jobs(n_jobs)   # validates
+        self.n_jobs = n_jobs
+        self._backend = self._choose_backend(backend, config, backend_kwargs)
+        self._n_workers = 1 if isinstance(self._backend, _sequential_class()) else \
+            self._backend.effective_n_jobs(n_jobs)
+        if self._n_workers == 1 and not isinstance(self._backend, _sequential_class()) \
+                and not self._backend.supports_sharedmem:
+            self._backend = _sequential_class()()   # one worker process: the caller does it faster
+        self.pre_dispatch = pre_dispatch
+        self._pre_dispatch = _pre_dispatch_batches(pre_dispatch, self._n_workers)
+        self._managed = False
+        self._running = False
+
+    def _choose_backend(self, backend, config, backend_kwargs):
+        if backend is None:
+            backend = config["backend"]
+            kwargs = dict(config["backend_kwargs"])
+        else:
+            kwargs = {}
+        kwargs.update(backend_kwargs)
+        explicit = backend is not None
+        if backend is None:
+            threads = self.prefer == "threads" or self.require == "sharedmem"
+            backend = "threading" if threads else default_backend_name()
+        if in_worker() and not explicit:
+            backend = "sequential"
+        if isinstance(backend, ParallelBackendBase):
+            instance = backend
+        else:
+            instance = get_backend_factory(backend)(**kwargs)
+        if self.require == "sharedmem" and not instance.supports_sharedmem:
+            if explicit:
+                raise ValueError(f"backend={backend!r} does not share memory, but require='sharedmem'")
+            instance = get_backend_factory("threading")(**kwargs)
+        if resolve_n_jobs(self.n_jobs) == 1 and not isinstance(instance, _sequential_class()):
+            instance = _sequential_class()()
+        return instance
+
+    # -- context manager: workers kept across calls ------------------------------------------
+    def __enter__(self):
+        self._n_workers = self._backend.configure(self.n_jobs, self)
+        self._managed = True
+        return self
+
+    def __exit__(self, *exc_info):
+        self._managed = False
+        self._backend.stop()
+
+    def __repr__(self):
+        return f"Parallel(n_jobs={self.n_jobs}, backend={type(self._backend).__name__})"
+
+    # -- a call ----------------------------------------------------------------------------
+    def __call__(self, iterable):
+        """Run the tasks of `iterable`; return their results (see `return_as`).
+
+        Raises
+        ------
+        Exception
+            The first exception a task raised, with its original type (and the
+            worker's traceback as its ``__cause__`` for processes).
+        TimeoutError
+            If a task ran longer than `timeout`.
+        joblite.backends.processes.WorkerDiedError
+            (loky's ``TerminatedWorkerError``) if a worker process died.
+        TypeError
+            If an item of `iterable` is not a ``delayed`` task.
+        """
+        if self._running:
+            raise RuntimeError("this Parallel is already running a call (use one Parallel per thread)")
+        chunks = self._results(iterable, ordered=self.return_as != "generator_unordered")
+        if self.return_as == "list":
+            output = []
+            for results in chunks:
+                output.extend(results)
+            return output
+        return _flatten(chunks)
+
+    def _results(self, iterable, ordered):
+        """Generator of the results of a call, a batch's list at a time."""
+        total = len(iterable) if hasattr(iterable, "__len__") else None
+        backend = self._backend
+        self._running = True
+        completed = False
+        progress = None
+        pending = {}
+        failure = None
+        try:
+            n_workers = self._n_workers if self._managed else backend.configure(self.n_jobs, self)
+            progress = Progress(total, self.verbose, self.progress, self.callback, n_workers)
+            batcher = _AutoBatcher(1 if self.timeout is not None else self.batch_size, total, n_workers)
+            limit = self._pre_dispatch if self._pre_dispatch is not None else float("inf")
+            tasks = iter(iterable)
+            started = {}   # future -> when it became one of the n_workers oldest (timeouts)
+            waiting = {}   # ordered results not yet yielded: start index -> results
+            next_index = index = 0
+            exhausted = False
+            while True:
+                while not exhausted and len(pending) < limit:
+                    chunk = list(itertools.islice(tasks, batcher.size()))
+                    if not chunk:
+                        exhausted = True
+                        break
+                    batch = Batch(chunk, index)
+                    index += batch.size
+                    pending[backend.submit(batch)] = batch
+                if not pending:
+                    break
+                done = self._wait(pending, started, n_workers)
+                for future in sorted(done, key=lambda f: pending[f].start):
+                    batch = pending.pop(future)
+                    started.pop(future, None)
+                    try:
+                        results, seconds = future.result()
+                    except BaseException as exc:
+                        translate = getattr(backend, "translate", None)
+                        error = translate(exc) if translate is not None else exc
+                        if error is exc:
+                            raise
+                        raise error from exc
+                    batcher.record(batch.size, seconds)
+                    if progress.active:
+                        progress.finished(batch.start, results)
+                    if not ordered:
+                        yield results
+                    elif batch.start == next_index:
+                        yield results
+                        next_index += batch.size
+                        while next_index in waiting:
+                            later = waiting.pop(next_index)
+                            yield later
+                            next_index += len(later)
+                    else:
+                        waiting[batch.start] = results
+            completed = True
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            self._running = False
+            for future in pending:
+                future.cancel()
+            if not completed and (isinstance(failure, (KeyboardInterrupt, TimeoutError))
+                                  or backend.uses_processes and isinstance(failure, _worker_died())):
+                backend.abort()   # stuck, interrupted or broken workers: end them now
+            elif not self._managed:
+                backend.stop()
+            if progress is not None:
+                progress.close(completed)
+
+    def _wait(self, pending, started, n_workers):
+        """Wait (without polling) for at least one batch; raise TimeoutError for an overdue task."""
+        if self.timeout is None:
+            done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+            return done
+        while True:
+            now = time.monotonic()
+            for future in itertools.islice(pending, n_workers):   # the oldest: running
+                started.setdefault(future, now)
+            oldest = min(started[future] for future in itertools.islice(pending, n_workers))
+            remaining = oldest + self.timeout - now
+            if remaining <= 0:
+                late = next(future for future in itertools.islice(pending, n_workers)
+                            if started[future] == oldest)
+                batch = pending[late]
+                raise TimeoutError(f"{_describe(batch.task(batch.start), batch.start)} did not finish "
+                                   f"within timeout={self.timeout} s")
+            done, _ = concurrent.futures.wait(pending, timeout=remaining,
+                                              return_when=concurrent.futures.FIRST_COMPLETED)
+            if done:
+                return done
+
+
+def _flatten(chunks):
+    """One result at a time; closing it closes `chunks`, which cancels what is left of the call."""
+    try:
+        for results in chunks:
+            yield from results
+    finally:
+        chunks.close()
+
+
+def _worker_died():
+    from .backends.processes import WorkerDiedError
+
+    return WorkerDiedError
+
+
+def _sequential_class():
+    return get_backend_factory("sequential")
