@@ -13,21 +13,28 @@ class _TextBar:
         self.n = 0
         self.stream = stream
         self._last = 0.0
+        self.drawn = None
 
     def update(self, count):
         self.n += count
         now = time.monotonic()
         if now - self._last >= 0.1 or self.n == self.total:
             self._last = now
-            if self.total:
-                filled = int(30 * self.n / self.total)
-                text = f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.n}/{self.total}"
-            else:
-                text = f"\r{self.n} tasks done"
-            self.stream.write(text)
-            self.stream.flush()
+            self._draw()
+
+    def _draw(self):
+        self.drawn = self.n
+        if self.total:
+            filled = int(30 * self.n / self.total)
+            text = f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.n}/{self.total}"
+        else:
+            text = f"\r{self.n} tasks done"
+        self.stream.write(text)
+        self.stream.flush()
 
     def close(self):
+        if self.drawn != self.n:
+            self._draw()
         self.stream.write("\n")
         self.stream.flush()
 

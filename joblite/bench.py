@@ -12,7 +12,9 @@ Figures are ratios against baselines measured in the same process and run
 
 Nothing here imports numpy, joblib or dask at module import time; each
 section imports what it needs when it runs.  Sections that write files
-(persistence, memory) do so in a fresh temporary folder, removed when they finish.
+(persistence, memory) do so in a fresh temporary folder, removed when they finish;
+the parallel section's memmap folders are made and removed by the libraries (under
+a fresh temporary folder when a tmpdir is given).
 """
 import dataclasses
 import functools
@@ -20,6 +22,7 @@ import gc
 import inspect
 import io
 import json
+import math
 import os
 import platform
 import subprocess
@@ -1578,6 +1581,702 @@ def memory_section(quick=False, tmpdir=None):
 
 
 # --------------------------------------------------------------------------
+# parallel section
+# --------------------------------------------------------------------------
+
+# Sizes of the parallel workload.  'quick' runs in a few seconds plus the start
+# of the worker processes: 10k tiny tasks (for threads too: joblib's threading
+# backend takes seconds on 100k), 200 busy tasks, a 16 MiB array, 4 results.
+# 'repeat' is the most calls per figure (best counts; the calls of the
+# implementations take turns), 'budget' (seconds) stops an implementation's
+# repeats once its calls took that long; 'array_repeat' and 'busy_repeat' are
+# the repeats of the slower cases.
+PARALLEL_SIZES = {
+    "full": {"tiny": 100_000, "busy": 1000, "array_mib": 256, "array_tasks": 8, "results": 16,
+             "result_mib": 8, "repeat": 5, "busy_repeat": 3, "array_repeat": 3, "budget": 3.0},
+    "quick": {"tiny": 10_000, "busy": 200, "array_mib": 16, "array_tasks": 8, "results": 4,
+              "result_mib": 8, "repeat": 3, "busy_repeat": 2, "array_repeat": 2, "budget": 0.5},
+}
+
+#: Workers (processes or threads) of every parallel case but ``n_jobs=1``.
+PARALLEL_N_JOBS = 2
+#: ``chunksize`` of the stdlib ``ProcessPoolExecutor.map`` baseline.
+EXECUTOR_CHUNKSIZE = 1000
+#: Seconds of one busy task (:func:`busy_task`).
+BUSY_SECONDS = 0.001
+#: Seconds between two memory samples of :func:`parallel_array_memory`.
+MEMORY_SAMPLE_INTERVAL = 0.005
+
+# Goals from issue 5 ("Must reach"); see Row.targets for the sign convention.
+PARALLEL_TARGETS = {
+    "tiny processes": {"vs_joblib": 4, "time_vs_executor": -1.3},
+    "tiny threads": {"vs_joblib": 10},
+    "n_jobs=1": {"time_vs_loop": -3.0},
+    "array argument": {"vs_joblib": 1.0, "mem_over_array": -2.2},
+}
+
+_PARALLEL = "parallel"
+
+#: Prefixes of the memmap folders, followed by the pid of the process that made them.
+MEMMAP_FOLDER_PREFIXES = {"joblite": "joblite_memmapping_{pid}@",
+                          "joblib": "joblib_memmapping_folder_{pid}_"}
+
+
+def tiny_task(x):
+    """The tiny task: ``math.sqrt(x) * 0.5 + math.sin(x) * 0.25 + x``.
+
+    About 0.2 µs a call in a plain loop (a loop over 100,000 takes about
+    20 ms, as the sequential loop of DESIGN.md's reference figures): the
+    per-task overheads of the parallel cases are measured against that much
+    work.  (Without the ``sin`` term, 0.09 µs here.)
+    """
+    return math.sqrt(x) * 0.5 + math.sin(x) * 0.25 + x
+
+
+def busy_task(seconds):
+    """Keep a CPU busy for `seconds` of this thread's CPU time (a ``time.thread_time`` spin).
+
+    CPU time, not wall time: a task that waits for a CPU does not count that
+    wait as work, so a busy machine slows it down as it would real work.
+
+    Returns
+    -------
+    float
+        `seconds`.
+    """
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+    return seconds
+
+
+def array_part_sum(a, part, parts):
+    """``a[i0:i1].sum()`` over part `part` of `parts` equal slices of the 1-D array `a`."""
+    start, stop = len(a) * part // parts, len(a) * (part + 1) // parts
+    return float(a[start:stop].sum())
+
+
+def full_array(value, count):
+    """``np.full(count, value, dtype=np.float64)``: a result of ``8 * count`` bytes."""
+    import numpy as np
+
+    return np.full(count, value, dtype=np.float64)
+
+
+def parallel_impls():
+    """The libraries compared, by implementation name.
+
+    Returns
+    -------
+    dict of str to module or None
+        ``'joblite'`` and ``'joblib'`` (``None`` when not installed); both
+        have ``Parallel`` and ``delayed``.
+    """
+    import joblite
+
+    return {"joblite": joblite, "joblib": _optional_module("joblib")}
+
+
+# The calls timed; each returns a function of no argument that makes one call.
+# They are written as a user writes them, the same for both libraries.
+
+def tiny_tasks_call(lib, count, **parallel_kwargs):
+    """``lib.Parallel(**parallel_kwargs)(lib.delayed(tiny_task)(x) for x in range(count))``."""
+    Parallel, delayed = lib.Parallel, lib.delayed
+    return lambda: Parallel(**parallel_kwargs)(delayed(tiny_task)(x) for x in range(count))
+
+
+def tiny_tasks_loop(count):
+    """The plain loop: ``[tiny_task(x) for x in range(count)]``."""
+    return lambda: [tiny_task(x) for x in range(count)]
+
+
+def tiny_tasks_executor_call(executor, count):
+    """``list(executor.map(tiny_task, range(count), chunksize=EXECUTOR_CHUNKSIZE))``."""
+    return lambda: list(executor.map(tiny_task, range(count), chunksize=EXECUTOR_CHUNKSIZE))
+
+
+def busy_tasks_call(lib, count, **parallel_kwargs):
+    """`count` tasks of :data:`BUSY_SECONDS` each, :func:`busy_task`, with ``lib.Parallel``."""
+    Parallel, delayed = lib.Parallel, lib.delayed
+    return lambda: Parallel(**parallel_kwargs)(delayed(busy_task)(BUSY_SECONDS) for _ in range(count))
+
+
+def array_argument_call(lib, a, tasks, **parallel_kwargs):
+    """`tasks` tasks :func:`array_part_sum` ``(a, i, tasks)``, each given the whole array `a`."""
+    Parallel, delayed = lib.Parallel, lib.delayed
+    return lambda: Parallel(**parallel_kwargs)(delayed(array_part_sum)(a, i, tasks) for i in range(tasks))
+
+
+def array_results_call(lib, tasks, count, **parallel_kwargs):
+    """`tasks` tasks :func:`full_array` ``(i, count)``, each returning ``8 * count`` bytes."""
+    Parallel, delayed = lib.Parallel, lib.delayed
+    return lambda: Parallel(**parallel_kwargs)(delayed(full_array)(i, count) for i in range(tasks))
+
+
+def best_times_in_turns(calls, repeat=3, budget=None, check=None):
+    """Best wall time of each of several calls, the calls taking turns.
+
+    Round ``i`` calls every function once, in an order rotated by ``i``, so
+    that a slow period of the machine weighs on all alike.
+
+    Parameters
+    ----------
+    calls : dict of str to callable
+        Called with no arguments.
+    repeat : int, default 3
+        Rounds.
+    budget : float, optional
+        Seconds: a function whose calls so far took longer is not called in
+        the next rounds (it is always called once).
+    check : callable, optional
+        ``check(key, result)`` after the first call of each function; raises
+        if the result is wrong.
+
+    Returns
+    -------
+    dict of str to float
+        The shortest call of each function, in seconds.
+    """
+    best = dict.fromkeys(calls, float("inf"))
+    spent = dict.fromkeys(calls, 0.0)
+    order = list(calls)
+    for round_ in range(max(1, repeat)):
+        for key in order[round_ % len(order):] + order[:round_ % len(order)]:
+            if round_ and budget is not None and spent[key] > budget:
+                continue
+            start = time.perf_counter()
+            result = calls[key]()
+            elapsed = time.perf_counter() - start
+            if check is not None and round_ == 0:
+                check(key, result)
+            del result
+            best[key] = min(best[key], elapsed)
+            spent[key] += elapsed
+    return best
+
+
+def _check_parallel(name, key, same):
+    if not same:
+        raise RuntimeError(f"parallel benchmark, {name}: {key} returned other results than the "
+                           "tasks compute; its figures would be meaningless")
+
+
+def _parallel_rows(name, calls, missing, seconds, nbytes=None):
+    """One Row per implementation: the timed ones, then those not installed."""
+    rows = [Row(_PARALLEL, name, impl, seconds[impl], nbytes, _gib_per_s(nbytes, seconds[impl]))
+            for impl in calls]
+    return rows + [Row(_PARALLEL, name, impl, note="not installed") for impl in missing]
+
+
+def _time_parallel_case(name, calls, warm_ups, check, repeat, budget, missing=(), nbytes=None):
+    """Warm up, time `calls` in turns, return the rows (ratios set by the caller)."""
+    for warm in warm_ups:
+        warm()
+    _progress(f"  parallel: {name}, {', '.join(calls)} in turns")
+    seconds = best_times_in_turns(calls, repeat, budget, check)
+    return _parallel_rows(name, calls, missing, seconds, nbytes)
+
+
+def _time_ratio(rows, key, base, targets=None):
+    """joblite's ``key``: its time over the time of implementation `base` (lower is better)."""
+    by_impl = {row.impl: row for row in rows}
+    for impl in ("joblite", "joblib"):
+        row = by_impl.get(impl)
+        if row is not None and row.seconds is not None and base in by_impl:
+            row.ratios[key] = _ratio(row.seconds, by_impl[base].seconds)
+    if targets:
+        by_impl["joblite"].targets.update(targets)
+
+
+#: Note on joblib's process rows when the standalone loky was imported before joblib's workers started.
+LOKY_FIRST_NOTE = ("loky was imported before joblib's workers started: joblib's workers are the "
+                   "standalone loky's, which breaks the clean-up of joblib's memmaps")
+
+
+def start_joblib_workers_first(libs, kwargs):
+    """Start joblib's worker processes before anything imports the standalone ``loky``.
+
+    joblib 1.6 vendors loky, and both copies register their process context
+    under the name ``'loky'`` in ``multiprocessing``: a joblib pool started
+    after ``import loky`` (as joblite's process backend does) runs the
+    standalone loky's workers, whose resource tracker is not joblib's; joblib
+    then cannot count the users of its memmapped files, retries removing its
+    folder for a second at the end of every call with a large array, and
+    leaves it until exit.  A joblib user does not have two lokys in one
+    process, so the bench starts joblib's workers first (with the ``Parallel``
+    arguments of every process case, so that joblib keeps them), and its
+    figures are joblib's own.
+
+    Parameters
+    ----------
+    libs : dict of str to module
+        From :func:`parallel_impls`, installed ones only.
+    kwargs : dict
+        ``Parallel`` arguments of the process cases.
+
+    Returns
+    -------
+    bool
+        Whether the standalone loky was already imported (joblib's figures may
+        then be off; the rows say so).
+    """
+    loky_first = "loky" in sys.modules
+    if "joblib" in libs:
+        _progress("  parallel: starting joblib's worker processes")
+        tiny_tasks_call(libs["joblib"], 100, **kwargs)()
+    return loky_first
+
+
+def tiny_process_rows(libs, missing, sizes, kwargs):
+    """100k tiny tasks on 2 processes: joblite, joblib (loky), a chunked ProcessPoolExecutor.map.
+
+    `kwargs` are the ``Parallel`` arguments of every process case (``n_jobs``,
+    ``temp_folder``), the same throughout, so that each library keeps its workers.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    count = sizes["tiny"]
+    name = f"{count:,} tiny tasks, {PARALLEL_N_JOBS} processes"
+    expected = tiny_tasks_loop(count)()
+    with ProcessPoolExecutor(PARALLEL_N_JOBS) as executor:
+        calls = {impl: tiny_tasks_call(lib, count, **kwargs) for impl, lib in libs.items()}
+        calls["executor"] = tiny_tasks_executor_call(executor, count)
+        warm_ups = [tiny_tasks_call(lib, 100, **kwargs) for lib in libs.values()]
+        # all the executor's workers started (map submits every chunk at once)
+        warm_ups.append(lambda: list(executor.map(tiny_task, range(100), chunksize=10)))
+        rows = _time_parallel_case(name, calls, warm_ups,
+                                   lambda key, result: _check_parallel(name, key, result == expected),
+                                   sizes["repeat"], sizes["budget"], missing)
+    _speedups(rows, {"vs_joblib": "joblib"}, {})
+    _time_ratio(rows, "time_vs_executor", "executor", PARALLEL_TARGETS["tiny processes"])
+    return rows
+
+
+def tiny_thread_rows(libs, missing, sizes):
+    """The tiny tasks on 2 threads: joblite's threading backend against joblib's."""
+    count = sizes["tiny"]
+    name = f"{count:,} tiny tasks, {PARALLEL_N_JOBS} threads"
+    expected = tiny_tasks_loop(count)()
+    kwargs = {"n_jobs": PARALLEL_N_JOBS, "backend": "threading"}
+    calls = {impl: tiny_tasks_call(lib, count, **kwargs) for impl, lib in libs.items()}
+    warm_ups = [tiny_tasks_call(lib, 100, **kwargs) for lib in libs.values()]
+    rows = _time_parallel_case(name, calls, warm_ups,
+                               lambda key, result: _check_parallel(name, key, result == expected),
+                               sizes["repeat"], sizes["budget"], missing)
+    _speedups(rows, {"vs_joblib": "joblib"}, PARALLEL_TARGETS["tiny threads"])
+    return rows
+
+
+def busy_task_rows(libs, missing, sizes, kwargs):
+    """1,000 tasks of 1 ms of busy CPU on 2 processes; the plain loop (1 CPU) for reference."""
+    count = sizes["busy"]
+    name = f"{count:,} tasks of {BUSY_SECONDS * 1e3:g} ms (busy loop), {PARALLEL_N_JOBS} processes"
+    calls = {impl: busy_tasks_call(lib, count, **kwargs) for impl, lib in libs.items()}
+    warm_ups = [busy_tasks_call(lib, 10, **kwargs) for lib in libs.values()]
+    rows = _time_parallel_case(name, calls, warm_ups,
+                               lambda key, result: _check_parallel(name, key, len(result) == count),
+                               sizes["busy_repeat"], sizes["budget"], missing)
+    _progress(f"  parallel: {name}, plain loop")
+    loop = best_time(lambda: [busy_task(BUSY_SECONDS) for _ in range(count)], 1)
+    rows.insert(len(calls), Row(_PARALLEL, name, "loop", loop))
+    _speedups(rows, {"vs_joblib": "joblib"}, {})
+    _time_ratio(rows, "time_vs_loop", "loop")
+    return rows
+
+
+def array_argument_rows(libs, missing, sizes, kwargs):
+    """8 tasks on one 256 MiB float64 array argument: time, and peak memory in fresh processes."""
+    import numpy as np
+
+    nbytes, tasks = sizes["array_mib"] * MIB, sizes["array_tasks"]
+    name = f"{tasks} tasks on one {_size_label(nbytes)} f64 array, {PARALLEL_N_JOBS} processes"
+    _progress(f"  parallel: building a {_size_label(nbytes)} float64 array")
+    a = random_f64(nbytes)
+    total = float(a.sum())
+    small = a[:1000].copy()   # below max_nbytes: the warm-up starts the workers and their numpy
+    calls = {impl: array_argument_call(lib, a, tasks, **kwargs) for impl, lib in libs.items()}
+    warm_ups = [array_argument_call(lib, small, 2, **kwargs) for lib in libs.values()]
+    rows = _time_parallel_case(
+        name, calls, warm_ups,
+        lambda key, result: _check_parallel(name, key, bool(np.isclose(sum(result), total))),
+        sizes["array_repeat"], sizes["budget"], missing, nbytes)
+    del a, small, calls
+    gc.collect()
+    for row in rows:
+        if row.seconds is None:
+            continue
+        _progress(f"  parallel: {name}, peak memory with {row.impl} in a fresh process")
+        figures = parallel_array_memory(row.impl, nbytes, tasks, kwargs.get("temp_folder"))
+        if "error" in figures:
+            row.note = f"peak memory not measured: {figures['error']}"
+            continue
+        row.ratios["mem_over_array"] = figures["mem_over_array"]
+        row.ratios["total_mem_over_array"] = figures["total_over_array"]
+        row.note = _memory_note(figures)
+    _speedups(rows, {"vs_joblib": "joblib"}, PARALLEL_TARGETS["array argument"])
+    return rows
+
+
+def _memory_note(figures):
+    mib = lambda value: f"{value / MIB:.0f} MiB"  # noqa: E731
+    peak = figures["at_peak"]
+    note = (f"peak {mib(figures['peak'])} = caller {mib(peak['caller'])} + workers "
+            f"{mib(peak['workers'])} + memmap folder {mib(peak['folder'])}; before the call "
+            f"{mib(figures['idle'])} (array {mib(figures['nbytes'])}); "
+            f"{figures['samples']} samples")
+    if figures["left"]:
+        note += f"; memmap folders left after the call: {figures['left']}"
+    return note
+
+
+def array_result_rows(libs, missing, sizes, kwargs):
+    """16 tasks each returning an 8 MiB float64 array, on 2 processes."""
+    import numpy as np
+
+    tasks, count = sizes["results"], sizes["result_mib"] * MIB // 8
+    nbytes = tasks * count * 8
+    name = f"{tasks} tasks returning {_size_label(count * 8)} f64 arrays, {PARALLEL_N_JOBS} processes"
+    calls = {impl: array_results_call(lib, tasks, count, **kwargs) for impl, lib in libs.items()}
+    warm_ups = [array_results_call(lib, 2, 10, **kwargs) for lib in libs.values()]
+
+    def check(key, results):
+        _check_parallel(name, key, len(results) == tasks and all(
+            isinstance(r, np.ndarray) and r.shape == (count,) and r[0] == i and r[-1] == i
+            for i, r in enumerate(results)))
+
+    rows = _time_parallel_case(name, calls, warm_ups, check, sizes["repeat"], sizes["budget"],
+                               missing, nbytes)
+    _speedups(rows, {"vs_joblib": "joblib"}, {})
+    return rows
+
+
+def sequential_rows(libs, missing, sizes):
+    """``n_jobs=1`` on the tiny tasks against the plain loop ``[f(x) for x in xs]``."""
+    count = sizes["tiny"]
+    name = f"{count:,} tiny tasks, n_jobs=1"
+    loop = tiny_tasks_loop(count)
+    expected = loop()
+    calls = {impl: tiny_tasks_call(lib, count, n_jobs=1) for impl, lib in libs.items()}
+    calls["loop"] = loop
+    warm_ups = [tiny_tasks_call(lib, 100, n_jobs=1) for lib in libs.values()]
+    rows = _time_parallel_case(name, calls, warm_ups,
+                               lambda key, result: _check_parallel(name, key, result == expected),
+                               sizes["repeat"], sizes["budget"], missing)
+    _speedups(rows, {"vs_joblib": "joblib"}, {})
+    _time_ratio(rows, "time_vs_loop", "loop", PARALLEL_TARGETS["n_jobs=1"])
+    return rows
+
+
+# -- memory of the array-argument case, in a fresh process ----------------------
+
+def _pss_anon(pid):
+    """Bytes of anonymous memory of `pid`, proportional share (``Pss_Anon``); 0 if it ended."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as file:
+            for line in file:
+                if line.startswith(b"Pss_Anon:"):
+                    return int(line.split()[1]) * 1024
+    except (ProcessLookupError, FileNotFoundError):
+        return 0
+    raise OSError(f"/proc/{pid}/smaps_rollup has no Pss_Anon line (Linux 5.x or later needed)")
+
+
+def _children(pid):
+    """Process ids of the children of `pid` (all its threads'), from /proc."""
+    found = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as file:
+                found += [int(child) for child in file.read().split()]
+        except OSError:
+            pass
+    return found
+
+
+def _descendants(pid):
+    found, todo = [], [pid]
+    while todo:
+        children = _children(todo.pop())
+        found += children
+        todo += children
+    return found
+
+
+def memmap_folder_parents(temp_folder=None):
+    """The folders where joblite and joblib may make their memmap folders.
+
+    `temp_folder` when given; else ``/dev/shm``, the system's temporary
+    folder and the folders named by ``JOBLITE_TEMP_FOLDER`` and
+    ``JOBLIB_TEMP_FOLDER``.
+    """
+    import tempfile
+
+    if temp_folder is not None:
+        return [os.fspath(temp_folder)]
+    parents = ["/dev/shm", tempfile.gettempdir()]
+    parents += [os.environ[name] for name in ("JOBLITE_TEMP_FOLDER", "JOBLIB_TEMP_FOLDER")
+                if os.environ.get(name)]
+    return [parent for i, parent in enumerate(parents) if parent not in parents[:i]]
+
+
+def memmap_folders(parents, pid):
+    """Paths of the memmap folders that process `pid` made (joblite's and joblib's) in `parents`."""
+    prefixes = tuple(prefix.format(pid=pid) for prefix in MEMMAP_FOLDER_PREFIXES.values())
+    found = []
+    for parent in parents:
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        found += [os.path.join(parent, name) for name in names if name.startswith(prefixes)]
+    return found
+
+
+def _allocated_bytes(folder):
+    """Bytes allocated to the files under `folder` (``st_blocks``); 0 for what vanishes meanwhile."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+class _MemorySampler:
+    """Samples, in a background thread, the memory of this process, its children and memmap folders.
+
+    One sample is ``(caller, workers, folder)`` in bytes: the ``Pss_Anon`` of
+    this process, the sum of the ``Pss_Anon`` of its descendants, and the
+    bytes allocated to the memmap folders this process made in `parents`.
+    """
+
+    def __init__(self, parents, interval=MEMORY_SAMPLE_INTERVAL):
+        import threading
+
+        self.parents = parents
+        self.interval = interval
+        self.pid = os.getpid()
+        self.peak = None
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="joblite-bench-memory", daemon=True)
+        self._error = None
+
+    def sample(self):
+        caller = _pss_anon(self.pid)
+        workers = sum(_pss_anon(pid) for pid in _descendants(self.pid))
+        folder = sum(_allocated_bytes(path) for path in memmap_folders(self.parents, self.pid))
+        return caller, workers, folder
+
+    def _record(self):
+        sample = self.sample()
+        self.samples += 1
+        if self.peak is None or sum(sample) > sum(self.peak):
+            self.peak = sample
+
+    def _run(self):
+        try:
+            while not self._stop.wait(self.interval):
+                self._record()
+        except BaseException as exc:   # reported by stop()
+            self._error = exc
+
+    def __enter__(self):
+        self._record()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        self._record()
+
+
+def parallel_memory_child(argv):
+    """Body of the fresh process of :func:`parallel_array_memory`; prints its figures as JSON.
+
+    Parameters
+    ----------
+    argv : list of str
+        ``[impl, nbytes, tasks, temp_folder]``; `temp_folder` ``''`` for the
+        library's default.
+    """
+    import importlib
+
+    impl, nbytes, tasks, temp_folder = argv[0], int(argv[1]), int(argv[2]), argv[3] or None
+    lib = importlib.import_module(impl)
+    kwargs = {"n_jobs": PARALLEL_N_JOBS}
+    if temp_folder is not None:
+        kwargs["temp_folder"] = temp_folder
+    a = random_f64(nbytes)
+    total = float(a.sum())
+    # Warm-up: the workers start and import numpy (the small array is pickled, not memory-mapped).
+    array_argument_call(lib, a[:1000].copy(), 2, **kwargs)()
+    call = array_argument_call(lib, a, tasks, **kwargs)
+    gc.collect()
+    sampler = _MemorySampler(memmap_folder_parents(temp_folder))
+    idle = min(sum(sampler.sample()) for _ in range(3))
+    with sampler:
+        results = call()
+    if not abs(sum(results) - total) <= 1e-9 * abs(total):
+        raise RuntimeError(f"{impl}: the tasks' sums do not add up to a.sum()")
+    peak = sum(sampler.peak)
+    left = [os.path.basename(path) for path in memmap_folders(sampler.parents, sampler.pid)]
+    print(json.dumps({
+        "nbytes": nbytes, "idle": idle, "peak": peak, "samples": sampler.samples, "left": left,
+        "at_peak": dict(zip(("caller", "workers", "folder"), sampler.peak)),
+        "mem_over_array": (nbytes + peak - idle) / nbytes,
+        "total_over_array": peak / nbytes,
+    }))
+
+
+def parallel_array_memory(impl, nbytes, tasks, temp_folder=None):
+    """Peak memory of one call of :func:`array_argument_call`, measured in a fresh process.
+
+    The process builds the random float64 array of `nbytes` bytes, warms up
+    the workers (one small call), then makes the call while a background
+    thread samples, every :data:`MEMORY_SAMPLE_INTERVAL` seconds, the
+    anonymous memory (``Pss_Anon`` of ``/proc/<pid>/smaps_rollup``) of the
+    process and of its children (the workers), plus the bytes of the memmap
+    folders the process made.  The memmapped files are counted once, as the
+    folder's bytes: in the workers they are shared file pages, not anonymous
+    memory; shared libraries are not counted.
+
+    Parameters
+    ----------
+    impl : {'joblite', 'joblib'}
+    nbytes : int
+        Bytes of the array.
+    tasks : int
+        Tasks of the call, each given the whole array.
+    temp_folder : str, optional
+        ``temp_folder`` of ``Parallel``; the library's default when None.
+
+    Returns
+    -------
+    dict
+        ``mem_over_array``: (the array + what the call adds to the memory
+        of the process, the workers and the memmap folder, at its peak) /
+        `nbytes`: 2.0 is the array plus one copy in the folder;
+        ``total_over_array``: the peak of the whole (interpreters included)
+        / `nbytes`; ``idle``, ``peak`` (bytes), ``at_peak`` (its parts),
+        ``samples``, ``left`` (memmap folders still there after the call).
+        ``error`` instead when the measure failed (not Linux, an old kernel).
+    """
+    import joblite
+
+    if not os.path.exists("/proc/self/smaps_rollup"):
+        return {"error": "needs Linux's /proc/<pid>/smaps_rollup"}
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    code = "import sys; from joblite.bench import parallel_memory_child; parallel_memory_child(sys.argv[1:])"
+    result = subprocess.run([sys.executable, "-c", code, impl, str(nbytes), str(tasks), temp_folder or ""],
+                            capture_output=True, text=True, env=env)
+    if result.returncode:
+        tail = (result.stderr.strip().splitlines() or ["?"])[-1]
+        return {"error": f"subprocess failed: {tail}"}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def parallel_section(quick=False, tmpdir=None):
+    """Time ``Parallel`` of joblite against joblib's on the same workloads, in the same run.
+
+    The workload (sizes for the default run; ``quick`` uses 10,000 tiny
+    tasks, 200 busy tasks, a 16 MiB array and 4 results), each timed for
+    joblite and joblib with ``Parallel(n_jobs=2)(delayed(f)(x) for x in
+    ...)`` as a user writes it, their calls taking turns, best of repeats:
+
+    * 100,000 tiny tasks (:func:`tiny_task`, about 0.2 µs each) on
+      2 processes (loky, both libraries' default), and the stdlib
+      ``ProcessPoolExecutor(2).map(f, xs, chunksize=1000)``;
+    * the same on 2 threads (``backend='threading'``);
+    * 1,000 tasks of 1 ms of busy CPU (:func:`busy_task`, a spin on the
+      thread's CPU time, not a sleep: both CPUs are busy, so every bit of
+      overhead shows) on 2 processes, and the plain loop (one CPU; the ideal
+      on two is half of it);
+    * 8 tasks :func:`array_part_sum` on one 256 MiB random float64 array
+      argument (each task gets the whole array and sums an eighth of it) on
+      2 processes; and the peak memory of such a call, measured in a fresh
+      process per library (see :func:`parallel_array_memory`);
+    * 16 tasks each returning an 8 MiB float64 array (:func:`full_array`);
+    * ``n_jobs=1`` on the tiny tasks against the plain loop
+      ``[tiny_task(x) for x in xs]``.
+
+    Worker processes (and threads) are warmed up first: one small call with
+    the same settings before the timing, so that neither library's worker
+    start-up is timed.  Every timed call's results are checked once.  The
+    pools stay up between calls, as each library keeps them.
+
+    Parameters
+    ----------
+    quick : bool, default False
+        Small sizes and fewer repeats, to run in a few seconds plus the start
+        of the worker processes.
+    tmpdir : str, optional
+        When given, the memmap folders of both libraries go under a fresh
+        folder made in it (``temp_folder``), removed at the end; otherwise
+        each library chooses as it does for its users (``/dev/shm`` when it
+        has room).
+
+    Returns
+    -------
+    list of Row
+        Ratios: ``vs_joblib`` (times faster than joblib), ``time_vs_executor``
+        and ``time_vs_loop`` (time over the baseline's, lower is better),
+        ``mem_over_array`` (peak memory of the array case: the array plus what
+        the call adds, over the array size; the targeted figure) and
+        ``total_mem_over_array`` (the whole peak, interpreters included, over
+        the array size).
+    """
+    import tempfile
+
+    sizes = PARALLEL_SIZES["quick" if quick else "full"]
+    impls = parallel_impls()
+    libs = {impl: lib for impl, lib in impls.items() if lib is not None}
+    missing = [impl for impl, lib in impls.items() if lib is None]
+    folder = tempfile.mkdtemp(prefix="joblite-bench-", dir=tmpdir) if tmpdir is not None else None
+    kwargs = {"n_jobs": PARALLEL_N_JOBS}
+    if folder is not None:
+        kwargs["temp_folder"] = folder
+    rows = []
+    try:
+        _progress(f"parallel: memmap folders in {folder or 'each library default temp folder'}")
+        loky_first = start_joblib_workers_first(libs, kwargs)
+        rows += tiny_process_rows(libs, missing, sizes, kwargs)
+        rows += tiny_thread_rows(libs, missing, sizes)
+        rows += busy_task_rows(libs, missing, sizes, kwargs)
+        rows += array_argument_rows(libs, missing, sizes, kwargs)
+        gc.collect()
+        rows += array_result_rows(libs, missing, sizes, kwargs)
+        gc.collect()
+        rows += sequential_rows(libs, missing, sizes)
+    finally:
+        if folder is not None:
+            _rmtree(folder)
+    if loky_first:
+        for row in rows:
+            if row.impl == "joblib" and row.seconds is not None and "processes" in row.name:
+                row.note = "; ".join(filter(None, [row.note, LOKY_FIRST_NOTE]))
+    if not _with_ext():
+        for row in rows:
+            if row.impl == "joblite" and row.targets:
+                targets = {key: value for key, value in row.targets.items() if key == "mem_over_array"}
+                targets.update(PURE_TARGETS)
+                row.targets = targets
+    return rows
+
+
+# --------------------------------------------------------------------------
 # import section
 # --------------------------------------------------------------------------
 
@@ -1657,6 +2356,7 @@ SECTIONS = {
     "hashing": hashing_section,
     "persistence": persistence_section,
     "memory": memory_section,
+    "parallel": parallel_section,
     "import": import_section,
 }
 
@@ -1718,7 +2418,8 @@ def _format_number(value, suffix=""):
 
 
 _IMPL_LABELS = {"pure": "joblite pure twin", "tokenize": "dask tokenize",
-                "pickle": "pickle p5"}
+                "pickle": "pickle p5", "executor": "ProcessPoolExecutor.map chunksize=1000",
+                "loop": "plain loop"}
 
 # (ratio key, column title, meaning); the table shows the columns its rows use.
 _RATIO_COLUMNS = [
@@ -1736,6 +2437,15 @@ _RATIO_COLUMNS = [
      "compression ratio over joblib zlib-3's on the same data"),
     ("peak_over_result", "peak / result",
      "peak memory of the load in a fresh process, over the size of its result"),
+    ("time_vs_executor", "t / executor",
+     "time over the stdlib ProcessPoolExecutor.map's, chunksize=1000 (lower is better)"),
+    ("time_vs_loop", "t / loop",
+     "time over the plain loop's [f(x) for x in xs] in the caller (lower is better)"),
+    ("mem_over_array", "mem / array",
+     "peak memory of a call in a fresh process (the array plus what the call adds to the caller, "
+     "the workers and the memmap folder) over the array's size"),
+    ("total_mem_over_array", "all mem / array",
+     "the same with the interpreters' own memory (caller and workers before the call) counted"),
 ]
 
 
@@ -1779,8 +2489,8 @@ def format_table(rows, facts):
     lines.append("")
     for _, title, meaning in columns:
         lines.append(f"{title}: {meaning};")
-    lines.append("target: goal of the issue (hashing: issue 2, persistence: issue 3, memory: issue 9) "
-                 "and whether it is met.")
+    lines.append("target: goal of the issue (hashing: issue 2, persistence: issue 3, memory: issue 9, "
+                 "parallel: issue 5) and whether it is met.")
     notes = [row for row in rows if row.note]
     if notes:
         lines.append("")
@@ -1866,7 +2576,8 @@ def run(sections=None, quick=False, as_json=False, file=None, tmpdir=None):
         Where to print; ``sys.stdout`` by default.  Progress goes to stderr.
     tmpdir : str, optional
         Where sections that write files (persistence, memory) make their temporary
-        folder; the system's temporary directory by default.
+        folder; the system's temporary directory by default.  The parallel
+        section puts its memmap folders there when it is given.
 
     Returns
     -------

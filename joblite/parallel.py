@@ -144,10 +144,18 @@ def effective_n_jobs(n_jobs=-1):
     ValueError
         If `n_jobs` is 0.
     """
+    config = _current_config()
     if n_jobs is None:
-        n_jobs = _current_config()["n_jobs"] or 1
+        n_jobs = config["n_jobs"] or 1
     n_jobs = resolve_n_jobs(n_jobs)
-    return 1 if in_worker() else n_jobs
+    if in_worker():
+        return 1
+    backend = config["backend"]
+    if backend is None:
+        return n_jobs
+    if not isinstance(backend, ParallelBackendBase):
+        backend = get_backend_factory(backend)(**config["backend_kwargs"])
+    return backend.effective_n_jobs(n_jobs)
 
 
 class _AutoBatcher:
@@ -193,7 +201,8 @@ def _pre_dispatch_batches(pre_dispatch, n_jobs):
         return None
     if isinstance(pre_dispatch, int) and not isinstance(pre_dispatch, bool):
         value = pre_dispatch
-    elif isinstance(pre_dispatch, str) and re.fullmatch(r"[\d\s*+n_jobs]+", pre_dispatch):
+    elif isinstance(pre_dispatch, str) and re.fullmatch(
+            r"\s*(\d+|n_jobs)(\s*[*+]\s*(\d+|n_jobs))*\s*", pre_dispatch) and "**" not in pre_dispatch:
         value = eval(pre_dispatch.replace("n_jobs", str(n_jobs)), {"__builtins__": {}})  # digits, n_jobs, * and + only
     else:
         raise ValueError(f"pre_dispatch={pre_dispatch!r} must be 'all', an int or an expression "
@@ -276,6 +285,8 @@ class Parallel:
         self.require = pick(require, "require")
         self.inner_max_num_threads = config["inner_max_num_threads"]
         _check_settings({"prefer": self.prefer, "require": self.require, "mmap_mode": self.mmap_mode})
+        if self.prefer == "processes" and self.require == "sharedmem":
+            raise ValueError("prefer='processes' contradicts require='sharedmem' (processes share no memory)")
         if return_as not in RETURN_AS:
             raise ValueError(f"return_as={return_as!r} must be one of {RETURN_AS}")
         if batch_size != "auto" and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
@@ -309,13 +320,13 @@ class Parallel:
         self._running = False
 
     def _choose_backend(self, backend, config, backend_kwargs):
+        explicit = backend is not None   # given to Parallel itself, not by parallel_config
         if backend is None:
             backend = config["backend"]
             kwargs = dict(config["backend_kwargs"])
         else:
             kwargs = {}
         kwargs.update(backend_kwargs)
-        explicit = backend is not None
         if backend is None:
             threads = self.prefer == "threads" or self.require == "sharedmem"
             backend = "threading" if threads else default_backend_name()
@@ -365,6 +376,7 @@ class Parallel:
         if self._running:
             raise RuntimeError("this Parallel is already running a call (use one Parallel per thread)")
         chunks = self._results(iterable, ordered=self.return_as != "generator_unordered")
+        next(chunks)   # as joblib: the first batches are dispatched now, not at the first next()
         if self.return_as == "list":
             output = []
             for results in chunks:
@@ -382,7 +394,9 @@ class Parallel:
         pending = {}
         failure = None
         try:
-            n_workers = self._n_workers if self._managed else backend.configure(self.n_jobs, self)
+            # Also inside a with block: after an abort or a broken pool this makes
+            # fresh workers, and otherwise returns the same ones at once.
+            n_workers = backend.configure(self.n_jobs, self)
             progress = Progress(total, self.verbose, self.progress, self.callback, n_workers)
             batcher = _AutoBatcher(1 if self.timeout is not None else self.batch_size, total, n_workers)
             limit = self._pre_dispatch if self._pre_dispatch is not None else float("inf")
@@ -391,6 +405,7 @@ class Parallel:
             waiting = {}   # ordered results not yet yielded: start index -> results
             next_index = index = 0
             exhausted = False
+            first_round = True
             while True:
                 while not exhausted and len(pending) < limit:
                     chunk = list(itertools.islice(tasks, batcher.size()))
@@ -400,6 +415,9 @@ class Parallel:
                     batch = Batch(chunk, index)
                     index += batch.size
                     pending[backend.submit(batch)] = batch
+                if first_round:
+                    first_round = False
+                    yield []
                 if not pending:
                     break
                 done = self._wait(pending, started, n_workers)

@@ -5,6 +5,7 @@ A backend turns a batch (see :class:`Batch`) into a future.  ``'loky'``
 ``'multiprocessing'`` is kept as a name for joblib scripts and runs on loky
 processes.  Register others with :func:`register_parallel_backend`.
 """
+import operator
 import os
 import threading
 import time
@@ -171,8 +172,12 @@ class ParallelBackendBase:
 
 def resolve_n_jobs(n_jobs):
     """joblib's n_jobs: -1 all CPUs, -2 all but one..., a positive int as is; 0 raises."""
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int):
-        raise ValueError(f"n_jobs={n_jobs!r} must be an int (-1 for all CPUs) or None")
+    try:
+        if isinstance(n_jobs, bool):
+            raise TypeError
+        n_jobs = operator.index(n_jobs)   # numpy integers too
+    except TypeError:
+        raise ValueError(f"n_jobs={n_jobs!r} must be an int (-1 for all CPUs) or None") from None
     if n_jobs == 0:
         raise ValueError("n_jobs=0 means no worker; use n_jobs=1 to run in this process, "
                          "-1 for all CPUs")

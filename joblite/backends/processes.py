@@ -93,6 +93,10 @@ class LokyBackend(ParallelBackendBase):
         self._executor = loky.get_reusable_executor(
             max_workers=n_jobs, timeout=self.idle_worker_timeout, env=env,
             job_reducers=self._memmapper.reducers(), reuse="auto")
+        if parallel.timeout is not None:
+            # Workers start on the first submit: do it now, so that the start-up of
+            # the processes does not count against the first tasks' timeout.
+            self._executor.submit(int).result()
         return n_jobs
 
     def submit(self, batch):
