@@ -119,7 +119,6 @@ class ArrayMemmapper:
         self._folder = None
         self._written = {}   # id(array) -> (array, path): each array written once per call
         self._lock = threading.Lock()
-        self._swept = False
         self._calls = 0
 
     def __reduce__(self):
@@ -141,13 +140,17 @@ class ArrayMemmapper:
     def _reduce(self, array):
         import numpy as np
 
-        if self.max_nbytes is None or array.nbytes < self.max_nbytes or array.dtype.hasobject:
+        if self.max_nbytes is None or array.nbytes < self.max_nbytes or array.dtype.hasobject \
+                or not self._calls:
+            # Small, or pickled after the call ended (loky's feeder thread still
+            # pickling a cancelled batch): no folder is made for it.
             return _plain_reduce(array)
         if isinstance(array, np.memmap) and array.filename and array._mmap is not None:
             offset = array.offset + _byte_offset(array)
             if offset is not None and (array.flags.c_contiguous or array.flags.f_contiguous):
                 order = "C" if array.flags.c_contiguous else "F"
-                mode = "r" if self.mmap_mode == "r" else array.mode
+                # A memmap made with 'w+' must not be truncated again by the workers.
+                mode = "r" if self.mmap_mode == "r" else "r+" if array.mode == "w+" else array.mode
                 return _rebuild_memmap, (array.filename, array.dtype, array.shape, order, offset, mode)
         return _load_memmap, (self._write(array), self.mmap_mode)
 
@@ -170,9 +173,7 @@ class ArrayMemmapper:
     def _call_folder(self):
         if self._folder is None:
             parent = choose_temp_folder(self.temp_folder)
-            if not self._swept:
-                self._swept = True
-                sweep_dead_folders(parent)
+            sweep_dead_folders(parent)   # a listing of the folder, once per call
             self._folder = os.path.join(parent, f"{_PREFIX}{os.getpid()}@{_HOST}_{uuid.uuid4().hex[:8]}")
             os.makedirs(self._folder)
         return self._folder

@@ -30,7 +30,8 @@ import sys
 import time
 from typing import Optional
 
-__all__ = ["Row", "SECTIONS", "best_time", "per_call_time", "per_call_in_turns", "run", "main"]
+__all__ = ["Row", "SECTIONS", "best_time", "per_call_time", "per_call_in_turns", "best_times_in_turns",
+           "run", "main"]
 
 GIB = float(1 << 30)
 
@@ -1586,7 +1587,9 @@ def memory_section(quick=False, tmpdir=None):
 
 # Sizes of the parallel workload.  'quick' runs in a few seconds plus the start
 # of the worker processes: 10k tiny tasks (for threads too: joblib's threading
-# backend takes seconds on 100k), 200 busy tasks, a 16 MiB array, 4 results.
+# backend takes seconds on 100k), 200 busy tasks, 4 results, and a 64 MiB array
+# (the memory figure has a few MiB of noise: the first memory-mapped task of a
+# worker that had none in the warm-up imports numpy's loading code).
 # 'repeat' is the most calls per figure (best counts; the calls of the
 # implementations take turns), 'budget' (seconds) stops an implementation's
 # repeats once its calls took that long; 'array_repeat' and 'busy_repeat' are
@@ -1594,7 +1597,7 @@ def memory_section(quick=False, tmpdir=None):
 PARALLEL_SIZES = {
     "full": {"tiny": 100_000, "busy": 1000, "array_mib": 256, "array_tasks": 8, "results": 16,
              "result_mib": 8, "repeat": 5, "busy_repeat": 3, "array_repeat": 3, "budget": 3.0},
-    "quick": {"tiny": 10_000, "busy": 200, "array_mib": 16, "array_tasks": 8, "results": 4,
+    "quick": {"tiny": 10_000, "busy": 200, "array_mib": 64, "array_tasks": 8, "results": 4,
               "result_mib": 8, "repeat": 3, "busy_repeat": 2, "array_repeat": 2, "budget": 0.5},
 }
 
@@ -1604,6 +1607,9 @@ PARALLEL_N_JOBS = 2
 EXECUTOR_CHUNKSIZE = 1000
 #: Seconds of one busy task (:func:`busy_task`).
 BUSY_SECONDS = 0.001
+#: Bytes of the array of the warm-up call of the array case: above ``max_nbytes``
+#: (1 MiB), so that it is memory-mapped too.
+WARM_UP_ARRAY_BYTES = 2 * MIB
 #: Seconds between two memory samples of :func:`parallel_array_memory`.
 MEMORY_SAMPLE_INTERVAL = 0.005
 
@@ -1625,10 +1631,10 @@ MEMMAP_FOLDER_PREFIXES = {"joblite": "joblite_memmapping_{pid}@",
 def tiny_task(x):
     """The tiny task: ``math.sqrt(x) * 0.5 + math.sin(x) * 0.25 + x``.
 
-    About 0.2 µs a call in a plain loop (a loop over 100,000 takes about
-    20 ms, as the sequential loop of DESIGN.md's reference figures): the
+    About 0.15-0.2 µs a call in a plain loop (a loop over 100,000 takes
+    15-20 ms, as the sequential loop of DESIGN.md's reference figures): the
     per-task overheads of the parallel cases are measured against that much
-    work.  (Without the ``sin`` term, 0.09 µs here.)
+    work.  Without the ``sin`` term it takes about half as long.
     """
     return math.sqrt(x) * 0.5 + math.sin(x) * 0.25 + x
 
@@ -1661,6 +1667,17 @@ def full_array(value, count):
     import numpy as np
 
     return np.full(count, value, dtype=np.float64)
+
+
+def warm_up_array(a):
+    """A copy of the first :data:`WARM_UP_ARRAY_BYTES` bytes of `a`, for the warm-up call.
+
+    Large enough to be memory-mapped, so that the warm-up also runs each
+    library's memmapping code once, in the caller and in the workers (whose
+    first memory-mapped argument imports numpy's loading code): neither that
+    nor the workers' start is timed or counted as the call's memory.
+    """
+    return a[:WARM_UP_ARRAY_BYTES // a.itemsize].copy()
 
 
 def parallel_impls():
@@ -1779,7 +1796,7 @@ def _time_parallel_case(name, calls, warm_ups, check, repeat, budget, missing=()
 
 
 def _time_ratio(rows, key, base, targets=None):
-    """joblite's ``key``: its time over the time of implementation `base` (lower is better)."""
+    """joblite's and joblib's ``key``: their time over `base`'s (lower is better); joblite's targets."""
     by_impl = {row.impl: row for row in rows}
     for impl in ("joblite", "joblib"):
         row = by_impl.get(impl)
@@ -1894,9 +1911,9 @@ def array_argument_rows(libs, missing, sizes, kwargs):
     _progress(f"  parallel: building a {_size_label(nbytes)} float64 array")
     a = random_f64(nbytes)
     total = float(a.sum())
-    small = a[:1000].copy()   # below max_nbytes: the warm-up starts the workers and their numpy
+    small = warm_up_array(a)
     calls = {impl: array_argument_call(lib, a, tasks, **kwargs) for impl, lib in libs.items()}
-    warm_ups = [array_argument_call(lib, small, 2, **kwargs) for lib in libs.values()]
+    warm_ups = [array_argument_call(lib, small, tasks, **kwargs) for lib in libs.values()]
     rows = _time_parallel_case(
         name, calls, warm_ups,
         lambda key, result: _check_parallel(name, key, bool(np.isclose(sum(result), total))),
@@ -1926,7 +1943,8 @@ def _memory_note(figures):
             f"{mib(figures['idle'])} (array {mib(figures['nbytes'])}); "
             f"{figures['samples']} samples")
     if figures["left"]:
-        note += f"; memmap folders left after the call: {figures['left']}"
+        note += (f"; {len(figures['left'])} memmap folder(s) still there after the call, "
+                 f"{mib(sum(figures['left'].values()))} in them")
     return note
 
 
@@ -2119,21 +2137,23 @@ def parallel_memory_child(argv):
         kwargs["temp_folder"] = temp_folder
     a = random_f64(nbytes)
     total = float(a.sum())
-    # Warm-up: the workers start and import numpy (the small array is pickled, not memory-mapped).
-    array_argument_call(lib, a[:1000].copy(), 2, **kwargs)()
+    array_argument_call(lib, warm_up_array(a), tasks, **kwargs)()   # workers started, memmapping ready
     call = array_argument_call(lib, a, tasks, **kwargs)
     gc.collect()
     sampler = _MemorySampler(memmap_folder_parents(temp_folder))
-    idle = min(sum(sampler.sample()) for _ in range(3))
+    idle_parts = min((sampler.sample() for _ in range(3)), key=sum)
+    idle = sum(idle_parts)
     with sampler:
         results = call()
     if not abs(sum(results) - total) <= 1e-9 * abs(total):
         raise RuntimeError(f"{impl}: the tasks' sums do not add up to a.sum()")
     peak = sum(sampler.peak)
-    left = [os.path.basename(path) for path in memmap_folders(sampler.parents, sampler.pid)]
+    left = {os.path.basename(path): _allocated_bytes(path)
+            for path in memmap_folders(sampler.parents, sampler.pid)}
     print(json.dumps({
         "nbytes": nbytes, "idle": idle, "peak": peak, "samples": sampler.samples, "left": left,
         "at_peak": dict(zip(("caller", "workers", "folder"), sampler.peak)),
+        "before": dict(zip(("caller", "workers", "folder"), idle_parts)),
         "mem_over_array": (nbytes + peak - idle) / nbytes,
         "total_over_array": peak / nbytes,
     }))
@@ -2169,7 +2189,8 @@ def parallel_array_memory(impl, nbytes, tasks, temp_folder=None):
         `nbytes`: 2.0 is the array plus one copy in the folder;
         ``total_over_array``: the peak of the whole (interpreters included)
         / `nbytes`; ``idle``, ``peak`` (bytes), ``at_peak`` (its parts),
-        ``samples``, ``left`` (memmap folders still there after the call).
+        ``samples``, ``left`` (memmap folders still there right after the
+        call: name -> bytes in them).
         ``error`` instead when the measure failed (not Linux, an old kernel).
     """
     import joblite
@@ -2192,7 +2213,7 @@ def parallel_section(quick=False, tmpdir=None):
     """Time ``Parallel`` of joblite against joblib's on the same workloads, in the same run.
 
     The workload (sizes for the default run; ``quick`` uses 10,000 tiny
-    tasks, 200 busy tasks, a 16 MiB array and 4 results), each timed for
+    tasks, 200 busy tasks, a 64 MiB array and 4 results), each timed for
     joblite and joblib with ``Parallel(n_jobs=2)(delayed(f)(x) for x in
     ...)`` as a user writes it, their calls taking turns, best of repeats:
 

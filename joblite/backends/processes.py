@@ -92,7 +92,7 @@ class LokyBackend(ParallelBackendBase):
             self._memmapper.begin_call()
         self._executor = loky.get_reusable_executor(
             max_workers=n_jobs, timeout=self.idle_worker_timeout, env=env,
-            job_reducers=self._memmapper.reducers(), reuse="auto")
+            job_reducers=self._memmapper.reducers(), result_reducers={}, reuse="auto")
         if parallel.timeout is not None:
             # Workers start on the first submit: do it now, so that the start-up of
             # the processes does not count against the first tasks' timeout.
