@@ -9,6 +9,7 @@ parallel guide for batching, memmapping, progress, failures and thread
 limits.
 """
 import concurrent.futures
+import gc
 import itertools
 import re
 import threading
@@ -402,19 +403,34 @@ class Parallel:
             limit = self._pre_dispatch if self._pre_dispatch is not None else float("inf")
             tasks = iter(iterable)
             started = {}   # future -> when it became one of the n_workers oldest (timeouts)
+            submitted = {}   # future -> (when it was submitted, batches pending then)
             waiting = {}   # ordered results not yet yielded: start index -> results
             next_index = index = 0
             exhausted = False
             first_round = True
             while True:
-                while not exhausted and len(pending) < limit:
-                    chunk = list(itertools.islice(tasks, batcher.size()))
-                    if not chunk:
-                        exhausted = True
-                        break
-                    batch = Batch(chunk, index)
-                    index += batch.size
-                    pending[backend.submit(batch)] = batch
+                # Building a batch allocates a tuple per task, all alive until the batch
+                # is sent: the collector would go through them many times (half the
+                # caller's time on 100k tiny tasks), so it waits until the batch is out.
+                collect = gc.isenabled()
+                if collect:
+                    gc.disable()
+                try:
+                    while not exhausted and len(pending) < limit:
+                        chunk = list(itertools.islice(tasks, batcher.size()))
+                        if not chunk:
+                            exhausted = True
+                            break
+                        batch = Batch(chunk, index)
+                        index += batch.size
+                        ahead = len(pending)
+                        future = backend.submit(batch)
+                        submitted[future] = (time.perf_counter(), ahead)
+                        future.add_done_callback(_record_completion)
+                        pending[future] = batch
+                finally:
+                    if collect:
+                        gc.enable()
                 if first_round:
                     first_round = False
                     yield []
@@ -432,7 +448,11 @@ class Parallel:
                         if error is exc:
                             raise
                         raise error from exc
-                    batcher.record(batch.size, seconds)
+                    # The batch's cost: its work in the worker, or its wall time (which
+                    # also counts moving large results) shared with the batches ahead of it.
+                    sent, ahead = submitted.pop(future)
+                    wall = (getattr(future, "_joblite_done", None) or time.perf_counter()) - sent
+                    batcher.record(batch.size, max(seconds, wall / (1 + ahead / n_workers)))
                     if progress.active:
                         progress.finished(batch.start, results)
                     if not ordered:
@@ -483,6 +503,10 @@ class Parallel:
                                               return_when=concurrent.futures.FIRST_COMPLETED)
             if done:
                 return done
+
+
+def _record_completion(future):
+    future._joblite_done = time.perf_counter()
 
 
 def _flatten(chunks):

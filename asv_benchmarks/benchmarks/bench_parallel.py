@@ -1,0 +1,176 @@
+"""``Parallel`` benchmarks for asv: joblite's ``Parallel``/``delayed`` against joblib's.
+
+The tasks and calls are those of ``python -m joblite bench`` (section
+``parallel``, see :mod:`joblite.bench`), at asv's sizes so that the suite
+stays fast; every call is ``Parallel(n_jobs=2)(delayed(f)(x) for x in ...)``
+as a user writes it, the same for both libraries:
+
+* 20,000 tiny tasks (:func:`joblite.bench.tiny_task`, about 0.2 µs of
+  math each) on 2 processes (loky), and the stdlib
+  ``ProcessPoolExecutor(2).map(f, xs, chunksize=1000)``;
+* the same on 2 threads (``backend='threading'``);
+* 200 tasks of 1 ms of CPU time each (:func:`joblite.bench.busy_task`, a
+  spin on the thread's CPU time) on 2 processes;
+* 8 tasks on one 64 MiB random float64 array argument
+  (:func:`joblite.bench.array_part_sum`), and the peak memory of such a call
+  (caller, workers and memmap folder, in a fresh process, over the array's
+  size: :func:`joblite.bench.parallel_array_memory`);
+* 8 tasks each returning an 8 MiB float64 array (:func:`joblite.bench.full_array`);
+* ``n_jobs=1`` on the tiny tasks, and the plain loop ``[f(x) for x in xs]``.
+
+``setup`` warms the workers up (one small call with the same settings), so
+that neither library's worker start-up is timed.  asv runs each parameter
+combination in its own process: joblib's workers never meet the standalone
+loky that joblite uses (see :func:`joblite.bench.start_joblib_workers_first`).
+joblib raises ``NotImplementedError`` in ``setup`` when it is not installed;
+asv then skips it.
+"""
+from concurrent.futures import ProcessPoolExecutor
+
+from joblite.bench import (array_argument_call, array_results_call, busy_tasks_call,
+                           parallel_array_memory, parallel_impls, random_f64, tiny_task,
+                           tiny_tasks_call, tiny_tasks_executor_call, tiny_tasks_loop, warm_up_array)
+
+IMPLS = ["joblite", "joblib"]
+
+N_JOBS = 2
+#: Tiny tasks per call (processes, threads and n_jobs=1).
+TINY_TASKS = 20_000
+#: Tasks of 1 ms of CPU per call.
+BUSY_TASKS = 200
+#: Bytes of the array argument, and tasks given it.
+ARRAY_BYTES = 64 << 20
+ARRAY_TASKS = 8
+#: Tasks returning an array, and float64 items of each result (8 MiB).
+RESULT_TASKS = 8
+RESULT_ITEMS = (8 << 20) // 8
+
+_DATA_CACHE = {}
+
+
+def make_array():
+    """The seeded 64 MiB random float64 array (memoised in this process)."""
+    if "array" not in _DATA_CACHE:
+        _DATA_CACHE["array"] = random_f64(ARRAY_BYTES)
+    return _DATA_CACHE["array"]
+
+
+def get_lib(impl):
+    """Return the module of `impl` (``joblite`` or ``joblib``), which has ``Parallel`` and ``delayed``.
+
+    Raises
+    ------
+    NotImplementedError
+        If joblib is not installed.
+    """
+    lib = parallel_impls()[impl]
+    if lib is None:
+        raise NotImplementedError(f"{impl} is not installed")
+    return lib
+
+
+class _Calls:
+    """A call per parameter combination, made in ``setup`` after a warm-up call."""
+
+    params = [IMPLS]
+    param_names = ["impl"]
+    timeout = 300
+
+    def time_call(self, *params):
+        self.call()
+
+
+class TinyTasksProcesses(_Calls):
+    """20,000 tiny tasks on 2 processes: joblite, joblib (loky) and a chunked ProcessPoolExecutor.map."""
+
+    params = [IMPLS + ["executor"]]
+
+    def setup(self, impl):
+        self.executor = None
+        if impl == "executor":
+            self.executor = ProcessPoolExecutor(N_JOBS)
+            list(self.executor.map(tiny_task, range(100), chunksize=10))   # every worker started
+            self.call = tiny_tasks_executor_call(self.executor, TINY_TASKS)
+            return
+        lib = get_lib(impl)
+        tiny_tasks_call(lib, 100, n_jobs=N_JOBS)()
+        self.call = tiny_tasks_call(lib, TINY_TASKS, n_jobs=N_JOBS)
+
+    def teardown(self, impl):
+        if self.executor is not None:
+            self.executor.shutdown()
+
+
+class TinyTasksThreads(_Calls):
+    """20,000 tiny tasks on 2 threads (``backend='threading'``)."""
+
+    def setup(self, impl):
+        lib = get_lib(impl)
+        tiny_tasks_call(lib, 100, n_jobs=N_JOBS, backend="threading")()
+        self.call = tiny_tasks_call(lib, TINY_TASKS, n_jobs=N_JOBS, backend="threading")
+
+
+class BusyTasks(_Calls):
+    """200 tasks of 1 ms of CPU time on 2 processes."""
+
+    def setup(self, impl):
+        lib = get_lib(impl)
+        busy_tasks_call(lib, 10, n_jobs=N_JOBS)()
+        self.call = busy_tasks_call(lib, BUSY_TASKS, n_jobs=N_JOBS)
+
+
+class ArrayArgument(_Calls):
+    """8 tasks on one 64 MiB float64 array argument, on 2 processes (the array is memory-mapped)."""
+
+    def setup(self, impl):
+        lib = get_lib(impl)
+        a = make_array()
+        array_argument_call(lib, warm_up_array(a), ARRAY_TASKS, n_jobs=N_JOBS)()   # memmapping ready too
+        self.call = array_argument_call(lib, a, ARRAY_TASKS, n_jobs=N_JOBS)
+
+
+class ArrayArgumentMemory:
+    """Peak memory of the 64 MiB array call, in a fresh process, over the array's size.
+
+    The array, plus what the call adds to the anonymous memory of the caller
+    and of its workers, plus the memmap folder; 2.0 is the array and one copy
+    in the folder.
+    """
+
+    params = [IMPLS]
+    param_names = ["impl"]
+    timeout = 300
+
+    def setup(self, impl):
+        get_lib(impl)
+
+    def track_mem_over_array(self, impl):
+        figures = parallel_array_memory(impl, ARRAY_BYTES, ARRAY_TASKS)
+        if "error" in figures:
+            raise RuntimeError(figures["error"])
+        return figures["mem_over_array"]
+
+    track_mem_over_array.unit = "bytes / array bytes"
+
+
+class ArrayResults(_Calls):
+    """8 tasks each returning an 8 MiB float64 array, on 2 processes."""
+
+    def setup(self, impl):
+        lib = get_lib(impl)
+        array_results_call(lib, 2, 10, n_jobs=N_JOBS)()
+        self.call = array_results_call(lib, RESULT_TASKS, RESULT_ITEMS, n_jobs=N_JOBS)
+
+
+class Sequential(_Calls):
+    """20,000 tiny tasks with ``n_jobs=1``, and the plain loop ``[f(x) for x in xs]``."""
+
+    params = [IMPLS + ["loop"]]
+
+    def setup(self, impl):
+        if impl == "loop":
+            self.call = tiny_tasks_loop(TINY_TASKS)
+            return
+        lib = get_lib(impl)
+        tiny_tasks_call(lib, 100, n_jobs=1)()
+        self.call = tiny_tasks_call(lib, TINY_TASKS, n_jobs=1)
