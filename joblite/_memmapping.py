@@ -140,10 +140,7 @@ class ArrayMemmapper:
     def _reduce(self, array):
         import numpy as np
 
-        if self.max_nbytes is None or array.nbytes < self.max_nbytes or array.dtype.hasobject \
-                or not self._calls:
-            # Small, or pickled after the call ended (loky's feeder thread still
-            # pickling a cancelled batch): no folder is made for it.
+        if self.max_nbytes is None or array.nbytes < self.max_nbytes or array.dtype.hasobject:
             return _plain_reduce(array)
         if isinstance(array, np.memmap) and array.filename and array._mmap is not None:
             offset = array.offset + _byte_offset(array)
@@ -152,12 +149,17 @@ class ArrayMemmapper:
                 # A memmap made with 'w+' must not be truncated again by the workers.
                 mode = "r" if self.mmap_mode == "r" else "r+" if array.mode == "w+" else array.mode
                 return _rebuild_memmap, (array.filename, array.dtype, array.shape, order, offset, mode)
-        return _load_memmap, (self._write(array), self.mmap_mode)
+        path = self._write(array)
+        if path is None:
+            return _plain_reduce(array)
+        return _load_memmap, (path, self.mmap_mode)
 
     def _write(self, array):
         import numpy as np
 
         with self._lock:
+            if not self._calls:   # the call ended while this batch was being pickled
+                return None
             known = self._written.get(id(array))
             if known is not None and known[0] is array:
                 return known[1]
