@@ -17,16 +17,16 @@ same host.
 """
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import uuid
+
+from ._owners import dead_on_this_host, owner
 
 __all__ = ["ArrayMemmapper", "get_memmapper", "parse_max_nbytes", "choose_temp_folder",
            "sweep_dead_folders"]
 
 _PREFIX = "joblite_memmapping_"
-_HOST = socket.gethostname()
 _SHM = "/dev/shm"
 _SHM_MIN_FREE = 2 << 30   # /dev/shm is used when it has at least this much room (bytes)
 
@@ -56,16 +56,6 @@ def choose_temp_folder(temp_folder=None):
     return tempfile.gettempdir()
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
-
-
 def sweep_dead_folders(parent):
     """Remove the memmap folders of dead processes of this host under `parent`; return how many."""
     removed = 0
@@ -76,9 +66,7 @@ def sweep_dead_folders(parent):
     for name in names:
         if not name.startswith(_PREFIX):
             continue
-        owner = name[len(_PREFIX):].rsplit("_", 1)[0]
-        pid, _, host = owner.partition("@")
-        if host == _HOST and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if dead_on_this_host(name[len(_PREFIX):].rsplit("_", 1)[0]):
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
             removed += 1
     return removed
@@ -176,7 +164,7 @@ class ArrayMemmapper:
         if self._folder is None:
             parent = choose_temp_folder(self.temp_folder)
             sweep_dead_folders(parent)   # a listing of the folder, once per call
-            self._folder = os.path.join(parent, f"{_PREFIX}{os.getpid()}@{_HOST}_{uuid.uuid4().hex[:8]}")
+            self._folder = os.path.join(parent, f"{_PREFIX}{owner()}_{uuid.uuid4().hex[:8]}")
             os.makedirs(self._folder)
         return self._folder
 

@@ -30,12 +30,12 @@ import os
 import pickle
 import re
 import shutil
-import socket
 import threading
 import time
 import warnings
 
 from . import persistence
+from ._owners import HOST, pid_alive
 
 __all__ = ["CacheWarning", "CacheItemInfo", "StoreBackendBase", "FileSystemStoreBackend",
            "register_store_backend", "store_backend"]
@@ -63,7 +63,7 @@ last_access : float
 """
 
 FUNC_CODE_FORMAT = 1
-_HOST = socket.gethostname()
+_HOST = HOST
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._\-]")
 _TOUCH_INTERVAL_NS = 10 ** 9   # at most one access-time update of an entry a second
 _STREAMS_KEPT = 4096           # small entries whose verified stream a process keeps,
@@ -342,16 +342,6 @@ def store_backend(backend, location, verbose=0, backend_options=None):
 
 
 # -- the local filesystem backend -----------------------------------------------------
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
-
-
 def _owner_gone(owner, mtime, stale_after, heartbeat):
     """Whether the process named by `owner` (``'pid@host'``) is gone.
 
@@ -364,7 +354,7 @@ def _owner_gone(owner, mtime, stale_after, heartbeat):
     if host == _HOST and pid.isdigit():
         if int(pid) == os.getpid():
             return False
-        if not _pid_alive(int(pid)):
+        if not pid_alive(int(pid)):
             return True
         if not heartbeat:
             return False
