@@ -443,8 +443,7 @@ class Parallel:
                     try:
                         results, seconds = future.result()
                     except BaseException as exc:
-                        translate = getattr(backend, "translate", None)
-                        error = translate(exc) if translate is not None else exc
+                        error = backend.translate(exc)
                         if error is exc:
                             raise
                         raise error from exc

@@ -107,10 +107,10 @@ class Batch:
 class ParallelBackendBase:
     """What a parallel backend implements; register one with :func:`register_parallel_backend`.
 
-    ``Parallel`` calls :meth:`configure` once per call (or once for a
-    ``with Parallel(...)`` block), then :meth:`submit` for each batch, and
-    :meth:`stop` at the end (or :meth:`abort` after a failure, a timeout or an
-    interrupt).
+    ``Parallel`` calls :meth:`configure` at the start of each call, then
+    :meth:`submit` for each batch, and :meth:`stop` at the end (or
+    :meth:`abort` after a timeout, an interrupt or a dead worker; inside a
+    ``with Parallel(...)`` block, :meth:`stop` only when the block ends).
 
     Attributes
     ----------
@@ -165,9 +165,9 @@ class ParallelBackendBase:
         """Stop everything now: cancel queued batches and end the workers if possible."""
         self.stop()
 
-    def nested(self):
-        """The backend name and n_jobs a ``Parallel`` call inside a worker of this backend gets."""
-        return "sequential", 1
+    def translate(self, exc):
+        """The exception ``Parallel`` raises for `exc`, the error of a batch's future (default: itself)."""
+        return exc
 
 
 def resolve_n_jobs(n_jobs):
