@@ -274,6 +274,7 @@ class MemorizedFunc:
         self.timestamp = time.time()
         self._binder = func_inspect.CallBinder(func, self.ignore)  # also checks `ignore`
         self._prepared = None
+        self._identity = None
         try:
             functools.update_wrapper(self, func, updated=())  # not its __dict__: it may hold our names
         except AttributeError:
@@ -290,8 +291,7 @@ class MemorizedFunc:
             return prepared
         prepared = _Prepared()
         func = self.func
-        module, name = func_inspect.function_name(func)
-        digest, source = _code_digest(func)
+        module, name, digest, source = self._identify()
         func_id = f"{module}/{name}"
         target = getattr(func, "__func__", func)
         live_key = (getattr(self.store_backend, "location", None), func_id)
@@ -313,6 +313,17 @@ class MemorizedFunc:
         self._check_code(func_id, digest, source)
         self._prepared = prepared
         return prepared
+
+    def _identify(self):
+        """``(module, name, code digest, source)``, found in the process that made this object.
+
+        It travels with the object when it is pickled: in a worker process,
+        ``__main__`` is another script and the source may not be readable, and
+        the entries must still be filed, and the code checked, as in the caller.
+        """
+        if self._identity is None:
+            self._identity = func_inspect.function_name(self.func) + _code_digest(self.func)
+        return self._identity
 
     def _closure_digest(self, func, target, code):
         """What besides the arguments decides the result: closure values, or the callable itself."""
@@ -547,7 +558,7 @@ class MemorizedFunc:
             return _global, (module, qualname)
         return (_rebuild_memorized, (type(self), self.func, _backend_state(self.store_backend), self.ignore,
                                      self.mmap_mode, self.compress, self._verbose,
-                                     self.cache_validation_callback, self.bytes_limit))
+                                     self.cache_validation_callback, self.bytes_limit, self._identify()))
 
     def __repr__(self):
         return (f"{type(self).__name__}(func={self.func!r}, "
@@ -568,9 +579,11 @@ def _global(module, qualname):
 
 
 def _rebuild_memorized(cls, func, backend_state, ignore, mmap_mode, compress, verbose, callback,
-                       bytes_limit):
-    return cls(func, _backend_from_state(backend_state), ignore, mmap_mode, compress, verbose, callback,
-               bytes_limit)
+                       bytes_limit, identity):
+    memorized = cls(func, _backend_from_state(backend_state), ignore, mmap_mode, compress, verbose, callback,
+                    bytes_limit)
+    memorized._identity = identity
+    return memorized
 
 
 class AsyncMemorizedFunc(MemorizedFunc):

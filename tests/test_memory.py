@@ -776,3 +776,34 @@ def test_arguments_are_hashed_once_per_call(tmp_path):
     for expected in (1, 2, 3):          # a miss, then hits
         assert cached(Counted(7)) == 7
         assert Counted.reductions == expected
+
+
+def test_a_cached_main_function_run_by_parallel_workers_shares_the_callers_entries(tmp_path):
+    script = tmp_path / "pipeline.py"
+    script.write_text(textwrap.dedent(f"""
+        import os
+        import joblite
+        from joblite import Parallel, delayed
+
+        memory = joblite.Memory({str(tmp_path / 'cache')!r}, verbose=0)
+
+        @memory.cache
+        def square(x):
+            open({str(tmp_path / 'computed.log')!r}, "a").write(f"{{os.getpid()}}\\n")
+            return x * x
+
+        if __name__ == "__main__":
+            first = Parallel(n_jobs=2)(delayed(square)(x) for x in range(6))
+            second = Parallel(n_jobs=2)(delayed(square)(x) for x in range(6))
+            print(first == second == [x * x for x in range(6)],
+                  all(square.check_call_in_cache(x) for x in range(6)), os.getpid())
+    """))
+    process = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "PYTHONPATH": PACKAGE_PARENT}, cwd=tmp_path)
+    assert process.returncode == 0, process.stderr
+    same, cached, caller = process.stdout.split()
+    assert (same, cached) == ("True", "True")
+    computed = (tmp_path / "computed.log").read_text().split()
+    assert len(computed) == 6 and caller not in computed   # once each, in the workers
+    assert os.listdir(tmp_path / "cache" / "joblite") == ["CACHEDIR.TAG", "__main__.pipeline"] or \
+        sorted(os.listdir(tmp_path / "cache" / "joblite")) == [".tmp", "CACHEDIR.TAG", "__main__.pipeline"]
