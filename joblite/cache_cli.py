@@ -23,7 +23,6 @@ result, so the modules that results were made of need not be importable.
 """
 import json
 import os
-import re
 import sys
 import time
 
@@ -34,8 +33,6 @@ __all__ = ["StoreNotFoundError", "UnknownFunctionError", "find_store", "open_sto
 _TOP = 5               # entries shown as the largest and the oldest by ``info``
 _SHOWN_CANDIDATES = 20  # function names listed in an error message
 _SORTS = ("name", "size", "age")
-_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhdw]?)\s*", re.IGNORECASE)
-_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class StoreNotFoundError(ValueError):
@@ -510,31 +507,18 @@ def verify_store(path, function=None, remove=True):
 
 # -- formatting ------------------------------------------------------------------------
 def parse_duration(value, name="age_limit"):
-    """Seconds from ``'90'``, ``'90s'``, ``'15m'``, ``'12h'``, ``'7d'`` or ``'2w'`` (decimals allowed).
+    """Seconds from ``'90'``, ``'90s'``, ``'15m'``, ``'12h'``, ``'7d'``, ``'2w'`` or a number.
 
-    Parameters
-    ----------
-    value : str or float
-        A string as above, or a number of seconds.
-    name : str, optional
-        Named in the error message.
-
-    Returns
-    -------
-    float
-
-    Raises
-    ------
-    ValueError
-        Naming `name` and the value, if it is neither, or negative.
+    :func:`joblite.store.parse_age`, imported when a command runs (see there
+    for parameters, returns and errors), except that an age is required:
+    None raises ``ValueError`` too.
     """
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    match = _DURATION.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        raise ValueError(f"{name}={value!r} must be a number of seconds or a string like '90s', "
-                         "'15m', '12h', '7d' or '2w'")
-    return float(match.group(1)) * _SECONDS[match.group(2).lower()]
+    from .store import parse_age
+
+    seconds = parse_age(value, name)
+    if seconds is None:
+        raise ValueError(f"{name}=None: an age is required, e.g. '7d'")
+    return seconds
 
 
 def format_size(size):

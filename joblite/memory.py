@@ -70,12 +70,6 @@ def _warn(message, stacklevel=4):
     warnings.warn(message, CacheWarning, stacklevel=stacklevel)
 
 
-def _check_mmap_mode(mmap_mode, name="mmap_mode"):
-    if mmap_mode not in persistence.MMAP_MODES:
-        raise ValueError(f"{name}={mmap_mode!r} is not one of {persistence.MMAP_MODES}")
-    return mmap_mode
-
-
 class _Prepared:
     """What a MemorizedFunc computes once per process, at its first call."""
 
@@ -265,7 +259,8 @@ class MemorizedFunc:
         self.func = func
         self.store_backend = store_backend
         self.ignore = list(ignore or [])
-        self.mmap_mode = _check_mmap_mode(mmap_mode)
+        persistence._check_mmap_mode(mmap_mode)   # validates
+        self.mmap_mode = mmap_mode
         self.compress = compress
         self._compress = compressors.parse_compress(compress)
         self._verbose = verbose
@@ -683,7 +678,8 @@ class Memory:
 
     def __init__(self, location=None, backend="local", mmap_mode=None, compress=False, verbose=1,
                  bytes_limit=None, backend_options=None):
-        self.mmap_mode = _check_mmap_mode(mmap_mode)
+        persistence._check_mmap_mode(mmap_mode)   # validates
+        self.mmap_mode = mmap_mode
         compressors.parse_compress(compress)  # validates
         self.compress = compress
         self._verbose = verbose
@@ -761,7 +757,7 @@ class Memory:
         bytes_limit : int or str, optional
             Default: the Memory's ``bytes_limit``.
         items_limit : int, optional
-        age_limit : datetime.timedelta or float (s), optional
+        age_limit : datetime.timedelta, float (s) or str (e.g. ``'7d'``), optional
 
         Returns
         -------

@@ -310,11 +310,7 @@ class Parallel:
         resolve_n_jobs(n_jobs)   # validates
         self.n_jobs = n_jobs
         self._backend = self._choose_backend(backend, config, backend_kwargs)
-        self._n_workers = 1 if isinstance(self._backend, _sequential_class()) else \
-            self._backend.effective_n_jobs(n_jobs)
-        if self._n_workers == 1 and not isinstance(self._backend, _sequential_class()) \
-                and not self._backend.supports_sharedmem:
-            self._backend = _sequential_class()()   # one worker process: the caller does it faster
+        self._n_workers = self._backend.effective_n_jobs(n_jobs)
         self.pre_dispatch = pre_dispatch
         self._pre_dispatch = _pre_dispatch_batches(pre_dispatch, self._n_workers)
         self._managed = False
@@ -341,8 +337,8 @@ class Parallel:
             if explicit:
                 raise ValueError(f"backend={backend!r} does not share memory, but require='sharedmem'")
             instance = get_backend_factory("threading")(**kwargs)
-        if resolve_n_jobs(self.n_jobs) == 1 and not isinstance(instance, _sequential_class()):
-            instance = _sequential_class()()
+        if instance.effective_n_jobs(self.n_jobs) == 1 and not isinstance(instance, _sequential_class()):
+            instance = _sequential_class()()   # one worker: the caller does it faster
         return instance
 
     # -- context manager: workers kept across calls ------------------------------------------

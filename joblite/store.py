@@ -96,14 +96,40 @@ def parse_size(value, name):
     raise ValueError(f"{name}={value!r} must be a number of bytes or a string like '10G'")
 
 
-def parse_age(value, name):
-    """Seconds from a number or a ``datetime.timedelta``; None stays None."""
+_AGE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhdw]?)\s*", re.IGNORECASE)
+_AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_age(value, name="age_limit"):
+    """Seconds from a number, a ``datetime.timedelta``, or ``'90'``, ``'90s'``, ``'15m'``, ``'12h'``, ``'7d'``, ``'2w'``.
+
+    Parameters
+    ----------
+    value : float, datetime.timedelta, str or None
+        None stays None.
+    name : str, optional
+        Named in the error message.
+
+    Returns
+    -------
+    float or None
+
+    Raises
+    ------
+    ValueError
+        Naming `name` and the value, if it is none of these, or negative.
+    """
     if value is None:
         return None
     seconds = value.total_seconds() if hasattr(value, "total_seconds") else value
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-        raise ValueError(f"{name}={value!r} must be a datetime.timedelta or a number of seconds >= 0")
-    return float(seconds)
+    if isinstance(seconds, str):
+        match = _AGE.fullmatch(seconds)
+        if match is not None:
+            return float(match.group(1)) * _AGE_UNITS[match.group(2).lower()]
+    elif not isinstance(seconds, bool) and isinstance(seconds, (int, float)) and seconds >= 0:
+        return float(seconds)
+    raise ValueError(f"{name}={value!r} must be a datetime.timedelta, a number of seconds >= 0 or a "
+                     "string like '90s', '15m', '12h', '7d' or '2w'")
 
 
 class StoreBackendBase:
@@ -214,8 +240,9 @@ class StoreBackendBase:
             Most bytes the store may hold (``'10G'`` style strings accepted).
         items_limit : int, optional
             Most entries it may hold.
-        age_limit : datetime.timedelta or float, optional
-            Entries not accessed for longer (seconds) are removed.
+        age_limit : datetime.timedelta, float or str, optional
+            Entries not accessed for longer are removed: seconds, or a string
+            like ``'7d'`` (see :func:`parse_age`).
 
         Returns
         -------
@@ -653,6 +680,8 @@ class FileSystemStoreBackend(StoreBackendBase):
     def _load(self, call_id, mmap_mode):
         func_id, args_id = call_id
         path = f"{self._func_dirs.get(func_id) or self.func_dir(func_id)}/{args_id[:2]}/{args_id}.out"
+        if mmap_mode is not None:
+            mmap_mode = persistence._check_mmap_mode(mmap_mode)   # 'w+' would truncate the entry
         try:
             stat = os.stat(path)
         except FileNotFoundError:

@@ -807,3 +807,12 @@ def test_a_cached_main_function_run_by_parallel_workers_shares_the_callers_entri
     assert len(computed) == 6 and caller not in computed   # once each, in the workers
     assert os.listdir(tmp_path / "cache" / "joblite") == ["CACHEDIR.TAG", "__main__.pipeline"] or \
         sorted(os.listdir(tmp_path / "cache" / "joblite")) == [".tmp", "CACHEDIR.TAG", "__main__.pipeline"]
+
+
+def test_mmap_mode_w_plus_maps_the_entry_without_truncating_it(tmp_path):
+    cached = Memory(tmp_path, verbose=0, mmap_mode="w+").cache(lambda n: np.arange(n, dtype=np.float64))
+    for _ in range(3):   # the miss (loaded back as a memmap), then hits
+        value = cached(1000)
+        assert isinstance(value, np.memmap) and value.mode == "r+"
+        np.testing.assert_array_equal(value, np.arange(1000.0))
+        del value
