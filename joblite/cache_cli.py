@@ -7,29 +7,48 @@ The subcommands (``PATH`` is the folder given to ``Memory(location)``, or its
     ls     PATH [--function F] [--sort size|age|name] [--limit N]
     prune  PATH [--bytes-limit 10G] [--items-limit N] [--age-limit 7d]
     clear  PATH [--function F] [--yes]
-    verify PATH [--function F] [--dry-run]
+    verify PATH [--function F] [--dry-run] [--timeout S]
 
 Each takes ``--json`` to print one JSON document (sizes in bytes, times in
-seconds since the epoch) instead of tables.  Exit status: 0 on success; 1 when
-``verify`` found corrupt entries or ``clear`` was not confirmed; 2 when PATH
-holds no joblite store, ``--function`` names no function or several, or an
-argument is not valid.
+seconds since the epoch) instead of tables.  Exit status (:data:`EXIT_STATUSES`):
+
+0  success: for ``verify``, no entry is corrupt;
+1  ``verify`` found corrupt entries (or entries that crash or hang the loader);
+2  nothing was done: PATH holds no joblite store, ``--function`` names no
+   function or several, an argument is not valid, or ``clear`` was not
+   confirmed;
+3  the store could not be read or written: an entry or folder that cannot be
+   read, an entry ``prune`` or ``verify`` could not remove (3 wins over 1).
 
 The functions below do the work without argparse: :func:`store_info`,
 :func:`list_entries`, :func:`prune_store`, :func:`clear_store`,
 :func:`verify_store`.  They work on the ``'local'`` store backend
-(:class:`joblite.store.FileSystemStoreBackend`); none of them unpickles a
-result, so the modules that results were made of need not be importable.
+(:class:`joblite.store.FileSystemStoreBackend`).  Only :func:`verify_store`
+unpickles results, in a child process, so that an entry that crashes the
+loader is reported instead of ending the command.
 """
 import json
 import os
+import re
+import select
+import signal
+import subprocess
 import sys
 import time
 
 __all__ = ["StoreNotFoundError", "UnknownFunctionError", "find_store", "open_store", "resolve_function",
            "store_info", "list_entries", "prune_store", "clear_store", "verify_store", "parse_duration",
+           "EXIT_STATUSES", "ENTRY_TIMEOUT",
            "format_size", "add_cache_parser"]
 
+#: The exit statuses of ``python -m joblite cache`` (see the module docstring).
+EXIT_OK, EXIT_CORRUPT, EXIT_USAGE, EXIT_IO = 0, 1, 2, 3
+EXIT_STATUSES = {
+    EXIT_OK: "success (verify: no corrupt entry)",
+    EXIT_CORRUPT: "verify found corrupt entries (or entries that crash or hang the loader)",
+    EXIT_USAGE: "nothing done: no store at PATH, bad --function or arguments, clear not confirmed",
+    EXIT_IO: "the store could not be read or written (an entry could not be read or removed)",
+}
 _TOP = 5               # entries shown as the largest and the oldest by ``info``
 _SHOWN_CANDIDATES = 20  # function names listed in an error message
 _SORTS = ("name", "size", "age")
@@ -300,7 +319,10 @@ def prune_store(path, bytes_limit=None, items_limit=None, age_limit=None):
         ``location``; ``removed``: the entries removed, as dicts of
         :data:`joblite.store.CacheItemInfo` fields (least recently used
         first); ``removed_size`` (bytes); ``remaining_size`` (bytes, None if
-        unknown); ``swept``: ``{'temporaries_and_locks': count}``.
+        unknown); ``errors``: the entries due for removal that could not be
+        removed (skipped: later ones were removed instead), as the same dicts
+        with ``error`` (path, reason and errno); ``swept``:
+        ``{'temporaries_and_locks': count}``.
 
     Raises
     ------
@@ -308,20 +330,25 @@ def prune_store(path, bytes_limit=None, items_limit=None, age_limit=None):
         If no limit is given or one is not valid.
     StoreNotFoundError
         As :func:`find_store`.
+    OSError
+        If the store cannot be listed.
     """
+    from .store import describe_os_error
+
     if bytes_limit is None and items_limit is None and age_limit is None:
         raise ValueError("give at least one of bytes_limit, items_limit and age_limit")
     if isinstance(age_limit, str):
         age_limit = parse_duration(age_limit)
     store = open_store(path)
     swept = _sweep(store)  # first: the store sweeps by itself once it writes a temporary
-    removed = store.reduce_size(bytes_limit=bytes_limit, items_limit=items_limit, age_limit=age_limit)
+    removed, failed = store.evict(bytes_limit=bytes_limit, items_limit=items_limit, age_limit=age_limit)
     usage = store.read_usage()
     return {
         "location": store.location,
         "removed": [_entry(item) for item in removed],
         "removed_size": sum(item.size for item in removed),
         "remaining_size": None if usage is None else usage[0],
+        "errors": [dict(_entry(item), error=describe_os_error(exc)) for item, exc in failed],
         "swept": swept,
     }
 
@@ -409,16 +436,190 @@ def _same_file(before, path):
     return (after.st_ino, after.st_dev, after.st_mtime_ns) == (before.st_ino, before.st_dev, before.st_mtime_ns)
 
 
-def verify_store(path, function=None, remove=True):
-    """Check every entry of a store without unpickling it; remove the corrupt ones.
+# -- verify's loader: a child process that loads entries as a cache hit would ---------------
+#: Seconds the loader may spend on one entry before it is killed and the entry reported.
+ENTRY_TIMEOUT = 600.0
+_LOADER_CODE = "from joblite.cache_cli import _loader_main; _loader_main()"
+_MISSING_ATTRIBUTE = re.compile(r"Can't get attribute '([^']+)' on <module '([^']+)'")
 
-    A result file passes :func:`joblite.persistence.verify_file` (container
-    structure, checksums of the pickle stream and of every block, a pickle
-    stream that is well-formed up to its ``STOP``) and holds a pair of a
-    metadata dict and a result, as the store writes it.  A function whose
-    code record (``func_code.json``) is corrupt is removed whole, as
-    ``Memory`` would do on its next call.  With `remove`, stale temporaries
-    and locks are swept too.
+
+def _missing_global(exc):
+    """What the environment lacks, if `exc` (or its cause) is a global the unpickler could not import."""
+    for error in (exc, exc.__cause__):
+        if isinstance(error, ImportError):
+            return f"module {error.name}" if error.name else f"an import that fails here ({error})"
+        if isinstance(error, AttributeError):
+            match = _MISSING_ATTRIBUTE.search(str(error))
+            if match:
+                return f"{match.group(2)}.{match.group(1)}, which this environment's {match.group(2)} lacks"
+    return None
+
+
+def _check_loading(path):
+    """Check the entry at `path` as a cache hit would load it; a JSON-able verdict.
+
+    The container structure and the checksums of the pickle stream and of
+    every block (:func:`joblite.persistence.verify_file`), the ``(metadata,
+    result)`` pair, then a real load with joblite's loader, arrays mapped
+    (``mmap_mode='r'``), not read.
+    """
+    from .persistence import CorruptFileError, load_path, verify_file
+    from .store import describe_os_error
+
+    try:
+        size = verify_file(path)
+        _check_entry(path)
+        pair = load_path(path, "r", None)
+        if not (type(pair) is tuple and len(pair) == 2 and type(pair[0]) is dict):
+            raise CorruptFileError(f"{path}: not a joblite cache entry (metadata, result)")
+        del pair
+    except FileNotFoundError:
+        return {"status": "gone"}
+    except OSError as exc:
+        return {"status": "unreadable", "error": f"cannot be read: {describe_os_error(exc)}"}
+    except BaseException as exc:  # whatever unpickling the entry raises: the entry's verdict
+        missing = _missing_global(exc)
+        if missing is not None:
+            return {"status": "unchecked", "error": f"cannot check: needs {missing}"}
+        message = str(exc) if isinstance(exc, CorruptFileError) else f"{path}: {type(exc).__name__}: {exc}"
+        return {"status": "corrupt", "error": message}
+    return {"status": "valid", "size": size}
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _loader_main():
+    """The loader process: reads JSON requests, one a line, answers each with a JSON verdict line.
+
+    ``python -c _LOADER_CODE <request fd> <reply fd>``; the first request
+    sets ``sys.path`` to the parent's, each later one names an entry.  The
+    entry's own code may print or read standard input: the requests and
+    verdicts have pipes of their own.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C stops the parent, which stops the loader
+    requests = os.fdopen(int(sys.argv[1]), "rb")
+    replies = int(sys.argv[2])
+    for line in requests:
+        request = json.loads(line)
+        if "sys_path" in request:
+            sys.path[:] = request["sys_path"]
+            continue
+        _write_all(replies, json.dumps(_check_loading(request["path"])).encode() + b"\n")
+
+
+def _exit_reason(returncode):
+    if returncode < 0:
+        try:
+            return f"signal {-returncode}: {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit status {returncode}"
+
+
+class _Loader:
+    """The child process that checks entries for :func:`verify_store`, one after the other.
+
+    One process checks every entry in turn; when loading an entry kills it
+    (or it takes longer than `timeout` seconds and is killed), that entry is
+    reported and the next one goes to a new process.
+
+    Attributes
+    ----------
+    starts : int
+        How many processes were started.
+    """
+
+    def __init__(self, timeout):
+        self.timeout = timeout
+        self.starts = 0
+        self._proc = None
+
+    def _start(self):
+        import joblite
+
+        to_child, requests = os.pipe()
+        replies, from_child = os.pipe()
+        env = dict(os.environ)
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))
+        env["PYTHONPATH"] = os.pathsep.join([package_parent] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH")
+                                                                else []))
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _LOADER_CODE, str(to_child), str(from_child)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                pass_fds=(to_child, from_child), env=env)
+        except BaseException:
+            for fd in (requests, replies):
+                os.close(fd)
+            raise
+        finally:
+            os.close(to_child)
+            os.close(from_child)
+        self._requests = requests
+        self._replies = os.fdopen(replies, "rb")
+        self.starts += 1
+        self._send({"sys_path": [entry for entry in sys.path if isinstance(entry, str)]})
+
+    def _send(self, request):
+        _write_all(self._requests, json.dumps(request).encode() + b"\n")
+
+    def check(self, path):
+        """Return the verdict on the entry at `path` (a dict, see :func:`_check_loading`)."""
+        if self._proc is None:
+            self._start()
+        try:
+            self._send({"path": path})
+            ready, _, _ = select.select([self._replies], [], [], self.timeout)
+            line = self._replies.readline() if ready else None
+        except BrokenPipeError:
+            line = b""
+        if line:
+            return json.loads(line)
+        self.close(kill=True)
+        if line is None:
+            return {"status": "corrupt",
+                    "error": f"{path}: the loader did not finish loading it within {self.timeout:g} s"}
+        return {"status": "corrupt",
+                "error": f"{path}: crashed the loader ({_exit_reason(self._returncode)})"}
+
+    def close(self, kill=False):
+        """Stop the process: at the end of the requests, or killed at once with `kill`."""
+        if self._proc is None:
+            return
+        os.close(self._requests)   # end of requests: an idle loader exits
+        self._replies.close()
+        if kill and self._proc.poll() is None:
+            self._proc.kill()
+        try:
+            self._proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:   # busy with an entry when the command was interrupted
+            self._proc.kill()
+            self._proc.wait()
+        self._returncode = self._proc.returncode
+        self._proc = None
+
+
+def verify_store(path, function=None, remove=True, timeout=ENTRY_TIMEOUT):
+    """Check every entry of a store by loading it as a cache hit would; remove the corrupt ones.
+
+    Each result file is checked in a child process: its container structure
+    and every checksum (:func:`joblite.persistence.verify_file`), the
+    ``(metadata, result)`` pair the store writes, then a real load with
+    joblite's loader, arrays memory-mapped rather than read.  An entry is
+    corrupt when a check fails, when loading it kills the child (it is
+    reported as having crashed the loader, with the signal), or when loading
+    takes longer than `timeout` seconds (the child is killed); the next
+    entries go to a new child.  An entry naming a module or class that this
+    environment cannot import is reported as not checkable here, not as
+    corrupt, and kept.  Loading runs the entries' pickled code, as a cache hit
+    would: verify only stores you would load from.  A function whose code
+    record (``func_code.json``) is corrupt is removed whole, as ``Memory``
+    would do on its next call.  With `remove`, stale temporaries and locks are
+    swept too.
 
     Parameters
     ----------
@@ -429,15 +630,22 @@ def verify_store(path, function=None, remove=True):
     remove : bool, optional
         Remove what is corrupt (default); False only reports it.  An entry
         rewritten by another process while it was checked is left alone.
+    timeout : float, optional
+        Seconds the loader may spend on one entry.
 
     Returns
     -------
     dict
         ``location``; ``checked`` (entries), ``valid`` (entries),
-        ``checked_size`` (bytes of result files read); ``corrupt``: a list
-        of dicts with ``func_id``, ``args_id`` (None for a code record),
-        ``path``, ``error`` and ``removed`` (bool); ``swept`` (counts as in
-        :func:`prune_store`, None without `remove`).
+        ``checked_size`` (bytes of valid result files); ``corrupt``: the
+        corrupt entries (those that crash or hang the loader too), as
+        dicts with ``func_id``, ``args_id`` (None for a code record),
+        ``path``, ``error`` and ``removed`` (bool);
+        ``unchecked``: the entries that need a module this environment lacks,
+        as the same dicts; ``errors``: what could not be read or removed, as
+        the same dicts; ``swept`` (counts as in :func:`prune_store`, None
+        without `remove`); ``loader_starts``: how many child processes were
+        started.
 
     Raises
     ------
@@ -445,63 +653,83 @@ def verify_store(path, function=None, remove=True):
         As :func:`find_store`.
     UnknownFunctionError
         As :func:`resolve_function`.
+    OSError
+        If the store cannot be listed.
     """
-    from .persistence import verify_file
+    from .store import describe_os_error
 
     store = open_store(path)
     func_id = None if function is None else resolve_function(store, function)
     swept = _sweep(store) if remove else None  # first: the store sweeps by itself once it writes a temporary
-    corrupt, cleared = [], set()
+    corrupt, unchecked, errors, cleared = [], [], [], set()
+
+    def remove_corrupt(entry, clear, *args):
+        try:
+            clear(*args)
+        except OSError as exc:
+            entry["error"] += f" (not removed: {describe_os_error(exc)})"
+            errors.append(dict(entry, error=f"cannot be removed: {describe_os_error(exc)}"))
+        else:
+            entry["removed"] = True
+
     for owner, folder in store.function_dirs():
         if func_id is not None and owner != func_id:
             continue
         record = os.path.join(folder, "func_code.json")
+        entry = {"func_id": owner, "args_id": None, "path": record, "removed": False}
         try:
             _check_json(record)
-        except (OSError, ValueError) as exc:
-            entry = {"func_id": owner, "args_id": None, "path": record, "removed": False,
-                     "error": f"code record: {exc}" if isinstance(exc, ValueError)
-                     else f"{record}: cannot be read ({exc.strerror or exc})"}
+        except OSError as exc:
+            errors.append(dict(entry, error=f"cannot be read: {describe_os_error(exc)}"))
+        except ValueError as exc:
+            entry["error"] = f"code record: {exc}"
             if remove:
-                store.clear_path(owner)
-                entry["removed"] = True
+                remove_corrupt(entry, store.clear_path, owner)
                 cleared.add(owner)
             corrupt.append(entry)
-    checked, checked_size = 0, 0
-    for item in _sorted(store.get_items(func_id), "name"):
-        if item.func_id in cleared:
-            continue
-        before = None
-        try:
-            before = os.stat(item.path)
-            checked_size += verify_file(item.path)
-            _check_entry(item.path)
-        except FileNotFoundError:
-            continue  # removed meanwhile, by another process
-        except ValueError as exc:  # CorruptFileError is a ValueError
-            error = str(exc)
-        except OSError as exc:
-            error = f"{exc.filename or item.path}: cannot be read ({exc.strerror or exc})"
-        else:
-            checked += 1
-            continue
-        checked += 1
-        entry = {"func_id": item.func_id, "args_id": item.args_id, "path": item.path, "error": error,
-                 "removed": False}
-        if remove and before is not None and _same_file(before, item.path):
+    checked, valid, checked_size = 0, 0, 0
+    loader = _Loader(timeout)
+    try:
+        for item in _sorted(store.get_items(func_id), "name"):
+            if item.func_id in cleared:
+                continue
+            entry = {"func_id": item.func_id, "args_id": item.args_id, "path": item.path, "removed": False}
             try:
-                store.clear_item((item.func_id, item.args_id))
-                entry["removed"] = True
+                before = os.stat(item.path)
+            except FileNotFoundError:
+                continue  # removed meanwhile, by another process
             except OSError as exc:
-                entry["error"] += f" (not removed: {exc})"
-        corrupt.append(entry)
+                verdict = {"status": "unreadable", "error": f"cannot be read: {describe_os_error(exc)}"}
+            else:
+                verdict = loader.check(item.path)
+            if verdict["status"] == "gone":
+                continue
+            checked += 1
+            if verdict["status"] == "valid":
+                valid += 1
+                checked_size += verdict["size"]
+                continue
+            entry["error"] = verdict["error"]
+            if verdict["status"] == "unchecked":
+                unchecked.append(entry)
+            elif verdict["status"] == "unreadable":
+                errors.append(entry)
+            else:
+                if remove and _same_file(before, item.path):
+                    remove_corrupt(entry, store.clear_item, (item.func_id, item.args_id))
+                corrupt.append(entry)
+    finally:
+        loader.close()
     return {
         "location": store.location,
         "checked": checked,
-        "valid": checked - sum(entry["args_id"] is not None for entry in corrupt),
+        "valid": valid,
         "checked_size": checked_size,
         "corrupt": corrupt,
+        "unchecked": unchecked,
+        "errors": errors,
         "swept": swept,
+        "loader_starts": loader.starts,
     }
 
 
@@ -608,9 +836,12 @@ def _print_prune(report):
                right=(1, 2))
         print()
     remaining = report["remaining_size"]
+    for entry in report["errors"]:
+        print(f"not removed: {entry['func_id']} {entry['args_id']}: {entry['error']}")
     print(f"removed {_count(len(removed), 'entry')} ({format_size(report['removed_size'])}) from "
           f"{report['location']}"
-          + ("" if remaining is None else f"; {format_size(remaining)} remain"))
+          + ("" if remaining is None else f"; {format_size(remaining)} remain")
+          + (f"; {_count(len(report['errors']), 'entry')} could not be removed" if report["errors"] else ""))
     _print_swept(report["swept"])
 
 
@@ -620,17 +851,26 @@ def _print_swept(swept):
 
 
 def _print_verify(report, remove):
+    def what(entry):
+        return entry["func_id"] + (f" {entry['args_id']}" if entry["args_id"] else " (whole function)")
+
     for entry in report["corrupt"]:
-        what = entry["func_id"] + (f" {entry['args_id']}" if entry["args_id"] else " (whole function)")
-        state = "removed" if entry["removed"] else "not removed"
-        print(f"corrupt ({state}): {what}: {entry['error']}")
+        print(f"corrupt ({'removed' if entry['removed'] else 'not removed'}): {what(entry)}: {entry['error']}")
+    for entry in report["unchecked"]:
+        print(f"not checked: {what(entry)}: {entry['error']}")
+    for entry in report["errors"]:
+        print(f"error: {what(entry)}: {entry['error']}")
     entries = [entry for entry in report["corrupt"] if entry["args_id"] is not None]
     records = len(report["corrupt"]) - len(entries)
     removed = sum(entry["removed"] for entry in report["corrupt"])
-    summary = (f"checked {_count(report['checked'], 'entry')} ({format_size(report['checked_size'])}) in "
+    summary = (f"checked {_count(report['checked'], 'entry')} ({format_size(report['checked_size'])} valid) in "
                f"{report['location']}: {report['valid']} valid, {len(entries)} corrupt")
     if records:
         summary += f", {_count(records, 'corrupt code record')}"
+    if report["unchecked"]:
+        summary += f", {len(report['unchecked'])} not checkable here"
+    if report["errors"]:
+        summary += f", {_count(len(report['errors']), 'read or remove error')}"
     if report["corrupt"]:
         summary += f"; {removed} removed" if remove else "; nothing removed (--dry-run)"
     print(summary)
@@ -657,6 +897,16 @@ def _parse_size(value, option):
     return parse_size(value, option)
 
 
+def _parse_seconds(value, option):
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"{option}: {value!r} is not a number of seconds > 0")
+    return seconds
+
+
 def _parse_count(value, option):
     try:
         count = int(value)
@@ -665,6 +915,22 @@ def _parse_count(value, option):
     if count < 0:
         raise ValueError(f"{option}: {value!r} is not an integer >= 0")
     return count
+
+
+_EXIT_HELP = "exit status:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_STATUSES.items())
+
+
+def _help_formatter():
+    """argparse's formatter, except that the exit-status table (the epilog) keeps its lines."""
+    import argparse
+
+    class HelpFormatter(argparse.HelpFormatter):
+        def _fill_text(self, text, width, indent):
+            if text is _EXIT_HELP:
+                return "".join(indent + line for line in text.splitlines(keepends=True))
+            return super()._fill_text(text, width, indent)
+
+    return HelpFormatter
 
 
 def add_cache_parser(subparsers):
@@ -684,14 +950,14 @@ def add_cache_parser(subparsers):
         "cache",
         help="inspect and maintain a Memory cache folder (info, ls, prune, clear, verify)",
         description="Inspect and maintain the cache folder of a joblite.Memory. PATH is the folder "
-                    "given to Memory(location), or its 'joblite' sub-folder. Exit status: 0 on "
-                    "success, 1 when verify found corrupt entries or clear was not confirmed, 2 for a "
-                    "PATH without a joblite store, an unknown or ambiguous --function, or bad arguments.",
+                    "given to Memory(location), or its 'joblite' sub-folder.",
+        epilog=_EXIT_HELP, formatter_class=_help_formatter(),
     )
     commands = parser.add_subparsers(dest="cache_command", metavar="SUBCOMMAND", required=True)
 
     def command(name, help, description):
-        sub = commands.add_parser(name, help=help, description=description)
+        sub = commands.add_parser(name, help=help, description=description, epilog=_EXIT_HELP,
+                                  formatter_class=_help_formatter())
         sub.add_argument("path", metavar="PATH", help="the Memory location, or its 'joblite' sub-folder")
         sub.add_argument("--json", action="store_true",
                          help="print one JSON document (bytes, seconds since the epoch) instead of tables")
@@ -731,13 +997,18 @@ def add_cache_parser(subparsers):
     function_option(sub, "clear only this function")
     sub.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
 
-    sub = command("verify", "check every entry; remove corrupt ones",
-                  "Check every entry without unpickling it (no user module is imported): container "
-                  "structure, checksums of the pickle stream and of every block, a well-formed pickle "
-                  "stream holding (metadata, result). Corrupt entries are removed and reported, and stale "
-                  "temporaries and locks swept. Exit status 1 if any entry was corrupt.")
+    sub = command("verify", "check every entry by loading it; remove corrupt ones",
+                  "Check every entry as a cache hit would load it, in a child process: container "
+                  "structure, checksums of the pickle stream and of every block, the (metadata, result) "
+                  "pair, then a real load with arrays memory-mapped. Loading runs the entries' pickled "
+                  "code, as a cache hit does. Corrupt entries (and those that crash or hang the "
+                  "loader) are reported and removed, and stale temporaries and locks swept; entries "
+                  "that need a module this environment lacks are reported as not checkable and kept.")
     function_option(sub, "check only this function")
     sub.add_argument("--dry-run", action="store_true", help="report corrupt entries, remove nothing")
+    sub.add_argument("--timeout", type=_argument_type(_parse_seconds, "--timeout"), metavar="S",
+                     default=ENTRY_TIMEOUT,
+                     help=f"seconds the loader may spend on one entry (default {ENTRY_TIMEOUT:g})")
     parser.set_defaults(func=_run)
     return parser
 
@@ -749,15 +1020,17 @@ def _run(args):
             args.bytes_limit is None and args.items_limit is None and args.age_limit is None:
         print(f"{name}: error: give at least one of --bytes-limit, --items-limit, --age-limit",
               file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         return _COMMANDS[args.cache_command](args, name)
     except (StoreNotFoundError, UnknownFunctionError) as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except OSError as exc:
-        print(f"{name}: error: {exc}", file=sys.stderr)
-        return 1
+        from .store import describe_os_error
+
+        print(f"{name}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_IO
     finally:
         _remove_own_temporaries(args.path)
 
@@ -783,7 +1056,7 @@ def _emit(args, report, printer, *extra):
 
 def _info(args, name):
     _emit(args, store_info(args.path), _print_info)
-    return 0
+    return EXIT_OK
 
 
 def _ls(args, name):
@@ -795,12 +1068,13 @@ def _ls(args, name):
         _entry_table(entries)
     else:
         print("no entries")
-    return 0
+    return EXIT_OK
 
 
 def _prune(args, name):
-    _emit(args, prune_store(args.path, args.bytes_limit, args.items_limit, args.age_limit), _print_prune)
-    return 0
+    report = prune_store(args.path, args.bytes_limit, args.items_limit, args.age_limit)
+    _emit(args, report, _print_prune)
+    return EXIT_IO if report["errors"] else EXIT_OK
 
 
 def _clear(args, name):
@@ -812,22 +1086,24 @@ def _clear(args, name):
         if not sys.stdin.isatty():
             print(f"{name}: error: would remove {what} in {store.location}; pass --yes to confirm "
                   "(standard input is not a terminal)", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
         answer = input(f"remove {what} in {store.location}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing removed")
-            return 1
+            return EXIT_USAGE
     report = clear_store(args.path, args.function)
     _emit(args, report, lambda report: print(
         f"removed {_count(report['removed_entries'], 'entry')} ({format_size(report['removed_size'])}) of "
         f"{report['function'] or 'every function'} from {report['location']}"))
-    return 0
+    return EXIT_OK
 
 
 def _verify(args, name):
-    report = verify_store(args.path, args.function, remove=not args.dry_run)
+    report = verify_store(args.path, args.function, remove=not args.dry_run, timeout=args.timeout)
     _emit(args, report, _print_verify, not args.dry_run)
-    return 1 if report["corrupt"] else 0
+    if report["errors"]:
+        return EXIT_IO
+    return EXIT_CORRUPT if report["corrupt"] else EXIT_OK
 
 
 _COMMANDS = {"info": _info, "ls": _ls, "prune": _prune, "clear": _clear, "verify": _verify}

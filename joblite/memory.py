@@ -7,9 +7,11 @@ result is stored with :mod:`joblite.persistence` through a store backend
 concurrency, locking and size limits.
 """
 import asyncio
+import collections.abc
 import datetime
 import functools
 import inspect
+import numbers
 import os
 import time
 import warnings
@@ -17,7 +19,8 @@ import weakref
 
 from . import _impl, compressors, func_inspect, persistence
 from .hashing import _cell_value, _digest_factory, hash as _hash, reduce_object
-from .store import CacheWarning, parse_size, register_store_backend, store_backend
+from .store import (CacheWarning, CodeRecordMissing, describe_os_error, parse_size, register_store_backend,
+                    store_backend)
 
 __all__ = ["Memory", "MemorizedFunc", "AsyncMemorizedFunc", "NotMemorizedFunc", "MemorizedResult",
            "NotMemorizedResult", "expires_after", "register_store_backend", "CacheWarning"]
@@ -70,10 +73,54 @@ def _warn(message, stacklevel=4):
     warnings.warn(message, CacheWarning, stacklevel=stacklevel)
 
 
-class _Prepared:
-    """What a MemorizedFunc computes once per process, at its first call."""
+def _check_verbose(verbose):
+    """Refuse a `verbose` that is not an int (bools and numpy integers are ints, as for joblib)."""
+    if not isinstance(verbose, numbers.Integral):
+        raise TypeError(f"verbose={verbose!r} must be an int (0: silent; 1 and more: more output)")
 
-    __slots__ = ("func_id", "module", "name", "binder", "closure_digest", "bound_self", "code")
+
+class _Faults:
+    """What went wrong with the store during one call: the first problem is warned about, once.
+
+    A store that misbehaves (full, read-only, removed) usually fails every
+    operation of a call in turn: the lookup, the lock, the code record, the
+    write.  The call warns about the first and returns the computed result.
+    """
+
+    __slots__ = ("func_id", "location", "message")
+
+    def __init__(self, prepared, location):
+        self.func_id = prepared.func_id
+        self.location = location
+        self.message = None
+        if prepared.fault is not None:
+            self.fault("checking the code record (the cache is not used)", prepared.fault)
+
+    def warn(self, message):
+        if self.message is None:
+            self.message = message
+
+    def fault(self, what, exc):
+        """Note the ``OSError`` `exc` met while doing `what`."""
+        self.warn(f"{self.func_id}: the cache at {self.location} failed while {what}: "
+                  f"{describe_os_error(exc)}; the computed result is returned")
+
+    def emit(self, stacklevel):
+        if self.message is not None:
+            warnings.warn(self.message, CacheWarning, stacklevel=stacklevel + 1)
+
+
+_RUN, _LOCK = "run", "lock"   # what the miss path asks of its caller (see MemorizedFunc._miss)
+
+
+class _Prepared:
+    """What a MemorizedFunc computes once per process, at its first call.
+
+    ``fault`` is the ``OSError`` met checking the function's code record in
+    the store, or None; a MemorizedFunc keeps only a fault-free one.
+    """
+
+    __slots__ = ("func_id", "module", "name", "binder", "closure_digest", "bound_self", "code", "fault")
 
 
 class MemorizedResult:
@@ -216,7 +263,10 @@ class MemorizedFunc:
     """A function whose results are cached on disk, as ``Memory.cache`` returns it.
 
     Calling it returns the cached result for these arguments if there is
-    one, else calls the function and stores the result.
+    one, else calls the function and stores the result.  The store never
+    makes a call fail: when it cannot be read or written (a full disk, a
+    read-only or removed store), the call returns the computed result with
+    one :class:`CacheWarning` naming the file and the error.
 
     Parameters
     ----------
@@ -263,6 +313,7 @@ class MemorizedFunc:
         self.mmap_mode = mmap_mode
         self.compress = compress
         self._compress = compressors.parse_compress(compress)
+        _check_verbose(verbose)
         self._verbose = verbose
         self.cache_validation_callback = cache_validation_callback
         self.bytes_limit = bytes_limit
@@ -305,7 +356,13 @@ class MemorizedFunc:
         prepared.bound_self = getattr(func, "__self__", None) if inspect.ismethod(func) else None
         prepared.closure_digest = self._closure_digest(func, target, digest)
         prepared.code = (digest, source)
-        self._check_code(func_id, digest, source)
+        try:
+            self._check_code(func_id, digest, source)
+        except OSError as exc:
+            # Not kept: the next call checks again; until then nothing in the store is trusted.
+            prepared.fault = exc
+            return prepared
+        prepared.fault = None
         self._prepared = prepared
         return prepared
 
@@ -335,22 +392,28 @@ class MemorizedFunc:
             return _NO_CLOSURE
 
     def _check_code(self, func_id, digest, source):
+        """Make sure the store's code record of `func_id` is this code's, clearing older entries.
+
+        Raises
+        ------
+        OSError
+            If the record cannot be read or written, or older entries removed.
+        """
         store = self.store_backend
         checked = (store.location, func_id, digest)
         if checked in _CHECKED_CODE:
             return
         record = store.get_cached_func_code(func_id)
+        if record is None or record.get("code_digest") != digest or \
+                record.get("format") != func_inspect.CODE_FORMAT:
+            if record is not None:
+                if self._verbose > 0:
+                    _warn(f"the code of {func_id} has changed since its results were cached in "
+                          f"{store.location}: clearing them", stacklevel=5)
+                store.clear_path(func_id)
+            store.store_cached_func_code(func_id, {"format": func_inspect.CODE_FORMAT, "func_id": func_id,
+                                                   "code_digest": digest, "source": source})
         _CHECKED_CODE.add(checked)
-        if record is not None and record.get("code_digest") == digest and \
-                record.get("format") == func_inspect.CODE_FORMAT:
-            return
-        if record is not None:
-            if self._verbose > 0:
-                _warn(f"the code of {func_id} has changed since its results were cached in "
-                      f"{store.location}: clearing them", stacklevel=5)
-            store.clear_path(func_id)
-        store.store_cached_func_code(func_id, {"format": func_inspect.CODE_FORMAT, "func_id": func_id,
-                                               "code_digest": digest, "source": source})
 
     def _call_id(self, prepared, args, kwargs):
         values = prepared.binder.values(args, kwargs)
@@ -389,13 +452,22 @@ class MemorizedFunc:
         Returns
         -------
         output : object
-        metadata : dict
+        metadata : dict or None
             ``'duration'`` (s), ``'time'`` (s since the epoch) and, at
             ``verbose`` > 0, ``'input_args'``: the repr of each argument.
+            None when the result could not be stored (a
+            :class:`CacheWarning` says why).
         """
         prepared = self._prepare()
         call_id, values = self._call_id(prepared, args, kwargs)
-        return self._compute(prepared, call_id, values, args, kwargs)
+        faults = _Faults(prepared, self.store_backend.location)
+        try:
+            output, start, duration = self._run(prepared, values, args, kwargs)
+            metadata = None if prepared.fault is not None else \
+                self._store(prepared, call_id, values, output, start, duration, faults)
+        finally:
+            faults.emit(stacklevel=2)
+        return output, metadata
 
     def check_call_in_cache(self, *args, **kwargs):
         """Return whether the result of this call is in the cache (without loading it).
@@ -407,6 +479,9 @@ class MemorizedFunc:
         """
         prepared = self._prepare()
         call_id, _ = self._call_id(prepared, args, kwargs)
+        if prepared.fault is not None:
+            _Faults(prepared, self.store_backend.location).emit(stacklevel=2)
+            return False
         return self.store_backend.contains_item(call_id)
 
     def clear(self, warn=True):
@@ -416,6 +491,11 @@ class MemorizedFunc:
         ----------
         warn : bool, optional
             Print which function is cleared when ``verbose`` > 0.
+
+        Raises
+        ------
+        OSError
+            If the store cannot be written.
         """
         prepared = self._prepare()
         if warn and self._verbose > 0:
@@ -425,7 +505,7 @@ class MemorizedFunc:
         self._prepared = None
 
     # -- the work ------------------------------------------------------------------------
-    def _lookup(self, prepared, call_id, args, kwargs, shelving):
+    def _lookup(self, prepared, call_id, shelving, faults):
         """The cached result (or a MemorizedResult) or _MISSING."""
         store = self.store_backend
         callback = self.cache_validation_callback
@@ -443,9 +523,12 @@ class MemorizedFunc:
                 value, metadata = store.load_item_and_metadata(call_id, self.mmap_mode)
         except KeyError:
             return _MISSING
+        except OSError as exc:
+            faults.fault("reading the entry", exc)
+            return _MISSING
         except Exception as exc:  # an unreadable entry is recomputed, never the caller's problem
-            _warn(f"{prepared.func_id}: the cached result {call_id[1]} in {store.location} cannot be "
-                  f"loaded ({type(exc).__name__}: {exc}); computing it again", stacklevel=6)
+            faults.warn(f"{prepared.func_id}: the cached result {call_id[1]} in {store.location} cannot be "
+                        f"loaded ({type(exc).__name__}: {exc}); computing it again")
             return _MISSING
         if callback is not None and not callback(metadata):
             if self._verbose > 10:
@@ -459,48 +542,87 @@ class MemorizedFunc:
         return value
 
     def _cached_call(self, args, kwargs, shelving):
-        prepared = self._prepared or self._prepare()
+        prepared = self._prepared
+        trusted = True
+        if prepared is None:
+            prepared = self._prepare()
+            trusted = prepared.fault is None
         try:
             call_id, values = self._call_id(prepared, args, kwargs)
         except _UnhashableArguments as exc:
             _warn(f"{exc}; calling it without the cache", stacklevel=4)
             output = self.func(*args, **kwargs)
             return NotMemorizedResult(output) if shelving else output
-        if not shelving and self.cache_validation_callback is None and self._verbose <= 4:
+        looked_up = False
+        if trusted and not shelving and self.cache_validation_callback is None and self._verbose <= 4:
             # The hit path, with nothing in the way; anything but a plain miss
-            # goes through the full lookup below, which reports it.
+            # goes through the full lookup, which reports it.
             try:
                 return self.store_backend.load_item(call_id, self.mmap_mode)
             except KeyError:
-                found = _MISSING
+                looked_up = True
             except Exception:
-                found = self._lookup(prepared, call_id, args, kwargs, shelving)
-        else:
-            found = self._lookup(prepared, call_id, args, kwargs, shelving)
-        if found is not _MISSING:
-            return found
-        lock = self.store_backend.entry_lock(call_id)
-        if lock is not None:
-            if not lock.acquire_or_wait(lambda: self.store_backend.contains_item(call_id)):
-                found = self._lookup(prepared, call_id, args, kwargs, shelving)
-                if found is not _MISSING:
-                    return found
-                return self._store_result(prepared, call_id, values, shelving,
-                                          *self._run(prepared, values, args, kwargs))
-            try:
-                found = self._lookup(prepared, call_id, args, kwargs, shelving)  # done meanwhile?
-                if found is not _MISSING:
-                    return found
-                return self._store_result(prepared, call_id, values, shelving,
-                                          *self._run(prepared, values, args, kwargs))
-            finally:
-                lock.release()
-        return self._store_result(prepared, call_id, values, shelving, *self._run(prepared, values, args, kwargs))
+                pass
+        faults = _Faults(prepared, self.store_backend.location)
+        steps = self._miss(prepared, call_id, values, shelving, looked_up, faults)
+        try:
+            request = next(steps)
+            while True:
+                if request[0] is _RUN:
+                    reply = self._run(prepared, values, args, kwargs)
+                else:
+                    reply = self._acquire(request[1], call_id, faults)
+                request = steps.send(reply)
+        except StopIteration as done:
+            return done.value
+        finally:
+            steps.close()   # releases a lock held when the function raised
+            faults.emit(stacklevel=3)
 
-    def _compute(self, prepared, call_id, values, args, kwargs):
-        output, start, duration = self._run(prepared, values, args, kwargs)
-        metadata = self._store(prepared, call_id, values, output, start, duration)
-        return output, metadata
+    def _miss(self, prepared, call_id, values, shelving, looked_up, faults):
+        """The miss path, one for sync and async calls: a generator of the steps that may block.
+
+        It yields ``(_RUN, None)``, to be sent ``(output, start, duration)``
+        from running the function, and ``(_LOCK, lock)``, to be sent what
+        :meth:`_acquire` returns; its return value is the call's result.
+        Store faults are noted in `faults`, never raised.
+        """
+        if prepared.fault is not None:   # the code record could not be checked: the store is not used
+            output, _, _ = yield _RUN, None
+            return NotMemorizedResult(output) if shelving else output
+        if not looked_up:
+            found = self._lookup(prepared, call_id, shelving, faults)
+            if found is not _MISSING:
+                return found
+        lock = self.store_backend.entry_lock(call_id)
+        held = None
+        if lock is not None:
+            held = yield _LOCK, lock
+        try:
+            if held is not None:   # held, or computed by another process meanwhile: look again
+                found = self._lookup(prepared, call_id, shelving, faults)
+                if found is not _MISSING:
+                    return found
+            output, start, duration = yield _RUN, None
+            return self._store_result(prepared, call_id, values, shelving, output, start, duration, faults)
+        finally:
+            if held:   # after the write: waiters then find the entry
+                self._release(lock, faults)
+
+    def _acquire(self, lock, call_id, faults):
+        """Take `lock` or wait for the entry: True (held), False (the entry appeared) or None (failed)."""
+        try:
+            return lock.acquire_or_wait(lambda: self.store_backend.contains_item(call_id))
+        except OSError as exc:
+            faults.fault("taking the lock (computing without it)", exc)
+            return None
+
+    @staticmethod
+    def _release(lock, faults):
+        try:
+            lock.release()
+        except OSError as exc:
+            faults.fault("releasing the lock", exc)
 
     def _run(self, prepared, values, args, kwargs):
         if self._verbose > 0:
@@ -509,28 +631,45 @@ class MemorizedFunc:
         output = self.func(*args, **kwargs)
         return output, start, time.time() - start
 
-    def _store(self, prepared, call_id, values, output, start, duration):
-        """Store `output`; return its metadata, or None when it could not be stored."""
+    def _store(self, prepared, call_id, values, output, start, duration, faults):
+        """Store `output`; return its metadata, or None when it could not be stored (noted in `faults`)."""
         metadata = {"duration": duration, "time": start}
         if self._verbose > 0:
             metadata["input_args"] = {name: func_inspect.short_repr(value)
                                       for name, value in zip(prepared.binder.names, values)}
+        store = self.store_backend
         try:
             self._check_code(prepared.func_id, *prepared.code)   # once more after a Memory.clear()
-            written = self.store_backend.dump_item(call_id, output, metadata, self._compress)
+            try:
+                written = store.dump_item(call_id, output, metadata, self._compress)
+            except CodeRecordMissing:   # another process cleared the function meanwhile
+                _forget_checks(store.location, prepared.func_id)
+                self._check_code(prepared.func_id, *prepared.code)
+                written = store.dump_item(call_id, output, metadata, self._compress)
+        except OSError as exc:
+            faults.fault("storing the result (it will be computed again next time)", exc)
+            return None
         except Exception as exc:
-            _warn(f"{prepared.func_id}: the result ({type(output).__name__}) cannot be stored in the "
-                  f"cache at {self.store_backend.location} ({type(exc).__name__}: {exc}); it is "
-                  "returned but will be computed again next time", stacklevel=6)
+            faults.warn(f"{prepared.func_id}: the result ({type(output).__name__}) cannot be stored in the "
+                        f"cache at {store.location} ({type(exc).__name__}: {exc}); it is returned but will "
+                        "be computed again next time")
             return None
         if self._verbose > 0:
             print(func_inspect.format_duration(prepared.name, duration))
         if self.bytes_limit is not None:
-            self.store_backend.enforce_bytes_limit(self.bytes_limit, written)
+            try:
+                failed = store.enforce_bytes_limit(self.bytes_limit, written)
+            except OSError as exc:
+                faults.fault("keeping it under bytes_limit", exc)
+            else:
+                if failed:
+                    faults.fault(f"keeping it under bytes_limit ({len(failed)} "
+                                 f"{'entry' if len(failed) == 1 else 'entries'} could not be removed)",
+                                 failed[0][1])
         return metadata
 
-    def _store_result(self, prepared, call_id, values, shelving, output, start, duration):
-        metadata = self._store(prepared, call_id, values, output, start, duration)
+    def _store_result(self, prepared, call_id, values, shelving, output, start, duration, faults):
+        metadata = self._store(prepared, call_id, values, output, start, duration, faults)
         if shelving:
             if metadata is None:
                 return NotMemorizedResult(output)
@@ -597,8 +736,14 @@ class AsyncMemorizedFunc(MemorizedFunc):
     async def call(self, *args, **kwargs):
         prepared = self._prepare()
         call_id, values = self._call_id(prepared, args, kwargs)
-        output, start, duration = await self._run_async(prepared, values, args, kwargs)
-        return output, self._store(prepared, call_id, values, output, start, duration)
+        faults = _Faults(prepared, self.store_backend.location)
+        try:
+            output, start, duration = await self._run_async(prepared, values, args, kwargs)
+            metadata = None if prepared.fault is not None else \
+                self._store(prepared, call_id, values, output, start, duration, faults)
+        finally:
+            faults.emit(stacklevel=2)
+        return output, metadata
 
     async def _run_async(self, prepared, values, args, kwargs):
         if self._verbose > 0:
@@ -615,24 +760,21 @@ class AsyncMemorizedFunc(MemorizedFunc):
             _warn(f"{exc}; calling it without the cache", stacklevel=4)
             output = await self.func(*args, **kwargs)
             return NotMemorizedResult(output) if shelving else output
-        found = self._lookup(prepared, call_id, args, kwargs, shelving)
-        if found is not _MISSING:
-            return found
-        lock = self.store_backend.entry_lock(call_id)
-        held = False
-        if lock is not None:
-            held = await asyncio.to_thread(lock.acquire_or_wait,
-                                           lambda: self.store_backend.contains_item(call_id))
+        faults = _Faults(prepared, self.store_backend.location)
+        steps = self._miss(prepared, call_id, values, shelving, False, faults)
         try:
-            if lock is not None:
-                found = self._lookup(prepared, call_id, args, kwargs, shelving)
-                if found is not _MISSING:
-                    return found
-            result = await self._run_async(prepared, values, args, kwargs)
-            return self._store_result(prepared, call_id, values, shelving, *result)
+            request = next(steps)
+            while True:
+                if request[0] is _RUN:
+                    reply = await self._run_async(prepared, values, args, kwargs)
+                else:
+                    reply = await asyncio.to_thread(self._acquire, request[1], call_id, faults)
+                request = steps.send(reply)
+        except StopIteration as done:
+            return done.value
         finally:
-            if held:
-                lock.release()
+            steps.close()
+            faults.emit(stacklevel=3)
 
 
 class Memory:
@@ -671,9 +813,10 @@ class Memory:
     ------
     ValueError
         If `backend`, `mmap_mode`, `compress`, `bytes_limit` or
-        `backend_options` is not valid.
+        `backend_options` is not valid (the message names the option, e.g.
+        ``backend_options['lock_timeout']``, and the value).
     TypeError
-        If `location` is not a str, a path or None.
+        If `location` is not a str, a path or None, or `verbose` not an int.
     """
 
     def __init__(self, location=None, backend="local", mmap_mode=None, compress=False, verbose=1,
@@ -682,9 +825,12 @@ class Memory:
         self.mmap_mode = mmap_mode
         compressors.parse_compress(compress)  # validates
         self.compress = compress
+        _check_verbose(verbose)
         self._verbose = verbose
         self.bytes_limit = parse_size(bytes_limit, "bytes_limit")
         self.backend = backend
+        if backend_options is not None and not isinstance(backend_options, collections.abc.Mapping):
+            raise ValueError(f"backend_options={backend_options!r} must be a dict")
         self.backend_options = dict(backend_options or {})
         self.timestamp = time.time()
         if location is not None and not isinstance(location, (str, os.PathLike)):

@@ -23,9 +23,12 @@ loads (at most once a second), so ``noatime`` mounts do not matter.
 """
 import atexit
 import collections
+import collections.abc
 import errno
 import itertools
 import json
+import math
+import numbers
 import os
 import pickle
 import re
@@ -38,11 +41,15 @@ from . import persistence
 from ._owners import HOST, pid_alive
 
 __all__ = ["CacheWarning", "CacheItemInfo", "StoreBackendBase", "FileSystemStoreBackend",
-           "register_store_backend", "store_backend"]
+           "CodeRecordMissing", "register_store_backend", "store_backend"]
 
 
 class CacheWarning(UserWarning):
     """A cache entry could not be read or written; the call still returns a correct result."""
+
+
+class CodeRecordMissing(LookupError):
+    """A function's folder lost its code record (cleared by another process): write it, then the entry."""
 
 
 CacheItemInfo = collections.namedtuple("CacheItemInfo", "func_id args_id path size last_access")
@@ -70,6 +77,7 @@ _STREAMS_KEPT = 4096           # small entries whose verified stream a process k
 _STREAM_KEPT_MAX = 4096        # each of at most this many bytes (16 MiB in all)
 _STALE_TEMPORARY = 3600.0      # seconds without change after which another host's temporaries go
 _AUTO_REDUCE_TO = 0.9          # automatic bytes_limit enforcement leaves this much headroom
+_SCAN_LOCK = "size-scan.lock"  # in .locks/: one process at a time scans for bytes_limit
 
 
 def parse_size(value, name):
@@ -94,6 +102,32 @@ def parse_size(value, name):
             power = " KMGT".index(match.group(2).upper() or " ")
             return int(float(match.group(1)) * 1024 ** power)
     raise ValueError(f"{name}={value!r} must be a number of bytes or a string like '10G'")
+
+
+def describe_os_error(exc):
+    """An ``OSError`` as warnings and reports give it: ``'<path>: <reason> (<ERRNO>, errno <n>)'``."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in errno.errorcode:
+        reason += f" ({errno.errorcode[exc.errno]}, errno {exc.errno})"
+    if exc.filename is None:
+        return reason
+    where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else f"{exc.filename}"
+    return f"{where}: {reason}"
+
+
+def _naming(exc, path):
+    """`exc`, or when it names no file (a failed write or close), the same error naming `path`."""
+    return exc if exc.filename is not None else type(exc)(exc.errno, exc.strerror, path)
+
+
+def _seconds_option(options, name, default, zero_allowed):
+    """``backend_options[name]``: a finite number of seconds, > 0 (or >= 0 when `zero_allowed`)."""
+    value = options.pop(name, default)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and \
+            (value > 0 or (zero_allowed and value == 0)):
+        return float(value)
+    raise ValueError(f"backend_options[{name!r}]={value!r} must be a finite number of seconds "
+                     f"{'>= 0' if zero_allowed else '> 0'}")
 
 
 _AGE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhdw]?)\s*", re.IGNORECASE)
@@ -234,6 +268,10 @@ class StoreBackendBase:
     def reduce_size(self, bytes_limit=None, items_limit=None, age_limit=None):
         """Remove least-recently-used entries until the limits hold.
 
+        Entries that cannot be removed (an ``OSError``) are skipped: the next
+        ones are removed instead, and one :class:`CacheWarning` names the
+        first of them with its error.  :meth:`evict` returns them instead.
+
         Parameters
         ----------
         bytes_limit : int or str, optional
@@ -248,6 +286,31 @@ class StoreBackendBase:
         -------
         list of CacheItemInfo
             The entries removed.
+
+        Raises
+        ------
+        ValueError
+            If a limit is not valid.
+        OSError
+            If the store cannot be listed.
+        """
+        removed, failed = self.evict(bytes_limit, items_limit, age_limit)
+        if failed:
+            warnings.warn(f"{self.location}: {len(failed)} of the cache entries due for removal could not "
+                          f"be removed (others were removed instead); the first: "
+                          f"{describe_os_error(failed[0][1])}", CacheWarning, stacklevel=2)
+        return removed
+
+    def evict(self, bytes_limit=None, items_limit=None, age_limit=None):
+        """:meth:`reduce_size`, returning the entries it could not remove instead of warning.
+
+        Returns
+        -------
+        removed : list of CacheItemInfo
+            The entries removed, least recently used first.
+        failed : list of (CacheItemInfo, OSError)
+            The entries that were due for removal but could not be removed,
+            with the error; the entries after them were removed instead.
         """
         bytes_limit = parse_size(bytes_limit, "bytes_limit")
         age_limit = parse_age(age_limit, "age_limit")
@@ -256,19 +319,24 @@ class StoreBackendBase:
             raise ValueError(f"items_limit={items_limit!r} must be an int >= 0")
         items = sorted(self.get_items(), key=lambda item: item.last_access)
         total = sum(item.size for item in items)
+        count = len(items)
         now = time.time()
-        removed = []
-        for position, item in enumerate(items):
-            count = len(items) - position
+        removed, failed = [], []
+        for item in items:
             too_old = age_limit is not None and now - item.last_access > age_limit
             if not (too_old or (bytes_limit is not None and total > bytes_limit)
                     or (items_limit is not None and count > items_limit)):
                 break
-            self.clear_item((item.func_id, item.args_id))
+            try:
+                self.clear_item((item.func_id, item.args_id))
+            except OSError as exc:
+                failed.append((item, exc))
+                continue
             removed.append(item)
             total -= item.size
+            count -= 1
         self._usage_known(total)
-        return removed
+        return removed, failed
 
     # -- automatic bytes_limit: a scan now and then, not on every write ----------------
     size_check_interval = 60.0
@@ -284,6 +352,16 @@ class StoreBackendBase:
         which removes least-recently-used entries down to 90% of the limit,
         runs only when that estimate passes the limit or the last scan is
         older than :attr:`size_check_interval` seconds.
+
+        Returns
+        -------
+        list of (CacheItemInfo, OSError)
+            The entries a scan could not remove (see :meth:`evict`).
+
+        Raises
+        ------
+        OSError
+            If the store cannot be listed, or the scan lock taken.
         """
         self._usage_written += written
         now = time.time()
@@ -292,24 +370,25 @@ class StoreBackendBase:
             record = self.read_usage()
             if record is not None and now - record[1] <= self.size_check_interval:
                 self._usage_base, self._usage_written = record[0], 0
-            elif self.begin_scan():
-                try:
-                    self._reduce_to(bytes_limit)
-                finally:
-                    self.end_scan()
-                return
-        if (self._usage_base or 0) + self._usage_written > bytes_limit and self.begin_scan():
-            try:
-                self._reduce_to(bytes_limit)
-            finally:
-                self.end_scan()
+            else:
+                return self._scan(bytes_limit)
+        if (self._usage_base or 0) + self._usage_written > bytes_limit:
+            return self._scan(bytes_limit)
+        return []
 
-    def _reduce_to(self, bytes_limit):
-        total = sum(item.size for item in self.get_items())
-        if total > bytes_limit:
-            self.reduce_size(bytes_limit=int(bytes_limit * _AUTO_REDUCE_TO))
-        else:
+    def _scan(self, bytes_limit):
+        """Measure the store and, over `bytes_limit`, evict down to 90% of it (one process at a time)."""
+        if not self.begin_scan():
+            return []
+        try:
+            items = self.get_items()
+            total = sum(item.size for item in items)
+            if total > bytes_limit:
+                return self.evict(bytes_limit=int(bytes_limit * _AUTO_REDUCE_TO))[1]
             self._usage_known(total)
+            return []
+        finally:
+            self.end_scan()
 
     def _usage_known(self, total):
         self._usage_base, self._usage_written, self._usage_checked = total, 0, time.time()
@@ -449,39 +528,73 @@ class _Heartbeat:
 _HEARTBEAT = _Heartbeat()
 
 
-class EntryLock:
-    """A lock file created with ``O_EXCL``, refreshed while held, broken when stale.
+_OWNER = re.compile(r"[0-9]+@\S+")
+_LOCK_TEMPORARIES = itertools.count()
 
-    The file holds ``pid@host``.  A lock is stale when its holder is a dead
-    process of this host, or when it has not been refreshed for `timeout`
-    seconds (the holder refreshes it every ``timeout / 4``), so a holder killed
-    on another host delays the others by at most `timeout`.
+
+class EntryLock:
+    """A lock file holding ``pid@host``, refreshed while held, broken when stale.
+
+    It is taken by writing ``pid@host`` to a temporary and linking it to the
+    lock's name, which fails if that name exists: a lock file is complete or
+    absent, never empty, even on a full disk or after a crash (``link`` is
+    atomic on local filesystems and on NFS).  A lock is stale when its holder
+    is a dead process of this host, when it has not been refreshed for
+    `timeout` seconds (the holder refreshes it every ``timeout / 4``), or at
+    once when it does not hold ``pid@host`` (an empty lock left by a crash of
+    an older joblite), so a holder killed on another host delays the others
+    by at most `timeout`.
 
     Parameters
     ----------
     path : str
+        The lock file, in a folder of the store.
     timeout : float
         Seconds, see above.
+    root : str, optional
+        The store's root folder: the lock's folder is created only while the
+        store exists (see :func:`_make_folder`).
     """
 
-    def __init__(self, path, timeout):
+    def __init__(self, path, timeout, root=None):
         self.path = path
         self.timeout = timeout
+        self.root = root
         self._owner = f"{os.getpid()}@{_HOST}"
 
     def try_acquire(self):
-        """Take the lock if it is free; return whether this process now holds it."""
+        """Take the lock if it is free; return whether this process now holds it.
+
+        Raises
+        ------
+        OSError
+            If the lock cannot be written (a full disk, a read-only store, a
+            store removed meanwhile); nothing is left behind.
+        """
+        temporary = f"{self.path}.{self._owner}.{next(_LOCK_TEMPORARIES)}.new"
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
+            fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o644)
         except FileNotFoundError:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            return self.try_acquire()
+            _make_folder(self.root, os.path.dirname(self.path))
+            fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o644)
         try:
-            os.write(fd, self._owner.encode())
+            try:
+                content = self._owner.encode()
+                if os.write(fd, content) != len(content):
+                    raise OSError(errno.ENOSPC, "short write of a lock file", self.path)
+            except OSError as exc:
+                raise _naming(exc, self.path) from exc
+            finally:
+                os.close(fd)
+            try:
+                os.link(temporary, self.path)
+            except FileExistsError:
+                # Over NFS a link whose reply was lost reports EEXIST: the link
+                # count of our own file tells whether it was made.
+                if os.stat(temporary).st_nlink != 2:
+                    return False
         finally:
-            os.close(fd)
+            _remove(temporary)
         _HEARTBEAT.add(self.path, self.timeout / 4)
         return True
 
@@ -493,7 +606,7 @@ class EntryLock:
                 mtime = os.fstat(fileobj.fileno()).st_mtime
         except FileNotFoundError:
             return True
-        if not _owner_gone(owner, mtime, self.timeout, heartbeat=True):
+        if _OWNER.fullmatch(owner) and not _owner_gone(owner, mtime, self.timeout, heartbeat=True):
             return False
         # Rename first: of several processes breaking it, one wins; the others
         # find no file.  Then make sure what was renamed is the stale lock and
@@ -515,7 +628,13 @@ class EntryLock:
         return True
 
     def acquire_or_wait(self, is_done, poll=0.01, max_poll=0.5):
-        """Take the lock, or wait until `is_done()` is true; return True if the lock is held."""
+        """Take the lock, or wait until `is_done()` is true; return True if the lock is held.
+
+        Raises
+        ------
+        OSError
+            As :meth:`try_acquire`, or if the lock file cannot be read.
+        """
         while True:
             if self.try_acquire():
                 return True
@@ -559,10 +678,13 @@ def _claim_root(root):
     ValueError
         If `root` exists, is not empty and is not a store: a folder that
         happens to be named ``joblite`` (a package's source, say) is never
-        written into or cleared.
+        written into or cleared; or if it is not a folder.
     """
     if is_store_root(root):
         return
+    if os.path.lexists(root) and not os.path.isdir(root):
+        raise ValueError(f"{root} exists and is not a folder, so it cannot hold a joblite cache store; "
+                         "choose another location for Memory")
     os.makedirs(root, exist_ok=True)
     with os.scandir(root) as entries:
         foreign = sorted(entry.name for entry in entries
@@ -575,6 +697,20 @@ def _claim_root(root):
     with open(temporary, "w", encoding="ascii") as fileobj:
         fileobj.write(_TAG_TEXT)
     os.replace(temporary, os.path.join(root, STORE_TAG))
+
+
+def _make_folder(root, folder):
+    """Create `folder` (and its parents) in the store whose root folder is `root`.
+
+    A store removed or replaced while a process uses it is not made again
+    piecemeal (a folder of entries without its tag or code records): the
+    ``FileNotFoundError`` names the root; a new ``Memory`` on its location
+    creates it again.
+    """
+    if root is not None and not is_store_root(root):
+        raise FileNotFoundError(errno.ENOENT, "the cache store was removed or replaced while in use "
+                                "(a new Memory on its location creates it again)", root)
+    os.makedirs(folder, exist_ok=True)
 
 
 class FileSystemStoreBackend(StoreBackendBase):
@@ -594,15 +730,17 @@ class FileSystemStoreBackend(StoreBackendBase):
     """
 
     def configure(self, location, verbose=0, backend_options=None):
+        if backend_options is not None and not isinstance(backend_options, collections.abc.Mapping):
+            raise ValueError(f"backend_options={backend_options!r} must be a dict")
         options = dict(backend_options or {})
-        self.lock = bool(options.pop("lock", False))
-        self.lock_timeout = float(options.pop("lock_timeout", 60.0))
-        self.size_check_interval = float(options.pop("size_check_interval", 60.0))
+        self.lock = options.pop("lock", False)
+        if not isinstance(self.lock, bool):
+            raise ValueError(f"backend_options['lock']={self.lock!r} must be True or False")
+        self.lock_timeout = _seconds_option(options, "lock_timeout", 60.0, zero_allowed=False)
+        self.size_check_interval = _seconds_option(options, "size_check_interval", 60.0, zero_allowed=True)
         if options:
             raise ValueError(f"backend_options: unknown option(s) {sorted(options)} for the 'local' "
                              "backend (known: lock, lock_timeout, size_check_interval)")
-        if self.lock_timeout <= 0:
-            raise ValueError(f"backend_options: lock_timeout={self.lock_timeout!r} must be > 0")
         self.location = os.fspath(location)
         self.verbose = verbose
         self.root = os.path.join(self.location, "joblite")
@@ -642,7 +780,7 @@ class FileSystemStoreBackend(StoreBackendBase):
         if self._tmp_pid != pid:   # first write of this process (also after a fork)
             self._tmp_path = process_folder(self.root)
             self.sweep()
-            os.makedirs(self._tmp_path, exist_ok=True)
+            _make_folder(self.root, self._tmp_path)
             self._tmp_pid = pid
             self._owner = f"{pid}@{_HOST}"
             self._writing_into = set()
@@ -658,7 +796,7 @@ class FileSystemStoreBackend(StoreBackendBase):
         except FileNotFoundError:
             if not os.path.exists(temporary):
                 raise
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            _make_folder(self.root, os.path.dirname(path))
             os.replace(temporary, path)
 
     def _write_json(self, path, record):
@@ -667,11 +805,14 @@ class FileSystemStoreBackend(StoreBackendBase):
             try:
                 fileobj = open(temporary, "w", encoding="utf-8")
             except FileNotFoundError:   # our temporary folder was swept meanwhile
-                os.makedirs(os.path.dirname(temporary), exist_ok=True)
+                _make_folder(self.root, os.path.dirname(temporary))
                 fileobj = open(temporary, "w", encoding="utf-8")
             with fileobj:
                 json.dump(record, fileobj)
             self._move_into_place(temporary, path)
+        except OSError as exc:
+            _remove(temporary)
+            raise _naming(exc, path) from exc
         except BaseException:
             _remove(temporary)
             raise
@@ -734,14 +875,35 @@ class FileSystemStoreBackend(StoreBackendBase):
         try:
             try:
                 size = persistence.write_file((metadata, value), temporary, codec, level)
-            except FileNotFoundError:   # a new shard folder
-                os.makedirs(os.path.dirname(entry), exist_ok=True)
+            except FileNotFoundError:
+                self._new_shard(func_id, os.path.dirname(entry))
                 size = persistence.write_file((metadata, value), temporary, codec, level)
             os.replace(temporary, entry + ".out")
+        except OSError as exc:
+            _remove(temporary)
+            raise _naming(exc, entry + ".out") from exc
         except BaseException:
             _remove(temporary)
             raise
         return size
+
+    def _new_shard(self, func_id, shard):
+        """Create the shard folder `shard`, unless the function's code record is gone.
+
+        Raises
+        ------
+        CodeRecordMissing
+            If the function's folder has no code record (another process
+            cleared it): entries are written only under the record of the
+            code that computed them.
+        FileNotFoundError
+            If the store was removed or replaced (see :func:`_make_folder`).
+        """
+        if not is_store_root(self.root):
+            _make_folder(self.root, shard)   # raises, naming the store
+        if not os.path.isfile(os.path.join(self.func_dir(func_id), "func_code.json")):
+            raise CodeRecordMissing(func_id)
+        os.makedirs(shard, exist_ok=True)
 
     def _note_writing_into(self, func_id):
         """Leave in this process's temporary folder which function folders it writes temporaries into.
@@ -766,7 +928,7 @@ class FileSystemStoreBackend(StoreBackendBase):
             with open(note, "w", encoding="utf-8") as fileobj:
                 fileobj.write(relative)
         except FileNotFoundError:   # our temporary folder was swept meanwhile
-            os.makedirs(folder, exist_ok=True)
+            _make_folder(self.root, folder)
             with open(note, "w", encoding="utf-8") as fileobj:
                 fileobj.write(relative)
         self._writing_into.add(func_id)
@@ -815,7 +977,7 @@ class FileSystemStoreBackend(StoreBackendBase):
 
     def store_cached_func_code(self, func_id, record):
         path = os.path.join(self.func_dir(func_id), "func_code.json")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _make_folder(self.root, os.path.dirname(path))
         self._write_json(path, record)
 
     def function_dirs(self):
@@ -860,14 +1022,15 @@ class FileSystemStoreBackend(StoreBackendBase):
         func_id, args_id = call_id
         token = persistence._checksum(func_id.encode())
         return EntryLock(os.path.join(self.root, ".locks", f"{token:016x}-{args_id}.lock"),
-                         self.lock_timeout)
+                         self.lock_timeout, self.root)
 
     # -- housekeeping -------------------------------------------------------------------
     def sweep(self, stale_after=_STALE_TEMPORARY):
         """Remove what killed processes left: temporaries and stale locks.
 
         Temporaries of a dead process of this host go at once; those of other
-        hosts after `stale_after` seconds without change.
+        hosts after `stale_after` seconds without change.  What cannot be
+        removed (an ``OSError``) is left for a later sweep.
 
         Returns
         -------
@@ -878,23 +1041,25 @@ class FileSystemStoreBackend(StoreBackendBase):
         for folder in _scandir(os.path.join(self.root, ".tmp")):
             try:
                 mtime = folder.stat(follow_symlinks=False).st_mtime
-            except FileNotFoundError:
+                if _owner_gone(folder.name, mtime, stale_after, heartbeat=False):
+                    removed += self._remove_temporaries_of(folder)
+                    shutil.rmtree(folder.path, ignore_errors=True)
+                    removed += 1
+            except OSError:
                 continue
-            if _owner_gone(folder.name, mtime, stale_after, heartbeat=False):
-                removed += self._remove_temporaries_of(folder)
-                shutil.rmtree(folder.path, ignore_errors=True)
-                removed += 1
         for lock in _scandir(os.path.join(self.root, ".locks")):
-            if lock.name.endswith(".lock") and \
-                    EntryLock(lock.path, self.lock_timeout).break_if_stale():
-                removed += 1
-            elif lock.name.endswith(".stale"):   # left by a process killed while breaking a lock
-                try:
-                    if time.time() - lock.stat(follow_symlinks=False).st_mtime > self.lock_timeout:
-                        _remove(lock.path)
-                        removed += 1
-                except FileNotFoundError:
-                    pass
+            try:
+                if lock.name == _SCAN_LOCK:
+                    removed += self._scan_entry_lock().break_if_stale()
+                elif lock.name.endswith(".lock"):
+                    removed += EntryLock(lock.path, self.lock_timeout).break_if_stale()
+                elif lock.name.endswith((".stale", ".new")) and \
+                        time.time() - lock.stat(follow_symlinks=False).st_mtime > self.lock_timeout:
+                    # left by a process killed while breaking or taking a lock
+                    _remove(lock.path)
+                    removed += 1
+            except OSError:
+                continue
         return removed
 
     def _remove_temporaries_of(self, folder):
@@ -917,7 +1082,10 @@ class FileSystemStoreBackend(StoreBackendBase):
                     continue
                 for entry in _scandir(shard.path):
                     if entry.name.startswith(".") and suffix in entry.name and entry.name.endswith(".tmp"):
-                        _remove(entry.path)
+                        try:
+                            _remove(entry.path)
+                        except OSError:
+                            continue
                         removed += 1
         return removed
 
@@ -932,16 +1100,18 @@ class FileSystemStoreBackend(StoreBackendBase):
     def write_usage(self, total):
         try:
             self._write_json(os.path.join(self.root, ".usage.json"), {"bytes": total, "time": time.time()})
-        except OSError as exc:
-            warnings.warn(f"{self.root}: cannot record the store size ({exc})", CacheWarning, stacklevel=2)
+        except OSError:
+            pass   # only saves other processes a scan; the store's own faults are reported where they stop a write
+
+    def _scan_entry_lock(self):
+        # A scan of a large store on NFS may take minutes: a long timeout.
+        return EntryLock(os.path.join(self.root, ".locks", _SCAN_LOCK), max(self.lock_timeout, 600.0),
+                         self.root)
 
     def begin_scan(self):
-        self._scan_lock = EntryLock(os.path.join(self.root, ".locks", "size-scan.lock"),
-                                    max(self.lock_timeout, 600.0))
-        if self._scan_lock.try_acquire():
-            return True
-        self._scan_lock.break_if_stale()
-        return False
+        self._scan_lock = self._scan_entry_lock()
+        return self._scan_lock.try_acquire() or \
+            (self._scan_lock.break_if_stale() and self._scan_lock.try_acquire())
 
     def end_scan(self):
         self._scan_lock.release()

@@ -9,9 +9,13 @@ Every worker reports what it saw in a file (``cfg['report']``); no exception
 escapes a call: it is written to the report instead.  The cached functions
 append one line ``<pid> <key> <time>`` to ``COUNTER`` each time they actually
 compute, so that the test can count computations across processes.
+
+:class:`Crash` and :class:`Hang` are results whose unpickling kills the
+process (SIGSEGV) or never ends, for the tests of ``cache verify``.
 """
 import json
 import os
+import signal
 import sys
 import time
 import warnings
@@ -89,6 +93,32 @@ def mismatch(value, key=None):
     if not np.array_equal(data, expected["data"]):
         return "data differs"
     return None
+
+
+def crash_loader():
+    """Kill this process with SIGSEGV, as a segfault in an unpickler would."""
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def hang_loader(seconds):
+    time.sleep(seconds)
+
+
+class Crash:
+    """Pickles as a call of crash_loader: an entry holding one kills the process that loads it."""
+
+    def __reduce__(self):
+        return crash_loader, ()
+
+
+class Hang:
+    """Pickles as a call of hang_loader: an entry holding one takes `seconds` to load."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def __reduce__(self):
+        return hang_loader, (self.seconds,)
 
 
 # -- the worker modes ------------------------------------------------------------------
@@ -232,6 +262,17 @@ def run_open(cfg):
         json.dump(result, fileobj)
 
 
+def run_locks(cfg):
+    """Take and release the lock file cfg['lock'] in a loop, until killed."""
+    from joblite.store import EntryLock
+
+    lock = EntryLock(cfg["lock"], 3600.0, cfg["root"])
+    _ready_and_wait(cfg)
+    while True:
+        if lock.try_acquire():
+            lock.release()
+
+
 def _listdir(path):
     try:
         return os.listdir(path)
@@ -245,7 +286,8 @@ def main(argv):
     cfg = json.loads(argv[0])
     COUNTER = cfg.get("counter")
     SLOW_SECONDS = float(cfg.get("sleep", 0.0))
-    {"load": run_load, "check": run_check, "once": run_once, "open": run_open}[cfg["mode"]](cfg)
+    {"load": run_load, "check": run_check, "once": run_once, "open": run_open,
+     "locks": run_locks}[cfg["mode"]](cfg)
     return 0
 
 

@@ -1,6 +1,7 @@
 """``python -m joblite cache``: info, ls, prune, clear and verify on real ``Memory`` caches."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +15,9 @@ import joblite
 from joblite import cache_cli
 from joblite.__main__ import main
 from joblite.persistence import _Container
+
+import _memory_workers as W
+from _persistence_helpers import build
 
 # The subprocesses run the joblite under test (the checkout or the installed one), whatever their cwd.
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))
@@ -282,7 +286,7 @@ def test_verify_checks_compressed_entries_and_one_function(tmp_path, capsys):
     assert report["valid"] == 3 and len(report["corrupt"]) == 2
 
 
-def test_verify_does_not_import_the_modules_of_results(tmp_path, monkeypatch):
+def test_verify_reports_entries_whose_module_is_missing_as_not_checkable(tmp_path, monkeypatch, capsys):
     modules = tmp_path / "modules"
     modules.mkdir()
     write_module(modules, "cli_user_types", """
@@ -301,28 +305,148 @@ def test_verify_does_not_import_the_modules_of_results(tmp_path, monkeypatch):
         assert joblite.Memory(location, verbose=0).cache(cli_user_types.make_point)(3).y == -3
     finally:
         sys.modules.pop("cli_user_types", None)
-    script = textwrap.dedent(f"""
-        import json, sys
-        import joblite
-        from joblite.cache_cli import list_entries, verify_store
-        report = verify_store({str(location)!r})
-        assert "cli_user_types" not in sys.modules
-        [item] = list_entries({str(location)!r})
-        try:
-            joblite.load(item.path)
-        except Exception as exc:  # the entry needs the module to be loaded
-            assert "cli_user_types" in str(exc), exc
-        else:
-            raise SystemExit("the module of the result is importable here")
-        print(json.dumps(report))
-    """)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_PARENT] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                            cwd=tmp_path, env=env)
-    assert result.returncode == 0, result.stderr + result.stdout
+    [item] = cache_cli.list_entries(location)
+    # Where the module can be imported, the entry is loaded and valid.
+    status, report = run_json(capsys, "verify", location)
+    assert status == 0 and report["valid"] == report["checked"] == 1 and report["unchecked"] == []
+    assert "cli_user_types" not in sys.modules   # loaded in the child process only
+    # Where it cannot, the entry is reported as not checkable here, not as corrupt, and kept.
+    result = run_cli("verify", location, "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["checked"] == 1 and report["valid"] == 1 and report["corrupt"] == []
+    assert report["checked"] == 1 and report["valid"] == 0 and report["corrupt"] == []
+    [entry] = report["unchecked"]
+    assert entry["path"] == item.path and entry["error"] == "cannot check: needs module cli_user_types"
+    assert os.path.exists(item.path)
+    result = run_cli("verify", location, cwd=tmp_path)
+    assert f"not checked: {item.func_id} {item.args_id}: cannot check: needs module cli_user_types" \
+        in result.stdout
+    assert "0 valid, 0 corrupt, 1 not checkable here" in result.stdout
+    # A class that the module no longer has is reported the same way.
+    write_module(modules, "cli_user_types", "def make_point(x):\n    return None\n")
+    report = cache_cli.verify_store(location, remove=False)
+    assert [entry["error"] for entry in report["unchecked"]] == \
+        ["cannot check: needs cli_user_types.Point, which this environment's cli_user_types lacks"]
+
+
+def bomb(key):
+    return W.Crash()
+
+
+def slowpoke(key):
+    return W.Hang(60)
+
+
+def forged_array_entry():
+    """An entry whose result is numpy's _reconstruct + BUILD of an object array of 2**20 items
+    with a list of 2: recent numpys read past the list (a segfault), a checked loader refuses it."""
+    def global_(module, name):
+        return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+    reconstruct = np.ndarray.__reduce__(np.arange(1))[0]
+    array = (global_(reconstruct.__module__, reconstruct.__name__) + global_("numpy", "ndarray")
+             + b"K\x00\x85C\x01b\x87R"                          # _reconstruct(ndarray, (0,), b'b')
+             + b"(K\x01J\x00\x00\x10\x00\x85"                    # state: version 1, shape (2**20,)
+             + global_("numpy", "dtype") + b"X\x02\x00\x00\x00O8K\x00K\x01\x87R"
+             + b"(K\x03X\x01\x00\x00\x00|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK?tb"   # dtype('O')
+             + b"\x89](K\x01K\x02etb")                            # not Fortran, items [1, 2]; BUILD
+    return build(b"\x80\x05}" + array + b"\x86\x94.")
+
+
+def huge_claim_entry():
+    """A 10 KB compressed entry whose pickle stream claims 31 GiB (16 MiB chunks)."""
+    return build(np.random.default_rng(0).bytes(10_000), codecs=("none", "lz4"), pickle_codec=1,
+                 pickle_raw_length=31 << 30, chunk_size=1 << 24)
+
+
+def test_verify_survives_entries_that_crash_the_loader(tmp_path, capsys):
+    # One child process loads the entries in turn; an entry that kills it is reported
+    # (with the signal) and the next entries go to a new one.
+    location = tmp_path / "cache"
+    memory = joblite.Memory(location, verbose=0)
+    bombs = [memory.cache(bomb).call_and_shelve(key) for key in (1, 2)]
+    cached_square = memory.cache(square)
+    for x in range(200):
+        cached_square(x)
+    folder = memory.store_backend.func_dir(cached_square.func_id)
+    forged = {}
+    for args_id, data in (("00" * 16, huge_claim_entry()), ("80" * 16, forged_array_entry())):
+        os.makedirs(os.path.join(folder, args_id[:2]), exist_ok=True)
+        forged[args_id] = os.path.join(folder, args_id[:2], args_id + ".out")
+        with open(forged[args_id], "wb") as fileobj:
+            fileobj.write(data)
+    bomb_paths = {item.path for item in cache_cli.list_entries(location, bombs[0].func_id)}
+
+    report = cache_cli.verify_store(location, remove=False)
+    assert report["checked"] == 204 and report["valid"] == 200, report["corrupt"]
+    errors = {entry["path"]: entry["error"] for entry in report["corrupt"]}
+    assert set(errors) == bomb_paths | set(forged.values())
+    for path in bomb_paths:
+        assert errors[path] == f"{path}: crashed the loader (signal {int(signal.SIGSEGV)}: SIGSEGV)"
+    assert forged["00" * 16] in errors[forged["00" * 16]]   # refused, or it crashed the loader
+    crashes = sum("crashed the loader" in error for error in errors.values())
+    assert report["loader_starts"] == 1 + crashes   # one process for all, a new one after each crash
+    assert not any(entry["removed"] for entry in report["corrupt"])
+
+    status, report = run_json(capsys, "verify", location)
+    assert status == 1 and all(entry["removed"] for entry in report["corrupt"]) and len(report["corrupt"]) == 4
+    assert not any(os.path.exists(path) for path in errors)
+    assert main(["cache", "verify", str(location)]) == 0
+    assert "checked 200 entries" in capsys.readouterr().out
+    assert cached_square(7) == 49
+
+
+def test_verify_reports_an_entry_that_hangs_the_loader(tmp_path):
+    location = tmp_path / "cache"
+    memory = joblite.Memory(location, verbose=0)
+    stuck = memory.cache(slowpoke).call_and_shelve(1)
+    memory.cache(square)(3)
+    started = time.monotonic()
+    report = cache_cli.verify_store(location, remove=False, timeout=1.0)
+    assert time.monotonic() - started < 50   # not the 60 s that loading the entry takes
+    [entry] = report["corrupt"]
+    assert entry["args_id"] == stuck.args_id and "did not finish loading it within 1 s" in entry["error"]
+    assert report["valid"] == 1 and report["loader_starts"] == 2
+
+
+def test_exit_statuses_are_distinct_and_documented(tmp_path):
+    location = tmp_path / "cache"
+    make_cache(location)
+    assert run_cli("verify", location, cwd=tmp_path).returncode == 0
+    assert run_cli("prune", location, "--age-limit", "30d", cwd=tmp_path).returncode == 0
+    # 2: nothing done
+    result = run_cli("clear", location, cwd=tmp_path)   # no --yes, standard input not a terminal
+    assert result.returncode == 2 and "pass --yes" in result.stderr
+    assert run_cli("ls", location, "--limit", "x", cwd=tmp_path).returncode == 2
+    assert run_cli("verify", location, "--timeout", "0", cwd=tmp_path).returncode == 2
+    # 1: a corrupt entry
+    [item, *others] = cache_cli.list_entries(location)
+    with open(item.path, "r+b") as fileobj:
+        fileobj.truncate(100)
+    result = run_cli("verify", location, "--dry-run", cwd=tmp_path)
+    assert result.returncode == 1 and f"corrupt (not removed): {item.func_id} {item.args_id}" in result.stdout
+    # 3: an entry that cannot be read or removed (a folder where its file should be), with
+    # or without a corrupt one
+    unreadable = others[0]
+    os.remove(unreadable.path)
+    os.makedirs(os.path.join(unreadable.path, "x"))
+    for args in (["verify", "--dry-run"], ["verify"]):
+        result = run_cli(*args[:1], location, *args[1:], "--json", cwd=tmp_path)
+        assert result.returncode == 3, result.stderr
+        [error] = json.loads(result.stdout)["errors"]
+        assert error["path"] == unreadable.path and "EISDIR" in error["error"]
+    result = run_cli("prune", location, "--items-limit", "0", cwd=tmp_path)
+    assert result.returncode == 3 and f"not removed: {unreadable.func_id} {unreadable.args_id}" in result.stdout
+    assert "EISDIR" in result.stdout
+    assert [entry.path for entry in cache_cli.list_entries(location)] == [unreadable.path]
+    # documented in --help
+    for command in ("info", "ls", "prune", "clear", "verify"):
+        result = subprocess.run([sys.executable, "-m", "joblite", "cache", command, "--help"],
+                                capture_output=True, text=True, timeout=60, cwd=_PACKAGE_PARENT)
+        assert result.returncode == 0
+        help_text = " ".join(result.stdout.split())
+        for code, meaning in cache_cli.EXIT_STATUSES.items():
+            assert f"{code} {meaning}" in help_text
 
 
 @pytest.mark.parametrize("args", [["info"], ["ls", "--sort", "age"], ["prune", "--age-limit", "30d"],
@@ -417,7 +541,7 @@ def test_clear_asks_first_and_an_empty_store_is_reported(tmp_path, capsys, monke
     monkeypatch.setattr(sys, "stdin", Terminal())
     answers = []
     monkeypatch.setattr("builtins.input", lambda prompt: answers.append(prompt) or "n")
-    assert main(["cache", "clear", str(location)]) == 1
+    assert main(["cache", "clear", str(location)]) == 2
     assert "7 entries" in answers[0] and len(cache_cli.list_entries(location)) == 7
     monkeypatch.setattr("builtins.input", lambda prompt: "y")
     assert main(["cache", "clear", str(location)]) == 0

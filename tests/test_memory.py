@@ -529,6 +529,38 @@ def test_bad_arguments_name_the_value(tmp_path):
         Memory(tmp_path).cache(3)
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"lock_timeout": "abc"}, "backend_options['lock_timeout']='abc'"),
+    ({"lock_timeout": 0}, "backend_options['lock_timeout']=0 must be a finite number of seconds > 0"),
+    ({"lock_timeout": float("nan")}, "backend_options['lock_timeout']=nan"),
+    ({"lock_timeout": float("inf")}, "backend_options['lock_timeout']=inf"),
+    ({"size_check_interval": -1}, "backend_options['size_check_interval']=-1 must be a finite number of "
+                                  "seconds >= 0"),
+    ({"size_check_interval": True}, "backend_options['size_check_interval']=True"),
+    ({"lock": "no"}, "backend_options['lock']='no' must be True or False"),
+])
+def test_backend_options_are_checked_naming_the_option_and_value(tmp_path, options, message):
+    with pytest.raises(ValueError) as raised:
+        Memory(tmp_path, backend_options=options)
+    assert message in str(raised.value)
+    assert not (tmp_path / "joblite").exists()   # nothing made for a refused configuration
+
+
+def test_verbose_must_be_an_int_as_for_joblib(tmp_path):
+    with pytest.raises(TypeError, match="verbose='x' must be an int"):
+        Memory(tmp_path, verbose="x")
+    with pytest.raises(TypeError, match="verbose=0.5 must be an int"):
+        Memory(tmp_path, verbose=0).cache(add, verbose=0.5)
+    with pytest.raises(TypeError, match="verbose=None"):
+        MemorizedFunc(add, Memory(tmp_path, verbose=0).store_backend, verbose=None)
+    # What joblib's users pass: ints, bools, numpy integers; and options that were fine.
+    for verbose in (0, 1, 100, True, False, np.int64(2), -1):
+        memory = Memory(tmp_path, verbose=verbose, backend_options={"lock": True, "lock_timeout": 5,
+                                                                     "size_check_interval": 0})
+        assert memory.cache(add, verbose=verbose).func is add
+    assert Memory(tmp_path, backend_options={"lock_timeout": np.float32(2.5)}).store_backend.lock_timeout == 2.5
+
+
 def test_stale_temporaries_of_dead_processes_are_swept(tmp_path):
     memory = Memory(tmp_path, verbose=0)
     tmp = tmp_path / "joblite" / ".tmp"
@@ -715,6 +747,41 @@ def test_code_record_is_written_again_after_a_clear(tmp_path):
         assert not os.path.exists(record)
         cached(1)
         assert os.path.exists(record)
+
+
+def test_a_lock_is_released_when_the_validation_callback_raises(tmp_path):
+    calls = []
+
+    def callback(metadata):   # rejects the entry at the first lookup, raises at the second
+        calls.append(metadata)
+        if len(calls) > 1:
+            raise ValueError("callback failed")
+        return False
+
+    memory = Memory(tmp_path, verbose=0, backend_options={"lock": True, "lock_timeout": 3600})
+    memory.cache(add)(1)
+    with pytest.raises(ValueError, match="callback failed"):
+        memory.cache(add, cache_validation_callback=callback)(1)
+    assert os.listdir(tmp_path / "joblite" / ".locks") == []
+    assert memory.cache(add)(1) == 6
+
+
+def test_a_function_cleared_by_another_process_gets_its_code_record_back(tmp_path):
+    # Another process clears the function (its folder goes, code record included) while
+    # this one runs: its next entry is written under a new code record, never without one
+    # (a later process with other code would otherwise take that entry as its own).
+    memory = Memory(tmp_path, verbose=0)
+    cached = memory.cache(add)
+    cached(1)
+    folder = cached.store_backend.func_dir(cached.func_id)
+    other = Memory(tmp_path, verbose=0).store_backend   # as another process would
+    other.clear_path(cached.func_id)
+    assert not os.path.exists(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cached(2) == 7
+    assert os.path.isfile(os.path.join(folder, "func_code.json"))
+    assert cached.check_call_in_cache(2)
 
 
 def test_a_folder_that_is_not_a_store_is_never_written_or_cleared(tmp_path):

@@ -1,4 +1,6 @@
-"""``Memory``'s local store under load: many real processes, SIGKILLs, stale locks, crashed writers.
+"""``Memory``'s local store under load and faults: many real processes, SIGKILLs, stale locks,
+crashed writers, and stores that fail (a full disk, a read-only store, an entry that cannot be
+removed, a store removed while in use; tmpfs mounts and ``chattr +i``, skipped where not allowed).
 
 The workers are separate Python processes (``subprocess``, started with the
 code of tests/_memory_workers.py, importable, so nothing depends on fork);
@@ -14,6 +16,8 @@ a hang (``HANG``), and as lower bounds that follow from the lock's own rules
 (a lock that looks alive may not be broken).
 """
 import collections
+import contextlib
+import errno
 import glob
 import importlib.util
 import json
@@ -26,11 +30,13 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 
 import joblite
 from joblite import Memory
+from joblite.__main__ import main
 
 import _memory_workers as W
 
@@ -603,3 +609,271 @@ def test_writer_killed_mid_write_leaves_no_entry(tmp_path, workers):
         assert len(entries[key]) == 1
     finally:
         shutil.rmtree(location, ignore_errors=True)   # 200 MiB files: not kept in pytest's basetemp
+
+
+# -- lock files: complete or absent; a stale empty or garbled one broken at once -----------------
+def _lock_path(tmp_path, location, options, func, key):
+    """The lock file of the call func(key) in the store at `location`, through the public API."""
+    shelved = Memory(tmp_path / "scratch", verbose=0).cache(func).call_and_shelve(key)
+    backend = Memory(location, verbose=0, backend_options=options).store_backend
+    return backend.entry_lock((shelved.func_id, shelved.args_id)).path
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x13\xfe garbled"], ids=["empty", "garbled"])
+def test_an_empty_or_garbled_lock_is_broken_at_once(tmp_path, workers, content):
+    # Left by a crash between creating and writing the lock (older versions created it
+    # empty first): it names no holder, so no holder will ever refresh or release it.
+    # lock_timeout is an hour: waiting for it would be a hang.
+    location = tmp_path / "cache"
+    options = {"lock": True, "lock_timeout": 3600.0}
+    lock_path = _lock_path(tmp_path, location, options, W.slow, 12)
+    os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+    with open(lock_path, "wb") as fileobj:
+        fileobj.write(content)
+    counter = tmp_path / "counter"
+    waiter = workers.start("once", location=str(location), backend_options=options, func="slow", args=[12],
+                           counter=str(counter))
+    workers.wait(waiter, timeout=60.0)
+    report = workers.report(waiter)
+    assert report["problem"] is None and report["events"] == [], report
+    assert [pid for pid, _, _ in _counter(counter)] == [waiter.pid]
+    assert report["locks"] == [] and _listdir(os.path.dirname(lock_path)) == []
+    assert list(_assert_store_valid(location)) == [12]
+
+
+def test_lock_files_are_complete_or_absent(tmp_path, workers):
+    # A process taking and releasing one lock in a loop is SIGKILLed at random moments:
+    # whatever it leaves under the lock's name holds its pid@host, never less.
+    location = _new_store(tmp_path / "cache")
+    root = location / "joblite"
+    lock_path = root / ".locks" / "probe.lock"
+    rng = random.Random()
+    holders = 0
+    for round_ in range(25):
+        proc = workers.start("locks", location=str(location), lock=str(lock_path), root=str(root))
+        workers.wait_ready([proc])
+        time.sleep(rng.uniform(0.0, 0.03))
+        assert _sigkill(proc), Workers.log(proc)
+        try:
+            content = lock_path.read_bytes()
+        except FileNotFoundError:
+            continue
+        assert content == f"{proc.pid}@{HOST}".encode(), (round_, content)
+        holders += 1
+        # Its holder is dead: the next process breaks it at once (it does not wait).
+        assert Memory(location, verbose=0).store_backend.sweep() >= 1 and not lock_path.exists()
+    print(f"{holders} of 25 kills left a held lock")
+    leftovers = [name for name in _listdir(root / ".locks") if not name.endswith(".new")]
+    assert leftovers == [], leftovers   # temporaries ('.new') are swept after lock_timeout
+
+
+# -- store faults: the cached call returns the computed value with one CacheWarning ------------
+@contextlib.contextmanager
+def _tmpfs(folder, size):
+    """A tmpfs of `size` mounted on the new folder `folder`; skips the test where mounting is not allowed."""
+    folder.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command")
+    run = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "joblite-test", str(folder)],
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {run.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def _remount(folder, mode):
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(folder)], check=True, capture_output=True)
+
+
+def _fill(folder):
+    """Write a file in `folder` until its filesystem is full (ENOSPC); return its path."""
+    path = folder / "filler"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while True:
+            os.write(fd, bytes(1 << 16))
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)
+    return path
+
+
+@contextlib.contextmanager
+def _immutable(path):
+    """Make the folder `path` immutable (chattr +i: nothing in it can be created, renamed or removed,
+    even by root); skips the test where the filesystem or the process cannot."""
+    if shutil.which("chattr") is None:
+        pytest.skip("no chattr command")
+    run = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+    if run.returncode != 0:
+        pytest.skip(f"cannot make a folder immutable here: {run.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def _one_cache_warning(call, *expected):
+    """Run `call()`; check that it warned exactly once, with a CacheWarning holding each of `expected`."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = call()
+    messages = [f"{warning.category.__name__}: {warning.message}" for warning in caught]
+    assert len(caught) == 1 and caught[0].category is joblite.CacheWarning, messages
+    for text in expected:
+        assert text in messages[0], messages[0]
+    return value
+
+
+def _no_warning(call):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return call()
+
+
+def _args_id(tmp_path, func, key):
+    return Memory(tmp_path / "scratch", verbose=0).cache(func).call_and_shelve(key).args_id
+
+
+@pytest.mark.parametrize("lock", [False, True], ids=["no-lock", "lock"])
+def test_a_full_disk_returns_computed_values_with_one_warning(tmp_path, workers, lock):
+    options = {"lock": True, "lock_timeout": 3600.0} if lock else {}
+    with _tmpfs(tmp_path / "disk", "2m") as disk:
+        location = disk / "cache"
+        memory = Memory(location, verbose=0, backend_options=options)
+        known = memory.cache(W.compute)
+        assert W.mismatch(known(1), 1) is None   # its code record and one entry are written
+        filler = _fill(disk)
+        for cached, key in [(known, 2), (memory.cache(W.slow), 3)]:   # slow: new to the store
+            value = _one_cache_warning(lambda: cached(key), "ENOSPC", str(location))
+            assert W.mismatch(value, key) is None
+        assert W.mismatch(_no_warning(lambda: known(1)), 1) is None   # hits still work
+        # No lock and no temporary of one is left by the failed writes.
+        assert _listdir(location / "joblite" / ".locks") == []
+
+        # Space again: another process computes and stores key 3 at once (a lock
+        # left behind would make it wait lock_timeout, an hour).
+        filler.unlink()
+        counter = tmp_path / "counter"
+        proc = workers.start("once", location=str(location), backend_options=options, func="slow",
+                             args=[3], counter=str(counter))
+        workers.wait(proc, timeout=60.0)
+        report = workers.report(proc)
+        assert report["problem"] is None and report["events"] == [] and not report["was_cached"], report
+        assert [pid for pid, _, _ in _counter(counter)] == [proc.pid]
+        assert sorted(_assert_store_valid(location)) == [1, 3]
+
+
+def test_a_read_only_store_returns_computed_values_with_one_warning(tmp_path):
+    with _tmpfs(tmp_path / "disk", "8m") as disk:
+        location = disk / "cache"
+        cached = Memory(location, verbose=0).cache(W.compute)
+        for key in (1, 2, 3):
+            cached(key)
+        _remount(disk, "ro")
+        try:
+            for key in (1, 2, 3):
+                assert W.mismatch(_no_warning(lambda: cached(key)), key) is None
+            calls = {
+                "a miss": (cached, 7),
+                "a new function": (Memory(location, verbose=0).cache(W.slow), 8),
+                "lock=True": (Memory(location, verbose=0, backend_options={"lock": True}).cache(W.compute), 9),
+                "bytes_limit": (Memory(location, verbose=0, bytes_limit=1).cache(W.compute), 11),
+            }
+            for what, (func, key) in calls.items():
+                value = _one_cache_warning(lambda: func(key), "EROFS", str(location))
+                assert W.mismatch(value, key) is None, what
+            memory = Memory(location, verbose=0)
+            assert _one_cache_warning(lambda: memory.reduce_size(items_limit=0), "EROFS",
+                                      "3 of the cache entries") == []
+            assert len(memory.store_backend.get_items()) == 3
+        finally:
+            _remount(disk, "rw")
+
+
+def test_an_entry_that_cannot_be_removed_is_skipped_and_reported(tmp_path, capsys):
+    location = tmp_path / "cache"
+    memory = Memory(location, verbose=0)
+    cached = memory.cache(W.compute)
+    for key in (1, 2, 3, 4, 6, 7):
+        cached(key)
+    backend = memory.store_backend
+    items = {item.args_id: item for item in backend.get_items()}
+    stuck = items[_args_id(tmp_path, W.compute, 1)]
+    now = time.time()
+    for age, item in enumerate(sorted(items.values(), key=lambda item: item.path != stuck.path)):
+        os.utime(item.path, (now - 1000 + age, now - 1000 + age))   # the stuck entry is the oldest
+    size = max(item.size for item in items.values())
+    # A new entry in another shard folder than the stuck one.
+    key = next(key for key in range(100, 200) if key % 5
+               and _args_id(tmp_path, W.compute, key)[:2] != stuck.args_id[:2])
+    with _immutable(os.path.dirname(stuck.path)):
+        limited = Memory(location, verbose=0, bytes_limit=3 * size).cache(W.compute)
+        value = _one_cache_warning(lambda: limited(key), "EPERM", stuck.path, "bytes_limit")
+        assert W.mismatch(value, key) is None
+        left = {item.path for item in backend.get_items()}
+        assert stuck.path in left and len(left) <= 3   # others were removed in its place
+
+        removed = _one_cache_warning(lambda: memory.reduce_size(items_limit=0), "EPERM", stuck.path)
+        assert stuck.path not in {item.path for item in removed}
+        assert [item.path for item in backend.get_items()] == [stuck.path]
+
+        status = main(["cache", "prune", str(location), "--items-limit", "0", "--json"])
+        report = json.loads(capsys.readouterr().out)
+        assert status == 3 and report["removed"] == []
+        assert [entry["path"] for entry in report["errors"]] == [stuck.path]
+        assert "EPERM" in report["errors"][0]["error"]
+        assert main(["cache", "prune", str(location), "--items-limit", "0"]) == 3
+        assert f"not removed: {stuck.func_id} {stuck.args_id}" in capsys.readouterr().out
+    assert main(["cache", "prune", str(location), "--items-limit", "0"]) == 0
+    assert backend.get_items() == []
+
+
+@pytest.mark.parametrize("lock", [False, True], ids=["no-lock", "lock"])
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+def test_a_store_removed_or_replaced_while_in_use(tmp_path, how, lock):
+    location = tmp_path / "cache"
+    cached = Memory(location, verbose=0, backend_options={"lock": lock}).cache(W.compute)
+    cached(1)
+    root = location / "joblite"
+    shutil.rmtree(root)
+    if how == "replaced":
+        root.write_text("a file where the store was")
+    for key in (1, 2):   # a former hit, a new key
+        value = _one_cache_warning(lambda: cached(key), str(root))
+        assert W.mismatch(value, key) is None
+    # Not made again piecemeal (folders of entries without their tag and code records).
+    assert (root.is_file() if how == "replaced" else not root.exists())
+    assert sorted(os.listdir(location)) == (["joblite"] if how == "replaced" else [])
+    # A new Memory on the location makes the store again, or says why it cannot.
+    if how == "replaced":
+        with pytest.raises(ValueError, match=f"{root} exists and is not a folder"):
+            Memory(location, verbose=0)
+    else:
+        assert W.mismatch(_no_warning(lambda: Memory(location, verbose=0).cache(W.compute)(2)), 2) is None
+        assert sorted(_assert_store_valid(location)) == [2]
+
+
+def test_an_empty_scan_lock_does_not_stop_bytes_limit(tmp_path):
+    # A 0-byte size-scan.lock (a crash between creating and writing it) named no
+    # holder, so it was kept for 10 minutes, and no process could enforce bytes_limit.
+    location = tmp_path / "cache"
+    probe = Memory(tmp_path / "probe", verbose=0)
+    probe.cache(W.compute)(1)
+    [item] = probe.store_backend.get_items()
+    limit = 10 * item.size
+    memory = Memory(location, verbose=0, bytes_limit=limit, backend_options={"size_check_interval": 0})
+    locks = location / "joblite" / ".locks"
+    locks.mkdir()
+    (locks / "size-scan.lock").write_bytes(b"")
+    cached = memory.cache(W.compute)
+    for key in range(1, 60):
+        if key % 5:
+            cached(key)
+    total = sum(item.size for item in memory.store_backend.get_items())
+    assert total <= limit, (total, limit)
+    assert _listdir(locks) == []
