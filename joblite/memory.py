@@ -20,7 +20,7 @@ import weakref
 from . import _impl, compressors, func_inspect, persistence
 from .hashing import _cell_value, _digest_factory, hash as _hash, reduce_object
 from .store import (CacheWarning, CodeRecordMissing, describe_os_error, parse_size, register_store_backend,
-                    store_backend)
+                    store_backend, warn_not_removed)
 
 __all__ = ["Memory", "MemorizedFunc", "AsyncMemorizedFunc", "NotMemorizedFunc", "MemorizedResult",
            "NotMemorizedResult", "expires_after", "register_store_backend", "CacheWarning"]
@@ -908,7 +908,9 @@ class Memory:
         Returns
         -------
         list of CacheItemInfo
-            The entries removed.
+            The entries removed.  Entries that cannot be removed are skipped
+            (later ones are removed instead) and named in one
+            :class:`CacheWarning`.
         """
         if self.store_backend is None:
             return []
@@ -916,7 +918,9 @@ class Memory:
             bytes_limit = self.bytes_limit
         if bytes_limit is None and items_limit is None and age_limit is None:
             return []
-        return self.store_backend.reduce_size(bytes_limit, items_limit, age_limit)
+        removed, failed = self.store_backend.evict(bytes_limit, items_limit, age_limit)
+        warn_not_removed(self.location, failed, stacklevel=3)
+        return removed
 
     def eval(self, func, *args, **kwargs):
         """Return ``func(*args, **kwargs)``, through the cache."""

@@ -115,6 +115,14 @@ def describe_os_error(exc):
     return f"{where}: {reason}"
 
 
+def warn_not_removed(location, failed, stacklevel):
+    """One CacheWarning about the entries `failed` (from :meth:`StoreBackendBase.evict`), if any."""
+    if failed:
+        warnings.warn(f"{location}: {len(failed)} of the cache entries due for removal could not be "
+                      f"removed (others were removed instead); the first: {describe_os_error(failed[0][1])}",
+                      CacheWarning, stacklevel=stacklevel)
+
+
 def _naming(exc, path):
     """`exc`, or when it names no file (a failed write or close), the same error naming `path`."""
     return exc if exc.filename is not None else type(exc)(exc.errno, exc.strerror, path)
@@ -295,10 +303,7 @@ class StoreBackendBase:
             If the store cannot be listed.
         """
         removed, failed = self.evict(bytes_limit, items_limit, age_limit)
-        if failed:
-            warnings.warn(f"{self.location}: {len(failed)} of the cache entries due for removal could not "
-                          f"be removed (others were removed instead); the first: "
-                          f"{describe_os_error(failed[0][1])}", CacheWarning, stacklevel=2)
+        warn_not_removed(self.location, failed, stacklevel=3)
         return removed
 
     def evict(self, bytes_limit=None, items_limit=None, age_limit=None):

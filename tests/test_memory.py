@@ -514,6 +514,32 @@ def test_async_functions_are_cached_with_await(tmp_path):
     assert calls == [2, 2, 3]
 
 
+def test_async_calls_return_computed_values_when_the_store_fails(tmp_path):
+    calls = []
+
+    async def fetch(x):
+        calls.append(x)
+        return x * 2
+
+    memory = Memory(tmp_path, verbose=0, backend_options={"lock": True, "lock_timeout": 3600})
+    cached = memory.cache(fetch)
+    assert asyncio.run(cached(1)) == 2
+    (tmp_path / "joblite").rename(tmp_path / "elsewhere")   # the store goes while in use
+
+    async def main():
+        return [await cached(1), await cached(2), (await cached.call(3))[0],
+                (await cached.call_and_shelve(4)).get()]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert asyncio.run(main()) == [2, 4, 6, 8]
+    assert calls == [1, 1, 2, 3, 4]
+    assert [warning.category for warning in caught] == [CacheWarning] * 4   # one a call
+    assert all(str(tmp_path / "joblite") in str(warning.message) for warning in caught)
+    assert all(warning.filename == __file__ for warning in caught)
+    assert not (tmp_path / "joblite").exists()
+
+
 def test_bad_arguments_name_the_value(tmp_path):
     with pytest.raises(ValueError, match="backend='s3'"):
         Memory(tmp_path, backend="s3")

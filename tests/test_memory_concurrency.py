@@ -724,6 +724,7 @@ def _one_cache_warning(call, *expected):
         value = call()
     messages = [f"{warning.category.__name__}: {warning.message}" for warning in caught]
     assert len(caught) == 1 and caught[0].category is joblite.CacheWarning, messages
+    assert caught[0].filename == __file__   # points at the call, not into joblite
     for text in expected:
         assert text in messages[0], messages[0]
     return value
