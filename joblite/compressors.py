@@ -27,6 +27,29 @@ same bytes with any number of threads and with either kernel twin.
 
 Codecs are looked up by name in a registry (`register_compressor`); their
 modules (lz4, bz2, lzma, zstandard) are imported on first use.
+
+A reader allocates a block's raw length before it decompresses into it, so
+that length is checked against the stored bytes first (`max_raw_length`): each
+chunk takes a 4-byte size and at least one byte and holds at most one chunk
+length, and a codec with a known worst case (``max_ratio``) cannot expand one
+stored byte into more than that many.  The built-in bounds and their sources:
+
+======  =========  ==============================================================
+codec   max_ratio  source
+======  =========  ==============================================================
+lz4     255        lz4 block format: past the first 15, each byte of a match
+                   length adds at most 255 output bytes
+zlib    1032       zlib's technical details (zlib.net/zlib_tech.html): a 258-byte
+gzip               match coded in 2 bits is deflate's best case
+lzma    7100       LZMA range coder: a probability adapts by 1/32 and never
+xz                 exceeds 2017/2048, so a coded bit costs at least 0.022 bits,
+                   and a 273-byte match (the longest) takes 14 coded bits:
+                   at most 7091 bytes out per byte in (16 MiB of zeros: 6837)
+zstd    32768      RFC 8878: a 4-byte RLE block (3-byte header, 1 byte) decodes
+                   to at most 128 KiB, the largest block
+bz2     none       its run-length stages hold 16 MiB of zeros in 45 bytes;
+                   only the chunk length bounds it
+======  =========  ==============================================================
 """
 import concurrent.futures
 import importlib.util
@@ -50,8 +73,10 @@ __all__ = [
     "frame_header",
     "get_compressor",
     "iter_compressed_chunks",
+    "max_raw_length",
     "parse_compress",
     "register_compressor",
+    "verify_block",
 ]
 
 CHUNK_SIZE = 1 << 20
@@ -88,11 +113,18 @@ class CompressorBase:
     levels : range
         Valid levels; 0 is never one of them (``compress`` level 0 means no
         compression, as in joblib).
+    max_ratio : int or None
+        The most bytes that one stored byte of a stream can decompress to,
+        at worst (not on typical data).  Readers refuse a block that claims
+        more than this times its stored bytes before they allocate memory
+        for it (`max_raw_length`); a bound that is too small makes valid
+        files unreadable.  None (the default): no bound but the chunk length.
     """
 
     name = None
     default_level = None
     levels = range(1, 10)
+    max_ratio = None
 
     def compress(self, data, level):
         """Compress one chunk.
@@ -159,6 +191,7 @@ class _LZ4(CompressorBase):
     name = "lz4"
     default_level = 1
     levels = range(1, 13)
+    max_ratio = 255
 
     def compress(self, data, level):
         from lz4 import block
@@ -179,6 +212,7 @@ class _Zlib(CompressorBase):
     name = "zlib"
     default_level = 3
     wbits = 15
+    max_ratio = 1032
 
     def compress(self, data, level):
         import zlib
@@ -222,6 +256,7 @@ class _LZMA(CompressorBase):
     name = "lzma"
     default_level = 3
     format_name = "FORMAT_ALONE"
+    max_ratio = 7100
     # preset 9 decodes in about 65 MiB; a corrupted header asking for more is refused
     memlimit = 1 << 27
 
@@ -250,6 +285,7 @@ class _Zstd(CompressorBase):
     name = "zstd"
     default_level = 3
     levels = range(1, 23)
+    max_ratio = 32768
 
     def compress(self, data, level):
         import zstandard
@@ -297,8 +333,9 @@ def register_compressor(name, compressor, force=False):
         If `compressor` is not a `CompressorBase` instance.
     ValueError
         If `name` is not a non-empty str equal to ``compressor.name``, if
-        `compressor` has no valid ``default_level`` in its ``levels``, or if
-        `name` is taken and `force` is false.
+        `compressor` has no valid ``default_level`` in its ``levels``, if its
+        ``max_ratio`` is neither None nor an int >= 1, or if `name` is taken
+        and `force` is false.
     """
     if not isinstance(compressor, CompressorBase):
         raise TypeError(
@@ -316,6 +353,9 @@ def register_compressor(name, compressor, force=False):
             f"compressor {name!r}: default_level {compressor.default_level!r} is not in its levels "
             f"{compressor.levels!r}"
         )
+    ratio = compressor.max_ratio
+    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, int) or ratio < 1):
+        raise ValueError(f"compressor {name!r}: max_ratio must be None or an int >= 1, got {ratio!r}")
     if name in _COMPRESSORS and not force:
         raise ValueError(f"a compressor named {name!r} is already registered; pass force=True to replace it")
     _COMPRESSORS[name] = compressor
@@ -626,6 +666,80 @@ def compress_block(data, itemsize, name, level, chunk_size=CHUNK_SIZE, workers=2
     return frame_header([len(chunk) for chunk in chunks]) + b"".join(chunks)
 
 
+def max_raw_length(name, length, itemsize=1, chunk_size=CHUNK_SIZE):
+    """The most bytes a framed block of `length` stored bytes can decompress to.
+
+    Every chunk takes a 4-byte size entry and at least one byte, and holds at
+    most one chunk length (`chunk_length`); when the codec registered under
+    `name` has a ``max_ratio``, its chunks also hold at most that many bytes
+    per stored byte.  Readers check a block's claimed raw length against this
+    before they allocate memory for it.
+
+    Parameters
+    ----------
+    name : str
+        Codec name; an unregistered one is bounded by the chunk length only.
+    length : int
+        Stored bytes of the block, frame header included.
+    itemsize, chunk_size : int
+        As given to `compress_block`.
+
+    Returns
+    -------
+    int
+        The bound, in bytes.
+
+    Raises
+    ------
+    ValueError
+        If `itemsize` or `chunk_size` is out of range (see `chunk_length`).
+    """
+    body = max(length - 4, 0)
+    bound = body // 5 * chunk_length(itemsize, chunk_size)
+    ratio = getattr(_COMPRESSORS.get(name), "max_ratio", None)
+    return bound if ratio is None else min(bound, ratio * body)
+
+
+def _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, out):
+    """Decompress every chunk of a frame and check its length; unshuffle into `out` unless None."""
+    codec = get_compressor(name)
+    size = _int_in(itemsize, "itemsize", 1, MAX_CHUNK_SIZE)
+    step = chunk_length(size, chunk_size)
+    workers = _int_in(workers, "workers", 1, MAX_WORKERS)
+    raw_length = _int_in(raw_length, "raw_length", 0, sys.maxsize)
+    frame = _byte_view(data, "data")
+    if out is not None:
+        target = _byte_view(out, "out", writable=True)
+        if len(target) != raw_length:
+            raise ValueError(f"out holds {len(target)} bytes, but raw_length is {raw_length!r}")
+    chunks = _codec.unpack_chunks(frame, raw_length, step)
+    count = len(chunks)
+
+    def decompress_chunk(index):
+        offset, length = chunks[index]
+        start = index * step
+        expected = min(step, raw_length - start)
+        try:
+            raw = codec.decompress(frame[offset:offset + length], expected)
+        except MemoryError:
+            raise
+        except Exception as exc:  # whatever the codec raises on bad input
+            raise ValueError(
+                f"cannot decompress chunk {index} of {count} with compressor {name!r}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        got = memoryview(raw).nbytes
+        if got != expected:
+            raise ValueError(
+                f"chunk {index} of {count} decompressed by {name!r} to {got} bytes, expected {expected}"
+            )
+        if out is not None:
+            _codec.unshuffle(raw, size, target[start:start + expected])
+
+    for _ in _in_order(decompress_chunk, range(count), workers):
+        pass
+
+
 def decompress_block(data, raw_length, itemsize, name, out, chunk_size=CHUNK_SIZE, workers=2):
     """Decompress a framed block and unshuffle it straight into `out`.
 
@@ -661,37 +775,16 @@ def decompress_block(data, raw_length, itemsize, name, out, chunk_size=CHUNK_SIZ
         decompresses to another length than expected.  The message names the
         codec and the chunk.
     """
-    codec = get_compressor(name)
-    size = _int_in(itemsize, "itemsize", 1, MAX_CHUNK_SIZE)
-    step = chunk_length(size, chunk_size)
-    workers = _int_in(workers, "workers", 1, MAX_WORKERS)
-    raw_length = _int_in(raw_length, "raw_length", 0, sys.maxsize)
-    frame = _byte_view(data, "data")
-    target = _byte_view(out, "out", writable=True)
-    if len(target) != raw_length:
-        raise ValueError(f"out holds {len(target)} bytes, but raw_length is {raw_length!r}")
-    chunks = _codec.unpack_chunks(frame, raw_length, step)
-    count = len(chunks)
+    _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, out)
 
-    def decompress_chunk(index):
-        offset, length = chunks[index]
-        start = index * step
-        expected = min(step, raw_length - start)
-        try:
-            raw = codec.decompress(frame[offset:offset + length], expected)
-        except MemoryError:
-            raise
-        except Exception as exc:  # whatever the codec raises on bad input
-            raise ValueError(
-                f"cannot decompress chunk {index} of {count} with compressor {name!r}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        got = memoryview(raw).nbytes
-        if got != expected:
-            raise ValueError(
-                f"chunk {index} of {count} decompressed by {name!r} to {got} bytes, expected {expected}"
-            )
-        _codec.unshuffle(raw, size, target[start:start + expected])
 
-    for _ in _in_order(decompress_chunk, range(count), workers):
-        pass
+def verify_block(data, raw_length, itemsize, name, chunk_size=CHUNK_SIZE, workers=2):
+    """Check that a framed block decompresses to `raw_length` bytes, keeping none of them.
+
+    What `decompress_block` checks, in the memory of a few chunks: a reader
+    that cannot allocate a block's raw length tells a corrupt block (this
+    raises) from a valid one that needs more memory than there is.
+
+    Parameters and exceptions are those of `decompress_block`, without `out`.
+    """
+    _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, None)

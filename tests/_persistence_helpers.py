@@ -192,3 +192,17 @@ def program(*fragments):
         if index < len(fragments) - 1:
             body += pickle.POP
     return pickle.PROTO + bytes([5]) + body + pickle.STOP
+
+
+# -- a value whose pickle stream and array bytes both tell which version it is ------------------
+VERSION = [0]
+
+
+def versioned_value(n):
+    """``{'version': k, 'a': np.full(n, k)}`` for the `k` in ``VERSION[0]``: a cached function.
+
+    A process that writes it while another reads it (``Memory(mmap_mode='r')``)
+    sees a torn read as an array whose bytes disagree with the version in the
+    pickle stream.
+    """
+    return {"version": VERSION[0], "a": np.full(n, VERSION[0], dtype=np.int64)}

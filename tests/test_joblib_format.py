@@ -7,6 +7,7 @@ compared with what ``joblib.load`` gives for the same file.
 import contextlib
 import datetime
 import decimal
+import errno
 import io
 import os
 import pickle
@@ -104,7 +105,8 @@ def deadline(seconds):
 
 
 def load_path(path, **kwargs):
-    with open(path, "rb") as f:
+    # arrays are mapped from the file object itself: writable for 'r+'
+    with open(path, "r+b" if kwargs.get("mmap_mode") in ("r+", "w+") else "rb") as f:
         return load_joblib(f, str(path), **kwargs)
 
 
@@ -888,9 +890,19 @@ def test_r_plus_on_a_read_only_file_is_a_permission_error(tmp_path):
     assert isinstance(load_path(path, mmap_mode="r")["a"], np.memmap)
 
 
+class _FailingDisk(io.FileIO):
+    """A file whose reads fail past its first 100 bytes, as on a failing disk."""
+
+    def readinto(self, buffer):
+        if self.tell() > 100:
+            raise OSError(errno.EIO, "Input/output error", self.name)
+        return super().readinto(memoryview(buffer)[:max(1, 101 - self.tell())])
+
+
 def test_system_errors_pass_through(tmp_path):
     """An OSError is about the system, not the file's content: it is not a JoblibFormatError."""
-    path = dump({"a": np.arange(4.0)}, tmp_path / "x.pkl")
-    with open(path, "rb") as f:
-        with pytest.raises(FileNotFoundError):
-            load_joblib(f, str(tmp_path / "moved-away.pkl"), mmap_mode="r")
+    path = dump({"a": np.arange(1000.0)}, tmp_path / "x.pkl")
+    with _FailingDisk(path) as f:
+        with pytest.raises(OSError) as info:
+            load_joblib(f, str(path))
+    assert info.value.errno == errno.EIO and not isinstance(info.value, JoblibFormatError)
