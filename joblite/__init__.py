@@ -18,7 +18,7 @@ _LAZY = {
     "dumps": "persistence",
     "loads": "persistence",
     "CorruptFileError": "persistence",
-    "UnsafeLoadError": "_unpickle",
+    "UnsafeLoadError": "_safe_unpickle",
     "register_compressor": "compressors",
     "CompressorBase": "compressors",
     "Memory": "memory",

@@ -30,14 +30,13 @@ import json
 import math
 import numbers
 import os
-import pickle
 import re
 import shutil
 import threading
 import time
 import warnings
 
-from . import persistence
+from . import _safe_unpickle, persistence
 from ._owners import HOST, pid_alive
 
 __all__ = ["CacheWarning", "CacheItemInfo", "StoreBackendBase", "FileSystemStoreBackend",
@@ -835,8 +834,8 @@ class FileSystemStoreBackend(StoreBackendBase):
         signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
         known = self._streams.get(path)
         if known is not None and known[0] == signature:
-            # The same file as last time: its verified stream, unpickled afresh.
-            pair = pickle.loads(known[1])
+            # The same file as last time: its verified stream, unpickled afresh (as load does).
+            pair = _safe_unpickle.load_stream(known[1], (), None, path)
         else:
             keep = []
             try:

@@ -30,7 +30,7 @@ from joblite._joblib_format import (  # noqa: E402
     detect,
     load_joblib,
 )
-from joblite._unpickle import UnsafeLoadError, resolve_allowed  # noqa: E402
+from joblite._safe_unpickle import UnsafeLoadError, resolve_allowed  # noqa: E402
 
 try:
     import lz4.frame  # noqa: F401
