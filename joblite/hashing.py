@@ -14,6 +14,8 @@ import enum
 import fractions
 import functools
 import hashlib
+import itertools
+import operator
 import pathlib
 import sys
 import types
@@ -22,10 +24,19 @@ from collections import OrderedDict, defaultdict
 
 from . import _impl
 
-__all__ = ["hash", "Hasher", "HASH_NAMES", "FORMAT_VERSION"]
+__all__ = ["hash", "Hasher", "HashLimitError", "HASH_NAMES", "FORMAT_VERSION", "MAX_DEPTH",
+           "MAX_REDUCTIONS"]
 
 #: Version of the canonical encoding; part of every hashed stream.
 FORMAT_VERSION = _impl.hasher.FORMAT_VERSION
+
+#: Default ``max_depth``: containers and objects that may enclose one another.
+MAX_DEPTH = _impl.hasher.MAX_DEPTH
+
+#: Default ``max_reductions``: objects that one hash may reduce to records.
+MAX_REDUCTIONS = _impl.hasher.MAX_REDUCTIONS
+
+HashLimitError = _impl.hasher.HashLimitError
 
 #: Accepted values of ``hash_name``, the first is the default.
 HASH_NAMES = ("xxh3_128", "xxh3_64", "md5", "sha1", "sha256", "blake2b")
@@ -35,16 +46,49 @@ _handler_cache = {}
 _HANDLER_CACHE_MAX = 4096
 
 
+_factories = {}  # hash name -> digest constructor, filled at first use
+
+
 def _digest_factory(hash_name):
+    try:
+        return _factories[hash_name]
+    except (KeyError, TypeError):  # first use, or not a name at all
+        pass
     if hash_name == "xxh3_128" or hash_name == "xxh3_64":
         import xxhash
 
-        return getattr(xxhash, hash_name)
-    if hash_name in HASH_NAMES:
-        return functools.partial(hashlib.new, hash_name)
-    raise ValueError(
-        f"hash_name={hash_name!r} is not supported; choose one of {', '.join(HASH_NAMES)}"
-    )
+        factory = getattr(xxhash, hash_name)
+    elif hash_name in HASH_NAMES:
+        factory = functools.partial(hashlib.new, hash_name)
+    else:
+        raise ValueError(
+            f"hash_name={hash_name!r} is not supported; choose one of {', '.join(HASH_NAMES)}"
+        )
+    _factories[hash_name] = factory
+    return factory
+
+
+def _check_limit(name, value):
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a positive integer, got {value!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _kernel(hash_name, max_depth, max_reductions, kernels=None):
+    """A new stream kernel of the active twin (or of `kernels`), its limits checked."""
+    kernels = kernels or _impl.hasher
+    max_depth = _check_limit("max_depth", max_depth)
+    max_reductions = _check_limit("max_reductions", max_reductions)
+    policy = reduce_object
+    if max_reductions != MAX_REDUCTIONS:
+        policy = functools.partial(reduce_object, max_items=max_reductions)
+    return kernels.StreamHasher(_digest_factory(hash_name), policy, max_depth, max_reductions)
 
 
 class Hasher:
@@ -59,11 +103,26 @@ class Hasher:
     hash_name : {'xxh3_128', 'xxh3_64', 'md5', 'sha1', 'sha256', 'blake2b'}, optional
         The digest algorithm.  ``xxh3_*`` come from the ``xxhash`` package,
         the others from :mod:`hashlib`.  Default ``'xxh3_128'``.
+    max_depth : int, optional, keyword-only
+        Bound on the nesting of each object passed to :meth:`update`: the
+        most containers and objects that may enclose one another, default
+        :data:`MAX_DEPTH` (100,000).  See :func:`hash`.
+    max_reductions : int, optional, keyword-only
+        Bound on the objects that each :meth:`update` may reduce to records,
+        default :data:`MAX_REDUCTIONS` (10,000,000).  See :func:`hash`.
+
+    Attributes
+    ----------
+    hash_name : str
+    max_depth, max_reductions : int
+        The values given.
 
     Raises
     ------
     ValueError
-        If `hash_name` is not one of the choices above.
+        If `hash_name` is not one of the choices above, or a limit is below 1.
+    TypeError
+        If a limit is not an integer.
 
     See Also
     --------
@@ -75,11 +134,13 @@ class Hasher:
     (see the hash format page of the documentation).
     """
 
-    __slots__ = ("hash_name", "_kernel")
+    __slots__ = ("hash_name", "max_depth", "max_reductions", "_kernel")
 
-    def __init__(self, hash_name="xxh3_128"):
+    def __init__(self, hash_name="xxh3_128", *, max_depth=MAX_DEPTH, max_reductions=MAX_REDUCTIONS):
+        self._kernel = _kernel(hash_name, max_depth, max_reductions)
         self.hash_name = hash_name
-        self._kernel = _impl.hasher.StreamHasher(_digest_factory(hash_name), reduce_object)
+        self.max_depth = operator.index(max_depth)
+        self.max_reductions = operator.index(max_reductions)
 
     def update(self, obj):
         """Feed the canonical encoding of `obj`.
@@ -100,7 +161,17 @@ class Hasher:
             If an object inside `obj` cannot be hashed (a generator, an open
             file, a lock, an object whose ``__reduce_ex__`` raises); the message
             names its type and its path inside `obj`, e.g. ``obj[1]['gen']``.
-            The hasher is left as it was before the call.
+        RuntimeError
+            If a list, dict or set inside `obj` is changed while it is hashed
+            (by code that hashing runs; by another thread, when the change
+            alters its size); the message names its path.  Also if `update` is called while another call of
+            this hasher runs (from code that it runs, or from another thread).
+        HashLimitError
+            If `obj` is nested deeper than `max_depth`, or hashing it needs
+            more than `max_reductions` reductions.
+
+        After any of these errors the hasher is left as it was before the
+        call.
         """
         self._kernel.update(obj)
         return self
@@ -114,7 +185,8 @@ class Hasher:
         return self._kernel.hexdigest()
 
 
-def hash(obj, hash_name="xxh3_128", coerce_mmap=False):
+def hash(obj, hash_name="xxh3_128", coerce_mmap=False, *, max_depth=MAX_DEPTH,
+         max_reductions=MAX_REDUCTIONS):
     """Return a digest of `obj` that depends only on its value.
 
     Equal values give equal digests, in any process, run, ``PYTHONHASHSEED``
@@ -126,13 +198,27 @@ def hash(obj, hash_name="xxh3_128", coerce_mmap=False):
     Parameters
     ----------
     obj : object
-        The object to hash.  Containers may nest to any depth and refer to
-        themselves.
+        The object to hash.  Containers may refer to themselves, and nest as
+        deep as `max_depth`.
     hash_name : {'xxh3_128', 'xxh3_64', 'md5', 'sha1', 'sha256', 'blake2b'}, optional
         The digest algorithm, default ``'xxh3_128'`` (32 hex characters).
     coerce_mmap : bool, optional
         Kept for compatibility with ``joblib.hash``; it has no effect, since
         an ``np.memmap`` always hashes like the ndarray with the same values.
+    max_depth : int, optional, keyword-only
+        The most containers (``list``, ``tuple``, ``dict``, ``set``,
+        ``frozenset``) and reduced objects that may enclose one another in
+        `obj`: one per step of the path of the innermost one, e.g. 3 for
+        ``obj[0][1][2]``.  An object reduced through ``__reduce_ex__``
+        usually counts 2 (its record and its state dict).  Default
+        :data:`MAX_DEPTH`, 100,000.
+    max_reductions : int, optional, keyword-only
+        The most objects that hashing `obj` may reduce to canonical records:
+        every object that is not a built-in scalar or one of the containers
+        above counts one (an array, a ``datetime``, a function, an object
+        reduced through ``__reduce_ex__``...).  It also bounds the items of
+        any one ``listitems`` or ``dictitems`` iterator that ``__reduce_ex__``
+        returns.  Default :data:`MAX_REDUCTIONS`, 10,000,000.
 
     Returns
     -------
@@ -143,26 +229,47 @@ def hash(obj, hash_name="xxh3_128", coerce_mmap=False):
     Raises
     ------
     ValueError
-        If `hash_name` is not one of the choices.
+        If `hash_name` is not one of the choices, or a limit is below 1.
     TypeError
         If some object inside `obj` cannot be hashed; the message names its
-        type and path, e.g. ``obj[1]['gen']``.
+        type and path, e.g. ``obj[1]['gen']``.  Also if a limit is not an
+        integer.
+    RuntimeError
+        If a list, dict or set inside `obj` is changed while it is hashed
+        (by a ``__reduce__``, ``__getstate__`` or property that hashing
+        calls; by another thread, when the change alters its size); the
+        message names its path, e.g. ``dict at obj['key'][3] changed during
+        hashing``.
+    HashLimitError
+        If `obj` is nested deeper than `max_depth` or needs more than
+        `max_reductions` reductions, e.g. an object whose ``__reduce__``
+        returns a new object that reduces to a new one, without end.  A
+        subclass of :class:`RecursionError`; the message names the path and
+        the limit to raise.
 
     Notes
     -----
     The hashed byte stream is format version :data:`FORMAT_VERSION`,
-    specified on the hash format page of the documentation.
+    specified on the hash format page of the documentation.  The limits do
+    not change digests: an object hashes the same under any limits that let
+    it be hashed.
     """
-    kernel = _impl.hasher.StreamHasher(_digest_factory(hash_name), reduce_object)
+    if max_depth is MAX_DEPTH and max_reductions is MAX_REDUCTIONS:
+        # The common call, kept short (small arguments are hashed at every cached call).
+        kernel = _impl.hasher.StreamHasher(_digest_factory(hash_name), reduce_object)
+    else:
+        kernel = _kernel(hash_name, max_depth, max_reductions)
     kernel.update(obj)
     return kernel.hexdigest()
 
 
-def hash_with_twin(twin, obj, hash_name="xxh3_128", root="obj"):
+def hash_with_twin(twin, obj, hash_name="xxh3_128", root="obj", *, max_depth=MAX_DEPTH,
+                   max_reductions=MAX_REDUCTIONS):
     """Hash `obj` with one named twin (``'ext'`` or ``'pure'``), for tests and benchmarks."""
-    kernel = _impl.get_twin(twin)["_hasher"].StreamHasher(_digest_factory(hash_name), reduce_object)
+    kernel = _kernel(hash_name, max_depth, max_reductions, _impl.get_twin(twin)["_hasher"])
     kernel.update(obj, root)
     return kernel.hexdigest()
+
 
 
 # -- policy: canonical records for the types the kernel does not encode --------------
@@ -338,7 +445,15 @@ def _reduce_path(path):
     return _record("pathlib." + type(path).__name__, (str(path),))
 
 
-def _reduce_generic(obj):
+def _take(iterator, max_items, what):
+    """The items of `iterator`, a list; ValueError past `max_items` (an endless iterator)."""
+    items = list(itertools.islice(iterator, max_items + 1))
+    if len(items) > max_items:
+        raise ValueError(f"its {what} iterator yields more than max_reductions={max_items} items")
+    return items
+
+
+def _reduce_generic(obj, max_items):
     """Any other object, reduced as pickle reduces it: ``copyreg.dispatch_table``, else ``__reduce_ex__(4)``."""
     reducer = copyreg.dispatch_table.get(type(obj))
     reduced = reducer(obj) if reducer is not None else obj.__reduce_ex__(4)
@@ -348,8 +463,8 @@ def _reduce_generic(obj):
     if not isinstance(reduced, tuple) or not 2 <= len(reduced) <= 6:
         raise TypeError(f"__reduce_ex__ returned {type(reduced).__qualname__}, not a tuple of 2 to 6 items")
     func, args, state, listitems, dictitems = (tuple(reduced) + (None,) * 4)[:5]
-    listitems = None if listitems is None else list(listitems)
-    dictitems = None if dictitems is None else dict(dictitems)
+    listitems = None if listitems is None else _take(listitems, max_items, "listitems")
+    dictitems = None if dictitems is None else dict(_take(dictitems, max_items, "dictitems"))
     return _record(
         _qualified_name(type(obj)),
         (func, args, state, listitems, dictitems),
@@ -513,13 +628,16 @@ def _find_handler(cls):
     return _reduce_generic
 
 
-def reduce_object(obj):
+def reduce_object(obj, max_items=MAX_REDUCTIONS):
     """Policy callback of the kernel: the canonical record or array description of `obj`.
 
     Parameters
     ----------
     obj : object
         An object whose type the kernel does not encode itself.
+    max_items : int, optional
+        The most items taken from a ``listitems`` or ``dictitems`` iterator
+        that ``__reduce_ex__`` returns: the hasher's ``max_reductions``.
 
     Returns
     -------
@@ -541,5 +659,7 @@ def reduce_object(obj):
         if len(_handler_cache) >= _HANDLER_CACHE_MAX:
             _handler_cache.clear()
         _handler_cache[cls] = handler
+    if handler is _reduce_generic:
+        return handler(obj, max_items)
     return handler(obj)
 

@@ -12,6 +12,7 @@ import decimal
 import enum
 import fractions
 import functools
+import itertools
 import json
 import math
 import os
@@ -29,7 +30,7 @@ import pytest
 
 import joblite
 from joblite import Hasher, hash
-from joblite.hashing import FORMAT_VERSION, HASH_NAMES
+from joblite.hashing import FORMAT_VERSION, HASH_NAMES, HashLimitError
 
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))
 
@@ -885,6 +886,387 @@ def test_deep_nesting_error_reports_the_full_path():
         hash(deep)
     assert "obj" + "[0]" * 10_000 in str(excinfo.value)
     assert hash(_deep(lambda x: [x])) == hash(_deep(lambda x: [x]))
+
+
+# -- containers changed while they are hashed ------------------------------------------
+class Meddler:
+    """Runs `action` when hashing reduces it; reduces to a record that does not depend on it."""
+
+    def __init__(self, action):
+        self.action = action
+
+    def __reduce__(self):
+        self.action()
+        return (Meddler, (None,))
+
+
+def _dict_emptied():
+    d = {"a": None, "b": 2, "c": 3}
+    d["a"] = Meddler(d.clear)
+    return {"key": [0, 1, 2, d]}, "dict at obj['key'][3] changed during hashing (3 items when entered, 0 now)"
+
+
+def _list_grown():
+    lst = [1, None]
+    lst[1] = Meddler(lambda: lst.append(3))
+    return (lst,), "list at obj[0] changed during hashing (2 items when entered, 3 now)"
+
+
+def _list_shrunk():
+    lst = [None, 2, 3]
+    lst[0] = Meddler(lst.pop)
+    return lst, "list at obj changed during hashing (3 items when entered, 2 now)"
+
+
+def _list_item_replaced():
+    lst = [None, "b"]
+    lst[0] = Meddler(lambda: lst.__setitem__(0, "a"))  # drops the list's reference to the meddler
+    return [lst], "list at obj[0] changed during hashing (items replaced or reordered)"
+
+
+def _later_list_item_replaced():
+    lst = [None, "b", "c"]
+    lst[0] = Meddler(lambda: lst.__setitem__(2, "z"))
+    return lst, "list at obj changed during hashing (items replaced or reordered)"
+
+
+def _dict_value_replaced():
+    d = {"x": None, "y": "old"}
+    d["x"] = [Meddler(lambda: d.__setitem__("y", "new"))]
+    return d, "dict at obj changed during hashing (items replaced or reordered)"
+
+
+def _mixed_key_dict_key_removed():
+    d = {1: None, "k": 2}
+    d[1] = Meddler(lambda: d.pop("k"))
+    return [d], "dict at obj[0] changed during hashing (2 items when entered, 1 now)"
+
+
+def _dict_reordered():
+    d = {"a": None, "b": 1}
+    d["a"] = Meddler(lambda: d.__setitem__("a", d.pop("a")))  # same items, another order
+    return d, "dict at obj changed during hashing (items replaced or reordered)"
+
+
+def _set_changed_same_size():
+    s = {1, "a"}
+    s.add(Meddler(lambda: (s.discard(1), s.add(2))))
+    return {"s": s}, "set at obj['s'] changed during hashing (items replaced or reordered)"
+
+
+def _set_cleared():
+    s = {1, "a"}
+    s.add(Meddler(s.clear))
+    return [s], "set at obj[0] changed during hashing (3 items when entered, 0 now)"
+
+
+def _attribute_dict_changed():
+    obj = Plain()
+    obj.first = Meddler(lambda: setattr(obj, "second", 2))
+    obj.second = 1
+    return obj, "dict at obj.__reduce_ex__(4)[2] changed during hashing (items replaced or reordered)"
+
+
+def _outer_list_changed_deep_inside():
+    outer = [1, None, 3]
+    outer[1] = {"k": (Item("i", [Meddler(outer.clear)]),)}
+    return outer, "list at obj changed during hashing (3 items when entered, 0 now)"
+
+
+CHANGES = [_dict_emptied, _list_grown, _list_shrunk, _list_item_replaced, _later_list_item_replaced,
+           _dict_value_replaced, _mixed_key_dict_key_removed, _dict_reordered, _set_changed_same_size,
+           _set_cleared, _attribute_dict_changed, _outer_list_changed_deep_inside]
+
+
+@pytest.mark.parametrize("change", CHANGES, ids=[change.__name__.strip("_") for change in CHANGES])
+def test_container_changed_during_hashing_raises_runtime_error_naming_its_path(change):
+    obj, message = change()
+    hasher = Hasher().update("before")
+    with pytest.raises(RuntimeError) as excinfo:
+        hasher.update(obj)
+    assert str(excinfo.value) == message
+    # the hasher is as it was: the failed update left nothing in it
+    assert hasher.update("after").hexdigest() == Hasher().update("before").update("after").hexdigest()
+
+
+SELF_REPLACING = r'''
+import gc, json, joblite
+
+class Replacer:
+    """Replaces itself where it is held: then only the hasher refers to it."""
+    def __init__(self, home, key, remove=False):
+        self.home, self.key, self.remove = home, key, remove
+    def __reduce__(self):
+        if self.remove:
+            del self.home[self.key]
+        else:
+            self.home[self.key] = [object() for _ in range(50)]
+        gc.collect()
+        return (Replacer, (None, None))
+
+def in_list(remove):
+    lst = [None, "x", 2.5]
+    lst[0] = Replacer(lst, 0, remove)
+    return lst
+
+def in_dict(remove):
+    d = {"a": None, "b": [1]}
+    d["a"] = Replacer(d, "a", remove)
+    return {"outer": d}
+
+class Holder:
+    """Reduced through object.__reduce_ex__: its state is its __dict__ itself."""
+
+def in_state(remove):
+    holder = Holder()
+    holder.child = Replacer(holder.__dict__, "child", remove)
+    holder.other = 1
+    return [holder]
+
+results = []
+for build in (in_list, in_dict, in_state):
+    for remove in (False, True):
+        obj = build(remove)
+        try:
+            joblite.hash(obj)
+            results.append("no error")
+        except RuntimeError as exc:
+            results.append(str(exc))
+        del obj
+        gc.collect()
+print(json.dumps(results))
+'''
+
+
+def test_object_replacing_itself_while_reduced_does_not_crash():
+    # Run in a child: a use-after-free would kill the test runner.
+    results = json.loads(_run_python(SELF_REPLACING))
+    state = "obj[0].__reduce_ex__(4)[2]"
+    assert results == [
+        "list at obj changed during hashing (items replaced or reordered)",
+        "list at obj changed during hashing (3 items when entered, 2 now)",
+        "dict at obj['outer'] changed during hashing (items replaced or reordered)",
+        "dict at obj['outer'] changed during hashing (2 items when entered, 1 now)",
+        f"dict at {state} changed during hashing (items replaced or reordered)",
+        f"dict at {state} changed during hashing (2 items when entered, 1 now)",
+    ]
+
+
+THREAD_CHANGING = r"""
+import json, threading, joblite
+
+def fill():  # items big enough that a sha256 update releases the GIL
+    return [bytes(20_000), bytearray(30_000), "s" * 20_000, {"k": [b"x" * 20_000]}, 1.5, 7]
+
+shared = fill()
+stop = threading.Event()
+
+def change():
+    while not stop.is_set():
+        shared[:] = fill()  # the old items are freed
+        shared.append(bytearray(40_000))
+        try:
+            shared[-1].extend(bytes(10_000))  # moves its buffer, unless it is being hashed
+        except BufferError:
+            pass
+        del shared[:2]
+
+outcomes = {"digest": 0, "RuntimeError": 0}
+thread = threading.Thread(target=change)
+thread.start()
+try:
+    for _ in range(2000):
+        try:
+            joblite.hash([shared, shared], hash_name="sha256")
+            outcomes["digest"] += 1
+        except RuntimeError:
+            outcomes["RuntimeError"] += 1
+finally:
+    stop.set()
+    thread.join()
+print(json.dumps(outcomes))
+"""
+
+
+def test_hashing_an_object_that_another_thread_changes_never_crashes():
+    # In a child: a use-after-free would kill the test runner.
+    outcomes = json.loads(_run_python(THREAD_CHANGING))
+    assert sum(outcomes.values()) == 2000
+
+
+def test_containers_changed_before_being_entered_or_after_being_left_hash_as_seen():
+    later = [1]
+    seen_later = hash([Meddler(lambda: None), [1, 2]])
+    assert hash([Meddler(lambda: later.append(2)), later]) == seen_later
+    earlier = {"k": 1}
+    seen_earlier = hash([{"k": 1}, Meddler(lambda: None)])
+    assert hash([earlier, Meddler(lambda: earlier.clear())]) == seen_earlier
+    assert earlier == {}
+
+
+def test_update_called_by_code_that_hashing_runs_is_refused():
+    hasher = Hasher()
+    with pytest.raises(TypeError, match=r"at obj\[0\]: update\(\) was called while this hasher is already hashing"):
+        hasher.update([Meddler(lambda: hasher.update(1))])
+    assert hasher.update(2).hexdigest() == Hasher().update(2).hexdigest()
+
+
+# -- bounds on the object graph --------------------------------------------------------
+class Unfolding:
+    """Reduces to a new object of its kind, without end (each one nested in the last)."""
+
+    def __reduce__(self):
+        return (Unfolding, (), {"next": Unfolding()})
+
+
+class Branching:
+    """Reduces to two new objects of its kind until `depth` is 0: 2**depth objects in all."""
+
+    def __init__(self, depth):
+        self.depth = depth
+
+    def __reduce__(self):
+        children = [Branching(self.depth - 1), Branching(self.depth - 1)] if self.depth else []
+        return (Branching, (0,), {"children": children})
+
+
+class EndlessItems(list):
+    """A list subclass whose reduction yields items without end."""
+
+    def __reduce_ex__(self, protocol):
+        return (EndlessItems, (), None, itertools.count())
+
+
+class ManyItems(list):
+    def __reduce_ex__(self, protocol):
+        return (ManyItems, (), None, iter(range(1000)))
+
+
+def test_default_limits():
+    assert joblite.hashing.MAX_DEPTH == 100_000
+    assert joblite.hashing.MAX_REDUCTIONS == 10_000_000
+    hasher = Hasher()
+    assert (hasher.max_depth, hasher.max_reductions) == (100_000, 10_000_000)
+    assert issubclass(HashLimitError, RecursionError)
+
+
+def test_object_unfolding_without_end_raises_hash_limit_error():
+    with pytest.raises(HashLimitError) as excinfo:
+        hash(Unfolding())
+    exc = excinfo.value
+    step = ".__reduce_ex__(4)[2]['next']"
+    # a record and its state dict per object: MAX_DEPTH open containers and records
+    assert exc.path == "obj" + step * (joblite.hashing.MAX_DEPTH // 2)
+    assert (exc.limit, exc.value) == ("max_depth", joblite.hashing.MAX_DEPTH)
+    message = str(exc)
+    assert message.startswith("cannot hash object of type 'Unfolding' at obj.__reduce_ex__(4)[2]['next']")
+    assert "<...99977 steps...>" in message and len(message) < 1000
+    assert message.endswith("nested deeper than max_depth=100000 containers and objects; "
+                            "pass a larger max_depth to hash it")
+    assert isinstance(exc, RecursionError)
+
+
+def test_max_depth_counts_containers_and_records():
+    nested = _deep(lambda x: [x], depth=50)
+    assert hash(nested, max_depth=50) == hash(nested)
+    with pytest.raises(HashLimitError) as excinfo:
+        hash(nested, max_depth=49)
+    assert excinfo.value.path == "obj" + "[0]" * 49
+    assert str(excinfo.value) == (
+        "cannot hash object of type 'list' at obj" + "[0]" * 11 + "<...26 steps...>" + "[0]" * 12
+        + ": nested deeper than max_depth=49 containers and objects; pass a larger max_depth to hash it")
+    # an ordinary object opens its record and its state dict: 2 per object; the
+    # deepest point is the class in the innermost one's argument tuple (1 more)
+    chain = _deep(lambda x: Plain(x), depth=10)
+    assert hash(chain, max_depth=2 * 10 + 1) == hash(chain)
+    with pytest.raises(HashLimitError) as excinfo:
+        hash(chain, max_depth=2 * 10)
+    assert excinfo.value.path == "obj" + ".__reduce_ex__(4)[2]['a0']" * 9 + ".__reduce_ex__(4)[1][0]"
+
+
+def test_max_reductions_counts_every_reduced_object():
+    day = datetime.date(2024, 1, 1)
+    days = [day] * 100  # each occurrence is reduced
+    assert hash(days, max_reductions=100) == hash(days)
+    with pytest.raises(HashLimitError) as excinfo:
+        hash(days, max_reductions=99)
+    assert str(excinfo.value) == (
+        "cannot hash object of type 'date' at obj[99]: more than max_reductions=99 objects to reduce "
+        "(an object graph that unfolds without end?); pass a larger max_reductions to hash it")
+    assert (excinfo.value.path, excinfo.value.limit, excinfo.value.value) == ("obj[99]", "max_reductions", 99)
+    # 2**20 objects, 21 deep: the count stops it long before the end
+    with pytest.raises(HashLimitError, match="max_reductions=10000"):
+        hash(Branching(20), max_reductions=10_000)
+
+
+def test_reduce_iterators_are_bounded_by_max_reductions():
+    with pytest.raises(TypeError, match=r"at obj\[0\]: its listitems iterator yields more than "
+                                        r"max_reductions=10000000 items"):
+        hash([EndlessItems()])
+    with pytest.raises(TypeError, match="yields more than max_reductions=999 items"):
+        hash(ManyItems(), max_reductions=999)
+    assert hash(ManyItems(), max_reductions=1000) == hash(ManyItems())
+
+
+def test_limits_apply_to_each_update():
+    day = datetime.date(2024, 1, 1)
+    hasher = Hasher(max_depth=3, max_reductions=2)
+    hasher.update([[1]]).update([[[2]]]).update([day, day])
+    expected = Hasher().update([[1]]).update([[[2]]]).update([day, day]).hexdigest()
+    assert hasher.hexdigest() == expected
+    with pytest.raises(HashLimitError):
+        hasher.update([[[[3]]]])
+    with pytest.raises(HashLimitError):
+        hasher.update([day] * 3)
+    assert hasher.hexdigest() == expected
+
+
+def test_limits_do_not_change_digests_and_joblib_signature_still_works():
+    obj = {"a": [1, (2.5, "x")], "b": np.arange(4), "c": datetime.date(2024, 1, 1)}
+    digest = hash(obj)
+    assert hash(obj, max_depth=3, max_reductions=2) == digest
+    assert hash(obj, "md5", False) == hash(obj, hash_name="md5", coerce_mmap=True)
+    assert Hasher("sha1", max_depth=10).update(obj).hexdigest() == hash(obj, "sha1")
+    with pytest.raises(TypeError):
+        hash(obj, "md5", False, 10)  # the limits are keyword-only
+    with pytest.raises(TypeError):
+        Hasher("md5", 10)
+
+
+@pytest.mark.parametrize("name", ["max_depth", "max_reductions"])
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-5, ValueError), (1.5, TypeError), ("10", TypeError),
+                                        (True, TypeError), (None, TypeError)])
+def test_bad_limits_raise_naming_the_option(name, bad, error):
+    message = f"{name} must be a positive integer, got {bad!r}"
+    with pytest.raises(error, match=re.escape(message)):
+        hash(1, **{name: bad})
+    with pytest.raises(error, match=re.escape(message)):
+        Hasher(**{name: bad})
+
+
+def test_numpy_integers_are_accepted_as_limits():
+    assert hash([1], max_depth=np.int64(1), max_reductions=np.uint8(1)) == hash([1])
+
+
+def test_hash_limit_error_pickles_with_its_attributes():
+    import pickle
+
+    with pytest.raises(HashLimitError) as excinfo:
+        hash([[1]], max_depth=1)
+    copy = pickle.loads(pickle.dumps(excinfo.value))
+    assert type(copy) is HashLimitError
+    assert (str(copy), copy.path, copy.limit, copy.value) == (
+        str(excinfo.value), "obj[0]", "max_depth", 1)
+
+
+def test_default_limits_admit_deep_and_large_real_data(pd):
+    # joblib.hash fails at a few hundred nested lists; the default admits 100,000
+    assert re.fullmatch(r"[0-9a-f]{32}", hash(_deep(lambda x: [x], depth=joblite.hashing.MAX_DEPTH)))
+    with pytest.raises(HashLimitError):
+        hash(_deep(lambda x: [x], depth=joblite.hashing.MAX_DEPTH + 1))
+    frame = pd.DataFrame({"x": np.arange(1000.0), "when": [datetime.date(2024, 1, 1 + i % 28) for i in range(1000)],
+                          "tag": pd.Categorical(["a", "b"] * 500)})
+    assert hash(frame) == hash(frame.copy())
 
 
 # -- bad input --------------------------------------------------------------------

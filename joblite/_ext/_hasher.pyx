@@ -5,14 +5,21 @@ walked iteratively in C (an explicit stack of frames); scalars are written
 straight into a fixed-size buffer that is fed to the digest when full; array
 buffers go to the digest without copies, and non-contiguous arrays are
 gathered in bounded chunks by a cache-blocked copy that runs without the GIL.
+
+Whatever the walk uses while Python code can run (the policy and what it
+calls, a digest's ``update`` that releases the GIL, the garbage collector) is
+held by a strong reference: an item of a live ``list`` is read into a local
+(a float's or int's value is read before anything can run), everything else
+comes from tuples and from copies that the frames own; a ``bytearray`` is
+read through an exported buffer, which cannot be resized.  Lists, dicts and
+sets are guarded against changes as in the pure twin (see its docstring).
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyObject_GetBuffer, PyBuffer_Release
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.complex cimport PyComplex_ImagAsDouble, PyComplex_RealAsDouble
-from cpython.dict cimport PyDict_Keys, PyDict_Size, PyDict_Values
+from cpython.dict cimport PyDict_Keys, PyDict_Next, PyDict_Size, PyDict_Values
 from cpython.float cimport PyFloat_AS_DOUBLE
-from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.list cimport PyList_AsTuple, PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
@@ -27,6 +34,12 @@ cdef extern from "Python.h":
     int PyList_Sort(object lst) except -1
     void PyErr_Clear()
     int PyBUF_READ
+    # Borrowed-pointer forms of the macros: no reference counting in the hot loop.
+    Py_ssize_t list_size "PyList_GET_SIZE"(PyObject *lst) noexcept
+    PyObject *list_item "PyList_GET_ITEM"(PyObject *lst, Py_ssize_t i) noexcept
+    double float_value "PyFloat_AS_DOUBLE"(PyObject *f) noexcept
+    long long long_value "PyLong_AsLongLongAndOverflow"(PyObject *n, int *overflow) noexcept
+    PyObject *type_of "Py_TYPE"(PyObject *o) noexcept
 
 cdef extern from *:
     """
@@ -35,10 +48,23 @@ cdef extern from *:
     #else
     #define JOBLITE_PREFETCH(p) ((void)0)
     #endif
+
+    /* Where the current size of an exact list, dict or set is stored. */
+    static Py_ssize_t *joblite_size_field(PyObject *o) {
+        if (PyList_CheckExact(o)) return &((PyVarObject *)o)->ob_size;
+        if (PyDict_CheckExact(o)) return &((PyDictObject *)o)->ma_used;
+        return &((PySetObject *)o)->used;
+    }
     """
     void prefetch "JOBLITE_PREFETCH"(const void *p) noexcept nogil
+    Py_ssize_t *size_field "joblite_size_field"(PyObject *o) noexcept
+
+# One exception class for both twins, so that an ``except`` sees the same one.
+from joblite._pure._hasher import HashLimitError
 
 FORMAT_VERSION = 1
+MAX_DEPTH = 100_000
+MAX_REDUCTIONS = 10_000_000
 HEADER = b"JLH\x01"
 BUFFER_SIZE = 1 << 16
 CHUNK_SIZE = 1 << 20
@@ -57,6 +83,7 @@ DEF TILE_COLS = 8
 DEF PREFETCH_AHEAD = 8
 DEF BIG_WRITE = 16384
 DEF LINEAR_SCAN = 64
+DEF PATH_ENDS = 12           # steps of a path shown at each end of a HashLimitError message
 
 cdef enum FrameKind:
     F_SEQ = 0
@@ -77,7 +104,9 @@ cdef class _Frame:
     cdef list values
     cdef _StrTable table
     cdef bytes tag
-    cdef bint is_list
+    cdef bint is_list        # items is a list, maybe obj itself: items are read into strong references
+    cdef Py_ssize_t *size    # size field of obj when it is a list, dict or set to check; else &n
+    cdef object snapshot     # obj's items (a dict's keys and values) when entered, once guarded
 
 
 cdef class _Context:
@@ -373,6 +402,10 @@ cdef class StreamHasher:
     reduce_object : callable
         Policy callback for every type the kernel does not encode itself; see
         ``joblite.hashing``.
+    max_depth : int, optional
+        Most containers and reduced objects open at once in one ``update``.
+    max_reductions : int, optional
+        Most calls of `reduce_object` in one ``update``.
     """
 
     cdef object new_digest
@@ -390,6 +423,10 @@ cdef class StreamHasher:
     cdef dict open_map
     cdef char *chunk
     cdef str root
+    cdef Py_ssize_t max_depth
+    cdef Py_ssize_t max_reductions
+    cdef Py_ssize_t n_reduced
+    cdef Py_ssize_t n_guarded    # frames[:n_guarded] are guarded
 
     def __cinit__(self):
         self.buf = <uint8_t *>PyMem_Malloc(C_BUFFER_SIZE)
@@ -403,9 +440,12 @@ cdef class StreamHasher:
         PyMem_Free(self.open_objs)
         PyMem_Free(self.chunk)
 
-    def __init__(self, new_digest, reduce_object):
+    def __init__(self, new_digest, reduce_object, Py_ssize_t max_depth=MAX_DEPTH,
+                 Py_ssize_t max_reductions=MAX_REDUCTIONS):
         self.new_digest = new_digest
         self.reduce_object = reduce_object
+        self.max_depth = max_depth
+        self.max_reductions = max_reductions
         main = _Context()
         main.start = 0
         main.digest = new_digest()
@@ -423,7 +463,16 @@ cdef class StreamHasher:
         TypeError
             If some object inside `obj` cannot be hashed; the message names its
             type and its path, starting at `root`.
+        RuntimeError
+            If a list, dict or set inside `obj` changes while it is hashed, or
+            if `update` is called again by code that this call runs.
+        HashLimitError
+            If `obj` is nested deeper than `max_depth` or needs more than
+            `max_reductions` calls of the policy.
         """
+        if self.frames is not None:
+            raise RuntimeError("update() was called while this hasher is already hashing an object "
+                               "(by code that hashing runs, or by another thread)")
         cdef _Context main = self.contexts[0]
         self.mark = self.pos
         self.backup = None
@@ -431,6 +480,8 @@ cdef class StreamHasher:
         self.frames = []
         self.n_open = 0
         self.open_map = {}
+        self.n_reduced = 0
+        self.n_guarded = 0
         try:
             self._walk(obj)
         except BaseException:
@@ -517,6 +568,37 @@ cdef class StreamHasher:
         self._write_data(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), data)
         return 0
 
+    cdef inline int _write_number(self, PyObject *obj) except -1:
+        """Write `obj` if it is a float or an int in i64 range; return 1 if so.
+
+        `obj` may be a borrowed reference: its value is read before anything
+        that could run Python code (a flush).
+        """
+        cdef int overflow
+        cdef long long value
+        cdef PyObject *kind = type_of(obj)
+        if kind == <PyObject *>float:
+            self._write_tag_u64(b"f", double_bits(float_value(obj)))
+            return 1
+        if kind == <PyObject *>int:
+            value = long_value(obj, &overflow)
+            if not overflow:
+                self._write_tag_u64(b"i", <uint64_t>value)
+                return 1
+        return 0
+
+    cdef int _write_bytearray(self, object obj) except -1:
+        # An exported buffer cannot be resized by another thread while a flush
+        # (a digest update) has released the GIL.
+        cdef Py_buffer view
+        PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE)
+        try:
+            self._write_tag_u64(b"y", view.len)
+            self._write_data(<const char *>view.buf, view.len, obj)
+        finally:
+            PyBuffer_Release(&view)
+        return 0
+
     cdef int _write_scalar(self, object obj) except -1:
         """Write `obj` if its type is a scalar the kernel encodes itself; return 1 if so."""
         cdef type kind = type(obj)
@@ -543,9 +625,7 @@ cdef class StreamHasher:
             self._write_tag_u64(b"b", n)
             self._write_data(PyBytes_AS_STRING(obj), n, obj)
         elif kind is bytearray:
-            n = PyByteArray_GET_SIZE(obj)
-            self._write_tag_u64(b"y", n)
-            self._write_data(PyByteArray_AS_STRING(obj), n, obj)
+            self._write_bytearray(obj)
         elif kind is complex:
             p = self._reserve(17)
             p[0] = b"c"
@@ -560,9 +640,13 @@ cdef class StreamHasher:
         cdef list frames = self.frames
         cdef _Frame frame
         cdef Py_ssize_t pos
+        cdef PyObject *found
+        cdef object item
         self._item(root_obj)
         while PyList_GET_SIZE(frames):
             frame = <_Frame>PyList_GET_ITEM(frames, PyList_GET_SIZE(frames) - 1)
+            if frame.size[0] != frame.n:
+                raise self._changed(frame)
             if frame.pos >= frame.n:
                 self._close(frame)
                 continue
@@ -570,9 +654,11 @@ cdef class StreamHasher:
             frame.pos = pos + 1
             if frame.kind == F_SEQ:
                 if frame.is_list:
-                    if PyList_GET_SIZE(frame.items) != frame.n:
-                        raise RuntimeError(f"{self._path()}: container changed size during hashing")
-                    self._item(<object>PyList_GET_ITEM(frame.items, pos))
+                    found = list_item(<PyObject *>frame.items, pos)
+                    if not self._write_number(found):
+                        # A strong reference: code run for this item may drop the list's.
+                        item = <object>found
+                        self._item(item)
                 else:
                     self._item(<object>PyTuple_GET_ITEM(frame.items, pos))
             elif frame.kind == F_SORTED:
@@ -589,6 +675,7 @@ cdef class StreamHasher:
                 element = <object>PyList_GET_ITEM(frame.items, pos)
                 sub = _Frame()
                 sub.kind = F_SUB
+                sub.size = &sub.n
                 sub.items = element if frame.tag == b"d" else (element,)
                 sub.n = PyTuple_GET_SIZE(sub.items)
                 frames.append(sub)
@@ -605,11 +692,81 @@ cdef class StreamHasher:
         self.top = ctx
         return 0
 
+    # -- containers changed by the code the walk runs ---------------------------
+    cdef int _guard(self) except -1:
+        """Copy the items of every list, dict and set entered since the last call.
+
+        Called before any code the walk runs; nothing can have changed these
+        containers since they were entered, so the copies are what was entered.
+        """
+        cdef list frames = self.frames
+        cdef Py_ssize_t index, n = PyList_GET_SIZE(frames)
+        cdef _Frame frame
+        for index in range(self.n_guarded, n):
+            frame = <_Frame>PyList_GET_ITEM(frames, index)
+            if frame.size == &frame.n:
+                continue
+            kind = type(frame.obj)
+            if kind is list:
+                frame.snapshot = PyList_AsTuple(frame.obj)
+                frame.items = frame.snapshot  # walk on over the items as they were
+                frame.is_list = False
+            elif kind is dict:
+                frame.snapshot = (PyDict_Keys(frame.obj), PyDict_Values(frame.obj))
+            else:
+                frame.snapshot = tuple(frame.obj)
+        self.n_guarded = n
+        return 0
+
+    cdef int _check_unchanged(self, _Frame frame) except -1:
+        """Raise if a guarded container no longer holds what it held when entered.
+
+        Only identities are compared: no Python code runs.  The sizes are
+        known to be equal.
+        """
+        cdef Py_ssize_t i = 0, pos = 0
+        cdef PyObject *key
+        cdef PyObject *value
+        cdef list keys, values
+        cdef tuple items
+        if type(frame.obj) is dict:
+            keys, values = frame.snapshot
+            while PyDict_Next(frame.obj, &pos, &key, &value):
+                if key != PyList_GET_ITEM(keys, i) or value != PyList_GET_ITEM(values, i):
+                    raise self._changed(frame)
+                i += 1
+            return 0
+        items = frame.snapshot
+        if type(frame.obj) is list:
+            for i in range(PyTuple_GET_SIZE(items)):
+                if PyList_GET_ITEM(frame.obj, i) != PyTuple_GET_ITEM(items, i):
+                    raise self._changed(frame)
+            return 0
+        for element in frame.obj:
+            if <PyObject *>element != PyTuple_GET_ITEM(items, i):
+                raise self._changed(frame)
+            i += 1
+        return 0
+
+    cdef object _changed(self, _Frame frame):
+        """The error for the changed container of `frame`, the innermost frame."""
+        live = frame.obj
+        path = "".join(self._path_parts(len(self.frames) - 1))
+        if len(live) != frame.n:
+            detail = f"{frame.n} items when entered, {len(live)} now"
+        else:
+            detail = "items replaced or reordered"
+        return RuntimeError(f"{type(live).__name__} at {path} changed during hashing ({detail})")
+
     cdef int _close(self, _Frame frame) except -1:
         cdef _Context ctx
         cdef _Frame parent
         cdef Py_ssize_t i, size
+        if frame.snapshot is not None:
+            self._check_unchanged(frame)
         self.frames.pop()
+        if self.n_guarded > list_size(<PyObject *>self.frames):
+            self.n_guarded = list_size(<PyObject *>self.frames)
         if frame.kind == F_SUB:
             ctx = self.top
             if ctx.digest is None:
@@ -633,9 +790,13 @@ cdef class StreamHasher:
             del self.open_map[<Py_ssize_t><void *>frame.obj]
         return 0
 
-    cdef _Frame _push(self, int kind, object items, object obj, object labels, bytes tag):
+    cdef _Frame _push(self, int kind, object items, object obj, object labels, bytes tag, bint live):
+        """Open `obj`; `live`: it is a list, dict or set whose changes are checked."""
         cdef _Frame frame = _Frame()
         cdef PyObject **grown
+        if self.n_open >= self.max_depth:
+            raise self._limit_error(
+                obj, "max_depth", self.max_depth, "nested deeper than max_depth={} containers and objects")
         if self.n_open == self.cap_open:
             grown = <PyObject **>PyMem_Malloc(2 * self.cap_open * sizeof(PyObject *))
             if grown == NULL:
@@ -652,22 +813,23 @@ cdef class StreamHasher:
         frame.items = items
         frame.n = len(items)
         frame.is_list = type(items) is list
+        frame.size = size_field(<PyObject *>obj) if live else &frame.n
         frame.labels = labels
         frame.obj = obj
         frame.tag = tag
         self.frames.append(frame)
         return frame
 
-    cdef int _push_sorted(self, object ordered, object obj) except -1:
+    cdef int _push_sorted(self, object ordered, object obj, bint live) except -1:
         """Walk a dict's items or a set's elements in the order `_sorted_keys` gave."""
         cdef _Frame frame
         if type(ordered) is _StrTable:
-            frame = self._push(F_STR_TABLE, (<_StrTable>ordered).keys, obj, None, None)
+            frame = self._push(F_STR_TABLE, (<_StrTable>ordered).keys, obj, None, None, live)
             frame.table = ordered
         elif ordered[1] is None:
-            self._push(F_SEQ, ordered[0], obj, None, None)
+            self._push(F_SEQ, ordered[0], obj, None, None, live)
         else:
-            self._push(F_SORTED, ordered[0], obj, None, None).values = ordered[1]
+            self._push(F_SORTED, ordered[0], obj, None, None, live).values = ordered[1]
         return 0
 
     cdef int _table_entry(self, _StrTable table, Py_ssize_t pos) except -1:
@@ -706,29 +868,36 @@ cdef class StreamHasher:
         kind = type(obj)
         if kind is list:
             self._write_tag_u64(b"l", PyList_GET_SIZE(obj))
-            self._push(F_SEQ, obj, obj, None, None)
+            self._push(F_SEQ, obj, obj, None, None, True)
         elif kind is tuple:
             self._write_tag_u64(b"t", PyTuple_GET_SIZE(obj))
-            self._push(F_SEQ, obj, obj, None, None)
+            self._push(F_SEQ, obj, obj, None, None, False)
         elif kind is dict:
             ordered = _sorted_keys(PyDict_Keys(obj), PyDict_Values(obj))
             if ordered is not None:
                 self._write_tag_u64(b"D", PyDict_Size(obj))
-                self._push_sorted(ordered, obj)
+                self._push_sorted(ordered, obj, True)
             else:
-                self._push(F_UNORDERED, list((<dict>obj).items()), obj, None, b"d").collected = []
+                self._push(F_UNORDERED, list((<dict>obj).items()), obj, None, b"d", True).collected = []
         elif kind is set or kind is frozenset:
             ordered = _sorted_keys(list(obj), None)
             if ordered is not None:
                 self._write_tag_u64(b"e" if kind is set else b"z", len(obj))
-                self._push_sorted(ordered, obj)
+                self._push_sorted(ordered, obj, kind is set)
             else:
-                self._push(F_UNORDERED, list(obj), obj, None, b"E" if kind is set else b"Z").collected = []
+                self._push(F_UNORDERED, list(obj), obj, None, b"E" if kind is set else b"Z",
+                           kind is set).collected = []
         else:
             self._reduced(obj)
         return 0
 
     cdef int _reduced(self, object obj) except -1:
+        self.n_reduced += 1
+        if self.n_reduced > self.max_reductions:
+            raise self._limit_error(
+                obj, "max_reductions", self.max_reductions,
+                "more than max_reductions={} objects to reduce (an object graph that unfolds without end?)")
+        self._guard()
         try:
             reduced = self.reduce_object(obj)
         except Exception as exc:
@@ -739,7 +908,7 @@ cdef class StreamHasher:
             _, name, components, labels = reduced
             self._write_str(b"O", name)
             put_u64(self._reserve(8), len(components))
-            self._push(F_SEQ, components, obj, labels, None)
+            self._push(F_SEQ, components, obj, labels, None, False)
         else:
             _, dtype_str, shape, nbytes, mode, data, dtype = reduced
             self._array(dtype_str, shape, nbytes, mode, data, dtype)
@@ -844,12 +1013,27 @@ cdef class StreamHasher:
         return 0
 
     # -- error paths ------------------------------------------------------------
+    cdef object _limit_error(self, object obj, str limit, Py_ssize_t value, str reason):
+        parts = self._path_parts(len(self.frames))
+        shown = parts
+        if len(parts) > 2 * PATH_ENDS + 1:
+            hidden = len(parts) - 2 * PATH_ENDS
+            shown = parts[:PATH_ENDS] + [f"<...{hidden} steps...>"] + parts[len(parts) - PATH_ENDS:]
+        return HashLimitError(
+            f"cannot hash object of type {type(obj).__qualname__!r} at {''.join(shown)}: "
+            f"{reason.format(value)}; pass a larger {limit} to hash it",
+            "".join(parts), limit, value)
+
     cdef str _path(self):
+        return "".join(self._path_parts(len(self.frames)))
+
+    cdef list _path_parts(self, Py_ssize_t depth):
+        """The steps of the path to the item the first `depth` frames are at."""
         cdef _Frame frame, parent
         cdef Py_ssize_t index, pos
         parts = [self.root]
         frames = self.frames
-        for index in range(len(frames)):
+        for index in range(depth):
             frame = frames[index]
             pos = frame.pos - 1
             if frame.kind == F_SEQ:
@@ -872,4 +1056,4 @@ cdef class StreamHasher:
                     parts.append(label if pos == 1 else f"<key {_short_repr(key)}>")
                 else:
                     parts.append(f"{{{_short_repr(frame.items[0])}}}")
-        return "".join(parts)
+        return parts

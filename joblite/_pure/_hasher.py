@@ -6,6 +6,14 @@ deep nesting never recurses) and writes the canonical byte stream of
 does not know are handed to a policy callback, ``reduce_object``, which
 returns a canonical *record* or *array* description (see
 ``joblite.hashing``).  The compiled twin produces the same stream byte for byte.
+
+Code run by the walk (the policy and what it calls: ``__reduce_ex__``,
+properties, ``__repr__``...) may change the containers being walked.  Before
+each such call, every ``list``, ``dict`` and ``set`` open at that moment is
+*guarded*: a copy of its items is taken (nothing can have changed it since it
+was entered), the walk goes on over the copy, and when the container is left
+it must still hold the same objects in the same order, or a ``RuntimeError``
+names its path.  Its size is checked at every step.
 """
 import struct
 
@@ -19,6 +27,12 @@ ARRAY = 1
 DATA_BUFFER = 0
 DATA_STRIDED = 1
 DATA_CAST = 2
+
+#: Default bounds of one ``update``: open containers and objects, and policy calls.
+MAX_DEPTH = 100_000
+MAX_REDUCTIONS = 10_000_000
+#: Steps of a path shown at each end of a ``HashLimitError`` message.
+_PATH_ENDS = 12
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
@@ -36,18 +50,49 @@ _pack_c128 = struct.Struct("<dd").pack
 _SET_TAGS = {set: (b"e", b"E"), frozenset: (b"z", b"Z")}
 
 
-class _Frame:
-    __slots__ = ("kind", "items", "pos", "n", "labels", "obj", "collected", "tag")
+class HashLimitError(RecursionError):
+    """An object is nested deeper, or needs more reductions, than a hash allows.
 
-    def __init__(self, kind, items, obj, labels=None, tag=None):
+    Raised by :func:`joblite.hash` and :meth:`joblite.Hasher.update` when an
+    object exceeds ``max_depth`` or ``max_reductions``, whichever kernel runs
+    (the compiled one raises this class too).
+
+    Parameters
+    ----------
+    message : str
+    path : str, optional
+        Path of the object at which the limit was reached, e.g. ``obj[0]['k']``.
+    limit : {'max_depth', 'max_reductions'}, optional
+        The limit that was exceeded.
+    value : int, optional
+        Its value.
+    """
+
+    __module__ = "joblite.hashing"  # where users find it (pickle too)
+
+    def __init__(self, message, path=None, limit=None, value=None):
+        super().__init__(message)
+        self.path = path
+        self.limit = limit
+        self.value = value
+
+
+class _Frame:
+    __slots__ = ("kind", "items", "values", "pos", "n", "labels", "obj", "collected", "tag", "live",
+                 "snapshot")
+
+    def __init__(self, kind, items, obj, labels=None, tag=None, live=None):
         self.kind = kind
         self.items = items
+        self.values = None        # of a sorted dict: the values, in the order of its keys
         self.pos = 0
         self.n = len(items)
         self.labels = labels
         self.obj = obj
         self.collected = None
         self.tag = tag
+        self.live = live          # obj when it is a list, dict or set to check, else None
+        self.snapshot = None      # live's items (a dict's items) when entered, once guarded
 
 
 class _Context:
@@ -92,11 +137,18 @@ class StreamHasher:
     reduce_object : callable
         Policy callback for every type the kernel does not encode itself; see
         ``joblite.hashing``.
+    max_depth : int, optional
+        Most containers and reduced objects open at once in one ``update``.
+    max_reductions : int, optional
+        Most calls of `reduce_object` in one ``update``.
     """
 
-    def __init__(self, new_digest, reduce_object):
+    def __init__(self, new_digest, reduce_object, max_depth=MAX_DEPTH, max_reductions=MAX_REDUCTIONS):
         self._new_digest = new_digest
         self._reduce_object = reduce_object
+        self._max_depth = max_depth
+        self._max_reductions = max_reductions
+        self._frames = None
         self._main = _Context(new_digest())
         self._main.buf += HEADER
 
@@ -109,7 +161,16 @@ class StreamHasher:
         TypeError
             If some object inside `obj` cannot be hashed; the message names its
             type and its path, starting at `root`.
+        RuntimeError
+            If a list, dict or set inside `obj` changes while it is hashed, or
+            if `update` is called again by code that this call runs.
+        HashLimitError
+            If `obj` is nested deeper than `max_depth` or needs more than
+            `max_reductions` calls of the policy.
         """
+        if self._frames is not None:
+            raise RuntimeError("update() was called while this hasher is already hashing an object "
+                               "(by code that hashing runs, or by another thread)")
         main = self._main
         self._mark = len(main.buf)
         self._backup = None
@@ -200,9 +261,13 @@ class StreamHasher:
         self._frames = frames = []
         self._open = {}
         self._root = root
+        self._n_guarded = 0
+        self._n_reduced = 0
         self._item(root_obj)
         while frames:
             frame = frames[-1]
+            if frame.live is not None and len(frame.live) != frame.n:
+                raise self._changed(frame)
             if frame.pos >= frame.n:
                 self._close(frame)
                 continue
@@ -212,19 +277,63 @@ class StreamHasher:
             if kind == _F_SORTED:
                 key = frame.items[pos]
                 self._write_scalar(key, type(key))
-                self._item(frame.obj[key])
+                self._item(frame.values[pos])
             elif kind == _F_UNORDERED:
                 self._contexts.append(_Context())
                 element = frame.items[pos]
                 items = element if frame.tag == b"d" else (element,)
                 frames.append(_Frame(_F_SUB, items, None))
             else:
-                if kind == _F_SEQ and frame.n != len(frame.items):
-                    raise RuntimeError(f"{self._path()}: container changed size during hashing")
                 self._item(frame.items[pos])
 
+    # -- containers changed by the code the walk runs ---------------------------
+    def _guard(self):
+        """Copy the items of every list, dict and set entered since the last call.
+
+        Called before any code the walk runs; nothing can have changed these
+        containers since they were entered, so the copies are what was entered.
+        """
+        frames = self._frames
+        for index in range(self._n_guarded, len(frames)):
+            frame = frames[index]
+            live = frame.live
+            if live is None:
+                continue
+            if type(live) is dict:
+                frame.snapshot = tuple(live.items())
+            else:
+                frame.snapshot = tuple(live)
+                if type(live) is list:
+                    frame.items = frame.snapshot  # walk on over the items as they were
+        self._n_guarded = len(frames)
+
+    def _check_unchanged(self, frame):
+        """Raise if a guarded container no longer holds what it held when entered."""
+        live = frame.live
+        if type(live) is dict:
+            same = all(key is old_key and value is old_value
+                       for (key, value), (old_key, old_value) in zip(live.items(), frame.snapshot))
+        else:
+            same = all(item is old for item, old in zip(live, frame.snapshot))
+        if not same:
+            raise self._changed(frame)
+
+    def _changed(self, frame):
+        """The error for the changed container of `frame`, the innermost frame."""
+        live = frame.live
+        path = "".join(self._path_parts(len(self._frames) - 1))
+        if len(live) != frame.n:
+            detail = f"{frame.n} items when entered, {len(live)} now"
+        else:
+            detail = "items replaced or reordered"
+        return RuntimeError(f"{type(live).__name__} at {path} changed during hashing ({detail})")
+
     def _close(self, frame):
+        if frame.snapshot is not None:
+            self._check_unchanged(frame)
         self._frames.pop()
+        if self._n_guarded > len(self._frames):
+            self._n_guarded = len(self._frames)
         if frame.kind == _F_SUB:
             ctx = self._contexts.pop()
             if ctx.digest is None:
@@ -240,9 +349,12 @@ class StreamHasher:
                 self._write(digest)
         del self._open[id(frame.obj)]
 
-    def _push(self, kind, items, obj, labels=None, tag=None):
+    def _push(self, kind, items, obj, labels=None, tag=None, live=None):
+        if len(self._open) >= self._max_depth:
+            raise self._limit_error(
+                obj, "max_depth", self._max_depth, "nested deeper than max_depth={} containers and objects")
         self._open[id(obj)] = len(self._open)
-        frame = _Frame(kind, items, obj, labels, tag)
+        frame = _Frame(kind, items, obj, labels, tag, live)
         self._frames.append(frame)
         return frame
 
@@ -254,28 +366,38 @@ class StreamHasher:
         if depth is not None:
             self._write(b"R" + _pack_u64(len(self._open) - depth))
             return
-        if kind is list or kind is tuple:
-            self._write((b"l" if kind is list else b"t") + _pack_u64(len(obj)))
+        if kind is list:
+            self._write(b"l" + _pack_u64(len(obj)))
+            self._push(_F_SEQ, obj, obj, live=obj)
+        elif kind is tuple:
+            self._write(b"t" + _pack_u64(len(obj)))
             self._push(_F_SEQ, obj, obj)
         elif kind is dict:
             keys = _sortable_keys(list(obj))
             if keys is not None:
                 self._write(b"D" + _pack_u64(len(keys)))
-                self._push(_F_SORTED, keys, obj)
+                self._push(_F_SORTED, keys, obj, live=obj).values = [obj[key] for key in keys]
             else:
-                self._push(_F_UNORDERED, list(obj.items()), obj, tag=b"d").collected = []
+                self._push(_F_UNORDERED, list(obj.items()), obj, tag=b"d", live=obj).collected = []
         elif kind is set or kind is frozenset:
             sorted_tag, digest_tag = _SET_TAGS[kind]
+            live = obj if kind is set else None
             elements = _sortable_keys(list(obj))
             if elements is not None:
                 self._write(sorted_tag + _pack_u64(len(elements)))
-                self._push(_F_SEQ, elements, obj)
+                self._push(_F_SEQ, elements, obj, live=live)
             else:
-                self._push(_F_UNORDERED, list(obj), obj, tag=digest_tag).collected = []
+                self._push(_F_UNORDERED, list(obj), obj, tag=digest_tag, live=live).collected = []
         else:
             self._reduced(obj)
 
     def _reduced(self, obj):
+        self._n_reduced += 1
+        if self._n_reduced > self._max_reductions:
+            raise self._limit_error(
+                obj, "max_reductions", self._max_reductions,
+                "more than max_reductions={} objects to reduce (an object graph that unfolds without end?)")
+        self._guard()
         try:
             reduced = self._reduce_object(obj)
         except Exception as exc:
@@ -318,10 +440,26 @@ class StreamHasher:
             self._write_big(np.ascontiguousarray(chunk).view(np.uint8))
 
     # -- error paths ------------------------------------------------------------
+    def _limit_error(self, obj, limit, value, reason):
+        parts = self._path_parts(len(self._frames))
+        shown = parts
+        if len(parts) > 2 * _PATH_ENDS + 1:
+            hidden = len(parts) - 2 * _PATH_ENDS
+            shown = parts[:_PATH_ENDS] + [f"<...{hidden} steps...>"] + parts[-_PATH_ENDS:]
+        return HashLimitError(
+            f"cannot hash object of type {type(obj).__qualname__!r} at {''.join(shown)}: "
+            f"{reason.format(value)}; pass a larger {limit} to hash it",
+            "".join(parts), limit, value)
+
     def _path(self):
+        return "".join(self._path_parts(len(self._frames)))
+
+    def _path_parts(self, depth):
+        """The steps of the path to the item the first `depth` frames are at."""
         parts = [self._root]
         frames = self._frames
-        for index, frame in enumerate(frames):
+        for index in range(depth):
+            frame = frames[index]
             pos = frame.pos - 1
             if frame.kind == _F_SEQ:
                 if frame.labels is not None:
@@ -340,4 +478,4 @@ class StreamHasher:
                     parts.append(label if pos == 1 else f"<key {_short_repr(key)}>")
                 else:
                     parts.append(f"{{{_short_repr(frame.items[0])}}}")
-        return "".join(parts)
+        return parts
