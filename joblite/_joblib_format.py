@@ -28,29 +28,25 @@ joblib's ``numpy_pickle.py`` and ``compressor.py``):
   the file's byte order.  Memmapping is done only for uncompressed files
   and only for wrappers with ``allow_mmap``; ``'w+'`` is treated as ``'r+'``.
 
-Safety: the unpickler resolves globals through ``find_class``, which maps
-joblib's wrapper names to the inert :class:`_ArrayWrapper` of this module
-(joblib is never imported for them) and passes every other name through
-:func:`joblite._unpickle.check_global` before importing it.  numpy's own
-unpickling trusts what the file says (dtype flags and sizes, the length of an
-object array's item list) and can crash the process on a corrupt file, so
-dtypes are rebuilt through numpy's constructors and array states are checked
-before numpy sees them (see :class:`_HardenedUnpickler`).  Reads are bounded
-by the data really present, so a corrupt length cannot allocate terabytes.
+Safety: the unpickler is :class:`joblite._safe_unpickle.SafeUnpickler`, the
+one both readers share (the loading policy of ``allowed=``, numpy's
+unpickling made memory-safe); its ``find_class`` here first maps joblib's
+wrapper names to the inert :class:`_ArrayWrapper` of this module (joblib is
+never imported for them).  Reads are bounded by the data really present, so a
+corrupt length cannot allocate terabytes.
 """
 from __future__ import annotations
 
-import _compat_pickle
-import copyreg
 import io
 import math
 import os
 import pickle
 import reprlib
-import sys
 import warnings
 
-from ._unpickle import CorruptFileError, UnsafeLoadError, check_global
+from . import compressors
+from ._safe_unpickle import NON_NATIVE as _NON_NATIVE
+from ._safe_unpickle import CorruptFileError, SafeUnpickler, UnsafeLoadError
 
 __all__ = [
     "DETECT_BYTES",
@@ -119,10 +115,6 @@ class JoblibFormatError(CorruptFileError):
 
     def __reduce__(self):
         return type(self), (self.where, self.problem)
-
-
-class _ArrayTooLargeError(JoblibFormatError, MemoryError):
-    """An array announced by the file cannot be allocated (corrupt shape, or too little memory)."""
 
 
 class JoblibLegacyFormatError(CorruptFileError):
@@ -256,6 +248,15 @@ class _DecompressingReader(io.RawIOBase):
         self._pos = 0          # decompressed bytes handed out
         self._consumed = 0     # compressed bytes read
         self._hungry = False   # the last call gave nothing without input: read input first
+        # joblib's whole-file compressions are the formats of these codecs: at most
+        # max_ratio decompressed bytes per compressed byte (None: no such bound).
+        ratio = compressors.get_compressor(codec).max_ratio
+        length = _stream_length(fileobj)
+        self._most = None if ratio is None or length is None else ratio * length
+
+    def most_left(self):
+        """At most how many decompressed bytes are still to come; None if unknown."""
+        return None if self._most is None else max(self._most - self._pos, 0)
 
     def readable(self):
         return True
@@ -306,18 +307,34 @@ class _Source:
     corrupt length in the stream cannot ask for terabytes up front.
     """
 
-    def __init__(self, fileobj, size, where, compressed):
+    def __init__(self, fileobj, size, where, compressed=None):
         self._f = fileobj
         self.readline = fileobj.readline
         self.tell = fileobj.tell
         self.size = size              # total size of an uncompressed file, if known
         self.where = where
-        self.compressed = compressed
+        self.compressed = compressed  # the _DecompressingReader under `fileobj`, if any
 
     def remaining(self):
         if self.size is None:
             return None
         return max(self.size - self._f.tell(), 0)
+
+    def most_remaining(self):
+        """At most how many bytes are left to read; None if unknown (exact when uncompressed)."""
+        if self.compressed is None:
+            return self.remaining()
+        most = self.compressed.most_left()
+        return None if most is None else most + _BUFFER   # and what the read-ahead buffer holds
+
+    def skip_exact(self, n, what):
+        """Read and drop `n` bytes, at most ``_CHUNK`` at a time."""
+        while n > 0:
+            piece = self._f.read(min(n, _CHUNK))
+            if not piece:
+                raise JoblibFormatError(
+                    self.where, f"the file ends in the middle of {what} (truncated or corrupt)")
+            n -= len(piece)
 
     def read(self, n):
         if n <= _CHUNK:
@@ -366,6 +383,23 @@ class _Source:
         self._f.seek(position)
 
 
+def _stream_length(fileobj):
+    """Bytes from the position of `fileobj` to its end; None if unknown."""
+    size = _file_size(fileobj)
+    try:
+        return None if size is None else max(size - fileobj.tell(), 0)
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _has_descriptor(fileobj):
+    try:
+        fileobj.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return False
+    return True
+
+
 def _file_size(fileobj):
     try:
         return os.fstat(fileobj.fileno()).st_size
@@ -406,400 +440,45 @@ class _ArrayWrapper:
         return "<joblib NumpyArrayWrapper placeholder>"
 
 
-class _Pending:
-    """A numpy dtype or array whose creation waits for its BUILD opcode.
-
-    numpy pickles a dtype as ``REDUCE(numpy.dtype, args)`` then ``BUILD(state)``,
-    and an array as ``REDUCE(_reconstruct, args)`` then ``BUILD(state)``; the
-    BUILD mutates the object in place through ``__setstate__``, and numpy
-    trusts that state (flags, sizes, object lists) in ways that can crash the
-    process on a corrupt or crafted file.  The hardened unpickler therefore
-    creates those objects only at their BUILD, fresh, with the state checked
-    first, so that nothing else can hold them while they change.
-    """
-
-    __slots__ = ("func", "args", "real")
-
-    def __init__(self, func, args):
-        self.func = func
-        self.args = args
-        self.real = None
-
-    def __repr__(self):
-        return "<numpy object waiting for its state>"
+def _wrapper_global(module, name, where):
+    """joblib's array wrapper as the inert :class:`_ArrayWrapper`; None for any other name."""
+    if module in _JOBLIB_MODULES:
+        if name == "NumpyArrayWrapper":
+            return _ArrayWrapper
+        if name in _LEGACY_WRAPPERS:
+            raise JoblibLegacyFormatError(where)
+    return None
 
 
-class _HardenedUnpickler(pickle._Unpickler):
-    """The pure-Python unpickler with numpy's unpickling made memory-safe on bad input.
-
-    * dtypes and arrays are created fresh at their BUILD with the state checked
-      (see :class:`_Pending`); BUILD on any other dtype or array is refused;
-    * a dtype is made from its pickled state by numpy's public constructors
-      (:func:`_dtype_from_state`), never by ``dtype.__setstate__``, so its
-      flags, sizes and field layout are numpy's own derivation;
-    * an object array's list of items must have one item per element;
-    * a structured scalar with object fields must come with its data;
-    * under a restricted load, ``numpy.memmap`` (which opens and may create
-      files) cannot be called.
-    """
-
-    dispatch = pickle._Unpickler.dispatch.copy()
-
-    def _setup(self, where, admitted):
-        import numpy
-
-        self.np = numpy
-        self.where = where
-        self.admitted = admitted
-        self._pending = 0
-        core = sys.modules.get("numpy._core.multiarray") or sys.modules.get("numpy.core.multiarray")
-        if core is None:  # pragma: no cover - numpy always imports one of them
-            from numpy.core import multiarray as core
-        self._deferred = {numpy.dtype: "dtype", core._reconstruct: "array"}
-        self._scalar = core.scalar
-
-    def _deferred_kind(self, func):
-        try:
-            kind = self._deferred.get(func)
-        except TypeError:   # unhashable callable
-            return None
-        if kind is None and getattr(func, "__name__", None) == "_mareconstruct":
-            ma = sys.modules.get("numpy.ma.core")
-            if ma is not None and func is ma._mareconstruct:
-                self._deferred[func] = kind = "array"
-        return kind
-
-    # -- calls -------------------------------------------------------------------------------
-
-    def _check_call(self, func, args):
-        np = self.np
-        if func is self._scalar and len(args) == 2 and isinstance(args[0], np.dtype):
-            dtype, obj = args
-            if dtype.hasobject and dtype.kind != "O" and not (
-                    type(obj) is np.ndarray and obj.nbytes >= dtype.itemsize):
-                raise pickle.UnpicklingError("a structured numpy scalar without its data")
-        if self.admitted is None:
-            return
-        targets = [func]
-        if func is copyreg._reconstructor:
-            targets.extend(args[:2])
-        for target in targets:
-            if isinstance(target, type) and issubclass(target, np.memmap):
-                error = UnsafeLoadError(target.__module__, target.__qualname__, self.where)
-                error.args = (f"refused to call {target.__module__}.{target.__qualname__}"
-                              f" in {self.where}: it opens files, which a restricted load "
-                              "(allowed=) never does",)
-                raise error
-
-    def load_reduce(self):
-        stack = self.stack
-        args = stack.pop()
-        func = stack[-1]
-        if type(args) is not tuple:
-            raise pickle.UnpicklingError("REDUCE arguments are not a tuple")
-        if self._deferred_kind(func) is not None:
-            stack[-1] = _Pending(func, args)
-            self._pending += 1
-            return
-        self._check_call(func, args)
-        stack[-1] = func(*args)
-
-    dispatch[pickle.REDUCE[0]] = load_reduce
-
-    def load_newobj(self):
-        args = self.stack[-1]
-        cls = self.stack[-2]
-        self._check_call(cls, args if type(args) is tuple else ())
-        pickle._Unpickler.load_newobj(self)
-
-    dispatch[pickle.NEWOBJ[0]] = load_newobj
-
-    def load_newobj_ex(self):
-        cls = self.stack[-3]
-        self._check_call(cls, ())
-        pickle._Unpickler.load_newobj_ex(self)
-
-    dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
-
-    def _instantiate(self, klass, args):
-        self._check_call(klass, tuple(args))
-        pickle._Unpickler._instantiate(self, klass, args)
-
-    # -- memo reads see created objects, not their placeholders ------------------------------
-
-    def _push_memo(self, index):
-        try:
-            value = self.memo[index]
-        except KeyError:
-            raise pickle.UnpicklingError(f"Memo value not found at index {index}") from None
-        if type(value) is _Pending and value.real is not None:
-            value = value.real
-        self.stack.append(value)
-
-    def load_get(self):
-        self._push_memo(int(self.readline()[:-1]))
-
-    def load_binget(self):
-        self._push_memo(self.read(1)[0])
-
-    def load_long_binget(self):
-        self._push_memo(int.from_bytes(self.read(4), "little"))
-
-    dispatch[pickle.GET[0]] = load_get
-    dispatch[pickle.BINGET[0]] = load_binget
-    dispatch[pickle.LONG_BINGET[0]] = load_long_binget
-
-    # -- BUILD -------------------------------------------------------------------------------
-
-    def load_build(self):
-        stack = self.stack
-        if len(stack) < 2:
-            raise pickle.UnpicklingError("BUILD without an object")
-        inst = stack[-2]
-        if type(inst) is _Pending:
-            state = stack.pop()
-            if inst.real is not None:
-                raise pickle.UnpicklingError("a numpy object is given its state twice")
-            inst.real = self._create(inst, state)
-            stack[-1] = inst.real
-            self._pending -= 1
-            return
-        if isinstance(inst, (self.np.dtype, self.np.ndarray)):
-            raise pickle.UnpicklingError(
-                f"BUILD on an existing numpy {type(inst).__name__}: only the ones the pickle "
-                "creates may be given a state"
-            )
-        pickle._Unpickler.load_build(self)
-
-    dispatch[pickle.BUILD[0]] = load_build
-
-    def _create(self, pending, state):
-        np = self.np
-        if self._deferred_kind(pending.func) == "dtype":
-            return _dtype_from_state(np, pending.args, state)
-        args = pending.args
-        if not args or not (isinstance(args[0], type) and issubclass(args[0], np.ndarray)):
-            raise pickle.UnpicklingError("an array reconstructor without an ndarray class")
-        for shape, dtype, raw in _array_states(np, state):
-            _check_array_state(np, shape, dtype, raw)
-        array = pending.func(*args)
-        setstate = getattr(array, "__setstate__", None)
-        if setstate is None:
-            raise pickle.UnpicklingError("an array class without __setstate__")
-        setstate(state)
-        return array
-
-    def load(self):
-        value = pickle._Unpickler.load(self)
-        if self._pending:
-            raise pickle.UnpicklingError(
-                f"{self._pending} numpy dtype(s) or array(s) never received their state"
-            )
-        if type(value) is _Pending:  # pragma: no cover - counted above
-            raise pickle.UnpicklingError("a numpy object without its state")
-        return value
-
-
-def _unknown_opcode(code):
-    def load_unknown(self):
-        raise pickle.UnpicklingError(f"unknown pickle opcode 0x{code:02x}")
-
-    return load_unknown
-
-
-for _code in range(256):
-    if _code not in _HardenedUnpickler.dispatch:
-        _HardenedUnpickler.dispatch[_code] = _unknown_opcode(_code)
-del _code
-
-
-_ALIGNED_STRUCT = 0x80   # NPY_ALIGNED_STRUCT in a dtype's flags
-_NON_NATIVE = ">" if sys.byteorder == "little" else "<"
-
-
-def _check_dtype_state(np, state):
-    """The tuple numpy's ``dtype.__reduce__`` gives: version 3 or 4, well-typed fields."""
-    if type(state) is not tuple or len(state) not in (8, 9) or state[0] != len(state) - 5:
-        raise pickle.UnpicklingError("a numpy dtype state that is not a version 3/4 tuple")
-    _, endian, subarray, names, fields, elsize, alignment, flags = state[:8]
-    if endian not in ("<", ">", "|", "="):
-        raise pickle.UnpicklingError(f"a numpy dtype with byte order {reprlib.repr(endian)}")
-    for number in (elsize, alignment, flags):
-        if type(number) is not int:
-            raise pickle.UnpicklingError("a numpy dtype with a non-integer size or flags")
-    if subarray is not None:
-        if (type(subarray) is not tuple or len(subarray) != 2
-                or not isinstance(subarray[0], np.dtype) or type(subarray[1]) is not tuple
-                or not all(type(n) is int and n >= 0 for n in subarray[1])):
-            raise pickle.UnpicklingError("a numpy dtype with a malformed sub-array")
-    if (names is None) != (fields is None):
-        raise pickle.UnpicklingError(
-            "a numpy dtype with names but no fields, or fields but no names")
-    if names is not None:
-        if type(names) is not tuple or type(fields) is not dict:
-            raise pickle.UnpicklingError("a numpy dtype with malformed fields")
-        for name in names:
-            entry = fields.get(name) if type(name) is str else None
-            if (type(entry) is not tuple or len(entry) not in (2, 3)
-                    or not isinstance(entry[0], np.dtype) or type(entry[1]) is not int
-                    or entry[1] < 0):
-                raise pickle.UnpicklingError(
-                    f"a numpy dtype with a malformed field {reprlib.repr(name)}")
-
-
-def _dtype_from_state(np, args, state):
-    """The dtype that ``numpy.dtype(*args)`` + ``__setstate__(state)`` stands for, made anew.
-
-    numpy's ``dtype.__setstate__`` trusts its input (flags, sizes, datetime
-    metadata) and can crash the process on a corrupt one, so the state is read
-    here and the dtype is made by numpy's public constructors, which check
-    everything and derive flags and sizes themselves.
-    """
-    if not 1 <= len(args) <= 3 or not (
-            type(args[0]) is str or isinstance(args[0], type) and issubclass(args[0], np.generic)):
-        raise pickle.UnpicklingError("numpy.dtype arguments without a type string or scalar type")
-    _check_dtype_state(np, state)
-    base = np.dtype(args[0])
-    version, endian, subarray, names, fields, elsize, _alignment, flags = state[:8]
-    metadata = state[8] if version == 4 else None
-    user_metadata = metadata
-    if base.kind in "Mm":
-        if (type(metadata) is not tuple or len(metadata) != 2 or type(metadata[1]) is not tuple
-                or len(metadata[1]) != 4 or not isinstance(metadata[1][0], (bytes, str))
-                or not all(type(n) is int for n in metadata[1][1:])):
-            raise pickle.UnpicklingError("a numpy datetime dtype without its unit")
-        user_metadata, (unit, count, _, _) = metadata
-        if isinstance(unit, bytes):
-            unit = unit.decode("ascii")
-    if names is not None:
-        if base.kind != "V":
-            raise pickle.UnpicklingError(f"numpy dtype {reprlib.repr(args[0])} with fields")
-        formats, offsets, titles = [], [], []
-        for name in names:
-            entry = fields[name]
-            formats.append(entry[0])
-            offsets.append(entry[1])
-            titles.append(entry[2] if len(entry) > 2 else None)
-        spec = {"names": list(names), "formats": formats, "offsets": offsets, "itemsize": elsize}
-        if any(title is not None for title in titles):
-            spec["titles"] = titles
-        dtype = np.dtype(spec, align=bool(flags & _ALIGNED_STRUCT))
-        if base.type is not np.void:            # numpy.record, or another np.void subclass
-            dtype = np.dtype((base.type, dtype))
-    elif subarray is not None:
-        if base.kind != "V":
-            raise pickle.UnpicklingError(f"numpy dtype {reprlib.repr(args[0])} with a sub-array")
-        dtype = np.dtype(subarray)
-        if dtype.itemsize != elsize:
-            raise pickle.UnpicklingError(
-                f"a numpy sub-array dtype {dtype} of {elsize} bytes, where numpy makes "
-                f"{dtype.itemsize}"
-            )
-    else:
-        dtype = base
-        if base.kind in "SUV" and elsize != base.itemsize:
-            raise pickle.UnpicklingError(
-                f"numpy dtype {reprlib.repr(args[0])} of {elsize} bytes, where numpy makes "
-                f"{base.itemsize}")
-        if base.kind in "Mm":
-            spelled = f"{base.char}8" if unit == "generic" else f"{base.char}8[{count}{unit}]"
-            dtype = np.dtype(spelled)
-        if endian == _NON_NATIVE and dtype.byteorder != "|":
-            dtype = dtype.newbyteorder(endian)   # native stays '=', as numpy's own unpickling
-    if user_metadata is not None:
-        if type(user_metadata) is not dict:
-            raise pickle.UnpicklingError("numpy dtype metadata that is not a dict")
-        dtype = np.dtype(dtype, metadata=user_metadata)
-    return dtype
-
-
-def _array_states(np, state, depth=0):
-    """(shape, dtype, data) of every ndarray (or MaskedArray) state found in `state`."""
-    if type(state) is not tuple:
-        return
-    size = len(state)
-    if size in (4, 5) and isinstance(state[-3], np.dtype):
-        yield state[-4], state[-3], state[-1]
-    elif size == 7 and isinstance(state[2], np.dtype):
-        yield state[1], state[2], state[4]
-    elif depth < 2:
-        for item in state:
-            yield from _array_states(np, item, depth + 1)
-
-
-def _check_array_state(np, shape, dtype, raw):
-    if type(shape) is not tuple or not all(
-            isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0 for n in shape):
-        raise pickle.UnpicklingError("a numpy array state with a malformed shape")
-    if dtype.hasobject:
-        count = math.prod(int(n) for n in shape)
-        if type(raw) is not list or len(raw) != count:
-            raise pickle.UnpicklingError(
-                f"an object array of {count} elements whose pickled items are not a list of "
-                f"{count}"
-            )
-
-
-class _InnerUnpickler(_HardenedUnpickler):
+class _InnerUnpickler(SafeUnpickler):
     """Reads the nested pickle stream of an object-dtype array, with the outer rules for globals."""
 
     def __init__(self, source, outer):
-        super().__init__(source)
-        self._setup(outer.where, outer.admitted)
-        self._outer = outer
+        super().__init__(source, admitted=outer.admitted, where=outer.where)
 
-    def find_class(self, module, name):
-        return self._outer.resolve_global(module, name, self.proto)
+    def resolve(self, module, name):
+        return _wrapper_global(module, name, self.where) or super().resolve(module, name)
 
 
-class _JoblibUnpickler(_HardenedUnpickler):
-    """The pure-Python unpickler (the C one cannot intercept BUILD) that expands array wrappers."""
+class _JoblibUnpickler(SafeUnpickler):
+    """The shared checked unpickler (the C one cannot intercept BUILD), expanding array wrappers."""
 
-    dispatch = _HardenedUnpickler.dispatch.copy()
+    dispatch = SafeUnpickler.dispatch.copy()
 
-    def __init__(self, source, *, filename, mmap_mode, ensure_native, admitted):
-        super().__init__(source)
-        self._setup(source.where, admitted)
+    def __init__(self, source, *, mapfile, mmap_mode, ensure_native, admitted):
+        super().__init__(source, admitted=admitted, where=source.where)
         self.source = source
-        self.filename = filename
+        self.mapfile = mapfile
         self.mmap_mode = mmap_mode
         self.ensure_native = ensure_native
-        self._file_size = None
 
-    # -- globals -----------------------------------------------------------------------------
-
-    def find_class(self, module, name):
-        return self.resolve_global(module, name, self.proto)
-
-    def resolve_global(self, module, name, proto):
-        sys.audit("pickle.find_class", module, name)
-        if proto < 3 and self.fix_imports:
-            if (module, name) in _compat_pickle.NAME_MAPPING:
-                module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-            elif module in _compat_pickle.IMPORT_MAPPING:
-                module = _compat_pickle.IMPORT_MAPPING[module]
-        if module in _JOBLIB_MODULES:
-            if name == "NumpyArrayWrapper":
-                return _ArrayWrapper
-            if name in _LEGACY_WRAPPERS:
-                raise JoblibLegacyFormatError(self.where)
-        if self.admitted is not None and "." in name and f"{module}.{name}" not in self.admitted:
-            # A dotted name walks attributes from the module (e.g. 'datetime', 'sys.exit'):
-            # under a restricted load only names listed in full may do that.
-            raise UnsafeLoadError(module, name, self.where)
-        check_global(module, name, self.admitted, where=self.where)
-        __import__(module, level=0)
-        target = sys.modules[module]
-        for part in name.split(".") if proto >= 4 else (name,):
-            if part == "<locals>":
-                raise AttributeError(f"cannot get local attribute {name!r} of module {module!r}")
-            target = getattr(target, part)
-        return target
+    def resolve(self, module, name):
+        return _wrapper_global(module, name, self.where) or super().resolve(module, name)
 
     # -- BUILD: a finished wrapper becomes its array -----------------------------------------
 
     def load_build(self):
-        _HardenedUnpickler.load_build(self)
+        SafeUnpickler.load_build(self)
         if type(self.stack[-1]) is _ArrayWrapper:
             self.stack[-1] = self._read_array(self.stack[-1])
 
@@ -908,20 +587,23 @@ class _JoblibUnpickler(_HardenedUnpickler):
             self._skip_padding(alignment)
         count = math.prod(shape)
         nbytes = count * dtype.itemsize
-        left = source.remaining()
-        if left is not None and nbytes > left:
-            self._fail(
-                f"an array of shape {shape} and dtype {dtype} needs {nbytes} bytes at byte "
-                f"{source.tell()}, but only {left} remain (truncated or corrupt file)"
-            )
+        most = source.most_remaining()
+        if most is not None and nbytes > most:
+            if source.compressed is None:
+                left = f"only {most} remain (truncated or corrupt file)"
+            else:
+                left = (f"the rest of the {source.compressed._codec} stream can decompress to at most "
+                        f"{most} (corrupt file)")
+            self._fail(f"an array of shape {shape} and dtype {dtype} needs {nbytes} bytes at "
+                       f"{'decompressed ' if source.compressed else ''}byte {source.tell()}, but {left}")
         try:
             flat = np.empty(count, dtype=dtype)
-        except MemoryError as exc:
-            raise _ArrayTooLargeError(
-                self.where,
-                f"cannot allocate {nbytes} bytes for an array of shape {shape} and dtype "
-                f"{dtype} (corrupt file, or not enough memory)",
-            ) from exc
+        except MemoryError:
+            # Within what the stream can hold (bz2 has no tighter bound): a stream without
+            # those bytes is corrupt; a valid one really needs more memory than there is
+            # (reported as a JoblibFormatError caused by this MemoryError).
+            source.skip_exact(nbytes, f"an array of {nbytes} bytes")
+            raise
         except ValueError as exc:
             self._fail(f"cannot make an array of shape {shape} and dtype {dtype}: {exc}")
         if nbytes:
@@ -937,16 +619,16 @@ class _JoblibUnpickler(_HardenedUnpickler):
         start = source.tell()
         offset = start + (self._skip_padding(alignment) if alignment is not None else 0)
         nbytes = math.prod(shape) * dtype.itemsize
-        if self._file_size is None:
-            self._file_size = os.stat(self.filename).st_size
-        if offset + nbytes > self._file_size:
+        if offset + nbytes > source.size:
             self._fail(
                 f"an array of shape {shape} and dtype {dtype} needs {nbytes} bytes at byte "
-                f"{offset}, but the file has {self._file_size} bytes (truncated or corrupt file)"
+                f"{offset}, but the file has {source.size} bytes (truncated or corrupt file)"
             )
         if self.mmap_mode == "w+":
             self.mmap_mode = "r+"   # as joblib: never truncate the file
-        array = np.memmap(self.filename, dtype=dtype, mode=self.mmap_mode, offset=offset,
+        # Mapped from the open file the stream is read from, never from its path:
+        # a file replaced meanwhile (temporary + rename) cannot mix two versions.
+        array = np.memmap(self.mapfile, dtype=dtype, mode=self.mmap_mode, offset=offset,
                           shape=shape, order=order)
         source.seek(offset + nbytes)
         if alignment is None and start % _DEFAULT_ALIGNMENT:
@@ -1009,18 +691,19 @@ def load_joblib(fileobj, filename=None, mmap_mode=None, admitted=None, *,
         Open for reading and positioned at the start of the joblib dump
         (an open file, ``io.BytesIO``...).
     filename : str or os.PathLike, optional
-        The path of that file: it names the file in messages and is what
-        arrays are memory-mapped from.  None when `fileobj` is not a file on
-        disk; then nothing is memory-mapped.
+        The path of that file, to name it in messages.
     mmap_mode : {None, 'r', 'r+', 'w+', 'c'}, optional
         As in ``joblib.load``: arrays of an uncompressed file come back as
         ``np.memmap`` views into the file (``'w+'`` is treated as ``'r+'``
-        so that the file is never truncated).  Compressed files and file
-        objects without `filename` cannot be mapped: a ``UserWarning``
-        says so and the arrays are read into memory.  Object arrays are
-        always read into memory.
+        so that the file is never truncated).  They are mapped from
+        `fileobj` itself (its file descriptor; for ``'r+'`` it must be open
+        for writing), so that they come from the file the pickle stream
+        was read from even if its path is replaced meanwhile.  Compressed
+        files and file objects without a file descriptor (``io.BytesIO``)
+        cannot be mapped: a ``UserWarning`` says so and the arrays are read
+        into memory.  Object arrays are always read into memory.
     admitted : frozenset of str, optional
-        The result of :func:`joblite._unpickle.resolve_allowed`; None (the
+        The result of :func:`joblite._safe_unpickle.resolve_allowed`; None (the
         default) is full pickle.  joblib's array wrappers are always
         admitted, as inert placeholders of this module.
     ensure_native_byte_order : bool or 'auto', optional
@@ -1093,12 +776,12 @@ def load_joblib(fileobj, filename=None, mmap_mode=None, admitted=None, *,
                 stacklevel=2,
             )
         raw = _DecompressingReader(fileobj, kind, where)
-        source = _Source(io.BufferedReader(raw, buffer_size=_BUFFER), None, where, True)
+        source = _Source(io.BufferedReader(raw, buffer_size=_BUFFER), None, where, raw)
         mmap_mode = None
     else:
         if isinstance(fileobj, io.RawIOBase):
             fileobj = io.BufferedReader(fileobj, buffer_size=_BUFFER)
-        if mmap_mode is not None and filename is None:
+        if mmap_mode is not None and not _has_descriptor(fileobj):
             warnings.warn(
                 f'In memory persistence is not compatible with mmap_mode "{mmap_mode}" flag '
                 f"passed ({where}). mmap_mode option will be ignored.",
@@ -1106,11 +789,11 @@ def load_joblib(fileobj, filename=None, mmap_mode=None, admitted=None, *,
                 stacklevel=2,
             )
             mmap_mode = None
-        source = _Source(fileobj, _file_size(fileobj), where, False)
+        source = _Source(fileobj, _file_size(fileobj), where)
 
     unpickler = _JoblibUnpickler(
         source,
-        filename=filename,
+        mapfile=fileobj if mmap_mode is not None else None,
         mmap_mode=mmap_mode,
         ensure_native=bool(ensure_native_byte_order),
         admitted=admitted,

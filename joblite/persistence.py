@@ -7,19 +7,20 @@ block in independent chunks when asked.  The container layout is specified in
 ``joblib.dump`` are detected and read by :mod:`joblite._joblib_format`.
 """
 import contextvars
+import errno
 import io
 import os
 import pickle
+import re
 import reprlib
-import socket
 import struct
 import uuid
 import warnings
 
 import xxhash
 
-from . import _impl, _unpickle, compressors
-from ._unpickle import CorruptFileError, UnsafeLoadError
+from . import _impl, _owners, _safe_unpickle, compressors
+from ._safe_unpickle import CorruptFileError, UnsafeLoadError
 
 __all__ = ["dump", "load", "dumps", "loads", "CorruptFileError", "UnsafeLoadError", "FORMAT_VERSION"]
 
@@ -71,10 +72,19 @@ def _rebuild_array(buffer, descr, shape, order):
 
     `buffer` is what the loader handed to the unpickler for this out-of-band
     block: a 1-D uint8 ndarray or ``np.memmap`` of exactly the array's bytes.
+    The arguments come from the file: a dtype holding Python objects (whose
+    bytes would be taken for pointers), a malformed shape or order is refused.
     """
     import numpy as np
 
     dtype = np.lib.format.descr_to_dtype(descr)
+    if dtype.hasobject:
+        raise pickle.UnpicklingError(f"array block of dtype {dtype}, which holds Python objects")
+    if type(shape) is not tuple or not all(type(dim) is int and dim >= 0 for dim in shape):
+        raise pickle.UnpicklingError(f"array block with shape {reprlib.repr(shape)}, not a tuple of "
+                                     "non-negative ints")
+    if order != "C" and order != "F":
+        raise pickle.UnpicklingError(f"array block with order {reprlib.repr(order)}, neither 'C' nor 'F'")
     count = 1
     for dim in shape:
         count *= dim
@@ -92,14 +102,84 @@ def _rebuild_array(buffer, descr, shape, order):
 
 
 def _rebuild_subclass(cls, base, state):
-    """Unpickling hook for ndarray subclasses that pickle like ndarray (``np.matrix``)."""
+    """Unpickling hook for ndarray subclasses that pickle like ndarray (``np.matrix``).
+
+    The view of `base` as `cls` gets `state` as instance attributes (its
+    ``__dict__``): no ``__setstate__`` and no ``setattr`` runs, and `cls`
+    must be a class the pickler writes so (not ``np.memmap``, whose
+    attributes name a file).
+    """
+    import numpy as np
+
+    if not (isinstance(cls, type) and issubclass(cls, np.ndarray) and not issubclass(cls, np.memmap)
+            and cls.__reduce_ex__ is np.ndarray.__reduce_ex__ and cls.__reduce__ is np.ndarray.__reduce__):
+        raise pickle.UnpicklingError(f"{reprlib.repr(cls)} is not an ndarray subclass that pickles "
+                                     "like ndarray")
+    if type(base) is not np.ndarray and type(base) is not np.memmap:
+        raise pickle.UnpicklingError(f"the base of an ndarray subclass is a {type(base).__name__}")
+    if state is not None and not (type(state) is dict and all(type(key) is str for key in state)):
+        raise pickle.UnpicklingError("the attributes of an ndarray subclass are not a dict of names")
     array = base.view(cls)
     if state:
         array.__dict__.update(state)
     return array
 
 
-_unpickle.admit("joblite.persistence._rebuild_array")
+def _rebuild_object_array(items, shape, order):
+    """Unpickling hook: the object array of `shape` whose elements, in `order`, are the list `items`."""
+    import numpy as np
+
+    if type(items) is not list:
+        raise pickle.UnpicklingError(f"the items of an object array are a {type(items).__name__}, not a list")
+    if type(shape) is not tuple or not all(type(dim) is int and dim >= 0 for dim in shape):
+        raise pickle.UnpicklingError(f"object array with shape {reprlib.repr(shape)}, not a tuple of "
+                                     "non-negative ints")
+    if order != "C" and order != "F":
+        raise pickle.UnpicklingError(f"object array with order {reprlib.repr(order)}, neither 'C' nor 'F'")
+    count = 1
+    for dim in shape:
+        count *= dim
+    if count != len(items):
+        raise pickle.UnpicklingError(f"object array of shape {shape} with {len(items)} items")
+    return np.fromiter(items, dtype=object, count=count).reshape(shape, order=order)
+
+
+# The items an object array may hold to be pickled by _rebuild_object_array (and numpy's
+# scalars but void ones): values that cannot refer back to the array.  A cycle through
+# the array needs numpy's own form, which gives the array its items after it exists.
+_ATOMS = frozenset({str, int, float, bool, type(None), bytes, complex})
+
+
+# numpy.typecodes['All'] without 'O': the dtypes whose scalars hold no Python object.
+_PLAIN_CHARS = frozenset("?bhilqnpBHILQNPefdgFDGSUVMm")
+_PLAIN_DTYPES = {}   # descr -> dtype, for the few descrs a process meets
+
+
+def _is_plain(dtype):
+    """A dtype fully described by its ``str``: no fields, sub-array, metadata or objects."""
+    return (dtype.char in _PLAIN_CHARS and dtype.fields is None and dtype.subdtype is None
+            and dtype.metadata is None)
+
+
+def _rebuild_descr(descr):
+    """Unpickling hook: the plain dtype (see :func:`_is_plain`) whose ``str`` is `descr`.
+
+    The pickler writes plain dtypes this way, not as ``numpy.dtype`` plus a
+    state that numpy's unpickling would trust, so that the numpy scalars of a
+    dump load through the C unpickler.
+    """
+    dtype = _PLAIN_DTYPES.get(descr) if type(descr) is str else None
+    if dtype is None:
+        import numpy as np
+
+        if type(descr) is not str or len(descr) > 32:
+            raise pickle.UnpicklingError(f"a dtype descr {reprlib.repr(descr)} that is not a short str")
+        dtype = np.dtype(descr)
+        if not _is_plain(dtype) or dtype.str != descr:
+            raise pickle.UnpicklingError(f"dtype descr {descr!r} does not spell a plain dtype")
+        if len(_PLAIN_DTYPES) < 256:
+            _PLAIN_DTYPES[descr] = dtype
+    return dtype
 
 
 class _ArrayPickler(pickle.Pickler):
@@ -119,7 +199,17 @@ class _ArrayPickler(pickle.Pickler):
             np = self._np = sys.modules.get("numpy")
             if np is None:  # no numpy imported: no array can be in `obj`
                 return NotImplemented
-        if not isinstance(obj, np.ndarray) or obj.dtype.hasobject:
+        if not isinstance(obj, np.ndarray):
+            if isinstance(obj, np.dtype) and _is_plain(obj):
+                return _rebuild_descr, (obj.str,)
+            return NotImplemented
+        if obj.dtype.hasobject:
+            if type(obj) is np.ndarray and obj.dtype.char == "O" and obj.dtype.metadata is None:
+                order = "F" if obj.flags.f_contiguous and not obj.flags.c_contiguous else "C"
+                items = obj.ravel(order=order).tolist()
+                if all(kind in _ATOMS or issubclass(kind, np.generic) and not issubclass(kind, np.void)
+                       for kind in set(map(type, items))):
+                    return _rebuild_object_array, (items, obj.shape, order)
             return NotImplemented
         cls = type(obj)
         if cls is not np.ndarray and cls is not np.memmap:
@@ -169,8 +259,6 @@ class _Pickler(_ArrayPickler):
         finally:
             self._keep = None
 
-
-_unpickle.admit("joblite.persistence._rebuild_subclass")  # its class comes through find_class
 
 # joblib picks a compressor from the file name when compress= names none.
 _EXTENSIONS = {".z": "zlib", ".gz": "gzip", ".bz2": "bz2", ".lzma": "lzma", ".xz": "xz", ".lz4": "lz4"}
@@ -333,8 +421,53 @@ def _write_container(fileobj, value, codec, level, preallocate=False):
 
 
 def _temporary_name(path):
-    """A name next to `path` that no other process or host picks: host, pid and a random part."""
-    return f"{path}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
+    """A name next to `path` that no other process or thread picks: its owner (pid@host), a random part."""
+    return f"{path}.{_owners.owner()}.{uuid.uuid4().hex[:12]}.tmp"
+
+
+# A temporary of this host: the digits cannot hold a dot, so the owner's pid is found
+# whatever dots and '@' the target's name holds.
+_LOCAL_TEMPORARY = re.compile(rf"\.(\d+)@{re.escape(_owners.HOST)}\.[0-9a-f]{{12}}\.tmp\Z")
+
+
+# folder -> its modification time (ns) when this process last swept it or renamed a dump into it
+_FOLDER_TIMES = {}
+
+
+def _sweep_temporaries(folder):
+    """Remove the temporaries that dumps killed on this host left in `folder` (their owner is gone).
+
+    Temporaries of live processes, and of other hosts (whose processes
+    cannot be seen from here), are left alone.  A folder that only this
+    process changed since it last looked (same modification time) is not
+    listed again: dumps into a folder of many files stay cheap.
+    """
+    folder = os.path.abspath(folder)
+    try:
+        if os.stat(folder).st_mtime_ns == _FOLDER_TIMES.get(folder):
+            return
+        entries = os.scandir(folder)
+    except OSError:
+        return   # the dump itself reports a missing or unreadable folder
+    with entries:
+        for entry in entries:
+            match = _LOCAL_TEMPORARY.search(entry.name) if entry.name.endswith(".tmp") else None
+            if match and not _owners.pid_alive(int(match.group(1))):
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass   # removed by another sweeper, or not ours to remove
+    _note_folder(folder)
+
+
+def _note_folder(folder):
+    """Remember the modification time of `folder`, which this process just changed."""
+    if len(_FOLDER_TIMES) > 4096:   # a bound for processes that write into very many folders
+        _FOLDER_TIMES.clear()
+    try:
+        _FOLDER_TIMES[os.path.abspath(folder)] = os.stat(folder).st_mtime_ns
+    except OSError:
+        pass
 
 
 def dump(value, filename, compress=0, protocol=None):
@@ -348,9 +481,11 @@ def dump(value, filename, compress=0, protocol=None):
         aligned blocks; everything else is pickled (protocol 5).
     filename : str, pathlib.Path or file object
         Where to write.  A path is written to a temporary name in the same
-        folder (host, pid and a random part) and renamed when complete, so
-        that readers never see a partial file.  A binary file object (also
-        ``io.BytesIO``) is written from its current position.
+        folder (``<filename>.<pid>@<host>.<random>.tmp``) and renamed when
+        complete, so that readers never see a partial file; the temporaries
+        that dumps of processes gone from this host left in the folder are
+        removed first.  A binary file object (also ``io.BytesIO``) is written
+        from its current position.
     compress : bool, int 0-9, str or (str, int), optional
         ``False``/``0``: no compression (default; arrays can be memory-mapped
         on load).  ``True``: byte-shuffle + lz4, the default codec.  An int
@@ -394,10 +529,13 @@ def dump(value, filename, compress=0, protocol=None):
         _write_container(filename, value, codec, level)
         return None
     path = os.fspath(filename)
+    folder = os.path.dirname(path) or os.curdir
+    _sweep_temporaries(folder)   # first: a killed dump's space comes back
     temporary = _temporary_name(path)
     try:
         write_file(value, temporary, codec, level)
         os.replace(temporary, path)
+        _note_folder(folder)
     except BaseException:
         try:
             os.unlink(temporary)
@@ -485,17 +623,18 @@ class _Container:
                 self.fail(f"block {index}", f"codec index {codec} or itemsize {itemsize} is invalid")
             if codec == 0 and raw_length != length:
                 self.fail(f"block {index}", f"uncompressed block of {length} bytes claims {raw_length}")
-            self._check_raw_length(f"block {index}", codec, length, raw_length)
+            self._check_raw_length(f"block {index}", codec, length, raw_length, itemsize)
             previous_end = offset + length
             self.blocks.append(entry[:6])
 
-    def _check_raw_length(self, part, codec, length, raw_length):
-        """Refuse a raw length the stored bytes cannot hold, before memory is allocated for it.
-
-        Each compressed chunk takes at least a 4-byte size entry and one byte.
-        """
-        if codec and raw_length > max(length - 4, 0) // 5 * self.chunk_size:
-            self.fail(part, f"{length} stored bytes cannot decompress to the {raw_length} claimed")
+    def _check_raw_length(self, part, codec, length, raw_length, itemsize=1):
+        """Refuse a raw length the stored bytes cannot hold, before memory is allocated for it."""
+        if codec:
+            name = self.codecs[codec]
+            possible = compressors.max_raw_length(name, length, itemsize, self.chunk_size)
+            if raw_length > possible:
+                self.fail(part, f"claims {raw_length} raw bytes, but its {length} stored bytes of {name!r} "
+                                f"data can hold at most {possible}")
 
     def fail(self, part, what):
         raise CorruptFileError(f"{self.where}: {part}: {what}")
@@ -536,12 +675,23 @@ class _Container:
             self.fail("block table", f"codec list {names!r} does not start with 'none'")
         return tuple(names)
 
-    def _decompress(self, stored, raw_length, itemsize, codec, out, part):
+    def _decompressed(self, stored, raw_length, itemsize, codec, part):
+        """A new uint8 array of the `raw_length` bytes that the frame `stored` decompresses to."""
+        import numpy as np
+
+        name = self.codecs[codec]
         try:
-            compressors.decompress_block(stored, raw_length, itemsize, self.codecs[codec], out,
-                                         chunk_size=self.chunk_size)
+            try:
+                out = np.empty(raw_length, dtype=np.uint8)  # not zero-filled: pages come as written
+            except MemoryError:
+                # The claim is within what the stored bytes can hold (bz2 has no tighter bound):
+                # a corrupt block is reported as such, a valid one really needs the memory.
+                compressors.verify_block(stored, raw_length, itemsize, name, chunk_size=self.chunk_size)
+                raise
+            compressors.decompress_block(stored, raw_length, itemsize, name, out, chunk_size=self.chunk_size)
         except ValueError as exc:  # also an unknown codec: install it, or register_compressor
             self.fail(part, str(exc))
+        return out
 
     def _read_verified(self, offset, view, checksum, part):
         """Read into `view` and verify its checksum (None: no check), piece by piece.
@@ -601,16 +751,18 @@ class _Container:
                 self.fail(part, f"truncated: {done} of {total} bytes at offset {offset}")
             done += count
 
-    def mark_mapped_writable(self, path):
-        """Set FLAG_MAPPED_WRITABLE in the header of `path`, before it is mapped 'r+'."""
+    def mark_mapped_writable(self, mapfile):
+        """Set FLAG_MAPPED_WRITABLE in the header, through `mapfile`, before the file is mapped 'r+'."""
         if self.flags & FLAG_MAPPED_WRITABLE:
             return
-        self.file.seek(0)
-        header = bytearray(self.file.read(ALIGNMENT))
+        if not mapfile.writable():
+            raise PermissionError(errno.EACCES, "mmap_mode='r+' needs a file open for writing", self.where)
+        header = bytearray(self._read(0, ALIGNMENT, "header"))
         struct.pack_into("<H", header, 10, self.flags | FLAG_MAPPED_WRITABLE)
         struct.pack_into("<Q", header, ALIGNMENT - 8, _checksum(header[:-8]))
-        with open(path, "r+b") as fileobj:
-            fileobj.write(header)
+        mapfile.seek(0)
+        mapfile.write(header)
+        mapfile.flush()
         self.flags |= FLAG_MAPPED_WRITABLE
 
     def pickle_stream(self):
@@ -619,48 +771,34 @@ class _Container:
             self.fail("pickle stream", "checksum mismatch")
         if self.pickle_codec == 0:
             return stored
-        import numpy as np
+        return self._decompressed(stored, self.pickle_raw_length, 1, self.pickle_codec, "pickle stream")
 
-        out = np.empty(self.pickle_raw_length, dtype=np.uint8)  # not zero-filled: pages come as written
-        self._decompress(stored, self.pickle_raw_length, 1, self.pickle_codec, out, "pickle stream")
-        return out
+    def block(self, index, mapfile, mmap_mode):
+        """The bytes of block `index`: an ``np.memmap`` (O(1)) or a freshly read uint8 array.
 
-    def block(self, index, mmap_path, mmap_mode):
-        """The bytes of block `index`: an ``np.memmap`` (O(1)) or a freshly read uint8 array."""
+        `mapfile` is an open file object of this very file (not its path,
+        which another process may have replaced since the header was read).
+        """
         import numpy as np
 
         offset, length, raw_length, codec, itemsize, checksum = self.blocks[index]
         part = f"block {index}"
         if raw_length == 0:
             return np.empty(0, dtype=np.uint8)
-        if mmap_mode is not None and codec == 0 and mmap_path is not None:
-            return np.memmap(mmap_path, dtype=np.uint8, mode=mmap_mode, offset=offset, shape=(raw_length,))
-        out = np.empty(raw_length, dtype=np.uint8)
+        if mmap_mode is not None and codec == 0 and mapfile is not None:
+            return np.memmap(mapfile, dtype=np.uint8, mode=mmap_mode, offset=offset, shape=(raw_length,))
         if codec == 0:
+            out = np.empty(raw_length, dtype=np.uint8)  # no larger than the file: checked in __init__
             verify = not self.flags & FLAG_MAPPED_WRITABLE
             self._read_verified(offset, memoryview(out), checksum if verify else None, part)
             return out
         stored = self._read(offset, length, part)
         if _checksum(stored) != checksum:
             self.fail(part, "checksum mismatch")
-        self._decompress(stored, raw_length, itemsize, codec, out, part)
-        return out
+        return self._decompressed(stored, raw_length, itemsize, codec, part)
 
 
-class _Unpickler(pickle.Unpickler):
-    """Unpickler that admits only the globals `admitted` allows (see :mod:`joblite._unpickle`)."""
-
-    def __init__(self, file, buffers, admitted, where):
-        super().__init__(file, buffers=buffers)
-        self._admitted = admitted
-        self._where = where
-
-    def find_class(self, module, name):
-        _unpickle.check_global(module, name, self._admitted, self._where)
-        return super().find_class(module, name)
-
-
-def _load_container(fileobj, where, mmap_path, mmap_mode, admitted, data=None, keep=None):
+def _load_container(fileobj, where, mapfile, mmap_mode, admitted, data=None, keep=None):
     container = _Container(fileobj, where, data)
     stream = container.pickle_stream()
     if keep is not None and not container.blocks:
@@ -668,18 +806,10 @@ def _load_container(fileobj, where, mmap_path, mmap_mode, admitted, data=None, k
     if mmap_mode is not None and any(block[3] for block in container.blocks):
         warnings.warn(f"{where}: compressed arrays cannot be memory-mapped; mmap_mode={mmap_mode!r} "
                       "has no effect on them and they are loaded in memory", UserWarning, stacklevel=4)
-    if mmap_mode == "r+" and mmap_path is not None and any(block[3] == 0 for block in container.blocks):
-        container.mark_mapped_writable(mmap_path)
-    buffers = (container.block(index, mmap_path, mmap_mode) for index in range(len(container.blocks)))
-    try:
-        if admitted is None:   # full pickle: the C unpickler alone, no find_class hook
-            return pickle.loads(stream, buffers=buffers)
-        return _Unpickler(io.BytesIO(stream), buffers, admitted, where).load()
-    except (UnsafeLoadError, CorruptFileError):
-        raise
-    except Exception as exc:  # a mangled stream fails in many ways inside the unpickler
-        raise CorruptFileError(f"{where}: pickle stream: cannot be unpickled "
-                               f"({type(exc).__name__}: {exc})") from exc
+    if mmap_mode == "r+" and mapfile is not None and any(block[3] == 0 for block in container.blocks):
+        container.mark_mapped_writable(mapfile)
+    buffers = (container.block(index, mapfile, mmap_mode) for index in range(len(container.blocks)))
+    return _safe_unpickle.load_stream(stream, buffers, admitted, where)
 
 
 def _check_mmap_mode(mmap_mode):
@@ -688,7 +818,8 @@ def _check_mmap_mode(mmap_mode):
     return "r+" if mmap_mode == "w+" else mmap_mode  # as joblib: never truncate the file
 
 
-def _load_fileobj(fileobj, where, mmap_path, mmap_mode, admitted):
+def _load_fileobj(fileobj, where, mapfile, mmap_mode, admitted):
+    """Load from `fileobj`; with `mmap_mode`, `mapfile` is `fileobj` itself, a file on disk."""
     if not fileobj.seekable():
         fileobj = io.BytesIO(fileobj.read())
     start = fileobj.tell()
@@ -697,13 +828,12 @@ def _load_fileobj(fileobj, where, mmap_path, mmap_mode, admitted):
     if head == MAGIC:
         if start:
             fileobj = io.BytesIO(fileobj.read())  # offsets in the file are from its start
-            mmap_path = None
-        return _load_container(fileobj, where, mmap_path, mmap_mode, admitted)
+            mapfile = None
+        return _load_container(fileobj, where, mapfile, mmap_mode, admitted)
     from . import _joblib_format  # only when needed: most files are joblite's
 
     if _joblib_format.detect(head) is not None:
-        return _joblib_format.load_joblib(fileobj, mmap_path, mmap_mode=mmap_mode, admitted=admitted,
-                                          where=where)
+        return _joblib_format.load_joblib(fileobj, mmap_mode=mmap_mode, admitted=admitted, where=where)
     raise CorruptFileError(f"{where}: not a joblite or joblib file (it starts with {bytes(head)!r})")
 
 
@@ -724,12 +854,19 @@ def load(filename, mmap_mode=None, *, allowed=None):
         each block is read straight into its final array and its checksum
         verified.
     allowed : None, {'numpy', 'safe'} or list of str, optional
-        What the unpickler may import.  None (default) is full pickle: a file
-        can run any code it names, so load only files you trust.  ``'numpy'``
-        (or ``'safe'``) admits builtin containers and scalars, numpy arrays,
-        dtypes and scalars, datetime, Decimal, pathlib, collections types and
-        joblite's own types; a list of dotted names admits those too (e.g.
-        ``['sklearn.linear_model._base.LinearRegression']``).
+        What the file may name.  None (default) is full pickle: a file can
+        run any code it names, so load only files you trust.  ``'numpy'`` (or
+        ``'safe'``) admits an exact list of dotted names: builtin containers
+        and scalars, numpy arrays, dtypes and scalars, the datetime types,
+        Decimal, Fraction, UUID, pathlib paths, collections types and
+        joblite's own rebuild functions.  A list of dotted names admits
+        those exact names too (e.g.
+        ``['sklearn.linear_model._base.LinearRegression']``), and
+        ``'package.module.*'`` the classes and functions defined in that
+        module.  Under a restriction the file can call only admitted names,
+        reach no module, open no file (``numpy.memmap`` is refused), and
+        numpy objects are rebuilt with their state checked.  The
+        "Security" page of the documentation lists the names and the checks.
 
     Returns
     -------
@@ -739,8 +876,8 @@ def load(filename, mmap_mode=None, *, allowed=None):
     Raises
     ------
     UnsafeLoadError
-        If the file names a global that `allowed` does not admit; nothing of
-        it has run.
+        If the file names a global that `allowed` does not admit, or uses
+        one in a way a restricted load refuses; nothing refused has run.
     CorruptFileError
         (a ``ValueError``) if the file is truncated, corrupted (checksum
         mismatch), or not a joblite or joblib file; the message names the file,
@@ -755,7 +892,7 @@ def load(filename, mmap_mode=None, *, allowed=None):
     dump, loads
     """
     mmap_mode = _check_mmap_mode(mmap_mode)
-    admitted = _unpickle.resolve_allowed(allowed)
+    admitted = _safe_unpickle.resolve_allowed(allowed)
     if isinstance(filename, (str, os.PathLike)):
         return load_path(os.fspath(filename), mmap_mode, admitted)
     if not hasattr(filename, "read"):
@@ -775,25 +912,50 @@ def load_path(path, mmap_mode, admitted, keep=None):
     stream is appended to it, for a caller that unpickles it again later
     without reading the file.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    # Everything comes from this one descriptor, memory maps too: a reader sees
+    # one version of a file that another process replaces (temporary + rename).
+    fd, writable = _open_to_load(path, mmap_mode)
     try:
         data = os.read(fd, _SMALL_FILE)
-        if len(data) < _SMALL_FILE:
+        if len(data) < _SMALL_FILE and data[:len(MAGIC)] == MAGIC:
             # The whole file in one read (a short read of a regular file is its
-            # end): small files are what a Memory cache hit loads most often.
-            if data[:len(MAGIC)] == MAGIC:
-                return _load_container(io.BytesIO(data), path, path, mmap_mode, admitted, data, keep)
-            return _load_fileobj(io.BytesIO(data), path, path, mmap_mode, admitted)
-        with open(fd, "rb", closefd=False) as fileobj:
+            # end): small containers are what a Memory cache hit loads most often.
+            if mmap_mode is None:
+                return _load_container(io.BytesIO(data), path, None, None, admitted, data, keep)
+            with _named_file(fd, path, writable) as mapfile:
+                return _load_container(io.BytesIO(data), path, mapfile, mmap_mode, admitted, data, keep)
+        with _named_file(fd, path, writable) as fileobj:
             fileobj.seek(0)
-            return _load_fileobj(fileobj, path, path, mmap_mode, admitted)
+            return _load_fileobj(fileobj, path, fileobj if mmap_mode else None, mmap_mode, admitted)
     finally:
         os.close(fd)
 
 
+def _open_to_load(path, mmap_mode):
+    """A descriptor of `path`, and whether it is writable: arrays mapped 'r+' need that.
+
+    A file that cannot be opened for writing is opened for reading: it loads
+    when nothing in it is mapped, and mapping raises ``PermissionError``.
+    """
+    if mmap_mode == "r+":
+        try:
+            return os.open(path, os.O_RDWR | os.O_CLOEXEC), True
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+    return os.open(path, os.O_RDONLY | os.O_CLOEXEC), False
+
+
+def _named_file(fd, path, writable):
+    """A file object over `fd` that leaves it open, named `path` (``np.memmap.filename`` records it)."""
+    fileobj = open(fd, "r+b" if writable else "rb", closefd=False)
+    fileobj.raw.name = path
+    return fileobj
+
+
 def loads(data, *, allowed=None):
     """Reconstruct an object from the bytes :func:`dumps` returned (see :func:`load`)."""
-    admitted = _unpickle.resolve_allowed(allowed)
+    admitted = _safe_unpickle.resolve_allowed(allowed)
     return _load_fileobj(io.BytesIO(data), "<bytes>", None, None, admitted)
 
 
@@ -900,25 +1062,31 @@ def _remove_quietly(path):
 
 
 def _rebuild_external(name):
-    """Unpickling hook: the array in the ``.npy`` file `name`, relative to the folder being loaded."""
+    """Unpickling hook: the array in the ``.npy`` file `name`, relative to the folder being loaded.
+
+    `name` comes from the file: it must name a ``.npy`` file directly in the
+    folder, not a symbolic link (which could lead out of it); the file is
+    read with ``allow_pickle=False``.
+    """
     import numpy as np
 
     loader = _FOLDER_LOADER.get()
     if loader is None:
         raise CorruptFileError("an external array block can only be loaded by load_folder")
     folder, mmap_mode = loader
-    if not isinstance(name, str) or os.path.basename(name) != name or name in ("", ".", ".."):
-        raise CorruptFileError(f"{folder}: external block name {name!r} is not a file name in the folder")
+    if (not isinstance(name, str) or os.path.basename(name) != name or not name.endswith(".npy")
+            or (os.altsep and os.altsep in name)):
+        raise CorruptFileError(f"{folder}: external block name {reprlib.repr(name)} is not the name of "
+                               "a .npy file in the folder")
     path = os.path.join(folder, name)
+    if os.path.islink(path):
+        raise CorruptFileError(f"{folder}: external block {name!r} is a symbolic link")
     try:
         return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except FileNotFoundError:
         raise CorruptFileError(f"{folder}: external block {name!r} is missing") from None
     except ValueError as exc:
         raise CorruptFileError(f"{path}: not a valid .npy file ({exc})") from None
-
-
-_unpickle.admit("joblite.persistence._rebuild_external")
 
 
 def dump_folder(value, folder, name="value"):
@@ -1013,7 +1181,7 @@ def load_folder(folder, name="value", mmap_mode=None, *, allowed=None):
     """
     _check_folder_name(name)
     mmap_mode = _check_mmap_mode(mmap_mode)
-    admitted = _unpickle.resolve_allowed(allowed)
+    admitted = _safe_unpickle.resolve_allowed(allowed)
     folder = os.fspath(folder)
     path = os.path.join(folder, name + ".pkl")
     try:
@@ -1026,11 +1194,6 @@ def load_folder(folder, name="value", mmap_mode=None, *, allowed=None):
         raise CorruptFileError(f"{path}: not a joblite folder pickle of format version {FORMAT_VERSION}")
     token = _FOLDER_LOADER.set((folder, mmap_mode))
     try:
-        return _Unpickler(io.BytesIO(data[len(head):]), (), admitted, path).load()
-    except (UnsafeLoadError, CorruptFileError):
-        raise
-    except Exception as exc:  # a mangled stream fails in many ways inside the unpickler
-        raise CorruptFileError(f"{path}: pickle stream: cannot be unpickled "
-                               f"({type(exc).__name__}: {exc})") from exc
+        return _safe_unpickle.load_stream(data[len(head):], (), admitted, path)
     finally:
         _FOLDER_LOADER.reset(token)
