@@ -9,6 +9,7 @@ block in independent chunks when asked.  The container layout is specified in
 import contextvars
 import errno
 import io
+import math
 import os
 import pickle
 import re
@@ -67,6 +68,16 @@ class _Block:
         self.itemsize = itemsize
 
 
+def _element_count(shape, order, what):
+    """The number of elements of `shape`, after checking `shape` and `order` read from a file."""
+    if type(shape) is not tuple or not all(type(dim) is int and dim >= 0 for dim in shape):
+        raise pickle.UnpicklingError(f"{what} with shape {reprlib.repr(shape)}, not a tuple of "
+                                     "non-negative ints")
+    if order != "C" and order != "F":
+        raise pickle.UnpicklingError(f"{what} with order {reprlib.repr(order)}, neither 'C' nor 'F'")
+    return math.prod(shape)
+
+
 def _rebuild_array(buffer, descr, shape, order):
     """Unpickling hook: the array `buffer` holds, as dtype `descr`, `shape`, `order`.
 
@@ -80,14 +91,7 @@ def _rebuild_array(buffer, descr, shape, order):
     dtype = np.lib.format.descr_to_dtype(descr)
     if dtype.hasobject:
         raise pickle.UnpicklingError(f"array block of dtype {dtype}, which holds Python objects")
-    if type(shape) is not tuple or not all(type(dim) is int and dim >= 0 for dim in shape):
-        raise pickle.UnpicklingError(f"array block with shape {reprlib.repr(shape)}, not a tuple of "
-                                     "non-negative ints")
-    if order != "C" and order != "F":
-        raise pickle.UnpicklingError(f"array block with order {reprlib.repr(order)}, neither 'C' nor 'F'")
-    count = 1
-    for dim in shape:
-        count *= dim
+    count = _element_count(shape, order, "array block")
     if isinstance(buffer, memoryview) and isinstance(buffer.obj, np.ndarray):
         buffer = buffer.obj  # READONLY_BUFFER (a read-only array was dumped): mmap_mode decides, as in joblib
     if not isinstance(buffer, np.ndarray):
@@ -131,14 +135,7 @@ def _rebuild_object_array(items, shape, order):
 
     if type(items) is not list:
         raise pickle.UnpicklingError(f"the items of an object array are a {type(items).__name__}, not a list")
-    if type(shape) is not tuple or not all(type(dim) is int and dim >= 0 for dim in shape):
-        raise pickle.UnpicklingError(f"object array with shape {reprlib.repr(shape)}, not a tuple of "
-                                     "non-negative ints")
-    if order != "C" and order != "F":
-        raise pickle.UnpicklingError(f"object array with order {reprlib.repr(order)}, neither 'C' nor 'F'")
-    count = 1
-    for dim in shape:
-        count *= dim
+    count = _element_count(shape, order, "object array")
     if count != len(items):
         raise pickle.UnpicklingError(f"object array of shape {shape} with {len(items)} items")
     return np.fromiter(items, dtype=object, count=count).reshape(shape, order=order)
