@@ -1,30 +1,46 @@
 """Large array arguments reach worker processes as read-only memory-mapped files.
 
-During a ``Parallel`` call on processes, each numpy array of at least
-``max_nbytes`` bytes met while pickling a batch is written once, as a
-``.npy`` file (64-byte aligned data, written to a temporary name and
-renamed), into a folder of the call; the workers get ``np.load(path,
-mmap_mode=...)``, so they share the pages instead of each holding a copy.
-Arrays that already are ``np.memmap`` views of a file are passed by file name
-and offset, without writing anything.
+A process backend pickles each batch with :meth:`ArrayMemmapper.dumps`, in
+the caller's thread.  Each numpy array of at least ``max_nbytes`` bytes met
+there is written once per call, as a ``.npy`` file (64-byte aligned data,
+written to a temporary name and renamed), into a folder of the call; the
+workers get ``np.load(path, mmap_mode=...)``, so they share the pages instead
+of each holding a copy.  Arrays that already are ``np.memmap`` views of a file
+are passed by file name and offset, without writing anything.  Smaller arrays
+travel as out-of-band buffers of the batch's pickle, copied once, into the
+message loky sends.
 
 The folder is ``joblite_memmapping_<pid>@<host>_<random>`` under the temp
 folder: ``temp_folder``, else ``JOBLITE_TEMP_FOLDER``, else ``/dev/shm`` when
-it has room, else the system temp folder.  It is removed when the call ends
-(also after an error, a timeout or an interrupt); folders of processes that
-died (SIGKILL) are removed by the next :class:`ArrayMemmapper` started on the
-same host.
+it has room, else the system temp folder.  A temp folder that is given must
+exist: it is never created.
+
+The folder lives until nothing can use it: it is removed once its call has
+ended *and* every batch that refers to it has finished or been cancelled.
+After a failed call, batches already queued in the executor still run, and
+still find their files; the folder goes when the last of them is done (in the
+background: the failed call does not wait).  The folder is also registered
+with loky's resource tracker, which removes it when the caller is killed
+(SIGKILL), once the workers, which exit when their caller dies, are gone.
+What is still there at exit is removed then, and folders of dead processes of
+this host are swept when a new folder is made.
 """
+import atexit
+import errno
+import io
 import os
+import pickle
 import shutil
 import tempfile
 import threading
 import uuid
 
+import cloudpickle
+from loky.backend import resource_tracker
+
 from ._owners import dead_on_this_host, owner
 
-__all__ = ["ArrayMemmapper", "get_memmapper", "parse_max_nbytes", "choose_temp_folder",
-           "sweep_dead_folders"]
+__all__ = ["ArrayMemmapper", "parse_max_nbytes", "choose_temp_folder", "sweep_dead_folders"]
 
 _PREFIX = "joblite_memmapping_"
 _SHM = "/dev/shm"
@@ -41,19 +57,28 @@ def parse_max_nbytes(value):
 
 
 def choose_temp_folder(temp_folder=None):
-    """The parent folder of memmap folders, following the order in the module docstring."""
+    """The parent folder of memmap folders and the setting it comes from.
+
+    Returns
+    -------
+    (str, str or None)
+        The folder (``~`` expanded, made absolute), and the name of the
+        setting that gave it (``'temp_folder'`` or ``'JOBLITE_TEMP_FOLDER'``),
+        or None for a folder joblite chose (``/dev/shm`` or the system temp
+        folder).
+    """
     if temp_folder is not None:
-        return os.fspath(temp_folder)
+        return os.path.abspath(os.path.expanduser(os.fspath(temp_folder))), "temp_folder"
     from_env = os.environ.get("JOBLITE_TEMP_FOLDER")
     if from_env:
-        return from_env
+        return os.path.abspath(os.path.expanduser(from_env)), "JOBLITE_TEMP_FOLDER"
     try:
         stat = os.statvfs(_SHM)
         if stat.f_bavail * stat.f_frsize >= _SHM_MIN_FREE and os.access(_SHM, os.W_OK):
-            return _SHM
+            return _SHM, None
     except OSError:
         pass
-    return tempfile.gettempdir()
+    return tempfile.gettempdir(), None
 
 
 def sweep_dead_folders(parent):
@@ -84,46 +109,106 @@ def _rebuild_memmap(filename, dtype, shape, order, offset, mode):
     return np.memmap(filename, dtype=dtype, shape=shape, order=order, offset=offset, mode=mode)
 
 
+# The C pickler reads its dispatch table from this slot; cloudpickle's class-level
+# table hides it from plain attribute assignment (loky sets it the same way).
+_DISPATCH_TABLE_SLOT = pickle.Pickler.__dict__["dispatch_table"]
+
+
 class ArrayMemmapper:
-    """Pickling reducers that send large arrays as memmaps, and the folder they write to.
+    """Pickles the batches of one call for worker processes, memory-mapping large arrays.
 
     Parameters
     ----------
     temp_folder : str, optional
-        Parent folder of the per-call folders; see the module docstring.
+        Parent folder of the call's folder; see the module docstring.  It
+        must exist.
     max_nbytes : int, str or None
         Arrays of at least this many bytes are memory-mapped (``'1M'``: 1 MiB);
         None: never.
-    mmap_mode : {'r', 'r+', 'c'}
-        How workers map them.
+    mmap_mode : {'r', 'r+', 'c', 'w+'}
+        How workers map them (``'w+'`` maps ``'r+'``: it must not truncate).
+
+    Raises
+    ------
+    ValueError
+        If `mmap_mode` or `max_nbytes` is not valid.
     """
 
     def __init__(self, temp_folder=None, max_nbytes="1M", mmap_mode="r"):
         if mmap_mode not in ("r", "r+", "c", "w+"):
-            raise ValueError(f"mmap_mode={mmap_mode!r} is not one of 'r', 'r+', 'c'")
+            raise ValueError(f"mmap_mode={mmap_mode!r} is not one of 'r', 'r+', 'w+', 'c'")
+        import numpy as np
+
         self.temp_folder = temp_folder
         self.max_nbytes = parse_max_nbytes(max_nbytes)
         self.mmap_mode = "r+" if mmap_mode == "w+" else mmap_mode
+        # a dict: the C pickler looks types up in it for every object it has no fast path for
+        self._table = dict(cloudpickle.Pickler.dispatch_table)
+        self._table.update({np.ndarray: self._reduce, np.memmap: self._reduce})
         self._folder = None
         self._written = {}   # id(array) -> (array, path): each array written once per call
+        self._refers = False   # the batch being pickled refers to a file of the folder
         self._lock = threading.Lock()
-        self._calls = 0
+        self._held = set()   # futures of the batches sent that refer to the folder, until done
+        self._closed = False   # the call ended
 
-    def __reduce__(self):
-        # loky sends the reducers along to the workers it starts, which never
-        # use them to write: a fresh memmapper, without this call's state.
-        return ArrayMemmapper, (self.temp_folder, self.max_nbytes, self.mmap_mode)
+    def dumps(self, obj):
+        """Pickle `obj` (a batch) for a worker process, with cloudpickle, protocol 5.
 
-    @property
-    def folder(self):
-        """The folder of the current call, or None before the first array is written."""
-        return self._folder
+        Returns
+        -------
+        data : bytes
+            The pickle stream.
+        buffers : list of pickle.PickleBuffer
+            Its out-of-band buffers (arrays under `max_nbytes`), for
+            ``pickle.loads(data, buffers=buffers)``.
+        refers : bool
+            Whether it refers to a file of the call's folder: then
+            :meth:`hold` the folder for the batch.
 
-    def reducers(self):
-        """``{type: reducer}`` for loky's ``job_reducers``."""
-        import numpy as np
+        Raises
+        ------
+        OSError
+            If a large array cannot be written: the errno of the failure
+            (``ENOSPC`` for a full disk), naming the folder and the bytes
+            needed; or if the temp folder does not exist, naming the setting.
+        pickle.PicklingError, TypeError
+            If `obj` holds something that cannot be pickled.
+        """
+        stream = io.BytesIO()
+        buffers = []
+        pickler = cloudpickle.Pickler(stream, protocol=5, buffer_callback=buffers.append)
+        _DISPATCH_TABLE_SLOT.__set__(pickler, self._table)
+        self._refers = False
+        pickler.dump(obj)
+        return stream.getvalue(), buffers, self._refers
 
-        return {np.ndarray: self._reduce, np.memmap: self._reduce}
+    def hold(self, future):
+        """Keep the folder until `future` (of a batch that refers to it) is done or cancelled."""
+        with self._lock:
+            self._held.add(future)
+        future.add_done_callback(self._release)
+
+    def close(self):
+        """The call ended: forget its arrays; the folder goes once no batch refers to it.
+
+        When every batch is done already (the call took all the results, or
+        its workers were killed), the folder is removed before this returns.
+        """
+        self._written.clear()
+        with self._lock:
+            self._closed = True
+            # done, though their callbacks may not have run yet
+            self._held = {future for future in self._held if not future.done()}
+        self._release()
+
+    def _release(self, future=None):
+        with self._lock:
+            self._held.discard(future)
+            if not self._closed or self._held or self._folder is None:
+                return
+            folder, self._folder = self._folder, None
+        _remove_folder(folder)
 
     def _reduce(self, array):
         import numpy as np
@@ -137,66 +222,127 @@ class ArrayMemmapper:
                 # A memmap made with 'w+' must not be truncated again by the workers.
                 mode = "r" if self.mmap_mode == "r" else "r+" if array.mode == "w+" else array.mode
                 return _rebuild_memmap, (array.filename, array.dtype, array.shape, order, offset, mode)
-        path = self._write(array)
-        if path is None:
-            return _plain_reduce(array)
-        return _load_memmap, (path, self.mmap_mode)
+        self._refers = True
+        return _load_memmap, (self._write(array), self.mmap_mode)
 
     def _write(self, array):
-        import numpy as np
-
-        with self._lock:
-            if not self._calls:   # the call ended while this batch was being pickled
-                return None
-            known = self._written.get(id(array))
-            if known is not None and known[0] is array:
-                return known[1]
-            folder = self._call_folder()
-            path = os.path.join(folder, f"{len(self._written):05d}.npy")
-            temporary = path + ".tmp"
+        known = self._written.get(id(array))
+        if known is not None and known[0] is array:
+            return known[1]
+        folder = self._call_folder()
+        path = os.path.join(folder, f"{len(self._written):05d}.npy")
+        temporary = path + ".tmp"
+        try:
             with open(temporary, "wb") as fileobj:
-                np.lib.format.write_array(fileobj, array, allow_pickle=False)
+                _write_npy(fileobj, array)
             os.replace(temporary, path)
-            self._written[id(array)] = (array, path)
-            return path
+        except OSError as exc:
+            _remove_quietly(temporary)
+            raise _write_error(exc, folder, array.nbytes) from exc
+        self._written[id(array)] = (array, path)
+        return path
 
     def _call_folder(self):
         if self._folder is None:
-            parent = choose_temp_folder(self.temp_folder)
+            parent, setting = choose_temp_folder(self.temp_folder)
             sweep_dead_folders(parent)   # a listing of the folder, once per call
-            self._folder = os.path.join(parent, f"{_PREFIX}{owner()}_{uuid.uuid4().hex[:8]}")
-            os.makedirs(self._folder)
+            folder = os.path.join(parent, f"{_PREFIX}{owner()}_{uuid.uuid4().hex[:8]}")
+            try:
+                os.mkdir(folder, 0o700)
+            except (FileNotFoundError, NotADirectoryError) as exc:
+                if setting is None:
+                    raise
+                raise type(exc)(
+                    exc.errno, f"{setting}={parent!r} is not an existing folder: large array "
+                    f"arguments are memory-mapped there, and joblite does not create it "
+                    f"(create it, or choose another {setting})", parent) from exc
+            _track(folder)
+            with self._lock:
+                self._folder = folder
         return self._folder
 
-    def begin_call(self):
-        """A call starts using the memmapper (calls of several threads may overlap)."""
-        with self._lock:
-            self._calls += 1
 
-    def end_call(self):
-        """A call ended; when no call is running, remove the folder and forget its arrays."""
-        with self._lock:
-            self._calls = max(0, self._calls - 1)
-            if self._calls:
-                return
-            folder, self._folder = self._folder, None
-            self._written.clear()
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
+def _write_npy(fileobj, array):
+    """Write `array` to `fileobj` as a ``.npy`` file (data 64-byte aligned), keeping the errno of a failure.
+
+    numpy's ``tofile`` reports a full disk without an errno, so the data of a
+    contiguous array goes through ``fileobj.write`` (no copy); others through
+    numpy's chunked writer, which also calls ``fileobj.write``.
+    """
+    import numpy as np
+
+    from . import _impl
+
+    if array.nbytes and (array.flags.c_contiguous or array.flags.f_contiguous):
+        try:
+            np.lib.format.write_array_header_1_0(fileobj, np.lib.format.header_data_from_array_1_0(array))
+        except ValueError:   # raised before writing: a header version 1.0 cannot hold
+            pass
+        else:
+            fileobj.flush()
+            _impl.fileio.preallocate(fileobj.fileno(), fileobj.tell() + array.nbytes)
+            fileobj.write(memoryview(array.ravel(order="K").view(np.uint8)))
+            return
+    np.lib.format.write_array(_Stream(fileobj), array, allow_pickle=False)
 
 
-_MEMMAPPERS = {}
-_MEMMAPPERS_LOCK = threading.Lock()
+class _Stream:
+    """A file that numpy does not take for one (it then writes through :meth:`write`)."""
+
+    def __init__(self, fileobj):
+        self.write = fileobj.write
 
 
-def get_memmapper(temp_folder, max_nbytes, mmap_mode):
-    """The process's memmapper for these settings: the same reducers, so loky keeps its workers."""
-    key = (None if temp_folder is None else os.fspath(temp_folder), parse_max_nbytes(max_nbytes), mmap_mode)
-    with _MEMMAPPERS_LOCK:
-        memmapper = _MEMMAPPERS.get(key)
-        if memmapper is None:
-            memmapper = _MEMMAPPERS[key] = ArrayMemmapper(temp_folder, max_nbytes, mmap_mode)
-        return memmapper
+def _write_error(exc, folder, nbytes):
+    """The error for a large array that could not be written: `exc`'s errno, with what was needed."""
+    try:
+        stat = os.statvfs(folder)
+        free = f"{stat.f_bavail * stat.f_frsize} bytes free there"
+    except OSError:
+        free = "free space unknown"
+    hint = ""
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        hint = ("; free some space, point temp_folder (or JOBLITE_TEMP_FOLDER) to a larger "
+                "folder, or raise max_nbytes")
+    return OSError(exc.errno, f"could not write a large array argument ({nbytes} bytes) to be "
+                   f"memory-mapped by the workers into {folder} ({free}): {exc.strerror}{hint}",
+                   folder)
+
+
+# Folders made by this process and not removed yet: removed at exit whatever happened.
+_LIVE = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def _track(folder):
+    with _LIVE_LOCK:
+        _LIVE.add((os.getpid(), folder))
+    resource_tracker.register(folder, "folder")
+
+
+def _remove_folder(folder):
+    with _LIVE_LOCK:
+        if (os.getpid(), folder) not in _LIVE:   # already removed at exit
+            return
+        _LIVE.discard((os.getpid(), folder))
+    shutil.rmtree(folder, ignore_errors=True)
+    resource_tracker.unregister(folder, "folder")
+
+
+@atexit.register
+def _remove_live_folders():
+    with _LIVE_LOCK:
+        # a forked child inherits the set: it removes only what it made itself
+        folders = [folder for pid, folder in _LIVE if pid == os.getpid()]
+    for folder in folders:
+        _remove_folder(folder)
+
+
+def _remove_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _plain_reduce(array):

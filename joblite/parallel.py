@@ -11,6 +11,8 @@ limits.
 import concurrent.futures
 import gc
 import itertools
+import math
+import numbers
 import re
 import threading
 import time
@@ -197,6 +199,21 @@ def _describe(task, index):
         return f"task {index}"
 
 
+def _check_timeout(timeout):
+    """Seconds from `timeout`, or None for no timeout (None, or infinity)."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise ValueError(f"timeout={timeout!r} must be a number of seconds > 0, or None")
+    seconds = float(timeout)
+    if math.isnan(seconds):
+        raise ValueError(f"timeout={timeout!r} is not a number of seconds; use None (or inf) for no timeout")
+    if seconds <= 0:
+        # joblib accepts it, and then every task that is not already done times out
+        raise ValueError(f"timeout={timeout!r} must be a number of seconds > 0, or None")
+    return None if math.isinf(seconds) else seconds
+
+
 def _pre_dispatch_batches(pre_dispatch, n_jobs):
     if pre_dispatch == "all":
         return None
@@ -239,6 +256,7 @@ class Parallel:
         Seconds a task may run; a longer task raises ``TimeoutError`` naming
         it, and worker processes are killed (threads cannot be).  With a
         timeout, tasks are batched one by one.  Not applied with ``n_jobs=1``.
+        None or ``inf``: no timeout.
     pre_dispatch : int, str, optional
         Batches handed out ahead of the results: ``'2 * n_jobs'`` (default),
         an int, or ``'all'``.
@@ -246,7 +264,8 @@ class Parallel:
         Tasks per batch; ``'auto'`` (default) sizes batches for about 20 ms
         of work each, from measured durations.
     temp_folder : str, optional
-        Where large array arguments are memory-mapped (see the guide).
+        Where large array arguments are memory-mapped (see the guide).  It
+        must exist: joblite does not create it.
     max_nbytes : int or str or None, optional
         Arrays of at least this size (``'1M'`` default) are sent to process
         workers as read-only memmaps; None never.
@@ -269,7 +288,8 @@ class Parallel:
     ------
     ValueError
         For a bad `n_jobs`, `backend`, `return_as`, `batch_size`,
-        `pre_dispatch`, `timeout`, `prefer` or `require`, naming it.
+        `pre_dispatch`, `timeout` (also 0, negative or nan), `prefer` or
+        `require`, naming it.
     """
 
     def __init__(self, n_jobs=None, backend=None, return_as="list", verbose=_UNSET, timeout=None,
@@ -293,9 +313,7 @@ class Parallel:
         if batch_size != "auto" and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                      or batch_size < 1):
             raise ValueError(f"batch_size={batch_size!r} must be 'auto' or an int >= 1")
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                    or timeout <= 0):
-            raise ValueError(f"timeout={timeout!r} must be a number of seconds > 0, or None")
+        timeout = _check_timeout(timeout)
         if progress not in (False, True, "force"):
             raise ValueError(f"progress={progress!r} must be True, False or 'force'")
         if callback is not None and not callable(callback):
@@ -369,6 +387,11 @@ class Parallel:
             (loky's ``TerminatedWorkerError``) if a worker process died.
         TypeError
             If an item of `iterable` is not a ``delayed`` task.
+        OSError
+            On process backends, if a large array argument cannot be written
+            for memmapping (the errno of the failure, ``ENOSPC`` for a full
+            disk, naming the folder and the bytes needed), or if the
+            `temp_folder` given does not exist (``FileNotFoundError``).
         """
         if self._running:
             raise RuntimeError("this Parallel is already running a call (use one Parallel per thread)")
@@ -469,8 +492,11 @@ class Parallel:
             self._running = False
             for future in pending:
                 future.cancel()
+            # (_worker_died imports: not for the GeneratorExit of a generator closed at
+            # interpreter exit, when nothing can be imported any more)
             if not completed and (isinstance(failure, (KeyboardInterrupt, TimeoutError))
-                                  or backend.uses_processes and isinstance(failure, _worker_died())):
+                                  or isinstance(failure, Exception) and backend.uses_processes
+                                  and isinstance(failure, _worker_died())):
                 backend.abort()   # stuck, interrupted or broken workers: end them now
             elif not self._managed:
                 backend.stop()

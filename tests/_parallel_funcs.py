@@ -6,7 +6,10 @@ them by reference.  Functions that wait for a flag give up after
 ``WAIT_SECONDS`` and say so in their result: a broken implementation fails the
 test instead of hanging it.
 """
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -128,6 +131,36 @@ def nested(n_inner):
 
     inner = Parallel(n_jobs=2)(delayed(where)() for _ in range(n_inner))
     return where(), inner, child_pids()
+
+
+_SUBPROCESS_SCRIPT = """
+import json, os, sys
+import _parallel_funcs as funcs
+from joblite import Parallel, delayed, effective_n_jobs
+from joblite.backends import in_worker
+ran = Parallel(n_jobs=2)(delayed(funcs.rendezvous)(sys.argv[1], 2) for _ in range(2))
+print(json.dumps({"in_worker": in_worker(), "effective_n_jobs": effective_n_jobs(2),
+                  "processes": len({pid for pid, _ in ran}), "ran_here": os.getpid() in {pid for pid, _ in ran},
+                  "JOBLITE_IN_WORKER": os.environ.get("JOBLITE_IN_WORKER")}))
+"""
+
+
+def parallel_in_a_subprocess(folder):
+    """Start a Python process (as a task may) that runs ``Parallel(n_jobs=2)``; return what it saw.
+
+    Its two tasks meet in `folder` (:func:`rendezvous`), so two worker
+    processes are needed for them to finish before ``WAIT_SECONDS``.
+    """
+    import joblite
+
+    path = [os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__))),
+            os.path.dirname(os.path.abspath(__file__))]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path + [os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", _SUBPROCESS_SCRIPT, folder], env=env, capture_output=True,
+                          text=True, timeout=4 * WAIT_SECONDS)
+    if done.returncode != 0:
+        raise RuntimeError(f"the subprocess failed ({done.returncode}): {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def rendezvous(folder, parties):

@@ -96,6 +96,22 @@ def fail_at(i, bad, array=None):
     return i
 
 
+def nap_or_fail(i, bad, seconds, array=None):
+    """Sleep `seconds`, then return `i`, except for task `bad`, which raises TaskError."""
+    time.sleep(seconds)
+    return fail_at(i, bad, array)
+
+
+def record(i, report, array, seconds):
+    """Sleep `seconds`, then report what this task sees of `array` in ``<report>/<i>.task``."""
+    time.sleep(seconds)
+    folder = os.path.dirname(array.filename) if getattr(array, "filename", None) else None
+    write_report(os.path.join(report, f"{i}.task"),
+                 {"i": i, "memmap": isinstance(array, np.memmap), "sum": float(array.sum()),
+                  "folder": folder, "folder_exists": folder is not None and os.path.isdir(folder)})
+    return i
+
+
 def exit_with(code, array=None):
     os._exit(code)
 
@@ -124,6 +140,19 @@ def wait_event(event, seconds):
     return event.wait(seconds)
 
 
+def _refuse_to_rebuild(pid):
+    if os.getpid() != pid:
+        raise TaskError(f"this argument cannot be rebuilt outside process {pid}")
+    return Unbuildable()
+
+
+class Unbuildable:
+    """An argument that pickles in the caller and fails to unpickle in any other process."""
+
+    def __reduce__(self):
+        return _refuse_to_rebuild, (os.getpid(),)
+
+
 # -- caller processes that a test interrupts or kills ----------------------------------
 def _children_pids():
     """Pids of this process's children (psutil, else /proc)."""
@@ -146,14 +175,22 @@ def _children_pids():
 def main(cfg):
     """A caller running one long ``Parallel(n_jobs=2)`` call on a large array.
 
-    ``cfg``: ``mode`` ('interrupt' or 'suicide'), ``report`` (a folder),
-    ``seconds`` (task length), ``temp_folder``.  The workers write
+    ``cfg``: ``mode`` ('interrupt', 'suicide', 'open-generator' or 'interrupt-rounds'),
+    ``report`` (a folder), ``seconds`` (task length), ``temp_folder``,
+    ``rounds``.  The workers write
     ``<pid>.pid`` reports as they start their task.
 
     * 'interrupt': waits for the SIGINT the test sends; on KeyboardInterrupt
       writes ``interrupted.json`` and exits with 130.
     * 'suicide': once a first task has finished (the memmap folder exists),
       writes ``children.json`` (its child processes) and SIGKILLs itself.
+    * 'open-generator': a daemon thread takes one result of a
+      ``return_as='generator'`` call and blocks; the caller writes
+      ``exiting.json`` (the temp folder's content) and exits, the generator
+      never closed.
+    * 'interrupt-rounds': ``rounds`` times, runs such a call into
+      ``round<r>/``, waits for the SIGINT, then runs a new call on another
+      large array and writes ``round<r>.json`` (what it saw, or its error).
     """
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import _parallel_workers as this   # tasks pickled by reference to the module, not __main__
@@ -186,6 +223,42 @@ def main(cfg):
                                                          for _ in range(3)]
         Parallel(n_jobs=2, max_nbytes=1000, temp_folder=cfg["temp_folder"], callback=callback)(tasks)
         return 1   # not reached
+    if cfg["mode"] == "interrupt-rounds":
+        for r in range(cfg["rounds"]):
+            folder = os.path.join(report, f"round{r}")
+            os.mkdir(folder)
+            outcome = {"interrupted": False}
+            try:
+                Parallel(n_jobs=2, max_nbytes=1000, temp_folder=cfg["temp_folder"])(
+                    delayed(this.nap)(seconds, folder, array) for _ in range(4))
+            except KeyboardInterrupt:
+                outcome["interrupted"] = True
+            fresh = array + r
+            try:
+                seen = Parallel(n_jobs=2, max_nbytes=1000, temp_folder=cfg["temp_folder"])(
+                    delayed(this.describe)(fresh) for _ in range(3))
+            except Exception as exc:   # reported to the test
+                outcome["error"] = repr(exc)
+            else:
+                outcome["memmap"] = [info["memmap"] for info in seen]
+                outcome["values_ok"] = [info["values"] == fresh.tolist() for info in seen]
+            write_report(os.path.join(report, f"round{r}.json"), outcome)
+        return 0
+    if cfg["mode"] == "open-generator":
+        first = threading.Event()
+
+        def consume():   # a background consumer, still in the call when the program ends
+            results = Parallel(n_jobs=2, max_nbytes=1000, temp_folder=cfg["temp_folder"],
+                               return_as="generator")(delayed(this.nap)(seconds, report, array) for _ in range(20))
+            next(results)
+            first.set()
+            threading.Event().wait()   # never closes the generator
+
+        threading.Thread(target=consume, daemon=True).start()
+        if not first.wait(60):
+            return 1
+        write_report(os.path.join(report, "exiting.json"), {"folders": os.listdir(cfg["temp_folder"])})
+        return 0
     raise ValueError(f"unknown mode {cfg['mode']!r}")
 
 

@@ -517,6 +517,17 @@ def test_nested_parallel_runs_in_the_worker(backend):
             assert pid == os.getpid() and thread != threading.get_ident()
 
 
+def test_a_python_process_started_by_a_task_runs_parallel_with_its_workers(tmp_path):
+    # Issue 9, item 7: workers were marked by JOBLITE_IN_WORKER=1 in their environment, which the
+    # processes their tasks start inherit; a Parallel(n_jobs=2) there then ran in one process.
+    seen, = Parallel(n_jobs=2)([delayed(funcs.parallel_in_a_subprocess)(str(tmp_path))])
+    assert seen == {"in_worker": False, "effective_n_jobs": 2, "processes": 2, "ran_here": False,
+                    "JOBLITE_IN_WORKER": None}
+    # while in the worker itself, a nested call still runs in that worker
+    [(where, inner, _)] = Parallel(n_jobs=2)([delayed(funcs.nested)(2)])
+    assert inner == [where] * 2 and where[0] != os.getpid()
+
+
 def test_thread_limits_in_worker_processes():
     n_jobs = 2
     default = max(1, cpu_count() // n_jobs)
@@ -562,6 +573,8 @@ def test_exception_keeps_its_type_and_the_worker_traceback(backend, n_jobs):
     (dict(pre_dispatch=0), ValueError, "pre_dispatch=0"),
     (dict(timeout=-1), ValueError, "timeout=-1"),
     (dict(timeout=0), ValueError, "timeout=0"),
+    (dict(timeout=float("nan")), ValueError, "timeout=nan"),
+    (dict(timeout="5"), ValueError, "timeout='5'"),
     (dict(prefer="gpu"), ValueError, "prefer='gpu'"),
     (dict(require="magic"), ValueError, "require='magic'"),
     (dict(progress="yes"), ValueError, "progress='yes'"),
@@ -696,6 +709,21 @@ def test_timeout_sends_one_task_per_batch(recording):
         delayed(funcs.square)(x) for x in range(100)) == squares(100)
     [backend] = RecordingBackend.instances
     assert backend.batch_sizes == [1] * 100
+
+
+@pytest.mark.parametrize("backend", ["loky", "threading"])
+def test_timeout_inf_means_no_timeout(backend):
+    # Issue 9, item 7: timeout=inf raised OverflowError while waiting for the first batch.
+    parallel = Parallel(n_jobs=2, backend=backend, timeout=float("inf"))
+    assert parallel(delayed(funcs.square)(x) for x in range(50)) == squares(50)
+    assert parallel.timeout is None
+
+
+def test_timeout_inf_keeps_auto_batching(recording):
+    assert Parallel(n_jobs=2, backend=recording, timeout=float("inf"), batch_size=10)(
+        delayed(funcs.square)(x) for x in range(100)) == squares(100)
+    [backend] = RecordingBackend.instances
+    assert backend.batch_sizes == [10] * 10
 
 
 def test_n_jobs_one_runs_in_the_caller(recording):

@@ -1,9 +1,12 @@
 """``Parallel`` on real processes when things go wrong: memmapped arguments and their cleanup,
-workers that die, timeouts, KeyboardInterrupt, killed callers, bad tasks (issue 5, items 5 and 7).
+workers that die, timeouts, KeyboardInterrupt, killed callers, bad tasks (issue 5, items 5 and 7;
+issue 9, items 4 and 7: the call after each kind of failed call, a full disk, a missing temp
+folder, a SIGKILLed caller's workers and folder).
 
 Every test starts the workers it needs and stops them (the fixture ``env``
 kills loky's reusable executor before and after each test, so workers always
-inherit this test's ``JOBLITE_TEMP_FOLDER``).  Memmap folders go to a
+inherit this test's ``JOBLITE_TEMP_FOLDER``; loky keeps one executor per
+thread, and those of the threads ``within`` starts end with their threads).  Memmap folders go to a
 ``temp`` folder inside ``tmp_path`` (``JOBLITE_TEMP_FOLDER`` or
 ``temp_folder=``); the fixture also checks that none of ours is left in
 ``/dev/shm``.  The tasks live in tests/_parallel_workers.py (importable, so
@@ -15,6 +18,7 @@ hang (``HANG``) or a slow shutdown: the issue asks that workers be gone
 within 2 s of a KeyboardInterrupt; the tests allow ``GONE`` = 5 s, slack for
 a machine loaded by other test runs.
 """
+import errno
 import json
 import os
 import shutil
@@ -332,7 +336,7 @@ def test_default_temp_folder_is_dev_shm_and_is_cleaned(env, monkeypatch):
     from joblite._memmapping import choose_temp_folder
 
     monkeypatch.delenv("JOBLITE_TEMP_FOLDER")
-    if choose_temp_folder() != SHM:
+    if choose_temp_folder() != (SHM, None):
         pytest.skip(f"{SHM} is not the default temp folder here (missing or under 2 GiB free)")
     info, = Parallel(n_jobs=2, max_nbytes=MAX_NBYTES)([delayed(W.describe)(big())])
     folder = os.path.dirname(info["filename"])
@@ -340,60 +344,172 @@ def test_default_temp_folder_is_dev_shm_and_is_cleaned(env, monkeypatch):
     assert not os.path.exists(folder)
 
 
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 1 MiB tmpfs mounted in `tmp_path`, to fill for real (needs root: skipped where it cannot mount)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if shutil.which("mount") is None or shutil.which("umount") is None:
+        pytest.skip("no mount command")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_temp_folder_raises_enospc_naming_the_folder_and_the_size(env, tiny_tmpfs):
+    # Issue 9, item 7: a full disk while writing a large argument came out as loky's
+    # PicklingError, the real cause only as text.
+    array = np.ones(1 << 18)   # 2 MiB, in a 1 MiB file system
+    with pytest.raises(OSError) as info:
+        within(HANG, processes(tiny_tmpfs), [delayed(W.describe)(array)] * 2)
+    error = info.value
+    assert type(error) is OSError and error.errno == errno.ENOSPC, repr(error)
+    message = str(error)
+    assert str(tiny_tmpfs) in message and f"{array.nbytes} bytes" in message, message
+    assert isinstance(error.__cause__, OSError) and error.__cause__.errno == errno.ENOSPC
+    assert wait_empty(tiny_tmpfs, HANG) == [], "no partial file and no folder are left"
+    # the same settings still work for what fits, and the array goes through another folder
+    assert within(HANG, processes(tiny_tmpfs), [delayed(W.describe)(big())])[0]["memmap"]
+    assert within(HANG, processes(env), [delayed(W.describe)(array)])[0]["values"] == array.tolist()
+    assert os.listdir(tiny_tmpfs) == [] and os.listdir(env) == []
+
+
+@pytest.mark.parametrize("how", ["temp_folder", "JOBLITE_TEMP_FOLDER", "a file"])
+def test_a_temp_folder_that_does_not_exist_is_not_created(env, tmp_path, monkeypatch, how):
+    # Issue 9, item 7: Parallel(temp_folder='/nonexistent/x') created that folder (as joblib does).
+    missing = tmp_path / "missing" / "x"
+    if how == "JOBLITE_TEMP_FOLDER":
+        monkeypatch.setenv("JOBLITE_TEMP_FOLDER", str(missing))
+        parallel = Parallel(n_jobs=2, max_nbytes=MAX_NBYTES)
+        setting, error = how, FileNotFoundError
+    elif how == "a file":
+        missing = tmp_path / "file"
+        missing.write_text("not a folder")
+        parallel = processes(missing)
+        setting, error = "temp_folder", NotADirectoryError
+    else:
+        parallel = processes(missing)
+        setting, error = how, FileNotFoundError
+    with pytest.raises(error) as info:
+        within(HANG, parallel, [delayed(W.describe)(big())])
+    assert f"{setting}={str(missing)!r}" in str(info.value), str(info.value)
+    assert not (tmp_path / "missing").exists(), "the temp folder must not be created"
+    assert within(HANG, parallel, [delayed(W.echo)(i) for i in range(3)]) == [0, 1, 2], \
+        "calls without large arrays need no temp folder"
+
+
 # ======================================================================================
-# Failures: the call's folder is removed and the next call works
+# Failures: the call's folder lives while batches use it, and the next call works
 # ======================================================================================
+ROUNDS = 10
+
+
+class GeneratorError(Exception):
+    """Raised by the task generator of the 'generator-error' ending."""
+
+
 def _interrupt(index, result):
     raise KeyboardInterrupt
 
 
-FAILURES = {
-    # kind: (Parallel keyword arguments, tasks(array, report), expected exception)
-    "task-error": ({}, lambda a, r: [delayed(W.nap)(0.2, r, a), delayed(W.fail_at)(1, 1, a)]
-                   + [delayed(W.nap)(0, r, a) for _ in range(4)], W.TaskError),
-    "timeout": ({"timeout": 1.0}, lambda a, r: [delayed(W.nap)(60, r, a), delayed(W.nap)(60, r, a)],
+def _interrupt_at_third(index, result):
+    if index == 2:
+        raise KeyboardInterrupt
+
+
+def _generator_failing_at(a, bad):
+    for i in range(40):
+        if i == bad:
+            raise GeneratorError(f"the task generator fails at item {i}")
+        yield delayed(W.nap_or_fail)(i, -1, 0.02, a)
+
+
+def _break_after_first(parallel, tasks):
+    for _ in parallel(tasks):   # return_as='generator': the consumer stops early
+        break
+
+
+ENDINGS = {
+    # ending: (Parallel keyword arguments, run(parallel, array), exception it raises or None)
+    "task-error": ({}, lambda p, a: p([delayed(W.nap_or_fail)(i, 3, 0.02, a) for i in range(40)]),
+                   W.TaskError),
+    "generator-error": ({}, lambda p, a: p(_generator_failing_at(a, 6)), GeneratorError),
+    "early-break": ({"return_as": "generator"},
+                    lambda p, a: _break_after_first(p, [delayed(W.nap_or_fail)(i, -1, 0.02, a)
+                                                        for i in range(40)]), None),
+    "timeout": ({"timeout": 0.5}, lambda p, a: p([delayed(W.nap)(0.02, None, a) for _ in range(4)]
+                                                 + [delayed(W.nap)(60, None, a)]
+                                                 + [delayed(W.nap)(0.02, None, a) for _ in range(8)]),
                 TimeoutError),
-    "worker-death": ({}, lambda a, r: [delayed(W.nap)(60, r, a), delayed(W.exit_with)(3, a)],
+    "worker-death": ({}, lambda p, a: p([delayed(W.nap)(0.02, None, a) for _ in range(4)]
+                                        + [delayed(W.exit_with)(3, a)]
+                                        + [delayed(W.nap)(0.02, None, a) for _ in range(20)]),
                      WorkerDiedError),
-    "keyboard-interrupt": ({"callback": _interrupt},
-                           lambda a, r: [delayed(W.nap)(0, r, a), delayed(W.nap)(60, r, a)],
+    "keyboard-interrupt": ({"callback": _interrupt_at_third},
+                           lambda p, a: p([delayed(W.nap_or_fail)(i, -1, 0.02, a) for i in range(40)]),
                            KeyboardInterrupt),
 }
 
 
-@pytest.mark.parametrize("kind", list(FAILURES))
-def test_call_folder_removed_after_failure_and_next_call_works(env, tmp_path, kind):
-    kwargs, make_tasks, expected = FAILURES[kind]
+def wait_empty(folder, seconds):
+    """Wait until `folder` is empty or `seconds` have passed; return what is left in it."""
+    deadline = time.monotonic() + seconds
+    while os.listdir(folder) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return os.listdir(folder)
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+def test_after_each_kind_of_failed_call_the_next_call_works(env, ending):
+    # Issue 9, item 4: with a memmapped argument, a call that failed (or whose generator was
+    # left early) removed its folder while batches of it still sat in loky's queue; a worker
+    # then could not unpickle them, and the NEXT call raised BrokenProcessPool, 10 rounds of 10.
+    kwargs, run, expected = ENDINGS[ending]
+
+    def fail_then_call(a, fresh):
+        # back to back, in one thread (loky keeps one reusable executor per thread), as in a
+        # script: the next call must not start late enough for a broken pool to have been
+        # noticed and replaced in between
+        try:
+            run(processes(env, **kwargs), a)
+        except BaseException as exc:
+            raised = exc
+        else:
+            raised = None
+        return raised, processes(env)([delayed(W.describe)(fresh)] * 3)
+
+    for r in range(ROUNDS):
+        fresh = big(-1.0 - r)
+        raised, seen = within(HANG, fail_then_call, big(100.0 * r), fresh)
+        if expected is None:
+            assert raised is None, f"round {r}: {raised!r}"
+        else:
+            assert isinstance(raised, expected), f"round {r}: {raised!r}"
+        assert [info["values"] for info in seen] == [fresh.tolist()] * 3, f"round {r}"
+        assert all(info["memmap"] for info in seen), f"round {r}: the array was not memory-mapped"
+    # what the failed calls left in the executor finishes, and takes its folders along
+    assert wait_empty(env, HANG) == [], f"folders left after {ending}"
+
+
+def test_batches_left_in_the_executor_after_a_failure_still_find_their_files(env, tmp_path):
     report = tmp_path / "report"
     report.mkdir()
-    # workers up first (same settings: loky keeps its executor only while its reducers are the same)
-    warm(processes(env))
-    parallel = processes(env, **kwargs)
-    with pytest.raises(expected):
-        within(HANG, parallel, make_tasks(big(), str(report)))
-    folders = {entry["folder"] for entry in W.read_reports(report)}
-    assert len(folders) == 1 and str(env) in folders.pop()
-    assert os.listdir(env) == [], f"left after a {kind}: {os.listdir(env)}"
-
-    seen = within(HANG, processes(env), [delayed(W.describe)(big(1.0))] * 3)
-    assert [info["values"] for info in seen] == [big(1.0).tolist()] * 3
-    assert os.listdir(env) == []
-
-
-def test_no_folder_is_created_after_a_failed_call_ended(env):
-    arrays = [np.full(1 << 20, float(i)) for i in range(8)]   # 8 MiB each, all different
-    leaks = []
-    for trial in range(3):
-        temp = env / str(trial)
-        temp.mkdir()
-        parallel = processes(temp)
-        parallel([delayed(W.nap)(0.1) for _ in range(4)])
-        with pytest.raises(W.TaskError):
-            parallel([delayed(W.fail_at)(i, 0, arrays[i]) for i in range(8)])
-        time.sleep(0.5)   # what loky had taken is pickled by now
-        leaks.append(os.listdir(temp))
-        shutil.rmtree(temp)   # 8 MiB files: not kept in pytest's basetemp
-    assert leaks == [[]] * 3, f"memmap folders appeared after the failed calls ended: {leaks}"
+    a = big(7.0)
+    tasks = [delayed(W.fail_at)(0, 0, a)] + [delayed(W.record)(i, str(report), a, 0.3) for i in range(1, 12)]
+    with pytest.raises(W.TaskError):
+        within(HANG, processes(env, batch_size=1), tasks)
+    at_raise = W.read_reports(report, ".task")
+    # no other call: the folder goes by itself once the batches are done
+    assert wait_empty(env, HANG) == [], "the failed call's folder must be removed once its batches are done"
+    records = W.read_reports(report, ".task")
+    assert len(records) > len(at_raise), "batches of the failed call were left in the executor and ran"
+    for entry in records:
+        assert entry["memmap"] and entry["sum"] == float(a.sum()), entry
+        assert entry["folder_exists"], f"the folder was removed while task {entry['i']} still used it"
 
 
 # ======================================================================================
@@ -487,11 +603,12 @@ def test_parallel_context_manager_still_works_after_an_abort(env, backend, tasks
 class Caller:
     """A caller process running tests/_parallel_workers.py; killed, with its children, at the end."""
 
-    def __init__(self, tmp_path, mode, seconds, temp):
+    def __init__(self, tmp_path, mode, seconds, temp, rounds=1):
         self.report = tmp_path / "report"
         self.report.mkdir()
         self.log = tmp_path / "caller.log"
-        cfg = {"mode": mode, "report": str(self.report), "seconds": seconds, "temp_folder": str(temp)}
+        cfg = {"mode": mode, "report": str(self.report), "seconds": seconds, "temp_folder": str(temp),
+               "rounds": rounds}
         environ = dict(os.environ, JOBLITE_TEMP_FOLDER=str(temp))
         environ["PYTHONPATH"] = os.pathsep.join(
             [JOBLITE_ROOT] + ([environ["PYTHONPATH"]] if environ.get("PYTHONPATH") else []))
@@ -501,11 +618,12 @@ class Caller:
                                          stderr=subprocess.STDOUT, env=environ, start_new_session=True)
         self.descendants = set()
 
-    def worker_reports(self, count):
-        """Wait for `count` workers to report a running task; return the reports."""
+    def worker_reports(self, count, folder=None):
+        """Wait for `count` workers to report a running task (in `folder`, else the report folder)."""
         deadline = time.monotonic() + HANG
         while time.monotonic() < deadline:
-            reports = W.read_reports(self.report)
+            where = folder or self.report
+            reports = W.read_reports(where) if where.exists() else []
             if len(reports) >= count:
                 self.remember_descendants()
                 return reports
@@ -513,6 +631,18 @@ class Caller:
                 pytest.fail(f"the caller exited with {self.proc.returncode}: {self.output()}")
             time.sleep(0.02)
         pytest.fail(f"no {count} workers reported within {HANG} s: {self.output()}")
+
+    def wait_report(self, name):
+        """Wait for the caller's report `name` in the report folder; return it."""
+        path = self.report / name
+        deadline = time.monotonic() + HANG
+        while not path.exists():
+            if self.proc.poll() is not None and not path.exists():
+                pytest.fail(f"the caller exited with {self.proc.returncode}: {self.output()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {name} within {HANG} s: {self.output()}")
+            time.sleep(0.02)
+        return json.loads(path.read_text())
 
     def remember_descendants(self):
         if self.proc.poll() is None:
@@ -557,8 +687,8 @@ class Caller:
 def caller(tmp_path, env):
     made = []
 
-    def start(mode, seconds):
-        made.append(Caller(tmp_path, mode, seconds, env))
+    def start(mode, seconds, rounds=1):
+        made.append(Caller(tmp_path, mode, seconds, env, rounds))
         return made[-1]
 
     yield start
@@ -593,8 +723,36 @@ def test_keyboard_interrupt_stops_workers_and_removes_the_folder(env, caller, ta
     print(f"workers gone {gone_after:.2f} s after SIGINT to the {target}")
 
 
+def test_after_ctrl_c_on_a_caller_the_next_call_works(env, caller):
+    # Issue 9, item 4, the Ctrl-C ending: ROUNDS times, a real SIGINT to the caller's process
+    # group interrupts a call on a memmapped array; the caller's next call must work.
+    run = caller("interrupt-rounds", 60, rounds=ROUNDS)
+    for r in range(ROUNDS):
+        run.worker_reports(2, run.report / f"round{r}")
+        os.killpg(run.proc.pid, signal.SIGINT)
+        outcome = run.wait_report(f"round{r}.json")
+        assert outcome == {"interrupted": True, "memmap": [True] * 3, "values_ok": [True] * 3}, \
+            f"round {r}: {outcome}"
+    assert run.proc.wait(HANG) == 0, run.output()
+    assert os.listdir(env) == [], "folders left by the interrupted calls"
+    assert run.close() == [], f"the caller's loky semaphores left in {SHM}"
+
+
+def test_a_call_still_open_at_exit_leaves_no_folder(env, caller):
+    # A generator that is never closed (its consumer, a daemon thread, is stuck in it) never ends
+    # its call: the folder is removed at exit, without loky's resource tracker warning of a leak.
+    run = caller("open-generator", 0.1)
+    assert run.proc.wait(HANG) == 0, run.output()
+    folders = json.loads((run.report / "exiting.json").read_text())["folders"]
+    assert len(folders) == 1 and owner_pid(folders[0]) == run.proc.pid, "the call had a folder"
+    assert os.listdir(env) == [], "the folder of the open call must be removed at exit"
+    output = run.output()
+    assert "Exception ignored" not in output and "leaked" not in output, output
+    assert run.close() == [], f"the caller's loky semaphores left in {SHM}"
+
+
 # ======================================================================================
-# Folders of a killed caller are swept
+# A killed caller: its workers exit, its folder is removed
 # ======================================================================================
 def _dead_pid():
     pid = 4_000_000
@@ -603,16 +761,35 @@ def _dead_pid():
     return pid
 
 
-def test_folder_of_a_killed_caller_is_swept_by_the_next_call(env, caller):
+def test_workers_and_folder_of_a_sigkilled_caller_go_without_another_call(env, caller):
+    # Issue 9, item 7: a SIGKILLed caller's workers stayed until their idle timeout (300 s), and its
+    # memmap folder until another call swept it.  Now the workers see their caller die and exit,
+    # and loky's resource tracker, once they are gone, removes the folder.
     run = caller("suicide", 30)
     assert run.proc.wait(HANG) == -signal.SIGKILL, run.output()
-    killed = json.loads((run.report / "children.json").read_text())["children"]
-    run.descendants.update(killed)
-    left = [name for name in call_folders(env) if owner_pid(name) == run.proc.pid]
-    assert len(left) == 1, f"a SIGKILLed caller leaves its folder: {os.listdir(env)}"
-    assert os.listdir(env / left[0]), "with its array files"
-    # its orphaned workers (loky keeps them until their idle timeout): ended by the test
+    children = json.loads((run.report / "children.json").read_text())["children"]
+    run.descendants.update(children)
+    folders = {entry["folder"] for entry in W.read_reports(run.report)}
+    assert len(folders) == 1 and os.path.dirname(folders.pop()) == str(env)
+    workers = {entry["pid"] for entry in W.read_reports(run.report)}
+    assert workers and workers <= set(children), (workers, children)
+
+    left = wait_gone(sorted(children), GONE)
+    assert left == [], f"processes of the killed caller still alive {GONE} s later: {left}"
+    assert wait_empty(env, GONE) == [], "the killed caller's memmap folder must be removed"
     assert run.close() == [], f"the caller's loky semaphores left in {SHM}"
+
+
+def test_folder_of_a_caller_killed_with_its_workers_is_swept_by_the_next_call(env, caller):
+    run = caller("interrupt", 60)
+    reports = run.worker_reports(2)
+    folder, = {entry["folder"] for entry in reports}
+    # the whole process group: the caller, its workers and loky's resource tracker
+    os.killpg(run.proc.pid, signal.SIGKILL)
+    assert run.proc.wait(HANG) == -signal.SIGKILL, run.output()
+    assert wait_gone(sorted(run.descendants), HANG) == []
+    assert os.listdir(folder), "nothing was left to remove the folder and its array files"
+    run.close()
 
     # folders that must stay: a live process's, another host's
     live = env / f"{PREFIX}{os.getppid()}@{HOST}_0live000"
@@ -621,11 +798,10 @@ def test_folder_of_a_killed_caller_is_swept_by_the_next_call(env, caller):
         keep.mkdir()
         (keep / "00000.npy").write_bytes(b"x")
 
-    # the next call on processes with a large array, in this process (with a memmapper of its
-    # own: joblite sweeps once per memmapper), removes the dead caller's folder
+    # the next call on processes with a large array, in this process, removes the dead caller's folder
     seen = within(HANG, processes(env), [delayed(W.describe)(big())] * 2)
     assert seen[0]["values"] == big().tolist()
-    assert not (env / left[0]).exists(), "the dead caller's folder must be swept"
+    assert not os.path.exists(folder), "the dead caller's folder must be swept"
     assert live.exists() and other_host.exists(), "folders of live processes and other hosts stay"
     for keep in (live, other_host):
         (keep / "00000.npy").unlink()
@@ -684,8 +860,9 @@ def test_hundred_failing_calls_leave_no_file_and_no_worker(env):
             finally:
                 if timer is not None:
                     timer.join()
-            if os.listdir(env):
-                leftovers.append((call, kind, os.listdir(env)))
+            left = wait_empty(env, GONE)   # a task error lets the call's other batches finish first
+            if left:
+                leftovers.append((call, kind, left))
         assert outcomes == {"error": 25, "timeout": 25, "death": 25, "interrupt": 25}
         assert leftovers == [], f"files left in the temp folder after failed calls: {leftovers[:5]}"
         assert os.listdir(env) == []
@@ -733,6 +910,28 @@ def test_threading_timeout_raises_and_the_call_returns(env):
 # ======================================================================================
 # A bad task
 # ======================================================================================
+def test_an_argument_the_worker_cannot_unpickle_fails_the_task_not_the_pool(env):
+    # It broke loky's pool (BrokenProcessPool, every worker killed); now unpickling is part
+    # of running the batch, and its error is the task's.
+    def scenario():   # in one thread: loky keeps one reusable executor per thread
+        before = set()
+        for _ in range(50):
+            before.update(Parallel(n_jobs=2)([delayed(W.nap)(0.1) for _ in range(4)]))
+            if len(before) == 2:
+                break
+        try:
+            Parallel(n_jobs=2)([delayed(W.echo)(i) for i in range(4)] + [delayed(W.echo)(W.Unbuildable())])
+        except W.TaskError as exc:
+            error = exc
+        else:
+            error = None
+        return before, error, set(Parallel(n_jobs=2)([delayed(W.nap)(0.1) for _ in range(8)]))
+
+    before, error, after = within(HANG, scenario)
+    assert error is not None and "cannot be rebuilt" in str(error), repr(error)
+    assert len(before) == 2 and after <= before, f"the workers stay up: {before} then {after}"
+
+
 @pytest.mark.parametrize("backend", ["loky", "threading"])
 def test_non_delayed_item_midway_raises_type_error_naming_its_index(env, tmp_path, backend):
     report = tmp_path / "report"
@@ -747,6 +946,7 @@ def test_non_delayed_item_midway_raises_type_error_naming_its_index(env, tmp_pat
         within(HANG, processes(env, backend=backend, batch_size=1), tasks())
     if backend == "loky":
         assert {entry["folder"] for entry in W.read_reports(report)} != {None}
-    assert os.listdir(env) == [], f"left after a bad task: {os.listdir(env)}"
+    # the batches sent before the bad item finish, then the folder goes
+    assert wait_empty(env, HANG) == [], f"left after a bad task: {os.listdir(env)}"
     assert within(HANG, Parallel(n_jobs=2, backend=backend), [delayed(W.echo)(i) for i in range(4)]) \
         == [0, 1, 2, 3]

@@ -6,7 +6,6 @@ A backend turns a batch (see :class:`Batch`) into a future.  ``'loky'``
 processes.  Register others with :func:`register_parallel_backend`.
 """
 import operator
-import os
 import threading
 import time
 
@@ -23,12 +22,21 @@ _DEFAULT = ["loky"]
 THREAD_LIMIT_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                           "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
-_WORKER = threading.local()   # set in a worker: nested Parallel calls run without processes
+_WORKER = threading.local()   # set while a batch runs: nested Parallel calls run without processes
+# Set in a worker process by its initializer, and not through the environment,
+# which the processes that tasks start would inherit.
+_WORKER_PROCESS = False
+
+
+def mark_worker_process():
+    """Make :func:`in_worker` true in this whole process (called when a worker process starts)."""
+    global _WORKER_PROCESS
+    _WORKER_PROCESS = True
 
 
 def in_worker():
     """Whether this code runs inside a ``Parallel`` worker (process or thread)."""
-    return getattr(_WORKER, "active", False) or os.environ.get("JOBLITE_IN_WORKER") == "1"
+    return _WORKER_PROCESS or getattr(_WORKER, "active", False)
 
 
 def cpu_count(only_physical_cores=False):
