@@ -38,6 +38,7 @@ import uuid
 import cloudpickle
 from loky.backend import resource_tracker
 
+from . import _files, _validate
 from ._owners import dead_on_this_host, owner
 
 __all__ = ["ArrayMemmapper", "parse_max_nbytes", "choose_temp_folder", "sweep_dead_folders"]
@@ -49,11 +50,7 @@ _SHM_MIN_FREE = 2 << 30   # /dev/shm is used when it has at least this much room
 
 def parse_max_nbytes(value):
     """Bytes from joblib's ``max_nbytes``: an int, a string like ``'1M'``, or None (never memmap)."""
-    if value is None:
-        return None
-    from .store import parse_size
-
-    return parse_size(value, "max_nbytes")
+    return _validate.parse_size(value, "max_nbytes")
 
 
 def choose_temp_folder(temp_folder=None):
@@ -125,7 +122,7 @@ class ArrayMemmapper:
     max_nbytes : int, str or None
         Arrays of at least this many bytes are memory-mapped (``'1M'``: 1 MiB);
         None: never.
-    mmap_mode : {'r', 'r+', 'c', 'w+'}
+    mmap_mode : {'r', 'r+', 'w+', 'c'}
         How workers map them (``'w+'`` maps ``'r+'``: it must not truncate).
 
     Raises
@@ -135,13 +132,12 @@ class ArrayMemmapper:
     """
 
     def __init__(self, temp_folder=None, max_nbytes="1M", mmap_mode="r"):
-        if mmap_mode not in ("r", "r+", "c", "w+"):
-            raise ValueError(f"mmap_mode={mmap_mode!r} is not one of 'r', 'r+', 'w+', 'c'")
+        mmap_mode = _validate.check_mmap_mode(mmap_mode, none_allowed=False)
         import numpy as np
 
         self.temp_folder = temp_folder
         self.max_nbytes = parse_max_nbytes(max_nbytes)
-        self.mmap_mode = "r+" if mmap_mode == "w+" else mmap_mode
+        self.mmap_mode = mmap_mode
         # a dict: the C pickler looks types up in it for every object it has no fast path for
         self._table = dict(cloudpickle.Pickler.dispatch_table)
         self._table.update({np.ndarray: self._reduce, np.memmap: self._reduce})
@@ -231,13 +227,9 @@ class ArrayMemmapper:
             return known[1]
         folder = self._call_folder()
         path = os.path.join(folder, f"{len(self._written):05d}.npy")
-        temporary = path + ".tmp"
         try:
-            with open(temporary, "wb") as fileobj:
-                _write_npy(fileobj, array)
-            os.replace(temporary, path)
+            _files.write_npy(path, array)
         except OSError as exc:
-            _remove_quietly(temporary)
             raise _write_error(exc, folder, array.nbytes) from exc
         self._written[id(array)] = (array, path)
         return path
@@ -260,37 +252,6 @@ class ArrayMemmapper:
             with self._lock:
                 self._folder = folder
         return self._folder
-
-
-def _write_npy(fileobj, array):
-    """Write `array` to `fileobj` as a ``.npy`` file (data 64-byte aligned), keeping the errno of a failure.
-
-    numpy's ``tofile`` reports a full disk without an errno, so the data of a
-    contiguous array goes through ``fileobj.write`` (no copy); others through
-    numpy's chunked writer, which also calls ``fileobj.write``.
-    """
-    import numpy as np
-
-    from . import _impl
-
-    if array.nbytes and (array.flags.c_contiguous or array.flags.f_contiguous):
-        try:
-            np.lib.format.write_array_header_1_0(fileobj, np.lib.format.header_data_from_array_1_0(array))
-        except ValueError:   # raised before writing: a header version 1.0 cannot hold
-            pass
-        else:
-            fileobj.flush()
-            _impl.fileio.preallocate(fileobj.fileno(), fileobj.tell() + array.nbytes)
-            fileobj.write(memoryview(array.ravel(order="K").view(np.uint8)))
-            return
-    np.lib.format.write_array(_Stream(fileobj), array, allow_pickle=False)
-
-
-class _Stream:
-    """A file that numpy does not take for one (it then writes through :meth:`write`)."""
-
-    def __init__(self, fileobj):
-        self.write = fileobj.write
 
 
 def _write_error(exc, folder, nbytes):
@@ -336,13 +297,6 @@ def _remove_live_folders():
         folders = [folder for pid, folder in _LIVE if pid == os.getpid()]
     for folder in folders:
         _remove_folder(folder)
-
-
-def _remove_quietly(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _plain_reduce(array):

@@ -1,6 +1,6 @@
 """The one unpickler of both readers: what a stream may name, and numpy's unpickling made memory-safe.
 
-Both readers use it: joblite containers and folders (:mod:`joblite.persistence`)
+Both readers use it: joblite containers (:mod:`joblite.persistence`)
 and files written by ``joblib.dump`` (:mod:`joblite._joblib_format`, whose
 unpickler subclasses :class:`SafeUnpickler` to expand joblib's array wrappers).
 ``docs/security.rst`` is the user-facing account of the same rules.
@@ -114,8 +114,7 @@ SAFE_NAMES = frozenset({f"builtins.{name}" for name in _BUILTINS} | {
     "numpy._core.multiarray._reconstruct", "numpy._core.multiarray.scalar",
     "numpy.core.numeric._frombuffer", "numpy._core.numeric._frombuffer",
     "joblite.persistence._rebuild_array", "joblite.persistence._rebuild_subclass",
-    "joblite.persistence._rebuild_external", "joblite.persistence._rebuild_descr",
-    "joblite.persistence._rebuild_object_array",
+    "joblite.persistence._rebuild_descr", "joblite.persistence._rebuild_object_array",
 })
 
 _NUMPY_NAMES = None
@@ -844,7 +843,7 @@ class _Kept:
 
 
 def load_stream(stream, buffers, admitted, where):
-    """Unpickle a verified pickle stream of a joblite container or folder.
+    """Unpickle a verified pickle stream of a joblite container.
 
     A restricted load (`admitted` not None) is read by :class:`SafeUnpickler`.
     An unrestricted one is read by the C unpickler (the speed of

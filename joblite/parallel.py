@@ -18,7 +18,7 @@ import threading
 import time
 import warnings
 
-from . import _impl
+from . import _impl, _validate
 from ._progress import Progress
 from .backends import (Batch, ParallelBackendBase, cpu_count, default_backend_name, get_backend_factory,
                        in_worker, register_parallel_backend, resolve_n_jobs)
@@ -118,8 +118,7 @@ def _check_settings(settings):
         raise ValueError(f"prefer={settings['prefer']!r} must be 'processes', 'threads' or None")
     if settings.get("require") not in (None, "sharedmem"):
         raise ValueError(f"require={settings['require']!r} must be 'sharedmem' or None")
-    if settings.get("mmap_mode", "r") not in ("r", "r+", "c", "w+"):
-        raise ValueError(f"mmap_mode={settings['mmap_mode']!r} must be 'r', 'r+', 'w+' or 'c'")
+    _validate.check_mmap_mode(settings.get("mmap_mode", "r"), none_allowed=False)
     if settings.get("n_jobs") is not None:
         resolve_n_jobs(settings["n_jobs"])
     backend = settings.get("backend")

@@ -373,7 +373,7 @@ def test_pandas_dataframe(tmp_path):
 
 
 def test_large_arrays_cross_chunk_boundaries(tmp_path, monkeypatch):
-    monkeypatch.setattr(_joblib_format, "_CHUNK", 4096)
+    monkeypatch.setattr(_joblib_format.streams, "_CHUNK", 4096)
     rng = np.random.default_rng(1)
     value = {"a": rng.random(30001), "f": np.asfortranarray(rng.random((301, 77))),
              "b": rng.integers(0, 100, 50000).astype(">i8"), "s": "x" * 20000,

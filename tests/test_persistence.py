@@ -1,8 +1,8 @@
-"""dump/load, dumps/loads, dump_folder/load_folder: the behaviour users rely on.
+"""dump/load, dumps/loads: the behaviour users rely on.
 
 Round trips of many dtypes, orders and array subclasses; ``mmap_mode``;
 argument validation; atomic writes; compression with every codec; safe
-loading (``allowed=``); the external-``.npy`` internal API.  Corrupted files
+loading (``allowed=``).  Corrupted files
 are in ``test_persistence_integrity.py``, the fuzz test in
 ``test_fuzz_persistence.py``, pinned files in ``test_golden_persistence.py``.
 Uncompressed dumps do not touch the kernels; the compressed ones run on the
@@ -17,7 +17,6 @@ import io
 import os
 import pathlib
 import pickle
-import struct
 import subprocess
 import sys
 import textwrap
@@ -27,8 +26,8 @@ import numpy as np
 import pytest
 
 import joblite
-from joblite import compressors, persistence
-from joblite.persistence import CorruptFileError, dump, dump_folder, dumps, load, load_folder, loads
+from joblite import _container, compressors, persistence
+from joblite.persistence import CorruptFileError, dump, dumps, load, loads
 
 import _persistence_helpers as H
 
@@ -591,8 +590,6 @@ def test_bad_mmap_mode(dumped, mode):
     with pytest.raises(ValueError, match="mmap_mode") as info:
         load(filename, mmap_mode=mode)
     assert repr(mode) in str(info.value)
-    with pytest.raises(ValueError, match="mmap_mode"):
-        load_folder(filename.parent, mmap_mode=mode)
 
 
 @pytest.mark.parametrize("compress", [-1, 10, "nope", ("zlib", "x"), 3.5, ("zlib", 3, 4), ("nope", 3),
@@ -686,7 +683,7 @@ def test_failed_dump_to_a_file_object_writes_nothing():
 
 def test_interrupted_write_leaves_no_temporary(tmp_path, monkeypatch):
     """A failure while writing the blocks (disk full...) removes the temporary file."""
-    real = persistence._write_array
+    real = _container._write_array
     calls = []
 
     def failing(write, array, checksum):
@@ -695,7 +692,7 @@ def test_interrupted_write_leaves_no_temporary(tmp_path, monkeypatch):
             raise OSError(28, "No space left on device")
         return real(write, array, checksum)
 
-    monkeypatch.setattr(persistence, "_write_array", failing)
+    monkeypatch.setattr(_container, "_write_array", failing)
     filename = tmp_path / "value.jl"
     with pytest.raises(OSError, match="No space"):
         dump([np.arange(10), np.arange(20), np.arange(30)], filename)
@@ -1067,164 +1064,6 @@ def test_safe_loading_refuses_before_anything_runs(tmp_path):
     with pytest.raises(joblite.UnsafeLoadError):
         loads(H.with_stream(stream), allowed="safe")
     assert not marker.exists()
-
-
-# -- dump_folder / load_folder ------------------------------------------------------------
-def folder_value():
-    return {
-        "c": np.arange(100.0),
-        "f": np.asfortranarray(np.arange(12, dtype=">i2").reshape(3, 4)),
-        "view": np.arange(50)[::3],
-        "s": structured_with_offsets(),
-        "0d": np.array(5),
-        "empty": np.empty((0, 4)),
-        "m": np.matrix([[1, 2]]),
-        "obj": np.array([1, "a"], dtype=object),
-        "text": "x",
-        "twice": None,
-    }
-
-
-def test_dump_folder_files_are_valid_npy(tmp_path):
-    value = folder_value()
-    value["twice"] = value["c"]
-    files = dump_folder(value, tmp_path, name="entry")
-    assert files[-1] == os.path.join(str(tmp_path), "entry.pkl")
-    npy = files[:-1]
-    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(f) for f in files)
-    assert len(npy) == 7  # one per distinct non-object array (the twice-seen one once)
-    arrays = [np.load(f, mmap_mode="r", allow_pickle=False) for f in npy]
-    for array in arrays:
-        if array.size:
-            assert isinstance(array, np.memmap)
-            assert array.offset % 64 == 0
-    got = load_folder(tmp_path, name="entry")
-    expected = dict(value, view=np.ascontiguousarray(value["view"]))
-    for key in ["c", "f", "view", "s", "0d", "empty", "obj"]:
-        assert_same(got[key], expected[key], key)
-    assert type(got["m"]) is np.matrix
-    assert got["twice"] is got["c"]
-    assert got["f"].flags.f_contiguous
-
-
-@pytest.mark.parametrize("mode", [None, "r", "r+", "w+", "c"])
-def test_load_folder_mmap(tmp_path, mode):
-    value = folder_value()
-    dump_folder(value, tmp_path)
-    got = load_folder(tmp_path, mmap_mode=mode)
-    for key in ["c", "f", "s"]:
-        assert_same(got[key], value[key], key)
-        assert isinstance(got[key], np.memmap) == (mode is not None), key
-        if mode is not None:
-            assert got[key].flags.writeable == (mode != "r")
-    if mode in ("r+", "w+"):
-        got["c"][0] = -5.0
-        got["c"].flush()
-        del got
-        assert load_folder(tmp_path)["c"][0] == -5.0
-
-
-def test_load_folder_c_mode_does_not_write(tmp_path):
-    dump_folder({"a": np.arange(10)}, tmp_path)
-    got = load_folder(tmp_path, mmap_mode="c")
-    got["a"][:] = 0
-    del got
-    np.testing.assert_array_equal(load_folder(tmp_path)["a"], np.arange(10))
-
-
-def test_load_folder_safe(tmp_path):
-    dump_folder({"a": np.arange(3), "p": pathlib.Path("x")}, tmp_path)
-    got = load_folder(tmp_path, allowed="numpy")
-    np.testing.assert_array_equal(got["a"], np.arange(3))
-    dump_folder({"t": Thing(1)}, tmp_path, name="evil")
-    with pytest.raises(joblite.UnsafeLoadError, match=THING):
-        load_folder(tmp_path, name="evil", allowed="numpy")
-
-
-def test_load_folder_missing_npy(tmp_path):
-    files = dump_folder({"a": np.arange(3), "b": np.arange(4)}, tmp_path)
-    os.unlink(files[1])
-    with pytest.raises(CorruptFileError, match=os.path.basename(files[1])):
-        load_folder(tmp_path)
-
-
-def test_load_folder_missing_pickle(tmp_path):
-    with pytest.raises(CorruptFileError, match="value.pkl"):
-        load_folder(tmp_path)
-
-
-@pytest.mark.parametrize("mode", [None, "r"])
-def test_load_folder_truncated_or_foreign_npy(tmp_path, mode):
-    files = dump_folder({"a": np.arange(1000)}, tmp_path)
-    data = pathlib.Path(files[0]).read_bytes()
-    pathlib.Path(files[0]).write_bytes(data[:len(data) // 2])
-    with pytest.raises(CorruptFileError):
-        load_folder(tmp_path, mmap_mode=mode)
-    pathlib.Path(files[0]).write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
-    with pytest.raises(CorruptFileError):
-        load_folder(tmp_path, mmap_mode=mode)
-    np.save(files[0], np.array([Thing(1)], dtype=object), allow_pickle=True)  # an object .npy: never unpickled
-    with pytest.raises(CorruptFileError):
-        load_folder(tmp_path, mmap_mode=mode)
-
-
-def test_load_folder_truncated_pickle(tmp_path):
-    files = dump_folder({"a": np.arange(3), "b": list(range(100))}, tmp_path)
-    data = pathlib.Path(files[-1]).read_bytes()
-    for cut in range(0, len(data), 7):
-        pathlib.Path(files[-1]).write_bytes(data[:cut])
-        with pytest.raises(CorruptFileError):
-            load_folder(tmp_path)
-
-
-def folder_pickle(stream):
-    return b"\x89JLFOLDR" + struct.pack("<H", 1) + stream
-
-
-@pytest.mark.parametrize("name", ["../outside.npy", "/etc/passwd", "sub/x.npy", "..", ".", "", 3, "a/../b.npy"])
-def test_load_folder_refuses_names_escaping_the_folder(tmp_path, name):
-    folder = tmp_path / "folder"
-    folder.mkdir()
-    np.save(tmp_path / "outside.npy", np.arange(3))
-    (folder / "sub").mkdir()
-    np.save(folder / "sub" / "x.npy", np.arange(3))
-    if isinstance(name, str):
-        call = H.call("joblite.persistence", "_rebuild_external", name)
-    else:
-        call = (H.stack_global("joblite.persistence", "_rebuild_external") + pickle.MARK + pickle.BININT1
-                + bytes([name]) + pickle.TUPLE + pickle.REDUCE)
-    (folder / "value.pkl").write_bytes(folder_pickle(H.program(call)))
-    for allowed in (None, "numpy"):
-        with pytest.raises(CorruptFileError):
-            load_folder(folder, allowed=allowed)
-
-
-def test_dump_folder_refuses_bad_names(tmp_path):
-    for name in ["../x", "a/b", "", ".", "..", 3, None]:
-        with pytest.raises(ValueError, match="name"):
-            dump_folder(1, tmp_path, name=name)
-    assert os.listdir(tmp_path) == []
-
-
-def test_dump_folder_failure_leaves_nothing(tmp_path):
-    with pytest.raises(RuntimeError):
-        dump_folder([np.arange(10), np.ones(3), Unpicklable()], tmp_path)
-    assert os.listdir(tmp_path) == []
-
-
-def test_external_blocks_need_load_folder():
-    stream = H.program(H.call("joblite.persistence", "_rebuild_external", "value_0000.npy"))
-    with pytest.raises(CorruptFileError):
-        loads(H.with_stream(stream), allowed="numpy")
-
-
-def test_load_folder_refuses_a_container_and_load_refuses_a_folder_pickle(tmp_path):
-    files = dump_folder({"a": np.arange(3)}, tmp_path)
-    with pytest.raises(CorruptFileError):
-        load(files[-1])
-    dump([1], tmp_path / "value.pkl")
-    with pytest.raises(CorruptFileError):
-        load_folder(tmp_path)
 
 
 @pytest.mark.parametrize("compress", [True, ("zlib", 1), "bz2"])

@@ -9,8 +9,6 @@ writes, next to this script:
 * ``compressed-<codec>.jl``: the same value with every codec that is always
   available (lz4, zlib, gzip, bz2, lzma, xz); their bytes depend on the codec
   libraries' versions, so only their content is checked;
-* ``folder/``: ``dump_folder(golden_value(), folder)`` (the external-``.npy``
-  internal API);
 * ``manifest.json``: the format version, the versions that wrote the files,
   each file's size and sha256, and a digest of every array of the value.
 
@@ -27,14 +25,12 @@ import hashlib
 import json
 import os
 import platform
-import shutil
 import sys
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CODECS = ["lz4", "zlib", "gzip", "bz2", "lzma", "xz"]
-FOLDER = "folder"
 
 
 def golden_value():
@@ -120,12 +116,6 @@ def main():
         path = os.path.join(HERE, name)
         persistence.dump(value, path, compress=codec)
         files[name] = file_entry(path, codec)
-    folder = os.path.join(HERE, FOLDER)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.mkdir(folder)
-    written = persistence.dump_folder(value, folder)
-    for path in written:
-        files[f"{FOLDER}/{os.path.basename(path)}"] = file_entry(path, "npy" if path.endswith(".npy") else "pickle")
     manifest = {
         "format_version": persistence.FORMAT_VERSION,
         "written_by": {"joblite": joblite.__version__, "numpy": np.__version__,

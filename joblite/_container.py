@@ -1,0 +1,570 @@
+"""The container file of :func:`joblite.dump`: its writer and its reader (format version 1).
+
+A container is a header, a pickle stream (protocol 5), one 64-byte aligned
+block per out-of-band buffer (a numpy array's bytes, compressed per block in
+independent chunks when asked), a block table and a footer, each part with an
+``xxh3_64`` checksum; ``docs/format_persistence.rst`` specifies it.  This
+module knows the bytes only: what the stream means (the pickler and the
+rebuild functions it names) is :mod:`joblite.persistence`'s.
+
+:func:`write` writes one; :class:`Container` validates one and hands out its
+pickle stream and blocks; :func:`verify_file` checks one without unpickling
+it.  The cache store reads its entries through :class:`Container` and names
+files with :func:`checksum`.
+"""
+import collections
+import errno
+import io
+import os
+import struct
+
+import xxhash
+
+from . import _impl, compressors
+from ._safe_unpickle import CorruptFileError
+
+__all__ = ["FORMAT_VERSION", "MAGIC", "ALIGNMENT", "FLAG_MAPPED_WRITABLE", "SMALL_FILE", "BlockEntry",
+           "Container", "checksum", "verify_file", "write"]
+
+#: Version of the container format written by :func:`write`.
+FORMAT_VERSION = 1
+
+MAGIC = b"\x89JOBLITE"
+#: Set when a file was memory-mapped writable ('r+'): its blocks may have been
+#: written through the mapping, so their checksums no longer hold.
+FLAG_MAPPED_WRITABLE = 1
+FOOTER_MAGIC = b"JLBLOCKS"
+ALIGNMENT = 64
+_HEADER = struct.Struct("<8sHHIQQQB7xQQ")   # magic .. checksum of the header itself
+_ENTRY = struct.Struct("<QQQBB6xQQ")        # one block of the table
+_FOOTER = struct.Struct("<8sQQQQQ8xQ")      # magic .. checksum of the footer itself
+assert _HEADER.size == ALIGNMENT and _FOOTER.size == ALIGNMENT and _ENTRY.size == 48
+
+#: Files up to this size (bytes) are read in one call when loaded.
+SMALL_FILE = 1 << 16
+_MAX_READ_CHUNK = 1 << 24
+_READ_PIECE = 1 << 20  # hashed while still in L2: measured fastest here
+_OVERLAP_MIN = 1 << 23  # from this size on, I/O and checksum run side by side
+_WRITE_PIECE = 1 << 22   # measured best here for writing while hashing
+_PARALLEL_READ_PIECE = 1 << 24
+_PREALLOCATE_MIN = 1 << 20  # reserving blocks first pays off for large files only
+
+
+def checksum(buffer):
+    """The ``xxh3_64`` digest (an int) of `buffer`, as every part of a container carries it."""
+    return xxhash.xxh3_64_intdigest(buffer)
+
+
+def _padding(offset):
+    return -offset % ALIGNMENT
+
+
+# -- writing ---------------------------------------------------------------------------
+def write(fileobj, pickled, blocks, codec, level, preallocate=False):
+    """Write a container to the binary file object `fileobj`, from its current position.
+
+    Parameters
+    ----------
+    fileobj : binary file object
+        Written sequentially, never seeked.
+    pickled : bytes-like
+        The pickle stream (protocol 5) whose out-of-band buffers are `blocks`, in order.
+    blocks : list of (numpy.ndarray, int)
+        Each block's array and the item size (bytes) its compression shuffles
+        by: a contiguous array as a flat uint8 view of its memory, a
+        non-contiguous one as itself (written in C order, in bounded chunks).
+    codec : str or None
+        A codec name of :mod:`joblite.compressors` for the stream and every
+        block, or None; `level` is its level.
+    preallocate : bool, optional
+        Reserve the disk blocks of a large uncompressed file first (a
+        regular file of our own), which makes the large writes faster.
+
+    Returns
+    -------
+    int
+        The number of bytes written.
+    """
+    codecs = ["none", codec] if codec else ["none"]
+    chunk_size = compressors.CHUNK_SIZE
+    stored = compressors.compress_block(pickled, 1, codec, level) if codec else pickled
+    header = _HEADER.pack(MAGIC, FORMAT_VERSION, 0, 0, len(stored), len(pickled),
+                          checksum(stored), len(codecs) - 1, chunk_size, 0)
+    if preallocate and not codec:
+        names_length = sum(1 + len(name) for name in codecs) + 2
+        total = _planned_length(len(stored), [array.nbytes for array, _ in blocks],
+                                len(blocks) * _ENTRY.size + names_length)
+        if total >= _PREALLOCATE_MIN:
+            _impl.fileio.preallocate(fileobj.fileno(), total)
+    out = _Writer(fileobj)
+    out.write(header[:-8] + struct.pack("<Q", checksum(header[:-8])))
+    out.write(stored)
+    table = bytearray()
+    for array, itemsize in blocks:
+        out.pad()
+        itemsize = itemsize if 0 < itemsize < 256 else 1
+        offset = out.position
+        digest = xxhash.xxh3_64()
+        if codec:
+            data = _compressed_block(array, itemsize, codec, level)
+            digest.update(data)
+            out.write(data)
+            raw_length = array.nbytes
+        else:
+            raw_length = _write_array(out.write, array, digest)
+        table += _ENTRY.pack(offset, out.position - offset, raw_length, len(codecs) - 1,
+                             itemsize, digest.intdigest(), 0)
+    table += struct.pack("<H", len(codecs))
+    for name in codecs:
+        encoded = name.encode("ascii")
+        table += struct.pack("<B", len(encoded)) + encoded
+    out.pad()
+    table_offset = out.position
+    out.write(table)
+    footer = _FOOTER.pack(FOOTER_MAGIC, table_offset, len(table), len(blocks), checksum(table),
+                          out.position + ALIGNMENT, 0)
+    out.write(footer[:-8] + struct.pack("<Q", checksum(footer[:-8])))
+    return out.position
+
+
+def _write_array(write, array, digest):
+    """Write `array`'s bytes in C order (non-contiguous ones in bounded chunks); return the count."""
+    import numpy as np
+
+    if array.flags.c_contiguous:
+        _write_hashed(write, array, digest)
+        return array.nbytes
+    chunks = np.nditer(array, flags=["external_loop", "buffered", "zerosize_ok"],
+                       buffersize=max(1, (1 << 20) // max(array.itemsize, 1)), order="C")
+    for chunk in chunks:
+        data = np.ascontiguousarray(chunk).view(np.uint8)
+        digest.update(data)
+        write(data)
+    return array.nbytes
+
+
+def _compressed_block(array, itemsize, codec, level):
+    """The framed compressed block of `array`'s bytes in C order.
+
+    A contiguous block (a uint8 view) is compressed by several threads; a
+    non-contiguous array is gathered a chunk at a time into one chunk of
+    scratch, so that no full copy is made.  The bytes are the same either way.
+    """
+    import numpy as np
+
+    if array.flags.c_contiguous:
+        return compressors.compress_block(array if array.nbytes else b"", itemsize, codec, level)
+    step = compressors.chunk_length(itemsize)
+    scratch = np.empty(step, dtype=np.uint8)
+    chunks, filled = [], 0
+    for piece in np.nditer(array, flags=["external_loop", "buffered", "zerosize_ok"],
+                           buffersize=max(1, step // array.itemsize), order="C"):
+        data = np.ascontiguousarray(piece).view(np.uint8)
+        start = 0
+        while start < data.nbytes:
+            take = min(step - filled, data.nbytes - start)
+            scratch[filled:filled + take] = data[start:start + take]
+            filled += take
+            start += take
+            if filled == step:
+                chunks.extend(compressors.iter_compressed_chunks(scratch, itemsize, codec, level, workers=1))
+                filled = 0
+    if filled:
+        chunks.extend(compressors.iter_compressed_chunks(scratch[:filled], itemsize, codec, level, workers=1))
+    return compressors.frame_header([len(chunk) for chunk in chunks]) + b"".join(chunks)
+
+
+def _write_hashed(write, data, digest):
+    """Write the C-contiguous uint8 array `data` and feed it to `digest`.
+
+    For large data the write of each piece runs in a helper thread while this
+    thread hashes the piece: the write releases the GIL (xxhash does not), so
+    the checksum costs next to nothing on two cores.
+    """
+    if data.nbytes < _OVERLAP_MIN:
+        digest.update(data)
+        write(data)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="joblite-write") as writer:
+        previous = None
+        for start in range(0, data.nbytes, _WRITE_PIECE):
+            piece = data[start:start + _WRITE_PIECE]
+            current = writer.submit(write, piece)  # one thread: the pieces stay in order
+            digest.update(piece)
+            if previous is not None:
+                previous.result()
+            previous = current
+        previous.result()
+
+
+class _Writer:
+    """Counts what it writes, so that offsets are known without seeking."""
+
+    def __init__(self, fileobj):
+        self.write_raw = fileobj.write
+        self.position = 0
+
+    def write(self, data):
+        self.write_raw(data)
+        self.position += memoryview(data).nbytes
+
+    def pad(self):
+        padding = _padding(self.position)
+        if padding:
+            self.write(bytes(padding))
+
+
+def _planned_length(pickle_length, block_lengths, table_length):
+    """Length of a container file whose parts have these lengths (bytes)."""
+    position = ALIGNMENT + pickle_length
+    for length in block_lengths:
+        position += _padding(position) + length
+    position += _padding(position) + table_length
+    return position + ALIGNMENT
+
+
+# -- reading ---------------------------------------------------------------------------
+#: One entry of the block table: where the block is (bytes from the file's start),
+#: its stored and raw lengths, its codec index, item size and ``xxh3_64`` checksum.
+BlockEntry = collections.namedtuple("BlockEntry", "offset length raw_length codec itemsize checksum")
+
+_CODEC_LISTS = {}   # bytes of a block table's codec list -> the parsed names
+
+
+class Container:
+    """The validated header, footer and block table of a container file.
+
+    Parameters
+    ----------
+    fileobj : binary file object
+        Seekable, the container starting at offset 0.
+    where : str
+        How errors name the file.
+    data : bytes, optional
+        The whole file, when it is small and already read (then `fileobj`
+        is not read).
+
+    Attributes
+    ----------
+    flags : int
+        The header's flags (:data:`FLAG_MAPPED_WRITABLE`).
+    codecs : tuple of str
+        The codec names, ``'none'`` first; a block's ``codec`` indexes it.
+    blocks : list of BlockEntry
+        The block table.
+    pickle_length, pickle_raw_length : int
+        Stored and raw (decompressed) lengths of the pickle stream (bytes).
+    pickle_codec : int
+        The codec index of the pickle stream.
+
+    Raises
+    ------
+    CorruptFileError
+        If the file is truncated, corrupt or not a container of this format
+        version, naming `where`, the part and what is wrong.
+    """
+
+    def __init__(self, fileobj, where, data=None):
+        self.file = fileobj
+        self.where = where
+        self.data = data
+        header = self.read(0, ALIGNMENT, "header")
+        (magic, version, self.flags, _, self.pickle_length, self.pickle_raw_length, self.pickle_checksum,
+         self.pickle_codec, self.chunk_size, header_checksum) = _HEADER.unpack(header)
+        if magic != MAGIC:
+            self.fail("header", f"bad magic bytes {magic!r}")
+        if checksum(header[:-8]) != header_checksum:
+            self.fail("header", "checksum mismatch")
+        if not 1 <= self.chunk_size <= _MAX_READ_CHUNK:
+            # Also bounds what a small forged file can claim to decompress to.
+            self.fail("header", f"chunk size {self.chunk_size} is out of range (1 to {_MAX_READ_CHUNK})")
+        if version != FORMAT_VERSION or self.flags & ~FLAG_MAPPED_WRITABLE:
+            self.fail("header", f"format version {version} (flags {self.flags}) is not supported by this "
+                                f"joblite, which reads version {FORMAT_VERSION}")
+        size = len(data) if data is not None else fileobj.seek(0, io.SEEK_END)
+        if size < 2 * ALIGNMENT:
+            self.fail("footer", f"file is truncated ({size} bytes)")
+        footer = self.read(size - ALIGNMENT, ALIGNMENT, "footer")
+        magic, table_offset, table_length, n_blocks, table_checksum, file_length, footer_checksum = \
+            _FOOTER.unpack(footer)
+        if magic != FOOTER_MAGIC or checksum(footer[:-8]) != footer_checksum:
+            self.fail("footer", "missing or corrupt (the file may be truncated)")
+        if file_length != size:
+            self.fail("footer", f"the file has {size} bytes, the footer says {file_length}")
+        pickle_end = ALIGNMENT + self.pickle_length
+        if not (pickle_end <= table_offset and table_offset + table_length == size - ALIGNMENT
+                and n_blocks * _ENTRY.size <= table_length):
+            self.fail("block table", "offsets are inconsistent")
+        table = self.read(table_offset, table_length, "block table")
+        if checksum(table) != table_checksum:
+            self.fail("block table", "checksum mismatch")
+        self.codecs = self._codec_names(table, n_blocks * _ENTRY.size)
+        if self.pickle_codec >= len(self.codecs):
+            self.fail("header", f"codec index {self.pickle_codec} is out of range")
+        if self.pickle_codec == 0 and self.pickle_raw_length != self.pickle_length:
+            self.fail("header", "uncompressed pickle stream with two lengths")
+        self._check_raw_length("pickle stream", self.pickle_codec, self.pickle_length,
+                               self.pickle_raw_length)
+        self.blocks = []
+        previous_end = pickle_end
+        for index in range(n_blocks):
+            entry = BlockEntry(*_ENTRY.unpack_from(table, index * _ENTRY.size)[:6])
+            offset, length, raw_length, codec, itemsize, _ = entry
+            if offset % ALIGNMENT or offset < previous_end or offset + length > table_offset:
+                self.fail(f"block {index}", f"offset {offset} and length {length} are out of bounds")
+            if codec >= len(self.codecs) or itemsize == 0:
+                self.fail(f"block {index}", f"codec index {codec} or itemsize {itemsize} is invalid")
+            if codec == 0 and raw_length != length:
+                self.fail(f"block {index}", f"uncompressed block of {length} bytes claims {raw_length}")
+            self._check_raw_length(f"block {index}", codec, length, raw_length, itemsize)
+            previous_end = offset + length
+            self.blocks.append(entry)
+
+    def _check_raw_length(self, part, codec, length, raw_length, itemsize=1):
+        """Refuse a raw length the stored bytes cannot hold, before memory is allocated for it."""
+        if codec:
+            name = self.codecs[codec]
+            possible = compressors.max_raw_length(name, length, itemsize, self.chunk_size)
+            if raw_length > possible:
+                self.fail(part, f"claims {raw_length} raw bytes, but its {length} stored bytes of {name!r} "
+                                f"data can hold at most {possible}")
+
+    def fail(self, part, what):
+        """Raise :class:`CorruptFileError` naming the file, `part` and `what` is wrong."""
+        raise CorruptFileError(f"{self.where}: {part}: {what}")
+
+    def read(self, offset, length, part):
+        """Exactly `length` bytes at `offset`, or :meth:`fail` naming `part` as truncated."""
+        if self.data is not None:
+            data = self.data[offset:offset + length]
+        else:
+            self.file.seek(offset)
+            data = self.file.read(length)
+        if len(data) != length:
+            self.fail(part, f"truncated: {len(data)} of {length} bytes at offset {offset}")
+        return data
+
+    def _codec_names(self, table, start):
+        key = bytes(table[start:])
+        names = _CODEC_LISTS.get(key)
+        if names is None:
+            names = self._parse_codec_names(table, start)
+            if len(_CODEC_LISTS) < 64:   # a handful of distinct lists in practice
+                _CODEC_LISTS[key] = names
+        return names
+
+    def _parse_codec_names(self, table, start):
+        try:
+            (count,) = struct.unpack_from("<H", table, start)
+            names, position = [], start + 2
+            for _ in range(count):
+                (length,) = struct.unpack_from("<B", table, position)
+                name = bytes(table[position + 1:position + 1 + length]).decode("ascii")
+                if len(name) != length:
+                    raise struct.error("name runs past the table")
+                names.append(name)
+                position += 1 + length
+        except (struct.error, UnicodeDecodeError) as exc:
+            self.fail("block table", f"codec names are corrupt ({exc})")
+        if not names or names[0] != "none":
+            self.fail("block table", f"codec list {names!r} does not start with 'none'")
+        return tuple(names)
+
+    def _decompressed(self, stored, raw_length, itemsize, codec, part):
+        """A new uint8 array of the `raw_length` bytes that the frame `stored` decompresses to."""
+        import numpy as np
+
+        name = self.codecs[codec]
+        try:
+            try:
+                out = np.empty(raw_length, dtype=np.uint8)  # not zero-filled: pages come as written
+            except MemoryError:
+                # The claim is within what the stored bytes can hold (bz2 has no tighter bound):
+                # a corrupt block is reported as such, a valid one really needs the memory.
+                compressors.verify_block(stored, raw_length, itemsize, name, chunk_size=self.chunk_size)
+                raise
+            compressors.decompress_block(stored, raw_length, itemsize, name, out, chunk_size=self.chunk_size)
+        except ValueError as exc:  # also an unknown codec: install it, or register_compressor
+            self.fail(part, str(exc))
+        return out
+
+    def _read_verified(self, offset, view, expected, part):
+        """Read into `view` and verify its checksum against `expected` (None: no check), piece by piece.
+
+        Small blocks: each piece is hashed right after it is read, while it is
+        still in cache.  Large blocks: two threads read while this one hashes.
+        """
+        digest = xxhash.xxh3_64()
+        total = len(view)
+        fd = self._fileno()
+        if total < _OVERLAP_MIN or fd is None:
+            self.file.seek(offset)
+            for start in range(0, total, _READ_PIECE):
+                piece = view[start:start + _READ_PIECE]
+                self._fill(piece, offset + start, part)
+                digest.update(piece)
+        else:
+            # Two threads read pieces at their offsets (reads release the GIL and
+            # copying from the page cache is CPU work, so two cores share it)
+            # while this thread hashes the pieces already read, in order.
+            from concurrent.futures import ThreadPoolExecutor
+
+            piece = _PARALLEL_READ_PIECE
+            starts = range(0, total, piece)
+            with ThreadPoolExecutor(2, thread_name_prefix="joblite-read") as readers:
+                reads = [readers.submit(self._pread, fd, view[start:start + piece], offset + start, part)
+                         for start in starts]
+                for start, read in zip(starts, reads):
+                    read.result()
+                    digest.update(view[start:start + piece])
+        if expected is not None and digest.intdigest() != expected:
+            self.fail(part, "checksum mismatch")
+
+    def _fileno(self):
+        try:
+            return self.file.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            return None
+
+    def _pread(self, fd, piece, offset, part):
+        """Read exactly ``len(piece)`` bytes at `offset` of `fd`, leaving the file position alone."""
+        done, total = 0, len(piece)
+        while done < total:
+            count = os.preadv(fd, [piece[done:]], offset + done)
+            if not count:
+                self.fail(part, f"truncated: {done} of {total} bytes at offset {offset}")
+            done += count
+
+    def _fill(self, piece, offset, part):
+        """Read exactly ``len(piece)`` bytes, the file being at `offset`."""
+        done, total = 0, len(piece)
+        while done < total:
+            count = self.file.readinto(piece[done:])
+            if not count:
+                self.fail(part, f"truncated: {done} of {total} bytes at offset {offset}")
+            done += count
+
+    def mark_mapped_writable(self, mapfile):
+        """Set FLAG_MAPPED_WRITABLE in the header, through `mapfile`, before the file is mapped 'r+'."""
+        if self.flags & FLAG_MAPPED_WRITABLE:
+            return
+        if not mapfile.writable():
+            raise PermissionError(errno.EACCES, "mmap_mode='r+' needs a file open for writing", self.where)
+        header = bytearray(self.read(0, ALIGNMENT, "header"))
+        struct.pack_into("<H", header, 10, self.flags | FLAG_MAPPED_WRITABLE)
+        struct.pack_into("<Q", header, ALIGNMENT - 8, checksum(header[:-8]))
+        mapfile.seek(0)
+        mapfile.write(header)
+        mapfile.flush()
+        self.flags |= FLAG_MAPPED_WRITABLE
+
+    def pickle_stream(self):
+        """The pickle stream, its checksum verified, decompressed if it is stored compressed."""
+        stored = self.read(ALIGNMENT, self.pickle_length, "pickle stream")
+        if checksum(stored) != self.pickle_checksum:
+            self.fail("pickle stream", "checksum mismatch")
+        if self.pickle_codec == 0:
+            return stored
+        return self._decompressed(stored, self.pickle_raw_length, 1, self.pickle_codec, "pickle stream")
+
+    def pickle_ends(self, head, tail):
+        """The first `head` and the last `tail` bytes of the pickle stream (fewer if it is shorter).
+
+        An uncompressed stream is not read whole (and so not checksummed):
+        this tells what a stream holds from its opcodes at both ends, cheaply.
+
+        Returns
+        -------
+        (bytes, bytes)
+        """
+        length = self.pickle_raw_length
+        if self.pickle_codec:
+            stream = self.pickle_stream()
+            return bytes(stream[:head]), bytes(stream[max(length - tail, 0):])
+        return (bytes(self.read(ALIGNMENT, min(head, length), "pickle stream")),
+                bytes(self.read(ALIGNMENT + max(length - tail, 0), min(tail, length), "pickle stream")))
+
+    def block(self, index, mapfile, mmap_mode):
+        """The bytes of block `index`: an ``np.memmap`` (O(1)) or a freshly read uint8 array.
+
+        `mapfile` is an open file object of this very file (not its path,
+        which another process may have replaced since the header was read).
+        """
+        import numpy as np
+
+        offset, length, raw_length, codec, itemsize, expected = self.blocks[index]
+        part = f"block {index}"
+        if raw_length == 0:
+            return np.empty(0, dtype=np.uint8)
+        if mmap_mode is not None and codec == 0 and mapfile is not None:
+            return np.memmap(mapfile, dtype=np.uint8, mode=mmap_mode, offset=offset, shape=(raw_length,))
+        if codec == 0:
+            out = np.empty(raw_length, dtype=np.uint8)  # no larger than the file: checked in __init__
+            verify = not self.flags & FLAG_MAPPED_WRITABLE
+            self._read_verified(offset, memoryview(out), expected if verify else None, part)
+            return out
+        stored = self.read(offset, length, part)
+        if checksum(stored) != expected:
+            self.fail(part, "checksum mismatch")
+        return self._decompressed(stored, raw_length, itemsize, codec, part)
+
+
+def verify_file(path):
+    """Check a container file without unpickling it.
+
+    The internal API under ``python -m joblite cache verify``: the header,
+    footer and block table are validated as :func:`joblite.load` does, the
+    checksums of the pickle stream and of every block are verified (blocks
+    are read in bounded pieces, whatever their size; the blocks of a file
+    mapped with ``mmap_mode='r+'`` have no valid checksum and are only read),
+    and the pickle stream is walked with :func:`pickletools.genops` to its
+    ``STOP`` opcode, which imports nothing: no module the file names is needed.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A joblite container file.
+
+    Returns
+    -------
+    int
+        Bytes checked: the size of the file.
+
+    Raises
+    ------
+    CorruptFileError
+        If the file is truncated, corrupt or not a joblite container; the
+        message names the file and the part (header, footer, block table,
+        pickle stream, block N).
+    OSError
+        If the file cannot be read (``FileNotFoundError`` if it is missing).
+    """
+    import pickletools
+
+    path = os.fspath(path)
+    with open(path, "rb") as fileobj:
+        container = Container(fileobj, path)
+        stream = container.pickle_stream()
+        buffers, stop = 0, -1
+        try:
+            for opcode, _, position in pickletools.genops(io.BytesIO(stream)):
+                buffers += opcode.name == "NEXT_BUFFER"
+                stop = position
+        except Exception as exc:  # genops reports a malformed stream in many ways
+            container.fail("pickle stream", f"malformed ({type(exc).__name__}: {exc})")
+        if stop + 1 != len(stream):
+            container.fail("pickle stream", f"{len(stream) - stop - 1} bytes after its STOP opcode")
+        if buffers != len(container.blocks):
+            container.fail("pickle stream", f"names {buffers} out-of-band buffers for "
+                                            f"{len(container.blocks)} blocks")
+        for index, entry in enumerate(container.blocks):
+            digest = xxhash.xxh3_64()
+            for start in range(0, entry.length, _MAX_READ_CHUNK):
+                digest.update(container.read(entry.offset + start, min(_MAX_READ_CHUNK, entry.length - start),
+                                             f"block {index}"))
+            if digest.intdigest() != entry.checksum and (
+                    entry.codec or not container.flags & FLAG_MAPPED_WRITABLE):
+                container.fail(f"block {index}", "checksum mismatch")
+        return fileobj.seek(0, io.SEEK_END)
