@@ -7,7 +7,7 @@ The commands:
     and print a table of ratios.  See :mod:`joblite.bench`.
 ``cache``
     Inspect and maintain the cache folder of a ``Memory``: ``info``, ``ls``,
-    ``prune``, ``clear``, ``verify``.  See :mod:`joblite.cache_cli`.
+    ``prune``, ``clear``, ``verify``.  See :mod:`joblite.store.cli`.
 
 Each command is a function ``add_<command>_parser(subparsers)`` that declares
 its arguments and sets ``func``, the function run with the parsed arguments.
@@ -49,19 +49,6 @@ def add_bench_parser(subparsers):
     parser.set_defaults(func=_run_bench)
 
 
-def add_cache_parser(subparsers):
-    """Declare ``python -m joblite cache`` and its subcommands (see :mod:`joblite.cache_cli`).
-
-    Parameters
-    ----------
-    subparsers : argparse._SubParsersAction
-        From ``ArgumentParser.add_subparsers``.
-    """
-    from joblite import cache_cli
-
-    cache_cli.add_cache_parser(subparsers)
-
-
 def _run_bench(args):
     from joblite import bench
 
@@ -81,6 +68,8 @@ def build_parser():
         description="joblite: fast hashing, persistence, Memory and Parallel.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from joblite.store.cli import add_cache_parser
+
     add_bench_parser(subparsers)
     add_cache_parser(subparsers)
     return parser

@@ -61,7 +61,7 @@ def _env():
 def _cli_available():
     """Whether ``python -m joblite cache verify`` exists in the joblite under test."""
     try:
-        return importlib.util.find_spec("joblite.cache_cli") is not None
+        return importlib.util.find_spec("joblite.store.cli") is not None
     except ImportError:
         return False
 
@@ -433,7 +433,7 @@ def test_processes_opening_a_new_store_at_once(tmp_path, workers):
     # the other, calling one function in each: opening a store that another process is
     # creating at the same moment must work (no exception, no warning, the true value).
     #
-    # BUG (found by this test, not fixed here): joblite/store.py _claim_root() treats every
+    # BUG (found by this test, not fixed here): joblite/store/layout.py claim_root() treats every
     # name but CACHEDIR.TAG in an untagged root as foreign, so a process that found no tag
     # and then lists the folder while another process is creating the same store (its
     # temporary '.CACHEDIR.TAG.<pid>@<host>', or the '.tmp' and module folders written right
