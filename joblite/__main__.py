@@ -4,7 +4,7 @@ The commands:
 
 ``bench``
     The main job: time joblite against joblib (and dask) on real workloads
-    and print a table of ratios.  See :mod:`joblite.bench`.
+    and print a table of ratios.  See :mod:`joblite.bench.cli`.
 ``cache``
     Inspect and maintain the cache folder of a ``Memory``: ``info``, ``ls``,
     ``prune``, ``clear``, ``verify``.  See :mod:`joblite.store.cli`.
@@ -17,42 +17,6 @@ import argparse
 import sys
 
 __all__ = ["build_parser", "main"]
-
-
-def add_bench_parser(subparsers):
-    """Declare ``python -m joblite bench`` and its options.
-
-    Parameters
-    ----------
-    subparsers : argparse._SubParsersAction
-        From ``ArgumentParser.add_subparsers``.
-    """
-    from joblite.bench import SECTIONS
-
-    parser = subparsers.add_parser(
-        "bench",
-        help="benchmark joblite against joblib and dask on real workloads",
-        description="Time joblite against its baselines (joblib, dask tokenize, numpy, pickle) "
-                    "on seeded workloads measured in the same run, and print a "
-                    "table of times, GiB/s and ratios. Progress goes to stderr.",
-    )
-    parser.add_argument("--quick", action="store_true",
-                        help="small workloads and few repeats (a few seconds)")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON document instead of the table")
-    parser.add_argument("--section", action="append", choices=list(SECTIONS),
-                        metavar="NAME",
-                        help="run only this section (repeatable); one of "
-                             f"{', '.join(SECTIONS)}; default: all")
-    parser.add_argument("--tmpdir", metavar="DIR",
-                        help="where benchmark files are written (default: the system temp folder)")
-    parser.set_defaults(func=_run_bench)
-
-
-def _run_bench(args):
-    from joblite import bench
-
-    return bench.main(args)
 
 
 def build_parser():
@@ -68,6 +32,7 @@ def build_parser():
         description="joblite: fast hashing, persistence, Memory and Parallel.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from joblite.bench.cli import add_bench_parser
     from joblite.store.cli import add_cache_parser
 
     add_bench_parser(subparsers)

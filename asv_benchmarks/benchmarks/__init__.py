@@ -14,5 +14,21 @@ Run from ``asv_benchmarks/``:
 Benchmarks parameterised by ``impl`` compare the compiled twin (``'ext'``),
 the pure-Python twin (``'pure'``) and ``joblib`` on the same seeded data; an
 implementation that is not available here is skipped (``NotImplementedError``
-in ``setup``, asv's convention).
+in ``setup``, asv's convention: :func:`available`).  The seeded data, the
+implementations and the calls are those of ``python -m joblite bench``, from
+:mod:`joblite.bench.workloads`.
 """
+
+
+def available(value, impl):
+    """`value`, what implementation `impl` of a benchmark needs; asv skips the benchmark when it is ``None``.
+
+    Raises
+    ------
+    NotImplementedError
+        If `value` is ``None``: `impl` is not available here (not installed,
+        or a twin not built).
+    """
+    if value is None:
+        raise NotImplementedError(f"{impl} is not available here (not installed, or not built)")
+    return value

@@ -1,20 +1,22 @@
 """Hashing benchmarks for asv: joblite's two twins against ``joblib.hash``.
 
-Data are seeded (``numpy.random.default_rng(0)``) and smaller than in
-``python -m joblite bench`` so that the suite stays fast: a 64 MiB float64
-array, 10,000 small dicts, 100,000 floats, a dict of 10,000 str to int.
+Data are the seeded workloads of ``python -m joblite bench``
+(:mod:`joblite.bench.workloads`), smaller so that the suite stays fast: a
+64 MiB float64 array, 10,000 small dicts, 100,000 floats, a dict of 10,000
+str to int.
 Each class builds only the data its benchmarks hash, so that the
 ``peakmem_`` figures show the extra memory an implementation needs on top of
 the data (e.g. joblib copies a strided view, joblite should not).
 """
-import numpy as np
+from joblite.bench.workloads import (SMALL_ARGS, hash_function, random_array, random_floats, small_dicts,
+                                     str_int_dict)
+
+from . import available
 
 IMPLS = ["ext", "pure", "joblib"]
 
 #: Shape of the benchmark array: 2048 x 4096 float64 = 64 MiB.
 ARRAY_SHAPE = (2048, 4096)
-
-SMALL_ARGS = ((1, 2.0, "abc"), {"x": 3})
 
 
 def get_hash_function(impl):
@@ -36,26 +38,7 @@ def get_hash_function(impl):
         If `impl` is not available here (twin not built, joblib not
         installed): asv then skips the benchmark.
     """
-    if impl == "joblib":
-        try:
-            from joblib import hash as joblib_hash
-        except ImportError:
-            raise NotImplementedError("joblib is not installed")
-        return joblib_hash
-    from joblite._impl import available_twins
-    from joblite.hashing import hash_with_twin
-
-    if impl not in available_twins():
-        raise NotImplementedError(f"joblite twin {impl!r} is not available")
-
-    def twin_hash(obj):
-        return hash_with_twin(impl, obj)
-
-    return twin_hash
-
-
-def _rng():
-    return np.random.default_rng(0)
+    return available(hash_function(impl), impl)
 
 
 class _HashCase:
@@ -87,45 +70,42 @@ class HashArrayContiguous(_ArrayCase):
     """C-ordered float64 array, 64 MiB."""
 
     def make_object(self):
-        return _rng().random(ARRAY_SHAPE)
+        return random_array(ARRAY_SHAPE)
 
 
 class HashArrayFortran(_ArrayCase):
     """F-ordered float64 array, 64 MiB, made in F order (no C copy held)."""
 
     def make_object(self):
-        return _rng().random(ARRAY_SHAPE[::-1]).T
+        return random_array(ARRAY_SHAPE[::-1]).T
 
 
 class HashArrayStrided(_ArrayCase):
     """Strided view ``a[::2]`` of the 64 MiB array: 32 MiB of elements."""
 
     def make_object(self):
-        return _rng().random(ARRAY_SHAPE)[::2]
+        return random_array(ARRAY_SHAPE)[::2]
 
 
 class HashListOfDicts(_HashCase):
     """10,000 small dicts ``{'id', 'name', 'score', 'tags'}``."""
 
     def make_object(self):
-        scores = _rng().random(10_000).tolist()
-        return [{"id": i, "name": f"item{i}", "score": s, "tags": ["a", "b"]}
-                for i, s in enumerate(scores)]
+        return small_dicts(10_000)
 
 
 class HashListOfFloats(_HashCase):
     """100,000 Python floats."""
 
     def make_object(self):
-        return _rng().random(100_000).tolist()
+        return random_floats(100_000)
 
 
 class HashDictStrInt(_HashCase):
     """Dict of 10,000 str keys to int values."""
 
     def make_object(self):
-        keys = _rng().integers(0, 2**62, 10_000).tolist()
-        return {f"key{k:x}": i for i, k in enumerate(keys)}
+        return str_int_dict(10_000)
 
 
 class HashSmallArgs(_HashCase):

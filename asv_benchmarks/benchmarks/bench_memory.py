@@ -1,17 +1,18 @@
 """``Memory`` benchmarks for asv: joblite's cache hits and misses against joblib's.
 
 The cached functions and data are those of ``python -m joblite bench``
-(section ``memory``), at asv's sizes so that the suite stays fast:
+(section ``memory``), from :mod:`joblite.bench.workloads`, at asv's sizes so
+that the suite stays fast:
 
 * a cache hit with small arguments, ``f(1, 2.0, 'abc', x=3)`` returning a
-  small tuple (:func:`joblite.bench.memory_small`);
+  small tuple (``memory_small``);
 * a cache miss with small arguments, a new first argument on every call:
   hashing, lookup, the trivial function, and storing result and metadata;
 * a cache hit whose argument is a 128 MiB random float64 array, with a small
-  result (:func:`joblite.bench.memory_array_argument`): mostly hashing;
+  result (``memory_array_argument``): mostly hashing;
 * a cache hit returning a 128 MiB random float64 array
-  (:func:`joblite.bench.memory_array_result`), with ``mmap_mode='r'`` and
-  without (and the peak memory of the latter).
+  (``memory_array_result``), with ``mmap_mode='r'`` and without (and the
+  peak memory of the latter).
 
 Every ``Memory`` has ``verbose=0`` and its own cache folder: made with
 ``tempfile.mkdtemp`` by ``setup`` and removed by ``teardown``, or, for the
@@ -28,8 +29,10 @@ import os
 import shutil
 import tempfile
 
-from joblite.bench import (MEMORY_SMALL_ARGS, memory_array_argument, memory_array_result, memory_impls,
-                           memory_small, random_f64)
+from joblite.bench.workloads import (SMALL_ARGS, memory_array_argument, memory_array_result, memory_impls,
+                                     memory_small, random_f64)
+
+from . import available
 
 IMPLS = ["joblite", "joblib"]
 
@@ -65,10 +68,7 @@ def get_memory_class(impl):
     NotImplementedError
         If joblib is not installed.
     """
-    memory_class = memory_impls()[impl]
-    if memory_class is None:
-        raise NotImplementedError(f"{impl} is not installed")
-    return memory_class
+    return available(memory_impls()[impl], impl)
 
 
 def check_hit(func, *args, **kwargs):
@@ -101,7 +101,7 @@ class HitSmallArgs(_FreshCache):
 
     def setup(self, impl):
         func = self.cached(impl, memory_small)
-        args, kwargs = MEMORY_SMALL_ARGS
+        args, kwargs = SMALL_ARGS
         func(*args, **kwargs)  # the miss that stores the entry
         check_hit(func, *args, **kwargs)
         self.call = functools.partial(func, *args, **kwargs)

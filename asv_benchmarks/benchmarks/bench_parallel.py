@@ -1,35 +1,38 @@
 """``Parallel`` benchmarks for asv: joblite's ``Parallel``/``delayed`` against joblib's.
 
 The tasks and calls are those of ``python -m joblite bench`` (section
-``parallel``, see :mod:`joblite.bench`), at asv's sizes so that the suite
-stays fast; every call is ``Parallel(n_jobs=2)(delayed(f)(x) for x in ...)``
-as a user writes it, the same for both libraries:
+``parallel``), from :mod:`joblite.bench.workloads`, at asv's sizes so that
+the suite stays fast; every call is ``Parallel(n_jobs=2)(delayed(f)(x) for x
+in ...)`` as a user writes it, the same for both libraries:
 
-* 20,000 tiny tasks (:func:`joblite.bench.tiny_task`, about 0.2 µs of
-  math each) on 2 processes (loky), and the stdlib
+* 20,000 tiny tasks (``tiny_task``, about 0.2 µs of math each) on
+  2 processes (loky), and the stdlib
   ``ProcessPoolExecutor(2).map(f, xs, chunksize=1000)``;
 * the same on 2 threads (``backend='threading'``);
-* 200 tasks of 1 ms of CPU time each (:func:`joblite.bench.busy_task`, a
-  spin on the thread's CPU time) on 2 processes;
-* 8 tasks on one 64 MiB random float64 array argument
-  (:func:`joblite.bench.array_part_sum`), and the peak memory of such a call
-  (caller, workers and memmap folder, in a fresh process, over the array's
-  size: :func:`joblite.bench.parallel_array_memory`);
-* 8 tasks each returning an 8 MiB float64 array (:func:`joblite.bench.full_array`);
+* 200 tasks of 1 ms of CPU time each (``busy_task``, a spin on the thread's
+  CPU time) on 2 processes;
+* 8 tasks on one 64 MiB random float64 array argument (``array_part_sum``),
+  and the peak memory of such a call (caller, workers and memmap folder, in
+  a fresh process, over the array's size: ``parallel_array_memory``);
+* 8 tasks each returning an 8 MiB float64 array (``full_array``);
 * ``n_jobs=1`` on the tiny tasks, and the plain loop ``[f(x) for x in xs]``.
 
 ``setup`` warms the workers up (one small call with the same settings), so
 that neither library's worker start-up is timed.  asv runs each parameter
 combination in its own process: joblib's workers never meet the standalone
-loky that joblite uses (see :func:`joblite.bench.start_joblib_workers_first`).
+loky that joblite uses (see
+:func:`joblite.bench.sections.parallel.start_joblib_workers_first`).
 joblib raises ``NotImplementedError`` in ``setup`` when it is not installed;
 asv then skips it.
 """
 from concurrent.futures import ProcessPoolExecutor
 
-from joblite.bench import (array_argument_call, array_results_call, busy_tasks_call,
-                           parallel_array_memory, parallel_impls, random_f64, tiny_task,
-                           tiny_tasks_call, tiny_tasks_executor_call, tiny_tasks_loop, warm_up_array)
+from joblite.bench.workloads import (array_argument_call, array_results_call, busy_tasks_call,
+                                     parallel_array_memory, parallel_impls, random_f64, tiny_task,
+                                     tiny_tasks_call, tiny_tasks_executor_call, tiny_tasks_loop,
+                                     warm_up_array)
+
+from . import available
 
 IMPLS = ["joblite", "joblib"]
 
@@ -63,10 +66,7 @@ def get_lib(impl):
     NotImplementedError
         If joblib is not installed.
     """
-    lib = parallel_impls()[impl]
-    if lib is None:
-        raise NotImplementedError(f"{impl} is not installed")
-    return lib
+    return available(parallel_impls()[impl], impl)
 
 
 class _Calls:

@@ -33,8 +33,10 @@ import tempfile
 
 import numpy as np
 
-from joblite.bench import (image_f32, pickle_dump, pickle_load, random_f64, small_dicts, small_ints,
-                           smooth_f64)
+from joblite.bench.workloads import (image_f32, persistence_impls, random_f64, small_dicts, small_ints,
+                                     smooth_f64)
+
+from . import available
 
 IMPLS = ["joblite", "joblib", "numpy", "pickle"]
 
@@ -97,6 +99,7 @@ def get_impl(impl):
     Parameters
     ----------
     impl : {'joblite', 'joblib', 'numpy', 'pickle'}
+        As :func:`joblite.bench.workloads.persistence_impls`.
 
     Returns
     -------
@@ -109,25 +112,8 @@ def get_impl(impl):
     NotImplementedError
         If joblib is not installed.
     """
-    if impl == "joblite":
-        import joblite
-
-        return (".joblite", lambda value, path: joblite.dump(value, path), joblite.load,
-                lambda path: joblite.load(path, mmap_mode="r"))
-    if impl == "joblib":
-        try:
-            import joblib
-        except ImportError:
-            raise NotImplementedError("joblib is not installed")
-        return (".pkl", lambda value, path: joblib.dump(value, path), joblib.load,
-                lambda path: joblib.load(path, mmap_mode="r"))
-    if impl == "numpy":
-        return (".npy", lambda value, path: np.save(path, value, allow_pickle=False),
-                lambda path: np.load(path, allow_pickle=False),
-                lambda path: np.load(path, mmap_mode="r"))
-    if impl == "pickle":
-        return ".pickle", pickle_dump, pickle_load, None
-    raise ValueError(f"unknown implementation {impl!r}")
+    entry = available(persistence_impls()[impl], impl)
+    return entry.suffix, entry.dump, entry.load, entry.load_mmap
 
 
 def compress_argument(impl, codec):

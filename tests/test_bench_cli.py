@@ -1,22 +1,26 @@
-"""The main job, ``python -m joblite bench``, runs and reports figures with their baselines."""
+"""The main job, ``python -m joblite bench`` (joblite.bench.cli), runs and reports figures with their baselines."""
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 
 import pytest
 
+import joblite
+
 # Memmap folders of joblite's Parallel: joblite_memmapping_<pid>@<host>_<random>.
 MEMMAP_PREFIX = "joblite_memmapping_"
 
 
-def run_bench(cwd, *args):
+def run_bench(cwd, *args, as_json=True):
     # Run from elsewhere than the checkout, so that `-m joblite` finds the installed package.
-    result = subprocess.run([sys.executable, "-m", "joblite", "bench", "--quick", "--json", *args],
+    result = subprocess.run([sys.executable, "-m", "joblite", "bench", "--quick", *args]
+                            + (["--json"] if as_json else []),
                             capture_output=True, text=True, timeout=300, cwd=cwd)
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return json.loads(result.stdout) if as_json else result.stdout
 
 
 def memmap_folders():
@@ -69,3 +73,41 @@ def test_bench_rejects_an_unknown_section(tmp_path):
     result = subprocess.run([sys.executable, "-m", "joblite", "bench", "--section", "nope"],
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 2 and "nope" in result.stderr
+
+
+MACHINE_KEYS = ["cpu_count", "usable_cpus", "platform", "processor", "python", "python_implementation",
+                "numpy", "joblite", "joblite_with_ext", "joblite_twins", "joblib", "dask", "xxhash"]
+ROW_KEYS = ["section", "name", "impl", "seconds", "nbytes", "gib_per_s", "ratios", "targets", "note",
+            "meets_targets"]
+IMPORT_CASES = [("import joblite", "joblite"), ("import joblib", "joblib"),
+                ("interpreter start-up (subtracted)", "python")]
+
+
+def test_the_json_document_keeps_its_schema(tmp_path):
+    # The cheapest section; what tools reading the JSON rely on, key by key.
+    report = run_bench(tmp_path, "--section", "import")
+    assert list(report) == ["machine", "rows"]
+    assert list(report["machine"]) == MACHINE_KEYS
+    assert report["machine"]["joblite_with_ext"] == joblite.__with_ext__   # the twin of this run
+    rows = report["rows"]
+    assert [list(row) for row in rows] == [ROW_KEYS] * 3
+    assert [(row["section"], row["name"], row["impl"]) for row in rows] == [
+        ("import", name, impl) for name, impl in IMPORT_CASES]
+    assert all(isinstance(row["seconds"], float) and row["seconds"] >= 0 for row in rows)
+    assert list(rows[0]["ratios"]) == ["time_vs_joblib"]
+    assert rows[0]["targets"] == {"time_vs_joblib": -0.2}
+    assert isinstance(rows[0]["meets_targets"], bool)
+    assert all(row["nbytes"] is None and row["gib_per_s"] is None and row["note"] == "" for row in rows)
+
+
+def test_the_table_keeps_its_layout(tmp_path):
+    lines = run_bench(tmp_path, "--section", "import", as_json=False).splitlines()
+    assert lines[0].startswith("machine: ") and lines[1].startswith("python ")
+    assert lines[2].startswith("joblite ") and lines[3] == ""
+    assert re.split(r"\s{2,}", lines[4]) == ["case", "impl", "time", "GiB/s", "t / joblib", "target"]
+    assert lines[5] == "[import]"
+    assert [re.split(r"\s{2,}", line)[0] for line in lines[6:9]] == [name for name, _ in IMPORT_CASES]
+    assert lines[9:] == [
+        "", "t / joblib: import time over joblib's, interpreter start-up subtracted (lower is better);",
+        "target: goal of the issue (hashing: issue 2, persistence: issue 3, memory: issue 9, "
+        "parallel: issue 5) and whether it is met."]

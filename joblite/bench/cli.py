@@ -1,0 +1,123 @@
+"""The command ``python -m joblite bench``: its options, the registry of sections, the run.
+
+:func:`add_bench_parser` declares the command for ``python -m joblite``;
+:func:`main` runs it: the sections chosen (:data:`SECTIONS`, each given the
+same :class:`~joblite.bench.sections.Context`), then the report on stdout,
+a table or one JSON document (:mod:`joblite.bench.report`).
+
+Figures are ratios against baselines measured in the same process and run
+(see ``DESIGN.md``): absolute times depend on the machine, ratios much less.
+"""
+import os
+import sys
+
+from .report import format_table, machine_facts, to_json
+from .sections import Context
+from .sections.hashing import hashing_section
+from .sections.import_time import import_section
+from .sections.memory import memory_section
+from .sections.parallel import parallel_section
+from .sections.persistence import persistence_section
+
+__all__ = ["SECTIONS", "add_bench_parser", "main", "run"]
+
+#: Section name -> function ``section(context) -> list of Row``; run in this order.
+SECTIONS = {
+    "hashing": hashing_section,
+    "persistence": persistence_section,
+    "memory": memory_section,
+    "parallel": parallel_section,
+    "import": import_section,
+}
+
+
+def add_bench_parser(subparsers):
+    """Declare ``python -m joblite bench`` and its options; its ``func`` is :func:`main`.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        From ``ArgumentParser.add_subparsers``.
+    """
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmark joblite against joblib and dask on real workloads",
+        description="Time joblite against its baselines (joblib, dask tokenize, numpy, pickle) "
+                    "on seeded workloads measured in the same run, and print a "
+                    "table of times, GiB/s and ratios. Progress goes to stderr.",
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help="small workloads and few repeats (a few seconds)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document instead of the table")
+    parser.add_argument("--section", action="append", choices=list(SECTIONS),
+                        metavar="NAME",
+                        help="run only this section (repeatable); one of "
+                             f"{', '.join(SECTIONS)}; default: all")
+    parser.add_argument("--tmpdir", metavar="DIR",
+                        help="where benchmark files are written (default: the system temp folder)")
+    parser.set_defaults(func=main)
+
+
+def run(sections=None, quick=False, as_json=False, file=None, tmpdir=None):
+    """Run benchmark sections and print the results.
+
+    Parameters
+    ----------
+    sections : list of str, optional
+        Names from :data:`SECTIONS`, run in the given order; all by default.
+    quick : bool, default False
+        Small workloads and few repeats.
+    as_json : bool, default False
+        Print one JSON document instead of a table.
+    file : file-like, optional
+        Where to print; ``sys.stdout`` by default.  Progress goes to stderr.
+    tmpdir : str, optional
+        Where sections that write files (persistence, memory) make their temporary
+        folder; the system's temporary directory by default.  The parallel
+        section puts its memmap folders there when it is given.
+
+    Returns
+    -------
+    list of Row
+        The measurements printed.
+
+    Raises
+    ------
+    ValueError
+        If a section name is unknown.
+    """
+    names = list(sections) if sections else list(SECTIONS)
+    unknown = [name for name in names if name not in SECTIONS]
+    if unknown:
+        raise ValueError(f"unknown benchmark section(s) {unknown}; "
+                         f"choose from {list(SECTIONS)}")
+    facts = machine_facts()
+    context = Context(quick=quick, tmpdir=tmpdir)
+    rows = []
+    for name in names:
+        rows += SECTIONS[name](context)
+    text = to_json(rows, facts) if as_json else format_table(rows, facts)
+    print(text, file=file or sys.stdout)
+    return rows
+
+
+def main(args):
+    """Run ``python -m joblite bench`` with its parsed arguments.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        With ``quick``, ``json``, ``section`` (list of str or None) and
+        optionally ``tmpdir`` (str or None; when absent or None, the
+        ``JOBLITE_BENCH_TMPDIR`` environment variable, then the system's
+        temporary directory).
+
+    Returns
+    -------
+    int
+        Exit status, 0.
+    """
+    tmpdir = getattr(args, "tmpdir", None) or os.environ.get("JOBLITE_BENCH_TMPDIR") or None
+    run(sections=args.section, quick=args.quick, as_json=args.json, tmpdir=tmpdir)
+    return 0

@@ -1,0 +1,346 @@
+"""The report of the benchmark: its rows, the machine's facts, the table and the JSON document.
+
+A section returns one :class:`Row` per (case, implementation), with the
+ratios against the baselines of the same run already computed (the helpers
+here compute them alike for every section).  :func:`format_table` and
+:func:`to_json` render the rows of all sections; progress lines go to stderr
+(:func:`progress`) so that the report alone is on stdout.
+"""
+import dataclasses
+import json
+import os
+import platform
+import sys
+from typing import Optional
+
+__all__ = ["GIB", "MIB", "PURE_TARGETS", "Row", "add_speedups", "format_table", "gib_per_s",
+           "machine_facts", "progress", "ratio", "size_label", "to_json", "with_ext"]
+
+GIB = float(1 << 30)
+MIB = 1 << 20
+
+#: The goal of the pure-Python twin when it is the active one (the issues' goals are for the
+#: compiled twin): not slower than joblib.
+PURE_TARGETS = {"vs_joblib": 1.0}
+
+
+@dataclasses.dataclass
+class Row:
+    """One measurement: a case timed with one implementation.
+
+    Attributes
+    ----------
+    section : str
+        Name of the section that produced the row, e.g. ``'hashing'``.
+    name : str
+        The case, e.g. ``'array 512 MiB, C order'``.
+    impl : str
+        The implementation timed, e.g. ``'joblite'``, ``'joblib'``.
+    seconds : float or None
+        Best time of one call, in seconds; ``None`` when the implementation is
+        not available (the table prints ``-``).
+    nbytes : int or None
+        Bytes of array data processed by one call, for throughput figures.
+    gib_per_s : float or None
+        ``nbytes / seconds`` in GiB/s (GiB = 2**30 bytes), when `nbytes` is set.
+    ratios : dict of str to float
+        Figures relative to baselines of the same run, e.g. ``'vs_joblib'``:
+        how many times faster than ``joblib.hash``.
+    targets : dict of str to float
+        Goals from the issue for some ratios: a positive value is a minimum
+        (the ratio must be at least that), a negative value ``-x`` a maximum
+        (the ratio or time must be at most ``x``).
+    note : str
+        Free text, e.g. why an implementation is missing.
+    """
+
+    section: str
+    name: str
+    impl: str
+    seconds: Optional[float] = None
+    nbytes: Optional[int] = None
+    gib_per_s: Optional[float] = None
+    ratios: dict = dataclasses.field(default_factory=dict)
+    targets: dict = dataclasses.field(default_factory=dict)
+    note: str = ""
+
+    def meets_targets(self):
+        """Whether every ratio with a target reaches it.
+
+        Returns
+        -------
+        bool or None
+            ``None`` when the row has no target or a targeted ratio is missing.
+        """
+        if not self.targets:
+            return None
+        for key, goal in self.targets.items():
+            value = self.ratios.get(key)
+            if value is None:
+                return None
+            if (goal >= 0 and value < goal) or (goal < 0 and value > -goal):
+                return False
+        return True
+
+
+# -- figures --------------------------------------------------------------------------------
+
+def gib_per_s(nbytes, seconds):
+    """`nbytes` per `seconds` in GiB/s; ``None`` when either is missing (or `seconds` is 0)."""
+    if nbytes is None or not seconds:
+        return None
+    return nbytes / GIB / seconds
+
+
+def ratio(numerator, denominator):
+    """``numerator / denominator``; ``None`` when either is missing or `denominator` is 0."""
+    if numerator is None or denominator is None or denominator == 0:
+        return None
+    return numerator / denominator
+
+
+def add_speedups(rows, baselines, targets):
+    """Set joblite's ratios ``key: baseline seconds / joblite seconds`` and its targets.
+
+    Parameters
+    ----------
+    rows : list of Row
+        The rows of one case, one per implementation.
+    baselines : dict of str to str
+        Ratio key -> implementation of the baseline, e.g. ``{'vs_joblib': 'joblib'}``;
+        a baseline without a row is left out.
+    targets : dict of str to float
+        Given to joblite's row (see :attr:`Row.targets`).
+    """
+    by_impl = {row.impl: row for row in rows}
+    row = by_impl.get("joblite")
+    if row is None or row.seconds is None:
+        return
+    for key, base in baselines.items():
+        if base in by_impl:
+            row.ratios[key] = ratio(by_impl[base].seconds, row.seconds)
+    row.targets = dict(targets)
+
+
+def size_label(nbytes):
+    """``'1 GiB'`` for whole GiB, else ``'<n> MiB'``."""
+    return f"{nbytes // (1 << 30)} GiB" if nbytes >= GIB and not nbytes % (1 << 30) \
+        else f"{nbytes // MIB} MiB"
+
+
+def progress(message):
+    """Print a progress line to stderr (the report goes to stdout)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def with_ext():
+    """Whether joblite's compiled twin is the active one (the issues' goals are for it)."""
+    import joblite
+
+    return bool(joblite.__with_ext__)
+
+
+# -- machine facts --------------------------------------------------------------------------
+
+def machine_facts():
+    """Collect facts about the machine and the software measured.
+
+    Returns
+    -------
+    dict
+        CPU counts, platform, Python, numpy, joblite (version, twin in use,
+        twins available), joblib, dask and xxhash versions (``None`` when not
+        installed).
+    """
+    import joblite
+    from joblite._impl import available_twins
+
+    try:
+        usable_cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable_cpus = os.cpu_count()
+    return {
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": usable_cpus,
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "numpy": _version("numpy"),
+        "joblite": joblite.__version__,
+        "joblite_with_ext": bool(joblite.__with_ext__),
+        "joblite_twins": available_twins(),
+        "joblib": _version("joblib"),
+        "dask": _version("dask"),
+        "xxhash": _version("xxhash"),
+    }
+
+
+def _version(distribution):
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# -- the table ------------------------------------------------------------------------------
+
+_IMPL_LABELS = {"pure": "joblite pure twin", "tokenize": "dask tokenize",
+                "pickle": "pickle p5", "executor": "ProcessPoolExecutor.map chunksize=1000",
+                "loop": "plain loop"}
+
+# (ratio key, column title, meaning); the table shows the columns its rows use.
+_RATIO_COLUMNS = [
+    ("vs_joblib", "x joblib",
+     "times faster than joblib (compressed cases: than joblib zlib-3)"),
+    ("vs_tokenize", "x tokenize", "times faster than dask tokenize"),
+    ("vs_numpy", "x numpy", "times faster than np.save / np.load"),
+    ("vs_memory_read", "/ a.sum()", "GiB/s over the a.sum() memory-read GiB/s"),
+    ("time_vs_joblib", "t / joblib",
+     "import time over joblib's, interpreter start-up subtracted (lower is better)"),
+    ("time_vs_pickle", "t / pickle", "time over pickle protocol 5's (lower is better)"),
+    ("ms", "ms", "milliseconds per call (memory-mapped loads)"),
+    ("compression_ratio", "raw/file", "compression ratio: array bytes over file bytes"),
+    ("size_vs_joblib", "raw/file / joblib",
+     "compression ratio over joblib zlib-3's on the same data"),
+    ("peak_over_result", "peak / result",
+     "peak memory of the load in a fresh process, over the size of its result"),
+    ("time_vs_executor", "t / executor",
+     "time over the stdlib ProcessPoolExecutor.map's, chunksize=1000 (lower is better)"),
+    ("time_vs_loop", "t / loop",
+     "time over the plain loop's [f(x) for x in xs] in the caller (lower is better)"),
+    ("mem_over_array", "mem / array",
+     "peak memory of a call in a fresh process (the array plus what the call adds to the caller, "
+     "the workers and the memmap folder) over the array's size"),
+    ("total_mem_over_array", "all mem / array",
+     "the same with the interpreters' own memory (caller and workers before the call) counted"),
+]
+
+
+def format_table(rows, facts):
+    """Render rows and machine facts as a plain-text table.
+
+    Parameters
+    ----------
+    rows : list of Row
+        The measurements, in print order.
+    facts : dict
+        From :func:`machine_facts`.
+
+    Returns
+    -------
+    str
+        Machine facts, then one line per row grouped by section, then a key
+        to the ratio columns.
+    """
+    lines = [_format_facts(facts), ""]
+    columns = [column for column in _RATIO_COLUMNS
+               if any(column[0] in row.ratios for row in rows)]
+    header = ["case", "impl", "time", "GiB/s"] + [title for _, title, _ in columns]
+    header.append("target")
+    table = [header]
+    for row in rows:
+        cells = [row.name, _impl_label(row.impl, facts), _format_seconds(row.seconds),
+                 _format_number(row.gib_per_s) if row.nbytes is not None else ""]
+        cells += [_format_number(row.ratios.get(key), "") if key in row.ratios else ""
+                  for key, _, _ in columns]
+        cells.append(_format_target(row))
+        table.append(cells)
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    section = None
+    for row, cells in zip([None] + rows, table):
+        if row is not None and row.section != section:
+            section = row.section
+            lines.append(f"[{section}]")
+        lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(cells, widths))).rstrip())
+    lines.append("")
+    for _, title, meaning in columns:
+        lines.append(f"{title}: {meaning};")
+    lines.append("target: goal of the issue (hashing: issue 2, persistence: issue 3, memory: issue 9, "
+                 "parallel: issue 5) and whether it is met.")
+    notes = [row for row in rows if row.note]
+    if notes:
+        lines.append("")
+        lines.append("notes:")
+        lines += [f"  {row.name}, {_impl_label(row.impl, facts)}: {row.note}" for row in notes]
+    return "\n".join(lines)
+
+
+def _format_seconds(seconds):
+    if seconds is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds * 1e9:.3g} ns"
+
+
+def _format_number(value, suffix=""):
+    return "-" if value is None else f"{value:.3g}{suffix}"
+
+
+def _impl_label(impl, facts):
+    if impl == "joblite":
+        return "joblite (ext)" if facts.get("joblite_with_ext") else "joblite (pure)"
+    return _IMPL_LABELS.get(impl, impl)
+
+
+def _format_target(row):
+    if not row.targets:
+        return ""
+    goals = []
+    for key, goal in row.targets.items():
+        if key == "us_per_call":
+            goals.append(f"<={-goal:g} µs")
+        elif goal < 0:
+            goals.append(f"<={-goal:g}")
+        else:
+            goals.append(f">={goal:g}")
+    met = row.meets_targets()
+    verdict = "?" if met is None else ("ok" if met else "MISSED")
+    return f"{' '.join(goals)} {verdict}"
+
+
+def _format_facts(facts):
+    twin = "compiled (ext)" if facts["joblite_with_ext"] else "pure-Python"
+    return "\n".join([
+        f"machine: {facts['cpu_count']} CPUs ({facts['usable_cpus']} usable), "
+        f"{facts['platform']}",
+        f"python {facts['python']} ({facts['python_implementation']}), "
+        f"numpy {facts['numpy']}, joblib {facts['joblib'] or '-'}, "
+        f"dask {facts['dask'] or '-'}, xxhash {facts['xxhash'] or '-'}",
+        f"joblite {facts['joblite']}: {twin} twin in use "
+        f"(__with_ext__={facts['joblite_with_ext']}), "
+        f"twins available: {', '.join(facts['joblite_twins'])}",
+    ])
+
+
+# -- the JSON document ----------------------------------------------------------------------
+
+def to_json(rows, facts):
+    """Render rows and machine facts as one JSON document.
+
+    Parameters
+    ----------
+    rows : list of Row
+        The measurements.
+    facts : dict
+        From :func:`machine_facts`.
+
+    Returns
+    -------
+    str
+        An object ``{"machine": {...}, "rows": [...]}``; each row has
+        ``section``, ``name``, ``impl``, ``seconds``, ``nbytes``,
+        ``gib_per_s``, ``ratios``, ``targets``, ``meets_targets`` and
+        ``note``; missing values are ``null``.
+    """
+    out = []
+    for row in rows:
+        item = dataclasses.asdict(row)
+        item["meets_targets"] = row.meets_targets()
+        out.append(item)
+    return json.dumps({"machine": facts, "rows": out}, indent=2)

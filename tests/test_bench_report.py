@@ -1,0 +1,105 @@
+"""The report of ``python -m joblite bench`` (joblite.bench.report): the table and the JSON document.
+
+The expected texts below are what the benchmark printed before it became a
+package: a change to the report's format shows here.
+"""
+import json
+
+import pytest
+
+from joblite.bench.report import Row, add_speedups, format_table, size_label, to_json
+
+FACTS = {"cpu_count": 4, "usable_cpus": 2, "platform": "Linux-test", "processor": "x86_64",
+         "python": "3.11.7", "python_implementation": "CPython", "numpy": "2.0.0", "joblite": "0.1.0",
+         "joblite_with_ext": True, "joblite_twins": ["ext", "pure"], "joblib": "1.6.0", "dask": None,
+         "xxhash": "3.4.1"}
+
+ROWS = [
+    Row("hashing", "array C order (64 MiB)", "joblite", 0.004, 64 << 20, 15.625,
+        {"vs_joblib": 20.0, "vs_memory_read": 0.9}, {"vs_joblib": 15, "vs_memory_read": 0.8}),
+    Row("hashing", "array C order (64 MiB)", "joblib", 0.08, 64 << 20, 0.78125),
+    Row("hashing", "array C order (64 MiB)", "tokenize", note="not installed"),
+    Row("hashing", "small args", "joblite", 2.5e-6, ratios={"us_per_call": 2.5},
+        targets={"us_per_call": -2.0}),
+    Row("parallel", "10,000 tiny tasks, n_jobs=1", "loop", 0.0015),
+    Row("parallel", "10,000 tiny tasks, n_jobs=1", "joblite", 0.003,
+        ratios={"time_vs_loop": 2.0, "mem_over_array": None},
+        targets={"time_vs_loop": -3.0, "mem_over_array": -2.2}),
+]
+
+TABLE = """\
+machine: 4 CPUs (2 usable), Linux-test
+python 3.11.7 (CPython), numpy 2.0.0, joblib 1.6.0, dask -, xxhash 3.4.1
+joblite 0.1.0: compiled (ext) twin in use (__with_ext__=True), twins available: ext, pure
+
+case                         impl             time  GiB/s  x joblib  / a.sum()  t / loop  mem / array         target
+[hashing]
+array C order (64 MiB)       joblite (ext)    4 ms   15.6        20        0.9                         >=15 >=0.8 ok
+array C order (64 MiB)       joblib          80 ms  0.781
+array C order (64 MiB)       dask tokenize       -
+small args                   joblite (ext)  2.5 µs                                                     <=2 µs MISSED
+[parallel]
+10,000 tiny tasks, n_jobs=1  plain loop     1.5 ms
+10,000 tiny tasks, n_jobs=1  joblite (ext)    3 ms                                     2            -    <=3 <=2.2 ?
+
+x joblib: times faster than joblib (compressed cases: than joblib zlib-3);
+/ a.sum(): GiB/s over the a.sum() memory-read GiB/s;
+t / loop: time over the plain loop's [f(x) for x in xs] in the caller (lower is better);
+mem / array: peak memory of a call in a fresh process (the array plus what the call adds to the caller, \
+the workers and the memmap folder) over the array's size;
+target: goal of the issue (hashing: issue 2, persistence: issue 3, memory: issue 9, parallel: issue 5) \
+and whether it is met.
+
+notes:
+  array C order (64 MiB), dask tokenize: not installed"""
+
+
+def test_the_table_is_unchanged():
+    assert format_table(ROWS, FACTS) == TABLE
+
+
+def test_the_table_names_the_pure_twin_when_it_is_the_one_measured():
+    text = format_table(ROWS[:1], dict(FACTS, joblite_with_ext=False))
+    assert "pure-Python twin in use (__with_ext__=False)" in text
+    assert "array C order (64 MiB)  joblite (pure)" in text
+
+
+def test_the_json_document_has_the_machine_and_every_field_of_every_row():
+    document = json.loads(to_json(ROWS, FACTS))
+    assert list(document) == ["machine", "rows"]
+    assert document["machine"] == FACTS
+    assert [list(row) for row in document["rows"]] == [
+        ["section", "name", "impl", "seconds", "nbytes", "gib_per_s", "ratios", "targets", "note",
+         "meets_targets"]] * len(ROWS)
+    assert document["rows"][0] == {
+        "section": "hashing", "name": "array C order (64 MiB)", "impl": "joblite", "seconds": 0.004,
+        "nbytes": 67108864, "gib_per_s": 15.625, "ratios": {"vs_joblib": 20.0, "vs_memory_read": 0.9},
+        "targets": {"vs_joblib": 15, "vs_memory_read": 0.8}, "note": "", "meets_targets": True}
+    assert [row["meets_targets"] for row in document["rows"]] == [True, None, None, False, None, None]
+    assert document["rows"][2]["seconds"] is None and document["rows"][2]["note"] == "not installed"
+
+
+@pytest.mark.parametrize("ratios, met", [
+    ({"vs_joblib": 15.0, "ms": 1.0}, True),    # a minimum reached, a maximum not exceeded
+    ({"vs_joblib": 14.9, "ms": 1.0}, False),
+    ({"vs_joblib": 15.0, "ms": 1.01}, False),
+    ({"vs_joblib": 15.0}, None),               # a targeted figure is missing
+    ({"vs_joblib": 15.0, "ms": None}, None),
+])
+def test_targets_are_minimums_when_positive_and_maximums_when_negative(ratios, met):
+    assert Row("s", "case", "joblite", 1.0, ratios=ratios, targets={"vs_joblib": 15, "ms": -1.0}
+               ).meets_targets() is met
+
+
+def test_speedups_are_set_on_joblite_against_the_baselines_present():
+    rows = [Row("s", "case", "joblite", 0.5), Row("s", "case", "joblib", 2.0), Row("s", "case", "numpy", 1.0)]
+    add_speedups(rows, {"vs_joblib": "joblib", "vs_numpy": "numpy", "vs_pickle": "pickle"}, {"vs_joblib": 3})
+    assert rows[0].ratios == {"vs_joblib": 4.0, "vs_numpy": 2.0}
+    assert rows[0].targets == {"vs_joblib": 3}
+    assert rows[1].ratios == {} and rows[2].ratios == {}
+
+
+def test_size_labels():
+    assert size_label(1 << 30) == "1 GiB"
+    assert size_label(3 << 29) == "1536 MiB"
+    assert size_label(64 << 20) == "64 MiB"

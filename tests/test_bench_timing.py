@@ -1,0 +1,78 @@
+"""Timing of the benchmark (joblite.bench.timing): what is called, how often, in which order.
+
+No figure is asserted (performance is measured in benchmarks, not tests):
+these check the calls that the figures are made of.
+"""
+import os
+import time
+
+from joblite.bench.timing import (best_time, best_times_in_turns, fill_in_turns, per_call_in_turns, rotated,
+                                  time_fresh_write)
+
+
+def test_best_time_stops_once_the_budget_is_spent_but_calls_at_least_once():
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.02)
+
+    assert best_time(slow, repeat=5, budget=0.001) >= 0.02
+    assert len(calls) == 1
+    assert best_time(lambda: calls.append(1), repeat=3) >= 0 and len(calls) == 4
+
+
+def test_the_order_rotates_each_round():
+    assert [rotated(["a", "b", "c"], round_) for round_ in range(4)] == [
+        ["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+
+
+def test_calls_in_turns_rotate_and_are_checked_once_each():
+    order, checked = [], []
+    calls = {key: (lambda key=key: order.append(key) or key) for key in ("a", "b")}
+    seconds = best_times_in_turns(calls, repeat=3, check=lambda key, result: checked.append((key, result)))
+    assert list(seconds) == ["a", "b"] and all(value >= 0 for value in seconds.values())
+    assert order == ["a", "b", "b", "a", "a", "b"]
+    assert checked == [("a", "a"), ("b", "b")]
+
+
+def test_a_call_over_its_budget_is_not_repeated():
+    counts = {"slow": 0, "fast": 0}
+
+    def slow():
+        counts["slow"] += 1
+        time.sleep(0.02)
+
+    best_times_in_turns({"slow": slow, "fast": lambda: counts.__setitem__("fast", counts["fast"] + 1)},
+                        repeat=4, budget=0.01)
+    assert counts == {"slow": 1, "fast": 4}
+
+
+def test_per_call_times_cover_every_function():
+    counts = {"a": 0, "b": 0}
+    seconds = per_call_in_turns({key: (lambda key=key: counts.__setitem__(key, counts[key] + 1))
+                                 for key in counts}, repeat=2, target=0.001)
+    assert list(seconds) == ["a", "b"] and all(value > 0 for value in seconds.values())
+    assert all(count > 2 for count in counts.values())
+
+
+def test_fill_makes_exactly_count_calls_of_each_in_blocks():
+    order = []
+    seconds = fill_in_turns({key: (lambda key=key: order.append(key)) for key in ("a", "b")}, count=5, block=2)
+    assert list(seconds) == ["a", "b"]
+    assert order == ["a", "a", "b", "b", "b", "b", "a", "a", "a", "b"]
+
+
+def test_every_timed_write_goes_to_a_path_that_does_not_exist(tmp_path):
+    path = str(tmp_path / "file")
+    existed = []
+
+    def write(value, target):
+        existed.append(os.path.exists(target))
+        with open(target, "w") as file:
+            file.write(value)
+
+    time_fresh_write(write, "data", path, repeat=3)
+    assert existed == [False, False, False]
+    with open(path) as file:
+        assert file.read() == "data"   # the last file is kept
