@@ -30,7 +30,7 @@ import pytest
 
 import joblite
 from joblite import Hasher, hash
-from joblite.hashing import FORMAT_VERSION, HASH_NAMES, HashLimitError
+from joblite.hashing import FORMAT_VERSION, HASH_NAMES, HashLimitError, closure_digest, key_digest
 
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))
 
@@ -1390,6 +1390,39 @@ def test_hasher_update_returns_self_and_hexdigest_does_not_finalize():
     assert hasher.hexdigest() != first
     assert hasher.hexdigest() == Hasher().update(1).update(BIG).hexdigest()
     assert hasher.digest() == bytes.fromhex(hasher.hexdigest())
+
+
+# -- the digests Memory keys entries with ------------------------------------------------
+def test_key_digest_is_the_hash_of_the_key_and_its_errors_name_the_root():
+    for key in ((1, 2.0, "abc", 3), ("closure", ((np.arange(5), None),)), {"x": [1, {2}]}):
+        assert key_digest(key) == hash(key)
+    with pytest.raises(TypeError, match=r"args\['data'\]"):
+        key_digest({"data": (i for i in range(3))})
+    with pytest.raises(TypeError, match=r"call\[1\]"):
+        key_digest((1, threading.Lock()), root="call")
+
+
+def test_closure_digest_hashes_the_values_a_function_closes_over():
+    def make(offset, scale):
+        def shifted(x):
+            return x * scale + offset
+        return shifted
+
+    assert closure_digest(make(1, 2)) == hash((1, 2)) != closure_digest(make(1, 3))
+    assert closure_digest(make(np.arange(3), 2)) == closure_digest(make(np.arange(3), 2))
+    assert closure_digest(lambda x: x) is None and closure_digest(len) is None
+
+    def later():
+        def reads():
+            return value
+        before = closure_digest(reads)   # the cell is not filled yet
+        value = 5
+        return before, closure_digest(reads)
+
+    empty, filled = later()
+    assert filled == hash((5,)) != empty
+    with pytest.raises(TypeError, match="lock"):
+        closure_digest(make(threading.Lock(), 1))
 
 
 def test_empty_hasher_is_deterministic():

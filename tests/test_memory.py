@@ -332,11 +332,51 @@ def test_partials_key_on_their_arguments(tmp_path):
 def test_unhashable_arguments_compute_with_a_warning(tmp_path):
     counted = Counter(lambda data, n=1: n)
     cached = Memory(tmp_path, verbose=0).cache(counted)
-    with pytest.warns(CacheWarning, match=r"args\['data'\]"):
+    with pytest.warns(CacheWarning, match=r"args\['data'\]") as caught:
         assert cached((i for i in range(3)), n=4) == 4
-    with pytest.warns(CacheWarning):
-        cached(threading.Lock())
+    with pytest.warns(CacheWarning) as caught_again:
+        assert cached.call_and_shelve(threading.Lock()).get() == 1
     assert len(counted.calls) == 2 and outputs(tmp_path) == []
+    assert [w.filename for w in list(caught) + list(caught_again)] == [__file__] * 2   # at the call
+
+
+def test_closure_values_that_cannot_be_hashed_warn_at_the_first_call(tmp_path):
+    lock = threading.Lock()
+
+    def locked(x):
+        with lock:
+            return x
+
+    cached = Memory(tmp_path, verbose=0).cache(locked)
+    with pytest.warns(CacheWarning, match="not part of the cache key") as caught:
+        assert cached(1) == 1
+    assert [w.filename for w in caught] == [__file__]
+    assert cached.check_call_in_cache(1) and len(outputs(tmp_path)) == 1
+
+
+# Entries written by earlier versions must be found: their args_id are pinned here.
+def echo(x, y=2, *, z=3):
+    return x, y, z
+
+
+def shifted_by(offset):
+    def shifted(x):
+        return x + offset
+    return shifted
+
+
+@pytest.mark.parametrize("make, args, kwargs, args_id", [
+    (lambda m: m.cache(echo), (1,), {}, "9adb4246b8644de9e51f8745c3fa83ac"),
+    (lambda m: m.cache(echo), (1,), {"z": [1.5, "a", None]}, "00555ab58465232e083f5d4f1ad76819"),
+    (lambda m: m.cache(shifted_by(10)), (1,), {}, "fec8b23b4f43b5c3ae38457392a4b5b9"),
+    (lambda m: m.cache(echo), (np.arange(6).reshape(2, 3),), {"y": {"k": (1, 2)}},
+     "7c723f809daaf84aef283bd76f1bc81d"),
+    (lambda m: m.cache(echo, ignore=["y"]), (1,), {"y": 5}, "d63e985de44cd07de090ec5a1e62c7d9"),
+], ids=["defaults", "keyword", "closure", "array", "ignored"])
+def test_entry_keys_do_not_change(tmp_path, make, args, kwargs, args_id):
+    cached = make(Memory(tmp_path, verbose=0))
+    assert cached.call_and_shelve(*args, **kwargs).args_id == args_id
+    assert [os.path.basename(path) for path in outputs(tmp_path)] == [args_id + ".out"]
 
 
 def test_unpicklable_results_are_returned_with_a_warning_every_time(tmp_path):
@@ -790,6 +830,35 @@ def test_a_lock_is_released_when_the_validation_callback_raises(tmp_path):
         memory.cache(add, cache_validation_callback=callback)(1)
     assert os.listdir(tmp_path / "joblite" / ".locks") == []
     assert memory.cache(add)(1) == 6
+
+
+@pytest.mark.parametrize("error", [ValueError("failed"), StopIteration(7)], ids=["ValueError", "StopIteration"])
+def test_what_the_function_raises_reaches_the_caller_and_the_lock_is_released(tmp_path, error):
+    def fails(x):
+        raise error
+
+    memory = Memory(tmp_path, verbose=0, backend_options={"lock": True, "lock_timeout": 3600})
+    cached = memory.cache(fails)
+    for call in (cached, cached.call_and_shelve, cached.call):
+        with pytest.raises(type(error)):
+            call(1)
+    assert os.listdir(tmp_path / "joblite" / ".locks") == [] and outputs(tmp_path) == []
+
+
+def test_calls_return_computed_values_when_the_store_fails(tmp_path):
+    counted = Counter(lambda x: x * 2)
+    memory = Memory(tmp_path, verbose=0, backend_options={"lock": True, "lock_timeout": 3600})
+    cached = memory.cache(counted)
+    assert cached(1) == 2
+    (tmp_path / "joblite").rename(tmp_path / "elsewhere")   # the store goes while in use
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert [cached(1), cached(2), cached.call(3)[0], cached.call_and_shelve(4).get()] == [2, 4, 6, 8]
+    assert [args for args, _ in counted.calls] == [(1,), (1,), (2,), (3,), (4,)]
+    assert [warning.category for warning in caught] == [CacheWarning] * 4   # one a call
+    assert all(str(tmp_path / "joblite") in str(warning.message) for warning in caught)
+    assert all(warning.filename == __file__ for warning in caught)
+    assert not (tmp_path / "joblite").exists()
 
 
 def test_a_function_cleared_by_another_process_gets_its_code_record_back(tmp_path):

@@ -1,0 +1,424 @@
+"""The hashing policy: the canonical record or array of every type the kernel does not encode.
+
+The kernel (``joblite._impl.hasher``, compiled or pure) encodes the common
+types itself and calls :func:`reduce_object` for all the others, which maps
+each object to a canonical *record* (a name and a tuple of components) or to
+an *array* description that the kernel then encodes.  The rules are
+specified on the hash format page (``docs/format_hashing.rst``, "Policy");
+:mod:`joblite.hashing` holds the public API built on them.
+"""
+import copyreg
+import dataclasses
+import datetime
+import decimal
+import enum
+import fractions
+import functools
+import itertools
+import pathlib
+import sys
+import types
+import uuid
+from collections import OrderedDict, defaultdict
+
+from . import _impl
+
+__all__ = ["cell_value", "reduce_object"]
+
+_MISSING = object()
+_handler_cache = {}
+_HANDLER_CACHE_MAX = 4096
+
+
+# -- records ----------------------------------------------------------------------
+# Record and array descriptions are plain tuples, understood by both twins:
+#   (RECORD, name, components, labels)   labels: path suffix of each component, or None
+#   (ARRAY, dtype_str, shape, nbytes, mode, data, canonical_dtype)
+_RECORD = 0
+_ARRAY = 1
+_DATA_BUFFER = 0
+_DATA_STRIDED = 1
+_DATA_CAST = 2
+
+
+def _record(name, components, labels=None):
+    return (_RECORD, name, tuple(components), labels)
+
+
+def _qualified_name(cls):
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _lookup(module, qualname):
+    """The object named `module`:`qualname` if that module is imported, else _MISSING."""
+    if not module or not qualname or "<locals>" in qualname:
+        return _MISSING
+    found = sys.modules.get(module, _MISSING)
+    for part in qualname.split("."):
+        if found is _MISSING:
+            break
+        found = getattr(found, part, _MISSING)
+    return found
+
+
+def _global_record(module, qualname):
+    return _record("global", (module, qualname))
+
+
+def _is_found(found, obj):
+    return found is obj or getattr(found, "__func__", _MISSING) is obj
+
+
+def _reduce_function(func):
+    module = func.__module__
+    if _is_found(_lookup(module, func.__qualname__), func):
+        return _global_record(module, func.__qualname__)
+    closure = tuple(cell_value(cell) for cell in func.__closure__ or ())
+    return _record(
+        "function",
+        (func.__code__, func.__defaults__, func.__kwdefaults__, closure),
+        (".__code__", ".__defaults__", ".__kwdefaults__", ".__closure__"),
+    )
+
+
+class _EmptyCell:
+    """Stands for a closure cell that holds no value yet."""
+
+
+_EMPTY_CELL = _EmptyCell()
+
+
+def cell_value(cell):
+    """The value a closure cell holds, or a stand-in for an empty cell (hashed as ``empty_cell``)."""
+    try:
+        return cell.cell_contents
+    except ValueError:
+        return _EMPTY_CELL
+
+
+_CODE_FIELDS = (
+    "co_name", "co_argcount", "co_posonlyargcount", "co_kwonlyargcount", "co_flags",
+    "co_code", "co_consts", "co_names", "co_varnames", "co_freevars", "co_cellvars",
+)
+
+
+def _reduce_code(code):
+    # Names, flags, bytecode and constants; not the file name or line numbers,
+    # so that moving code around does not change its digest.
+    return _record("code", [getattr(code, field) for field in _CODE_FIELDS],
+                   tuple("." + field for field in _CODE_FIELDS))
+
+
+def _reduce_builtin(func):
+    """Builtin functions, method descriptors, method-wrappers and bound builtins."""
+    qualname = getattr(func, "__qualname__", None)
+    module = getattr(func, "__module__", None)
+    if module is None:
+        module = getattr(getattr(func, "__objclass__", None), "__module__", None)
+    if _is_found(_lookup(module, qualname), func):
+        return _global_record(module, qualname)
+    owner = getattr(func, "__self__", None)
+    if owner is not None and not isinstance(owner, types.ModuleType):
+        return _record("bound_builtin", (owner, func.__name__), (".__self__", ".__name__"))
+    raise TypeError(f"{func!r} is not importable by its name")
+
+
+def _reduce_class(cls):
+    if _lookup(cls.__module__, cls.__qualname__) is cls:
+        return _global_record(cls.__module__, cls.__qualname__)
+    return _record("class", (cls.__module__, cls.__qualname__))
+
+
+def _reduce_method(method):
+    return _record("method", (method.__self__, method.__func__), (".__self__", ".__func__"))
+
+
+def _reduce_partial(part):
+    return _record("functools.partial", (part.func, part.args, part.keywords),
+                   (".func", ".args", ".keywords"))
+
+
+def _reduce_enum(member):
+    return _record("enum", (type(member), member.name), (".__class__", ".name"))
+
+
+def _reduce_dataclass(obj):
+    names = [field.name for field in dataclasses.fields(obj)]
+    return _record(
+        "dataclass",
+        [type(obj)] + [getattr(obj, name) for name in names],
+        (".__class__",) + tuple("." + name for name in names),
+    )
+
+
+def _reduce_namedtuple(obj):
+    return _record("namedtuple", (type(obj),) + tuple(obj),
+                   (".__class__",) + tuple("." + name for name in type(obj)._fields))
+
+
+def _reduce_ordered_dict(obj):
+    return _record("collections.OrderedDict", (list(obj.items()),), (".items()",))
+
+
+def _reduce_defaultdict(obj):
+    return _record("collections.defaultdict", (obj.default_factory, dict(obj)),
+                   (".default_factory", ""))
+
+
+def _simple(name, getter):
+    return lambda obj: _record(name, getter(obj))
+
+
+_EXACT_HANDLERS = {
+    types.FunctionType: _reduce_function,
+    types.CodeType: _reduce_code,
+    types.BuiltinFunctionType: _reduce_builtin,
+    types.MethodType: _reduce_method,
+    functools.partial: _reduce_partial,
+    OrderedDict: _reduce_ordered_dict,
+    defaultdict: _reduce_defaultdict,
+    _EmptyCell: lambda obj: _record("empty_cell", ()),
+    range: _simple("builtins.range", lambda r: (r.start, r.stop, r.step)),
+    slice: _simple("builtins.slice", lambda s: (s.start, s.stop, s.step)),
+    type(Ellipsis): _simple("builtins.Ellipsis", lambda obj: ()),
+    type(NotImplemented): _simple("builtins.NotImplemented", lambda obj: ()),
+    memoryview: _simple("builtins.memoryview", lambda m: (m.format, m.shape, m.tobytes())),
+    datetime.datetime: _simple("datetime.datetime", lambda d: (
+        d.year, d.month, d.day, d.hour, d.minute, d.second, d.microsecond, d.tzinfo, d.fold)),
+    datetime.date: _simple("datetime.date", lambda d: (d.year, d.month, d.day)),
+    datetime.time: _simple("datetime.time", lambda t: (
+        t.hour, t.minute, t.second, t.microsecond, t.tzinfo, t.fold)),
+    datetime.timedelta: _simple("datetime.timedelta", lambda t: (t.days, t.seconds, t.microseconds)),
+    decimal.Decimal: _simple("decimal.Decimal", lambda d: (str(d),)),
+    fractions.Fraction: _simple("fractions.Fraction", lambda f: (f.numerator, f.denominator)),
+    uuid.UUID: _simple("uuid.UUID", lambda u: (u.int,)),
+    types.ModuleType: _simple("module", lambda m: (m.__name__,)),
+}
+for _wrapper in (types.MethodWrapperType, types.WrapperDescriptorType,
+                 types.MethodDescriptorType, types.ClassMethodDescriptorType):
+    _EXACT_HANDLERS[_wrapper] = _reduce_builtin
+
+
+def _reduce_path(path):
+    # By class name, not module: pathlib's module layout differs across Python versions.
+    return _record("pathlib." + type(path).__name__, (str(path),))
+
+
+def _take(iterator, max_items, what):
+    """The items of `iterator`, a list; ValueError past `max_items` (an endless iterator)."""
+    items = list(itertools.islice(iterator, max_items + 1))
+    if len(items) > max_items:
+        raise ValueError(f"its {what} iterator yields more than max_reductions={max_items} items")
+    return items
+
+
+def _reduce_generic(obj, max_items):
+    """Any other object, reduced as pickle reduces it: ``copyreg.dispatch_table``, else ``__reduce_ex__(4)``."""
+    reducer = copyreg.dispatch_table.get(type(obj))
+    reduced = reducer(obj) if reducer is not None else obj.__reduce_ex__(4)
+    if isinstance(reduced, str):
+        module = getattr(obj, "__module__", None) or _qualified_name(type(obj))
+        return _global_record(module, reduced)
+    if not isinstance(reduced, tuple) or not 2 <= len(reduced) <= 6:
+        raise TypeError(f"__reduce_ex__ returned {type(reduced).__qualname__}, not a tuple of 2 to 6 items")
+    func, args, state, listitems, dictitems = (tuple(reduced) + (None,) * 4)[:5]
+    listitems = None if listitems is None else _take(listitems, max_items, "listitems")
+    dictitems = None if dictitems is None else dict(_take(dictitems, max_items, "dictitems"))
+    return _record(
+        _qualified_name(type(obj)),
+        (func, args, state, listitems, dictitems),
+        tuple(f".__reduce_ex__(4)[{index}]" for index in range(5)),
+    )
+
+
+# -- numpy -------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1024)
+def _canonical_dtype(dtype):
+    """Little-endian, packed (no padding, no titles) version of `dtype`."""
+    import numpy as np
+
+    if dtype.fields is not None:
+        return np.dtype({"names": list(dtype.names),
+                         "formats": [_canonical_dtype(dtype.fields[name][0]) for name in dtype.names]})
+    if dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        return np.dtype((_canonical_dtype(base), shape))
+    return dtype.newbyteorder("<")
+
+
+def _dtype_str(dtype):
+    """The dtype's text in the stream: ``dtype.str`` of its canonical form, or its ``descr``."""
+    canonical = _canonical_dtype(dtype)
+    if canonical.subdtype is not None:
+        # A sub-array dtype's own str and descr are just '|V<size>'.
+        base, shape = canonical.subdtype
+        return repr((_dtype_str(base), shape))
+    return canonical.str if canonical.fields is None else repr(canonical.descr)
+
+
+@functools.lru_cache(maxsize=256)
+def _value_bytes_dtype(dtype):
+    """`dtype` with each x87 80-bit long double seen as its 10 value bytes (a ``V10`` field).
+
+    Such long doubles sit in 12 or 16 bytes whose padding is never initialised,
+    so only their 10 value bytes may be hashed.  Returns None when `dtype`
+    holds none of them.  Offsets and itemsize are those of `dtype`, so an
+    array of any strides can be viewed with the result.
+    """
+    import numpy as np
+
+    if dtype.fields is not None:
+        names = list(dtype.names)
+        subs = [_value_bytes_dtype(dtype.fields[name][0]) for name in names]
+        if all(sub is None for sub in subs):
+            return None
+        return np.dtype({
+            "names": names,
+            "formats": [dtype.fields[name][0] if sub is None else sub for name, sub in zip(names, subs)],
+            "offsets": [dtype.fields[name][1] for name in names],
+            "itemsize": dtype.itemsize,
+        })
+    if dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        sub = _value_bytes_dtype(base)
+        return None if sub is None else np.dtype((sub, shape))
+    if dtype.kind not in "fc" or np.finfo(dtype).nmant != 63:
+        return None
+    parts = 2 if dtype.kind == "c" else 1
+    part = dtype.itemsize // parts
+    if part <= 10:
+        return None
+    return np.dtype({"names": ["real", "imag"][:parts], "formats": ["V10"] * parts,
+                     "offsets": [0, part][:parts], "itemsize": dtype.itemsize})
+
+
+def _reduce_array(array):
+    import numpy as np
+
+    dtype = array.dtype
+    if dtype.hasobject:
+        # Object arrays hash element by element, in C order.
+        return _record("numpy.ndarray", (_dtype_str(dtype), array.shape, array.reshape(-1).tolist()))
+    canonical = _canonical_dtype(dtype)
+    dtype_str = _dtype_str(dtype)
+    value_dtype = _value_bytes_dtype(dtype)
+    if value_dtype is not None:
+        if not dtype.isnative:
+            # x87 long doubles only exist on little-endian x86: swap them first (a full copy).
+            array = array.astype(dtype.newbyteorder("="))
+            value_dtype = _value_bytes_dtype(array.dtype)
+        stream = _canonical_dtype(value_dtype)
+        return (_ARRAY, dtype_str, array.shape, array.size * stream.itemsize, _DATA_CAST,
+                array.view(value_dtype), stream)
+    nbytes = array.size * canonical.itemsize
+    if dtype != canonical:
+        return (_ARRAY, dtype_str, array.shape, nbytes, _DATA_CAST, array, canonical)
+    if array.flags.c_contiguous:
+        data = array.reshape(-1).view(np.uint8) if nbytes else None
+        return (_ARRAY, dtype_str, array.shape, nbytes, _DATA_BUFFER, data, canonical)
+    return (_ARRAY, dtype_str, array.shape, nbytes, _DATA_STRIDED, array, canonical)
+
+
+def _numpy_handler(cls):
+    np = sys.modules["numpy"]
+    if cls is np.ndarray or cls is np.memmap:
+        return _reduce_array
+    if issubclass(cls, np.ma.MaskedArray):
+        return lambda arr: _record("numpy.ma.MaskedArray", (
+            arr.data.view(np.ndarray), np.ma.getmaskarray(arr), arr.fill_value))
+    if issubclass(cls, np.ndarray):
+        return lambda arr: _record(_qualified_name(type(arr)), (
+            arr.view(np.ndarray), getattr(arr, "__dict__", None)))
+    if issubclass(cls, np.generic):
+        return lambda scalar: _reduce_array(np.asarray(scalar))
+    if issubclass(cls, np.dtype):
+        return lambda dtype: _record("numpy.dtype", (_dtype_str(dtype),))
+    return None
+
+
+# -- pandas ------------------------------------------------------------------------
+def _pandas_values(values):
+    """(dtype repr, values as an ndarray) of a Series or Index, without copying numpy data."""
+    import numpy as np
+
+    if isinstance(values.dtype, np.dtype):
+        return repr(values.dtype), values.to_numpy()
+    return repr(values.dtype), values.to_numpy(dtype=object)
+
+
+def _pandas_handler(cls):
+    pd = sys.modules["pandas"]
+    if issubclass(cls, pd.DataFrame):
+        return lambda df: _record("pandas.DataFrame", (
+            df.columns, df.index, tuple(_pandas_values(df.iloc[:, j]) for j in range(df.shape[1]))),
+            (".columns", ".index", ".values"))
+    if issubclass(cls, pd.Series):
+        return lambda ser: _record("pandas.Series", (ser.name, ser.index) + _pandas_values(ser),
+                                   (".name", ".index", ".dtype", ".values"))
+    if issubclass(cls, pd.Index):
+        return lambda idx: _record("pandas.Index", (tuple(idx.names),) + _pandas_values(idx),
+                                   (".names", ".dtype", ".values"))
+    return None
+
+
+def _find_handler(cls):
+    handler = _EXACT_HANDLERS.get(cls)
+    if handler is not None:
+        return handler
+    module = getattr(cls, "__module__", "") or ""
+    if module.startswith("numpy") and "numpy" in sys.modules:
+        handler = _numpy_handler(cls)
+    elif module.startswith("pandas") and "pandas" in sys.modules:
+        handler = _pandas_handler(cls)
+    if handler is None and "numpy" in sys.modules and issubclass(cls, sys.modules["numpy"].ndarray):
+        handler = _numpy_handler(cls)
+    if handler is not None:
+        return handler
+    if issubclass(cls, type):
+        return _reduce_class
+    if issubclass(cls, enum.Enum):
+        return _reduce_enum
+    if dataclasses.is_dataclass(cls):
+        return _reduce_dataclass
+    if issubclass(cls, tuple) and hasattr(cls, "_fields"):
+        return _reduce_namedtuple
+    if issubclass(cls, pathlib.PurePath):
+        return _reduce_path
+    return _reduce_generic
+
+
+def reduce_object(obj, max_items=_impl.hasher.MAX_REDUCTIONS):
+    """Policy callback of the kernel: the canonical record or array description of `obj`.
+
+    Parameters
+    ----------
+    obj : object
+        An object whose type the kernel does not encode itself.
+    max_items : int, optional
+        The most items taken from a ``listitems`` or ``dictitems`` iterator
+        that ``__reduce_ex__`` returns: the hasher's ``max_reductions``.
+
+    Returns
+    -------
+    tuple
+        ``(0, name, components, labels)`` for a record, or
+        ``(1, dtype_str, shape, nbytes, mode, data, canonical_dtype)`` for an
+        array whose data the kernel streams.
+
+    Raises
+    ------
+    Exception
+        Whatever reducing the object raises; the kernel turns it into a
+        ``TypeError`` naming the object's type and path.
+    """
+    cls = type(obj)
+    handler = _handler_cache.get(cls)
+    if handler is None:
+        handler = _find_handler(cls)
+        if len(_handler_cache) >= _HANDLER_CACHE_MAX:
+            _handler_cache.clear()
+        _handler_cache[cls] = handler
+    if handler is _reduce_generic:
+        return handler(obj, max_items)
+    return handler(obj)
+
