@@ -20,7 +20,7 @@ import struct
 
 import xxhash
 
-from . import _impl, compressors
+from . import _blocks, _impl
 from ._safe_unpickle import CorruptFileError
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "ALIGNMENT", "FLAG_MAPPED_WRITABLE", "SMALL_FILE", "BlockEntry",
@@ -86,8 +86,8 @@ def write(fileobj, pickled, blocks, codec, level, preallocate=False):
         The number of bytes written.
     """
     codecs = ["none", codec] if codec else ["none"]
-    chunk_size = compressors.CHUNK_SIZE
-    stored = compressors.compress_block(pickled, 1, codec, level) if codec else pickled
+    chunk_size = _blocks.CHUNK_SIZE
+    stored = _blocks.compress_block(pickled, 1, codec, level) if codec else pickled
     header = _HEADER.pack(MAGIC, FORMAT_VERSION, 0, 0, len(stored), len(pickled),
                           checksum(stored), len(codecs) - 1, chunk_size, 0)
     if preallocate and not codec:
@@ -153,8 +153,8 @@ def _compressed_block(array, itemsize, codec, level):
     import numpy as np
 
     if array.flags.c_contiguous:
-        return compressors.compress_block(array if array.nbytes else b"", itemsize, codec, level)
-    step = compressors.chunk_length(itemsize)
+        return _blocks.compress_block(array if array.nbytes else b"", itemsize, codec, level)
+    step = _blocks.chunk_length(itemsize)
     scratch = np.empty(step, dtype=np.uint8)
     chunks, filled = [], 0
     for piece in np.nditer(array, flags=["external_loop", "buffered", "zerosize_ok"],
@@ -167,11 +167,11 @@ def _compressed_block(array, itemsize, codec, level):
             filled += take
             start += take
             if filled == step:
-                chunks.extend(compressors.iter_compressed_chunks(scratch, itemsize, codec, level, workers=1))
+                chunks.extend(_blocks.iter_compressed_chunks(scratch, itemsize, codec, level, workers=1))
                 filled = 0
     if filled:
-        chunks.extend(compressors.iter_compressed_chunks(scratch[:filled], itemsize, codec, level, workers=1))
-    return compressors.frame_header([len(chunk) for chunk in chunks]) + b"".join(chunks)
+        chunks.extend(_blocks.iter_compressed_chunks(scratch[:filled], itemsize, codec, level, workers=1))
+    return _blocks.frame_header([len(chunk) for chunk in chunks]) + b"".join(chunks)
 
 
 def _write_hashed(write, data, digest):
@@ -326,7 +326,7 @@ class Container:
         """Refuse a raw length the stored bytes cannot hold, before memory is allocated for it."""
         if codec:
             name = self.codecs[codec]
-            possible = compressors.max_raw_length(name, length, itemsize, self.chunk_size)
+            possible = _blocks.max_raw_length(name, length, itemsize, self.chunk_size)
             if raw_length > possible:
                 self.fail(part, f"claims {raw_length} raw bytes, but its {length} stored bytes of {name!r} "
                                 f"data can hold at most {possible}")
@@ -383,9 +383,9 @@ class Container:
             except MemoryError:
                 # The claim is within what the stored bytes can hold (bz2 has no tighter bound):
                 # a corrupt block is reported as such, a valid one really needs the memory.
-                compressors.verify_block(stored, raw_length, itemsize, name, chunk_size=self.chunk_size)
+                _blocks.verify_block(stored, raw_length, itemsize, name, chunk_size=self.chunk_size)
                 raise
-            compressors.decompress_block(stored, raw_length, itemsize, name, out, chunk_size=self.chunk_size)
+            _blocks.decompress_block(stored, raw_length, itemsize, name, out, chunk_size=self.chunk_size)
         except ValueError as exc:  # also an unknown codec: install it, or register_compressor
             self.fail(part, str(exc))
         return out

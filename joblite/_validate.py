@@ -4,9 +4,10 @@ A bad value raises ``ValueError`` naming the option and the value, as it
 was given, so the message points at the caller's mistake.
 """
 import numbers
+import operator
 import re
 
-__all__ = ["MMAP_MODES", "check_mmap_mode", "parse_age", "parse_size"]
+__all__ = ["MMAP_MODES", "as_int", "check_mmap_mode", "parse_age", "parse_size"]
 
 #: The ``mmap_mode`` values joblib accepts, None (no memory map) first.
 MMAP_MODES = (None, "r", "r+", "w+", "c")
@@ -40,6 +41,26 @@ def check_mmap_mode(mmap_mode, name="mmap_mode", none_allowed=True):
     if not (mmap_mode is None or isinstance(mmap_mode, str)) or mmap_mode not in accepted:
         raise ValueError(f"{name}={mmap_mode!r} is not one of {', '.join(map(repr, accepted))}")
     return "r+" if mmap_mode == "w+" else mmap_mode
+
+
+def as_int(value):
+    """`value` as an int if it is an integer (numpy integers too), else None.
+
+    Parameters
+    ----------
+    value : object
+        Anything; bools are not integers here.
+
+    Returns
+    -------
+    int or None
+    """
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]?)i?B?\s*", re.IGNORECASE)

@@ -1,38 +1,15 @@
-"""Compression codecs and the chunked, byte-shuffled block format.
+"""Compression codecs: the registry, the built-in codecs, and joblib's ``compress=`` argument.
 
-A *block* (the bytes of one array, or the pickle stream) is compressed in
-independent chunks of about ``CHUNK_SIZE`` bytes, so that two threads can share
-the work and a reader can decompress straight into the final array with
-bounded scratch memory.  Every chunk is first byte-shuffled by the item size
-of the data (Blosc's shuffle: byte ``j`` of every item goes to plane ``j``),
-then compressed by a codec.  Shuffling groups the bytes that vary slowly
-(exponents, the high bytes of small integers), so every codec finds longer
-repeats, lz4 most of all: lz4 has no entropy coder, and without the shuffle
-it cannot use a mostly-constant byte that recurs every 8 bytes.  An item size
-of 1 (the pickle stream, ``uint8`` data) disables the shuffle.
+A codec (`CompressorBase`) compresses one chunk of bytes into one
+self-contained stream; the chunked, byte-shuffled block format that frames
+the chunks lives in :mod:`joblite._blocks`.  Codecs are looked up by name in a
+registry (`register_compressor`), the name that files record; their modules
+(lz4, bz2, lzma, zstandard) are imported on first use.  `parse_compress` reads
+``compress=`` as joblib's ``dump`` takes it.
 
-The compressed block, all integers little-endian (``joblite._impl.codec``
-writes and validates it)::
-
-    u32 n_chunks                 ceil(raw_length / chunk length), 0 if empty
-    u32 compressed_size          n_chunks times
-    compressed chunks            back to back, in order
-
-The frame does not name its codec, item size or chunk length: the container
-records them, with the raw length, and passes them back to `decompress_block`.
-The chunk length is ``chunk_size`` rounded down to a multiple of the item size
-(`chunk_length`); chunks are compressed independently, so the result is
-deterministic: the same input, codec, level, item size and chunk size give the
-same bytes with any number of threads and with either kernel twin.
-
-Codecs are looked up by name in a registry (`register_compressor`); their
-modules (lz4, bz2, lzma, zstandard) are imported on first use.
-
-A reader allocates a block's raw length before it decompresses into it, so
-that length is checked against the stored bytes first (`max_raw_length`): each
-chunk takes a 4-byte size and at least one byte and holds at most one chunk
-length, and a codec with a known worst case (``max_ratio``) cannot expand one
-stored byte into more than that many.  The built-in bounds and their sources:
+Each codec states the most bytes one stored byte can decompress to
+(``max_ratio``), so that a reader can refuse a block claiming more before it
+allocates memory for it.  The built-in bounds and their sources:
 
 ======  =========  ==============================================================
 codec   max_ratio  source
@@ -51,46 +28,21 @@ bz2     none       its run-length stages hold 16 MiB of zeros in 45 bytes;
                    only the chunk length bounds it
 ======  =========  ==============================================================
 """
-import concurrent.futures
 import importlib.util
-import operator
-import os
-import sys
-import threading
-from collections import deque
 
-from . import _impl
+from ._validate import as_int
 
 __all__ = [
-    "CHUNK_SIZE",
     "DEFAULT_COMPRESSOR",
-    "MAX_CHUNK_SIZE",
     "CompressorBase",
-    "chunk_length",
-    "compress_block",
+    "compressor_and_level",
     "compressor_names",
-    "decompress_block",
-    "frame_header",
     "get_compressor",
-    "iter_compressed_chunks",
-    "max_raw_length",
     "parse_compress",
     "register_compressor",
-    "verify_block",
 ]
 
-CHUNK_SIZE = 1 << 20
-"""Default uncompressed chunk length (bytes): fits in L2, and 256 chunks per 256 MiB."""
-
-MAX_CHUNK_SIZE = 1 << 30
-"""Largest chunk length (bytes): every codec's worst-case output still fits the frame's u32 sizes."""
-
-MAX_WORKERS = 64
-
 DEFAULT_COMPRESSOR = "lz4"
-
-# the kernel twin (a module attribute, so that tests can swap in the other twin)
-_codec = _impl.codec
 
 
 # -- codecs -----------------------------------------------------------------------------
@@ -117,7 +69,7 @@ class CompressorBase:
         The most bytes that one stored byte of a stream can decompress to,
         at worst (not on typical data).  Readers refuse a block that claims
         more than this times its stored bytes before they allocate memory
-        for it (`max_raw_length`); a bound that is too small makes valid
+        for it (`joblite._blocks.max_raw_length`); a bound that is too small makes valid
         files unreadable.  None (the default): no bound but the chunk length.
     """
 
@@ -387,22 +339,44 @@ def get_compressor(name):
         ) from None
 
 
+def compressor_and_level(name, level):
+    """The codec registered under `name`, and `level` checked against its levels.
+
+    Parameters
+    ----------
+    name : str
+        Registered codec name.
+    level : int
+        A level of that codec (numpy integers too; never 0, which means no
+        compression where a ``compress=`` argument is read).
+
+    Returns
+    -------
+    (CompressorBase, int)
+        The codec and the level as an int.
+
+    Raises
+    ------
+    ValueError
+        If no codec is registered under `name`, or `level` is not one of its
+        ``levels``; the message names the value.
+    """
+    codec = get_compressor(name)
+    number = as_int(level)
+    if number not in codec.levels:
+        raise ValueError(
+            f"level must be an int from {codec.levels.start} to {codec.levels.stop - 1} "
+            f"for compressor {name!r}, got {level!r}"
+        )
+    return codec, number
+
+
 # -- joblib's compress= ------------------------------------------------------------------
 def _bad_compress(compress, why=""):
     return ValueError(
         f"invalid compress={compress!r}{why}; expected False/True, an int 0 to 9, a compressor "
         f"name ({', '.join(repr(n) for n in compressor_names())}), or a (name, level) tuple"
     )
-
-
-def _as_int(value):
-    """`value` as an int (numpy integers too); None for bools and non-integers."""
-    if isinstance(value, bool):
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        return None
 
 
 def parse_compress(compress):
@@ -459,7 +433,7 @@ def parse_compress(compress):
         codec = _COMPRESSORS[name]
         if level is None:
             return name, codec.default_level
-        number = _as_int(level)
+        number = as_int(level)
         if number == 0:
             return "", 0
         if number not in codec.levels:
@@ -467,324 +441,9 @@ def parse_compress(compress):
                 compress, f": level must be an int {codec.levels.start} to {codec.levels.stop - 1} for {name!r}"
             )
         return name, number
-    number = _as_int(compress)
+    number = as_int(compress)
     if number is None or not 0 <= number <= 9:
         raise _bad_compress(compress)
     if number == 0:
         return "", 0
     return DEFAULT_COMPRESSOR, number
-
-
-# -- blocks ------------------------------------------------------------------------------
-def _byte_view(obj, name, writable=False):
-    view = memoryview(obj)
-    if not view.c_contiguous:
-        raise ValueError(f"{name} must be a C-contiguous buffer")
-    if writable and view.readonly:
-        raise ValueError(f"{name} must be a writable buffer")
-    return view.cast("B")
-
-
-def _int_in(value, name, low, high):
-    number = _as_int(value)
-    if number is None or not low <= number <= high:
-        raise ValueError(f"{name} must be an int from {low} to {high}, got {value!r}")
-    return number
-
-
-def chunk_length(itemsize, chunk_size=CHUNK_SIZE):
-    """Uncompressed length of every chunk but the last (bytes).
-
-    `chunk_size` rounded down to a multiple of `itemsize`, at least one item,
-    so that no item straddles two chunks.
-
-    Raises
-    ------
-    ValueError
-        If `itemsize` or `chunk_size` is not an int from 1 to `MAX_CHUNK_SIZE`.
-    """
-    itemsize = _int_in(itemsize, "itemsize", 1, MAX_CHUNK_SIZE)
-    chunk_size = _int_in(chunk_size, "chunk_size", 1, MAX_CHUNK_SIZE)
-    return max(itemsize, chunk_size - chunk_size % itemsize)
-
-
-def frame_header(sizes):
-    """The frame header for chunks of these compressed sizes (``4 + 4 * len(sizes)`` bytes).
-
-    For writers that stream `iter_compressed_chunks`: reserve the header's
-    length, write the chunks, then write this in the reserved space.
-
-    Raises
-    ------
-    ValueError
-        If a size or the count does not fit in a u32.
-    """
-    return _codec.pack_chunks(sizes)
-
-
-_pool = None
-_pool_size = 0
-_pool_lock = threading.Lock()
-_scratch = threading.local()
-
-
-def _forget_pool():
-    # a forked child has the executor object but not its threads: start afresh
-    global _pool, _pool_size
-    _pool, _pool_size = None, 0
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
-
-
-def _executor(workers):
-    """The shared thread pool, grown to at least `workers` threads."""
-    global _pool, _pool_size
-    with _pool_lock:
-        if _pool_size < workers:
-            old = _pool
-            _pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="joblite-codec")
-            _pool_size = workers
-            if old is not None:
-                old.shutdown(wait=False)  # its queued chunks still run
-        return _pool
-
-
-def _in_order(task, items, workers):
-    """Yield ``task(item)`` for each item, in order; up to ``2 * workers`` run ahead."""
-    if workers == 1 or len(items) <= 1:
-        for item in items:
-            yield task(item)
-        return
-    pool = _executor(workers)
-    pending = deque()
-    try:
-        for item in items:
-            if len(pending) == 2 * workers:
-                yield pending.popleft().result()
-            pending.append(pool.submit(task, item))
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        # after an error, or when the consumer stops early: nothing runs on after we return
-        for future in pending:
-            future.cancel()
-        concurrent.futures.wait(pending)
-
-
-def _scratch_view(nbytes):
-    """A writable view of `nbytes` bytes, reused by each thread for every chunk."""
-    buffer = getattr(_scratch, "buffer", None)
-    if buffer is None or len(buffer) < nbytes:
-        buffer = _scratch.buffer = bytearray(nbytes)
-    return memoryview(buffer)[:nbytes]
-
-
-def _codec_and_level(name, level):
-    codec = get_compressor(name)
-    number = _as_int(level)
-    if number not in codec.levels:
-        raise ValueError(
-            f"level must be an int from {codec.levels.start} to {codec.levels.stop - 1} "
-            f"for compressor {name!r}, got {level!r}"
-        )
-    return codec, number
-
-
-def iter_compressed_chunks(data, itemsize, name, level, chunk_size=CHUNK_SIZE, workers=2):
-    """Shuffle and compress `data` chunk by chunk; yield the compressed chunks in order.
-
-    The arguments are checked at the call, before the first chunk.  At most
-    about ``2 * workers`` compressed chunks and one chunk of scratch per
-    thread are held besides what the caller keeps.  To write a frame without
-    holding the whole block: reserve ``4 + 4 * n_chunks`` bytes, write the
-    chunks, then write ``frame_header(sizes)`` in the reserved space.
-
-    Parameters
-    ----------
-    data : bytes-like
-        The block, C-contiguous (e.g. a memoryview of a contiguous array).
-    itemsize : int
-        Shuffle item size (bytes): the array's ``dtype.itemsize``, or 1 for no
-        shuffle.
-    name : str
-        Registered codec name.
-    level : int
-        Level valid for that codec.
-    chunk_size : int, default CHUNK_SIZE
-        Target uncompressed chunk length (bytes); see `chunk_length`.
-    workers : int, default 2
-        Threads compressing chunks at once (a shared pool); 1 works in the
-        calling thread.
-
-    Yields
-    ------
-    bytes
-        Each compressed chunk; there are ``ceil(len(data) / chunk_length)``.
-
-    Raises
-    ------
-    TypeError
-        If `data` is not a buffer, or the codec returns something other than bytes.
-    ValueError
-        If `data` is not C-contiguous, `name` is not registered, `level` is
-        not valid for it, or `itemsize`, `chunk_size` or `workers` is out of
-        range (see `chunk_length`).
-    """
-    codec, level = _codec_and_level(name, level)
-    view = _byte_view(data, "data")
-    size = _int_in(itemsize, "itemsize", 1, MAX_CHUNK_SIZE)
-    step = chunk_length(size, chunk_size)
-    workers = _int_in(workers, "workers", 1, MAX_WORKERS)
-
-    def compress_chunk(start):
-        piece = view[start:start + step]
-        if size > 1:
-            scratch = _scratch_view(len(piece))
-            _codec.shuffle(piece, size, scratch)
-            piece = scratch
-        result = codec.compress(piece, level)
-        if not isinstance(result, bytes):
-            raise TypeError(f"compressor {name!r} returned {type(result).__qualname__}, not bytes")
-        return result
-
-    return _in_order(compress_chunk, range(0, len(view), step), workers)
-
-
-def compress_block(data, itemsize, name, level, chunk_size=CHUNK_SIZE, workers=2):
-    """Shuffle and compress `data` into one framed block.
-
-    Parameters and exceptions are those of `iter_compressed_chunks`.
-
-    Returns
-    -------
-    bytes
-        The frame: ``frame_header`` followed by the compressed chunks.
-    """
-    chunks = list(iter_compressed_chunks(data, itemsize, name, level, chunk_size, workers))
-    return frame_header([len(chunk) for chunk in chunks]) + b"".join(chunks)
-
-
-def max_raw_length(name, length, itemsize=1, chunk_size=CHUNK_SIZE):
-    """The most bytes a framed block of `length` stored bytes can decompress to.
-
-    Every chunk takes a 4-byte size entry and at least one byte, and holds at
-    most one chunk length (`chunk_length`); when the codec registered under
-    `name` has a ``max_ratio``, its chunks also hold at most that many bytes
-    per stored byte.  Readers check a block's claimed raw length against this
-    before they allocate memory for it.
-
-    Parameters
-    ----------
-    name : str
-        Codec name; an unregistered one is bounded by the chunk length only.
-    length : int
-        Stored bytes of the block, frame header included.
-    itemsize, chunk_size : int
-        As given to `compress_block`.
-
-    Returns
-    -------
-    int
-        The bound, in bytes.
-
-    Raises
-    ------
-    ValueError
-        If `itemsize` or `chunk_size` is out of range (see `chunk_length`).
-    """
-    body = max(length - 4, 0)
-    bound = body // 5 * chunk_length(itemsize, chunk_size)
-    ratio = getattr(_COMPRESSORS.get(name), "max_ratio", None)
-    return bound if ratio is None else min(bound, ratio * body)
-
-
-def _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, out):
-    """Decompress every chunk of a frame and check its length; unshuffle into `out` unless None."""
-    codec = get_compressor(name)
-    size = _int_in(itemsize, "itemsize", 1, MAX_CHUNK_SIZE)
-    step = chunk_length(size, chunk_size)
-    workers = _int_in(workers, "workers", 1, MAX_WORKERS)
-    raw_length = _int_in(raw_length, "raw_length", 0, sys.maxsize)
-    frame = _byte_view(data, "data")
-    if out is not None:
-        target = _byte_view(out, "out", writable=True)
-        if len(target) != raw_length:
-            raise ValueError(f"out holds {len(target)} bytes, but raw_length is {raw_length!r}")
-    chunks = _codec.unpack_chunks(frame, raw_length, step)
-    count = len(chunks)
-
-    def decompress_chunk(index):
-        offset, length = chunks[index]
-        start = index * step
-        expected = min(step, raw_length - start)
-        try:
-            raw = codec.decompress(frame[offset:offset + length], expected)
-        except MemoryError:
-            raise
-        except Exception as exc:  # whatever the codec raises on bad input
-            raise ValueError(
-                f"cannot decompress chunk {index} of {count} with compressor {name!r}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        got = memoryview(raw).nbytes
-        if got != expected:
-            raise ValueError(
-                f"chunk {index} of {count} decompressed by {name!r} to {got} bytes, expected {expected}"
-            )
-        if out is not None:
-            _codec.unshuffle(raw, size, target[start:start + expected])
-
-    for _ in _in_order(decompress_chunk, range(count), workers):
-        pass
-
-
-def decompress_block(data, raw_length, itemsize, name, out, chunk_size=CHUNK_SIZE, workers=2):
-    """Decompress a framed block and unshuffle it straight into `out`.
-
-    The frame is validated before any chunk is decompressed; each chunk is
-    decompressed (``workers`` at a time), its length checked, and unshuffled
-    into its place in `out`: no full-size intermediate copy.
-
-    Parameters
-    ----------
-    data : bytes-like
-        The frame, as written by `compress_block` (C-contiguous; a memoryview
-        of a memory-mapped file works).
-    raw_length : int
-        Uncompressed length of the block (bytes); ``len(out)`` must equal it.
-    itemsize, name, chunk_size :
-        As given to `compress_block` (the level is not needed).
-    out : writable bytes-like
-        Destination, C-contiguous, ``raw_length`` bytes (e.g. a memoryview of
-        the final array).  Left partly written if an error is raised.
-    workers : int, default 2
-        Threads decompressing chunks at once; 1 works in the calling thread.
-
-    Raises
-    ------
-    TypeError
-        If `data` or `out` is not a buffer.
-    ValueError
-        If an argument is invalid (as for `compress_block`; `out` read-only,
-        not C-contiguous or of another length than `raw_length`), the frame is
-        inconsistent (truncated, wrong chunk count, sizes that do not add up),
-        a chunk cannot be decompressed (the codec's own exception, such as
-        ``zlib.error`` or ``LZ4BlockError``, is chained), or a chunk
-        decompresses to another length than expected.  The message names the
-        codec and the chunk.
-    """
-    _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, out)
-
-
-def verify_block(data, raw_length, itemsize, name, chunk_size=CHUNK_SIZE, workers=2):
-    """Check that a framed block decompresses to `raw_length` bytes, keeping none of them.
-
-    What `decompress_block` checks, in the memory of a few chunks: a reader
-    that cannot allocate a block's raw length tells a corrupt block (this
-    raises) from a valid one that needs more memory than there is.
-
-    Parameters and exceptions are those of `decompress_block`, without `out`.
-    """
-    _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, None)

@@ -447,9 +447,9 @@ class Seeds:
     """Everything the cases are made from, built once per process."""
 
     def __init__(self):
-        from joblite import compressors
+        from joblite import _blocks
 
-        self.compressors = compressors
+        self.blocks = _blocks
         self.containers = container_seeds()
         self.container_names = sorted(self.containers)
         self.parsed = {name: H.parse(data) for name, data in self.containers.items()}
@@ -478,8 +478,8 @@ class Seeds:
         if not layout["pickle_codec"]:
             return stored
         out = bytearray(layout["pickle_raw_length"])
-        self.compressors.decompress_block(stored, len(out), 1, layout["codecs"][layout["pickle_codec"]], out,
-                                          chunk_size=layout["chunk_size"])
+        self.blocks.decompress_block(stored, len(out), 1, layout["codecs"][layout["pickle_codec"]], out,
+                                     chunk_size=layout["chunk_size"])
         return bytes(out)
 
     def rebuild_container(self, name, stream):
@@ -489,8 +489,8 @@ class Seeds:
                   for block in layout["blocks"]]
         codec = layout["pickle_codec"]
         if codec:
-            stored = self.compressors.compress_block(stream, 1, layout["codecs"][codec], 1,
-                                                     chunk_size=layout["chunk_size"])
+            stored = self.blocks.compress_block(stream, 1, layout["codecs"][codec], 1,
+                                                chunk_size=layout["chunk_size"])
             return H.build(stored, blocks, layout["codecs"], codec, len(stream), layout["chunk_size"])
         return H.build(stream, blocks, layout["codecs"], 0, None, layout["chunk_size"])
 

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from joblite import _impl
+from joblite import _blocks as B
 from joblite import compressors as C
 
 SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -301,9 +302,9 @@ def test_register_compressor(registry):
     assert C.parse_compress("reverse") == ("reverse", 1)
     assert C.parse_compress(("reverse", 2)) == ("reverse", 2)
     data = np.arange(5000, dtype=np.int32)
-    block = C.compress_block(data, 4, "reverse", 2, chunk_size=1000)
+    block = B.compress_block(data, 4, "reverse", 2, chunk_size=1000)
     out = np.empty_like(data)
-    C.decompress_block(block, data.nbytes, 4, "reverse", out, chunk_size=1000)
+    B.decompress_block(block, data.nbytes, 4, "reverse", out, chunk_size=1000)
     assert (out == data).all()
     with pytest.raises(ValueError, match="already registered; pass force=True"):
         C.register_compressor("reverse", Reverse())
@@ -365,9 +366,9 @@ def sample(nbytes, seed=0):
 
 def roundtrip(data, itemsize, name, level=None, chunk_size=4096, workers=2):
     level = C.get_compressor(name).default_level if level is None else level
-    block = C.compress_block(data, itemsize, name, level, chunk_size=chunk_size, workers=workers)
+    block = B.compress_block(data, itemsize, name, level, chunk_size=chunk_size, workers=workers)
     out = np.full(len(data), 0xAA, np.uint8)
-    C.decompress_block(block, len(data), itemsize, name, out, chunk_size=chunk_size, workers=workers)
+    B.decompress_block(block, len(data), itemsize, name, out, chunk_size=chunk_size, workers=workers)
     assert out.tobytes() == bytes(data)
     return block
 
@@ -378,7 +379,7 @@ def roundtrip(data, itemsize, name, level=None, chunk_size=4096, workers=2):
 def test_roundtrip(name, nbytes, itemsize):
     data = sample(nbytes)
     block = roundtrip(data, itemsize, name)
-    step = C.chunk_length(itemsize, 4096)
+    step = B.chunk_length(itemsize, 4096)
     count = -(-nbytes // step)
     assert int.from_bytes(block[:4], "little") == count
     if nbytes == 0:
@@ -394,30 +395,30 @@ def test_roundtrip_every_level(name):
 
 def test_roundtrip_default_chunks_of_a_large_array():
     a = np.random.default_rng(3).normal(size=(700, 1000)).astype(np.float32)  # 2.7 MiB: 3 chunks
-    block = C.compress_block(a, 4, "lz4", 1)
+    block = B.compress_block(a, 4, "lz4", 1)
     assert int.from_bytes(block[:4], "little") == 3
     out = np.empty_like(a)
-    C.decompress_block(block, a.nbytes, 4, "lz4", out)
+    B.decompress_block(block, a.nbytes, 4, "lz4", out)
     assert (out == a).all()
 
 
 def test_shuffle_makes_numbers_smaller():
     ints = np.random.default_rng(4).integers(0, 256, 100_000, dtype=np.int64)
-    shuffled = C.compress_block(ints, 8, "lz4", 1)
-    plain = C.compress_block(ints, 1, "lz4", 1)
+    shuffled = B.compress_block(ints, 8, "lz4", 1)
+    plain = B.compress_block(ints, 1, "lz4", 1)
     assert len(shuffled) * 2 < len(plain)
 
 
 def test_chunk_length():
-    assert C.chunk_length(1) == C.CHUNK_SIZE
-    assert C.chunk_length(3, 100) == 99
-    assert C.chunk_length(8, 4) == 8  # at least one item
-    assert C.chunk_length(np.int64(4), 10) == 8
-    for bad in (0, -1, 2.0, True, C.MAX_CHUNK_SIZE + 1, None):
+    assert B.chunk_length(1) == B.CHUNK_SIZE
+    assert B.chunk_length(3, 100) == 99
+    assert B.chunk_length(8, 4) == 8  # at least one item
+    assert B.chunk_length(np.int64(4), 10) == 8
+    for bad in (0, -1, 2.0, True, B.MAX_CHUNK_SIZE + 1, None):
         with pytest.raises(ValueError, match="itemsize must be an int from 1 to"):
-            C.chunk_length(bad)
+            B.chunk_length(bad)
         with pytest.raises(ValueError, match="chunk_size must be an int from 1 to"):
-            C.chunk_length(1, bad)
+            B.chunk_length(1, bad)
 
 
 @pytest.mark.parametrize("name", CODECS)
@@ -426,30 +427,30 @@ def test_output_does_not_depend_on_threads_or_twin(name, monkeypatch):
     level = C.get_compressor(name).default_level
     blocks = set()
     for twin in TWINS:
-        monkeypatch.setattr(C, "_codec", kernel(twin))
+        monkeypatch.setattr(B, "_codec", kernel(twin))
         for workers in (1, 2, 3):
-            blocks.add(C.compress_block(data, 8, name, level, chunk_size=3000, workers=workers))
-            blocks.add(C.compress_block(memoryview(data).cast("B"), 8, name, level, chunk_size=3000))
+            blocks.add(B.compress_block(data, 8, name, level, chunk_size=3000, workers=workers))
+            blocks.add(B.compress_block(memoryview(data).cast("B"), 8, name, level, chunk_size=3000))
         roundtrip(data, 8, name, chunk_size=3000)
     assert len(blocks) == 1
 
 
 def test_streaming_the_chunks_gives_the_block():
     data = sample(30_000, seed=6)
-    chunks = C.iter_compressed_chunks(data, 4, "zlib", 3, chunk_size=4000)
+    chunks = B.iter_compressed_chunks(data, 4, "zlib", 3, chunk_size=4000)
     pieces = list(chunks)
     assert len(pieces) == 8
-    assert C.frame_header([len(p) for p in pieces]) + b"".join(pieces) == C.compress_block(
+    assert B.frame_header([len(p) for p in pieces]) + b"".join(pieces) == B.compress_block(
         data, 4, "zlib", 3, chunk_size=4000
     )
 
 
 def test_stopping_the_stream_early():
     data = sample(400_000, seed=7)
-    chunks = C.iter_compressed_chunks(data, 8, "lz4", 1, chunk_size=1000)
+    chunks = B.iter_compressed_chunks(data, 8, "lz4", 1, chunk_size=1000)
     first = next(chunks)
     chunks.close()
-    assert first == next(C.iter_compressed_chunks(data, 8, "lz4", 1, chunk_size=1000))
+    assert first == next(B.iter_compressed_chunks(data, 8, "lz4", 1, chunk_size=1000))
 
 
 @pytest.mark.parametrize(
@@ -470,35 +471,35 @@ def test_compress_arguments_are_checked_at_the_call(kwargs, message):
     args = dict(data=bytes(100), itemsize=4, name="lz4", level=1)
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
-        C.iter_compressed_chunks(**args)  # before any chunk is asked for
+        B.iter_compressed_chunks(**args)  # before any chunk is asked for
     with pytest.raises(ValueError, match=message):
-        C.compress_block(**args)
+        B.compress_block(**args)
     with pytest.raises(TypeError):
-        C.compress_block(12345, 4, "lz4", 1)
+        B.compress_block(12345, 4, "lz4", 1)
 
 
 def test_decompress_arguments_are_checked():
     data = sample(1000)
-    block = C.compress_block(data, 4, "lz4", 1)
+    block = B.compress_block(data, 4, "lz4", 1)
     with pytest.raises(ValueError, match="out holds 999 bytes, but raw_length is 1000"):
-        C.decompress_block(block, 1000, 4, "lz4", bytearray(999))
+        B.decompress_block(block, 1000, 4, "lz4", bytearray(999))
     with pytest.raises(ValueError, match="out must be a writable buffer"):
-        C.decompress_block(block, 1000, 4, "lz4", bytes(1000))
+        B.decompress_block(block, 1000, 4, "lz4", bytes(1000))
     with pytest.raises(ValueError, match="out must be a C-contiguous buffer"):
-        C.decompress_block(block, 1000, 4, "lz4", memoryview(bytearray(2000))[::2])
+        B.decompress_block(block, 1000, 4, "lz4", memoryview(bytearray(2000))[::2])
     with pytest.raises(ValueError, match="raw_length must be an int from 0"):
-        C.decompress_block(block, -1, 4, "lz4", bytearray(1000))
+        B.decompress_block(block, -1, 4, "lz4", bytearray(1000))
     with pytest.raises(ValueError, match="unknown compressor 'nope'"):
-        C.decompress_block(block, 1000, 4, "nope", bytearray(1000))
+        B.decompress_block(block, 1000, 4, "nope", bytearray(1000))
     with pytest.raises(ValueError, match="declares 1 chunks; 2 expected"):
-        C.decompress_block(block, 1000, 4, "lz4", bytearray(1000), chunk_size=512)
+        B.decompress_block(block, 1000, 4, "lz4", bytearray(1000), chunk_size=512)
 
 
 def test_codec_returning_a_wrong_length(registry):
     C.register_compressor("truncating", Truncating())
-    block = C.compress_block(bytes(range(250)) * 40, 1, "truncating", 1, chunk_size=4000)
+    block = B.compress_block(bytes(range(250)) * 40, 1, "truncating", 1, chunk_size=4000)
     with pytest.raises(ValueError, match=r"chunk 0 of 3 decompressed by 'truncating' to 3999 bytes, expected 4000"):
-        C.decompress_block(block, 10_000, 1, "truncating", bytearray(10_000), chunk_size=4000)
+        B.decompress_block(block, 10_000, 1, "truncating", bytearray(10_000), chunk_size=4000)
 
 
 def test_codec_errors_in_threads_propagate(registry):
@@ -514,7 +515,7 @@ def test_codec_errors_in_threads_propagate(registry):
     data = bytearray(10_000)
     data[5000] = 7
     with pytest.raises(RuntimeError, match="boom"):
-        C.compress_block(data, 1, "failing", 1, chunk_size=1000)
+        B.compress_block(data, 1, "failing", 1, chunk_size=1000)
     roundtrip(sample(10_000), 8, "zlib")  # the shared pool still works
 
 
@@ -528,18 +529,18 @@ class NotBytes(Reverse):
 def test_codec_returning_not_bytes(registry):
     C.register_compressor("notbytes", NotBytes())
     with pytest.raises(TypeError, match="compressor 'notbytes' returned bytearray, not bytes"):
-        C.compress_block(bytes(10), 1, "notbytes", 1)
+        B.compress_block(bytes(10), 1, "notbytes", 1)
 
 
 @pytest.mark.parametrize("name", CODECS)
 def test_decompressor_errors_become_value_errors(name):
     data = sample(12_000, seed=8)
-    block = bytearray(C.compress_block(data, 8, name, C.get_compressor(name).default_level, chunk_size=4000))
-    offsets = C._codec.unpack_chunks(block, len(data), 4000)
+    block = bytearray(B.compress_block(data, 8, name, C.get_compressor(name).default_level, chunk_size=4000))
+    offsets = B._codec.unpack_chunks(block, len(data), 4000)
     offset, length = offsets[1]
     block[offset:offset + length] = b"\xfe" * length  # garbage of the right size in chunk 1
     with pytest.raises(ValueError, match=rf"cannot decompress chunk 1 of 3 with compressor '{name}': \w+") as info:
-        C.decompress_block(block, len(data), 8, name, bytearray(len(data)), chunk_size=4000, workers=1)
+        B.decompress_block(block, len(data), 8, name, bytearray(len(data)), chunk_size=4000, workers=1)
     assert info.value.__cause__ is not None
 
 
@@ -548,9 +549,9 @@ def test_trailing_bytes_in_a_chunk(name):
     data = sample(5000, seed=9)
     level = C.get_compressor(name).default_level
     chunk = C.get_compressor(name).compress(bytes(data), level)
-    block = C.frame_header([len(chunk) + 3]) + chunk + b"xyz"
+    block = B.frame_header([len(chunk) + 3]) + chunk + b"xyz"
     try:
-        C.decompress_block(block, 5000, 1, name, bytearray(5000), chunk_size=5000)
+        B.decompress_block(block, 5000, 1, name, bytearray(5000), chunk_size=5000)
     except ValueError as exc:
         assert "chunk 0 of 1" in str(exc)
     else:
@@ -561,7 +562,7 @@ def corrupt_outcome(block, data, itemsize, name, chunk_size, workers=2):
     """'ok' with the decoded bytes, or 'ValueError'; any other exception fails the test."""
     out = bytearray(len(data))
     try:
-        C.decompress_block(block, len(data), itemsize, name, out, chunk_size=chunk_size, workers=workers)
+        B.decompress_block(block, len(data), itemsize, name, out, chunk_size=chunk_size, workers=workers)
     except ValueError:
         return "ValueError", None
     return "ok", bytes(out)
@@ -570,7 +571,7 @@ def corrupt_outcome(block, data, itemsize, name, chunk_size, workers=2):
 @pytest.mark.parametrize("name", CODECS)
 def test_truncated_and_extended_blocks(name):
     data = sample(9000, seed=10)
-    block = C.compress_block(data, 4, name, C.get_compressor(name).default_level, chunk_size=2000)
+    block = B.compress_block(data, 4, name, C.get_compressor(name).default_level, chunk_size=2000)
     for cut in list(range(0, 40)) + list(range(40, len(block), 7)):
         assert corrupt_outcome(block[:cut], data, 4, name, 2000)[0] == "ValueError", cut
     assert corrupt_outcome(block + b"\0", data, 4, name, 2000)[0] == "ValueError"
@@ -580,7 +581,7 @@ def test_truncated_and_extended_blocks(name):
 @pytest.mark.parametrize("name", CODECS)
 def test_wrong_counts_and_oversized_sizes(name):
     data = sample(9000, seed=11)
-    block = bytearray(C.compress_block(data, 4, name, C.get_compressor(name).default_level, chunk_size=2000))
+    block = bytearray(B.compress_block(data, 4, name, C.get_compressor(name).default_level, chunk_size=2000))
     for word, value in [(0, 4), (0, 6), (0, 0), (0, 2**32 - 1), (1, 2**32 - 1), (1, 0), (5, 2**31), (3, 1)]:
         bad = bytearray(block)
         bad[4 * word:4 * word + 4] = value.to_bytes(4, "little")
@@ -600,7 +601,7 @@ def test_wrong_counts_and_oversized_sizes(name):
        workers=st.sampled_from([1, 2]))
 def test_flipped_bytes_never_crash(name, flips, workers):
     data = sample(7000, seed=12)
-    block = bytearray(C.compress_block(data, 8, name, C.get_compressor(name).default_level, chunk_size=1500))
+    block = bytearray(B.compress_block(data, 8, name, C.get_compressor(name).default_level, chunk_size=1500))
     for position, mask in flips:
         block[position % len(block)] ^= mask
     result, decoded = corrupt_outcome(bytes(block), data, 8, name, 1500, workers)
@@ -612,20 +613,20 @@ def test_hostile_lzma_header_is_refused():
     # an LZMA "alone" header asking for a 4 GiB dictionary: refused, not allocated
     chunk = bytearray(lzma.compress(b"abc" * 100, format=lzma.FORMAT_ALONE, preset=1))
     chunk[1:5] = (2**32 - 1).to_bytes(4, "little")
-    block = C.frame_header([len(chunk)]) + bytes(chunk)
+    block = B.frame_header([len(chunk)]) + bytes(chunk)
     with pytest.raises(ValueError, match="chunk 0 of 1 with compressor 'lzma': LZMAError"):
-        C.decompress_block(block, 300, 1, "lzma", bytearray(300), chunk_size=300)
+        B.decompress_block(block, 300, 1, "lzma", bytearray(300), chunk_size=300)
 
 
 def test_streams_longer_than_declared_are_cut_short():
     bomb = bz2.compress(bytes(10**7))
-    block = C.frame_header([len(bomb)]) + bomb
+    block = B.frame_header([len(bomb)]) + bomb
     with pytest.raises(ValueError, match="the stream holds more than 100 bytes"):
-        C.decompress_block(block, 100, 1, "bz2", bytearray(100), chunk_size=100)
+        B.decompress_block(block, 100, 1, "bz2", bytearray(100), chunk_size=100)
     bomb = zlib.compress(bytes(10**7))
-    block = C.frame_header([len(bomb)]) + bomb
+    block = B.frame_header([len(bomb)]) + bomb
     with pytest.raises(ValueError, match="the stream holds more than 100 bytes"):
-        C.decompress_block(block, 100, 1, "zlib", bytearray(100), chunk_size=100)
+        B.decompress_block(block, 100, 1, "zlib", bytearray(100), chunk_size=100)
 
 
 @pytest.mark.skipif("zstd" not in CODECS, reason="zstandard is not installed")
@@ -633,23 +634,23 @@ def test_zstd_frame_declaring_another_size():
     import zstandard
 
     chunk = zstandard.ZstdCompressor().compress(bytes(10**6))
-    block = C.frame_header([len(chunk)]) + chunk
+    block = B.frame_header([len(chunk)]) + chunk
     with pytest.raises(ValueError, match="the zstd frame declares 1000000 bytes"):
-        C.decompress_block(block, 100, 1, "zstd", bytearray(100), chunk_size=100)
+        B.decompress_block(block, 100, 1, "zstd", bytearray(100), chunk_size=100)
     chunk = zstandard.ZstdCompressor(write_content_size=False).compress(bytes(100))
-    block = C.frame_header([len(chunk)]) + chunk
+    block = B.frame_header([len(chunk)]) + chunk
     with pytest.raises(ValueError, match="the zstd frame does not declare its content size"):
-        C.decompress_block(block, 100, 1, "zstd", bytearray(100), chunk_size=100)
+        B.decompress_block(block, 100, 1, "zstd", bytearray(100), chunk_size=100)
 
 
 def _compress_in_child(queue):
     data = sample(100_000)
-    queue.put(C.compress_block(data, 8, "lz4", 1, chunk_size=10_000, workers=2))
+    queue.put(B.compress_block(data, 8, "lz4", 1, chunk_size=10_000, workers=2))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_the_thread_pool_survives_fork():
-    expected = C.compress_block(sample(100_000), 8, "lz4", 1, chunk_size=10_000, workers=2)  # pool running
+    expected = B.compress_block(sample(100_000), 8, "lz4", 1, chunk_size=10_000, workers=2)  # pool running
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_compress_in_child, args=(queue,))

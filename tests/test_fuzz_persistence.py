@@ -55,7 +55,7 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as npst  # noqa: E402
 
 import joblite  # noqa: E402
-from joblite import compressors  # noqa: E402
+from joblite import _blocks, compressors  # noqa: E402
 from joblite.persistence import dumps, loads  # noqa: E402
 
 import _fuzz_mutators as M  # noqa: E402
@@ -312,15 +312,15 @@ resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # never let a claim 
 sys.path.insert(0, {tests!r})
 import numpy as np
 import _persistence_helpers as H
-from joblite import compressors
+from joblite import _blocks
 from joblite.persistence import CorruptFileError, loads
 
 claim = 31 << 30
 rng = np.random.default_rng(5)
 for codec in {codecs!r}:
     data = rng.integers(0, 256, 10_000, dtype=np.uint8).tobytes()   # 10 KB that do not compress
-    frame = compressors.compress_block(data, 1, codec, 1, chunk_size=1 << 24)
-    stored = compressors.compress_block(data, 1, codec, 1, chunk_size=1 << 24)
+    frame = _blocks.compress_block(data, 1, codec, 1, chunk_size=1 << 24)
+    stored = _blocks.compress_block(data, 1, codec, 1, chunk_size=1 << 24)
     files = {{"block": (H.build(H.program(b"\x97"), [(frame, claim, 1, 1)], ("none", codec), chunk_size=1 << 24),
                        len(frame)),
              "pickle": (H.build(stored, [], ("none", codec), 1, claim, chunk_size=1 << 24), len(stored))}}
@@ -359,7 +359,7 @@ def test_small_compressed_container_claiming_31_gib_is_corrupt():
         where = {"block": "block 0:", "pickle": "pickle stream:"}[part]
         assert where in message.replace("_", " "), (codec, message)
         if compressors.get_compressor(codec).max_ratio is not None:
-            possible = compressors.max_raw_length(codec, int(size), 1, 1 << 24)
+            possible = _blocks.max_raw_length(codec, int(size), 1, 1 << 24)
             assert f"claims_{31 << 30}_raw_bytes" in message and f"at_most_{possible}" in message, message
             assert possible < 400 << 20
 

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 import joblite
-from joblite import _container, compressors, persistence
+from joblite import _blocks, _container, compressors, persistence
 from joblite.persistence import CorruptFileError, dump, dumps, load, loads
 
 import _persistence_helpers as H
@@ -860,7 +860,7 @@ def test_chunk_size_is_read_from_the_header():
     """The header records the chunk size; a reader uses it rather than its own default."""
     raw = (np.arange(100_000, dtype=np.int64) % 11)
     chunk = 4096
-    frame = compressors.compress_block(memoryview(raw).cast("B"), 8, "zlib", 3, chunk_size=chunk)
+    frame = _blocks.compress_block(memoryview(raw).cast("B"), 8, "zlib", 3, chunk_size=chunk)
     stream = dumps_stream_for_one_array(raw)
     data = H.build(stream, [(frame, raw.nbytes, 1, 8)], codecs=("none", "zlib"), chunk_size=chunk)
     np.testing.assert_array_equal(loads(data), raw)
