@@ -7,27 +7,23 @@ a table or one JSON document (:mod:`joblite.bench.report`).
 
 Figures are ratios against baselines measured in the same process and run
 (see ``DESIGN.md``): absolute times depend on the machine, ratios much less.
+The report and the sections are imported when the command runs, so that
+building the parser of ``python -m joblite`` stays cheap.
 """
+import importlib
 import os
 import sys
 
-from .report import format_table, machine_facts, to_json
-from .sections import Context
-from .sections.hashing import hashing_section
-from .sections.import_time import import_section
-from .sections.memory import memory_section
-from .sections.parallel import parallel_section
-from .sections.persistence import persistence_section
-
 __all__ = ["SECTIONS", "add_bench_parser", "main", "run"]
 
-#: Section name -> function ``section(context) -> list of Row``; run in this order.
+#: Section name -> (module of :mod:`joblite.bench.sections`, name of its function
+#: ``section(context) -> list of Row``); run in this order.
 SECTIONS = {
-    "hashing": hashing_section,
-    "persistence": persistence_section,
-    "memory": memory_section,
-    "parallel": parallel_section,
-    "import": import_section,
+    "hashing": ("hashing", "hashing_section"),
+    "persistence": ("persistence", "persistence_section"),
+    "memory": ("memory", "memory_section"),
+    "parallel": ("parallel", "parallel_section"),
+    "import": ("import_time", "import_section"),
 }
 
 
@@ -92,11 +88,15 @@ def run(sections=None, quick=False, as_json=False, file=None, tmpdir=None):
     if unknown:
         raise ValueError(f"unknown benchmark section(s) {unknown}; "
                          f"choose from {list(SECTIONS)}")
+    from .report import format_table, machine_facts, to_json
+    from .sections import Context
+
     facts = machine_facts()
     context = Context(quick=quick, tmpdir=tmpdir)
     rows = []
     for name in names:
-        rows += SECTIONS[name](context)
+        module, function = SECTIONS[name]
+        rows += getattr(importlib.import_module(f"{__package__}.sections.{module}"), function)(context)
     text = to_json(rows, facts) if as_json else format_table(rows, facts)
     print(text, file=file or sys.stdout)
     return rows

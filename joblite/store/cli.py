@@ -21,7 +21,8 @@ seconds since the epoch) instead of tables.  Exit status (:data:`EXIT_STATUSES`)
    read, an entry ``prune`` or ``verify`` could not remove (3 wins over 1).
 
 This module parses arguments and prints; the work is done by the functions
-of :mod:`joblite.store.maintenance`.
+of :mod:`joblite.store.maintenance`, imported when a subcommand runs: building
+the parser imports neither the store nor the persistence code.
 """
 import argparse
 import json
@@ -30,9 +31,7 @@ import time
 
 from .._validate import parse_age, parse_size
 from .base import describe_os_error
-from .maintenance import (ENTRY_TIMEOUT, SORTS, TOP, StoreNotFoundError, UnknownFunctionError, clear_store,
-                          find_store, list_entries, open_store, prune_store, remove_own_temporaries, select_items,
-                          store_info, verify_store)
+from .options import ENTRY_TIMEOUT, SORTS, TOP
 
 __all__ = ["EXIT_STATUSES", "add_cache_parser", "format_size"]
 
@@ -300,6 +299,8 @@ def add_cache_parser(subparsers):
 
 def _run(args):
     """Run the ``cache`` subcommand `args` names; return the exit status."""
+    from .maintenance import StoreNotFoundError, UnknownFunctionError, remove_own_temporaries
+
     name = f"python -m joblite cache {args.cache_command}"
     if args.cache_command == "prune" and \
             args.bytes_limit is None and args.items_limit is None and args.age_limit is None:
@@ -327,11 +328,15 @@ def _emit(args, report, printer, *extra):
 
 
 def _info(args, name):
+    from .maintenance import store_info
+
     _emit(args, store_info(args.path), _print_info)
     return EXIT_OK
 
 
 def _ls(args, name):
+    from .maintenance import find_store, list_entries
+
     items = list_entries(args.path, args.function, args.sort, args.limit)
     entries = [item._asdict() for item in items]
     if args.json:
@@ -344,12 +349,16 @@ def _ls(args, name):
 
 
 def _prune(args, name):
+    from .maintenance import prune_store
+
     report = prune_store(args.path, args.bytes_limit, args.items_limit, args.age_limit)
     _emit(args, report, _print_prune)
     return EXIT_IO if report["errors"] else EXIT_OK
 
 
 def _clear(args, name):
+    from .maintenance import clear_store, open_store, select_items
+
     if not args.yes:
         store = open_store(args.path)
         items, func_id = select_items(store, args.function)
@@ -371,6 +380,8 @@ def _clear(args, name):
 
 
 def _verify(args, name):
+    from .maintenance import verify_store
+
     report = verify_store(args.path, args.function, remove=not args.dry_run, timeout=args.timeout)
     _emit(args, report, _print_verify, not args.dry_run)
     if report["errors"]:

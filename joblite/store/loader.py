@@ -16,10 +16,8 @@ from ..persistence import CorruptFileError
 from . import layout
 from .base import describe_os_error
 
-__all__ = ["ENTRY_TIMEOUT", "Loader", "check_loading", "loader_main"]
+__all__ = ["Loader", "check_loading", "loader_main"]
 
-#: Seconds the loader may spend on one entry before it is killed and the entry reported.
-ENTRY_TIMEOUT = 600.0
 _LOADER_CODE = "from joblite.store.loader import loader_main; loader_main()"
 _MISSING_ATTRIBUTE = re.compile(r"Can't get attribute '([^']+)' on <module '([^']+)'")
 

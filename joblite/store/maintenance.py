@@ -10,17 +10,14 @@ import os
 
 from . import layout
 from .base import describe_os_error, store_backend
-from .loader import ENTRY_TIMEOUT, Loader
+from .loader import Loader
 from .local import remove_process_folder
+from .options import ENTRY_TIMEOUT, SORTS, TOP
 
-__all__ = ["StoreNotFoundError", "UnknownFunctionError", "SORTS", "TOP", "ENTRY_TIMEOUT", "find_store",
-           "open_store", "resolve_function", "select_items", "store_info", "list_entries", "prune_store",
-           "clear_store", "verify_store", "remove_own_temporaries"]
+__all__ = ["StoreNotFoundError", "UnknownFunctionError", "find_store", "open_store", "resolve_function",
+           "select_items", "store_info", "list_entries", "prune_store", "clear_store", "verify_store",
+           "remove_own_temporaries"]
 
-#: How :func:`list_entries` sorts.
-SORTS = ("name", "size", "age")
-#: Entries shown as the largest and the oldest by :func:`store_info`.
-TOP = 5
 _SHOWN_CANDIDATES = 20  # function names listed in an error message
 
 
