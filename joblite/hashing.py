@@ -310,9 +310,36 @@ def closure_digest(func):
     return hash(tuple(cell_value(cell) for cell in cells))
 
 
+def twin_hasher(twin, hash_name="xxh3_128", *, max_depth=MAX_DEPTH, max_reductions=MAX_REDUCTIONS):
+    """A new stream kernel of one named twin (``'ext'`` or ``'pure'``), for tests and benchmarks.
+
+    Parameters
+    ----------
+    twin : {'ext', 'pure'}
+        Which twin's kernel.
+    hash_name, max_depth, max_reductions
+        As for :func:`hash`.
+
+    Returns
+    -------
+    StreamHasher
+        The kernel a :class:`Hasher` wraps: feed it with ``update(obj, root)``,
+        read the digest so far with ``hexdigest()``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`hash` does for a bad `hash_name` or limit; ``ValueError``
+        for an unknown `twin`.
+    ImportError
+        If ``'ext'`` is asked for and the compiled twin is not built.
+    """
+    return _kernel(hash_name, max_depth, max_reductions, _impl.get_twin(twin)["_hasher"])
+
+
 def hash_with_twin(twin, obj, hash_name="xxh3_128", root="obj", *, max_depth=MAX_DEPTH,
                    max_reductions=MAX_REDUCTIONS):
     """Hash `obj` with one named twin (``'ext'`` or ``'pure'``), for tests and benchmarks."""
-    kernel = _kernel(hash_name, max_depth, max_reductions, _impl.get_twin(twin)["_hasher"])
+    kernel = twin_hasher(twin, hash_name, max_depth=max_depth, max_reductions=max_reductions)
     kernel.update(obj, root)
     return kernel.hexdigest()

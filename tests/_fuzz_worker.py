@@ -9,7 +9,7 @@ crashes only when used), and writes one JSON line per load.  Under
 safe set does not need, an audited event (``os.system``, ``exec``, ``open`` of
 another file, ``object.__setattr__`` on a class...), or a change to
 ``sys.path``.  After a full-pickle load that changed a module (a ``BUILD`` on
-it), it exits, so that no later load is misjudged; ``tests/test_fuzz_persistence.py``
+it), it exits, so that no later load is misjudged; ``tests/test_persistence_fuzz.py``
 starts another.
 """
 import json

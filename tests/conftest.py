@@ -1,5 +1,13 @@
-"""Make ``python -m pytest`` from the repository root test the *installed* joblite.
+"""Fixtures shared by the tests, and the joblite they test.
 
+Twins: a test that takes the fixture ``twin`` runs once on each twin (ids
+``ext`` and ``pure``), ``twin.codec``, ``twin.hasher``, ``twin.fileio`` and
+``twin.tasks`` being that twin's kernel modules; ``ext`` is skipped when the
+compiled twin is not built.  A test that compares the two takes ``twins``,
+``(ext, pure)``, and is skipped when the compiled twin is not built.  The rest
+of the suite runs on the active twin: run it again with ``JOBLITE_PUREPYTHON=1``.
+
+Make ``python -m pytest`` from the repository root test the *installed* joblite:
 ``python -m pytest`` puts the current directory first on ``sys.path``, so from the
 repository root ``import joblite`` would find the source checkout, which has no
 compiled modules unless they were built in place: the suite would silently run the
@@ -10,6 +18,9 @@ an installed joblite (or with an editable install) the checkout is tested.
 import importlib.machinery
 import os
 import sys
+import types
+
+import pytest
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,6 +45,28 @@ def _prefer_installed_joblite():
 
 
 _prefer_installed_joblite()
+
+
+def _load_twin(name):
+    from joblite import _impl
+
+    try:
+        kernels = _impl.get_twin(name)
+    except ImportError:
+        pytest.skip("the compiled twin is not built")
+    return types.SimpleNamespace(name=name, **{module.lstrip("_"): kernels[module] for module in kernels})
+
+
+@pytest.fixture(params=["ext", "pure"])
+def twin(request):
+    """One twin's kernel modules (``.name``, ``.codec``, ``.hasher``, ``.fileio``, ``.tasks``); the test runs on each."""
+    return _load_twin(request.param)
+
+
+@pytest.fixture(scope="session")
+def twins():
+    """Both twins' kernel modules, ``(ext, pure)``, for a test that compares them."""
+    return _load_twin("ext"), _load_twin("pure")
 
 
 def pytest_report_header(config):

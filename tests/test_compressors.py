@@ -1,7 +1,8 @@
 """Byte shuffle, chunk framing and block compression (``joblite.compressors``).
 
-The kernel twins (``_codec``) are compared with each other when the compiled
-one is built: the same bytes, the same exceptions.  The block functions are
+The kernel twins (``_codec``) run each test of theirs (fixture ``twin``) and
+are compared with each other when the compiled one is built (fixture
+``twins``): the same bytes, the same exceptions.  The block functions are
 tested on the active twin, for every registered codec, and against corrupted
 frames, which must raise ``ValueError`` and never crash the process.
 """
@@ -18,21 +19,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from joblite import _impl
 from joblite import _blocks as B
 from joblite import compressors as C
 
 SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck), database=None)
-HAS_EXT = "ext" in _impl.available_twins()
-needs_ext = pytest.mark.skipif(not HAS_EXT, reason="the compiled twin is not built")
-TWINS = _impl.available_twins()
 CODECS = C.compressor_names()
 # codecs whose stream carries a checksum of its content: a corrupted chunk never decodes silently
 CHECKSUMMED = {"zlib", "gzip", "bz2", "xz"}
-
-
-def kernel(twin):
-    return _impl.get_twin(twin)["_codec"]
 
 
 def outcome(function, *args):
@@ -49,52 +42,50 @@ def reference_shuffle(data, itemsize):
     return b"".join(planes) + bytes(data[n * itemsize:])
 
 
-def run_shuffle(twin, name, data, itemsize):
+def run_shuffle(codec, name, data, itemsize):
     out = bytearray(len(data))
-    getattr(kernel(twin), name)(data, itemsize, out)
+    getattr(codec, name)(data, itemsize, out)
     return bytes(out)
 
 
 # -- shuffle -----------------------------------------------------------------------------
-@pytest.mark.parametrize("twin", TWINS)
 @pytest.mark.parametrize("itemsize", [1, 2, 3, 4, 5, 7, 8, 9, 16, 17])
 @pytest.mark.parametrize("length", [0, 1, 7, 8, 9, 63, 64, 65, 200])
 def test_shuffle_matches_the_definition(twin, itemsize, length):
     data = bytes(np.random.default_rng(length).integers(0, 256, length, dtype=np.uint8))
-    shuffled = run_shuffle(twin, "shuffle", data, itemsize)
+    shuffled = run_shuffle(twin.codec, "shuffle", data, itemsize)
     assert shuffled == reference_shuffle(data, itemsize)
-    assert run_shuffle(twin, "unshuffle", shuffled, itemsize) == data
+    assert run_shuffle(twin.codec, "unshuffle", shuffled, itemsize) == data
 
 
-@pytest.mark.parametrize("twin", TWINS)
 def test_shuffle_of_an_array_groups_bytes_by_significance(twin):
     a = np.arange(1000, dtype="<u4")
     out = np.empty(a.nbytes, np.uint8)
-    kernel(twin).shuffle(a, 4, out)
+    twin.codec.shuffle(a, 4, out)
     planes = out.reshape(4, 1000)
     assert (planes[0] == (a & 0xFF)).all() and (planes[1] == (a >> 8)).all()
     assert not planes[2:].any()
     back = np.empty_like(a)
-    kernel(twin).unshuffle(out, 4, back)
+    twin.codec.unshuffle(out, 4, back)
     assert (back == a).all()
 
 
-@needs_ext
 @settings(max_examples=300, **SETTINGS)
 @given(data=st.binary(max_size=3000), itemsize=st.integers(1, 16))
-def test_twins_shuffle_identically(data, itemsize):
+def test_twins_shuffle_identically(twins, data, itemsize):
+    ext, pure = (kernels.codec for kernels in twins)
     for name in ("shuffle", "unshuffle"):
-        assert run_shuffle("ext", name, data, itemsize) == run_shuffle("pure", name, data, itemsize)
-    assert run_shuffle("ext", "unshuffle", run_shuffle("ext", "shuffle", data, itemsize), itemsize) == data
+        assert run_shuffle(ext, name, data, itemsize) == run_shuffle(pure, name, data, itemsize)
+    assert run_shuffle(ext, "unshuffle", run_shuffle(ext, "shuffle", data, itemsize), itemsize) == data
 
 
-@needs_ext
 @pytest.mark.parametrize("itemsize", [2, 3, 4, 8, 12, 16, 40, 5000, 70_000])
-def test_twins_shuffle_large_buffers_identically(itemsize):
+def test_twins_shuffle_large_buffers_identically(twins, itemsize):
     # past the compiled twin's 16 KiB item blocks, with a tail of partial items
+    ext, pure = (kernels.codec for kernels in twins)
     data = np.random.default_rng(itemsize).integers(0, 256, 300_007, dtype=np.uint8).tobytes()
     for name in ("shuffle", "unshuffle"):
-        assert run_shuffle("ext", name, data, itemsize) == run_shuffle("pure", name, data, itemsize)
+        assert run_shuffle(ext, name, data, itemsize) == run_shuffle(pure, name, data, itemsize)
 
 
 def _shuffle_error_cases():
@@ -113,21 +104,29 @@ def _shuffle_error_cases():
     ]
 
 
-@pytest.mark.parametrize("twin", TWINS)
+def shuffle_outcomes(codec, case):
+    """The outcome of shuffle and of unshuffle, each on a fresh copy of error case `case`."""
+    results = {}
+    for name in ("shuffle", "unshuffle"):
+        src, itemsize, out = _shuffle_error_cases()[case]
+        results[name] = outcome(getattr(codec, name), src, itemsize, out)
+    return results
+
+
 @pytest.mark.parametrize("case", range(len(_shuffle_error_cases())))
 def test_shuffle_arguments_are_checked(twin, case):
-    src, itemsize, out = _shuffle_error_cases()[case]
-    results = {name: outcome(getattr(kernel(twin), name), src, itemsize, out) for name in ("shuffle", "unshuffle")}
+    results = shuffle_outcomes(twin.codec, case)
     assert results["shuffle"] == results["unshuffle"]
-    if HAS_EXT and twin == "ext":
-        for name in ("shuffle", "unshuffle"):
-            src, itemsize, out = _shuffle_error_cases()[case]
-            assert outcome(getattr(kernel("pure"), name), src, itemsize, out) == results[name]
 
 
-@pytest.mark.parametrize("twin", TWINS)
+@pytest.mark.parametrize("case", range(len(_shuffle_error_cases())))
+def test_twins_check_shuffle_arguments_identically(twins, case):
+    ext, pure = twins
+    assert shuffle_outcomes(ext.codec, case) == shuffle_outcomes(pure.codec, case)
+
+
 def test_shuffle_error_messages(twin):
-    k = kernel(twin)
+    k = twin.codec
     with pytest.raises(ValueError, match=r"itemsize must be >= 1, got 0"):
         k.shuffle(b"ab", 0, bytearray(2))
     with pytest.raises(ValueError, match="differ in length: 2 and 3 bytes"):
@@ -147,17 +146,15 @@ def test_shuffle_error_messages(twin):
     assert out == b"abc"
 
 
-@pytest.mark.parametrize("twin", TWINS)
 def test_shuffle_releases_the_buffers(twin):
     out = bytearray(64)
-    kernel(twin).shuffle(bytes(64), 8, out)
+    twin.codec.shuffle(bytes(64), 8, out)
     out.extend(b"x")  # resizing fails while a buffer export is still held
 
 
 # -- frame -------------------------------------------------------------------------------
-@pytest.mark.parametrize("twin", TWINS)
 def test_frame_layout(twin):
-    k = kernel(twin)
+    k = twin.codec
     assert k.pack_chunks([]) == b"\0\0\0\0"
     header = k.pack_chunks([3, 0x01020304])
     assert header == b"\x02\0\0\0\x03\0\0\0\x04\x03\x02\x01"
@@ -167,7 +164,6 @@ def test_frame_layout(twin):
     assert k.unpack_chunks(memoryview(k.pack_chunks([1]) + b"z"), 1, 1 << 20) == [(8, 1)]
 
 
-@pytest.mark.parametrize("twin", TWINS)
 @pytest.mark.parametrize(
     "data, raw_length, chunk_size, message",
     [
@@ -188,12 +184,11 @@ def test_frame_layout(twin):
 )
 def test_frame_errors(twin, data, raw_length, chunk_size, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        kernel(twin).unpack_chunks(data, raw_length, chunk_size)
+        twin.codec.unpack_chunks(data, raw_length, chunk_size)
 
 
-@pytest.mark.parametrize("twin", TWINS)
 def test_pack_chunks_checks_sizes(twin):
-    k = kernel(twin)
+    k = twin.codec
     with pytest.raises(ValueError, match="chunk 1: compressed size 4294967296 is outside"):
         k.pack_chunks([1, 2**32])
     with pytest.raises(ValueError, match="compressed size -1"):
@@ -203,7 +198,6 @@ def test_pack_chunks_checks_sizes(twin):
     assert k.pack_chunks(iter([2**32 - 1])) == b"\1\0\0\0\xff\xff\xff\xff"
 
 
-@needs_ext
 @settings(max_examples=400, **SETTINGS)
 @given(
     sizes=st.lists(st.integers(0, 40), max_size=12),
@@ -212,8 +206,8 @@ def test_pack_chunks_checks_sizes(twin):
     cut=st.integers(0, 600),
     flip=st.lists(st.tuples(st.integers(0, 600), st.integers(1, 255)), max_size=3),
 )
-def test_twins_frame_identically(sizes, raw_length, chunk_size, cut, flip):
-    ext, pure = kernel("ext"), kernel("pure")
+def test_twins_frame_identically(twins, sizes, raw_length, chunk_size, cut, flip):
+    ext, pure = (kernels.codec for kernels in twins)
     header = ext.pack_chunks(sizes)
     assert header == pure.pack_chunks(sizes)
     frame = bytearray(header + bytes(sum(sizes)))
@@ -422,16 +416,15 @@ def test_chunk_length():
 
 
 @pytest.mark.parametrize("name", CODECS)
-def test_output_does_not_depend_on_threads_or_twin(name, monkeypatch):
+def test_output_does_not_depend_on_threads_or_twin(twin, name, monkeypatch):
     data = sample(40_000, seed=5)
     level = C.get_compressor(name).default_level
-    blocks = set()
-    for twin in TWINS:
-        monkeypatch.setattr(B, "_codec", kernel(twin))
-        for workers in (1, 2, 3):
-            blocks.add(B.compress_block(data, 8, name, level, chunk_size=3000, workers=workers))
-            blocks.add(B.compress_block(memoryview(data).cast("B"), 8, name, level, chunk_size=3000))
-        roundtrip(data, 8, name, chunk_size=3000)
+    blocks = {B.compress_block(data, 8, name, level, chunk_size=3000)}   # by the active twin
+    monkeypatch.setattr(B, "_codec", twin.codec)   # the block functions take the kernel from here
+    for workers in (1, 2, 3):
+        blocks.add(B.compress_block(data, 8, name, level, chunk_size=3000, workers=workers))
+        blocks.add(B.compress_block(memoryview(data).cast("B"), 8, name, level, chunk_size=3000))
+    roundtrip(data, 8, name, chunk_size=3000)
     assert len(blocks) == 1
 
 

@@ -6,20 +6,18 @@ import numpy as np
 import pytest
 
 import joblite
-from joblite import _impl
 from joblite.persistence import CorruptFileError
 
 
-@pytest.mark.parametrize("twin", _impl.available_twins())
 def test_preallocate_reserves_without_changing_the_size(twin, tmp_path):
-    preallocate = _impl.get_twin(twin)["_fileio"].preallocate
+    preallocate = twin.fileio.preallocate
     path = tmp_path / "f"
     with open(path, "wb") as fileobj:
         reserved = preallocate(fileobj.fileno(), 1 << 20)
         assert preallocate(fileobj.fileno(), 0) is False
     assert isinstance(reserved, bool)
     assert os.path.getsize(path) == 0
-    if twin == "pure":
+    if twin.name == "pure":
         assert reserved is False
 
 
@@ -60,10 +58,9 @@ def test_large_block_truncation_is_found(large, tmp_path):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fallocate is Linux's")
-def test_compiled_twin_reserves_on_linux(tmp_path):
-    if "ext" not in _impl.available_twins():
-        pytest.skip("compiled twin not built")
-    preallocate = _impl.get_twin("ext")["_fileio"].preallocate
+def test_compiled_twin_reserves_on_linux(twins, tmp_path):
+    ext, _ = twins
+    preallocate = ext.fileio.preallocate
     with open(tmp_path / "f", "wb") as fileobj:
         reserved = preallocate(fileobj.fileno(), 1 << 20)
     if reserved:  # tmpfs and ext4 reserve; some file systems refuse, which is allowed

@@ -3,7 +3,7 @@
 CI runs this file twice, with the compiled twin and with ``JOBLITE_PUREPYTHON=1``;
 every test here goes through the public API and so exercises whichever twin is
 active.  Byte-for-byte agreement of the two twins is tested in ``test_twins.py``,
-the pinned format in ``test_golden.py``.
+the pinned format in ``test_hashing_golden.py``.
 """
 import collections
 import dataclasses
@@ -1487,7 +1487,7 @@ def test_strided_rows_near_the_gather_chunk_size_do_not_hang():
 
 # -- import cost -------------------------------------------------------------------
 def test_hashing_plain_objects_imports_neither_numpy_nor_pandas():
-    # (``import joblite`` alone is checked in test_build.py)
+    # (``import joblite`` alone is checked in test_impl.py)
     code = (
         "import json, sys, datetime, decimal, joblite\n"
         "joblite.hash(({'a': [1, 2.5, 'x']}, {1, 'b'}, datetime.date(2024, 1, 1), decimal.Decimal(1)))\n"

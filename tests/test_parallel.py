@@ -34,7 +34,6 @@ import _parallel_funcs as funcs
 import joblite
 from joblite import (Parallel, ParallelBackendBase, cpu_count, delayed, effective_n_jobs, parallel_backend,
                      parallel_config, register_parallel_backend)
-from joblite import _impl
 from joblite.backends import BACKENDS, default_backend_name, get_backend_factory
 
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))
@@ -731,11 +730,7 @@ def test_n_jobs_one_runs_in_the_caller(recording):
     assert set(where) == {(os.getpid(), threading.get_ident())}
 
 
-# -- the twins of the task kernels ---------------------------------------------------------
-needs_both_twins = pytest.mark.skipif("ext" not in _impl.available_twins(),
-                                      reason="the compiled twin is not built")
-
-
+# -- the twins of the task kernels (fixture ``twins``) ------------------------------------
 def outcome(function, *args):
     """The result, or the type and text of the exception, of ``function(*args)``."""
     try:
@@ -744,15 +739,9 @@ def outcome(function, *args):
         return type(exc).__name__, str(exc)
 
 
-@pytest.fixture
-def twins():
-    return _impl.get_twin("ext")["_tasks"], _impl.get_twin("pure")["_tasks"]
-
-
-@needs_both_twins
 def test_twins_delayed_agree(twins):
-    ext, pure = twins
-    for twin in twins:
+    ext, pure = (kernels.tasks for kernels in twins)
+    for twin in (ext, pure):
         assert twin.Delayed(funcs.add)(1, 2, z=3) == (funcs.add, (1, 2), {"z": 3})
         assert twin.Delayed(funcs.getpid)() == (funcs.getpid, (), {})
         assert twin.Delayed(funcs.add).function is funcs.add
@@ -763,9 +752,8 @@ def test_twins_delayed_agree(twins):
         assert outcome(ext.Delayed, value)[0] == "TypeError"
 
 
-@needs_both_twins
 def test_twins_run_calls_and_run_tasks_agree(twins):
-    ext, pure = twins
+    ext, pure = (kernels.tasks for kernels in twins)
     call_cases = [(funcs.square, []), (funcs.square, [(x,) for x in range(50)]),
                   (funcs.add, [(1, 2), (3, 4), (5,)]), (funcs.fail_on, [(1, 2), (2, 2), (3, 2)]),
                   (funcs.add, [(1, 2, 3, 4)])]
@@ -780,9 +768,8 @@ def test_twins_run_calls_and_run_tasks_agree(twins):
     assert outcome(ext.run_tasks, task_cases[1])[1] == [3, -3, 16]
 
 
-@needs_both_twins
 def test_twins_split_batch_agree(twins):
-    ext, pure = twins
+    ext, pure = (kernels.tasks for kernels in twins)
     f, g = funcs.square, funcs.negate
     cases = [
         [],

@@ -27,7 +27,6 @@ import numpy as np
 import pytest
 
 import joblite
-from joblite import _files
 
 import _persistence_helpers as H
 
@@ -306,11 +305,3 @@ def test_killed_dump_leaves_a_temporary_that_the_next_dump_sweeps(tmp_path, next
         sleeper.wait()
     for name in keep:
         (tmp_path / name).unlink()
-
-
-def test_temporary_names_carry_their_owner(tmp_path):
-    """``<target>.<pid>@<host>.<random>.tmp``, which the sweep parses whatever the target's name."""
-    target = str(tmp_path / "a.b@c.1@x.jl")
-    name = os.path.basename(_files.temporary_name(target))
-    assert name.startswith(f"a.b@c.1@x.jl.{os.getpid()}@{HOST}.") and name.endswith(".tmp")
-    assert _files.temporary_name(target) != _files.temporary_name(target)

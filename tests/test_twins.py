@@ -25,11 +25,7 @@ import uuid
 import numpy as np
 import pytest
 
-from joblite import _impl
-from joblite.hashing import HASH_NAMES, _digest_factory, hash_with_twin, reduce_object
-
-if "ext" not in _impl.available_twins():
-    pytest.skip("the compiled twin is not built", allow_module_level=True)
+from joblite.hashing import HASH_NAMES, hash_with_twin, twin_hasher
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -37,6 +33,9 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as npst  # noqa: E402
 
 SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck), database=None)
+
+# Every test compares the twins by name: skipped when the compiled one is not built.
+pytestmark = pytest.mark.usefixtures("twins")
 
 
 # -- how the twins are compared --------------------------------------------------------
@@ -63,7 +62,7 @@ def assert_twins_agree(obj, hash_names=("xxh3_128",), expect_ok=True, root="obj"
 
 def stream(twin, objects, hash_name="xxh3_128"):
     """Feed `objects` one by one into one kernel of `twin`; the per-call outcomes and the digest."""
-    kernel = _impl.get_twin(twin)["_hasher"].StreamHasher(_digest_factory(hash_name), reduce_object)
+    kernel = twin_hasher(twin, hash_name)
     results = []
     for obj in objects:
         try:

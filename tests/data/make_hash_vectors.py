@@ -1,7 +1,7 @@
 """Regenerate ``tests/data/hash_vectors.json``, the golden vectors of ``joblite.hash``.
 
 The vectors pin the canonical hash format (docs: the hash format page, and
-``joblite.hashing.FORMAT_VERSION``): ``tests/test_golden.py`` checks that every
+``joblite.hashing.FORMAT_VERSION``): ``tests/test_hashing_golden.py`` checks that every
 expression listed in ``VECTORS`` below still hashes to the digest recorded in the
 JSON file, so that the format cannot change by accident.
 

@@ -12,7 +12,7 @@ writes, next to this script:
 * ``manifest.json``: the format version, the versions that wrote the files,
   each file's size and sha256, and a digest of every array of the value.
 
-``golden_value()`` is the expected content; ``test_golden_persistence.py``
+``golden_value()`` is the expected content; ``test_persistence_golden.py``
 imports it from here.  It avoids globals whose pickled name depends on the
 Python or numpy version (numpy scalars, object arrays, ``np.matrix``,
 ``pathlib``), so that the uncompressed file is reproduced bit for bit

@@ -1,4 +1,4 @@
-"""The build and the switch between the compiled and the pure-Python twin."""
+"""The one switch between the twins (``joblite._impl``), and the compiled twin the build makes."""
 import importlib.machinery
 import json
 import os
@@ -59,9 +59,7 @@ def test_purepython_variable_selects_the_pure_twin_at_run_time():
     assert _run(code, JOBLITE_PUREPYTHON="1").strip() == "False"
 
 
-@pytest.mark.skipif(
-    "ext" not in _impl.available_twins(), reason="compiled twin not built"
-)
+@pytest.mark.usefixtures("twins")   # skipped when the compiled twin is not built
 @pytest.mark.parametrize("value", [None, "", "0"])
 def test_compiled_twin_is_the_default(value):
     code = "import joblite; print(joblite.__with_ext__)"
@@ -97,9 +95,7 @@ def test_compiled_twin_is_a_shared_library():
     assert path.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), path
 
 
-@pytest.mark.skipif(
-    "ext" not in _impl.available_twins(), reason="compiled twin not built"
-)
+@pytest.mark.usefixtures("twins")
 def test_every_compiled_module_has_a_pure_twin():
     ext, pure = _impl.get_twin("ext"), _impl.get_twin("pure")
     assert sorted(ext) == sorted(pure)
