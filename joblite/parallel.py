@@ -21,7 +21,7 @@ import warnings
 from . import _impl, _validate
 from ._progress import Progress
 from .backends import (Batch, ParallelBackendBase, cpu_count, default_backend_name, get_backend_factory,
-                       in_worker, register_parallel_backend, resolve_n_jobs)
+                       in_worker, nested_backend, register_parallel_backend, resolve_n_jobs)
 
 __all__ = ["Parallel", "delayed", "parallel_config", "parallel_backend", "register_parallel_backend",
            "cpu_count", "effective_n_jobs", "ParallelBackendBase"]
@@ -35,7 +35,6 @@ _DEFAULTS = {"backend": None, "n_jobs": None, "verbose": 0, "temp_folder": None,
              "mmap_mode": "r", "prefer": None, "require": None, "inner_max_num_threads": None,
              "backend_kwargs": {}}
 _CONFIG = threading.local()
-_TARGET_BATCH_SECONDS = 0.02    # worker time per batch that auto batching aims at
 _MAX_BATCH = 8192               # tasks per batch at most (bounds the latency of building one)
 
 
@@ -149,26 +148,31 @@ def effective_n_jobs(n_jobs=-1):
     config = _current_config()
     if n_jobs is None:
         n_jobs = config["n_jobs"] or 1
-    n_jobs = resolve_n_jobs(n_jobs)
-    if in_worker():
-        return 1
+    resolve_n_jobs(n_jobs)   # validates
     backend = config["backend"]
+    if in_worker():
+        backend = nested_backend()
+        if backend is None:
+            return 1
+        return get_backend_factory(backend)().effective_n_jobs(n_jobs)
     if backend is None:
-        return n_jobs
+        return resolve_n_jobs(n_jobs)
     if not isinstance(backend, ParallelBackendBase):
         backend = get_backend_factory(backend)(**config["backend_kwargs"])
     return backend.effective_n_jobs(n_jobs)
 
 
 class _AutoBatcher:
-    """Batch sizes from measured task durations: about 20 ms of work per batch.
+    """Batch sizes from measured task durations: `target` seconds of work per batch.
 
-    The first batches hold one task each; after that, the size follows an
-    exponential average of the seconds per task, so it reacts when task
-    durations change.  A fixed `batch_size` is used as given.
+    The first batches hold one task each; after that, the size follows the
+    seconds per task measured: a faster measure at once, a slower one through
+    an exponential average, so it reacts when task durations change.  A fixed
+    `batch_size` is used as given.
     """
 
-    def __init__(self, batch_size, total, n_jobs):
+    def __init__(self, batch_size, total, n_jobs, target):
+        self.target = target
         self.fixed = None if batch_size == "auto" else batch_size
         self.seconds_per_task = None
         self.limit = _MAX_BATCH if total is None else max(1, min(_MAX_BATCH, -(-total // (4 * n_jobs))))
@@ -178,12 +182,18 @@ class _AutoBatcher:
             return self.fixed
         if self.seconds_per_task is None:
             return 1
-        return max(1, min(self.limit, int(_TARGET_BATCH_SECONDS / max(self.seconds_per_task, 1e-9))))
+        return max(1, min(self.limit, int(self.target / max(self.seconds_per_task, 1e-9))))
 
     def record(self, count, seconds):
         per_task = seconds / count
         previous = self.seconds_per_task
-        self.seconds_per_task = per_task if previous is None else 0.5 * previous + 0.5 * per_task
+        # Faster than estimated: believed at once (a small batch's time is mostly the fixed
+        # cost of a batch, which a larger one shares: on dask, a millisecond or more).
+        # Slower: averaged, so that one slow batch does not shrink the next ones too much.
+        if previous is None or per_task < previous:
+            self.seconds_per_task = per_task
+        else:
+            self.seconds_per_task = 0.5 * previous + 0.5 * per_task
 
 
 def _describe(task, index):
@@ -240,11 +250,15 @@ class Parallel:
     ----------
     n_jobs : int, optional
         Workers: -1 all CPUs, -2 all but one and so on; None takes the
-        :class:`parallel_config` value, else 1.  1 runs every task in the
-        caller.  0 raises ``ValueError``.
+        :class:`parallel_config` value, else the backend's default (1; -1,
+        the whole cluster, for dask).  1 runs every task in the caller
+        (except on dask, where it runs one batch at a time on the cluster).
+        0 raises ``ValueError``.
     backend : str or ParallelBackendBase, optional
         ``'loky'`` (default: processes), ``'threading'``, ``'sequential'``,
-        ``'multiprocessing'`` (loky processes too) or a registered name.
+        ``'multiprocessing'`` (loky processes too), ``'dask'`` (a
+        dask.distributed cluster: see :class:`joblite.backends.dask.DaskBackend`)
+        or a registered name.
     return_as : {'list', 'generator', 'generator_unordered'}, optional
         A list; a generator of results in task order as they become
         available (memory bounded by `pre_dispatch`); or a generator in
@@ -260,14 +274,16 @@ class Parallel:
         Batches handed out ahead of the results: ``'2 * n_jobs'`` (default),
         an int, or ``'all'``.
     batch_size : int or 'auto', optional
-        Tasks per batch; ``'auto'`` (default) sizes batches for about 20 ms
-        of work each, from measured durations.
+        Tasks per batch; ``'auto'`` (default) sizes batches from measured
+        durations for about 20 ms of work each (0.3 s on dask, where a task
+        costs about a millisecond).
     temp_folder : str, optional
         Where large array arguments are memory-mapped (see the guide).  It
         must exist: joblite does not create it.
     max_nbytes : int or str or None, optional
         Arrays of at least this size (``'1M'`` default) are sent to process
-        workers as read-only memmaps; None never.
+        workers as read-only memmaps (on dask: sent to the cluster once per
+        call); None never.
     mmap_mode : {'r', 'r+', 'c'}, optional
         How workers map them (default ``'r'``).
     prefer : {'processes', 'threads'}, optional
@@ -281,7 +297,8 @@ class Parallel:
         ``callback(index, result)`` in the caller's process for each finished
         task, with every backend.
     **backend_kwargs
-        Passed to the backend (e.g. ``idle_worker_timeout`` for loky).
+        Passed to the backend (e.g. ``idle_worker_timeout`` for loky,
+        ``client`` for dask).
 
     Raises
     ------
@@ -323,11 +340,12 @@ class Parallel:
         self.progress = progress
         self.callback = callback
         if n_jobs is None:
-            n_jobs = config["n_jobs"] if config["n_jobs"] is not None else 1
-        resolve_n_jobs(n_jobs)   # validates
+            n_jobs = config["n_jobs"]   # None: the backend's default
+        if n_jobs is not None:
+            resolve_n_jobs(n_jobs)   # validates
         self.n_jobs = n_jobs
         self._backend = self._choose_backend(backend, config, backend_kwargs)
-        self._n_workers = self._backend.effective_n_jobs(n_jobs)
+        self._n_workers = self._backend.effective_n_jobs(self.n_jobs)
         self.pre_dispatch = pre_dispatch
         self._pre_dispatch = _pre_dispatch_batches(pre_dispatch, self._n_workers)
         self._managed = False
@@ -345,7 +363,8 @@ class Parallel:
             threads = self.prefer == "threads" or self.require == "sharedmem"
             backend = "threading" if threads else default_backend_name()
         if in_worker() and not explicit:
-            backend = "sequential"
+            backend = nested_backend() or "sequential"
+            kwargs = {}
         if isinstance(backend, ParallelBackendBase):
             instance = backend
         else:
@@ -354,7 +373,10 @@ class Parallel:
             if explicit:
                 raise ValueError(f"backend={backend!r} does not share memory, but require='sharedmem'")
             instance = get_backend_factory("threading")(**kwargs)
-        if instance.effective_n_jobs(self.n_jobs) == 1 and not isinstance(instance, _sequential_class()):
+        if self.n_jobs is None:
+            self.n_jobs = instance.default_n_jobs
+        if (instance.sequential_with_one_worker and instance.effective_n_jobs(self.n_jobs) == 1
+                and not isinstance(instance, _sequential_class())):
             instance = _sequential_class()()   # one worker: the caller does it faster
         return instance
 
@@ -417,7 +439,8 @@ class Parallel:
             # fresh workers, and otherwise returns the same ones at once.
             n_workers = backend.configure(self.n_jobs, self)
             progress = Progress(total, self.verbose, self.progress, self.callback, n_workers)
-            batcher = _AutoBatcher(1 if self.timeout is not None else self.batch_size, total, n_workers)
+            batcher = _AutoBatcher(1 if self.timeout is not None else self.batch_size, total, n_workers,
+                                   backend.target_batch_seconds)
             limit = self._pre_dispatch if self._pre_dispatch is not None else float("inf")
             tasks = iter(iterable)
             started = {}   # future -> when it became one of the n_workers oldest (timeouts)
@@ -491,6 +514,7 @@ class Parallel:
             self._running = False
             for future in pending:
                 future.cancel()
+            backend.end_call(completed)
             # (_worker_died imports: not for the GeneratorExit of a generator closed at
             # interpreter exit, when nothing can be imported any more)
             if not completed and (isinstance(failure, (KeyboardInterrupt, TimeoutError))

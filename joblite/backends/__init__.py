@@ -1,7 +1,8 @@
 """Parallel backends: what runs the batches of tasks ``Parallel`` hands out.
 
 A backend turns a batch (see :class:`Batch`) into a future.  ``'loky'``
-(processes, the default), ``'threading'`` and ``'sequential'`` are built in;
+(processes, the default), ``'threading'``, ``'sequential'`` and ``'dask'``
+(a dask.distributed cluster, :mod:`joblite.backends.dask`) are built in;
 ``'multiprocessing'`` is kept as a name for joblib scripts and runs on loky
 processes.  Register others with :func:`register_parallel_backend`.
 """
@@ -22,7 +23,8 @@ _DEFAULT = ["loky"]
 THREAD_LIMIT_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                           "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
-_WORKER = threading.local()   # set while a batch runs: nested Parallel calls run without processes
+# Set while a batch runs: nested Parallel calls run on `nested` (a backend name), else sequentially.
+_WORKER = threading.local()
 # Set in a worker process by its initializer, and not through the environment,
 # which the processes that tasks start would inherit.
 _WORKER_PROCESS = False
@@ -37,6 +39,18 @@ def mark_worker_process():
 def in_worker():
     """Whether this code runs inside a ``Parallel`` worker (process or thread)."""
     return _WORKER_PROCESS or getattr(_WORKER, "active", False)
+
+
+def nested_backend():
+    """The backend a ``Parallel`` call made by a running task uses when it names none.
+
+    Returns
+    -------
+    str or None
+        ``'dask'`` in a task of the dask backend (nested calls go to the same
+        cluster); None elsewhere (nested calls run sequentially).
+    """
+    return getattr(_WORKER, "nested", None)
 
 
 def cpu_count(only_physical_cores=False):
@@ -86,18 +100,25 @@ class Batch:
         self.size = len(tasks)
         self.function, self.items = _impl.tasks.split_batch(tasks, start)
 
-    def __call__(self):
-        """Run the batch; return ``(results, seconds)``."""
+    def __call__(self, nested=None):
+        """Run the batch; return ``(results, seconds)``.
+
+        Parameters
+        ----------
+        nested : str, optional
+            The backend of the ``Parallel`` calls its tasks make without naming
+            one (see :func:`nested_backend`); None: they run sequentially.
+        """
         start = time.perf_counter()
-        previous = getattr(_WORKER, "active", False)
-        _WORKER.active = True
+        previous = getattr(_WORKER, "active", False), getattr(_WORKER, "nested", None)
+        _WORKER.active, _WORKER.nested = True, nested
         try:
             if self.function is not None:
                 results = _impl.tasks.run_calls(self.function, self.items)
             else:
                 results = _impl.tasks.run_tasks(self.items)
         finally:
-            _WORKER.active = previous
+            _WORKER.active, _WORKER.nested = previous
         return results, time.perf_counter() - start
 
     def __getstate__(self):
@@ -116,9 +137,10 @@ class ParallelBackendBase:
     """What a parallel backend implements; register one with :func:`register_parallel_backend`.
 
     ``Parallel`` calls :meth:`configure` at the start of each call, then
-    :meth:`submit` for each batch, and :meth:`stop` at the end (or
-    :meth:`abort` after a timeout, an interrupt or a dead worker; inside a
-    ``with Parallel(...)`` block, :meth:`stop` only when the block ends).
+    :meth:`submit` for each batch, :meth:`end_call` when the call ends
+    (whichever way), and :meth:`stop` (or :meth:`abort` after a timeout, an
+    interrupt or a dead worker; inside a ``with Parallel(...)`` block,
+    :meth:`stop` only when the block ends).
 
     Attributes
     ----------
@@ -130,11 +152,25 @@ class ParallelBackendBase:
     can_terminate : bool
         :meth:`abort` stops running tasks (processes can be killed, threads
         cannot).
+    target_batch_seconds : float
+        Seconds of work per batch that ``batch_size='auto'`` aims at: enough
+        to make the backend's cost per batch small (0.02 here; 0.3 for dask).
+    default_n_jobs : int
+        The ``n_jobs`` of a ``Parallel`` given none (and no
+        :class:`parallel_config` value): 1 here; -1 (the whole cluster) for
+        dask.
+    sequential_with_one_worker : bool
+        With one worker, ``Parallel`` runs the batches in the caller instead
+        (nothing to start or send).  False for backends whose tasks must run
+        on their workers (a cluster's hosts, memory and resources).
     """
 
     uses_processes = False
     supports_sharedmem = False
     can_terminate = False
+    target_batch_seconds = 0.02
+    default_n_jobs = 1
+    sequential_with_one_worker = True
 
     def __init__(self, **backend_kwargs):
         self.backend_kwargs = backend_kwargs
@@ -165,6 +201,20 @@ class ParallelBackendBase:
     def submit(self, batch):
         """Start running `batch`; return a :class:`concurrent.futures.Future` of ``batch()``."""
         raise NotImplementedError
+
+    def end_call(self, completed):
+        """A call ended: completed (every result taken), or not (an error, a generator closed early...).
+
+        Called at the end of every call, also inside a ``with Parallel(...)``
+        block, before :meth:`stop` or :meth:`abort`; the futures of the call's
+        batches not done yet are cancelled already.  Backends that hold
+        something per call (tasks on a cluster, data sent for the call)
+        release it here.
+
+        Parameters
+        ----------
+        completed : bool
+        """
 
     def stop(self):
         """The call is over; keep reusable workers (they end on their own when idle)."""
@@ -245,6 +295,7 @@ def get_backend_factory(name):
                          f"(registered: {', '.join(sorted(set(BACKENDS) | set(_BUILTINS)))})") from None
 
 
-# Built-in backends are imported when first asked for (loky takes 60 ms to import).
+# Built-in backends are imported when first asked for (loky takes 60 ms to import, distributed 1 s).
 _BUILTINS = {"loky": ("processes", "LokyBackend"), "multiprocessing": ("processes", "MultiprocessingBackend"),
-             "threading": ("threads", "ThreadingBackend"), "sequential": ("sequential", "SequentialBackend")}
+             "threading": ("threads", "ThreadingBackend"), "sequential": ("sequential", "SequentialBackend"),
+             "dask": ("dask", "DaskBackend")}

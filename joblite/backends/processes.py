@@ -7,18 +7,20 @@ functions defined in ``__main__``, lambdas and closures reach the workers
 through cloudpickle, and arrays larger than ``max_nbytes`` as memory-mapped
 files.  A batch the worker cannot unpickle fails as a task, with its error.
 """
+import multiprocessing
 import os
 import pickle
 import re
 import signal
 import threading
 import time
+import warnings
 
 import loky
 from loky.process_executor import TerminatedWorkerError
 
 from . import (THREAD_LIMIT_VARIABLES, ParallelBackendBase, cpu_count, in_worker, mark_worker_process,
-               resolve_n_jobs)
+               nested_backend, resolve_n_jobs)
 from .._memmapping import ArrayMemmapper
 
 __all__ = ["LokyBackend", "MultiprocessingBackend", "WorkerDiedError"]
@@ -85,8 +87,28 @@ class LokyBackend(ParallelBackendBase):
         self._memmapper = None
 
     def effective_n_jobs(self, n_jobs):
+        """`n_jobs` as a number of processes; 1 inside a worker that cannot start processes.
+
+        Inside a worker of joblite's local backends, nested calls run in the
+        worker.  A daemonic process (a dask worker, unless dask's config
+        ``distributed.worker.daemon`` is False) cannot start processes: 1,
+        with a warning.
+        """
         n_jobs = resolve_n_jobs(n_jobs)
-        return 1 if in_worker() else n_jobs
+        if n_jobs == 1 or in_worker() and nested_backend() is None:
+            return 1
+        if multiprocessing.current_process().daemon:
+            if nested_backend() == "dask":
+                message = ("backend='loky' asked inside a dask worker, whose process is a daemon (dask's "
+                           "config distributed.worker.daemon, True by default) and cannot start worker "
+                           "processes: the tasks run sequentially. Leave the backend out to run them on "
+                           "the dask cluster, or start the workers with distributed.worker.daemon: False.")
+            else:
+                message = ("backend='loky' asked inside a daemonic process, which cannot start worker "
+                           "processes: the tasks run sequentially.")
+            warnings.warn(message, UserWarning, stacklevel=4)
+            return 1
+        return n_jobs
 
     def configure(self, n_jobs, parallel):
         n_jobs = self.effective_n_jobs(n_jobs)
