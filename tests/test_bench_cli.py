@@ -110,4 +110,4 @@ def test_the_table_keeps_its_layout(tmp_path):
     assert lines[9:] == [
         "", "t / joblib: import time over joblib's, interpreter start-up subtracted (lower is better);",
         "target: goal of the issue (hashing: issue 2, persistence: issue 3, memory: issue 9, "
-        "parallel: issue 5) and whether it is met."]
+        "parallel: issue 5, distributed: issue 11) and whether it is met."]

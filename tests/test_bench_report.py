@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from joblite.bench.report import Row, add_speedups, format_table, size_label, to_json
+import joblite
+from joblite.bench.report import (PURE_TARGETS, Row, add_speedups, format_table, pure_twin_targets, size_label,
+                                  to_json)
 
 FACTS = {"cpu_count": 4, "usable_cpus": 2, "platform": "Linux-test", "processor": "x86_64",
          "python": "3.11.7", "python_implementation": "CPython", "numpy": "2.0.0", "joblite": "0.1.0",
@@ -47,8 +49,8 @@ x joblib: times faster than joblib (compressed cases: than joblib zlib-3);
 t / loop: time over the plain loop's [f(x) for x in xs] in the caller (lower is better);
 mem / array: peak memory of a call in a fresh process (the array plus what the call adds to the caller, \
 the workers and the memmap folder) over the array's size;
-target: goal of the issue (hashing: issue 2, persistence: issue 3, memory: issue 9, parallel: issue 5) \
-and whether it is met.
+target: goal of the issue (hashing: issue 2, persistence: issue 3, memory: issue 9, parallel: issue 5, \
+distributed: issue 11) and whether it is met.
 
 notes:
   array C order (64 MiB), dask tokenize: not installed"""
@@ -56,6 +58,17 @@ notes:
 
 def test_the_table_is_unchanged():
     assert format_table(ROWS, FACTS) == TABLE
+
+
+@pytest.mark.parametrize("with_ext", [True, False])
+def test_the_pure_twin_aims_at_its_own_goal_and_keeps_the_others(with_ext, monkeypatch):
+    monkeypatch.setattr(joblite, "__with_ext__", with_ext)
+    goals = {"vs_joblib": 2, "copies_per_worker": -1.0}
+    rows = [Row("distributed", "case", "joblite", targets=dict(goals)),
+            Row("distributed", "case", "joblib", targets=dict(goals))]
+    pure_twin_targets(rows, kept=["copies_per_worker"])
+    assert rows[0].targets == (goals if with_ext else {"copies_per_worker": -1.0, **PURE_TARGETS})
+    assert rows[1].targets == goals   # only joblite's rows have the issues' goals
 
 
 def test_the_table_names_the_pure_twin_when_it_is_the_one_measured():

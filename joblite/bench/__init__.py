@@ -6,8 +6,9 @@ The package, one job a module (imports point down this list):
     The command: its options, the registry of sections (``SECTIONS``) and the run.
 ``sections/``
     One module per section (``hashing``, ``persistence``, ``memory``,
-    ``parallel``, ``import_time``), each a function ``section(context) -> list
-    of Row``; ``sections.Context`` is what every section is given.
+    ``parallel``, ``import_time``, and ``distributed``, run only when named),
+    each a function ``section(context) -> list of Row``;
+    ``sections.Context`` is what every section is given.
 ``report``
     The rows, the machine's facts, the table and the JSON document.
 ``timing``

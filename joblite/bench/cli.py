@@ -11,10 +11,11 @@ The report and the sections are imported when the command runs, so that
 building the parser of ``python -m joblite`` stays cheap.
 """
 import importlib
+import importlib.util
 import os
 import sys
 
-__all__ = ["SECTIONS", "add_bench_parser", "main", "run"]
+__all__ = ["DEFAULT_SECTIONS", "SECTIONS", "add_bench_parser", "main", "run"]
 
 #: Section name -> (module of :mod:`joblite.bench.sections`, name of its function
 #: ``section(context) -> list of Row``); run in this order.
@@ -25,6 +26,12 @@ SECTIONS = {
     "parallel": ("parallel", "parallel_section"),
     "import": ("import_time", "import_section"),
 }
+if importlib.util.find_spec("distributed") is not None:
+    SECTIONS["distributed"] = ("distributed", "distributed_section")
+
+#: The sections run when none is named: all but ``distributed``, which starts a
+#: cluster of worker processes and takes up to a minute (``--section distributed``).
+DEFAULT_SECTIONS = [name for name in SECTIONS if name != "distributed"]
 
 
 def add_bench_parser(subparsers):
@@ -49,7 +56,7 @@ def add_bench_parser(subparsers):
     parser.add_argument("--section", action="append", choices=list(SECTIONS),
                         metavar="NAME",
                         help="run only this section (repeatable); one of "
-                             f"{', '.join(SECTIONS)}; default: all")
+                             f"{', '.join(SECTIONS)}; default: all but distributed")
     parser.add_argument("--tmpdir", metavar="DIR",
                         help="where benchmark files are written (default: the system temp folder)")
     parser.set_defaults(func=main)
@@ -61,7 +68,8 @@ def run(sections=None, quick=False, as_json=False, file=None, tmpdir=None):
     Parameters
     ----------
     sections : list of str, optional
-        Names from :data:`SECTIONS`, run in the given order; all by default.
+        Names from :data:`SECTIONS`, run in the given order; those of
+        :data:`DEFAULT_SECTIONS` by default.
     quick : bool, default False
         Small workloads and few repeats.
     as_json : bool, default False
@@ -83,7 +91,7 @@ def run(sections=None, quick=False, as_json=False, file=None, tmpdir=None):
     ValueError
         If a section name is unknown.
     """
-    names = list(sections) if sections else list(SECTIONS)
+    names = list(sections) if sections else list(DEFAULT_SECTIONS)
     unknown = [name for name in names if name not in SECTIONS]
     if unknown:
         raise ValueError(f"unknown benchmark section(s) {unknown}; "

@@ -14,7 +14,7 @@ import sys
 from typing import Optional
 
 __all__ = ["GIB", "MIB", "PURE_TARGETS", "Row", "add_speedups", "format_table", "gib_per_s",
-           "machine_facts", "progress", "ratio", "size_label", "to_json", "with_ext"]
+           "machine_facts", "progress", "pure_twin_targets", "ratio", "size_label", "to_json", "with_ext"]
 
 GIB = float(1 << 30)
 MIB = 1 << 20
@@ -140,6 +140,30 @@ def with_ext():
     return bool(joblite.__with_ext__)
 
 
+def pure_twin_targets(rows, kept=()):
+    """When the pure-Python twin is the active one, aim joblite's targeted rows at :data:`PURE_TARGETS`.
+
+    The issues' goals are for the compiled twin; the pure twin's is not to be
+    slower than joblib.  Nothing changes when the compiled twin is active.
+
+    Parameters
+    ----------
+    rows : list of Row
+        Changed in place.
+    kept : iterable of str
+        Ratio keys whose targets stay (goals that are not about speed, e.g.
+        memory or bytes sent).
+    """
+    if with_ext():
+        return
+    kept = set(kept)
+    for row in rows:
+        if row.impl == "joblite" and row.targets:
+            targets = {key: value for key, value in row.targets.items() if key in kept}
+            targets.update(PURE_TARGETS)
+            row.targets = targets
+
+
 # -- machine facts --------------------------------------------------------------------------
 
 def machine_facts():
@@ -216,6 +240,11 @@ _RATIO_COLUMNS = [
      "the workers and the memmap folder) over the array's size"),
     ("total_mem_over_array", "all mem / array",
      "the same with the interpreters' own memory (caller and workers before the call) counted"),
+    ("time_vs_map", "t / map", "time over the chunked dask client.map's (lower is better)"),
+    ("arrived_mib", "MiB in",
+     "MiB of data that arrived in the dask workers' memory during the call (scattered by the "
+     "caller, or copied from another worker)"),
+    ("copies_per_worker", "copies/worker", "those bytes over the array's size times the number of workers"),
 ]
 
 
@@ -260,7 +289,7 @@ def format_table(rows, facts):
     for _, title, meaning in columns:
         lines.append(f"{title}: {meaning};")
     lines.append("target: goal of the issue (hashing: issue 2, persistence: issue 3, memory: issue 9, "
-                 "parallel: issue 5) and whether it is met.")
+                 "parallel: issue 5, distributed: issue 11) and whether it is met.")
     notes = [row for row in rows if row.note]
     if notes:
         lines.append("")

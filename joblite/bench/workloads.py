@@ -4,13 +4,15 @@ What is measured, and nothing about how: the data (seeded with
 ``numpy.random.default_rng(0)``, so that every run and both tools see the
 same values), the implementations compared (each ``None`` when it is not
 installed), the functions that ``Memory`` caches and the tasks that
-``Parallel`` runs, and the calls written as a user writes them.  The sizes
+``Parallel`` runs, and the calls written as a user writes them (on dask too,
+with the benchmark's cluster and its count of the bytes sent).  The sizes
 are the caller's: the sections of :mod:`joblite.bench.sections` and the asv
 benchmarks each choose theirs.  This is the only module of
 :mod:`joblite.bench` that asv imports.
 
 Nothing here imports numpy, joblib or dask at module import time.
 """
+import contextlib
 import dataclasses
 import functools
 import gc
@@ -23,14 +25,16 @@ from . import procmem
 from .children import ChildFailed, run_child
 
 __all__ = [
-    "BUSY_SECONDS", "EXECUTOR_CHUNKSIZE", "MEMORY_CALLS", "PARALLEL_N_JOBS", "SMALL_ARGS",
-    "WARM_UP_ARRAY_BYTES", "PersistImpl", "array_argument_call", "array_call_memory", "array_part_sum",
-    "array_results_call", "busy_task", "busy_tasks_call", "compressed_impls", "full_array", "hash_function",
-    "image_f32", "memory_array_argument", "memory_array_result", "memory_impls", "memory_small",
+    "ARRIVED_BYTES_PLUGIN", "BUSY_SECONDS", "DASK_IMPLS", "DASK_WORKERS", "EXECUTOR_CHUNKSIZE",
+    "MAP_CHUNKS_PER_WORKER", "MEMORY_CALLS", "PARALLEL_N_JOBS", "SMALL_ARGS", "WARM_UP_ARRAY_BYTES",
+    "PersistImpl", "array_argument_call", "array_call_memory", "array_part_sum", "array_results_call",
+    "arrived_bytes", "busy_task", "busy_tasks_call", "compressed_impls", "copies_sent",
+    "dask_array_argument_call", "dask_tiny_tasks_call", "full_array", "hash_function", "image_f32",
+    "local_cluster", "memory_array_argument", "memory_array_result", "memory_impls", "memory_small",
     "optional_attr", "optional_module", "parallel_array_memory", "parallel_impls", "persistence_impls",
-    "pickle_dump", "pickle_load", "random_array", "random_f64", "random_floats", "small_dicts",
-    "small_ints", "smooth_f64", "str_int_dict", "tiny_task", "tiny_tasks_call", "tiny_tasks_executor_call",
-    "tiny_tasks_loop", "warm_up_array",
+    "pickle_dump", "pickle_load", "random_array", "random_f64", "random_floats", "release_joblite_reuse",
+    "small_dicts", "small_ints", "smooth_f64", "str_int_dict", "tiny_chunk", "tiny_task",
+    "tiny_tasks_call", "tiny_tasks_executor_call", "tiny_tasks_loop", "warm_up_array",
 ]
 
 #: The arguments of a typical cached call, ``f(1, 2.0, 'abc', x=3)``: ``(args, kwargs)``.
@@ -503,3 +507,206 @@ def array_call_memory(impl, nbytes, tasks, temp_folder):
         "mem_over_array": (nbytes + peak - idle) / nbytes,
         "total_over_array": peak / nbytes,
     }
+
+
+# -- Parallel on dask.distributed -----------------------------------------------------------
+
+#: Worker processes of the benchmark's ``LocalCluster`` (:func:`local_cluster`), one thread each.
+DASK_WORKERS = 2
+#: Chunks per worker of the chunked ``client.map`` baseline (:func:`dask_tiny_tasks_call`).
+MAP_CHUNKS_PER_WORKER = 4
+#: Name of the worker plugin that counts the bytes arriving in a worker's memory.
+ARRIVED_BYTES_PLUGIN = "joblite-bench-arrived-bytes"
+
+
+@contextlib.contextmanager
+def local_cluster():
+    """The benchmark's cluster: start it, yield its ``distributed.Client``, close both at the end.
+
+    A ``LocalCluster`` of :data:`DASK_WORKERS` worker processes of one thread
+    each, on the loopback interface, without dashboard; every worker counts
+    the bytes of data that arrive in its memory (:func:`arrived_bytes`).
+
+    Yields
+    ------
+    distributed.Client
+        Connected, with every worker up.
+    """
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=DASK_WORKERS, threads_per_worker=1, processes=True,
+                      host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster) as client:
+        client.wait_for_workers(DASK_WORKERS, timeout=60)
+        client.register_plugin(_arrived_bytes_plugin(), name=ARRIVED_BYTES_PLUGIN)
+        yield client
+
+
+def _arrived_bytes_plugin():
+    """A ``distributed.WorkerPlugin`` whose ``total`` counts the bytes arriving in its worker's memory.
+
+    It counts each key that enters the worker's memory from elsewhere than
+    the worker's own execution: data scattered by the caller, or copied from
+    another worker for a task; nothing of the task messages or results.  The
+    class is made here so that this module does not import distributed; the
+    plugin travels to the workers by value (cloudpickle).
+    """
+    from distributed import WorkerPlugin
+
+    class ArrivedBytes(WorkerPlugin):
+        def setup(self, worker):
+            self.tasks = worker.state.tasks
+            self.total = 0
+
+        def transition(self, key, start, finish, **kwargs):
+            if finish == "memory" and start not in ("executing", "long-running"):
+                self.total += self.tasks[key].nbytes or 0
+
+    return ArrivedBytes()
+
+
+def _worker_arrived_bytes(dask_worker):
+    return dask_worker.plugins[ARRIVED_BYTES_PLUGIN].total
+
+
+def arrived_bytes(client):
+    """Bytes of data that arrived in the workers' memory so far, summed over the workers.
+
+    Data scattered by the caller and data copied from one worker to another
+    for a task count; task messages and results do not.  The difference
+    across a call is what the call made travel (every transfer a call needs
+    is done when its results are in).
+    """
+    return sum(client.run(_worker_arrived_bytes).values())
+
+
+#: The implementations of the dask cases: joblite's and joblib's dask backends, and plain dask.
+DASK_IMPLS = ("joblite", "joblib", "client.map")
+
+
+def _on_dask(lib, client, call):
+    """`call` made inside ``lib.parallel_config(backend='dask', client=client)``, as a user writes it."""
+    def run():
+        with lib.parallel_config(backend="dask", client=client):
+            return call()
+    return run
+
+
+def dask_tiny_tasks_call(impl, client, count):
+    """`count` tiny tasks on `client`'s cluster, the way of `impl`.
+
+    Parameters
+    ----------
+    impl : {'joblite', 'joblib', 'client.map'}
+        ``'joblite'`` and ``'joblib'``: :func:`tiny_tasks_call` with
+        ``n_jobs=-1`` inside ``parallel_config(backend='dask',
+        client=client)``.  ``'client.map'``: the inputs ``range(count)`` in
+        ``DASK_WORKERS * MAP_CHUNKS_PER_WORKER`` consecutive lists,
+        ``client.map(tiny_chunk, chunks, pure=False)``, the results gathered
+        and unpickled in order.
+    client : distributed.Client
+    count : int
+
+    Returns
+    -------
+    callable or None
+        A function of no argument that makes one call and returns the
+        results; ``None`` when `impl`'s library is not installed.
+    """
+    if impl != "client.map":
+        lib = parallel_impls()[impl]
+        return None if lib is None else _on_dask(lib, client, tiny_tasks_call(lib, count, n_jobs=-1))
+    import pickle
+
+    chunks = DASK_WORKERS * MAP_CHUNKS_PER_WORKER
+    xs = list(range(count))
+    parts = [xs[count * i // chunks:count * (i + 1) // chunks] for i in range(chunks)]
+
+    def call():
+        futures = client.map(tiny_chunk, parts, pure=False)
+        return [result for part in client.gather(futures) for result in pickle.loads(part)]
+    return call
+
+
+def tiny_chunk(xs):
+    """``[tiny_task(x) for x in xs]`` as one pickle (protocol 5): a chunk of the ``client.map`` baseline.
+
+    One pickle, because distributed serializes a returned list of floats item
+    by item (about 0.1 ms an item), which would time that rather than
+    dask's per-task cost.
+    """
+    import pickle
+
+    return pickle.dumps([tiny_task(x) for x in xs], protocol=5)
+
+
+def dask_array_argument_call(impl, client, a, tasks, fresh=False):
+    """`tasks` tasks :func:`array_part_sum` ``(a, i, tasks)`` sharing `a` on `client`'s cluster, as `impl` does.
+
+    Parameters
+    ----------
+    impl : {'joblite', 'joblib', 'client.map'}
+        ``'joblite'`` and ``'joblib'``: :func:`array_argument_call` with
+        ``n_jobs=-1`` inside ``parallel_config(backend='dask',
+        client=client)``.  ``'client.map'``: ``client.scatter(a,
+        hash=False)`` (to one worker; the others copy it when their tasks
+        need it), ``client.map(array_part_sum, [future] * tasks,
+        range(tasks), [tasks] * tasks, pure=False)``, the results gathered,
+        the future released.
+    client : distributed.Client
+    a : numpy.ndarray
+        1-D.
+    tasks : int
+    fresh : bool, default False
+        Make every call a first call: joblite releases the arrays it keeps
+        on the cluster for reuse (:func:`release_joblite_reuse`) at the
+        start of each call, so that it sends `a` as the others do.
+
+    Returns
+    -------
+    callable or None
+        A function of no argument that makes one call and returns the
+        tasks' sums; ``None`` when `impl`'s library is not installed.
+    """
+    if impl == "client.map":
+        def call():
+            future = client.scatter(a, hash=False)
+            try:
+                futures = client.map(array_part_sum, [future] * tasks, range(tasks), [tasks] * tasks,
+                                     pure=False)
+                return client.gather(futures)
+            finally:
+                future.release()
+        return call
+    lib = parallel_impls()[impl]
+    if lib is None:
+        return None
+    call = _on_dask(lib, client, array_argument_call(lib, a, tasks, n_jobs=-1))
+    if not fresh or impl != "joblite":
+        return call
+
+    def first_call():
+        release_joblite_reuse(client)
+        return call()
+    return first_call
+
+
+def release_joblite_reuse(client):
+    """Drop the arrays joblite's dask backend keeps on `client`'s cluster for reuse by later calls."""
+    from joblite.backends.dask import release_scattered
+
+    release_scattered(client)
+
+
+def copies_sent(client, call, nbytes):
+    """Make ``call()``; return the copies of an `nbytes` array it made travel, per worker.
+
+    Returns
+    -------
+    float
+        The bytes that arrived in the workers' memory during the call
+        (:func:`arrived_bytes`) over ``nbytes * DASK_WORKERS``: 1.0 is one
+        copy per worker.
+    """
+    before = arrived_bytes(client)
+    call()
+    return (arrived_bytes(client) - before) / (nbytes * DASK_WORKERS)

@@ -5,7 +5,7 @@ import itertools
 import os
 import shutil
 
-from ..report import MIB, PURE_TARGETS, Row, add_speedups, gib_per_s, progress, size_label, with_ext
+from ..report import MIB, Row, add_speedups, gib_per_s, progress, pure_twin_targets, size_label
 from ..timing import best_time, fill_in_turns, per_call_in_turns
 from ..workloads import (MEMORY_CALLS, SMALL_ARGS, memory_array_argument, memory_array_result, memory_impls,
                          memory_small, random_f64)
@@ -259,8 +259,5 @@ def memory_section(context):
         rows += memory_array_argument_rows(impls, folder, sizes, nbytes)
         gc.collect()
         rows += memory_array_result_rows(impls, folder, sizes, nbytes)
-    if not with_ext():
-        for row in rows:
-            if row.impl == "joblite" and row.targets:
-                row.targets = dict(PURE_TARGETS)
+    pure_twin_targets(rows)
     return rows

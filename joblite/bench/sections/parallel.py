@@ -3,7 +3,7 @@ import contextlib
 import gc
 import sys
 
-from ..report import MIB, PURE_TARGETS, Row, add_speedups, gib_per_s, progress, ratio, size_label, with_ext
+from ..report import MIB, Row, add_speedups, gib_per_s, progress, pure_twin_targets, ratio, size_label
 from ..timing import best_time, best_times_in_turns
 from ..workloads import (BUSY_SECONDS, PARALLEL_N_JOBS, array_argument_call, array_results_call, busy_task,
                          busy_tasks_call, parallel_array_memory, parallel_impls, random_f64, tiny_task,
@@ -326,10 +326,5 @@ def parallel_section(context):
         for row in rows:
             if row.impl == "joblib" and row.seconds is not None and "processes" in row.name:
                 row.note = "; ".join(filter(None, [row.note, LOKY_FIRST_NOTE]))
-    if not with_ext():
-        for row in rows:
-            if row.impl == "joblite" and row.targets:
-                targets = {key: value for key, value in row.targets.items() if key == "mem_over_array"}
-                targets.update(PURE_TARGETS)
-                row.targets = targets
+    pure_twin_targets(rows, kept=["mem_over_array"])
     return rows
