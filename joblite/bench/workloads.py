@@ -640,7 +640,7 @@ def tiny_chunk(xs):
 
 
 def dask_array_argument_call(impl, client, a, tasks, fresh=False):
-    """`tasks` tasks :func:`array_part_sum` ``(a, i, tasks)`` sharing `a` on `client`'s cluster, as `impl` does.
+    """Tasks :func:`array_part_sum` ``(a, i, tasks)`` sharing `a`, as `impl` runs them on `client`'s cluster.
 
     Parameters
     ----------
