@@ -20,8 +20,9 @@ import warnings
 
 from . import _impl, _validate
 from ._progress import Progress
-from .backends import (Batch, ParallelBackendBase, cpu_count, default_backend_name, get_backend_factory,
-                       in_worker, nested_backend, register_parallel_backend, resolve_n_jobs)
+from .backends import (Batch, ParallelBackendBase, check_n_jobs, cpu_count, default_backend_name,
+                       get_backend_factory, in_worker, nested_backend, register_parallel_backend,
+                       resolve_n_jobs)
 
 __all__ = ["Parallel", "delayed", "parallel_config", "parallel_backend", "register_parallel_backend",
            "cpu_count", "effective_n_jobs", "ParallelBackendBase"]
@@ -35,7 +36,6 @@ _DEFAULTS = {"backend": None, "n_jobs": None, "verbose": 0, "temp_folder": None,
              "mmap_mode": "r", "prefer": None, "require": None, "inner_max_num_threads": None,
              "backend_kwargs": {}}
 _CONFIG = threading.local()
-_MAX_BATCH = 8192               # tasks per batch at most (bounds the latency of building one)
 
 
 def _config_stack():
@@ -119,7 +119,7 @@ def _check_settings(settings):
         raise ValueError(f"require={settings['require']!r} must be 'sharedmem' or None")
     _validate.check_mmap_mode(settings.get("mmap_mode", "r"), none_allowed=False)
     if settings.get("n_jobs") is not None:
-        resolve_n_jobs(settings["n_jobs"])
+        check_n_jobs(settings["n_jobs"])
     backend = settings.get("backend")
     if backend is not None and not isinstance(backend, ParallelBackendBase):
         get_backend_factory(backend)
@@ -148,7 +148,7 @@ def effective_n_jobs(n_jobs=-1):
     config = _current_config()
     if n_jobs is None:
         n_jobs = config["n_jobs"] or 1
-    resolve_n_jobs(n_jobs)   # validates
+    check_n_jobs(n_jobs)
     backend = config["backend"]
     if in_worker():
         backend = nested_backend()
@@ -171,11 +171,16 @@ class _AutoBatcher:
     `batch_size` is used as given.
     """
 
-    def __init__(self, batch_size, total, n_jobs, target):
+    def __init__(self, batch_size, total, n_jobs, target, largest):
         self.target = target
         self.fixed = None if batch_size == "auto" else batch_size
         self.seconds_per_task = None
-        self.limit = _MAX_BATCH if total is None else max(1, min(_MAX_BATCH, -(-total // (4 * n_jobs))))
+        self.limit = largest if total is None else max(1, min(largest, -(-total // (4 * n_jobs))))
+
+    @property
+    def measured(self):
+        """Whether the sizes come from a measure (or are fixed), rather than a first guess of 1."""
+        return self.fixed is not None or self.seconds_per_task is not None
 
     def size(self):
         if self.fixed is not None:
@@ -342,7 +347,7 @@ class Parallel:
         if n_jobs is None:
             n_jobs = config["n_jobs"]   # None: the backend's default
         if n_jobs is not None:
-            resolve_n_jobs(n_jobs)   # validates
+            check_n_jobs(n_jobs)
         self.n_jobs = n_jobs
         self._backend = self._choose_backend(backend, config, backend_kwargs)
         self._n_workers = self._backend.effective_n_jobs(self.n_jobs)
@@ -440,7 +445,7 @@ class Parallel:
             n_workers = backend.configure(self.n_jobs, self)
             progress = Progress(total, self.verbose, self.progress, self.callback, n_workers)
             batcher = _AutoBatcher(1 if self.timeout is not None else self.batch_size, total, n_workers,
-                                   backend.target_batch_seconds)
+                                   backend.target_batch_seconds, backend.max_batch_size)
             limit = self._pre_dispatch if self._pre_dispatch is not None else float("inf")
             tasks = iter(iterable)
             started = {}   # future -> when it became one of the n_workers oldest (timeouts)
@@ -457,7 +462,10 @@ class Parallel:
                 if collect:
                     gc.disable()
                 try:
-                    while not exhausted and len(pending) < limit:
+                    # Until a batch's cost is known, batches hold one task each: more of
+                    # them than workers would only wait in a queue.
+                    while not exhausted and len(pending) < (limit if batcher.measured else
+                                                            min(limit, n_workers)):
                         chunk = list(itertools.islice(tasks, batcher.size()))
                         if not chunk:
                             exhausted = True
@@ -491,8 +499,10 @@ class Parallel:
                     # The batch's cost: its work in the worker, or its wall time (which
                     # also counts moving large results) shared with the batches ahead of it.
                     sent, ahead = submitted.pop(future)
-                    wall = (getattr(future, "_joblite_done", None) or time.perf_counter()) - sent
-                    batcher.record(batch.size, max(seconds, wall / (1 + ahead / n_workers)))
+                    if backend.batch_cost_from_wall_time:
+                        wall = (getattr(future, "_joblite_done", None) or time.perf_counter()) - sent
+                        seconds = max(seconds, wall / (1 + ahead / n_workers))
+                    batcher.record(batch.size, seconds)
                     if progress.active:
                         progress.finished(batch.start, results)
                     if not ordered:

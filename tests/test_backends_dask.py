@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import warnings
+from concurrent.futures import Future
 
 import pytest
 
@@ -36,6 +37,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:unclosed <socket.socket:Resource
 # -- task functions (run in the workers) -----------------------------------------------------------
 def square(x):
     return x * x
+
+
+def divide(a, b):
+    return a / b
 
 
 def getpid(_=None):
@@ -333,6 +338,24 @@ def test_n_jobs_caps_the_batches_running_at_once(dask_client):
     assert all(end <= following_start for (_, end), (following_start, _) in zip(spans, spans[1:])), spans
 
 
+def test_tiny_tasks_travel_in_few_large_batches(dask_client):
+    # dask's round trip (tens of ms) is not taken for the tasks' work: after a first
+    # measure the batches grow to max_batch_size, and 100,000 tasks make a handful of
+    # dask tasks (over 20 when they were sized from the round trip, 8,192 tasks at most).
+    from distributed import get_task_stream
+
+    from joblite.backends.dask import DaskBackend
+
+    with get_task_stream(dask_client) as stream:
+        assert Parallel(backend="dask", client=dask_client)(
+            delayed(square)(i) for i in range(100_000)) == [i * i for i in range(100_000)]
+    sizes = [int(re.match(r"batch_of_square_(\d+)_calls", task["key"]).group(1)) for task in stream.data]
+    assert sum(sizes) == 100_000, sizes
+    # (The first batches hold one task each until one is measured: a first task that
+    # imports modules in its worker may take a few.)
+    assert max(sizes) == DaskBackend.max_batch_size and len([n for n in sizes if n > 1]) <= 8, sizes
+
+
 def test_retries_and_submit_options(dask_client, tmp_path):
     assert Parallel(backend="dask", client=dask_client, retries=1)(
         [delayed(fail_once)(str(tmp_path / "flag"))]) == ["second attempt"]
@@ -514,6 +537,28 @@ def test_scheduler_file_of_a_batch_job_cluster(cli_cluster):
     assert set(pids) <= workers and len(set(pids)) == 2
     out = Parallel(backend="dask", scheduler_host=address)(delayed(square)(i) for i in range(5))
     assert out == [0, 1, 4, 9, 16]
+
+
+def test_a_failed_dask_task_fails_its_batch_with_its_error(cli_cluster):
+    # A batch's task errs in dask itself only in rare cases (KilledWorker, data lost):
+    # run_batch returns the tasks' errors.  The error reaches the batch's future as is.
+    # (On the command-line cluster: dask logs "Compute Failed", which the LocalCluster's
+    # tests look for.)
+    import distributed
+
+    from joblite.backends.dask._call import Call, _Task
+
+    with distributed.Client(scheduler_file=cli_cluster[0], set_as_default=False) as client:
+        call = Call(client, None, 0, {})
+        try:
+            task = _Task("batch_of_divide_1_calls-0", Future(), 0, 1, None)
+            call.tasks[task.key] = task
+            call.running = 1
+            client.loop.add_callback(call._collect, task, client.submit(divide, 1, 0, pure=False))
+            with pytest.raises(ZeroDivisionError):
+                task.future.result(timeout=30)
+        finally:
+            call.end(False)
 
 
 def test_the_default_client_is_used_and_none_is_a_clear_error(cluster):

@@ -694,6 +694,83 @@ def test_auto_batching_sends_far_fewer_batches_than_tasks(recording):
         assert len(backend.batch_sizes) <= n // 100, len(backend.batch_sizes)
 
 
+class HoldingBackend(RecordingBackend):
+    """Batches run when the test says: each submitted batch waits in ``held`` for :meth:`release`."""
+
+    def __init__(self, **backend_kwargs):
+        super().__init__(**backend_kwargs)
+        self.held = []
+        self.submitted = 0
+        self.lock = threading.Lock()
+
+    def submit(self, batch):
+        future = Future()
+        with self.lock:
+            self.held.append((batch, future))
+            self.submitted += 1
+        return future
+
+    def release(self):
+        with self.lock:
+            held, self.held = self.held, []
+        for batch, future in held:
+            results, seconds = batch()
+            self.batch_sizes.append(len(results))
+            future.set_result((results, seconds))
+
+
+def test_no_more_batches_than_workers_until_one_is_measured():
+    # Before a batch's cost is known, batches hold one task each: more of them than
+    # workers would wait in a queue (and on a cluster, cost a round trip each).
+    backend = HoldingBackend()
+    results = []
+    call = threading.Thread(target=lambda: results.extend(Parallel(n_jobs=2, backend=backend)(
+        delayed(funcs.square)(x) for x in range(2000))))
+    call.start()
+    try:
+        deadline = time.monotonic() + 30
+        while backend.submitted < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)   # (time for more, if the call sent more)
+        assert backend.submitted == 2   # pre_dispatch (2 * n_jobs) would allow 4
+        while call.is_alive() and time.monotonic() < deadline:
+            backend.release()
+            time.sleep(0.001)
+    finally:
+        while call.is_alive():
+            backend.release()
+            call.join(0.01)
+    assert results == squares(2000)
+    assert backend.batch_sizes[:2] == [1, 1] and max(backend.batch_sizes) > 1
+
+
+class LateBackend(RecordingBackend):
+    """Results reach the caller 30 ms after the batch ran: a round trip much longer than the work."""
+
+    batch_cost_from_wall_time = False
+    max_batch_size = 500
+
+    def submit(self, batch):
+        future = Future()
+        results, seconds = batch()
+        self.batch_sizes.append(len(results))
+        timer = threading.Timer(0.03, future.set_result, ((results, seconds),))
+        timer.daemon = True
+        timer.start()
+        return future
+
+
+def test_a_backend_can_size_batches_by_their_work_and_cap_them(recording):
+    # batch_cost_from_wall_time=False: the 30 ms round trip is not taken for work, so
+    # tiny tasks reach max_batch_size at once; the wall time would keep them at one task.
+    register_parallel_backend(recording, LateBackend)
+    assert Parallel(n_jobs=2, backend=recording)(
+        delayed(funcs.square)(x) for x in range(3000)) == squares(3000)
+    [backend] = RecordingBackend.instances
+    assert max(backend.batch_sizes) == 500
+    assert len(backend.batch_sizes) <= 10, backend.batch_sizes
+
+
 @pytest.mark.parametrize("n", [1, 7, 100, 701])
 def test_fixed_batch_size(recording, n):
     assert Parallel(n_jobs=2, backend=recording, batch_size=7)(

@@ -155,6 +155,13 @@ class ParallelBackendBase:
     target_batch_seconds : float
         Seconds of work per batch that ``batch_size='auto'`` aims at: enough
         to make the backend's cost per batch small (0.02 here; 0.3 for dask).
+    max_batch_size : int
+        The most tasks ``batch_size='auto'`` puts in a batch (fewer when the
+        call's length is known: at least 4 batches per worker).  It bounds
+        the time the caller spends building a batch while results wait:
+        8192 here; 32768 for dask, whose cost per batch (a round trip
+        through the scheduler, ten milliseconds or more) calls for larger
+        batches of tiny tasks.
     default_n_jobs : int
         The ``n_jobs`` of a ``Parallel`` given none (and no
         :class:`parallel_config` value): 1 here; -1 (the whole cluster) for
@@ -163,14 +170,25 @@ class ParallelBackendBase:
         With one worker, ``Parallel`` runs the batches in the caller instead
         (nothing to start or send).  False for backends whose tasks must run
         on their workers (a cluster's hosts, memory and resources).
+    batch_cost_from_wall_time : bool
+        ``batch_size='auto'`` takes a batch's cost to be the larger of its
+        work and its wall time (submit to result, shared with the batches
+        ahead of it), which also counts moving its results back: True here.
+        False for dask, whose round trip per task (ten milliseconds or more,
+        whatever the batch's size) is no cost of the tasks: batches sized by
+        it would grow only a few times per round trip.  There the batch's
+        future reports its whole cost itself (in the worker: unpickling and
+        running it; in the caller: unpickling its results).
     """
 
     uses_processes = False
     supports_sharedmem = False
     can_terminate = False
     target_batch_seconds = 0.02
+    max_batch_size = 8192
     default_n_jobs = 1
     sequential_with_one_worker = True
+    batch_cost_from_wall_time = True
 
     def __init__(self, **backend_kwargs):
         self.backend_kwargs = backend_kwargs
@@ -228,8 +246,8 @@ class ParallelBackendBase:
         return exc
 
 
-def resolve_n_jobs(n_jobs):
-    """joblib's n_jobs: -1 all CPUs, -2 all but one..., a positive int as is; 0 raises."""
+def check_n_jobs(n_jobs):
+    """`n_jobs` as an int, if it is one that joblib takes (not 0); else ``ValueError`` naming it."""
     try:
         if isinstance(n_jobs, bool):
             raise TypeError
@@ -239,6 +257,12 @@ def resolve_n_jobs(n_jobs):
     if n_jobs == 0:
         raise ValueError("n_jobs=0 means no worker; use n_jobs=1 to run in this process, "
                          "-1 for all CPUs")
+    return n_jobs
+
+
+def resolve_n_jobs(n_jobs):
+    """joblib's n_jobs: -1 all CPUs, -2 all but one..., a positive int as is; 0 raises."""
+    n_jobs = check_n_jobs(n_jobs)
     if n_jobs < 0:
         return max(1, cpu_count() + 1 + n_jobs)
     return n_jobs

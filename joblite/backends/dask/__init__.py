@@ -29,6 +29,7 @@ are dropped.
 """
 import os
 import threading
+import time
 import uuid
 
 try:
@@ -40,7 +41,7 @@ except ImportError as exc:   # pragma: no cover - the tests skip without distrib
 
 from ... import _validate
 from ..._memmapping import parse_max_nbytes
-from .. import ParallelBackendBase, resolve_n_jobs
+from .. import ParallelBackendBase, check_n_jobs
 from ..processes import WorkerDiedError
 from ._call import Call
 from ._clients import find_client, release_scattered
@@ -105,8 +106,10 @@ class DaskBackend(ParallelBackendBase):
 
     uses_processes = True
     target_batch_seconds = 0.3   # a dask task costs about a millisecond
+    max_batch_size = 32768
     default_n_jobs = -1
     sequential_with_one_worker = False
+    batch_cost_from_wall_time = False   # batches report their cost: see the base class
 
     def __init__(self, client=None, scheduler_host=None, scheduler_file=None, scatter=None,
                  wait_for_workers_timeout=10, reuse_nbytes=REUSE_NBYTES, retries=0, **submit_options):
@@ -147,6 +150,7 @@ class DaskBackend(ParallelBackendBase):
         self._max_nbytes = None
         self._inner = None
         self._seceded = None   # the thread this backend took out of its worker's pool
+        self._counted = None   # (time.monotonic(), threads of the cluster's workers)
 
     @property
     def client(self):
@@ -178,7 +182,7 @@ class DaskBackend(ParallelBackendBase):
         TimeoutError
             If the cluster has no worker after `wait_for_workers_timeout` seconds.
         """
-        resolve_n_jobs(n_jobs)   # validates
+        n_jobs = check_n_jobs(n_jobs)
         if n_jobs > 0:
             return n_jobs
         return max(1, self._threads() + 1 + n_jobs)
@@ -226,10 +230,17 @@ class DaskBackend(ParallelBackendBase):
         return exc
 
     def _threads(self):
-        """Threads of the cluster's workers, after waiting for a first worker if there is none."""
+        """Threads of the cluster's workers, after waiting for a first worker if there is none.
+
+        A count is reused for a second: ``Parallel()`` asks for it, and its
+        call right after (a round trip to the scheduler each).
+        """
+        if self._counted is not None and time.monotonic() - self._counted[0] < 1.0:
+            return self._counted[1]
         client = self.client
         threads = sum(client.nthreads().values())
         if threads:
+            self._counted = (time.monotonic(), threads)
             return threads
         # A task, not wait_for_workers: an adaptive cluster starts workers for pending tasks.
         probe = client.submit(int, key=f"joblite-probe-{uuid.uuid4().hex}", pure=False)
@@ -244,7 +255,9 @@ class DaskBackend(ParallelBackendBase):
                 f"{max(60, 2 * self.wait_for_workers_timeout):g})") from None
         finally:
             probe.cancel()
-        return max(1, sum(client.nthreads().values()))
+        threads = max(1, sum(client.nthreads().values()))
+        self._counted = (time.monotonic(), threads)
+        return threads
 
     def _rejoin(self):
         if self._seceded == threading.get_ident():

@@ -9,12 +9,14 @@ key ``joblite_<type>-<uuid>``, and the task gets its future as an argument:
 dask gives the worker the object (one copy per worker) and the batch's
 pickle refers to it by position.
 """
+import asyncio
 import collections
 import io
 import pickle
 import re
 import sys
 import threading
+import time
 import uuid
 from concurrent.futures import CancelledError, Future
 
@@ -30,6 +32,7 @@ __all__ = ["Call"]
 
 _SCALARS = frozenset({int, float, bool, complex, type(None)})
 _BUFFERS = frozenset({str, bytes, bytearray})
+_INLINE_NBYTES = 1 << 20   # outcomes larger than this are unpickled in a thread, not the event loop
 
 
 class _Task:
@@ -239,13 +242,20 @@ class Call:
         with self.lock:
             task.dask_future = dask_future
             late = self.closed
-        if late:   # the call ended while this was sent (from the callback thread)
+        if late:   # the call ended while this was sent (from the event loop)
             dask_future.cancel()
             return
-        dask_future.add_done_callback(lambda done: self._done(task, done))
+        # Waited for in the client's event loop, where gathers of several batches overlap
+        # (a future's done callback runs in one thread, which would fetch them one by one).
+        self.client.loop.add_callback(self._collect, task, dask_future)
 
-    def _done(self, task, dask_future):
-        """Settle `task`'s future from its dask future's outcome (in dask's callback thread)."""
+    async def _collect(self, task, dask_future):
+        """Wait for `task`'s dask future, fetch its outcome and settle `task` (in the client's event loop)."""
+        data = error = None
+        try:
+            data = await self.client.gather(dask_future, asynchronous=True)
+        except BaseException as exc:   # the task's error (KilledWorker...), or it was cancelled
+            error = exc
         with self.lock:
             if self.tasks.pop(task.key, None) is None:
                 return   # the call ended
@@ -255,20 +265,21 @@ class Call:
                 self.running += 1
         if following is not None:
             self._send(following)
+        task.dask_future = None   # (its key is released once the outcome is here)
         if task.future.done():
             return   # failed already (its worker died)
-        status = dask_future.status
         try:
-            if status == "finished":
-                data = dask_future.result()
-                task.dask_future = dask_future = None   # the key is released once the result is here
-                outcome = pickle.loads(data)
-            elif status == "error":
-                outcome = ("raised", dask_future.exception(), None)
+            if error is None:
+                if len(data) > _INLINE_NBYTES:   # unpickled off the event loop
+                    outcome = await asyncio.get_running_loop().run_in_executor(None, _loads, data)
+                else:
+                    outcome = _loads(data)
+            elif dask_future.status == "error":
+                outcome = ("raised", error, None)
             else:
                 outcome = ("raised", CancelledError(
-                    f"dask {status} {task.describe()}: another client cancelled it, or the "
-                    "cluster restarted or lost it"), None)
+                    f"dask {dask_future.status} {task.describe()}: another client cancelled it, or "
+                    "the cluster restarted or lost it"), None)
         except BaseException as exc:
             outcome = ("raised", exc, None)
         _settle(task.future, outcome)
@@ -315,6 +326,15 @@ class Call:
                 self.client.cancel(release)
             except Exception:   # (a lost scheduler) what the call raises matters more; dask
                 pass            # releases a disconnected client's keys itself
+
+
+def _loads(data):
+    """A batch's outcome from `data`, its seconds counting the time this takes (moving results back)."""
+    start = time.perf_counter()
+    outcome = pickle.loads(data)
+    if outcome[0] == "ok":
+        outcome = ("ok", outcome[1], outcome[2] + time.perf_counter() - start)
+    return outcome
 
 
 def _settle(future, outcome):

@@ -3,6 +3,7 @@ import contextlib
 import pickle
 import sys
 import threading
+import time
 import traceback
 
 import cloudpickle
@@ -14,6 +15,8 @@ __all__ = ["run_batch", "scattered_argument", "in_dask_task"]
 
 _LOADING = threading.local()   # the scattered objects of the batch being unpickled in this thread
 _CORES = []   # this host's cores, found once per process
+_CONTROLLER = []   # [modules loaded when made, threadpoolctl.ThreadpoolController]
+_CONTROLLER_LOCK = threading.Lock()   # (a worker may have several threads)
 
 
 def in_dask_task():
@@ -48,24 +51,31 @@ def run_batch(payload, inner_threads, retries, *objects):
     Returns
     -------
     bytes
-        ``("ok", results, seconds)`` or ``("raised", exception, traceback
+        ``("ok", results, seconds)`` (`seconds`: unpickling and running
+        the batch, retries included) or ``("raised", exception, traceback
         text)``, pickled.  Errors are returned, not raised, so that dask does
         not log them as failed tasks.
     """
     try:
+        start = time.perf_counter()
         _LOADING.objects = objects
         try:
             batch = pickle.loads(payload)
         finally:
             _LOADING.objects = None
+        unpickling = time.perf_counter() - start
+        # (Setting the limits takes about a millisecond whatever the batch: not counted as its
+        # cost, which the auto batcher divides among the tasks.)
         with _thread_limits(inner_threads):
+            start = time.perf_counter()
             for attempt in range(retries + 1):
                 try:
-                    results, seconds = batch(nested="dask")
+                    results, _ = batch(nested="dask")
                     break
                 except BaseException:
                     if attempt == retries:
                         raise
+            seconds = unpickling + time.perf_counter() - start
         return cloudpickle.dumps(("ok", results, seconds), protocol=5)
     except BaseException as exc:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -82,12 +92,28 @@ def run_batch(payload, inner_threads, retries, *objects):
 
 def _thread_limits(inner_threads):
     """BLAS/OpenMP threads limited to the worker thread's share of the host's cores (or `inner_threads`)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:   # threadpoolctl is in joblite[dask]; a worker may lack it
+    controller = _controller()
+    if controller is None:
         return contextlib.nullcontext()
     if inner_threads is None:
         if not _CORES:
             _CORES.append(cpu_count())
         inner_threads = max(1, _CORES[0] // distributed.get_worker().state.nthreads)
-    return threadpool_limits(inner_threads)
+    return controller.limit(limits=inner_threads)
+
+
+def _controller():
+    """This process's ``threadpoolctl.ThreadpoolController``, or None without threadpoolctl.
+
+    Finding the thread pools scans the loaded libraries (a millisecond, per
+    batch otherwise); the scan is made again when modules were imported
+    since, as a task may have loaded one (numpy's BLAS...).
+    """
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:   # threadpoolctl is in joblite[dask]; a worker may lack it
+        return None
+    with _CONTROLLER_LOCK:
+        if not _CONTROLLER or _CONTROLLER[0] != len(sys.modules):
+            _CONTROLLER[:] = [len(sys.modules), ThreadpoolController()]
+        return _CONTROLLER[1]
