@@ -1,4 +1,4 @@
-"""Build script: compiles every ``joblite/_ext/*.pyx`` into ``joblite._ext.<name>``.
+"""Build script: compiles every ``src/joblite/_ext/*.pyx`` into ``joblite._ext.<name>``.
 
 Metadata lives in ``pyproject.toml``; this file only declares the extensions.
 
@@ -32,11 +32,11 @@ EXTRA_COMPILE_ARGS = ["/O2"] if sys.platform == "win32" else ["-O3"]
 
 
 def _extensions():
-    """One Extension per ``joblite/_ext/*.pyx`` (paths relative to this file)."""
-    pyx_files = sorted(glob.glob(os.path.join(HERE, "joblite", "_ext", "*.pyx")))
+    """One Extension per ``src/joblite/_ext/*.pyx`` (paths relative to this file)."""
+    pyx_files = sorted(glob.glob(os.path.join(HERE, "src", "joblite", "_ext", "*.pyx")))
     if not pyx_files:
         raise RuntimeError(
-            "joblite: no joblite/_ext/*.pyx found next to setup.py; set "
+            "joblite: no src/joblite/_ext/*.pyx found next to setup.py; set "
             "JOBLITE_PUREPYTHON=1 to install the pure-Python package"
         )
     extensions = []
@@ -77,7 +77,7 @@ class build_ext(_build_ext):
             exts,
             build_dir=c_dir,
             compiler_directives=CYTHON_DIRECTIVES,
-            include_path=[os.path.join(HERE, "joblite", "_ext")],
+            include_path=[os.path.join(HERE, "src", "joblite", "_ext")],
             force=self.force or _older_than_setup_py(os.path.join(HERE, c_dir)),
             quiet=True,
         )

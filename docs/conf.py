@@ -4,14 +4,14 @@ import importlib.machinery
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 
 # Document this checkout.  If its compiled modules are not built in place, the
 # pure-Python twin (same names and docstrings) is used, explicitly, so that the
 # import does not warn about the missing compiled modules.
-sys.path.insert(0, ROOT)
+sys.path.insert(0, SRC)
 if not any(
-    glob.glob(os.path.join(ROOT, "joblite", "_ext", "*" + suffix))
+    glob.glob(os.path.join(SRC, "joblite", "_ext", "*" + suffix))
     for suffix in importlib.machinery.EXTENSION_SUFFIXES
 ):
     os.environ.setdefault("JOBLITE_PUREPYTHON", "1")

@@ -7,44 +7,15 @@ compiled twin is not built.  A test that compares the two takes ``twins``,
 ``(ext, pure)``, and is skipped when the compiled twin is not built.  The rest
 of the suite runs on the active twin: run it again with ``JOBLITE_PUREPYTHON=1``.
 
-Make ``python -m pytest`` from the repository root test the *installed* joblite:
-``python -m pytest`` puts the current directory first on ``sys.path``, so from the
-repository root ``import joblite`` would find the source checkout, which has no
-compiled modules unless they were built in place: the suite would silently run the
-pure-Python twin only.  When a (non-editable) joblite is installed, the repository
-root is therefore taken off ``sys.path`` before any test imports joblite.  Without
-an installed joblite (or with an editable install) the checkout is tested.
+The suite tests the joblite that ``import joblite`` finds: the installed one
+(the src layout keeps the checkout's ``src/joblite`` off ``sys.path``), or the
+checkout with ``PYTHONPATH=src`` after ``python setup.py build_ext --inplace``.
+The report header says which, and whether its compiled twin is active.
 """
-import importlib.machinery
 import os
-import sys
 import types
 
 import pytest
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _is_root(entry):
-    try:
-        return os.path.samefile(entry or os.curdir, _ROOT)
-    except OSError:
-        return False
-
-
-def _prefer_installed_joblite():
-    if "joblite" in sys.modules:
-        return
-    others = [entry for entry in sys.path if not _is_root(entry)]
-    if len(others) == len(sys.path):
-        return
-    spec = importlib.machinery.PathFinder.find_spec("joblite", others)
-    if spec is None or spec.origin is None:
-        return  # not installed (or installed in editable mode): test the checkout
-    sys.path[:] = others
-
-
-_prefer_installed_joblite()
 
 
 def _load_twin(name):

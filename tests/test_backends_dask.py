@@ -22,10 +22,11 @@ from concurrent.futures import Future
 
 import pytest
 
+import joblite
 from joblite import Memory, Parallel, delayed, parallel_config
 from joblite.backends.threads import ThreadingBackend
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))   # the joblite tested
 HERE = os.path.dirname(os.path.abspath(__file__))
 WAIT_SECONDS = 30.0
 MIB = 1 << 20
@@ -161,7 +162,7 @@ def test_end_call_follows_every_call_on_a_local_backend():
 
 
 def _fresh_python(code):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")])))
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -259,7 +260,7 @@ def cli_cluster(tmp_path_factory):
     pytest.importorskip("distributed")
     folder = tmp_path_factory.mktemp("dask-cli")
     scheduler_file = str(folder / "scheduler.json")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, HERE, os.environ.get("PYTHONPATH")])),
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [PACKAGE_PARENT, HERE, os.environ.get("PYTHONPATH")])),
                DASK_TEMPORARY_DIRECTORY=str(folder))
     dask = [sys.executable, "-m", "dask"]
     processes = []

@@ -11,7 +11,8 @@ import joblite
 from joblite import _impl
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(joblite.__file__))
-FROM_CHECKOUT = os.path.exists(os.path.join(os.path.dirname(PACKAGE_DIR), "setup.py"))
+# src layout: a checkout's package is <root>/src/joblite, next to <root>/setup.py
+FROM_CHECKOUT = os.path.exists(os.path.join(os.path.dirname(os.path.dirname(PACKAGE_DIR)), "setup.py"))
 
 
 def _pure_requested(environ=os.environ):

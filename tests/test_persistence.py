@@ -32,7 +32,7 @@ from joblite.persistence import CorruptFileError, dump, dumps, load, loads
 
 import _persistence_helpers as H
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))   # the joblite tested
 CODECS = ["lz4", "zlib", "gzip", "bz2", "lzma", "xz"] + (["zstd"] if "zstd" in compressors.compressor_names() else [])
 
 
@@ -1018,7 +1018,7 @@ def test_crafted_globals_are_refused(module, name):
 
 def _run_isolated(code):
     """Run `code` in a fresh interpreter (an attack that works could damage this one)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO] + sys.path))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([PACKAGE_PARENT] + sys.path))
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
 
 
