@@ -432,12 +432,10 @@ def test_processes_opening_a_new_store_at_once(tmp_path, workers):
     # 8 processes start together and each opens the same 30 new cache folders, one after
     # the other, calling one function in each: opening a store that another process is
     # creating at the same moment must work (no exception, no warning, the true value).
-    #
-    # BUG (found by this test, not fixed here): joblite/store/layout.py claim_root() treats every
-    # name but CACHEDIR.TAG in an untagged root as foreign, so a process that found no tag
-    # and then lists the folder while another process is creating the same store (its
-    # temporary '.CACHEDIR.TAG.<pid>@<host>', or the '.tmp' and module folders written right
-    # after the tag) raises "ValueError: ... exists and is not a joblite cache store".
+    # (This test found that a process listing an untagged root while another creates the
+    # same store took the other's temporary tag, or the folders written right after the tag,
+    # for foreign files: store/layout.py claim_root() now ignores temporary tags and looks
+    # for the tag again before it refuses a folder.)
     locations = [str(tmp_path / f"cache{number}") for number in range(30)]
     start = tmp_path / "start"
     procs = [workers.start("open", locations=locations, key=index % 3, start=str(start))
