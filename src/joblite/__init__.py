@@ -9,37 +9,41 @@ import importlib
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it
+# public name -> module that defines it (relative: a joblite module)
 _LAZY = {
-    "hash": "hashing",
-    "Hasher": "hashing",
-    "dump": "persistence",
-    "load": "persistence",
-    "dumps": "persistence",
-    "loads": "persistence",
-    "CorruptFileError": "persistence",
-    "UnsafeLoadError": "_safe_unpickle",
-    "register_compressor": "compressors",
-    "CompressorBase": "compressors",
-    "Memory": "memory",
-    "MemorizedFunc": "memory",
-    "AsyncMemorizedFunc": "memory",
-    "NotMemorizedFunc": "memory",
-    "MemorizedResult": "memory",
-    "NotMemorizedResult": "memory",
-    "expires_after": "memory",
-    "CacheWarning": "store",
-    "register_store_backend": "store",
-    "StoreBackendBase": "store",
-    "CacheItemInfo": "store",
-    "Parallel": "parallel",
-    "delayed": "parallel",
-    "parallel_config": "parallel",
-    "parallel_backend": "parallel",
-    "register_parallel_backend": "parallel",
-    "ParallelBackendBase": "parallel",
-    "cpu_count": "parallel",
-    "effective_n_jobs": "parallel",
+    "hash": ".hashing",
+    "Hasher": ".hashing",
+    "dump": ".persistence",
+    "load": ".persistence",
+    "dumps": ".persistence",
+    "loads": ".persistence",
+    "CorruptFileError": ".persistence",
+    "UnsafeLoadError": "._safe_unpickle",
+    "register_compressor": ".compressors",
+    "CompressorBase": ".compressors",
+    "Memory": ".memory",
+    "MemorizedFunc": ".memory",
+    "AsyncMemorizedFunc": ".memory",
+    "NotMemorizedFunc": ".memory",
+    "MemorizedResult": ".memory",
+    "NotMemorizedResult": ".memory",
+    "expires_after": ".memory",
+    "CacheWarning": ".store",
+    "register_store_backend": ".store",
+    "StoreBackendBase": ".store",
+    "CacheItemInfo": ".store",
+    "Parallel": ".parallel",
+    "delayed": ".parallel",
+    "parallel_config": ".parallel",
+    "parallel_backend": ".parallel",
+    "register_parallel_backend": ".parallel",
+    "ParallelBackendBase": ".parallel",
+    "cpu_count": ".parallel",
+    "effective_n_jobs": ".parallel",
+    "Logger": ".logger",
+    "PrintTime": ".logger",
+    # loky's, as joblib re-exports it: wrapped objects travel by cloudpickle to any worker
+    "wrap_non_picklable_objects": "loky",
 }
 
 __all__ = sorted(_LAZY) + ["__with_ext__", "__version__"]
@@ -53,7 +57,7 @@ def __getattr__(name):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'joblite' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"joblite.{module}"), name)
+    value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 

@@ -9,13 +9,15 @@ in the caller's thread, ``AsyncMemorizedFunc._drive`` in the event loop.
 """
 import asyncio
 import functools
+import logging
 import numbers
 import time
 import warnings
 
 from . import compressors, func_inspect
 from ._memory_keys import UnhashableArguments, check_code, forget_checks, identify, prepare
-from ._memory_results import MemorizedResult, NotMemorizedResult, backend_from_state, backend_state
+from ._memory_results import (MemorizedResult, NotMemorizedResult, backend_from_state, backend_state, entry_name,
+                              function_place, open_store)
 from ._validate import check_mmap_mode
 from .store import CacheWarning, CodeRecordMissing, describe_os_error
 
@@ -114,12 +116,18 @@ class MemorizedFunc:
     read-only or removed store), the call returns the computed result with
     one :class:`CacheWarning` naming the file and the error.
 
+    It is what ``Memory(location).cache(func)`` returns; built directly,
+    ``MemorizedFunc(func, location)`` files its entries in the same cache.
+
     Parameters
     ----------
     func : callable
         The function to cache.
-    store_backend : StoreBackendBase
-        Where entries are stored.
+    location : str, pathlib.Path or StoreBackendBase
+        The cache folder, as for :class:`joblite.Memory`, or a configured
+        store backend.
+    backend : str, optional
+        The store backend, when `location` is a folder; default ``'local'``.
     ignore : list of str, optional
         Parameter names that do not take part in the cache key.
     mmap_mode : {None, 'r+', 'r', 'w+', 'c'}, optional
@@ -127,9 +135,14 @@ class MemorizedFunc:
     compress : bool, int, str or tuple, optional
         As for :func:`joblite.dump`.
     verbose : int, optional
-        0: silent; 1 and more: a ``[Memory] Calling ...`` line and the
-        duration on each computation, and the input repr in the metadata;
-        above 4 the load time of hits; above 10 also the cache decisions.
+        0: silent; 1 and more: joblib's ``[Memory] Calling ...`` block and
+        the duration on each computation, and the input repr in the
+        metadata; above 1 a ``[Memory] ...: Loading f...`` line on each
+        load; above 4 the load time; above 10 also the entry's path and the
+        cache decisions.
+    timestamp : float, optional
+        The reference time (s since the epoch) of the ``Loading`` lines;
+        default now.
     cache_validation_callback : callable, optional
         ``callback(metadata) -> bool``; when it returns False the cached
         result is recomputed.  The metadata dict has ``'duration'`` (s) and
@@ -137,33 +150,43 @@ class MemorizedFunc:
     bytes_limit : int, optional
         Store size (bytes) enforced after each write; see ``Memory``.
 
+    Raises
+    ------
+    TypeError
+        If `func` is not callable, `location` is not a folder or a store
+        backend, or `verbose` is not an int.
+    ValueError
+        If `backend`, `ignore`, `mmap_mode`, `compress` or
+        `cache_validation_callback` is not valid.
+
     Attributes
     ----------
     func : callable
     func_id : str
         ``'module/qualified name'``, under which entries are filed.
+    store_backend : StoreBackendBase
     """
 
-    def __init__(self, func, store_backend, ignore=None, mmap_mode=None, compress=False, verbose=1,
-                 cache_validation_callback=None, bytes_limit=None):
+    def __init__(self, func, location, backend="local", ignore=None, mmap_mode=None, compress=False,
+                 verbose=1, timestamp=None, cache_validation_callback=None, *, bytes_limit=None):
         if not callable(func):
             raise TypeError(f"func={func!r} is not callable")
         if cache_validation_callback is not None and not callable(cache_validation_callback):
             raise ValueError(f"cache_validation_callback={cache_validation_callback!r} is not callable")
         if ignore is not None and (isinstance(ignore, str) or not all(isinstance(n, str) for n in ignore)):
             raise ValueError(f"ignore={ignore!r} must be a list of parameter names")
-        self.func = func
-        self.store_backend = store_backend
-        self.ignore = list(ignore or [])
         check_mmap_mode(mmap_mode)   # validates; the store maps 'w+' as 'r+'
-        self.mmap_mode = mmap_mode
-        self.compress = compress
         self._compress = compressors.parse_compress(compress)
         check_verbose(verbose)
+        self.store_backend = open_store(location, backend, verbose)
+        self.func = func
+        self.ignore = list(ignore or [])
+        self.mmap_mode = mmap_mode
+        self.compress = compress
         self._verbose = verbose
         self.cache_validation_callback = cache_validation_callback
         self.bytes_limit = bytes_limit
-        self.timestamp = time.time()
+        self.timestamp = time.time() if timestamp is None else timestamp
         self._binder = func_inspect.CallBinder(func, self.ignore)  # also checks `ignore`
         self._keys = None   # a FunctionKeys, once prepared without a fault
         self._identity = None
@@ -201,7 +224,7 @@ class MemorizedFunc:
     # -- the public calls: a plain hit returns in __call__, the rest is _cache_miss's ------
     def __call__(self, *args, **kwargs):
         keys = self._keys
-        if keys is not None and self.cache_validation_callback is None and self._verbose <= 4:
+        if keys is not None and self.cache_validation_callback is None and self._verbose <= 1:
             # A plain hit returns here, with nothing in the way.  A plain miss goes on
             # with its key, looked up; anything else to the miss path's full lookup.
             try:
@@ -318,12 +341,16 @@ class MemorizedFunc:
             call_id, values = key
             if keys.fault is not None:
                 faults.code_record(keys.fault)
-                output, _, _ = yield from self._run(keys, values)
+                output, _, _ = yield from self._run(keys, args, kwargs)
                 return NotMemorizedResult(output) if shelving else output
             if not looked_up:
                 found = self._lookup(keys, call_id, shelving, faults)
                 if found is not _MISSING:
                     return found
+            if self._verbose > 10:
+                logging.getLogger("joblite").warning(
+                    "[%s]: Computing func %s, argument hash %s in location %s", self, self._display_name,
+                    call_id[1], function_place(self.store_backend, call_id[0]))
             lock = self.store_backend.entry_lock(call_id)
             held = None
             if lock is not None:
@@ -333,7 +360,7 @@ class MemorizedFunc:
                     found = self._lookup(keys, call_id, shelving, faults)
                     if found is not _MISSING:
                         return found
-                output, start, duration = yield from self._run(keys, values)
+                output, start, duration = yield from self._run(keys, args, kwargs)
                 return self._store_result(keys, call_id, values, shelving, output, start, duration, faults)
             finally:
                 if held:   # after the write: those waiting then find the entry
@@ -346,7 +373,7 @@ class MemorizedFunc:
         with _Faults(keys.func_id, self.store_backend.location, stacklevel=5) as faults:
             if keys.fault is not None:
                 faults.code_record(keys.fault)
-            output, start, duration = yield from self._run(keys, values)
+            output, start, duration = yield from self._run(keys, args, kwargs)
             if keys.fault is not None:
                 return output, None
             return output, self._store(keys, call_id, values, output, start, duration, faults)
@@ -358,10 +385,13 @@ class MemorizedFunc:
                 run.reply = self.func(*args, **kwargs) if request is _CALL else request()
         return run.result
 
-    def _run(self, keys, values):
-        """Steps: announce the call, have the function called; ``(output, start, duration)``."""
+    def _run(self, keys, args, kwargs):
+        """Steps: announce the call (its arguments as passed), have the function called.
+
+        Returns ``(output, start, duration)``.
+        """
         if self._verbose > 0:
-            print(func_inspect.format_call(keys.module, keys.name, keys.binder.names, values))
+            print(func_inspect.format_call(self.func, args, kwargs))
         start = time.time()
         output = yield _CALL
         return output, start, time.time() - start
@@ -375,8 +405,7 @@ class MemorizedFunc:
         try:
             if shelving:
                 if callback is None:
-                    return MemorizedResult(store, call_id, self.mmap_mode, self._verbose - 1) \
-                        if store.contains_item(call_id) else _MISSING
+                    return self._result(call_id) if store.contains_item(call_id) else _MISSING
                 metadata = store.get_metadata(call_id)
             elif callback is None:
                 value = store.load_item(call_id, self.mmap_mode)
@@ -397,9 +426,11 @@ class MemorizedFunc:
                       "cache_validation_callback")
             return _MISSING
         if shelving:
-            return MemorizedResult(store, call_id, self.mmap_mode, self._verbose - 1, metadata)
+            return self._result(call_id, metadata)
+        if self._verbose > 1:
+            print(self._loading(call_id))
         if self._verbose > 4:
-            print(func_inspect.format_duration(keys.name, time.perf_counter() - start, "cache loaded "))
+            print(func_inspect.format_duration(self._display_name, time.perf_counter() - start, "cache loaded "))
         return value
 
     def _acquire(self, lock, call_id, faults):
@@ -421,9 +452,10 @@ class MemorizedFunc:
         """Store `output`; return its metadata, or None when it could not be stored (noted in `faults`)."""
         metadata = {"duration": duration, "time": start}
         if self._verbose > 0:
-            metadata["input_args"] = {name: func_inspect.short_repr(value)
-                                      for name, value in zip(keys.binder.names, values)}
+            metadata["input_args"] = func_inspect.input_reprs(keys.binder, values)
         store = self.store_backend
+        if self._verbose > 10:
+            print(f"Persisting in {entry_name(store, call_id)}")
         try:
             check_code(store, keys.func_id, *keys.code, self._verbose)   # once more after a Memory.clear()
             try:
@@ -441,7 +473,7 @@ class MemorizedFunc:
                         "be computed again next time")
             return None
         if self._verbose > 0:
-            print(func_inspect.format_duration(keys.name, duration))
+            print(func_inspect.format_duration(self._display_name, duration))
         if self.bytes_limit is not None:
             try:
                 failed = store.enforce_bytes_limit(self.bytes_limit, written)
@@ -459,14 +491,31 @@ class MemorizedFunc:
         if shelving:
             if metadata is None:
                 return NotMemorizedResult(output)
-            return MemorizedResult(self.store_backend, call_id, self.mmap_mode, self._verbose - 1, metadata)
+            return self._result(call_id, metadata)
         if metadata is not None and self.mmap_mode is not None:
             # As joblib: the first call returns what later calls will, memmaps included.
             try:
-                return self.store_backend.load_item(call_id, self.mmap_mode)
+                output = self.store_backend.load_item(call_id, self.mmap_mode)
             except Exception:
-                pass
+                return output
+            if self._verbose > 1:
+                print(self._loading(call_id, metadata))
         return output
+
+    # -- what the [Memory] lines show -----------------------------------------------------
+    @functools.cached_property
+    def _display_name(self):
+        """The function's ``__name__``, as joblib's lines show it."""
+        return func_inspect.display_name(self.func)[1]
+
+    def _loading(self, call_id, metadata=None):
+        return func_inspect.format_loading(self._display_name, self.timestamp, metadata,
+                                           entry_name(self.store_backend, call_id) if self._verbose >= 10 else None)
+
+    def _result(self, call_id, metadata=None):
+        """The :class:`MemorizedResult` of `call_id`, loading as joblib's does, one verbose level lower."""
+        return MemorizedResult(self.store_backend, call_id, mmap_mode=self.mmap_mode, verbose=self._verbose - 1,
+                               timestamp=self.timestamp, metadata=metadata, name=self._display_name)
 
     # -- pickling and display ------------------------------------------------------------
     def __reduce__(self):
@@ -477,12 +526,11 @@ class MemorizedFunc:
             # function itself is not reachable by name.
             return _global, (module, qualname)
         return (_rebuild_memorized, (type(self), self.func, backend_state(self.store_backend), self.ignore,
-                                     self.mmap_mode, self.compress, self._verbose,
+                                     self.mmap_mode, self.compress, self._verbose, self.timestamp,
                                      self.cache_validation_callback, self.bytes_limit, self._identify()))
 
     def __repr__(self):
-        return (f"{type(self).__name__}(func={self.func!r}, "
-                f"location={self.store_backend.location!r})")
+        return f"{type(self).__name__}(func={self.func!r}, location={self.store_backend.location})"
 
 
 def _global(module, qualname):
@@ -498,10 +546,11 @@ def _global(module, qualname):
     return found
 
 
-def _rebuild_memorized(cls, func, backend_state, ignore, mmap_mode, compress, verbose, callback,
+def _rebuild_memorized(cls, func, backend_state, ignore, mmap_mode, compress, verbose, timestamp, callback,
                        bytes_limit, identity):
-    memorized = cls(func, backend_from_state(backend_state), ignore, mmap_mode, compress, verbose, callback,
-                    bytes_limit)
+    memorized = cls(func, backend_from_state(backend_state), ignore=ignore, mmap_mode=mmap_mode, compress=compress,
+                    verbose=verbose, timestamp=timestamp, cache_validation_callback=callback,
+                    bytes_limit=bytes_limit)
     memorized._identity = identity
     return memorized
 

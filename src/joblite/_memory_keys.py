@@ -38,8 +38,8 @@ class FunctionKeys:
 
     Attributes
     ----------
-    func_id, module, name : str
-        Where entries are filed: ``func_id`` is ``'module/name'``.
+    func_id : str
+        Where entries are filed: ``'module/name'``.
     binder : func_inspect.CallBinder
     closure_digest : str or None
         What besides the arguments decides the result: the digest of the
@@ -54,7 +54,7 @@ class FunctionKeys:
         one, nothing in the store is trusted.
     """
 
-    __slots__ = ("func_id", "module", "name", "binder", "closure_digest", "bound_self", "code", "fault")
+    __slots__ = ("func_id", "binder", "closure_digest", "bound_self", "code", "fault")
 
     def call_id(self, args, kwargs):
         """Key one call: ``((func_id, args_id), values)``, `values` being the bound arguments.
@@ -139,7 +139,7 @@ def prepare(func, binder, store, identity, verbose):
             _LIVE_FUNCTIONS[live_key] = (weakref.ref(target), digest)
         except TypeError:
             pass
-    keys.func_id, keys.module, keys.name = func_id, module, name
+    keys.func_id = func_id
     keys.binder = binder
     keys.bound_self = getattr(func, "__self__", None) if inspect.ismethod(func) else None
     keys.closure_digest = _closure_digest(func, target, digest)

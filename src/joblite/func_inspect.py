@@ -6,17 +6,23 @@
   its body, defaults or signature change, and not when only comments, blank
   lines, whitespace or the docstring change;
 - :class:`CallBinder` binds positional and keyword arguments to parameter
-  names once per call, with the signature read once per function.
+  names once per call, with the signature read once per function;
+- :func:`format_call`, :func:`format_duration` and :func:`format_loading`
+  write the ``[Memory]`` lines as joblib writes them, a call shown with its
+  arguments as passed (:func:`display_name`, :func:`format_signature`).
 """
 import ast
 import inspect
 import os
-import reprlib
 import sys
 import textwrap
+import time
 import types
 
-__all__ = ["function_name", "code_digest", "CallBinder", "format_call", "format_duration", "CODE_FORMAT"]
+from .logger import format_time, pformat
+
+__all__ = ["function_name", "display_name", "code_digest", "CallBinder", "format_arg", "format_signature",
+           "format_call", "format_duration", "format_loading", "input_reprs", "CODE_FORMAT"]
 
 #: Version of how code digests are computed; a new version invalidates cached results once.
 CODE_FORMAT = 1
@@ -177,6 +183,20 @@ class CallBinder:
         self._ignored_keywords = frozenset(name for name in ignore if name not in self.names)
         self._kept = tuple(index for index, name in enumerate(self.names) if name not in ignore)
         self._var_keyword_index = len(self.names) - 1 if self._var_keyword else None
+        # joblib's order of the arguments in its metadata: see joblib_arguments.
+        parameters = list(self.signature.parameters.values())
+        with_default = [p.name for p in parameters if p.default is not p.empty]
+        order = with_default + [p.name for p in parameters if p.name not in with_default and p.kind in (
+            kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)]
+        if self._var_positional:
+            order.append("*")
+        order += [p.name for p in parameters if p.name not in order and p.kind is kinds.KEYWORD_ONLY]
+        if self._var_keyword:
+            order.append("**")
+        index = {p.name: i for i, p in enumerate(parameters)}
+        index.update({"*": next((i for i, p in enumerate(parameters) if p.kind is kinds.VAR_POSITIONAL), None),
+                      "**": self._var_keyword_index})
+        self._joblib_order = tuple((key, index[key]) for key in order if key not in ignore)
 
     def values(self, args, kwargs):
         """Return the value of every parameter, in signature order, defaults filled in.
@@ -245,43 +265,202 @@ class CallBinder:
             return tuple(values)
         return tuple(values[index] for index in self._kept)
 
+    def joblib_arguments(self, values):
+        """``(key, value)`` pairs of `values` as joblib's metadata keys them, ignored names left out.
+
+        The parameters that have defaults come first, then the others, in
+        signature order; extra positional arguments are ``'*'`` (a list),
+        extra keywords ``'**'`` (a dict).
+
+        Parameters
+        ----------
+        values : list
+            From :meth:`values`.
+
+        Returns
+        -------
+        list of tuple
+        """
+        pairs = []
+        for key, index in self._joblib_order:
+            value = values[index]
+            if key == "*":
+                value = list(value)
+            elif key == "**" and self._ignored_keywords:
+                value = {name: v for name, v in value.items() if name not in self._ignored_keywords}
+            pairs.append((key, value))
+        return pairs
+
     def key_names(self):
         """The parameter names matching :meth:`key_values`."""
         return tuple(self.names[index] for index in self._kept)
 
 
-_REPR = reprlib.Repr()
-_REPR.maxstring = 80
-_REPR.maxother = 200
-_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 10
+def display_name(func):
+    """Return ``(path, name)`` as joblib's ``[Memory]`` lines show a function.
 
-
-def short_repr(value):
-    """A repr of `value` of bounded length, for messages and metadata."""
-    return _REPR.repr(value)
-
-
-def format_call(module, name, names, values):
-    """joblib's ``[Memory] Calling module.name...`` block, with the arguments.
+    `path` is the dotted module path with the enclosing classes and
+    functions of its qualified name (``'pkg.mod.Class.method'``, functions of
+    the script run as ``__main__`` get ``'__main__-'`` and their file's path
+    with ``-`` for separators, as joblib writes it); `name` is ``__name__``
+    (``'unknown'`` for callables without one).  This is what is printed;
+    entries are filed under :func:`function_name`.
 
     Parameters
     ----------
-    module, name : str
-        From :func:`function_name`.
-    names : sequence of str
-        Parameter names.
-    values : sequence
-        Their values, as :meth:`CallBinder.values` gives them.
+    func : callable
+
+    Returns
+    -------
+    tuple of str
+    """
+    module = getattr(func, "__module__", None) or ""
+    if module == "__main__":
+        try:
+            filename = os.path.abspath(inspect.getsourcefile(func))
+        except TypeError:
+            filename = None
+        if filename is not None:
+            filename = "-".join(filename.split(os.sep))
+            module += "-" + (filename[:-3] if filename.endswith(".py") else filename)
+    name = getattr(func, "__name__", None) or "unknown"
+    parts = [part for part in module.split(".") if part]
+    qualname = getattr(func, "__qualname__", None)
+    if qualname is not None and qualname != name:
+        parts.extend(qualname.split(".")[:-1])   # enclosing classes and functions
+    return ".".join(parts + [name]), name
+
+
+def format_arg(value):
+    """One argument as joblib's ``[Memory]`` lines show it: pretty-printed, cut after 700 characters if long.
+
+    Parameters
+    ----------
+    value : object
 
     Returns
     -------
     str
     """
-    arguments = ", ".join(f"{parameter}={short_repr(value)}" for parameter, value in zip(names, values))
-    return f"{'_' * 80}\n[Memory] Calling {module}.{name}...\n{name.split('.')[-1]}({arguments})"
+    return _cut(pformat(value, indent=2, limit=_LONG))
+
+
+def format_signature(name, args, kwargs):
+    """The call ``name(args..., key=value...)`` as passed, as joblib's ``format_signature`` shows it.
+
+    Positional arguments follow one another on a line; one after an
+    argument longer than 80 characters starts a new line.
+
+    Parameters
+    ----------
+    name : str
+        The function's ``__name__``, from :func:`display_name`.
+    args : tuple
+    kwargs : dict
+
+    Returns
+    -------
+    str
+    """
+    shown = []
+    previous_length = 0
+    for value in args:
+        text = format_arg(value)
+        if previous_length > 80:
+            text = "\n" + text
+        previous_length = len(text)
+        shown.append(text)
+    shown.extend(f"{key}={format_arg(value)}" for key, value in kwargs.items())
+    return f"{name}({', '.join(shown)})"
+
+
+def format_call(func, args, kwargs):
+    """joblib's ``[Memory] Calling pkg.mod.f...`` block for a call, its arguments as passed.
+
+    Parameters
+    ----------
+    func : callable
+    args : tuple
+    kwargs : dict
+
+    Returns
+    -------
+    str
+    """
+    path, name = display_name(func)
+    return f"{'_' * 80}\n[Memory] Calling {path}...\n{format_signature(name, args, kwargs)}"
 
 
 def format_duration(name, seconds, context=""):
-    """joblib's closing line: ``____ f - 0.1s, 0.0min``, 80 characters wide."""
-    message = f"{name} {context}- {seconds:.1f}s, {seconds / 60:.1f}min"
+    """joblib's closing line: ``____ f - 0.1s, 0.0min``, 80 characters wide.
+
+    Parameters
+    ----------
+    name : str
+        The function's ``__name__``, from :func:`display_name`.
+    seconds : float
+    context : str, optional
+        Put before the time, e.g. ``'cache loaded '``.
+
+    Returns
+    -------
+    str
+    """
+    message = f"{name} {context}- {format_time(seconds)}"
     return "_" * max(0, 80 - len(message)) + message
+
+
+def format_loading(name, timestamp, metadata=None, entry=None):
+    """joblib's ``[Memory]0.0s, 0.0min    : Loading f...`` line, printed when a cached result is loaded.
+
+    Parameters
+    ----------
+    name : str
+        The function's ``__name__``.
+    timestamp : float or None
+        The time (s since the epoch) the line counts from: when the
+        ``Memory`` or the cached function was made.
+    metadata : dict, optional
+        The entry's metadata; its ``'input_args'``, when there, are shown.
+    entry : str, optional
+        Where the entry is (at verbose 10 and more): the line ends with
+        ``from <entry>`` instead of ``...``.
+
+    Returns
+    -------
+    str
+    """
+    elapsed = "" if timestamp is None else f"{format_time(time.time() - timestamp): <16}"
+    if metadata is not None and "input_args" in metadata:
+        name += "(" + ", ".join(f"{key}={value}" for key, value in metadata["input_args"].items()) + ")"
+    return f"[Memory]{elapsed}: Loading {name}" + ("..." if entry is None else f" from {entry}")
+
+
+def input_reprs(binder, values):
+    """The ``'input_args'`` of an entry's metadata, keyed as joblib's are.
+
+    joblib's keys, in its order: the parameters that have defaults, then
+    the others, ``'*'`` for extra positional arguments (a list) and
+    ``'**'`` for extra keywords (a dict); the ignored names are left out.
+    Each value is ``repr``, cut as :func:`format_arg` cuts.
+
+    Parameters
+    ----------
+    binder : CallBinder
+    values : list
+        From :meth:`CallBinder.values`.
+
+    Returns
+    -------
+    dict of str
+    """
+    return {key: _cut(repr(value)) for key, value in binder.joblib_arguments(values)}
+
+
+# joblib's bound on an argument's text: a longer one is cut after _CUT characters.
+_LONG = 1500
+_CUT = 700
+
+
+def _cut(text):
+    return text[:_CUT] + "..." if len(text) > _LONG else text

@@ -92,16 +92,16 @@ class Memory:
         arrays cannot be memory-mapped.
     verbose : int, optional
         See :class:`MemorizedFunc`; default 1.
-    bytes_limit : int or str, optional
-        The store is kept under this size (bytes; ``'10G'`` style accepted)
-        automatically: after writes, least-recently-used entries are removed
-        down to 90% of it.  The size is rescanned only when this process's
-        estimate passes the limit or once a minute, not on every write.
     backend_options : dict, optional
         Options of the backend; for ``'local'``: ``{'lock': True}`` to
         compute a missing entry once when many processes ask for it at once,
         ``'lock_timeout'`` (s, default 60), ``'size_check_interval'`` (s,
         default 60).
+    bytes_limit : int or str, optional, keyword-only
+        The store is kept under this size (bytes; ``'10G'`` style accepted)
+        automatically: after writes, least-recently-used entries are removed
+        down to 90% of it.  The size is rescanned only when this process's
+        estimate passes the limit or once a minute, not on every write.
 
     Raises
     ------
@@ -114,7 +114,7 @@ class Memory:
     """
 
     def __init__(self, location=None, backend="local", mmap_mode=None, compress=False, verbose=1,
-                 bytes_limit=None, backend_options=None):
+                 backend_options=None, *, bytes_limit=None):
         check_mmap_mode(mmap_mode)   # validates; the store maps 'w+' as 'r+'
         self.mmap_mode = mmap_mode
         compressors.parse_compress(compress)  # validates
@@ -172,7 +172,8 @@ class Memory:
         return cls(func, self.store_backend, ignore=ignore,
                    mmap_mode=self.mmap_mode if mmap_mode is False else mmap_mode,
                    compress=self.compress, verbose=self._verbose if verbose is None else verbose,
-                   cache_validation_callback=cache_validation_callback, bytes_limit=self.bytes_limit)
+                   timestamp=self.timestamp, cache_validation_callback=cache_validation_callback,
+                   bytes_limit=self.bytes_limit)
 
     def clear(self, warn=True):
         """Remove everything cached in this location.
@@ -226,8 +227,12 @@ class Memory:
         return f"Memory(location={self.location!r})"
 
     def __reduce__(self):
-        return (Memory, (self.location, self.backend, self.mmap_mode, self.compress, self._verbose,
-                         self.bytes_limit, self.backend_options))
+        return (_rebuild_memory, (self.location, self.backend, self.mmap_mode, self.compress, self._verbose,
+                                  self.backend_options, self.bytes_limit))
+
+
+def _rebuild_memory(location, backend, mmap_mode, compress, verbose, backend_options, bytes_limit):
+    return Memory(location, backend, mmap_mode, compress, verbose, backend_options, bytes_limit=bytes_limit)
 
 
 def expires_after(days=0, seconds=0, microseconds=0, milliseconds=0, minutes=0, hours=0, weeks=0):
