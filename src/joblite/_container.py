@@ -238,13 +238,13 @@ class Container:
 
     Parameters
     ----------
-    fileobj : binary file object
-        Seekable, the container starting at offset 0.
+    fileobj : binary file object or None
+        Seekable, the container starting at offset 0; None when `data` is given.
     where : str
         How errors name the file.
-    data : bytes, optional
-        The whole file, when it is small and already read (then `fileobj`
-        is not read).
+    data : bytes or bytearray, optional
+        The whole file, when it is already read (a small file, or one read
+        from a stream that cannot seek cheaply): then `fileobj` is not read.
 
     Attributes
     ----------
@@ -338,13 +338,17 @@ class Container:
     def read(self, offset, length, part):
         """Exactly `length` bytes at `offset`, or :meth:`fail` naming `part` as truncated."""
         if self.data is not None:
-            data = self.data[offset:offset + length]
-        else:
-            self.file.seek(offset)
-            data = self.file.read(length)
-        if len(data) != length:
-            self.fail(part, f"truncated: {len(data)} of {length} bytes at offset {offset}")
-        return data
+            return self._slice(self.data, offset, length, part)
+        self.file.seek(offset)
+        return self._slice(self.file.read(length), 0, length, part, offset)
+
+    def _slice(self, data, start, length, part, offset=None):
+        """``data[start:start + length]``, or :meth:`fail` naming `part` as truncated at `offset`."""
+        piece = data[start:start + length]
+        if len(piece) != length:
+            where = start if offset is None else offset
+            self.fail(part, f"truncated: {len(piece)} of {length} bytes at offset {where}")
+        return piece
 
     def _codec_names(self, table, start):
         key = bytes(table[start:])
@@ -398,8 +402,13 @@ class Container:
         """
         digest = xxhash.xxh3_64()
         total = len(view)
-        fd = self._fileno()
-        if total < _OVERLAP_MIN or fd is None:
+        if self.data is not None:
+            with memoryview(self.data) as data:
+                for start in range(0, total, _READ_PIECE):
+                    piece = view[start:start + _READ_PIECE]
+                    piece[:] = self._slice(data, offset + start, len(piece), part)
+                    digest.update(piece)
+        elif total < _OVERLAP_MIN or (fd := self._fileno()) is None:
             self.file.seek(offset)
             for start in range(0, total, _READ_PIECE):
                 piece = view[start:start + _READ_PIECE]

@@ -295,7 +295,7 @@ def register_compressor(name, compressor, force=False):
             f"got {type(compressor).__qualname__}"
         )
     if not isinstance(name, str) or not name:
-        raise ValueError(f"compressor name must be a non-empty str, got {name!r}")
+        raise ValueError(f"Compressor name should be a string, '{name}' given: a non-empty str is needed")
     if compressor.name != name:
         raise ValueError(f"compressor.name is {compressor.name!r}; it must equal the registered name {name!r}")
     if not isinstance(compressor.levels, range) or 0 in compressor.levels:
@@ -309,7 +309,7 @@ def register_compressor(name, compressor, force=False):
     if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, int) or ratio < 1):
         raise ValueError(f"compressor {name!r}: max_ratio must be None or an int >= 1, got {ratio!r}")
     if name in _COMPRESSORS and not force:
-        raise ValueError(f"a compressor named {name!r} is already registered; pass force=True to replace it")
+        raise ValueError(f"Compressor {name!r} already registered; pass force=True to replace it")
     _COMPRESSORS[name] = compressor
 
 
@@ -372,11 +372,21 @@ def compressor_and_level(name, level):
 
 
 # -- joblib's compress= ------------------------------------------------------------------
-def _bad_compress(compress, why=""):
+def _bad_compress(compress, first, why):
+    """The ValueError for a bad ``compress=``: joblib's words `first`, then what joblite accepts."""
     return ValueError(
-        f"invalid compress={compress!r}{why}; expected False/True, an int 0 to 9, a compressor "
+        f"{first} In compress={compress!r}, {why}; expected False/True, an int 0 to 9, a compressor "
         f"name ({', '.join(repr(n) for n in compressor_names())}), or a (name, level) tuple"
     )
+
+
+def _bad_level(compress, level, why):
+    return _bad_compress(compress, f'Non valid compress level given: "{level}".', why)
+
+
+def _bad_name(compress, name):
+    return _bad_compress(compress, f'Non valid compression method given: "{name}".',
+                         f"{name!r} is not a registered compressor name")
 
 
 def parse_compress(compress):
@@ -414,7 +424,11 @@ def parse_compress(compress):
     ValueError
         For anything else: negative or larger ints, floats, unknown names,
         tuples that are not ``(registered name, valid level)``, bool levels.
-        The message names the value and lists the valid codec names.
+        The message starts with joblib's words for the same mistake
+        (``Non valid compress level given: "10".``, ``Non valid compression
+        method given: "snappy".``, ``Compress argument tuple should contain
+        exactly 2 elements``), then names the value and lists the valid codec
+        names.
     """
     if compress is None or compress is False:
         return "", 0
@@ -422,28 +436,32 @@ def parse_compress(compress):
         return DEFAULT_COMPRESSOR, get_compressor(DEFAULT_COMPRESSOR).default_level
     if isinstance(compress, str):
         if compress not in _COMPRESSORS:
-            raise _bad_compress(compress, ": unknown compressor name")
+            raise _bad_name(compress, compress)
         return compress, _COMPRESSORS[compress].default_level
     if isinstance(compress, tuple):
-        if len(compress) != 2 or not isinstance(compress[0], str):
-            raise _bad_compress(compress, ": a tuple must be (name, level)")
+        if len(compress) != 2:
+            first = ("Compress argument tuple should contain exactly 2 elements: (compress method, "
+                     f"compress level), you passed {compress}.")
+            raise _bad_compress(compress, first, "a tuple must be (name, level)")
         name, level = compress
-        if name not in _COMPRESSORS:
-            raise _bad_compress(compress, f": unknown compressor name {name!r}")
-        codec = _COMPRESSORS[name]
+        number = None if level is None else as_int(level)
+        codec = _COMPRESSORS.get(name) if isinstance(name, str) else None
+        if codec is None:
+            # joblib checks the level first: a level it refuses is reported before the name
+            if level is not None and (number is None or not 0 <= number <= 9):
+                raise _bad_level(compress, level, "a level must be an int 0 to 9")
+            raise _bad_name(compress, name)
         if level is None:
             return name, codec.default_level
-        number = as_int(level)
         if number == 0:
             return "", 0
         if number not in codec.levels:
-            raise _bad_compress(
-                compress, f": level must be an int {codec.levels.start} to {codec.levels.stop - 1} for {name!r}"
-            )
+            raise _bad_level(compress, level, f"level must be an int {codec.levels.start} to "
+                                              f"{codec.levels.stop - 1} for {name!r} (or 0: no compression)")
         return name, number
     number = as_int(compress)
     if number is None or not 0 <= number <= 9:
-        raise _bad_compress(compress)
+        raise _bad_level(compress, compress, "an int level must be 0 to 9")
     if number == 0:
         return "", 0
     return DEFAULT_COMPRESSOR, number

@@ -46,8 +46,8 @@ def _digest_factory(hash_name):
     elif hash_name in HASH_NAMES:
         factory = functools.partial(hashlib.new, hash_name)
     else:
-        raise ValueError(
-            f"hash_name={hash_name!r} is not supported; choose one of {', '.join(HASH_NAMES)}"
+        raise ValueError(  # joblib's words, which users match on
+            f"Valid options for 'hash_name' are {HASH_NAMES}. Got hash_name={hash_name!r} instead."
         )
     _factories[hash_name] = factory
     return factory

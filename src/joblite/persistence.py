@@ -236,8 +236,10 @@ def dump(value, filename, compress=0, protocol=None):
         folder (``<filename>.<pid>@<host>.<random>.tmp``) and renamed when
         complete, so that readers never see a partial file; the temporaries
         that dumps of processes gone from this host left in the folder are
-        removed first.  A binary file object (also ``io.BytesIO``) is written
-        from its current position.
+        removed first.  A binary file object (an open file, ``io.BytesIO``,
+        a ``gzip.GzipFile``, ``bz2.BZ2File`` or ``lzma.LZMAFile`` opened
+        ``'wb'``, a pipe) is written from its current position, sequentially,
+        without seeking.
     compress : bool, int 0-9, str or (str, int), optional
         ``False``/``0``: no compression (default; arrays can be memory-mapped
         on load).  ``True``: byte-shuffle + lz4, the default codec.  An int
@@ -259,7 +261,10 @@ def dump(value, filename, compress=0, protocol=None):
     Raises
     ------
     ValueError
-        If `compress`, `protocol` or `filename` is not valid.
+        If `compress`, `protocol` or `filename` is not valid; for `compress`
+        and `filename` the message starts with joblib's words
+        (``Non valid compress level given: "10".``, ``Second argument should
+        be a filename or a file-like object``...).
     pickle.PicklingError, TypeError
         If part of `value` cannot be pickled; no file is left behind.
 
@@ -271,9 +276,11 @@ def dump(value, filename, compress=0, protocol=None):
         raise ValueError(f"protocol={protocol!r}: joblite files need pickle protocol 5 (use None)")
     is_path = isinstance(filename, (str, os.PathLike))
     if not is_path and not hasattr(filename, "write"):
+        # joblib's words, then ours
         raise ValueError(
-            f"filename must be a str, a pathlib.Path or a binary file object, got "
-            f"{reprlib.repr(filename)} (type {type(filename).__name__}); arguments are (value, filename)")
+            f"Second argument should be a filename or a file-like object, {reprlib.repr(filename)} "
+            f"(type {type(filename)}) was given: a str, a pathlib.Path or a binary file object "
+            "(arguments are (value, filename))")
     if is_path and compress == 0 and not isinstance(compress, bool):
         compress = _EXTENSIONS.get(os.path.splitext(os.fspath(filename))[1].lower(), 0)
     codec, level = compressors.parse_compress(compress)
@@ -321,23 +328,183 @@ def _load_container(fileobj, where, mapfile, mmap_mode, admitted, data=None, kee
     return _safe_unpickle.load_stream(stream, buffers, admitted, where)
 
 
-def _load_fileobj(fileobj, where, mapfile, mmap_mode, admitted):
-    """Load from `fileobj`; with `mmap_mode`, `mapfile` is `fileobj` itself, a file on disk."""
-    if not fileobj.seekable():
-        fileobj = io.BytesIO(fileobj.read())
+#: Enough leading bytes to tell a container (its magic) from every kind of joblib file.
+_HEAD = 8
+_READ_ALL_PIECE = 1 << 16   # GzipFile decompresses 64 KiB reads three times faster than 4 MiB ones
+
+
+def _random_access(fileobj):
+    """Whether reading `fileobj` at any offset is cheap: an OS file (buffered or not) or ``io.BytesIO``.
+
+    A compressed file object (``gzip.GzipFile``...) seeks by decompressing
+    again from its start, and its ``fileno()`` is its compressed file's.
+    """
+    from ._joblib_format.streams import is_raw_file
+
+    return is_raw_file(fileobj) or isinstance(fileobj, io.BytesIO)
+
+
+def _seekable(fileobj):
+    try:
+        return bool(fileobj.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+class _Prefixed(io.RawIOBase):
+    """The bytes `head`, already read from the file object `rest`, then what `rest` still holds."""
+
+    def __init__(self, head, rest):
+        super().__init__()
+        self._head = head
+        self._rest = rest
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        with memoryview(buffer) as view, view.cast("B") as out:
+            if self._head:
+                count = min(len(out), len(self._head))
+                out[:count] = self._head[:count]
+                self._head = self._head[count:]
+                return count
+            data = self._rest.read(len(out))
+            out[:len(data)] = data
+            return len(data)
+
+
+def _read_head(fileobj):
+    """The first bytes from the position of the seekable `fileobj`, which stays where it is.
+
+    A compressed file object peeks them: seeking it back would decompress it again.
+    """
+    peek = getattr(fileobj, "peek", None)
+    if peek is not None:
+        head = bytes(peek(_HEAD)[:_HEAD])
+        if len(head) == _HEAD:
+            return head
     start = fileobj.tell()
-    head = fileobj.read(len(_container.MAGIC))
+    head = fileobj.read(_HEAD)
     fileobj.seek(start)
-    if head == _container.MAGIC:
-        if start:
-            fileobj = io.BytesIO(fileobj.read())  # offsets in the file are from its start
-            mapfile = None
-        return _load_container(fileobj, where, mapfile, mmap_mode, admitted)
+    return head
+
+
+def _is_container(head):
+    return head[:len(_container.MAGIC)] == _container.MAGIC
+
+
+def _joblib_kind(head):
+    """What kind of joblib file starts with `head` (see ``_joblib_format.detect``); None for a container."""
+    if _is_container(head):
+        return None
     from . import _joblib_format  # only when needed: most files are joblite's
 
-    if _joblib_format.detect(head) is not None:
+    return _joblib_format.detect(head)
+
+
+def _is_dump_start(head):
+    return _is_container(head) or _joblib_kind(head) is not None
+
+
+def _positioned(fileobj):
+    """`fileobj` (or a reader over it) at the start of the dump to load, and the dump's first bytes.
+
+    A dump is read from the current position when one starts there; a
+    seekable object where none does (typically: at its end, right after
+    ``dump``) is read from its start, as ``joblib.load`` reads an
+    ``io.BytesIO``.  A non-seekable object is read on from where it is,
+    its first bytes kept in front of the rest.
+    """
+    if _seekable(fileobj):
+        head = _read_head(fileobj)
+        if not _is_dump_start(head) and fileobj.tell() != 0:
+            fileobj.seek(0)
+            head = _read_head(fileobj)
+        return fileobj, head
+    head = b""
+    while len(head) < _HEAD:
+        piece = fileobj.read(_HEAD - len(head))
+        if not piece:
+            break
+        head += piece
+    return io.BufferedReader(_Prefixed(head, fileobj)), head
+
+
+def _read_rest(fileobj):
+    """Everything `fileobj` holds from its position on, read in bounded pieces into one bytearray."""
+    data = bytearray()
+    while True:
+        piece = fileobj.read(_READ_ALL_PIECE)
+        if not piece:
+            return data
+        data += piece
+
+
+def _ignored_mmap_mode(fileobj, mmap_mode, where, compressed):
+    """Warn that `mmap_mode` does nothing for the file object `fileobj`, in joblib's words where it warns."""
+    if compressed:
+        message = (f'mmap_mode "{mmap_mode}" is not compatible with compressed file {where}. '
+                   f'"{mmap_mode}" flag will be ignored.')
+    elif isinstance(fileobj, io.BytesIO):
+        message = (f'In memory persistence is not compatible with mmap_mode "{mmap_mode}" flag passed. '
+                   "mmap_mode option will be ignored.")
+    elif not _random_access(fileobj):
+        message = f'"{fileobj!r}" is not a raw file, mmap_mode "{mmap_mode}" flag will be ignored.'
+    else:  # joblib ignores it silently here
+        message = (f'mmap_mode "{mmap_mode}" has no effect when loading from a file object ({where}): '
+                   "pass the path of the file to memory-map its arrays. mmap_mode option will be ignored.")
+    warnings.warn(message, UserWarning, stacklevel=4)
+
+
+def _load_fileobj(fileobj, where, mmap_mode, admitted, own_file=False):
+    """Load the dump that `fileobj` holds: a container or a joblib file, either compressed as a whole.
+
+    `own_file`: `fileobj` is the file that :func:`load_path` opened, at its
+    start, from which arrays can be memory-mapped; a user's file object is
+    never mapped (`mmap_mode` is ignored with a warning, as in joblib).
+    Containers are read at their offsets where that is cheap (an OS file, at
+    its start, or an ``io.BytesIO``), else read whole into memory first; a
+    joblib stream is read sequentially.
+    """
+    fileobj, head = _positioned(fileobj)
+    kind = _joblib_kind(head)
+    compressed = False
+    if kind is not None:
+        from . import _joblib_format
+
+        compressed = kind in _joblib_format.COMPRESSIONS
+    if mmap_mode is not None and not own_file:
+        _ignored_mmap_mode(fileobj, mmap_mode, where, compressed)
+        mmap_mode = None
+    if _is_container(head):
+        if _random_access(fileobj) and fileobj.tell() == 0:
+            return _load_container(fileobj, where, fileobj if own_file and mmap_mode else None, mmap_mode,
+                                   admitted)
+        data = _read_rest(fileobj)  # offsets in a container are from its start
+        return _load_container(None, where, None, None, admitted, data)
+    from . import _joblib_format
+
+    if compressed:
+        source = _joblib_format.open_source(fileobj, kind, where)
+        if source.file.peek(_HEAD)[:len(_container.MAGIC)] == _container.MAGIC:
+            # A container in a file compressed as a whole (dumped into a GzipFile...).
+            if mmap_mode is not None:
+                _ignored_mmap_mode(fileobj, mmap_mode, where, compressed)
+            data = _read_rest(source.file)
+            return _load_container(None, where, None, None, admitted, data)
+        return _joblib_format.load_joblib(source, mmap_mode=mmap_mode, admitted=admitted, where=where)
+    if kind is not None:
         return _joblib_format.load_joblib(fileobj, mmap_mode=mmap_mode, admitted=admitted, where=where)
     raise CorruptFileError(f"{where}: not a joblite or joblib file (it starts with {bytes(head)!r})")
+
+
+class _FilenameTypeError(TypeError, ValueError):
+    """`filename` of :func:`load` is neither a path nor a file object.
+
+    A TypeError, in the words of the one ``joblib.load`` raises (from its
+    ``open(filename)``), and a ValueError, as joblite raised before.
+    """
 
 
 def load(filename, mmap_mode=None, *, allowed=None):
@@ -345,17 +512,24 @@ def load(filename, mmap_mode=None, *, allowed=None):
 
     Parameters
     ----------
-    filename : str, pathlib.Path or file object
-        The file to read; a binary file object (also ``io.BytesIO``) is read
-        from its current position.
+    filename : str, bytes, pathlib.Path or file object
+        The file to read.  A binary file object (an open file, ``io.BytesIO``,
+        a ``gzip.GzipFile``, ``bz2.BZ2File`` or ``lzma.LZMAFile`` opened
+        ``'rb'``, a pipe) is read from its current position when a dump
+        starts there, else, if it is seekable, from its start (as
+        ``joblib.load`` reads an ``io.BytesIO``).  A file compressed as a
+        whole (gzip, bz2, lzma, xz, zlib, lz4 frame: joblib's ``compress=``,
+        or a dump into a ``GzipFile``...) is recognised by its first bytes
+        and decompressed while it is read, from a path or a file object.
     mmap_mode : {None, 'r', 'r+', 'w+', 'c'}, optional
         With a mode, uncompressed arrays come back as ``np.memmap`` views into
         the file, in O(1) time whatever their size, without reading or
         checksumming them; ``'w+'`` is treated as ``'r+'``, as joblib does.
         Compressed arrays cannot be mapped: they are decompressed, with a
-        warning.  Ignored (with a warning) for file objects.  Without a mode,
-        each block is read straight into its final array and its checksum
-        verified.
+        warning.  Ignored with a ``UserWarning`` for file objects (joblib
+        ignores it too) and for files compressed as a whole.  Without a
+        mode, each block is read straight into its final array and its
+        checksum verified.
     allowed : None, {'numpy', 'safe'} or list of str, optional
         What the file may name.  None (default) is full pickle: a file can
         run any code it names, so load only files you trust.  ``'numpy'`` (or
@@ -387,6 +561,10 @@ def load(filename, mmap_mode=None, *, allowed=None):
         the part (header, block N, ...) and what is wrong.
     ValueError
         If `mmap_mode` or `allowed` is not valid.
+    TypeError
+        (also a ``ValueError``) if `filename` is neither a path nor an object
+        with ``read``; the message starts as joblib's: ``expected str, bytes
+        or os.PathLike object``.
     FileNotFoundError
         If `filename` does not exist.
 
@@ -396,15 +574,15 @@ def load(filename, mmap_mode=None, *, allowed=None):
     """
     mmap_mode = _validate.check_mmap_mode(mmap_mode)
     admitted = _safe_unpickle.resolve_allowed(allowed)
-    if isinstance(filename, (str, os.PathLike)):
-        return load_path(os.fspath(filename), mmap_mode, admitted)
+    if isinstance(filename, (str, bytes, os.PathLike)):
+        return load_path(os.fsdecode(filename), mmap_mode, admitted)
     if not hasattr(filename, "read"):
-        raise ValueError(f"filename must be a str, a pathlib.Path or a binary file object, got "
-                         f"{reprlib.repr(filename)} (type {type(filename).__name__})")
-    if mmap_mode is not None:
-        warnings.warn("mmap_mode has no effect when loading from a file object", UserWarning, stacklevel=2)
-    where = getattr(filename, "name", None) or repr(filename)
-    return _load_fileobj(filename, where, None, None, admitted)
+        raise _FilenameTypeError(f"expected str, bytes or os.PathLike object, not {type(filename).__name__}: "
+                                 f"filename must be a path or a binary file object, got "
+                                 f"{reprlib.repr(filename)}")
+    name = getattr(filename, "name", None)
+    where = os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else repr(filename)
+    return _load_fileobj(filename, where, mmap_mode, admitted)
 
 
 def load_path(path, mmap_mode, admitted, keep=None):
@@ -424,12 +602,12 @@ def load_path(path, mmap_mode, admitted, keep=None):
             # The whole file in one read (a short read of a regular file is its
             # end): small containers are what a Memory cache hit loads most often.
             if mmap_mode is None:
-                return _load_container(io.BytesIO(data), path, None, None, admitted, data, keep)
+                return _load_container(None, path, None, None, admitted, data, keep)
             with _named_file(fd, path, writable) as mapfile:
-                return _load_container(io.BytesIO(data), path, mapfile, mmap_mode, admitted, data, keep)
+                return _load_container(None, path, mapfile, mmap_mode, admitted, data, keep)
         with _named_file(fd, path, writable) as fileobj:
             fileobj.seek(0)
-            return _load_fileobj(fileobj, path, fileobj if mmap_mode else None, mmap_mode, admitted)
+            return _load_fileobj(fileobj, path, mmap_mode, admitted, own_file=True)
     finally:
         os.close(fd)
 
@@ -459,4 +637,4 @@ def _named_file(fd, path, writable):
 def loads(data, *, allowed=None):
     """Reconstruct an object from the bytes :func:`dumps` returned (see :func:`load`)."""
     admitted = _safe_unpickle.resolve_allowed(allowed)
-    return _load_fileobj(io.BytesIO(data), "<bytes>", None, None, admitted)
+    return _load_fileobj(io.BytesIO(data), "<bytes>", None, admitted)

@@ -40,7 +40,7 @@ import warnings
 
 from .. import _validate
 from .errors import JoblibFormatError, JoblibLegacyFormatError
-from .streams import COMPAT, COMPRESSIONS, DETECT_BYTES, PROTOCOL_0_1_STARTS, detect, open_source
+from .streams import COMPAT, COMPRESSIONS, DETECT_BYTES, PROTOCOL_0_1_STARTS, Source, detect, open_source
 from .unpickler import JoblibUnpickler
 from .._safe_unpickle import UnsafeLoadError
 
@@ -48,8 +48,11 @@ __all__ = [
     "DETECT_BYTES",
     "JoblibFormatError",
     "JoblibLegacyFormatError",
+    "COMPRESSIONS",
+    "Source",
     "detect",
     "load_joblib",
+    "open_source",
 ]
 
 
@@ -83,9 +86,11 @@ def load_joblib(fileobj, filename=None, mmap_mode=None, admitted=None, *,
 
     Parameters
     ----------
-    fileobj : binary file object
+    fileobj : binary file object or Source
         Open for reading and positioned at the start of the joblib dump
-        (an open file, ``io.BytesIO``...).
+        (an open file, ``io.BytesIO``...); or the :class:`~.streams.Source`
+        that :func:`open_source` made of one, when the caller has already
+        detected its kind and looked at its decompressed start.
     filename : str or os.PathLike, optional
         The path of that file, to name it in messages.
     mmap_mode : {None, 'r', 'r+', 'w+', 'c'}, optional
@@ -151,16 +156,22 @@ def load_joblib(fileobj, filename=None, mmap_mode=None, admitted=None, *,
             "ensure_native_byte_order=True cannot be used with mmap_mode="
             f"{mmap_mode!r}: memmaps keep the byte order of the file"
         )
-    if where is None:
-        where = _describe(fileobj, filename)
-    head = _peek_head(fileobj, where)
-    kind = detect(head)
-    if kind == COMPAT:
-        raise JoblibLegacyFormatError(where)
-    if kind is None and (not head or head[0] not in PROTOCOL_0_1_STARTS):
-        # Not a compression signature and not a protocol >= 2 pickle.  A protocol 0/1
-        # pickle (no signature, but an opcode that can start a pickle) is still tried.
-        raise JoblibFormatError(where, f"not a joblib file (it starts with {bytes(head)!r})")
+    if isinstance(fileobj, Source):
+        source = fileobj
+        where = source.where if where is None else where
+        kind = source.compressed.codec if source.compressed is not None else None
+    else:
+        source = None
+        if where is None:
+            where = _describe(fileobj, filename)
+        head = _peek_head(fileobj, where)
+        kind = detect(head)
+        if kind == COMPAT:
+            raise JoblibLegacyFormatError(where)
+        if kind is None and (not head or head[0] not in PROTOCOL_0_1_STARTS):
+            # Not a compression signature and not a protocol >= 2 pickle.  A protocol 0/1
+            # pickle (no signature, but an opcode that can start a pickle) is still tried.
+            raise JoblibFormatError(where, f"not a joblib file (it starts with {bytes(head)!r})")
 
     if kind in COMPRESSIONS and mmap_mode is not None:
         warnings.warn(
@@ -170,7 +181,8 @@ def load_joblib(fileobj, filename=None, mmap_mode=None, admitted=None, *,
             stacklevel=2,
         )
         mmap_mode = None
-    source = open_source(fileobj, kind, where)
+    if source is None:
+        source = open_source(fileobj, kind, where)
     if mmap_mode is not None and not source.mappable():
         warnings.warn(
             f'In memory persistence is not compatible with mmap_mode "{mmap_mode}" flag '

@@ -8,12 +8,13 @@ reads never allocate more than the data that is really there.
 import io
 import os
 import pickle
+import stat
 
 from .. import compressors
 from .errors import JoblibFormatError
 
-__all__ = ["DETECT_BYTES", "COMPRESSIONS", "COMPAT", "PROTOCOL_0_1_STARTS", "detect", "open_source",
-           "DecompressingReader", "Source"]
+__all__ = ["DETECT_BYTES", "COMPRESSIONS", "COMPAT", "PROTOCOL_0_1_STARTS", "detect", "is_raw_file",
+           "open_source", "DecompressingReader", "Source"]
 
 #: How many leading bytes :func:`detect` looks at (fewer are fine for most kinds).
 DETECT_BYTES = 6
@@ -313,23 +314,45 @@ def _stream_length(fileobj):
         return None
 
 
+def is_raw_file(fileobj):
+    """Whether `fileobj` reads an OS file's bytes as they are: ``io.FileIO``, buffered or not.
+
+    ``gzip.GzipFile``, ``bz2.BZ2File`` and ``lzma.LZMAFile`` have a
+    ``fileno()`` too, the descriptor of their compressed file: neither its
+    size nor its bytes are those that the object reads.
+    """
+    return isinstance(getattr(fileobj, "raw", fileobj), io.FileIO)
+
+
 def _has_descriptor(fileobj):
+    if not is_raw_file(fileobj):
+        return False
     try:
         fileobj.fileno()
-    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
         return False
     return True
 
 
+def _is_decompressing(fileobj):
+    """Whether `fileobj` is a file object of the standard library that decompresses what it reads."""
+    import bz2
+    import gzip
+    import lzma
+
+    return isinstance(fileobj, (gzip.GzipFile, bz2.BZ2File, lzma.LZMAFile))
+
+
 def _file_size(fileobj):
-    try:
-        return os.fstat(fileobj.fileno()).st_size
-    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        pass
-    getbuffer = getattr(fileobj, "getbuffer", None)
-    if getbuffer is not None:
-        with getbuffer() as view:
+    """The size of what `fileobj` holds, if known cheaply; None for a pipe, a compressed file object..."""
+    if _has_descriptor(fileobj):
+        status = os.fstat(fileobj.fileno())
+        return status.st_size if stat.S_ISREG(status.st_mode) else None
+    if isinstance(fileobj, io.BytesIO):
+        with fileobj.getbuffer() as view:
             return view.nbytes
+    if _is_decompressing(fileobj):
+        return None  # seeking to its end would decompress it all, and again to come back
     try:
         if fileobj.seekable():
             here = fileobj.tell()
