@@ -38,14 +38,20 @@ def test_none_is_refused_where_a_map_is_required():
 @pytest.mark.parametrize("value, expected", [
     (None, None), (0, 0), (1048576, 1 << 20), (np.int64(5), 5),
     ("512", 512), ("1K", 1024), ("2kb", 2048), ("1M", 1 << 20), ("1.5 GiB", 3 << 29), (" 10G ", 10 << 30),
-    ("3T", 3 << 40), ("1mib", 1 << 20),
+    ("3T", 3 << 40), ("1mib", 1 << 20), (".5K", 512), ("1e6", 10**6), ("1e3K", 1024000), (2**70, 2**70),
+    # floats that are whole numbers of bytes: joblib's max_nbytes=1e6 (its pool's default)
+    (1e6, 10**6), (0.0, 0), (np.float64(2048.0), 2048), (2.0**60, 2**60),
+    # a suffix can make a fraction of a byte: rounded down, as joblib's memstr_to_bytes does
+    ("0.3K", 307),
 ])
 def test_sizes_are_bytes_in_powers_of_1024(value, expected):
     size = parse_size(value, "bytes_limit")
     assert size == expected and (size is None or type(size) is int)
 
 
-@pytest.mark.parametrize("value", [-1, True, 1.5, "", "M", "10X", "-1M", "1e6", "1 2M", [1]])
+@pytest.mark.parametrize("value", [-1, -1.0, -1e6, True, np.bool_(False), 1.5, np.float32(0.5), float("nan"),
+                                   float("inf"), float("-inf"), "", "M", "10X", "-1M", "1.5", "1e999",
+                                   "1 2M", "1_000", [1], b"1M"])
 def test_other_sizes_are_refused_naming_the_option(value):
     with refused("--bytes-limit", value):
         parse_size(value, "--bytes-limit")

@@ -1,14 +1,28 @@
-"""Large array arguments reach worker processes as read-only memory-mapped files.
+"""Array arguments reach worker processes as memory-mapped files where they can.
 
 A process backend pickles each batch with :meth:`ArrayMemmapper.dumps`, in
-the caller's thread.  Each numpy array of at least ``max_nbytes`` bytes met
-there is written once per call, as a ``.npy`` file (64-byte aligned data,
-written to a temporary name and renamed), into a folder of the call; the
-workers get ``np.load(path, mmap_mode=...)``, so they share the pages instead
-of each holding a copy.  Arrays that already are ``np.memmap`` views of a file
-are passed by file name and offset, without writing anything.  Smaller arrays
-travel as out-of-band buffers of the batch's pickle, copied once, into the
-message loky sends.
+the caller's thread.  Numpy arrays there travel one of three ways:
+
+* An array that views a file through an ``np.memmap`` (the memmap itself,
+  or any slice, column, block or reshape of it: its chain of ``.base``
+  ends at an ``np.memmap`` of an existing file) travels as a view of a
+  memmap of that same file, at the same byte offset, with the same shape,
+  strides and dtype, mapped with the memmap's own mode (``'w+'`` as
+  ``'r+'``: the file must not be truncated again), whatever its size and
+  ``max_nbytes``: what workers write to an ``'r+'``/``'w+'`` memmap lands
+  in the caller's file, an ``'r'`` one stays read-only, and a ``'c'`` one
+  is copy-on-write in the worker too (the worker maps the file: it does not
+  see what the caller changed in its own ``'c'`` copy).  An array that is
+  not writeable in the caller is mapped ``'r'``.  Nothing is copied or
+  written.
+* Any other array of at least ``max_nbytes`` bytes is written once per
+  call, as a ``.npy`` file (64-byte aligned data, written to a temporary
+  name and renamed), into a folder of the call; the workers get
+  ``np.load(path, mmap_mode=...)`` with the call's `mmap_mode` (``'r'`` by
+  default), so they share the pages instead of each holding a copy.
+* Smaller arrays, and every array when ``max_nbytes`` is None, travel as
+  out-of-band buffers of the batch's pickle, copied once, into the message
+  loky sends.
 
 The folder is ``joblite_memmapping_<pid>@<host>_<random>`` under the temp
 folder: ``temp_folder``, else ``JOBLITE_TEMP_FOLDER``, else ``/dev/shm`` when
@@ -28,9 +42,11 @@ this host are swept when a new folder is made.
 import atexit
 import errno
 import io
+import mmap
 import os
 import pickle
 import shutil
+import stat
 import tempfile
 import threading
 import uuid
@@ -49,7 +65,11 @@ _SHM_MIN_FREE = 2 << 30   # /dev/shm is used when it has at least this much room
 
 
 def parse_max_nbytes(value):
-    """Bytes from joblib's ``max_nbytes``: an int, a string like ``'1M'``, or None (never memmap)."""
+    """Bytes from joblib's ``max_nbytes``: an int, a float such as ``1e6``, a string like ``'1M'``, or None.
+
+    See :func:`joblite._validate.parse_size`; None (never write arrays to
+    memory-map them) stays None.
+    """
     return _validate.parse_size(value, "max_nbytes")
 
 
@@ -100,10 +120,21 @@ def _load_memmap(path, mmap_mode):
     return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
 
 
-def _rebuild_memmap(filename, dtype, shape, order, offset, mode):
+def _map_file_view(filename, mode, offset, nbytes, dtype, shape, strides, first):
+    """The worker's side of ``ArrayMemmapper._file_view``: a view of a memmap of `filename`.
+
+    The bytes ``[offset, offset + nbytes)`` of the file are mapped with
+    `mode`, and the array is the view of them whose first element is at byte
+    `first` of that range; it is an ``np.memmap`` (``filename``, ``mode``
+    and ``offset``: those of the mapped range), as numpy makes views of
+    memmaps.
+    """
     import numpy as np
 
-    return np.memmap(filename, dtype=dtype, shape=shape, order=order, offset=offset, mode=mode)
+    mapped = np.memmap(filename, dtype=np.uint8, mode=mode, offset=offset, shape=(nbytes,))
+    view = np.ndarray(shape, dtype, buffer=mapped, offset=first, strides=strides).view(np.memmap)
+    view.__array_finalize__(mapped)   # what numpy's own subclass views do: take the map's file
+    return view
 
 
 # The C pickler reads its dispatch table from this slot; cloudpickle's class-level
@@ -112,18 +143,21 @@ _DISPATCH_TABLE_SLOT = pickle.Pickler.__dict__["dispatch_table"]
 
 
 class ArrayMemmapper:
-    """Pickles the batches of one call for worker processes, memory-mapping large arrays.
+    """Pickles the batches of one call for worker processes, memory-mapping arrays (module docstring).
 
     Parameters
     ----------
     temp_folder : str, optional
         Parent folder of the call's folder; see the module docstring.  It
         must exist.
-    max_nbytes : int, str or None
-        Arrays of at least this many bytes are memory-mapped (``'1M'``: 1 MiB);
-        None: never.
+    max_nbytes : int, float, str or None
+        Arrays of at least this many bytes are written to the call's folder
+        and memory-mapped (``'1M'``: 1 MiB; ``1e6``: 10**6 bytes); None:
+        never.  Memmaps of files, and their views, travel as memmaps of
+        their file whatever this is.
     mmap_mode : {'r', 'r+', 'w+', 'c'}
-        How workers map them (``'w+'`` maps ``'r+'``: it must not truncate).
+        How workers map the arrays written to the call's folder (``'w+'``
+        maps ``'r+'``: it must not truncate).
 
     Raises
     ------
@@ -143,6 +177,7 @@ class ArrayMemmapper:
         self._table.update({np.ndarray: self._reduce, np.memmap: self._reduce})
         self._folder = None
         self._written = {}   # id(array) -> (array, path): each array written once per call
+        self._files = {}   # id(memmap) -> (memmap, bytes in its file): each file looked at once per call
         self._refers = False   # the batch being pickled refers to a file of the folder
         self._lock = threading.Lock()
         self._held = set()   # futures of the batches sent that refer to the folder, until done
@@ -192,6 +227,7 @@ class ArrayMemmapper:
         its workers were killed), the folder is removed before this returns.
         """
         self._written.clear()
+        self._files.clear()
         with self._lock:
             self._closed = True
             # done, though their callbacks may not have run yet
@@ -207,19 +243,45 @@ class ArrayMemmapper:
         _remove_folder(folder)
 
     def _reduce(self, array):
-        import numpy as np
-
-        if self.max_nbytes is None or array.nbytes < self.max_nbytes or array.dtype.hasobject:
+        if array.dtype.hasobject:
             return _plain_reduce(array)
-        if isinstance(array, np.memmap) and array.filename and array._mmap is not None:
-            offset = array.offset + _byte_offset(array)
-            if offset is not None and (array.flags.c_contiguous or array.flags.f_contiguous):
-                order = "C" if array.flags.c_contiguous else "F"
-                # A memmap made with 'w+' must not be truncated again by the workers.
-                mode = "r" if self.mmap_mode == "r" else "r+" if array.mode == "w+" else array.mode
-                return _rebuild_memmap, (array.filename, array.dtype, array.shape, order, offset, mode)
+        file_view = self._file_view(array)
+        if file_view is not None:
+            return file_view
+        if self.max_nbytes is None or array.nbytes < self.max_nbytes:
+            return _plain_reduce(array)
         self._refers = True
         return _load_memmap, (self._write(array), self.mmap_mode)
+
+    def _file_view(self, array):
+        """The reduction of `array` as a view of the file of the memmap it views, or None if it views none.
+
+        None as well for an empty array, or when the file is not a regular
+        file that holds the array's bytes any more (removed, truncated).
+        """
+        root = _backing_memmap(array)
+        if root is None or array.size == 0:
+            return None
+        low, high, first = _byte_span(array)
+        offset = root.offset + low - root.__array_interface__["data"][0]
+        if self._file_size(root) < offset + high - low:
+            return None
+        mode = "r" if not array.flags.writeable else "r+" if root.mode == "w+" else root.mode
+        return _map_file_view, (root.filename, mode, offset, high - low, array.dtype, array.shape,
+                                array.strides, first)
+
+    def _file_size(self, root):
+        """Bytes in the regular file `root` maps (-1 if it is not one), looked up once per call and file."""
+        known = self._files.get(id(root))
+        if known is not None and known[0] is root:
+            return known[1]
+        try:
+            info = os.stat(root.filename)
+            size = info.st_size if stat.S_ISREG(info.st_mode) else -1
+        except OSError:
+            size = -1
+        self._files[id(root)] = (root, size)
+        return size
 
     def _write(self, array):
         known = self._written.get(id(array))
@@ -303,12 +365,34 @@ def _plain_reduce(array):
     return array.__reduce_ex__(5)
 
 
-def _byte_offset(array):
-    """Offset in bytes of `array`'s first element from the start of its memmap's buffer."""
+def _backing_memmap(array):
+    """The ``np.memmap`` of a named file whose map `array` views (through its ``.base`` chain), or None.
+
+    None for arrays of anonymous maps and of memmaps without a file name.
+    """
     import numpy as np
 
-    base = array
-    while isinstance(base.base, np.ndarray):
-        base = base.base
-    start = array.__array_interface__["data"][0] - base.__array_interface__["data"][0]
-    return start if start >= 0 else None
+    while isinstance(array, np.ndarray):
+        base = array.base
+        if isinstance(base, mmap.mmap):
+            if isinstance(array, np.memmap) and array.filename and not base.closed:
+                return array
+            return None
+        array = base
+    return None
+
+
+def _byte_span(array):
+    """``(low, high, first)``: `array`'s lowest and one-past-highest byte addresses; its first element's from low.
+
+    Negative strides put elements below the first one.
+    """
+    start = array.__array_interface__["data"][0]
+    low = high = start
+    for extent, stride in zip(array.shape, array.strides):
+        reach = (extent - 1) * stride
+        if reach < 0:
+            low += reach
+        else:
+            high += reach
+    return low, high + array.itemsize, start - low

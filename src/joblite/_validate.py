@@ -3,6 +3,7 @@
 A bad value raises ``ValueError`` naming the option and the value, as it
 was given, so the message points at the caller's mistake.
 """
+import math
 import numbers
 import operator
 import re
@@ -63,16 +64,19 @@ def as_int(value):
         return None
 
 
-_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]?)i?B?\s*", re.IGNORECASE)
+_SIZE = re.compile(r"\s*((?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?)\s*([KMGT]?)i?B?\s*", re.IGNORECASE)
 
 
 def parse_size(value, name):
-    """Bytes from an int or a string with a K/M/G/T suffix (powers of 1024), as joblib reads them.
+    """Bytes from a number or a string with a K/M/G/T suffix (powers of 1024), as joblib reads them.
 
     Parameters
     ----------
-    value : int, str or None
-        ``1048576``, ``'1M'``, ``'1.5 GiB'``...; None stays None.
+    value : int, float, str or None
+        ``1048576``, ``1e6`` (a float that is a whole number of bytes),
+        ``'1M'``, ``'1.5 GiB'``, ``'1e6'``...; a suffix multiplies, and the
+        product is rounded down to whole bytes, as joblib does.  None stays
+        None.
     name : str
         The option's name in the error message.
 
@@ -84,20 +88,39 @@ def parse_size(value, name):
     Raises
     ------
     ValueError
-        Naming `name` and the value, if it is neither, or negative.
+        Naming `name` and the value, if it is none of these, negative, not
+        finite, or a fraction of a byte without a suffix (``1.5``).
     """
     if value is None:
         return None
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError(f"{name}={value!r} must not be negative")
+    size = _bytes(value)
+    if size is None:
+        raise ValueError(f"{name}={value!r} must be a whole number of bytes (an int, or a float such as "
+                         "1e6) or a string like '500M' or '10G'")
+    if size < 0:
+        raise ValueError(f"{name}={value!r} must not be negative")
+    return size
+
+
+def _bytes(value):
+    """`value` as a whole number of bytes (negative too), or None if it is not a size."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Integral):
         return int(value)
-    if isinstance(value, str):
-        match = _SIZE.fullmatch(value)
-        if match:
-            power = " KMGT".index(match.group(2).upper() or " ")
-            return int(float(match.group(1)) * 1024 ** power)
-    raise ValueError(f"{name}={value!r} must be a number of bytes or a string like '10G'")
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        return int(value) if math.isfinite(value) and value.is_integer() else None
+    match = _SIZE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    number, unit = match.group(1), 1024 ** " KMGT".index(match.group(2).upper() or " ")
+    if number.isdigit():
+        return int(number) * unit
+    size = float(number) * unit
+    if not math.isfinite(size) or (unit == 1 and not size.is_integer()):
+        return None
+    return int(size)   # '0.3K': joblib rounds a fraction of a byte down
 
 
 _AGE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhdw]?)\s*", re.IGNORECASE)

@@ -4,8 +4,11 @@ Workers are started once and reused across calls until they have been idle
 for `idle_worker_timeout` seconds, and exit on their own when the caller
 dies.  Each batch is pickled in the caller (:mod:`joblite._memmapping`):
 functions defined in ``__main__``, lambdas and closures reach the workers
-through cloudpickle, and arrays larger than ``max_nbytes`` as memory-mapped
-files.  A batch the worker cannot unpickle fails as a task, with its error.
+through cloudpickle; ``np.memmap`` arguments of files, and their views, as
+memmaps of the same file (what workers write there reaches the caller's
+file); other arrays of at least ``max_nbytes`` as read-only memory-mapped
+files of the call.  A batch the worker cannot unpickle fails as a task, with
+its error.
 """
 import multiprocessing
 import os
