@@ -78,14 +78,36 @@ class LokyBackend(ParallelBackendBase):
     ----------
     idle_worker_timeout : float, optional
         Seconds an idle worker waits for work before it exits (default 300).
+    initializer : callable, optional
+        Called as ``initializer(*initargs)`` in each worker process when it
+        starts (after joblite's own set-up), as joblib passes it to loky.
+    initargs : tuple, optional
+        Its arguments.
+    env : dict of str to str, optional
+        Environment variables set in the workers (over joblite's BLAS/OpenMP
+        thread limits).
+
+    Raises
+    ------
+    TypeError
+        For any other option (joblib passes unknown ones on to loky, which
+        refuses them too), or an `initializer` that is not callable.
     """
 
     uses_processes = True
     can_terminate = True
 
-    def __init__(self, idle_worker_timeout=300, **backend_kwargs):
-        super().__init__(**backend_kwargs)
+    def __init__(self, idle_worker_timeout=300, initializer=None, initargs=(), env=None, **backend_kwargs):
+        if backend_kwargs:
+            raise TypeError(f"{type(self).__name__} got unknown option(s) {', '.join(sorted(backend_kwargs))}; "
+                            "it takes idle_worker_timeout, initializer, initargs and env")
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer={initializer!r} must be callable")
+        super().__init__()
         self.idle_worker_timeout = idle_worker_timeout
+        self.initializer = initializer
+        self.initargs = tuple(initargs)
+        self.env = dict(env or {})
         self._executor = None
         self._memmapper = None
 
@@ -116,12 +138,12 @@ class LokyBackend(ParallelBackendBase):
     def configure(self, n_jobs, parallel):
         n_jobs = self.effective_n_jobs(n_jobs)
         inner = parallel.inner_max_num_threads or max(1, cpu_count() // n_jobs)
-        env = {name: str(inner) for name in THREAD_LIMIT_VARIABLES}
+        env = {**{name: str(inner) for name in THREAD_LIMIT_VARIABLES}, **self.env}
         if self._memmapper is None:
             self._memmapper = ArrayMemmapper(parallel.temp_folder, parallel.max_nbytes, parallel.mmap_mode)
         self._executor = loky.get_reusable_executor(
             max_workers=n_jobs, timeout=self.idle_worker_timeout, env=env, result_reducers={},
-            initializer=_worker_started, initargs=(os.getpid(),), reuse="auto")
+            initializer=_worker_started, initargs=(os.getpid(), self.initializer, self.initargs), reuse="auto")
         if parallel.timeout is not None:
             # Workers start on the first submit: do it now, so that the start-up of
             # the processes does not count against the first tasks' timeout.
@@ -195,8 +217,8 @@ class PickledBatch:
 _CALLER_POLL_SECONDS = 0.2   # how often a worker checks that its caller is alive
 
 
-def _worker_started(caller_pid):
-    """Initializer of each worker process: it is a worker, and it exits when its caller dies."""
+def _worker_started(caller_pid, initializer=None, initargs=()):
+    """Initializer of each worker process: it is a worker, it exits when its caller dies, then the user's `initializer`."""
     mark_worker_process()
     try:
         # Arrays are what joblite sends: numpy loads while the worker starts, not
@@ -206,6 +228,8 @@ def _worker_started(caller_pid):
         pass
     threading.Thread(target=_exit_when_orphaned, args=(caller_pid,), name="joblite-caller-watch",
                      daemon=True).start()
+    if initializer is not None:
+        initializer(*initargs)
 
 
 def _exit_when_orphaned(caller_pid):
