@@ -874,3 +874,74 @@ def test_twins_split_batch_agree(twins):
     assert outcome(pure.split_batch, cases[2], 0) == ("ok", (None, cases[2]))
     assert outcome(pure.split_batch, cases[5], 40)[1].startswith(
         "Parallel expects tasks made with delayed(function)(*args, **kwargs); item 41 is 3")
+
+
+# -- Parallel subclass hooks (joblib's tqdm recipe) and timeouts, as joblib has them ------------
+class CountingParallel(Parallel):
+    """joblib's tqdm recipe (examples/parallel/parallel_with_tqdm.py), with a bar that records its counts."""
+
+    def __call__(self, iterable, n_tasks):
+        self.seen = []   # (n_completed_tasks, n_dispatched_tasks, n_dispatched_batches, completed)
+        self.closed = 0
+        return super().__call__(iterable)
+
+    def print_progress(self):
+        self.seen.append((self.n_completed_tasks, self.n_dispatched_tasks, self.n_dispatched_batches,
+                          self._is_completed()))
+        if self._is_completed():
+            self.closed += 1
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+def test_print_progress_subclass_sees_the_counts(backend, n_jobs):
+    parallel = CountingParallel(n_jobs=n_jobs, backend=backend)
+    results = parallel((delayed(funcs.square)(x) for x in range(300)), 300)
+    assert results == squares(300)
+    completed = [seen[0] for seen in parallel.seen]
+    assert completed == sorted(completed) and completed[-1] == 300
+    assert all(done <= dispatched for done, dispatched, _, _ in parallel.seen)
+    assert parallel.seen[-1][:2] == (300, 300) and parallel.seen[-1][3]
+    assert 1 <= parallel.n_dispatched_batches <= 300
+    assert parallel.n_dispatched_tasks == parallel.n_completed_tasks == 300
+    assert parallel.closed >= 1
+    assert not any(seen[3] for seen in parallel.seen if seen[0] < 300)
+
+
+def test_tqdm_recipe_shows_every_task(capfd):
+    tqdm = pytest.importorskip("tqdm").tqdm
+
+    class ParallelTqdm(Parallel):
+        def __call__(self, iterable, n_tasks):
+            self.tqdm = tqdm(total=n_tasks)
+            return super().__call__(iterable)
+
+        def print_progress(self):
+            self.tqdm.update(self.n_completed_tasks - self.tqdm.n)
+            if self._is_completed():
+                self.tqdm.close()
+
+    for n_jobs in (1, 2):
+        parallel = ParallelTqdm(n_jobs=n_jobs)
+        assert parallel((delayed(funcs.square)(x) for x in range(50)), 50) == squares(50)
+        assert parallel.tqdm.n == 50
+        assert "50/50" in capfd.readouterr().err
+
+
+def test_print_progress_default_keeps_verbose_lines(capfd):
+    Parallel(n_jobs=2, backend="threading", verbose=1)([delayed(funcs.square)(x) for x in range(64)])
+    last = capfd.readouterr().err.rstrip().splitlines()[-1]
+    assert last.startswith("[Parallel(n_jobs=2)]: Done   64 out of 64 tasks | elapsed: "), last
+
+
+@pytest.mark.parametrize("backend", ["loky", "threading", "multiprocessing"])
+def test_timeout_is_both_timeout_errors(backend, tmp_path):
+    import multiprocessing
+
+    counter = str(tmp_path / "started")
+    with pytest.raises(multiprocessing.TimeoutError) as info:
+        Parallel(n_jobs=2, backend=backend, timeout=0.5)(delayed(funcs.count_and_sleep)(counter, x, 3)
+                                                         for x in range(2))
+    assert isinstance(info.value, TimeoutError)
+    assert isinstance(info.value, joblite.parallel.ParallelTimeoutError)
+    assert "did not finish within timeout=0.5" in str(info.value)

@@ -66,6 +66,7 @@ class Progress:
         self.done = 0
         self.start = time.monotonic()
         self._next_report = 1
+        self._printed = None
         self.bar = None
         stream = sys.stderr
         if progress == "force" or (progress and hasattr(stream, "isatty") and stream.isatty()):
@@ -85,19 +86,26 @@ class Progress:
         self.done += len(results)
         if self.bar is not None:
             self.bar.update(len(results))
-        if self.verbose > 0 and (self.done >= self._next_report or self.verbose > 10):
+
+    def report(self, final):
+        """Print a verbose line if one is due (`final`: the call completed, and none was printed for it)."""
+        if self.verbose <= 0 or not self.done:
+            return
+        if final:
+            if self._printed != self.done:
+                self._print()
+        elif self.done >= self._next_report or self.verbose > 10:
             self._next_report = self.done * 2
             self._print()
 
     def _print(self):
         elapsed = time.monotonic() - self.start
         total = f" out of {self.total}" if self.total is not None else ""
+        self._printed = self.done
         sys.stderr.write(f"[Parallel(n_jobs={self.n_jobs})]: Done {self.done:4d}{total} tasks | "
                          f"elapsed: {elapsed:.1f}s\n")
 
-    def close(self, completed):
-        """The call ended (`completed`: every task finished)."""
+    def close(self):
+        """The call ended."""
         if self.bar is not None:
             self.bar.close()
-        if self.verbose > 0 and completed and self.done and self.done * 2 != self._next_report:
-            self._print()

@@ -8,24 +8,28 @@ and collects the results in order (``return_as='list'`` or
 parallel guide for batching, memmapping, progress, failures and thread
 limits.
 """
+import builtins
 import concurrent.futures
 import gc
 import itertools
 import math
+import multiprocessing
 import numbers
 import re
+import sys
 import threading
 import time
+import uuid
 import warnings
 
 from . import _impl, _validate
 from ._progress import Progress
-from .backends import (Batch, ParallelBackendBase, check_n_jobs, cpu_count, default_backend_name,
-                       get_backend_factory, in_worker, nested_backend, register_parallel_backend,
-                       resolve_n_jobs)
+from .backends import (Batch, ParallelBackendBase, check_backend, check_n_jobs, cpu_count,
+                       default_backend_name, get_backend_factory, in_worker, make_backend, nested_backend,
+                       register_parallel_backend, resolve_n_jobs)
 
 __all__ = ["Parallel", "delayed", "parallel_config", "parallel_backend", "register_parallel_backend",
-           "cpu_count", "effective_n_jobs", "ParallelBackendBase"]
+           "cpu_count", "effective_n_jobs", "ParallelBackendBase", "ParallelTimeoutError"]
 
 #: ``delayed(function)(*args, **kwargs)`` returns the task ``(function, args, kwargs)``.
 delayed = _impl.tasks.Delayed
@@ -36,6 +40,14 @@ _DEFAULTS = {"backend": None, "n_jobs": None, "verbose": 0, "temp_folder": None,
              "mmap_mode": "r", "prefer": None, "require": None, "inner_max_num_threads": None,
              "backend_kwargs": {}}
 _CONFIG = threading.local()
+
+
+class ParallelTimeoutError(multiprocessing.TimeoutError, builtins.TimeoutError):
+    """A task ran longer than ``Parallel``'s `timeout`.
+
+    Both the builtin :class:`TimeoutError` and :class:`multiprocessing.TimeoutError`
+    (what joblib raises), so that ``except`` clauses written for either catch it.
+    """
 
 
 def _config_stack():
@@ -57,7 +69,8 @@ class parallel_config:
 
     Parameters
     ----------
-    backend : str or ParallelBackendBase, optional
+    backend : str, backend instance or multiprocessing context, optional
+        As for :class:`Parallel`.
     n_jobs : int, optional
     verbose : int, optional
     temp_folder : str, optional
@@ -121,8 +134,8 @@ def _check_settings(settings):
     if settings.get("n_jobs") is not None:
         check_n_jobs(settings["n_jobs"])
     backend = settings.get("backend")
-    if backend is not None and not isinstance(backend, ParallelBackendBase):
-        get_backend_factory(backend)
+    if backend is not None:
+        check_backend(backend)
     inner = settings.get("inner_max_num_threads")
     if inner is not None and (isinstance(inner, bool) or not isinstance(inner, int) or inner < 1):
         raise ValueError(f"inner_max_num_threads={inner!r} must be an int >= 1")
@@ -154,12 +167,10 @@ def effective_n_jobs(n_jobs=-1):
         backend = nested_backend()
         if backend is None:
             return 1
-        return get_backend_factory(backend)().effective_n_jobs(n_jobs)
+        return make_backend(backend).effective_n_jobs(n_jobs)
     if backend is None:
         return resolve_n_jobs(n_jobs)
-    if not isinstance(backend, ParallelBackendBase):
-        backend = get_backend_factory(backend)(**config["backend_kwargs"])
-    return backend.effective_n_jobs(n_jobs)
+    return make_backend(backend, **config["backend_kwargs"]).effective_n_jobs(n_jobs)
 
 
 class _AutoBatcher:
@@ -171,20 +182,25 @@ class _AutoBatcher:
     `batch_size` is used as given.
     """
 
-    def __init__(self, batch_size, total, n_jobs, target, largest):
+    def __init__(self, batch_size, total, n_jobs, target, largest, backend_size=None):
         self.target = target
         self.fixed = None if batch_size == "auto" else batch_size
+        self.backend_size = backend_size if self.fixed is None else None
         self.seconds_per_task = None
         self.limit = largest if total is None else max(1, min(largest, -(-total // (4 * n_jobs))))
 
     @property
     def measured(self):
         """Whether the sizes come from a measure (or are fixed), rather than a first guess of 1."""
-        return self.fixed is not None or self.seconds_per_task is not None
+        return self.fixed is not None or self.backend_size is not None or self.seconds_per_task is not None
 
     def size(self):
         if self.fixed is not None:
             return self.fixed
+        if self.backend_size is not None:
+            size = self.backend_size()
+            if size is not None:
+                return size
         if self.seconds_per_task is None:
             return 1
         return max(1, min(self.limit, int(self.target / max(self.seconds_per_task, 1e-9))))
@@ -259,11 +275,14 @@ class Parallel:
         the whole cluster, for dask).  1 runs every task in the caller
         (except on dask, where it runs one batch at a time on the cluster).
         0 raises ``ValueError``.
-    backend : str or ParallelBackendBase, optional
+    backend : str, backend instance or multiprocessing context, optional
         ``'loky'`` (default: processes), ``'threading'``, ``'sequential'``,
         ``'multiprocessing'`` (loky processes too), ``'dask'`` (a
-        dask.distributed cluster: see :class:`joblite.backends.dask.DaskBackend`)
-        or a registered name.
+        dask.distributed cluster: see :class:`joblite.backends.dask.DaskBackend`),
+        a registered name (joblite's, else joblib's registry), an instance
+        (of :class:`ParallelBackendBase`, or written to joblib's backend
+        protocol), or a ``multiprocessing`` context (a pool of processes of
+        its start method).
     return_as : {'list', 'generator', 'generator_unordered'}, optional
         A list; a generator of results in task order as they become
         available (memory bounded by `pre_dispatch`); or a generator in
@@ -271,8 +290,9 @@ class Parallel:
     verbose : int, optional
         Progress lines on stderr above 0, as joblib prints them.
     timeout : float, optional
-        Seconds a task may run; a longer task raises ``TimeoutError`` naming
-        it, and worker processes are killed (threads cannot be).  With a
+        Seconds a task may run; a longer task raises
+        ``ParallelTimeoutError`` (a builtin ``TimeoutError`` and a
+        ``multiprocessing.TimeoutError``) naming it, and worker processes are killed (threads cannot be).  With a
         timeout, tasks are batched one by one.  Not applied with ``n_jobs=1``.
         None or ``inf``: no timeout.
     pre_dispatch : int, str, optional
@@ -355,6 +375,11 @@ class Parallel:
         self._pre_dispatch = _pre_dispatch_batches(pre_dispatch, self._n_workers)
         self._managed = False
         self._running = False
+        self._id = uuid.uuid4().hex   # joblib's; its backends name per-Parallel resources after it
+        self._progress = None
+        self._dispatching = False
+        self.n_tasks = None
+        self.n_dispatched_batches = self.n_dispatched_tasks = self.n_completed_tasks = 0
 
     def _choose_backend(self, backend, config, backend_kwargs):
         explicit = backend is not None   # given to Parallel itself, not by parallel_config
@@ -370,14 +395,11 @@ class Parallel:
         if in_worker() and not explicit:
             backend = nested_backend() or "sequential"
             kwargs = {}
-        if isinstance(backend, ParallelBackendBase):
-            instance = backend
-        else:
-            instance = get_backend_factory(backend)(**kwargs)
+        instance = make_backend(backend, **kwargs)
         if self.require == "sharedmem" and not instance.supports_sharedmem:
             if explicit:
                 raise ValueError(f"backend={backend!r} does not share memory, but require='sharedmem'")
-            instance = get_backend_factory("threading")(**kwargs)
+            instance = make_backend("threading", **kwargs)
         if self.n_jobs is None:
             self.n_jobs = instance.default_n_jobs
         if (instance.sequential_with_one_worker and instance.effective_n_jobs(self.n_jobs) == 1
@@ -398,6 +420,38 @@ class Parallel:
     def __repr__(self):
         return f"Parallel(n_jobs={self.n_jobs}, backend={type(self._backend).__name__})"
 
+    # -- what joblib's backends and Parallel subclasses read ---------------------------------
+    @property
+    def _backend_kwargs(self):
+        """The keyword arguments joblib's ``Parallel`` gives its backend's ``configure``."""
+        from ._memmapping import parse_max_nbytes
+
+        return {"max_nbytes": parse_max_nbytes(self.max_nbytes), "temp_folder": self.temp_folder,
+                "mmap_mode": self.mmap_mode, "prefer": self.prefer, "require": self.require,
+                "verbose": max(0, self.verbose - 50), "context": multiprocessing.get_context()}
+
+    def _print(self, msg):
+        """Write ``[Parallel(...)]: msg`` on stderr (stdout from verbose 50), if verbose; as joblib."""
+        if self.verbose:
+            stream = sys.stderr if self.verbose < 50 else sys.stdout
+            stream.write(f"[{self}]: {msg}\n")
+
+    def print_progress(self):
+        """Report progress: called after each finished batch, and once when the call ends.
+
+        The default prints the ``verbose`` lines.  A subclass may override it
+        (joblib's tqdm recipe), reading :attr:`n_completed_tasks`,
+        :attr:`n_dispatched_tasks`, :attr:`n_dispatched_batches`,
+        :attr:`n_tasks` (the number of tasks, or None when the iterable has
+        no length) and :meth:`_is_completed`.
+        """
+        if self._progress is not None:
+            self._progress.report(self._is_completed())
+
+    def _is_completed(self):
+        """Whether every task of the call was handed out and has finished (joblib's name)."""
+        return not self._dispatching and self.n_completed_tasks == self.n_dispatched_tasks
+
     # -- a call ----------------------------------------------------------------------------
     def __call__(self, iterable):
         """Run the tasks of `iterable`; return their results (see `return_as`).
@@ -407,8 +461,9 @@ class Parallel:
         Exception
             The first exception a task raised, with its original type (and the
             worker's traceback as its ``__cause__`` for processes).
-        TimeoutError
-            If a task ran longer than `timeout`.
+        ParallelTimeoutError
+            If a task ran longer than `timeout`: both the builtin
+            ``TimeoutError`` and ``multiprocessing.TimeoutError``.
         joblite.backends.processes.WorkerDiedError
             (loky's ``TerminatedWorkerError``) if a worker process died.
         TypeError
@@ -435,17 +490,22 @@ class Parallel:
         total = len(iterable) if hasattr(iterable, "__len__") else None
         backend = self._backend
         self._running = True
+        self.n_tasks = total
+        self.n_dispatched_batches = self.n_dispatched_tasks = self.n_completed_tasks = 0
+        self._dispatching = True
+        self._progress = None
         completed = False
-        progress = None
         pending = {}
         failure = None
         try:
             # Also inside a with block: after an abort or a broken pool this makes
             # fresh workers, and otherwise returns the same ones at once.
             n_workers = backend.configure(self.n_jobs, self)
-            progress = Progress(total, self.verbose, self.progress, self.callback, n_workers)
+            self._progress = Progress(total, self.verbose, self.progress, self.callback, n_workers)
+            backend.start_call()
+            sizer = backend.compute_batch_size if backend.compute_batch_size() is not None else None
             batcher = _AutoBatcher(1 if self.timeout is not None else self.batch_size, total, n_workers,
-                                   backend.target_batch_seconds, backend.max_batch_size)
+                                   backend.target_batch_seconds, backend.max_batch_size, sizer)
             limit = self._pre_dispatch if self._pre_dispatch is not None else float("inf")
             tasks = iter(iterable)
             started = {}   # future -> when it became one of the n_workers oldest (timeouts)
@@ -469,10 +529,13 @@ class Parallel:
                         chunk = list(itertools.islice(tasks, batcher.size()))
                         if not chunk:
                             exhausted = True
+                            self._dispatching = False
                             break
                         batch = Batch(chunk, index)
                         index += batch.size
                         ahead = len(pending)
+                        self.n_dispatched_batches += 1
+                        self.n_dispatched_tasks += batch.size
                         future = backend.submit(batch)
                         submitted[future] = (time.perf_counter(), ahead)
                         future.add_done_callback(_record_completion)
@@ -503,8 +566,10 @@ class Parallel:
                         wall = (getattr(future, "_joblite_done", None) or time.perf_counter()) - sent
                         seconds = max(seconds, wall / (1 + ahead / n_workers))
                     batcher.record(batch.size, seconds)
-                    if progress.active:
-                        progress.finished(batch.start, results)
+                    self.n_completed_tasks += batch.size
+                    if self._progress.active:
+                        self._progress.finished(batch.start, results)
+                    self.print_progress()
                     if not ordered:
                         yield results
                     elif batch.start == next_index:
@@ -522,6 +587,7 @@ class Parallel:
             raise
         finally:
             self._running = False
+            self._dispatching = False
             for future in pending:
                 future.cancel()
             backend.end_call(completed)
@@ -533,8 +599,10 @@ class Parallel:
                 backend.abort()   # stuck, interrupted or broken workers: end them now
             elif not self._managed:
                 backend.stop()
-            if progress is not None:
-                progress.close(completed)
+            if self._progress is not None:
+                if completed:
+                    self.print_progress()
+                self._progress.close()
 
     def _wait(self, pending, started, n_workers):
         """Wait (without polling) for at least one batch; raise TimeoutError for an overdue task."""
@@ -551,8 +619,8 @@ class Parallel:
                 late = next(future for future in itertools.islice(pending, n_workers)
                             if started[future] == oldest)
                 batch = pending[late]
-                raise TimeoutError(f"{_describe(batch.task(batch.start), batch.start)} did not finish "
-                                   f"within timeout={self.timeout} s")
+                raise ParallelTimeoutError(f"{_describe(batch.task(batch.start), batch.start)} did not "
+                                           f"finish within timeout={self.timeout} s")
             done, _ = concurrent.futures.wait(pending, timeout=remaining,
                                               return_when=concurrent.futures.FIRST_COMPLETED)
             if done:

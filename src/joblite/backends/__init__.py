@@ -4,7 +4,10 @@ A backend turns a batch (see :class:`Batch`) into a future.  ``'loky'``
 (processes, the default), ``'threading'``, ``'sequential'`` and ``'dask'``
 (a dask.distributed cluster, :mod:`joblite.backends.dask`) are built in;
 ``'multiprocessing'`` is kept as a name for joblib scripts and runs on loky
-processes.  Register others with :func:`register_parallel_backend`.
+processes.  Register others with :func:`register_parallel_backend`: a
+subclass of :class:`ParallelBackendBase`, or a backend written to joblib's
+protocol (``joblite.backends._joblib_protocol``).  A multiprocessing
+context runs on ``joblite.backends.mp_context``.
 """
 import operator
 import threading
@@ -13,7 +16,7 @@ import time
 from .. import _impl
 
 __all__ = ["ParallelBackendBase", "Batch", "register_parallel_backend", "get_backend_factory",
-           "BACKENDS", "cpu_count"]
+           "make_backend", "BACKENDS", "cpu_count"]
 
 #: name -> factory (a ParallelBackendBase subclass or a callable returning an instance)
 BACKENDS = {}
@@ -136,8 +139,9 @@ class Batch:
 class ParallelBackendBase:
     """What a parallel backend implements; register one with :func:`register_parallel_backend`.
 
-    ``Parallel`` calls :meth:`configure` at the start of each call, then
-    :meth:`submit` for each batch, :meth:`end_call` when the call ends
+    ``Parallel`` calls :meth:`configure` and :meth:`start_call` at the start
+    of each call, then :meth:`submit` for each batch, :meth:`end_call` when
+    the call ends
     (whichever way), and :meth:`stop` (or :meth:`abort` after a timeout, an
     interrupt or a dead worker; inside a ``with Parallel(...)`` block,
     :meth:`stop` only when the block ends).
@@ -216,6 +220,13 @@ class ParallelBackendBase:
         """
         raise NotImplementedError
 
+    def start_call(self):
+        """A call starts: called after :meth:`configure`, before the call's first :meth:`submit`."""
+
+    def compute_batch_size(self):
+        """Tasks per batch for ``batch_size='auto'``; None (here): sized by ``Parallel`` from measurements."""
+        return None
+
     def submit(self, batch):
         """Start running `batch`; return a :class:`concurrent.futures.Future` of ``batch()``."""
         raise NotImplementedError
@@ -276,7 +287,10 @@ def register_parallel_backend(name, factory, make_default=False):
     name : str
     factory : callable
         Called with the backend keyword arguments; returns a
-        :class:`ParallelBackendBase`.  Usually the subclass itself.
+        :class:`ParallelBackendBase`, or a backend written to joblib's
+        protocol (adapted, see
+        ``joblite.backends._joblib_protocol.JoblibProtocolBackend``).
+        Usually the class itself.
     make_default : bool, optional
         Use it when no backend is given.
 
@@ -300,7 +314,12 @@ def default_backend_name():
 
 
 def get_backend_factory(name):
-    """The factory registered under `name`.
+    """The factory registered under `name`: joblite's, else (when joblib is installed) joblib's.
+
+    A name joblite does not know is looked up in joblib's registry
+    (``joblib.parallel.BACKENDS``, where ``joblib.register_parallel_backend``
+    and packages such as ray's ``register_ray()`` put their backends, and
+    joblib's ``EXTERNAL_BACKENDS``); joblib is imported only then.
 
     Raises
     ------
@@ -315,8 +334,85 @@ def get_backend_factory(name):
     try:
         return BACKENDS[name]
     except (KeyError, TypeError):
+        pass
+    factory = _joblib_factory(name) if isinstance(name, str) else None
+    if factory is None:
         raise ValueError(f"backend={name!r} is not a registered parallel backend "
-                         f"(registered: {', '.join(sorted(set(BACKENDS) | set(_BUILTINS)))})") from None
+                         f"(registered: {', '.join(sorted(set(BACKENDS) | set(_BUILTINS)))}; "
+                         "or a name in joblib's registry, a backend instance or a multiprocessing "
+                         "context)") from None
+    return factory
+
+
+def _joblib_factory(name):
+    """The factory joblib has registered under `name`, or None (also when joblib is not installed)."""
+    try:
+        import joblib.parallel
+    except ImportError:
+        return None
+    if name not in joblib.parallel.BACKENDS and name in getattr(joblib.parallel, "EXTERNAL_BACKENDS", {}):
+        joblib.parallel.EXTERNAL_BACKENDS[name]()   # registers it, or raises ImportError naming the package
+    return joblib.parallel.BACKENDS.get(name)
+
+
+def _is_mp_context(spec):
+    # joblib's test: a multiprocessing context (or the multiprocessing module) has Pool and Lock
+    return not isinstance(spec, str) and hasattr(spec, "Pool") and hasattr(spec, "Lock")
+
+
+def check_backend(spec):
+    """Raise ``ValueError`` naming `spec` unless :func:`make_backend` takes it (without making the backend)."""
+    if isinstance(spec, ParallelBackendBase) or _is_mp_context(spec):
+        return
+    if isinstance(spec, str):
+        get_backend_factory(spec)
+        return
+    from ._joblib_protocol import is_joblib_backend
+
+    if not is_joblib_backend(spec):
+        raise ValueError(f"backend={spec!r} is not a backend name, a backend instance (joblite's, or "
+                         "one written to joblib's protocol) or a multiprocessing context")
+
+
+def make_backend(spec, **backend_kwargs):
+    """The joblite backend instance for `spec`.
+
+    Parameters
+    ----------
+    spec : str, ParallelBackendBase, joblib-protocol backend or multiprocessing context
+        A registered name (joblite's, else joblib's registry), whose factory is
+        called with `backend_kwargs`; an instance, used as it is; an instance
+        written to joblib's backend protocol, adapted
+        (``joblite.backends._joblib_protocol.JoblibProtocolBackend``); a
+        ``multiprocessing`` context (or the module), for worker processes of
+        its start method (``joblite.backends.mp_context.ContextBackend``).
+    **backend_kwargs
+        For the factory of a name, or the context backend.
+
+    Returns
+    -------
+    ParallelBackendBase
+
+    Raises
+    ------
+    ValueError
+        If `spec` is none of these, or a factory returns something that is no backend.
+    """
+    if isinstance(spec, ParallelBackendBase):
+        return spec
+    if _is_mp_context(spec):
+        from .mp_context import ContextBackend
+
+        return ContextBackend(context=spec, **backend_kwargs)
+    instance = get_backend_factory(spec)(**backend_kwargs) if isinstance(spec, str) else spec
+    if isinstance(instance, ParallelBackendBase):
+        return instance
+    from ._joblib_protocol import JoblibProtocolBackend, is_joblib_backend
+
+    if is_joblib_backend(instance):
+        return JoblibProtocolBackend(instance)
+    raise ValueError(f"backend={spec!r} gives {instance!r}, which is neither a joblite ParallelBackendBase "
+                     "nor a backend written to joblib's protocol (with submit(func, callback))")
 
 
 # Built-in backends are imported when first asked for (loky takes 60 ms to import, distributed 1 s).
