@@ -380,3 +380,21 @@ def test_multiprocessing_context_with_a_timeout_raises(tmp_path):
     with pytest.raises(multiprocessing.TimeoutError):
         Parallel(n_jobs=2, backend=context, timeout=0.5)(delayed(funcs.count_and_sleep)(counter, x, 30)
                                                          for x in range(2))
+
+
+# -- timeouts on dask ------------------------------------------------------------------------
+def test_dask_timeout_is_both_timeout_errors(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    counter = str(tmp_path / "started")
+    import dask
+
+    with dask.config.set({"temporary-directory": str(tmp_path)}), \
+            distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
+                                     dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
+                                     local_directory=str(tmp_path)) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        with pytest.raises(multiprocessing.TimeoutError) as info:
+            Parallel(backend="dask", client=client, timeout=0.5)(
+                delayed(funcs.count_and_sleep)(counter, x, 2) for x in range(2))
+        assert isinstance(info.value, TimeoutError)
+        assert "did not finish within timeout=0.5" in str(info.value)
