@@ -48,7 +48,8 @@ class Progress:
         Number of tasks, when the iterable has a length.
     verbose : int
         joblib's levels: 0 silent; above 0, ``[Parallel(n_jobs=N)]: Done ...``
-        lines on stderr at growing intervals (every task above 10).
+        lines on stderr (stdout from 50, as joblib) at growing intervals
+        (every task above 10).
     progress : bool or 'force'
         A progress bar on stderr (tqdm when installed, else a text bar), only
         when stderr is a terminal unless ``'force'``.
@@ -102,8 +103,9 @@ class Progress:
         elapsed = time.monotonic() - self.start
         total = f" out of {self.total}" if self.total is not None else ""
         self._printed = self.done
-        sys.stderr.write(f"[Parallel(n_jobs={self.n_jobs})]: Done {self.done:4d}{total} tasks | "
-                         f"elapsed: {elapsed:.1f}s\n")
+        stream = sys.stderr if self.verbose < 50 else sys.stdout   # as joblib
+        stream.write(f"[Parallel(n_jobs={self.n_jobs})]: Done {self.done:4d}{total} tasks | "
+                     f"elapsed: {elapsed:.1f}s\n")
 
     def close(self):
         """The call ended."""

@@ -31,6 +31,20 @@ from .backends import (Batch, ParallelBackendBase, check_backend, check_n_jobs, 
 __all__ = ["Parallel", "delayed", "parallel_config", "parallel_backend", "register_parallel_backend",
            "cpu_count", "effective_n_jobs", "ParallelBackendBase", "ParallelTimeoutError"]
 
+# joblib.parallel names its backend classes; code written for it (its custom backend guide's
+# get_nested_backend) imports them from there.  Imported when first asked for (loky is slow).
+_BACKEND_CLASSES = {"LokyBackend": "processes", "MultiprocessingBackend": "processes",
+                    "ThreadingBackend": "threads", "SequentialBackend": "sequential"}
+
+
+def __getattr__(name):
+    module = _BACKEND_CLASSES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"joblite.backends.{module}"), name)
+
 #: ``delayed(function)(*args, **kwargs)`` returns the task ``(function, args, kwargs)``.
 delayed = _impl.tasks.Delayed
 
@@ -434,7 +448,7 @@ class Parallel:
         """Write ``[Parallel(...)]: msg`` on stderr (stdout from verbose 50), if verbose; as joblib."""
         if self.verbose:
             stream = sys.stderr if self.verbose < 50 else sys.stdout
-            stream.write(f"[{self}]: {msg}\n")
+            stream.write(f"[Parallel(n_jobs={self.n_jobs})]: {msg}\n")
 
     def print_progress(self):
         """Report progress: called after each finished batch, and once when the call ends.
@@ -501,6 +515,7 @@ class Parallel:
             # Also inside a with block: after an abort or a broken pool this makes
             # fresh workers, and otherwise returns the same ones at once.
             n_workers = backend.configure(self.n_jobs, self)
+            self._print(f"Using backend {type(backend).__name__} with {n_workers} concurrent workers.")
             self._progress = Progress(total, self.verbose, self.progress, self.callback, n_workers)
             backend.start_call()
             sizer = backend.compute_batch_size if backend.compute_batch_size() is not None else None

@@ -398,19 +398,19 @@ def make_backend(spec, **backend_kwargs):
     ValueError
         If `spec` is none of these, or a factory returns something that is no backend.
     """
-    if isinstance(spec, ParallelBackendBase):
-        return spec
     if _is_mp_context(spec):
         from .mp_context import ContextBackend
 
         return ContextBackend(context=spec, **backend_kwargs)
-    instance = get_backend_factory(spec)(**backend_kwargs) if isinstance(spec, str) else spec
-    if isinstance(instance, ParallelBackendBase):
-        return instance
     from ._joblib_protocol import JoblibProtocolBackend, is_joblib_backend
 
+    instance = get_backend_factory(spec)(**backend_kwargs) if isinstance(spec, str) else spec
+    # (before the class test: a class written to joblib's guide may derive from joblite's
+    # base, which is what `import joblite as joblib` gives it)
     if is_joblib_backend(instance):
         return JoblibProtocolBackend(instance)
+    if isinstance(instance, ParallelBackendBase):
+        return instance
     raise ValueError(f"backend={spec!r} gives {instance!r}, which is neither a joblite ParallelBackendBase "
                      "nor a backend written to joblib's protocol (with submit(func, callback))")
 

@@ -26,9 +26,11 @@ def is_joblib_backend(obj):
 
     It is an instance of joblib's ``ParallelBackendBase`` (when joblib is
     imported: such an instance cannot exist otherwise), or has a ``submit``
-    method that takes a ``callback``.
+    method that takes a ``callback``: also a subclass of joblite's own
+    ``ParallelBackendBase`` written to joblib's guide (``import joblite as
+    joblib`` makes ``joblib.parallel.ParallelBackendBase`` joblite's).
     """
-    if isinstance(obj, (type, ParallelBackendBase)):
+    if isinstance(obj, type):
         return False
     backends = sys.modules.get("joblib._parallel_backends")
     if backends is not None and isinstance(obj, backends.ParallelBackendBase):
@@ -156,7 +158,8 @@ class JoblibProtocolBackend(ParallelBackendBase):
         compute = getattr(self.backend, "compute_batch_size", None)
         if self._inline or not callable(compute):
             return None
-        return max(1, int(compute()))
+        size = compute()   # (None from joblite's own base class: no preference)
+        return None if size is None else max(1, int(size))
 
     def submit(self, batch):
         future = concurrent.futures.Future()

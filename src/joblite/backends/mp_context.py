@@ -26,14 +26,31 @@ class ContextBackend(ParallelBackendBase):
     context : multiprocessing context
         From ``multiprocessing.get_context('spawn' | 'forkserver' | 'fork')``,
         or the ``multiprocessing`` module (its default start method).
+    maxtasksperchild : int, optional
+        Batches a worker runs before the pool replaces it
+        (``multiprocessing.Pool``'s option); None: no limit.
+
+    Raises
+    ------
+    TypeError
+        For any other option.
+    ValueError
+        For a `maxtasksperchild` that is not an int >= 1.
     """
 
     uses_processes = True
     can_terminate = True
 
-    def __init__(self, context, **backend_kwargs):
-        super().__init__(**backend_kwargs)
+    def __init__(self, context, maxtasksperchild=None, **backend_kwargs):
+        if backend_kwargs:
+            raise TypeError(f"a multiprocessing context backend got unknown option(s) "
+                            f"{', '.join(sorted(backend_kwargs))}; it takes maxtasksperchild")
+        if maxtasksperchild is not None and (isinstance(maxtasksperchild, bool) or not isinstance(
+                maxtasksperchild, int) or maxtasksperchild < 1):
+            raise ValueError(f"maxtasksperchild={maxtasksperchild!r} must be an int >= 1 or None")
+        super().__init__()
         self.context = context
+        self.maxtasksperchild = maxtasksperchild
         self._pool = None
         self._memmapper = None
         self._futures = set()
@@ -54,7 +71,8 @@ class ContextBackend(ParallelBackendBase):
             # are set for that moment only.
             os.environ.update({name: inner for name in THREAD_LIMIT_VARIABLES})
             try:
-                self._pool = self.context.Pool(n_jobs, initializer=_started, initargs=(os.getpid(),))
+                self._pool = self.context.Pool(n_jobs, initializer=_started, initargs=(os.getpid(),),
+                                               maxtasksperchild=self.maxtasksperchild)
             finally:
                 for name, value in saved.items():
                     if value is None:
