@@ -10,6 +10,7 @@ SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 # pure-Python twin (same names and docstrings) is used, explicitly, so that the
 # import does not warn about the missing compiled modules.
 sys.path.insert(0, SRC)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ext"))
 if not any(
     glob.glob(os.path.join(SRC, "joblite", "_ext", "*" + suffix))
     for suffix in importlib.machinery.EXTENSION_SUFFIXES
@@ -32,6 +33,7 @@ extensions = [
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "numpydoc",
+    "benchreport",   # _ext/benchreport.py: the performance page's tables from a bench --json run
 ]
 # The builds run without network access: no intersphinx_mapping.
 

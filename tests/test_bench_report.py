@@ -1,15 +1,15 @@
-"""The report of ``python -m joblite bench`` (joblite.bench.report): the table and the JSON document.
+"""The report of ``python -m joblite bench`` (joblite.bench.report): the tables, the JSON document, reST.
 
-The expected texts below are what the benchmark printed before it became a
-package: a change to the report's format shows here.
+The expected text below is the report's format, one table per section with
+only the columns the section uses: a change to it shows here.
 """
 import json
 
 import pytest
 
 import joblite
-from joblite.bench.report import (PURE_TARGETS, Row, add_speedups, format_table, pure_twin_targets, size_label,
-                                  to_json)
+from joblite.bench.report import (PURE_TARGETS, Row, add_speedups, format_rst, format_table, pure_twin_targets,
+                                  rows_from_json, size_label, to_json)
 
 FACTS = {"cpu_count": 4, "usable_cpus": 2, "platform": "Linux-test", "processor": "x86_64",
          "python": "3.11.7", "python_implementation": "CPython", "numpy": "2.0.0", "joblite": "0.1.0",
@@ -34,23 +34,24 @@ machine: 4 CPUs (2 usable), Linux-test
 python 3.11.7 (CPython), numpy 2.0.0, joblib 1.6.0, dask -, xxhash 3.4.1
 joblite 0.1.0: compiled (ext) twin in use (__with_ext__=True), twins available: ext, pure
 
-case                         impl             time  GiB/s  x joblib  / a.sum()  t / loop  mem / array         target
 [hashing]
-array C order (64 MiB)       joblite (ext)    4 ms   15.6        20        0.9                         >=15 >=0.8 ok
-array C order (64 MiB)       joblib          80 ms  0.781
-array C order (64 MiB)       dask tokenize       -
-small args                   joblite (ext)  2.5 µs                                                     <=2 µs MISSED
+case                    impl             time  GiB/s  x joblib  / a.sum()         target
+array C order (64 MiB)  joblite (ext)    4 ms   15.6        20        0.9  >=15 >=0.8 ok
+array C order (64 MiB)  joblib          80 ms  0.781
+array C order (64 MiB)  dask tokenize       -
+small args              joblite (ext)  2.5 µs                              <=2 µs MISSED
+
 [parallel]
+case                         impl             time  t / loop  mem / array       target
 10,000 tiny tasks, n_jobs=1  plain loop     1.5 ms
-10,000 tiny tasks, n_jobs=1  joblite (ext)    3 ms                                     2            -    <=3 <=2.2 ?
+10,000 tiny tasks, n_jobs=1  joblite (ext)    3 ms         2            -  <=3 <=2.2 ?
 
 x joblib: times faster than joblib (compressed cases: than joblib zlib-3);
 / a.sum(): GiB/s over the a.sum() memory-read GiB/s;
 t / loop: time over the plain loop's [f(x) for x in xs] in the caller (lower is better);
 mem / array: peak memory of a call in a fresh process (the array plus what the call adds to the caller, \
 the workers and the memmap folder) over the array's size;
-target: goal of the issue (hashing: issue 2, persistence: issue 3, memory: issue 9, parallel: issue 5, \
-distributed: issue 11) and whether it is met.
+target: the issues' goal for the row's figures and whether it is met (>= a minimum, <= a maximum).
 
 notes:
   array C order (64 MiB), dask tokenize: not installed"""
@@ -116,3 +117,46 @@ def test_size_labels():
     assert size_label(1 << 30) == "1 GiB"
     assert size_label(3 << 29) == "1536 MiB"
     assert size_label(64 << 20) == "64 MiB"
+
+
+def test_the_json_document_reads_back_into_the_same_rows_and_facts():
+    rows, facts = rows_from_json(to_json(ROWS, FACTS))
+    assert rows == ROWS and facts == FACTS
+
+
+@pytest.mark.parametrize("document, message", [
+    ('{"rows": []}', "the keys 'machine' and 'rows'"),
+    ('{"machine": {}, "rows": [{"section": "s"}]}', "row 0 of the benchmark JSON document has the keys"),
+])
+def test_a_document_that_is_not_a_benchmark_report_is_refused(document, message):
+    with pytest.raises(ValueError, match=message):
+        rows_from_json(document)
+
+
+def test_the_rst_report_has_a_table_per_section_with_every_cell_and_parses_cleanly():
+    from docutils.core import publish_doctree
+
+    text = format_rst(ROWS, FACTS)
+    warnings = []
+    tree = publish_doctree(text, settings_overrides={"report_level": 1, "halt_level": 5,
+                                                     "warning_stream": _Collect(warnings)})
+    assert warnings == []
+    titles = [node.astext() for node in tree.findall(lambda node: node.tagname == "title")]
+    assert titles == ["Hashing", "Parallel", "Columns"]
+    tables = list(tree.findall(lambda node: node.tagname == "table"))
+    assert len(tables) == 2
+    first = [[entry.astext() for entry in row.findall(lambda node: node.tagname == "entry")]
+             for row in tables[0].findall(lambda node: node.tagname == "row")]
+    assert first[0] == ["case", "impl", "time", "GiB/s", "x joblib", "/ a.sum()", "target"]
+    assert first[1] == ["array C order (64 MiB)", "joblite (ext)", "4 ms", "15.6", "20", "0.9", ">=15 >=0.8 ok"]
+    assert first[3][:3] == ["array C order (64 MiB)", "dask tokenize", "-"]
+    assert "n_jobs=1" in tables[1].astext() and "<=3 <=2.2 ?" in tables[1].astext()
+
+
+class _Collect:
+    def __init__(self, into):
+        self.into = into
+
+    def write(self, text):
+        if text.strip():
+            self.into.append(text)

@@ -10,11 +10,13 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import sys
 from typing import Optional
 
 __all__ = ["GIB", "MIB", "PURE_TARGETS", "Row", "add_speedups", "format_table", "gib_per_s",
-           "machine_facts", "progress", "pure_twin_targets", "ratio", "size_label", "to_json", "with_ext"]
+           "format_rst", "machine_facts", "progress", "pure_twin_targets", "ratio", "rows_from_json",
+           "section_tables", "size_label", "to_json", "with_ext"]
 
 GIB = float(1 << 30)
 MIB = 1 << 20
@@ -248,8 +250,58 @@ _RATIO_COLUMNS = [
 ]
 
 
+def section_tables(rows, facts):
+    """Lay rows out as one table per section, each with only the columns its rows use.
+
+    Parameters
+    ----------
+    rows : list of Row
+        The measurements, in print order.
+    facts : dict
+        From :func:`machine_facts` (names the twin measured).
+
+    Returns
+    -------
+    list of (str, list of str, list of list of str)
+        Per section, in order of first appearance: its name, the column titles
+        and the rows' cells (strings; ``'-'`` for a missing figure).
+    """
+    sections = {}
+    for row in rows:
+        sections.setdefault(row.section, []).append(row)
+    tables = []
+    for section, members in sections.items():
+        columns = [column for column in _RATIO_COLUMNS
+                   if any(column[0] in row.ratios for row in members)]
+        with_rate = any(row.nbytes is not None for row in members)
+        with_target = any(row.targets for row in members)
+        header = ["case", "impl", "time"] + (["GiB/s"] if with_rate else [])
+        header += [title for _, title, _ in columns] + (["target"] if with_target else [])
+        cells = []
+        for row in members:
+            line = [row.name, _impl_label(row.impl, facts), _format_seconds(row.seconds)]
+            if with_rate:
+                line.append(_format_number(row.gib_per_s) if row.nbytes is not None else "")
+            line += [_format_number(row.ratios.get(key), "") if key in row.ratios else ""
+                     for key, _, _ in columns]
+            if with_target:
+                line.append(_format_target(row))
+            cells.append(line)
+        tables.append((section, header, cells))
+    return tables
+
+
+def _legend(rows):
+    """The meaning of every ratio column the rows use, and of the target column."""
+    lines = [f"{title}: {meaning};" for key, title, meaning in _RATIO_COLUMNS
+             if any(key in row.ratios for row in rows)]
+    lines.append("target: the issues' goal for the row's figures and whether it is met "
+                 "(>= a minimum, <= a maximum).")
+    return lines
+
+
 def format_table(rows, facts):
-    """Render rows and machine facts as a plain-text table.
+    """Render rows and machine facts as plain-text tables, one per section.
 
     Parameters
     ----------
@@ -261,41 +313,104 @@ def format_table(rows, facts):
     Returns
     -------
     str
-        Machine facts, then one line per row grouped by section, then a key
-        to the ratio columns.
+        Machine facts, then per section its name in brackets and a table with
+        only the columns the section uses, then a key to the ratio columns
+        and the notes.
     """
-    lines = [_format_facts(facts), ""]
-    columns = [column for column in _RATIO_COLUMNS
-               if any(column[0] in row.ratios for row in rows)]
-    header = ["case", "impl", "time", "GiB/s"] + [title for _, title, _ in columns]
-    header.append("target")
-    table = [header]
-    for row in rows:
-        cells = [row.name, _impl_label(row.impl, facts), _format_seconds(row.seconds),
-                 _format_number(row.gib_per_s) if row.nbytes is not None else ""]
-        cells += [_format_number(row.ratios.get(key), "") if key in row.ratios else ""
-                  for key, _, _ in columns]
-        cells.append(_format_target(row))
-        table.append(cells)
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    section = None
-    for row, cells in zip([None] + rows, table):
-        if row is not None and row.section != section:
-            section = row.section
-            lines.append(f"[{section}]")
-        lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(cells, widths))).rstrip())
+    lines = [_format_facts(facts)]
+    for section, header, cells in section_tables(rows, facts):
+        table = [header] + cells
+        widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+        lines += ["", f"[{section}]"]
+        lines += ["  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                            for i, (c, w) in enumerate(zip(line, widths))).rstrip()
+                  for line in table]
     lines.append("")
-    for _, title, meaning in columns:
-        lines.append(f"{title}: {meaning};")
-    lines.append("target: goal of the issue (hashing: issue 2, persistence: issue 3, memory: issue 9, "
-                 "parallel: issue 5, distributed: issue 11) and whether it is met.")
+    lines += _legend(rows)
     notes = [row for row in rows if row.note]
     if notes:
         lines.append("")
         lines.append("notes:")
         lines += [f"  {row.name}, {_impl_label(row.impl, facts)}: {row.note}" for row in notes]
     return "\n".join(lines)
+
+
+def format_rst(rows, facts, underline="-"):
+    """Render rows and machine facts as reStructuredText: the facts, then a titled table per section.
+
+    Used by the documentation's performance page, which renders the JSON
+    document of a run (``python -m joblite bench --json``) with it.
+
+    Parameters
+    ----------
+    rows : list of Row
+        The measurements, in print order.
+    facts : dict
+        From :func:`machine_facts`.
+    underline : str, default '-'
+        The character that underlines each section's title.
+
+    Returns
+    -------
+    str
+        reStructuredText: the machine facts as a literal block, then per
+        section a title and a ``list-table``, then the key to the columns and
+        the notes.
+    """
+    lines = ["::", ""] + ["    " + line for line in _format_facts(facts).splitlines()] + [""]
+    for section, header, cells in section_tables(rows, facts):
+        title = section.capitalize()
+        lines += [title, underline * len(title), "",
+                  ".. list-table::", "   :header-rows: 1", ""]
+        for line in [header] + cells:
+            lines.append(f"   * - {_rst_text(line[0])}")
+            lines += [f"     - {_rst_text(cell)}".rstrip() for cell in line[1:]]
+        lines.append("")
+    lines += ["Columns", underline * len("Columns"), ""]
+    lines += [f"- {_rst_text(text)}" for text in _legend(rows)]
+    notes = [row for row in rows if row.note]
+    if notes:
+        lines += ["", "Notes:", ""]
+        lines += [f"- {_rst_text(f'{row.name}, {_impl_label(row.impl, facts)}: {row.note}')}"
+                  for row in notes]
+    return "\n".join(lines) + "\n"
+
+
+def _rst_text(text):
+    # Backslash-escape reStructuredText's markup characters.
+    return re.sub(r"([\\`*_|<>\[\]:#+=-])", r"\\\1", text)
+
+
+def rows_from_json(text):
+    """Read back a JSON document of :func:`to_json`.
+
+    Parameters
+    ----------
+    text : str
+        The document.
+
+    Returns
+    -------
+    (list of Row, dict)
+        The rows and the machine facts.
+
+    Raises
+    ------
+    ValueError
+        If `text` is not such a document (names the missing or unknown key).
+    """
+    document = json.loads(text)
+    if not isinstance(document, dict) or set(document) != {"machine", "rows"}:
+        raise ValueError("a benchmark JSON document is an object with the keys 'machine' and 'rows'")
+    names = {field.name for field in dataclasses.fields(Row)}
+    rows = []
+    for index, item in enumerate(document["rows"]):
+        item = {key: value for key, value in item.items() if key != "meets_targets"}
+        if set(item) != names:
+            raise ValueError(f"row {index} of the benchmark JSON document has the keys {sorted(item)}; "
+                             f"expected {sorted(names)}")
+        rows.append(Row(**item))
+    return rows, document["machine"]
 
 
 def _format_seconds(seconds):
