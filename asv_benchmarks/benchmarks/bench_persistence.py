@@ -2,7 +2,7 @@
 
 Data are seeded (``numpy.random.default_rng(0)``) and smaller than in
 ``python -m joblite bench`` so that the suite stays fast: 64 MiB arrays
-(random float64; small ints, int64 in 0..255; an image-like float32 field
+(random float64, also 256 MiB for the uncompressed dump against ``np.save``; small ints, int64 in 0..255; an image-like float32 field
 quantised to steps of 1/256; a smooth float64 random walk) and 50,000 small
 dicts.  The default and fast codecs (joblite's ``compress=True``, i.e.
 byte-shuffle + lz4, joblib's ``compress=True``, i.e. zlib 3, and lz4, zlib,
@@ -51,6 +51,7 @@ ARCHIVE_CODECS = ["gzip", "bz2", "lzma", "xz"]
 COMPRESSED_IMPLS = ["joblite", "joblib"]
 
 ARRAY_BYTES = 64 << 20
+LARGE_BYTES = 256 << 20   # the uncompressed dump against np.save, at the bench's size
 SLOW_SLICE_BYTES = 8 << 20
 N_DICTS = 50_000
 
@@ -63,8 +64,8 @@ def make_data(kind):
 
     Parameters
     ----------
-    kind : {'random_f64', 'small_ints', 'image_f32', 'smooth_f64', 'dicts'}
-        64 MiB arrays: uniform float64; int64 in 0..255; an image-like
+    kind : {'random_f64', 'random_f64_256', 'small_ints', 'image_f32', 'smooth_f64', 'dicts'}
+        64 MiB arrays (256 MiB for ``'random_f64_256'``): uniform float64; int64 in 0..255; an image-like
         float32 (4096, 4096) field (two sine patterns plus N(0, 0.02) noise,
         clipped to [0, 1], rounded to steps of 1/256); a random walk of
         N(0, 1e-3) steps.  ``'dicts'``: 50,000 small dicts.
@@ -79,7 +80,8 @@ def make_data(kind):
 
 
 # The same seeded workloads as ``python -m joblite bench``, at asv's sizes.
-_BUILDERS = {"random_f64": lambda: random_f64(ARRAY_BYTES), "small_ints": lambda: small_ints(ARRAY_BYTES),
+_BUILDERS = {"random_f64": lambda: random_f64(ARRAY_BYTES), "random_f64_256": lambda: random_f64(LARGE_BYTES),
+             "small_ints": lambda: small_ints(ARRAY_BYTES),
              "image_f32": lambda: image_f32(ARRAY_BYTES), "smooth_f64": lambda: smooth_f64(ARRAY_BYTES),
              "dicts": lambda: small_dicts(N_DICTS)}
 
@@ -201,6 +203,22 @@ class Dump(_FreshWrites):
     def setup(self, impl):
         self.suffix, self.dump, _, _ = get_impl(impl)
         self.value = make_data("random_f64")
+        self.make_folder()
+        self.warm_up()
+
+    def time_dump(self, impl):
+        self.dump(self.value, self.fresh_path(self.suffix))
+
+
+class DumpLarge(_FreshWrites):
+    """Uncompressed dump of a 256 MiB random float64 array: joblite against ``np.save`` (issue 13's size)."""
+
+    params = [["joblite", "numpy"]]
+    param_names = ["impl"]
+
+    def setup(self, impl):
+        self.suffix, self.dump, _, _ = get_impl(impl)
+        self.value = make_data("random_f64_256")
         self.make_folder()
         self.warm_up()
 

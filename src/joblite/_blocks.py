@@ -43,7 +43,7 @@ from collections import deque
 
 from . import _impl
 from ._validate import as_int
-from .compressors import compressor_and_level, get_compressor
+from .compressors import _LZ4, compressor_and_level, get_compressor
 
 __all__ = [
     "CHUNK_SIZE",
@@ -323,8 +323,37 @@ def _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, out):
         if out is not None:
             _codec.unshuffle(raw, size, target[start:start + expected])
 
+    if out is not None and type(codec) is _LZ4:
+        _lz4_chunks(frame, chunks, step, size, target, workers, decompress_chunk)
+        return
     for _ in _in_order(decompress_chunk, range(count), workers):
         pass
+
+
+_PARTS_PER_WORKER = 4  # ranges of chunks per thread: a thread that finishes early takes another
+
+
+def _lz4_chunks(frame, chunks, step, size, target, workers, decompress_chunk):
+    """Decode and unshuffle the lz4 chunks of a frame into `target`, by ranges of chunks.
+
+    Each range is one call of the kernel (`lz4_unshuffle`: no GIL, no
+    per-chunk object), several ranges at once.  The first chunk that fails
+    is decompressed again by `decompress_chunk`, which raises the codec's
+    own error, as for every other codec.
+    """
+    count = len(chunks)
+    if not count:
+        return
+    parts = min(count, workers * _PARTS_PER_WORKER if workers > 1 else 1)
+    bounds = [count * part // parts for part in range(parts + 1)]
+
+    def decode(part):
+        return _codec.lz4_unshuffle(frame, chunks, bounds[part], bounds[part + 1], step, size, target)
+
+    failed = [index for index in _in_order(decode, range(parts), workers) if index >= 0]
+    if failed:
+        decompress_chunk(failed[0])
+        raise ValueError(f"cannot decompress chunk {failed[0]} of {count} with compressor 'lz4'")
 
 
 def decompress_block(data, raw_length, itemsize, name, out, chunk_size=CHUNK_SIZE, workers=2):
@@ -332,7 +361,9 @@ def decompress_block(data, raw_length, itemsize, name, out, chunk_size=CHUNK_SIZ
 
     The frame is validated before any chunk is decompressed; each chunk is
     decompressed (``workers`` at a time), its length checked, and unshuffled
-    into its place in `out`: no full-size intermediate copy.
+    into its place in `out`: no full-size intermediate copy.  Chunks of the
+    built-in lz4 codec are decoded by ranges of chunks, each range in one call
+    of the kernel (``lz4_unshuffle``: no GIL, no object per chunk).
 
     Parameters
     ----------

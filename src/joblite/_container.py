@@ -45,7 +45,7 @@ SMALL_FILE = 1 << 16
 _MAX_READ_CHUNK = 1 << 24
 _READ_PIECE = 1 << 20  # hashed while still in L2: measured fastest here
 _OVERLAP_MIN = 1 << 23  # from this size on, I/O and checksum run side by side
-_WRITE_PIECE = 1 << 22   # measured best here for writing while hashing
+_MAX_WRITE = 1 << 30      # per os.write call: Linux writes at most 2 GiB - 4 KiB at once
 _PARALLEL_READ_PIECE = 1 << 24
 _PREALLOCATE_MIN = 1 << 20  # reserving blocks first pays off for large files only
 
@@ -77,8 +77,10 @@ def write(fileobj, pickled, blocks, codec, level, preallocate=False):
         A codec name of :mod:`joblite.compressors` for the stream and every
         block, or None; `level` is its level.
     preallocate : bool, optional
-        Reserve the disk blocks of a large uncompressed file first (a
-        regular file of our own), which makes the large writes faster.
+        `fileobj` is a regular file of our own: reserve the disk blocks of a
+        large uncompressed file first, which makes the large writes faster,
+        and write large uncompressed blocks straight to its descriptor while
+        they are hashed (see `_write_hashed`).
 
     Returns
     -------
@@ -96,7 +98,7 @@ def write(fileobj, pickled, blocks, codec, level, preallocate=False):
                                 len(blocks) * _ENTRY.size + names_length)
         if total >= _PREALLOCATE_MIN:
             _impl.fileio.preallocate(fileobj.fileno(), total)
-    out = _Writer(fileobj)
+    out = _Writer(fileobj, fileobj.fileno() if preallocate else None)
     out.write(header[:-8] + struct.pack("<Q", checksum(header[:-8])))
     out.write(stored)
     table = bytearray()
@@ -111,7 +113,7 @@ def write(fileobj, pickled, blocks, codec, level, preallocate=False):
             out.write(data)
             raw_length = array.nbytes
         else:
-            raw_length = _write_array(out.write, array, digest)
+            raw_length = _write_array(out, array, digest)
         table += _ENTRY.pack(offset, out.position - offset, raw_length, len(codecs) - 1,
                              itemsize, digest.intdigest(), 0)
     table += struct.pack("<H", len(codecs))
@@ -127,19 +129,19 @@ def write(fileobj, pickled, blocks, codec, level, preallocate=False):
     return out.position
 
 
-def _write_array(write, array, digest):
+def _write_array(out, array, digest):
     """Write `array`'s bytes in C order (non-contiguous ones in bounded chunks); return the count."""
     import numpy as np
 
     if array.flags.c_contiguous:
-        _write_hashed(write, array, digest)
+        _write_hashed(out, array, digest)
         return array.nbytes
     chunks = np.nditer(array, flags=["external_loop", "buffered", "zerosize_ok"],
                        buffersize=max(1, (1 << 20) // max(array.itemsize, 1)), order="C")
     for chunk in chunks:
         data = np.ascontiguousarray(chunk).view(np.uint8)
         digest.update(data)
-        write(data)
+        out.write(data)
     return array.nbytes
 
 
@@ -174,36 +176,49 @@ def _compressed_block(array, itemsize, codec, level):
     return _blocks.frame_header([len(chunk) for chunk in chunks]) + b"".join(chunks)
 
 
-def _write_hashed(write, data, digest):
-    """Write the C-contiguous uint8 array `data` and feed it to `digest`.
+def _write_hashed(out, data, digest):
+    """Write the C-contiguous uint8 array `data` through the `_Writer` `out` and feed it to `digest`.
 
-    For large data the write of each piece runs in a helper thread while this
-    thread hashes the piece: the write releases the GIL (xxhash does not), so
-    the checksum costs next to nothing on two cores.
+    For large data written to a file of our own (``out.fd``), a helper
+    thread writes the whole array with ``os.write`` straight from its memory
+    (a few large calls, no copy, the GIL released throughout) while this
+    thread hashes it: the checksum is off the critical path on two cores.
+    The writer starts first, so it is inside ``write`` before the hash takes
+    the GIL (xxhash holds it).  Other files are written and hashed piece by
+    piece, as the writes of a file object may need the GIL.
     """
-    if data.nbytes < _OVERLAP_MIN:
+    if data.nbytes < _OVERLAP_MIN or out.fd is None:
         digest.update(data)
-        write(data)
+        out.write(data)
         return
     from concurrent.futures import ThreadPoolExecutor
 
+    out.flush()
     with ThreadPoolExecutor(1, thread_name_prefix="joblite-write") as writer:
-        previous = None
-        for start in range(0, data.nbytes, _WRITE_PIECE):
-            piece = data[start:start + _WRITE_PIECE]
-            current = writer.submit(write, piece)  # one thread: the pieces stay in order
-            digest.update(piece)
-            if previous is not None:
-                previous.result()
-            previous = current
-        previous.result()
+        written = writer.submit(_write_all, out.fd, memoryview(data))
+        digest.update(data)
+        written.result()
+    out.position += data.nbytes
+
+
+def _write_all(fd, view):
+    """Write all of `view` to the file descriptor `fd`, at its current offset."""
+    done, total = 0, len(view)
+    while done < total:
+        done += os.write(fd, view[done:done + _MAX_WRITE])
 
 
 class _Writer:
-    """Counts what it writes, so that offsets are known without seeking."""
+    """Counts what it writes, so that offsets are known without seeking.
 
-    def __init__(self, fileobj):
+    `fd` is the descriptor of a regular file of our own (None otherwise):
+    large blocks are then written to it directly (`_write_hashed`).
+    """
+
+    def __init__(self, fileobj, fd=None):
         self.write_raw = fileobj.write
+        self.flush = getattr(fileobj, "flush", lambda: None)
+        self.fd = fd
         self.position = 0
 
     def write(self, data):

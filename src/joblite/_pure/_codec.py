@@ -191,3 +191,71 @@ def unpack_chunks(data, raw_length, chunk_size):
         chunks.append((offset, size))
         offset += size
     return chunks
+
+
+def lz4_unshuffle(data, chunks, first, stop, chunk_size, itemsize, out):
+    """Decode lz4 chunks ``first`` to ``stop - 1`` of a frame and unshuffle each into its place in `out`.
+
+    Chunk ``i`` holds ``out[i * chunk_size:(i + 1) * chunk_size]`` (the last
+    one may be shorter), stored byte-shuffled by `itemsize` (1: not
+    shuffled) and compressed with the lz4 block format.  Here through
+    ``lz4.block``, one chunk at a time; the compiled twin decodes without
+    the GIL and without a per-chunk object.
+
+    Parameters
+    ----------
+    data : bytes-like
+        The frame (C-contiguous).
+    chunks : list of (int, int)
+        ``(offset, length)`` of every chunk in `data`, from `unpack_chunks`.
+    first, stop : int
+        The range of chunk indices to decode, ``0 <= first <= stop <= len(chunks)``.
+    chunk_size : int
+        Uncompressed length of every chunk but the last (bytes), >= 1.
+    itemsize : int
+        Shuffle item size (bytes), >= 1.
+    out : writable bytes-like
+        The whole destination, C-contiguous.
+
+    Returns
+    -------
+    int
+        -1 when every chunk decoded to its expected length; otherwise the
+        index of the first chunk of the range that did not (corrupt data, a
+        wrong length, or a chunk out of bounds), whose later chunks are left
+        undecoded.  The caller reports it with the codec's own error.
+
+    Raises
+    ------
+    TypeError
+        If an argument is not an integer or not a buffer.
+    ValueError
+        If the range, `chunk_size` or `itemsize` is out of range, a buffer is
+        not C-contiguous, or `out` is read-only.
+    """
+    lo, hi = operator.index(first), operator.index(stop)
+    step, size = operator.index(chunk_size), operator.index(itemsize)
+    if not 0 <= lo <= hi <= len(chunks):
+        raise ValueError(f"chunk range {first!r} to {stop!r} is outside the {len(chunks)} chunks")
+    if step < 1 or size < 1:
+        raise ValueError(f"chunk_size and itemsize must be >= 1, got {chunk_size!r} and {itemsize!r}")
+    if lo == hi:
+        return -1
+    from lz4 import block
+
+    frame = _byte_array(data, "data")
+    target = _byte_array(out, "out", writable=True)
+    for i in range(lo, hi):
+        offset, length = chunks[i]
+        start = i * step
+        if not (start < target.size and 0 <= offset <= frame.size and 0 <= length <= frame.size - offset):
+            return i
+        expected = min(step, target.size - start)
+        try:
+            raw = block.decompress(frame[offset:offset + length], uncompressed_size=expected)
+        except Exception:  # whatever lz4 raises on bad input: the caller reports it
+            return i
+        if len(raw) != expected:
+            return i
+        unshuffle(raw, size, target[start:start + expected])
+    return -1
