@@ -58,6 +58,35 @@ def test_the_data_file_holds_the_generator_s_vectors():
     assert {v["hash_name"] for v in VECTORS} == set(HASH_NAMES)
 
 
+PANDAS_VECTORS = GOLDEN["pandas_vectors"]
+
+
+@pytest.mark.parametrize("vector", PANDAS_VECTORS, ids=[_id(v) for v in PANDAS_VECTORS])
+def test_golden_pandas_vector(vector):
+    pd = pytest.importorskip("pandas")
+    if int(pd.__version__.split(".")[0]) != GOLDEN["pandas_major"]:
+        pytest.skip(f"pandas digests are pinned for pandas {GOLDEN['pandas_major']} (dtype text is pandas' repr)")
+    if "requires" in vector:
+        pytest.importorskip(vector["requires"])
+    obj = eval(vector["expr"], GENERATOR.namespace())
+    assert hash(obj, hash_name=vector["hash_name"]) == vector["digest"]
+
+
+def test_the_data_file_holds_the_generator_s_pandas_vectors():
+    listed = [(expr, name, requires) for expr, names, requires in GENERATOR.PANDAS_VECTORS for name in names]
+    assert [(v["expr"], v["hash_name"], v.get("requires")) for v in PANDAS_VECTORS] == listed
+    assert GOLDEN["pandas_major"] == GENERATOR.PANDAS_MAJOR
+
+
+def test_pandas_vectors_pin_value_semantics():
+    digests = {v["expr"]: v["digest"] for v in PANDAS_VECTORS if v["hash_name"] == "xxh3_128"}
+    # a RangeIndex is the int64 Index of its values; unordered categories are a set
+    assert digests["pd.RangeIndex(3)"] == digests["pd.Index([0, 1, 2])"]
+    unordered = [digest for expr, digest in digests.items() if expr.startswith("pd.Series(pd.Categorical(['b'")]
+    assert len(unordered) == 2 and unordered[0] == unordered[1]
+    assert len(set(digests.values())) == len(digests) - 2
+
+
 def _digest_of(expr, hash_name="xxh3_128"):
     (digest,) = [v["digest"] for v in VECTORS if v["expr"] == expr and v["hash_name"] == hash_name]
     return digest

@@ -8,6 +8,9 @@ Each class builds only the data its benchmarks hash, so that the
 ``peakmem_`` figures show the extra memory an implementation needs on top of
 the data (e.g. joblib copies a strided view, joblite should not).
 """
+import importlib.util
+
+from joblite.bench.sections.hashing_frames import FRAME_KINDS, make_frame
 from joblite.bench.workloads import (SMALL_ARGS, hash_function, random_array, random_floats, small_dicts,
                                      str_int_dict)
 
@@ -135,3 +138,19 @@ def timeraw_import_joblib():
         The code asv times in a fresh interpreter.
     """
     return "import joblib"
+
+
+class HashPandasFrame:
+    """A pandas frame of 20,000 rows per column kind (``FRAME_KINDS`` of the bench's frames)."""
+
+    params = [IMPLS, list(FRAME_KINDS)]
+    param_names = ["impl", "kind"]
+    timeout = 120
+
+    def setup(self, impl, kind):
+        self.hash = get_hash_function(impl)
+        available(importlib.util.find_spec("pandas"), "pandas")
+        self.frame = available(make_frame(kind, 20_000), "pyarrow")
+
+    def time_hash(self, impl, kind):
+        self.hash(self.frame)

@@ -337,13 +337,212 @@ def _numpy_handler(cls):
 
 
 # -- pandas ------------------------------------------------------------------------
+# A column, Series or Index contributes a values pair (dtype text, values).  Numpy-backed
+# values are their ndarray; extension arrays are records of their compact parts (codes,
+# masks, ordinals, ...), never one Python object per element, except the types listed last.
+_RANGE_CHECK_FIRST = 1024      # elements compared before the progression test widens
+_RANGE_CHECK_CHUNK = 1 << 16   # then compared in chunks of this many (bounded scratch)
+_I64_WRAP = 1 << 64
+
+
+def _wrap_i64(n):
+    """`n` as the int64 it wraps to (the difference of two int64 values, in numpy's arithmetic)."""
+    return (n + (1 << 63)) % _I64_WRAP - (1 << 63)
+
+
+def _range_record(first, step, length):
+    # Normalised so that equal values give equal components, however the range was spelt.
+    if length == 0:
+        first = 0
+    if length < 2:
+        step = 1
+    return _record("pandas.range", (first, step, length))
+
+
+def _progression(values):
+    """The ``pandas.range`` record of a 1-D int64 ndarray that is an arithmetic progression, else None.
+
+    Compares a growing prefix first, so that an index that is not a progression
+    is rejected after a few elements.
+    """
+    import numpy as np
+
+    length = len(values)
+    if length < 2:
+        return _range_record(int(values[0]) if length else 0, 1, length)
+    with np.errstate(over="ignore"):
+        step = values[1] - values[0]
+        if step == 0:
+            return None
+        start, stop = 0, min(_RANGE_CHECK_FIRST, length - 1)
+        while start < length - 1:
+            if not (values[start + 1:stop + 1] - values[start:stop] == step).all():
+                return None
+            start, stop = stop, min(stop + _RANGE_CHECK_CHUNK, length - 1)
+    return _range_record(int(values[0]), int(step), length)
+
+
+def _index_values(idx):
+    """The values pair of an Index; an int64 range, RangeIndex or not, is a ``pandas.range`` record."""
+    pd = sys.modules["pandas"]
+    if isinstance(idx, pd.RangeIndex):
+        # Same components as the int64 Index of the same values (pandas finds them equal).
+        return repr(idx.dtype), _range_record(idx.start, _wrap_i64(idx.step), len(idx))
+    if idx.dtype == "int64" and type(idx) is pd.Index:
+        found = _progression(idx.to_numpy())
+        if found is not None:
+            return repr(idx.dtype), found
+    return _pandas_values(idx)
+
+
+def _reduce_categorical(cat):
+    import numpy as np
+
+    categories, codes = cat.categories, cat.codes
+    if not cat.ordered and not categories.is_monotonic_increasing:
+        # Unordered categoricals whose categories are a permutation of each other are equal
+        # in pandas: hash them in sorted category order, the codes mapped to it.
+        try:
+            order = categories.argsort()
+        except TypeError:
+            return None  # categories that do not sort: hashed by value, as objects
+        categories = categories.take(order)
+        new_code = np.empty(len(order) + 1, dtype=codes.dtype)
+        new_code[order] = np.arange(len(order), dtype=codes.dtype)
+        new_code[-1] = -1  # code -1 (missing) indexes the last slot
+        codes = new_code[codes]
+    return _record("pandas.Categorical", (categories, codes, bool(cat.ordered)))
+
+
+def _reduce_masked(arr):
+    import numpy as np
+
+    data, mask = arr._data, arr._mask
+    if mask.any():
+        # pandas ignores the values under the mask: they are hashed as zeros (False).
+        data = data & ~mask if data.dtype == np.bool_ else np.where(mask, np.zeros((), dtype=data.dtype), data)
+    return _record("pandas.masked", (data, mask))
+
+
+def _reduce_sparse(arr):
+    import numpy as np
+
+    pd = sys.modules["pandas"]
+    values, indices, fill = arr.sp_values, arr.sp_index.indices, arr.fill_value
+    # Stored values equal to the fill value are not part of the value: drop them.
+    stored = ~(pd.isna(values) if pd.isna(fill) else values == fill)
+    if not stored.all():
+        values, indices = values[stored], indices[stored]
+    return _record("pandas.SparseArray", (values, indices.astype(np.int64, copy=False), fill, len(arr)))
+
+
+def _reduce_interval(arr):
+    return _record("pandas.IntervalArray", (_pandas_values(arr.left), _pandas_values(arr.right), arr.closed))
+
+
+def _arrow_bits(buffer, offset, length):
+    """Bits `offset` to `offset + length` of an Arrow bitmap, as a bool ndarray (a fresh copy)."""
+    import numpy as np
+
+    bits = np.unpackbits(_arrow_buffer(buffer, np.uint8), count=offset + length, bitorder="little")
+    return bits[offset:].view(np.bool_)
+
+
+def _reduce_arrow(arr):
+    """Arrow-backed arrays: strings and binaries as (offsets, bytes, mask), fixed-width values as (values, mask)."""
+    import numpy as np
+
+    pa = sys.modules["pyarrow"]
+    array = arr.__arrow_array__()
+    if isinstance(array, pa.ChunkedArray):
+        # One chunk is used in place; several are joined (a copy), as chunking is not part of the value.
+        array = array.chunk(0) if array.num_chunks == 1 else array.combine_chunks()
+    kind, length, offset = array.type, len(array), array.offset
+    buffers = array.buffers()
+    if array.null_count:
+        mask = ~_arrow_bits(buffers[0], offset, length)
+    else:
+        mask = np.zeros(length, dtype=np.bool_)
+    if pa.types.is_boolean(kind):
+        return _record("pandas.ArrowFixed", (_arrow_bits(buffers[1], offset, length) & ~mask, mask))
+    if pa.types.is_primitive(kind) and kind.bit_width in (8, 16, 32, 64):
+        # The values' bits, whatever their type (the dtype text names it); zeros under the mask.
+        values = _arrow_buffer(buffers[1], f"=u{kind.bit_width // 8}")[offset:offset + length]
+        if array.null_count:
+            values = np.where(mask, np.zeros((), dtype=values.dtype), values)
+        return _record("pandas.ArrowFixed", (values, mask))
+    large = pa.types.is_large_string(kind) or pa.types.is_large_binary(kind)
+    if not (large or pa.types.is_string(kind) or pa.types.is_binary(kind)):
+        return None  # other Arrow types (nested, decimal, ...): hashed by value, as objects
+    offsets = _arrow_offsets(array, large)
+    if array.null_count:
+        nulls = np.flatnonzero(mask)
+        if (offsets[nulls + 1] != offsets[nulls]).any():
+            # A null's slot holds bytes (Arrow allows it): empty every null slot (a copy).
+            empty = "" if pa.types.is_string(kind) or pa.types.is_large_string(kind) else b""
+            array = sys.modules["pyarrow.compute"].fill_null(array, empty)
+            offsets = _arrow_offsets(array, large)
+    data = _arrow_buffer(array.buffers()[2], np.uint8)[offsets[0]:offsets[-1]]
+    # Offsets from 0 in 64 bits, so that a slice and a (large_)string copy of it hash equal.
+    offsets = offsets.astype(np.int64, copy=False)
+    return _record("pandas.ArrowBinary", (offsets - offsets[0] if offsets[0] else offsets, data, mask))
+
+
+def _arrow_offsets(array, large):
+    """The ``len(array) + 1`` offsets of an Arrow (large_)string or binary array, as an ndarray."""
+    import numpy as np
+
+    if not len(array):
+        return np.zeros(1, dtype=np.int64)
+    offsets = _arrow_buffer(array.buffers()[1], np.int64 if large else np.int32)
+    return offsets[array.offset:array.offset + len(array) + 1]
+
+
+def _arrow_buffer(buffer, dtype):
+    """An Arrow buffer viewed as an ndarray; Arrow may leave the buffers of empty data unallocated."""
+    import numpy as np
+
+    return np.zeros(0, dtype=dtype) if buffer is None else np.frombuffer(buffer, dtype=dtype)
+
+
+def _extension_reducers(pd):
+    """(class, reducer) pairs of the extension arrays hashed from their parts, most specific first."""
+    from pandas.core.arrays.masked import BaseMaskedArray
+
+    return (
+        (pd.Categorical, _reduce_categorical),
+        (BaseMaskedArray, _reduce_masked),
+        (pd.arrays.DatetimeArray, lambda arr: _record("pandas.DatetimeArray", (arr.asi8,))),
+        (pd.arrays.PeriodArray, lambda arr: _record("pandas.PeriodArray", (arr.asi8,))),
+        (pd.arrays.IntervalArray, _reduce_interval),
+        (pd.arrays.SparseArray, _reduce_sparse),
+        (pd.arrays.ArrowExtensionArray, _reduce_arrow),
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _extension_reducer(cls):
+    pd = sys.modules["pandas"]
+    for base, reducer in _extension_reducers(pd):
+        if issubclass(cls, base):
+            return reducer
+    return None
+
+
 def _pandas_values(values):
-    """(dtype repr, values as an ndarray) of a Series or Index, without copying numpy data."""
+    """The (dtype text, values) pair of a Series or Index, without copying numpy data."""
     import numpy as np
 
     if isinstance(values.dtype, np.dtype):
         return repr(values.dtype), values.to_numpy()
-    return repr(values.dtype), values.to_numpy(dtype=object)
+    array = values.array
+    reducer = _extension_reducer(type(array))
+    found = None if reducer is None else reducer(array)
+    if found is None:
+        return repr(values.dtype), values.to_numpy(dtype=object)
+    # A categorical's repr lists its categories in their order: its text is "category".
+    label = str(values.dtype) if isinstance(array, sys.modules["pandas"].Categorical) else repr(values.dtype)
+    return label, found
 
 
 def _pandas_handler(cls):
@@ -356,7 +555,7 @@ def _pandas_handler(cls):
         return lambda ser: _record("pandas.Series", (ser.name, ser.index) + _pandas_values(ser),
                                    (".name", ".index", ".dtype", ".values"))
     if issubclass(cls, pd.Index):
-        return lambda idx: _record("pandas.Index", (tuple(idx.names),) + _pandas_values(idx),
+        return lambda idx: _record("pandas.Index", (tuple(idx.names),) + _index_values(idx),
                                    (".names", ".dtype", ".values"))
     return None
 

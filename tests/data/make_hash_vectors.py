@@ -17,6 +17,11 @@ refuses to change or drop a digest already recorded for the current
 ``--force`` is given.  When both twins are available, every digest is computed
 by both and they must agree.
 
+``PANDAS_VECTORS`` pin the pandas records the same way, for one pandas major
+version (``PANDAS_MAJOR``: their dtype text is pandas' ``repr``); generating them
+needs that pandas and pyarrow, and the test skips them under another pandas, and
+skips those that need pyarrow when it is not installed.
+
 Each vector is a Python expression evaluated with ``eval`` in a fresh
 ``namespace()``; keep the expressions deterministic and free of anything whose
 hash depends on the platform (no long doubles, no ``os.path`` functions, no
@@ -24,6 +29,7 @@ classes defined in this file: their module name would differ between the script
 and the test).
 """
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -127,6 +133,54 @@ VECTORS = [
     ("np.ma.masked_array([1, 2], mask=[0, 1])", X),
 ]
 
+# pandas objects, pinned for one pandas major version (their dtype text is pandas' repr).
+# No default string dtypes: their storage depends on whether pyarrow is installed.
+# (expression, hash names, module needed besides pandas or None)
+PANDAS_MAJOR = 3
+PANDAS_VECTORS = [
+    # numpy-backed values, indexes that are not progressions: encoded as before the records of
+    # extension arrays existed (these digests predate them)
+    ("pd.Index([1.5, 2.5], name='x')", X, None),
+    ("pd.Index([3, 1, 2])", X, None),
+    ("pd.Series([1.0, 2.0, 3.0], index=[10, 30, 20], name=0)", X, None),
+    ("pd.DataFrame([[1, 0.5], [2, 1.5], [3, 0.0]], index=[5, 3, 4], columns=pd.Index(['x', 'y'], dtype=object))",
+     X, None),
+    ("pd.DatetimeIndex(['2024-01-01', '2024-01-03', '2024-01-02'])", X, None),
+    ("pd.Series(np.array(['a', None, 'b'], dtype=object), index=[7, 3, 4], dtype=object)", X, None),
+    ("pd.Series(pd.to_timedelta([1, 2, 3], unit='s'), index=[2, 9, 1], name='t')", X, None),
+    ("pd.Series(pd.array(['a', None, 'b'], dtype='string[python]'), index=[7, 3, 4])", X, None),
+    ("pd.MultiIndex.from_arrays([[1, 2], [0.5, 1.5]])", X, None),
+    # int64 progressions, RangeIndex or not: record pandas.range
+    ("pd.RangeIndex(3)", X, None),
+    ("pd.Index([0, 1, 2])", X, None),
+    ("pd.RangeIndex(10, 0, -3)", X, None),
+    ("pd.RangeIndex(0)", X, None),
+    ("pd.Series([1.0, 2.0, 4.0])", XS, None),
+    ("pd.DataFrame({1: [1, 2, 4], 2: [0.5, 1.5, -1.0]})", X, None),
+    # extension arrays from their parts
+    ("pd.Series(pd.Categorical(['b', 'a', None, 'b'], categories=pd.Index(['a', 'b'], dtype=object)))", XS, None),
+    ("pd.Series(pd.Categorical(['b', 'a', None, 'b'], categories=pd.Index(['b', 'a'], dtype=object)))", X, None),
+    ("pd.Series(pd.Categorical([2, 1, 2], categories=[2, 1], ordered=True))", X, None),
+    ("pd.Series(pd.array([1, None, 3], dtype='Int64'))", XS, None),
+    ("pd.Series(pd.array([1, None, 3], dtype='UInt8'))", X, None),
+    ("pd.Series(pd.array([0.5, None, -1.0], dtype='Float64'))", X, None),
+    ("pd.Series(pd.array([True, None, False], dtype='boolean'))", X, None),
+    ("pd.Series(pd.DatetimeIndex(['2024-01-01', None, '2024-03-01']).tz_localize('UTC'))", X, None),
+    ("pd.Series(pd.DatetimeIndex(['2024-01-01', '2024-03-01']).tz_localize('Europe/Paris'))", X, None),
+    ("pd.Series(pd.period_range('2024-01', periods=3, freq='M'))", X, None),
+    ("pd.Series(pd.arrays.IntervalArray.from_breaks([0, 1, 3, 7], closed='left'))", X, None),
+    ("pd.Series(pd.arrays.SparseArray([0.0, 1.5, 0.0, 2.0], fill_value=0.0))", X, None),
+    ("pd.Series(pd.arrays.SparseArray([1, 0, 0, 3]))", X, None),
+    ("pd.DatetimeIndex(['2024-01-01', '2024-01-03']).tz_localize('UTC')", X, None),
+    ("pd.CategoricalIndex([1, 2, 1])", X, None),
+    ("pd.DataFrame({1: pd.Categorical([0.5, 1.5]), 2: pd.array([1, None], dtype='Int64'),"
+     " 3: pd.period_range('2024', periods=2, freq='D')})", X, None),
+    ("pd.Series(['a', None, 'bc'], dtype='string[pyarrow]')", X, "pyarrow"),
+    ("pd.Series([b'a', b'', None], dtype=pd.ArrowDtype(pa.binary()))", X, "pyarrow"),
+    ("pd.Series([1, None, -3], dtype='int64[pyarrow]')", X, "pyarrow"),
+    ("pd.Series([True, None, False], dtype='bool[pyarrow]')", X, "pyarrow"),
+]
+
 
 def namespace():
     """A fresh namespace in which the expressions are evaluated."""
@@ -148,25 +202,47 @@ def namespace():
         "functools": functools, "http": http, "math": math, "pathlib": pathlib, "types": types,
         "uuid": uuid, "collections": collections, "OrderedDict": collections.OrderedDict,
         "defaultdict": collections.defaultdict,
+        "pd": _optional("pandas"), "pa": _optional("pyarrow"),
     }
 
 
-def compute():
-    """The vectors as a list of dicts, each digest checked against every available twin."""
+def _optional(name):
+    """Module `name`, or None when it is not installed (its vectors are then skipped)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def compute(listed=VECTORS):
+    """The vectors of `listed` as a list of dicts, each digest checked against every available twin."""
     from joblite import _impl
     from joblite.hashing import hash, hash_with_twin
 
     twins = _impl.available_twins()
     vectors = []
-    for expr, hash_names in VECTORS:
+    for expr, hash_names, *requires in listed:
         for hash_name in hash_names:
             digest = hash(eval(expr, namespace()), hash_name=hash_name)
             for twin in twins:
                 other = hash_with_twin(twin, eval(expr, namespace()), hash_name)
                 if other != digest:
                     raise SystemExit(f"twins disagree on {expr!r} ({hash_name}): {digest} vs {other} ({twin})")
-            vectors.append({"expr": expr, "hash_name": hash_name, "digest": digest})
+            vector = {"expr": expr, "hash_name": hash_name, "digest": digest}
+            if requires and requires[0]:
+                vector["requires"] = requires[0]
+            vectors.append(vector)
     return vectors
+
+
+def compute_pandas():
+    """The pandas vectors; pandas of major version PANDAS_MAJOR and pyarrow must be installed."""
+    import pandas
+    import pyarrow  # noqa: F401  (the vectors of Arrow-backed arrays are part of the file)
+
+    if int(pandas.__version__.split(".")[0]) != PANDAS_MAJOR:
+        raise SystemExit(f"the pandas vectors are pinned for pandas {PANDAS_MAJOR}, not {pandas.__version__}")
+    return compute(PANDAS_VECTORS)
 
 
 def main(argv=None):
@@ -176,17 +252,17 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true", help="compare only, write nothing")
     args = parser.parse_args(argv)
 
-    sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # the checkout's joblite
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "src"))  # the checkout's joblite
     from joblite.hashing import FORMAT_VERSION
 
-    vectors = compute()
+    vectors, pandas_vectors = compute(), compute_pandas()
     changed = []
     if os.path.exists(OUTPUT):
         with open(OUTPUT, encoding="utf-8") as handle:
             old = json.load(handle)
         if old["format_version"] == FORMAT_VERSION:
-            new = {(v["expr"], v["hash_name"]): v["digest"] for v in vectors}
-            for vector in old["vectors"]:
+            new = {(v["expr"], v["hash_name"]): v["digest"] for v in vectors + pandas_vectors}
+            for vector in old["vectors"] + old.get("pandas_vectors", []):
                 key = (vector["expr"], vector["hash_name"])
                 if new.get(key) != vector["digest"]:
                     changed.append(f"{key[0]} ({key[1]}): {vector['digest']} -> {new.get(key)}")
@@ -197,7 +273,7 @@ def main(argv=None):
             print("Refusing: bump FORMAT_VERSION for a new format, or pass --force.")
             return 1
     if args.check:
-        print(f"{len(vectors)} vectors agree with {OUTPUT}")
+        print(f"{len(vectors) + len(pandas_vectors)} vectors agree with {OUTPUT}")
         return 0
     document = {
         "format_version": FORMAT_VERSION,
@@ -205,11 +281,13 @@ def main(argv=None):
         "note": "Golden vectors of joblite.hash: expr is evaluated in make_hash_vectors.namespace(). "
                 "Regenerate only when the format changes on purpose.",
         "vectors": vectors,
+        "pandas_major": PANDAS_MAJOR,
+        "pandas_vectors": pandas_vectors,
     }
     with open(OUTPUT, "w", encoding="utf-8") as handle:
         json.dump(document, handle, indent=1, ensure_ascii=False)
         handle.write("\n")
-    print(f"wrote {len(vectors)} vectors to {OUTPUT}")
+    print(f"wrote {len(vectors)} + {len(pandas_vectors)} pandas vectors to {OUTPUT}")
     return 0
 
 
