@@ -15,7 +15,12 @@ in ...)`` as a user writes it, the same for both libraries:
   and the peak memory of such a call (caller, workers and memmap folder, in
   a fresh process, over the array's size: ``parallel_array_memory``);
 * 8 tasks each returning an 8 MiB float64 array (``full_array``);
-* ``n_jobs=1`` on the tiny tasks, and the plain loop ``[f(x) for x in xs]``.
+* ``n_jobs=1`` on the tiny tasks, and the plain loop ``[f(x) for x in xs]``;
+* dispatch, as the bench's rows (tasks and calls from
+  :mod:`joblite.bench.sections.parallel`): 100,000 trivial (``x + 1``) and
+  light (about 1 µs) tasks on 2 processes, and the stdlib
+  ``ProcessPoolExecutor(2).map`` in ``ceil(len / 8)`` chunks; and with
+  ``n_jobs=1``, and the plain loop.
 
 ``setup`` warms the workers up (one small call with the same settings), so
 that neither library's worker start-up is timed.  asv runs each parameter
@@ -27,6 +32,8 @@ asv then skips it.
 """
 from concurrent.futures import ProcessPoolExecutor
 
+from joblite.bench.sections.parallel import (DISPATCH_TASKS, dispatch_call, dispatch_executor_call,
+                                             dispatch_loop)
 from joblite.bench.workloads import (array_argument_call, array_results_call, busy_tasks_call,
                                      parallel_array_memory, parallel_impls, random_f64, tiny_task,
                                      tiny_tasks_call, tiny_tasks_executor_call, tiny_tasks_loop,
@@ -39,6 +46,10 @@ IMPLS = ["joblite", "joblib"]
 N_JOBS = 2
 #: Tiny tasks per call (processes, threads and n_jobs=1).
 TINY_TASKS = 20_000
+#: Trivial and light tasks per call of the dispatch benchmarks (the bench's figure).
+DISPATCH_COUNT = 100_000
+#: The dispatch benchmarks' tasks, by a short name.
+DISPATCH_KINDS = {"trivial": DISPATCH_TASKS["trivial (x + 1)"], "light": DISPATCH_TASKS["light (~1 µs)"]}
 #: Tasks of 1 ms of CPU per call.
 BUSY_TASKS = 200
 #: Bytes of the array argument, and tasks given it.
@@ -174,3 +185,42 @@ class Sequential(_Calls):
         lib = get_lib(impl)
         tiny_tasks_call(lib, 100, n_jobs=1)()
         self.call = tiny_tasks_call(lib, TINY_TASKS, n_jobs=1)
+
+
+class DispatchProcesses(_Calls):
+    """100,000 trivial or light tasks on 2 processes; and a chunked ProcessPoolExecutor.map."""
+
+    params = [IMPLS + ["executor"], list(DISPATCH_KINDS)]
+    param_names = ["impl", "task"]
+
+    def setup(self, impl, kind):
+        task = DISPATCH_KINDS[kind]
+        self.executor = None
+        if impl == "executor":
+            self.executor = ProcessPoolExecutor(N_JOBS)
+            dispatch_executor_call(self.executor, task, 100, N_JOBS)()   # every worker started
+            self.call = dispatch_executor_call(self.executor, task, DISPATCH_COUNT, N_JOBS)
+            return
+        lib = get_lib(impl)
+        dispatch_call(lib, task, 100, n_jobs=N_JOBS)()
+        self.call = dispatch_call(lib, task, DISPATCH_COUNT, n_jobs=N_JOBS)
+
+    def teardown(self, impl, kind):
+        if self.executor is not None:
+            self.executor.shutdown()
+
+
+class DispatchSequential(_Calls):
+    """100,000 trivial or light tasks with ``n_jobs=1``; and the plain loop."""
+
+    params = [IMPLS + ["loop"], list(DISPATCH_KINDS)]
+    param_names = ["impl", "task"]
+
+    def setup(self, impl, kind):
+        task = DISPATCH_KINDS[kind]
+        if impl == "loop":
+            self.call = dispatch_loop(task, DISPATCH_COUNT)
+            return
+        lib = get_lib(impl)
+        dispatch_call(lib, task, 100, n_jobs=1)()
+        self.call = dispatch_call(lib, task, DISPATCH_COUNT, n_jobs=1)

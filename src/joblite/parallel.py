@@ -9,6 +9,7 @@ parallel guide for batching, memmapping, progress, failures and thread
 limits.
 """
 import builtins
+import collections
 import concurrent.futures
 import gc
 import itertools
@@ -26,7 +27,7 @@ from . import _impl, _validate
 from ._progress import Progress
 from .backends import (Batch, ParallelBackendBase, check_backend, check_n_jobs, cpu_count,
                        default_backend_name, get_backend_factory, in_worker, make_backend, nested_backend,
-                       register_parallel_backend, resolve_n_jobs)
+                       register_parallel_backend, resolve_n_jobs, running_tasks)
 
 __all__ = ["Parallel", "delayed", "parallel_config", "parallel_backend", "register_parallel_backend",
            "cpu_count", "effective_n_jobs", "ParallelBackendBase", "ParallelTimeoutError"]
@@ -523,6 +524,10 @@ class Parallel:
                                    backend.target_batch_seconds, backend.max_batch_size, sizer)
             limit = self._pre_dispatch if self._pre_dispatch is not None else float("inf")
             tasks = iter(iterable)
+            if backend.runs_in_caller:
+                yield from self._run_in_caller(tasks, batcher, limit)
+                completed = True
+                return
             started = {}   # future -> when it became one of the n_workers oldest (timeouts)
             submitted = {}   # future -> (when it was submitted, batches pending then)
             waiting = {}   # ordered results not yet yielded: start index -> results
@@ -541,12 +546,11 @@ class Parallel:
                     # them than workers would only wait in a queue.
                     while not exhausted and len(pending) < (limit if batcher.measured else
                                                             min(limit, n_workers)):
-                        chunk = list(itertools.islice(tasks, batcher.size()))
-                        if not chunk:
+                        batch = Batch.take(tasks, batcher.size(), index)
+                        if batch is None:
                             exhausted = True
                             self._dispatching = False
                             break
-                        batch = Batch(chunk, index)
                         index += batch.size
                         ahead = len(pending)
                         self.n_dispatched_batches += 1
@@ -618,6 +622,52 @@ class Parallel:
                 if completed:
                     self.print_progress()
                 self._progress.close()
+
+    def _run_in_caller(self, tasks, batcher, limit):
+        """The results of a call whose backend runs batches in the caller, a batch's list at a time.
+
+        The tasks run straight from `tasks`, batch by batch (sized as for any
+        backend, and run up to `limit` batches ahead of the results taken, as
+        submitted batches would be): no batch is built, nothing is done per
+        task but calling it.  After a task raised, no further task is taken;
+        the error is raised in its turn, after the results of the batches
+        before it.
+        """
+        ran = collections.deque()   # (index of the first task, results) not yielded yet
+        failure = None
+        index = 0
+        first_round = True
+        while True:
+            while self._dispatching and failure is None and len(ran) < (limit if batcher.measured else 1):
+                begin = time.perf_counter()
+                try:
+                    with running_tasks():
+                        results = _impl.tasks.run_next(tasks, batcher.size(), index)
+                except BaseException as exc:   # KeyboardInterrupt too: raised in its turn
+                    failure = exc
+                    self.n_dispatched_batches += 1
+                    break
+                if not results:
+                    self._dispatching = False
+                    break
+                batcher.record(len(results), time.perf_counter() - begin)
+                self.n_dispatched_batches += 1
+                self.n_dispatched_tasks += len(results)
+                ran.append((index, results))
+                index += len(results)
+            if first_round:
+                first_round = False
+                yield []
+            if not ran:
+                if failure is not None:
+                    raise failure
+                return
+            start, results = ran.popleft()
+            self.n_completed_tasks += len(results)
+            if self._progress.active:
+                self._progress.finished(start, results)
+            self.print_progress()
+            yield results
 
     def _wait(self, pending, started, n_workers):
         """Wait (without polling) for at least one batch; raise TimeoutError for an overdue task."""

@@ -3,8 +3,15 @@
 A task is the tuple ``(function, args, kwargs)`` that ``delayed(function)(*args,
 **kwargs)`` returns, as in joblib.
 """
+cimport cython
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF
+
+cdef extern from "Python.h":
+    PyObject *PyIter_Next(object iterator) except? NULL
 
 
+@cython.freelist(8)
 cdef class Delayed:
     """``delayed(function)``: calling it returns the task ``(function, args, kwargs)``.
 
@@ -49,6 +56,100 @@ def run_tasks(list tasks):
     return results
 
 
+def run_values(function, list values):
+    """``[function(value) for value in values]``: a batch of calls of one function with one argument each."""
+    cdef list results = []
+    cdef object value
+    for value in values:
+        results.append(function(value))
+    return results
+
+
+def run_next(iterator, Py_ssize_t count, Py_ssize_t start):
+    """Run the next `count` tasks of `iterator` (fewer at its end) as they come; return their results.
+
+    Nothing but the call of each task's function is done per task: no batch
+    is built.  A task's exception propagates at once, and no later task is
+    taken from `iterator`.
+
+    Raises
+    ------
+    TypeError
+        Naming the first item (by its index in the call, from `start`) that
+        is not a task ``(function, args tuple, kwargs dict)``.
+    """
+    cdef list results = []
+    cdef Py_ssize_t i
+    cdef PyObject *item
+    cdef object task
+    for i in range(count):
+        item = PyIter_Next(iterator)
+        if item == NULL:
+            break
+        task = <object>item
+        Py_DECREF(task)   # PyIter_Next's reference; `task` holds its own
+        if not _is_task(task):
+            _not_a_task(task, start + i)
+        if (<tuple>task)[2]:
+            results.append((<tuple>task)[0](*(<tuple>task)[1], **(<tuple>task)[2]))
+        else:
+            results.append((<tuple>task)[0](*(<tuple>task)[1]))
+    return results
+
+
+def take_batch(iterator, Py_ssize_t count, Py_ssize_t start):
+    """The next `count` tasks of `iterator` (fewer at its end), split as :func:`split_batch` does.
+
+    Returns
+    -------
+    function : callable or None
+    items : list
+        The argument tuples when `function` is set, else the tasks.  Empty
+        when `iterator` is exhausted.
+
+    Raises
+    ------
+    TypeError
+        Naming the first item (by its index in the call, from `start`) that
+        is not a task.
+    """
+    cdef list items = []
+    cdef Py_ssize_t i
+    cdef PyObject *item
+    cdef object task, function = None
+    cdef bint same = True
+    for i in range(count):
+        item = PyIter_Next(iterator)
+        if item == NULL:
+            break
+        task = <object>item
+        Py_DECREF(task)
+        if not _is_task(task):
+            _not_a_task(task, start + i)
+        if same:
+            if i == 0:
+                function = (<tuple>task)[0]
+            if (<tuple>task)[0] is function and not (<tuple>task)[2]:
+                items.append((<tuple>task)[1])
+                continue
+            # a task of another function, or with keywords: the batch holds tasks from here
+            same = False
+            items = [(function, args, {}) for args in items]
+        items.append(task)
+    return (function if same else None), items
+
+
+def single_arguments(list items):
+    """The only argument of each argument tuple of `items`, as a list; None if one has another length."""
+    cdef list values = []
+    cdef object args
+    for args in items:
+        if len(<tuple>args) != 1:
+            return None
+        values.append((<tuple>args)[0])
+    return values
+
+
 def split_batch(list tasks, Py_ssize_t start):
     """``(function, [args, ...])`` when every task calls one function without keywords, else ``(None, tasks)``.
 
@@ -64,8 +165,7 @@ def split_batch(list tasks, Py_ssize_t start):
     cdef list items = []
     for i in range(n):
         task = tasks[i]
-        if type(task) is not tuple or len(<tuple>task) != 3 or type((<tuple>task)[1]) is not tuple \
-                or not isinstance((<tuple>task)[2], dict) or not callable((<tuple>task)[0]):
+        if not _is_task(task):
             _not_a_task(task, start + i)
         if i == 0:
             function = (<tuple>task)[0]
@@ -77,6 +177,11 @@ def split_batch(list tasks, Py_ssize_t start):
     if same:
         return function, items
     return None, tasks
+
+
+cdef inline bint _is_task(object task):
+    return (type(task) is tuple and len(<tuple>task) == 3 and type((<tuple>task)[1]) is tuple
+            and isinstance((<tuple>task)[2], dict) and callable((<tuple>task)[0]))
 
 
 def _not_a_task(task, index):

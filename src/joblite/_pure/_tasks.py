@@ -3,6 +3,7 @@
 A task is the tuple ``(function, args, kwargs)`` that ``delayed(function)(*args,
 **kwargs)`` returns, as in joblib.
 """
+import itertools
 
 
 class Delayed:
@@ -41,6 +42,74 @@ def run_tasks(tasks):
     return [function(*args, **kwargs) for function, args, kwargs in tasks]
 
 
+def run_values(function, values):
+    """``[function(value) for value in values]``: a batch of calls of one function with one argument each."""
+    return [function(value) for value in values]
+
+
+def run_next(iterator, count, start):
+    """Run the next `count` tasks of `iterator` (fewer at its end) as they come; return their results.
+
+    Nothing but the call of each task's function is done per task: no batch
+    is built.  A task's exception propagates at once, and no later task is
+    taken from `iterator`.
+
+    Raises
+    ------
+    TypeError
+        Naming the first item (by its index in the call, from `start`) that
+        is not a task ``(function, args tuple, kwargs dict)``.
+    """
+    results = []
+    for i, task in enumerate(itertools.islice(iterator, count)):
+        if not _is_task(task):
+            _not_a_task(task, start + i)
+        results.append(task[0](*task[1], **task[2]))
+    return results
+
+
+def take_batch(iterator, count, start):
+    """The next `count` tasks of `iterator` (fewer at its end), split as :func:`split_batch` does.
+
+    Returns
+    -------
+    function : callable or None
+    items : list
+        The argument tuples when `function` is set, else the tasks.  Empty
+        when `iterator` is exhausted.
+
+    Raises
+    ------
+    TypeError
+        Naming the first item (by its index in the call, from `start`) that
+        is not a task.
+    """
+    items = []
+    function = None
+    same = True
+    for i, task in enumerate(itertools.islice(iterator, count)):
+        if not _is_task(task):
+            _not_a_task(task, start + i)
+        if same:
+            if i == 0:
+                function = task[0]
+            if task[0] is function and not task[2]:
+                items.append(task[1])
+                continue
+            # a task of another function, or with keywords: the batch holds tasks from here
+            same = False
+            items = [(function, args, {}) for args in items]
+        items.append(task)
+    return (function if same else None), items
+
+
+def single_arguments(items):
+    """The only argument of each argument tuple of `items`, as a list; None if one has another length."""
+    if any(len(args) != 1 for args in items):
+        return None
+    return [args[0] for args in items]
+
+
 def split_batch(tasks, start):
     """``(function, [args, ...])`` when every task calls one function without keywords, else ``(None, tasks)``.
 
@@ -54,8 +123,7 @@ def split_batch(tasks, start):
     same = True
     items = []
     for i, task in enumerate(tasks):
-        if type(task) is not tuple or len(task) != 3 or type(task[1]) is not tuple \
-                or not isinstance(task[2], dict) or not callable(task[0]):
+        if not _is_task(task):
             _not_a_task(task, start + i)
         if i == 0:
             function = task[0]
@@ -67,6 +135,11 @@ def split_batch(tasks, start):
     if same:
         return function, items
     return None, tasks
+
+
+def _is_task(task):
+    return (type(task) is tuple and len(task) == 3 and type(task[1]) is tuple and isinstance(task[2], dict)
+            and callable(task[0]))
 
 
 def _not_a_task(task, index):

@@ -15,7 +15,7 @@ import time
 
 from .. import _impl
 
-__all__ = ["ParallelBackendBase", "Batch", "register_parallel_backend", "get_backend_factory",
+__all__ = ["ParallelBackendBase", "Batch", "running_tasks", "register_parallel_backend", "get_backend_factory",
            "make_backend", "BACKENDS", "cpu_count"]
 
 #: name -> factory (a ParallelBackendBase subclass or a callable returning an instance)
@@ -79,8 +79,10 @@ class Batch:
     """A batch of tasks, pickled once and run by one worker.
 
     Tasks of one function called without keywords (the common
-    ``delayed(f)(x) for x in ...``) travel as ``(function, [args, ...])``,
-    which pickles smaller and runs faster; others as a list of tasks.
+    ``delayed(f)(x) for x in ...``) are held as ``function`` and a list of
+    argument tuples, and travel as the function once and the list (the
+    arguments themselves when each task has exactly one), which pickles
+    smaller and runs faster; others as a list of tasks.
 
     Parameters
     ----------
@@ -96,12 +98,25 @@ class Batch:
         index in the call.
     """
 
-    __slots__ = ("function", "items", "start", "size")
+    __slots__ = ("function", "items", "start", "size", "single")
 
     def __init__(self, tasks, start):
-        self.start = start
-        self.size = len(tasks)
         self.function, self.items = _impl.tasks.split_batch(tasks, start)
+        self.start, self.size, self.single = start, len(tasks), False
+
+    @classmethod
+    def take(cls, tasks, count, start):
+        """The batch of the next `count` tasks of the iterator `tasks` (fewer at its end); None at its end.
+
+        Raises
+        ------
+        TypeError
+            If an item is not a ``delayed`` task, naming its index in the call.
+        """
+        function, items = _impl.tasks.take_batch(tasks, count, start)
+        if not items:
+            return None
+        return _rebuild_batch(function, items, False, start, len(items))
 
     def __call__(self, nested=None):
         """Run the batch; return ``(results, seconds)``.
@@ -113,27 +128,57 @@ class Batch:
             one (see :func:`nested_backend`); None: they run sequentially.
         """
         start = time.perf_counter()
-        previous = getattr(_WORKER, "active", False), getattr(_WORKER, "nested", None)
-        _WORKER.active, _WORKER.nested = True, nested
-        try:
-            if self.function is not None:
+        with running_tasks(nested):
+            if self.single:
+                results = _impl.tasks.run_values(self.function, self.items)
+            elif self.function is not None:
                 results = _impl.tasks.run_calls(self.function, self.items)
             else:
                 results = _impl.tasks.run_tasks(self.items)
-        finally:
-            _WORKER.active, _WORKER.nested = previous
         return results, time.perf_counter() - start
 
-    def __getstate__(self):
-        return self.function, self.items, self.start, self.size
+    def __reduce__(self):
+        items, single = self.items, self.single
+        if self.function is not None and not single:
+            values = _impl.tasks.single_arguments(items)
+            if values is not None:
+                items, single = values, True
+        return _rebuild_batch, (self.function, items, single, self.start, self.size)
 
     def __setstate__(self, state):
+        """Set ``(function, items, start, size)``, the argument tuples in `items` when `function` is set."""
         self.function, self.items, self.start, self.size = state
+        self.single = False
 
     def task(self, index):
         """The task of this batch at position `index` of the call, as ``(function, args, kwargs)``."""
         item = self.items[index - self.start]
+        if self.single:
+            return self.function, (item,), {}
         return (self.function, item, {}) if self.function is not None else item
+
+
+def _rebuild_batch(function, items, single, start, size):
+    """The :class:`Batch` of a pickle: `items` holds each task's only argument if `single`."""
+    batch = Batch.__new__(Batch)
+    batch.function, batch.items, batch.single, batch.start, batch.size = function, items, single, start, size
+    return batch
+
+
+class running_tasks:
+    """While a batch's tasks run: :func:`in_worker` is true, and nested calls use `nested` (a backend name or None)."""
+
+    __slots__ = ("nested", "previous")
+
+    def __init__(self, nested=None):
+        self.nested = nested
+
+    def __enter__(self):
+        self.previous = getattr(_WORKER, "active", False), getattr(_WORKER, "nested", None)
+        _WORKER.active, _WORKER.nested = True, self.nested
+
+    def __exit__(self, *exc_info):
+        _WORKER.active, _WORKER.nested = self.previous
 
 
 class ParallelBackendBase:
@@ -183,6 +228,11 @@ class ParallelBackendBase:
         it would grow only a few times per round trip.  There the batch's
         future reports its whole cost itself (in the worker: unpickling and
         running it; in the caller: unpickling its results).
+    runs_in_caller : bool
+        The backend runs each batch in the calling thread as it is submitted
+        (the sequential backend): ``Parallel`` then runs the tasks straight
+        from the iterable instead, batch by batch, without building batches
+        nor calling :meth:`submit`.  False here.
     """
 
     uses_processes = False
@@ -193,6 +243,7 @@ class ParallelBackendBase:
     default_n_jobs = 1
     sequential_with_one_worker = True
     batch_cost_from_wall_time = True
+    runs_in_caller = False
 
     def __init__(self, **backend_kwargs):
         self.backend_kwargs = backend_kwargs

@@ -155,6 +155,10 @@ class LokyBackend(ParallelBackendBase):
         future = self._executor.submit(PickledBatch(data, buffers))
         if refers:
             self._memmapper.hold(future)   # its files stay until the worker is done with it
+        # Hand the GIL to loky's threads, which send the batch to a worker: the caller
+        # goes on building the next batch, and would otherwise keep them waiting for
+        # up to the interpreter's switch interval (5 ms), with the workers idle.
+        time.sleep(0)
         return future
 
     def stop(self):

@@ -5,9 +5,14 @@ from . import ParallelBackendBase
 
 
 class SequentialBackend(ParallelBackendBase):
-    """Runs each batch in the calling thread when it is submitted; one worker."""
+    """Runs each batch in the calling thread when it is submitted; one worker.
+
+    ``Parallel`` runs the tasks itself, straight from the iterable
+    (``runs_in_caller``); :meth:`submit` serves other callers of a backend.
+    """
 
     supports_sharedmem = True
+    runs_in_caller = True
 
     def effective_n_jobs(self, n_jobs):
         super().effective_n_jobs(n_jobs)  # validates

@@ -214,7 +214,7 @@ def _version(distribution):
 # -- the table ------------------------------------------------------------------------------
 
 _IMPL_LABELS = {"pure": "joblite pure twin", "tokenize": "dask tokenize",
-                "pickle": "pickle p5", "executor": "ProcessPoolExecutor.map chunksize=1000",
+                "pickle": "pickle p5", "executor": "ProcessPoolExecutor.map",
                 "loop": "plain loop"}
 
 # (ratio key, column title, meaning); the table shows the columns its rows use.
@@ -234,7 +234,9 @@ _RATIO_COLUMNS = [
     ("peak_over_result", "peak / result",
      "peak memory of the load in a fresh process, over the size of its result"),
     ("time_vs_executor", "t / executor",
-     "time over the stdlib ProcessPoolExecutor.map's, chunksize=1000 (lower is better)"),
+     "time over the stdlib ProcessPoolExecutor.map's, chunksize=1000 on the tiny tasks, "
+     "ceil(tasks / 8) (multiprocessing's heuristic, 4 chunks a worker) on the trivial and light ones "
+     "(lower is better)"),
     ("time_vs_loop", "t / loop",
      "time over the plain loop's [f(x) for x in xs] in the caller (lower is better)"),
     ("mem_over_array", "mem / array",

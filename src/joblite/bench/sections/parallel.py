@@ -1,6 +1,7 @@
 """Section ``parallel``: ``joblite.Parallel`` against ``joblib.Parallel``, the stdlib and a plain loop."""
 import contextlib
 import gc
+import math
 import sys
 
 from ..report import MIB, Row, add_speedups, gib_per_s, progress, pure_twin_targets, ratio, size_label
@@ -9,8 +10,9 @@ from ..workloads import (BUSY_SECONDS, PARALLEL_N_JOBS, array_argument_call, arr
                          busy_tasks_call, parallel_array_memory, parallel_impls, random_f64, tiny_task,
                          tiny_tasks_call, tiny_tasks_executor_call, tiny_tasks_loop, warm_up_array)
 
-__all__ = ["LOKY_FIRST_NOTE", "PARALLEL_SIZES", "PARALLEL_TARGETS", "parallel_section",
-           "start_joblib_workers_first"]
+__all__ = ["DISPATCH_TASKS", "EXECUTOR_CHUNKS_PER_WORKER", "LOKY_FIRST_NOTE", "PARALLEL_SIZES",
+           "PARALLEL_TARGETS", "dispatch_call", "dispatch_executor_call", "dispatch_loop", "light_task",
+           "parallel_section", "start_joblib_workers_first", "trivial_task"]
 
 SECTION = "parallel"
 
@@ -24,19 +26,58 @@ SECTION = "parallel"
 # repeats once its calls took that long; 'array_repeat' and 'busy_repeat' are
 # the repeats of the slower cases.
 PARALLEL_SIZES = {
-    "full": {"tiny": 100_000, "busy": 1000, "array_mib": 256, "array_tasks": 8, "results": 16,
+    "full": {"tiny": 100_000, "dispatch": 100_000, "busy": 1000, "array_mib": 256, "array_tasks": 8, "results": 16,
              "result_mib": 8, "repeat": 5, "busy_repeat": 3, "array_repeat": 3, "budget": 3.0},
-    "quick": {"tiny": 10_000, "busy": 200, "array_mib": 64, "array_tasks": 8, "results": 4,
+    "quick": {"tiny": 10_000, "dispatch": 10_000, "busy": 200, "array_mib": 64, "array_tasks": 8, "results": 4,
               "result_mib": 8, "repeat": 3, "busy_repeat": 2, "array_repeat": 2, "budget": 0.5},
 }
 
-# Goals from issue 5 ("Must reach"); see Row.targets for the sign convention.
+# Goals from issues 5 and 13 ("Must reach"); see Row.targets for the sign convention.
 PARALLEL_TARGETS = {
     "tiny processes": {"vs_joblib": 4, "time_vs_executor": -1.3},
     "tiny threads": {"vs_joblib": 10},
     "n_jobs=1": {"time_vs_loop": -3.0},
     "array argument": {"vs_joblib": 1.0, "mem_over_array": -2.2},
+    "dispatch processes": {"time_vs_executor": -1.0},
+    "dispatch n_jobs=1": {"time_vs_loop": -3.0},
 }
+
+#: Chunks per worker of the ``ProcessPoolExecutor.map`` baseline of the dispatch rows:
+#: ``chunksize = ceil(tasks / (4 * workers))``, ``multiprocessing.Pool.map``'s own choice.
+EXECUTOR_CHUNKS_PER_WORKER = 4
+
+
+def trivial_task(x):
+    """The trivial task of the dispatch rows: ``x + 1`` (tens of nanoseconds)."""
+    return x + 1
+
+
+def light_task(x):
+    """The light task of the dispatch rows: about a microsecond of integer arithmetic."""
+    for _ in range(12):
+        x = (x * 7 + 3) % 1000003
+    return x
+
+
+#: The dispatch rows' tasks: label -> module-level function (workers import it by name).
+DISPATCH_TASKS = {"trivial (x + 1)": trivial_task, "light (~1 µs)": light_task}
+
+
+def dispatch_call(lib, task, count, **parallel_kwargs):
+    """``lib.Parallel(**parallel_kwargs)(lib.delayed(task)(x) for x in range(count))``."""
+    Parallel, delayed = lib.Parallel, lib.delayed
+    return lambda: Parallel(**parallel_kwargs)(delayed(task)(x) for x in range(count))
+
+
+def dispatch_loop(task, count):
+    """The plain loop: ``[task(x) for x in range(count)]``."""
+    return lambda: [task(x) for x in range(count)]
+
+
+def dispatch_executor_call(executor, task, count, workers):
+    """``list(executor.map(task, range(count), chunksize=...))``, ``EXECUTOR_CHUNKS_PER_WORKER`` chunks a worker."""
+    chunksize = max(1, math.ceil(count / (EXECUTOR_CHUNKS_PER_WORKER * workers)))
+    return lambda: list(executor.map(task, range(count), chunksize=chunksize))
 
 #: Note on joblib's process rows when the standalone loky was imported before joblib's workers started.
 LOKY_FIRST_NOTE = ("loky was imported before joblib's workers started: joblib's workers are the "
@@ -134,6 +175,52 @@ def tiny_process_rows(libs, missing, sizes, kwargs):
                                    sizes["repeat"], sizes["budget"], missing)
     add_speedups(rows, {"vs_joblib": "joblib"}, {})
     _time_ratio(rows, "time_vs_executor", "executor", PARALLEL_TARGETS["tiny processes"])
+    return rows
+
+
+def dispatch_process_rows(libs, missing, sizes, kwargs):
+    """Trivial and light tasks on 2 processes: joblite, joblib and a chunked ``ProcessPoolExecutor.map``.
+
+    The executor's chunks are ``ceil(tasks / (4 * workers))`` (multiprocessing's
+    heuristic).  Every pool is started and warmed before the timing (one small
+    call each), so that no pool's start-up is timed.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    count = sizes["dispatch"]
+    rows = []
+    with ProcessPoolExecutor(PARALLEL_N_JOBS) as executor:
+        for label, task in DISPATCH_TASKS.items():
+            name = f"{count:,} {label} tasks, {PARALLEL_N_JOBS} processes"
+            expected = dispatch_loop(task, count)()
+            calls = {impl: dispatch_call(lib, task, count, **kwargs) for impl, lib in libs.items()}
+            calls["executor"] = dispatch_executor_call(executor, task, count, PARALLEL_N_JOBS)
+            warm_ups = [dispatch_call(lib, task, 100, **kwargs) for lib in libs.values()]
+            warm_ups.append(dispatch_executor_call(executor, task, 100, PARALLEL_N_JOBS))   # every worker up
+            case = _time_parallel_case(name, calls, warm_ups, _equal_results(name, expected),
+                                       sizes["repeat"], sizes["budget"], missing)
+            add_speedups(case, {"vs_joblib": "joblib"}, {})
+            _time_ratio(case, "time_vs_executor", "executor", PARALLEL_TARGETS["dispatch processes"])
+            rows += case
+    return rows
+
+
+def dispatch_sequential_rows(libs, missing, sizes):
+    """Trivial and light tasks with ``n_jobs=1`` against the plain loop ``[f(x) for x in xs]``."""
+    count = sizes["dispatch"]
+    rows = []
+    for label, task in DISPATCH_TASKS.items():
+        name = f"{count:,} {label} tasks, n_jobs=1"
+        loop = dispatch_loop(task, count)
+        expected = loop()
+        calls = {impl: dispatch_call(lib, task, count, n_jobs=1) for impl, lib in libs.items()}
+        calls["loop"] = loop
+        warm_ups = [dispatch_call(lib, task, 100, n_jobs=1) for lib in libs.values()]
+        case = _time_parallel_case(name, calls, warm_ups, _equal_results(name, expected),
+                                   sizes["repeat"], sizes["budget"], missing)
+        add_speedups(case, {"vs_joblib": "joblib"}, {})
+        _time_ratio(case, "time_vs_loop", "loop", PARALLEL_TARGETS["dispatch n_jobs=1"])
+        rows += case
     return rows
 
 
@@ -256,11 +343,12 @@ def sequential_rows(libs, missing, sizes):
 def parallel_section(context):
     """Time ``Parallel`` of joblite against joblib's on the same workloads, in the same run.
 
-    The workload (sizes for the default run; ``quick`` uses 10,000 tiny
-    tasks, 200 busy tasks, a 64 MiB array and 4 results), each timed for
+    The workload (sizes for the default run; ``quick`` uses 10,000 tiny,
+    trivial and light tasks, 200 busy tasks, a 64 MiB array and 4 results), each timed for
     joblite and joblib with ``Parallel(n_jobs=2)(delayed(f)(x) for x in
     ...)`` as a user writes it, their calls taking turns, best of repeats
-    (the tasks and calls are those of :mod:`joblite.bench.workloads`):
+    (the tasks and calls are those of :mod:`joblite.bench.workloads`, and
+    of this module for the dispatch rows):
 
     * 100,000 tiny tasks (``tiny_task``, about 0.2 µs each) on
       2 processes (loky, both libraries' default), and the stdlib
@@ -276,7 +364,12 @@ def parallel_section(context):
       process per library (``parallel_array_memory``);
     * 16 tasks each returning an 8 MiB float64 array (``full_array``);
     * ``n_jobs=1`` on the tiny tasks against the plain loop
-      ``[tiny_task(x) for x in xs]``.
+      ``[tiny_task(x) for x in xs]``;
+    * dispatch: 100,000 trivial tasks (``trivial_task``, ``x + 1``) and
+      100,000 light ones (``light_task``, about 1 µs) on 2 processes, against
+      the stdlib ``ProcessPoolExecutor(2).map(f, xs, chunksize=ceil(len(xs) /
+      8))`` (multiprocessing's chunk heuristic, 4 chunks a worker), and with
+      ``n_jobs=1`` against the plain loop ``[f(x) for x in xs]``.
 
     Worker processes (and threads) are warmed up first: one small call with
     the same settings before the timing, so that neither library's worker
@@ -315,6 +408,7 @@ def parallel_section(context):
         progress(f"parallel: memmap folders in {folder or 'each library default temp folder'}")
         loky_first = start_joblib_workers_first(libs, kwargs)
         rows += tiny_process_rows(libs, missing, sizes, kwargs)
+        rows += dispatch_process_rows(libs, missing, sizes, kwargs)
         rows += tiny_thread_rows(libs, missing, sizes)
         rows += busy_task_rows(libs, missing, sizes, kwargs)
         rows += array_argument_rows(libs, missing, sizes, kwargs)
@@ -322,6 +416,7 @@ def parallel_section(context):
         rows += array_result_rows(libs, missing, sizes, kwargs)
         gc.collect()
         rows += sequential_rows(libs, missing, sizes)
+        rows += dispatch_sequential_rows(libs, missing, sizes)
     if loky_first:
         for row in rows:
             if row.impl == "joblib" and row.seconds is not None and "processes" in row.name:
