@@ -425,15 +425,13 @@ def _reduce_masked(arr):
 
 
 def _reduce_sparse(arr):
-    import numpy as np
-
     pd = sys.modules["pandas"]
     values, indices, fill = arr.sp_values, arr.sp_index.indices, arr.fill_value
     # Stored values equal to the fill value are not part of the value: drop them.
     stored = ~(pd.isna(values) if pd.isna(fill) else values == fill)
     if not stored.all():
         values, indices = values[stored], indices[stored]
-    return _record("pandas.SparseArray", (values, indices.astype(np.int64, copy=False), fill, len(arr)))
+    return _record("pandas.SparseArray", (values, indices, fill, len(arr)))
 
 
 def _reduce_interval(arr):

@@ -12,7 +12,7 @@ SECTION = "hashing"
 # million), so its calls stop at the budget after one call.
 FRAME_SIZES = {
     "full": {"rows": 1_000_000, "repeat": 5, "budget": 1.0},
-    "quick": {"rows": 50_000, "repeat": 3, "budget": 0.3},
+    "quick": {"rows": 200_000, "repeat": 3, "budget": 0.3},
 }
 
 # Goal from issue 13: pandas frames of every column kind >= 5x joblib.
@@ -89,7 +89,7 @@ def frame_rows(context, impls):
     Parameters
     ----------
     context : joblite.bench.sections.Context
-        ``quick``: 50,000 rows instead of 1,000,000, fewer rounds.
+        ``quick``: 200,000 rows instead of 1,000,000, fewer rounds.
     impls : dict of str to callable or None
         Hash functions by implementation (``'joblite'``, ``'joblib'``,
         ``'tokenize'``); None when not installed.
