@@ -503,7 +503,6 @@ cdef lz4_decode_t lz4_decoder():
     """The address of ``LZ4_decompress_safe`` in the lz4 package's extension, or NULL."""
     global _lz4_decode, _lz4_looked_up
     if not _lz4_looked_up:
-        _lz4_looked_up = True
         try:
             import ctypes
             from lz4.block import _block
@@ -512,6 +511,7 @@ cdef lz4_decode_t lz4_decoder():
             address = None
         if address:
             _lz4_decode = <lz4_decode_t><size_t>address
+        _lz4_looked_up = True   # after the address: a thread that comes meanwhile looks it up too
     return _lz4_decode
 
 
