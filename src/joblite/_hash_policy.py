@@ -504,12 +504,10 @@ def _arrow_buffer(buffer, dtype):
 
 
 def _extension_reducers(pd):
-    """(class, reducer) pairs of the extension arrays hashed from their parts, most specific first."""
-    from pandas.core.arrays.masked import BaseMaskedArray
-
+    """(class or classes, reducer) pairs of the extension arrays hashed from their parts, first match wins."""
     return (
         (pd.Categorical, _reduce_categorical),
-        (BaseMaskedArray, _reduce_masked),
+        ((pd.arrays.IntegerArray, pd.arrays.FloatingArray, pd.arrays.BooleanArray), _reduce_masked),
         (pd.arrays.DatetimeArray, lambda arr: _record("pandas.DatetimeArray", (arr.asi8,))),
         (pd.arrays.PeriodArray, lambda arr: _record("pandas.PeriodArray", (arr.asi8,))),
         (pd.arrays.IntervalArray, _reduce_interval),
