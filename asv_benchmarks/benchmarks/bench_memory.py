@@ -12,7 +12,9 @@ that the suite stays fast:
   result (``memory_array_argument``): mostly hashing;
 * a cache hit returning a 128 MiB random float64 array
   (``memory_array_result``), with ``mmap_mode='r'`` and without (and the
-  peak memory of the latter).
+  peak memory of the latter);
+* hits, misses and the listing of a store of 1,000 or 5,000 entries
+  (``StoreSize``; the bench's full run goes to 1,000,000).
 
 Every ``Memory`` has ``verbose=0`` and its own cache folder: made with
 ``tempfile.mkdtemp`` by ``setup`` and removed by ``teardown``, or, for the
@@ -26,6 +28,7 @@ it.
 import functools
 import itertools
 import os
+import random
 import shutil
 import tempfile
 
@@ -166,3 +169,50 @@ class HitArrayResult:
 
     def peakmem_hit(self, locations, impl, mmap_mode):
         self.func(ARRAY_BYTES)
+
+
+class StoreSize:
+    """Hits, misses and the listing of a store of 1,000 or 5,000 small entries (``f(i, 2.0, 'abc', x=3)``).
+
+    The bench (``python -m joblite bench``, full run) does the same on a store
+    of 1,000,000 entries; asv keeps to 5,000 so that its smoke run stays short.
+    ``setup_cache`` builds each store once, by real cached calls, in the
+    working folder asv gives it.
+    """
+
+    params = [IMPLS, [1_000, 5_000]]
+    param_names = ["impl", "entries"]
+    timeout = 600
+
+    def setup_cache(self):
+        locations = {}
+        for impl in IMPLS:
+            try:
+                memory_class = get_memory_class(impl)
+            except NotImplementedError:
+                continue
+            for entries in self.params[1]:
+                location = locations[impl, entries] = os.path.abspath(f"store-{impl}-{entries}")
+                func = memory_class(location, verbose=0).cache(memory_small)
+                for i in range(entries):
+                    func(i, 2.0, "abc", x=3)
+        return locations
+
+    def setup(self, locations, impl, entries):
+        if (impl, entries) not in locations:
+            raise NotImplementedError(f"no store was written for {impl}")
+        self.memory = get_memory_class(impl)(locations[impl, entries], verbose=0)
+        self.func = self.memory.cache(memory_small)
+        keys = random.Random(entries).sample(range(entries), 1000)
+        check_hit(self.func, keys[0], 2.0, "abc", x=3)
+        self.keys = itertools.cycle(keys)
+        self.fresh = itertools.count(10 * entries + random.randrange(10 ** 9) * 100)
+
+    def time_hit(self, locations, impl, entries):
+        self.func(next(self.keys), 2.0, "abc", x=3)
+
+    def time_miss(self, locations, impl, entries):
+        self.func(next(self.fresh), 2.0, "abc", x=3)
+
+    def time_get_items(self, locations, impl, entries):
+        self.memory.store_backend.get_items()

@@ -13,10 +13,13 @@ import warnings
 
 from .._validate import parse_age, parse_size
 
-__all__ = ["CacheWarning", "CacheItemInfo", "CodeRecordMissing", "StoreBackendBase", "describe_os_error",
+__all__ = ["SCAN_SHARE", "CacheWarning", "CacheItemInfo", "CodeRecordMissing", "StoreBackendBase", "describe_os_error",
            "naming", "register_store_backend", "store_backend", "warn_not_removed"]
 
 _AUTO_REDUCE_TO = 0.9          # automatic bytes_limit enforcement leaves this much headroom
+#: Automatic ``bytes_limit`` scans a store at most once per this many times the
+#: duration of its last scan: a writer spends at most 2% of its time scanning.
+SCAN_SHARE = 50
 
 
 class CacheWarning(UserWarning):
@@ -159,6 +162,14 @@ class StoreBackendBase:
         """Return a list of :data:`CacheItemInfo`, of one function or of all."""
         raise NotImplementedError
 
+    def iter_items(self, func_id=None):
+        """Yield what :meth:`get_items` returns; a backend that can list its entries lazily overrides it.
+
+        Summaries of large stores (:meth:`enforce_bytes_limit`'s scan, ``cache
+        info``) go through it, so that they need not hold every entry at once.
+        """
+        return iter(self.get_items(func_id))
+
     def entry_lock(self, call_id):
         """Return a lock on computing this entry, or None when the backend does not lock.
 
@@ -243,6 +254,7 @@ class StoreBackendBase:
     _usage_base = None
     _usage_written = 0
     _usage_checked = 0.0
+    _scan_seconds = 0.0
 
     def enforce_bytes_limit(self, bytes_limit, written):
         """Keep the store under `bytes_limit` after a write of `written` bytes.
@@ -251,7 +263,9 @@ class StoreBackendBase:
         by :meth:`read_usage`) plus what this process wrote since; a scan,
         which removes least-recently-used entries down to 90% of the limit,
         runs only when that estimate passes the limit or the last scan is
-        older than :attr:`size_check_interval` seconds.
+        older than :attr:`size_check_interval` seconds, or than
+        :data:`SCAN_SHARE` times the duration of the last scan when that is
+        longer: a store of millions of entries is not listed every minute.
 
         Returns
         -------
@@ -265,10 +279,12 @@ class StoreBackendBase:
         """
         self._usage_written += written
         now = time.time()
-        if self._usage_base is None or now - self._usage_checked > self.size_check_interval:
+        if self._usage_base is None or now - self._usage_checked > self._check_interval():
             self._usage_checked = now
             record = self.read_usage()
-            if record is not None and now - record[1] <= self.size_check_interval:
+            if record is not None:
+                self._scan_seconds = record[2]
+            if record is not None and now - record[1] <= self._check_interval():
                 self._usage_base, self._usage_written = record[0], 0
             else:
                 return self._scan(bytes_limit)
@@ -276,13 +292,20 @@ class StoreBackendBase:
             return self._scan(bytes_limit)
         return []
 
+    def _check_interval(self):
+        """Seconds between two scans (0: at every write, as :attr:`size_check_interval` 0 asks)."""
+        if not self.size_check_interval:
+            return 0.0
+        return max(self.size_check_interval, SCAN_SHARE * self._scan_seconds)
+
     def _scan(self, bytes_limit):
         """Measure the store and, over `bytes_limit`, evict down to 90% of it (one process at a time)."""
         if not self.begin_scan():
             return []
+        began = time.perf_counter()
         try:
-            items = self.get_items()
-            total = sum(item.size for item in items)
+            total = sum(item.size for item in self.iter_items())
+            self._scan_seconds = time.perf_counter() - began
             if total > bytes_limit:
                 return self.evict(bytes_limit=int(bytes_limit * _AUTO_REDUCE_TO))[1]
             self._usage_known(total)
@@ -292,14 +315,14 @@ class StoreBackendBase:
 
     def _usage_known(self, total):
         self._usage_base, self._usage_written, self._usage_checked = total, 0, time.time()
-        self.write_usage(total)
+        self.write_usage(total, self._scan_seconds)
 
     def read_usage(self):
-        """Return ``(bytes, time of the scan)`` from the last scan by any process, or None."""
+        """Return ``(bytes, time of the scan, seconds the scan took)`` from the last scan by any process, or None."""
         return None
 
-    def write_usage(self, total):
-        """Record that a scan found `total` bytes now."""
+    def write_usage(self, total, scan_seconds):
+        """Record that a scan found `total` bytes now, taking `scan_seconds` seconds to list the store."""
 
     def begin_scan(self):
         """Return whether this process may scan now (no other process is scanning)."""

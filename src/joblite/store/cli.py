@@ -338,11 +338,10 @@ def _ls(args, name):
     from .maintenance import find_store, list_entries
 
     items = list_entries(args.path, args.function, args.sort, args.limit)
-    entries = [item._asdict() for item in items]
     if args.json:
-        _emit(args, {"location": find_store(args.path), "entries": entries}, None)
-    elif entries:
-        _entry_table(entries)
+        _emit(args, {"location": find_store(args.path), "entries": [item._asdict() for item in items]}, None)
+    elif items:
+        _entry_table(item._asdict() for item in items)   # one dict at a time: a store may hold millions
     else:
         print("no entries")
     return EXIT_OK

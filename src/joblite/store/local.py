@@ -327,23 +327,31 @@ class FileSystemStoreBackend(StoreBackendBase):
                 yield func_id or f"{module.name}/{function.name}", function.path
 
     def get_items(self, func_id=None):
-        items = []
+        return list(self.iter_items(func_id))
+
+    def iter_items(self, func_id=None):
+        """Yield the :data:`CacheItemInfo` of the entries of one function, or of all, one shard folder at a time.
+
+        Nothing is held but one shard's listing, so that a store of millions
+        of entries is summarised (``cache info``) in bounded memory.
+        """
         folders = [(func_id, self.func_dir(func_id))] if func_id is not None else self.function_dirs()
+        suffix = layout.ENTRY_SUFFIX
+        cut = -len(suffix)
         for func, folder in folders:
             self._func_dirs.setdefault(func, folder)
             for shard in scandir(folder):
                 if not layout.is_shard(shard):
                     continue
                 for entry in scandir(shard.path):
-                    args_id = layout.args_id_of(entry.name)
-                    if args_id is None:
+                    name = entry.name
+                    if not name.endswith(suffix):
                         continue
                     try:
                         stat = entry.stat(follow_symlinks=False)
-                    except FileNotFoundError:
+                    except FileNotFoundError:   # removed since the listing
                         continue
-                    items.append(CacheItemInfo(func, args_id, entry.path, stat.st_size, stat.st_mtime))
-        return items
+                    yield CacheItemInfo(func, name[:cut], entry.path, stat.st_size, stat.st_mtime)
 
     def entry_lock(self, call_id):
         if not self.lock:
@@ -417,13 +425,17 @@ class FileSystemStoreBackend(StoreBackendBase):
     def read_usage(self):
         try:
             record = layout.read_json_record(os.path.join(self.root, layout.USAGE_RECORD))
-            return int(record["bytes"]), float(record["time"])
+            if record is None:
+                return None
+            seconds = float(record.get("scan_seconds", 0.0))
+            return int(record["bytes"]), float(record["time"]), seconds if 0.0 <= seconds < math.inf else 0.0
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def write_usage(self, total):
+    def write_usage(self, total, scan_seconds):
         try:
-            self._write_json(os.path.join(self.root, layout.USAGE_RECORD), {"bytes": total, "time": time.time()})
+            self._write_json(os.path.join(self.root, layout.USAGE_RECORD),
+                             {"bytes": total, "time": time.time(), "scan_seconds": scan_seconds})
         except OSError:
             pass   # only saves other processes a scan; the store's own faults are reported where they stop a write
 

@@ -192,28 +192,55 @@ def store_info(path, top=TOP):
         As :func:`find_store`.
     """
     store = open_store(path)
-    items = store.get_items()
-    groups = {func_id: [] for func_id, _ in store.function_dirs()}
-    for item in items:
-        groups.setdefault(item.func_id, []).append(item)
-    functions = [_summary(entries, func_id=func_id) for func_id, entries in groups.items()]
+    groups = {func_id: _Summary() for func_id, _ in store.function_dirs()}
+    total = _Summary()
+    # Streamed, one entry at a time: a store of millions of entries is never held whole.
+    largest, oldest = [], []
+    for item in store.iter_items():
+        group = groups.get(item.func_id)
+        if group is None:
+            group = groups[item.func_id] = _Summary()
+        group.add(item)
+        total.add(item)
+        _keep(largest, top, item, "size")
+        _keep(oldest, top, item, "age")
+    functions = [group.fields(func_id=func_id) for func_id, group in groups.items()]
     functions.sort(key=lambda row: (-row["size"], row["func_id"]))
-    total = _summary(items, functions=len(groups))
     return {
         "location": store.location,
         "root": store.root,
         "functions": functions,
-        "total": total,
-        "largest": [item._asdict() for item in _sorted(items, "size")[:top]],
-        "oldest": [item._asdict() for item in _sorted(items, "age")[:top]],
+        "total": total.fields(functions=len(groups)),
+        "largest": [item._asdict() for item in _sorted(largest, "size")[:top]],
+        "oldest": [item._asdict() for item in _sorted(oldest, "age")[:top]],
     }
 
 
-def _summary(items, **fields):
-    accesses = [item.last_access for item in items]
-    fields.update(entries=len(items), size=sum(item.size for item in items),
-                  oldest_access=min(accesses, default=None), newest_access=max(accesses, default=None))
-    return fields
+class _Summary:
+    """Entries, bytes and the access-time range of the entries added so far."""
+
+    def __init__(self):
+        self.entries = self.size = 0
+        self.oldest = self.newest = None
+
+    def add(self, item):
+        self.entries += 1
+        self.size += item.size
+        if self.oldest is None or item.last_access < self.oldest:
+            self.oldest = item.last_access
+        if self.newest is None or item.last_access > self.newest:
+            self.newest = item.last_access
+
+    def fields(self, **fields):
+        fields.update(entries=self.entries, size=self.size, oldest_access=self.oldest, newest_access=self.newest)
+        return fields
+
+
+def _keep(kept, top, item, sort):
+    """Add `item` to `kept`, cut back to its first `top` in :func:`_sorted`'s `sort` order when it gets long."""
+    kept.append(item)
+    if len(kept) >= 2 * top + 64:
+        kept[:] = _sorted(kept, sort)[:top]
 
 
 def _sorted(items, sort):

@@ -9,6 +9,7 @@ from ..report import MIB, Row, add_speedups, gib_per_s, progress, pure_twin_targ
 from ..timing import best_time, fill_in_turns, per_call_in_turns
 from ..workloads import (MEMORY_CALLS, SMALL_ARGS, memory_array_argument, memory_array_result, memory_impls,
                          memory_small, random_f64)
+from .memory_store import large_store_rows
 
 __all__ = ["MEMORY_SIZES", "MEMORY_TARGETS", "memory_section"]
 
@@ -23,13 +24,15 @@ SECTION = "memory"
 # cache (blocks of 'fill_block' calls), then in that cache; they write files,
 # and the file system's latency comes in bursts on a busy machine: that figure
 # is the best of many short loops ('miss_loops' of 'miss_loop_seconds').
+# 'large_stores': whether to build the stores of a million entries (minutes;
+# see memory_store), in the full run only.
 MEMORY_SIZES = {
     "full": {"array_mib": 1024, "repeat": 5, "budget": 6.0, "mmap_repeat": 25, "loops": 5,
              "loop_seconds": 0.2, "fill": 2000, "fill_block": 100, "miss_loops": 20,
-             "miss_loop_seconds": 0.02},
+             "miss_loop_seconds": 0.02, "large_stores": True},
     "quick": {"array_mib": 16, "repeat": 3, "budget": 0.5, "mmap_repeat": 10, "loops": 3,
               "loop_seconds": 0.05, "fill": 300, "fill_block": 50, "miss_loops": 6,
-              "miss_loop_seconds": 0.01},
+              "miss_loop_seconds": 0.01, "large_stores": False},
 }
 
 # Goals from issue 9; see Row.targets for the sign convention.
@@ -230,7 +233,11 @@ def memory_section(context):
     * a cache hit whose argument is a 1 GiB random float64 array (the result
       is small): mostly hashing the argument;
     * a cache hit returning a 1 GiB random float64 array, loaded with
-      ``mmap_mode='r'`` and without.
+      ``mmap_mode='r'`` and without;
+    * full run only: a store of 1,000,000 entries (joblib: 100,000) built by
+      real cached calls in one process per core, its hits, misses, ``cache
+      info``, ``ls`` and ``prune`` and ``reduce_size`` against a store of
+      1,000 entries in the same run (:mod:`.memory_store`).
 
     Each library, each case, uses its own fresh cache folder under a fresh
     folder (:meth:`~joblite.bench.sections.Context.scratch_folder`), removed
@@ -247,7 +254,9 @@ def memory_section(context):
     -------
     list of Row
         Ratios: ``vs_joblib`` (times faster than joblib), ``us_per_call``
-        for the small-argument cases and ``ms`` for the memory-mapped hit.
+        for the small-argument cases and ``ms`` for the memory-mapped hit;
+        for the large stores ``vs_small_store`` (times the 1,000-entry
+        store's) and ``s`` (seconds of a command).
     """
     sizes = context.sizes(MEMORY_SIZES)
     nbytes = sizes["array_mib"] * MIB
@@ -259,5 +268,7 @@ def memory_section(context):
         rows += memory_array_argument_rows(impls, folder, sizes, nbytes)
         gc.collect()
         rows += memory_array_result_rows(impls, folder, sizes, nbytes)
-    pure_twin_targets(rows)
+        pure_twin_targets(rows)
+        if sizes["large_stores"]:   # their targets are about scale, the same for both twins
+            rows += large_store_rows(folder)
     return rows
