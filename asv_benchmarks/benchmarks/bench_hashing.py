@@ -3,7 +3,7 @@
 Data are the seeded workloads of ``python -m joblite bench``
 (:mod:`joblite.bench.workloads`), smaller so that the suite stays fast: a
 64 MiB float64 array, 10,000 small dicts, 100,000 floats, a dict of 10,000
-str to int.
+str to int, and the bench's array layouts over a 16 MiB array.
 Each class builds only the data its benchmarks hash, so that the
 ``peakmem_`` figures show the extra memory an implementation needs on top of
 the data (e.g. joblib copies a strided view, joblite should not).
@@ -11,6 +11,7 @@ the data (e.g. joblib copies a strided view, joblite should not).
 import importlib.util
 
 from joblite.bench.sections.hashing_frames import FRAME_KINDS, make_frame
+from joblite.bench.sections.hashing import make_layouts
 from joblite.bench.workloads import (SMALL_ARGS, hash_function, random_array, random_floats, small_dicts,
                                      str_int_dict)
 
@@ -88,6 +89,46 @@ class HashArrayStrided(_ArrayCase):
 
     def make_object(self):
         return random_array(ARRAY_SHAPE)[::2]
+
+
+#: Source array of the layout benchmarks: 16 MiB, so that each case runs in
+#: milliseconds under CI's smoke run; ``python -m joblite bench`` uses 128 MiB.
+LAYOUT_MIB = 16
+#: The layouts of :func:`joblite.bench.sections.hashing.make_layouts`, by name.
+LAYOUT_NAMES = [name for name, _ in make_layouts(1 << 20)]
+
+
+def _layout(name):
+    """The view `name` of :func:`make_layouts`, built afresh (asv would pickle a cached one into a copy)."""
+    return dict(make_layouts(LAYOUT_MIB << 20))[name]
+
+
+class HashArrayLayouts:
+    """Every non-contiguous layout of the bench: strided, F-ordered, 3-D, each item size."""
+
+    params = [IMPLS, LAYOUT_NAMES]
+    param_names = ["impl", "layout"]
+    timeout = 120
+
+    def setup(self, impl, layout):
+        self.hash = get_hash_function(impl)
+        self.view = _layout(layout)
+
+    def time_hash(self, impl, layout):
+        self.hash(self.view)
+
+
+class ReadArrayLayouts:
+    """``a.sum()`` of each layout's view: the memory-read reference of the issue's goals."""
+
+    params = [LAYOUT_NAMES]
+    param_names = ["layout"]
+
+    def setup(self, layout):
+        self.view = _layout(layout)
+
+    def time_sum(self, layout):
+        self.view.sum()
 
 
 class HashListOfDicts(_HashCase):

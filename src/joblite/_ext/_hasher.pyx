@@ -82,10 +82,11 @@ DATA_STRIDED = 1
 DATA_CAST = 2
 
 DEF C_BUFFER_SIZE = 65536
-DEF C_CHUNK_SIZE = 2097152   # gather scratch; measured best for 8-byte transposes here
+DEF C_CHUNK_SIZE = 1048576   # gather scratch: half of a core's L2 here
+DEF MAX_SCRATCH = 8388608    # most gather scratch, for tiles of very wide rows
+DEF TILE_MIN_RUN = 128       # bytes of each source column a transposing chunk reads at least
 DEF ROW_PAD = 64             # bytes between long gathered rows: no cache-set aliasing
 DEF DIRECT_ROW = 4096        # contiguous rows this long go to the digest uncopied
-DEF TILE_COLS = 8
 DEF PREFETCH_AHEAD = 8
 DEF BIG_WRITE = 16384
 DEF LINEAR_SCAN = 64
@@ -289,6 +290,261 @@ cdef object _sorted_keys(list keys, list values):
 
 
 # -- strided gather: C-order bytes of an arbitrary-strided array, in chunks ---------
+cdef extern from *:
+    """
+    #include <string.h>
+    #if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
+    #include <emmintrin.h>
+    #define JOBLITE_SSE2 1
+    #endif
+
+    typedef struct { uint64_t lo, hi; } joblite_item16;
+
+    /* Tiles of the transposing copy: JOBLITE_TILE_BYTES of each destination row
+       (one cache line) by JOBLITE_TILE_ROWS rows; source and destination of a
+       tile stay in L1 while it is written. */
+    #define JOBLITE_TILE_BYTES 64
+    #define JOBLITE_TILE_ROWS 128
+
+    /* k rows of n items each, row i read at src + i*rs with items cs bytes
+       apart, written to dst + i*pitch.  Items are moved with a fixed-size
+       memcpy: one load and one store, whatever the alignment. */
+    #define JOBLITE_ROWS(T)                                                          \
+    static void joblite_rows_##T(char *dst, Py_ssize_t pitch, const char *src,       \
+                                 Py_ssize_t k, Py_ssize_t n, Py_ssize_t rs,          \
+                                 Py_ssize_t cs) {                                    \
+        for (Py_ssize_t i = 0; i < k; i++) {                                         \
+            char *d = dst + i * pitch;                                               \
+            const char *s = src + i * rs;                                            \
+            Py_ssize_t j = joblite_pairs(d, s, n, cs, (int)sizeof(T));               \
+            for (s += j * cs; j < n; j++, s += cs)                                   \
+                memcpy(d + j * (Py_ssize_t)sizeof(T), s, sizeof(T));                 \
+        }                                                                            \
+    }
+
+    /* Every other item (cs == 2 * size, the commonest step): 32 source bytes
+       to 16 by vector packs; returns how many items it copied. */
+    static Py_ssize_t joblite_pairs(char *d, const char *s, Py_ssize_t n, Py_ssize_t cs, int size) {
+        Py_ssize_t j = 0;
+    #ifdef JOBLITE_SSE2
+        Py_ssize_t v = 16 / size;
+        if (cs != 2 * size || size > 8)
+            return 0;
+        /* j + v < n: the 32 bytes end where item j + v starts, inside the
+           array (the last item's trailing gap may be past its end). */
+        for (; j + v < n; j += v, s += 32) {
+            __m128i a = _mm_loadu_si128((const __m128i *)s);
+            __m128i b = _mm_loadu_si128((const __m128i *)(s + 16));
+            __m128i r;
+            if (size == 1) {
+                __m128i low = _mm_set1_epi16(0xFF);
+                r = _mm_packus_epi16(_mm_and_si128(a, low), _mm_and_si128(b, low));
+            } else if (size == 2) {
+                /* sign-extend the low halves, so that the saturating pack keeps them */
+                r = _mm_packs_epi32(_mm_srai_epi32(_mm_slli_epi32(a, 16), 16),
+                                    _mm_srai_epi32(_mm_slli_epi32(b, 16), 16));
+            } else if (size == 4) {
+                r = _mm_unpacklo_epi64(_mm_shuffle_epi32(a, _MM_SHUFFLE(3, 1, 2, 0)),
+                                       _mm_shuffle_epi32(b, _MM_SHUFFLE(3, 1, 2, 0)));
+            } else {
+                r = _mm_unpacklo_epi64(a, b);
+            }
+            _mm_storeu_si128((__m128i *)(d + j * size), r);
+        }
+    #endif
+        return j;
+    }
+
+    JOBLITE_ROWS(uint8_t)
+    JOBLITE_ROWS(uint16_t)
+    JOBLITE_ROWS(uint32_t)
+    JOBLITE_ROWS(uint64_t)
+    JOBLITE_ROWS(joblite_item16)
+
+    /* The same copy for sources whose rows are closer than their items
+       (|rs| < |cs|: F order, transposed views): by tiles, so that every source
+       line read and every destination line written is used whole. */
+    #define JOBLITE_TILE_SCALAR(T)                                                   \\
+    static void joblite_tile_##T(char *dst, Py_ssize_t pitch, const char *src,       \\
+                                 Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t j0,        \\
+                                 Py_ssize_t j1, Py_ssize_t rs, Py_ssize_t cs) {      \\
+        for (Py_ssize_t j = j0; j < j1; j++)                                         \\
+            for (Py_ssize_t i = i0; i < i1; i++)                                     \\
+                memcpy(dst + i * pitch + j * (Py_ssize_t)sizeof(T),                  \\
+                       src + i * rs + j * cs, sizeof(T));                            \\
+    }
+    JOBLITE_TILE_SCALAR(uint8_t)
+    JOBLITE_TILE_SCALAR(uint16_t)
+    JOBLITE_TILE_SCALAR(uint32_t)
+    JOBLITE_TILE_SCALAR(uint64_t)
+    JOBLITE_TILE_SCALAR(joblite_item16)
+
+    #ifdef JOBLITE_SSE2
+    /* 8x8 transpose of 16-bit lanes: r[t] holds lane t of every c[]. */
+    static inline void joblite_tr16(const __m128i c[8], __m128i r[8]) {
+        __m128i a0 = _mm_unpacklo_epi16(c[0], c[1]), a1 = _mm_unpacklo_epi16(c[2], c[3]);
+        __m128i a2 = _mm_unpacklo_epi16(c[4], c[5]), a3 = _mm_unpacklo_epi16(c[6], c[7]);
+        __m128i a4 = _mm_unpackhi_epi16(c[0], c[1]), a5 = _mm_unpackhi_epi16(c[2], c[3]);
+        __m128i a6 = _mm_unpackhi_epi16(c[4], c[5]), a7 = _mm_unpackhi_epi16(c[6], c[7]);
+        __m128i b0 = _mm_unpacklo_epi32(a0, a1), b1 = _mm_unpacklo_epi32(a2, a3);
+        __m128i b2 = _mm_unpackhi_epi32(a0, a1), b3 = _mm_unpackhi_epi32(a2, a3);
+        __m128i b4 = _mm_unpacklo_epi32(a4, a5), b5 = _mm_unpacklo_epi32(a6, a7);
+        __m128i b6 = _mm_unpackhi_epi32(a4, a5), b7 = _mm_unpackhi_epi32(a6, a7);
+        r[0] = _mm_unpacklo_epi64(b0, b1); r[1] = _mm_unpackhi_epi64(b0, b1);
+        r[2] = _mm_unpacklo_epi64(b2, b3); r[3] = _mm_unpackhi_epi64(b2, b3);
+        r[4] = _mm_unpacklo_epi64(b4, b5); r[5] = _mm_unpackhi_epi64(b4, b5);
+        r[6] = _mm_unpacklo_epi64(b6, b7); r[7] = _mm_unpackhi_epi64(b6, b7);
+    }
+
+    /* Blocks of v x v items (v = 16 / size) over rows i0..ie and columns
+       j0..je (multiples of v).  The source rows are contiguous (rs == size):
+       each source column of a block is one 16-byte load, each destination row
+       one 16-byte store.  One loop per size, so that the block stays in
+       registers. */
+    static void joblite_blocks_8(char *dst, Py_ssize_t pitch, const char *src, Py_ssize_t i0,
+                                 Py_ssize_t ie, Py_ssize_t j0, Py_ssize_t je, Py_ssize_t cs) {
+        for (Py_ssize_t i = i0; i < ie; i += 2) {
+            char *d = dst + i * pitch;
+            const char *s = src + i * 8;
+            for (Py_ssize_t j = j0; j < je; j += 2) {
+                __m128i c0 = _mm_loadu_si128((const __m128i *)(s + j * cs));
+                __m128i c1 = _mm_loadu_si128((const __m128i *)(s + (j + 1) * cs));
+                _mm_storeu_si128((__m128i *)(d + j * 8), _mm_unpacklo_epi64(c0, c1));
+                _mm_storeu_si128((__m128i *)(d + pitch + j * 8), _mm_unpackhi_epi64(c0, c1));
+            }
+        }
+    }
+
+    static void joblite_blocks_4(char *dst, Py_ssize_t pitch, const char *src, Py_ssize_t i0,
+                                 Py_ssize_t ie, Py_ssize_t j0, Py_ssize_t je, Py_ssize_t cs) {
+        for (Py_ssize_t i = i0; i < ie; i += 4) {
+            char *d = dst + i * pitch;
+            const char *s = src + i * 4;
+            for (Py_ssize_t j = j0; j < je; j += 4) {
+                const char *c = s + j * cs;
+                __m128i c0 = _mm_loadu_si128((const __m128i *)c);
+                __m128i c1 = _mm_loadu_si128((const __m128i *)(c + cs));
+                __m128i c2 = _mm_loadu_si128((const __m128i *)(c + 2 * cs));
+                __m128i c3 = _mm_loadu_si128((const __m128i *)(c + 3 * cs));
+                __m128i t0 = _mm_unpacklo_epi32(c0, c1), t1 = _mm_unpacklo_epi32(c2, c3);
+                __m128i t2 = _mm_unpackhi_epi32(c0, c1), t3 = _mm_unpackhi_epi32(c2, c3);
+                _mm_storeu_si128((__m128i *)(d + j * 4), _mm_unpacklo_epi64(t0, t1));
+                _mm_storeu_si128((__m128i *)(d + pitch + j * 4), _mm_unpackhi_epi64(t0, t1));
+                _mm_storeu_si128((__m128i *)(d + 2 * pitch + j * 4), _mm_unpacklo_epi64(t2, t3));
+                _mm_storeu_si128((__m128i *)(d + 3 * pitch + j * 4), _mm_unpackhi_epi64(t2, t3));
+            }
+        }
+    }
+
+    static void joblite_blocks_2(char *dst, Py_ssize_t pitch, const char *src, Py_ssize_t i0,
+                                 Py_ssize_t ie, Py_ssize_t j0, Py_ssize_t je, Py_ssize_t cs) {
+        __m128i c[8], r[8];
+        int t;
+        for (Py_ssize_t i = i0; i < ie; i += 8) {
+            char *d = dst + i * pitch;
+            const char *s = src + i * 2;
+            for (Py_ssize_t j = j0; j < je; j += 8) {
+                for (t = 0; t < 8; t++) c[t] = _mm_loadu_si128((const __m128i *)(s + (j + t) * cs));
+                joblite_tr16(c, r);
+                for (t = 0; t < 8; t++) _mm_storeu_si128((__m128i *)(d + t * pitch + j * 2), r[t]);
+            }
+        }
+    }
+
+    static void joblite_blocks_1(char *dst, Py_ssize_t pitch, const char *src, Py_ssize_t i0,
+                                 Py_ssize_t ie, Py_ssize_t j0, Py_ssize_t je, Py_ssize_t cs) {
+        /* Pairs of columns interleaved into 16-bit lanes, then two 16-bit transposes. */
+        __m128i lo[8], hi[8], r[16];
+        int t;
+        for (Py_ssize_t i = i0; i < ie; i += 16) {
+            char *d = dst + i * pitch;
+            const char *s = src + i;
+            for (Py_ssize_t j = j0; j < je; j += 16) {
+                for (t = 0; t < 8; t++) {
+                    __m128i a = _mm_loadu_si128((const __m128i *)(s + (j + 2 * t) * cs));
+                    __m128i b = _mm_loadu_si128((const __m128i *)(s + (j + 2 * t + 1) * cs));
+                    lo[t] = _mm_unpacklo_epi8(a, b);
+                    hi[t] = _mm_unpackhi_epi8(a, b);
+                }
+                joblite_tr16(lo, r);
+                joblite_tr16(hi, r + 8);
+                for (t = 0; t < 16; t++) _mm_storeu_si128((__m128i *)(d + t * pitch + j), r[t]);
+            }
+        }
+    }
+    #endif
+
+    static void joblite_transpose(char *dst, Py_ssize_t pitch, const char *src, Py_ssize_t k,
+                                  Py_ssize_t n, Py_ssize_t rs, Py_ssize_t cs, int size) {
+        Py_ssize_t tile_cols = JOBLITE_TILE_BYTES / size;
+        for (Py_ssize_t j0 = 0; j0 < n; j0 += tile_cols) {
+            Py_ssize_t j1 = j0 + tile_cols < n ? j0 + tile_cols : n;
+            for (Py_ssize_t i0 = 0; i0 < k; i0 += JOBLITE_TILE_ROWS) {
+                Py_ssize_t i1 = i0 + JOBLITE_TILE_ROWS < k ? i0 + JOBLITE_TILE_ROWS : k;
+                Py_ssize_t ie = i0, je = j0;
+                if (rs == size && j1 < n) {
+                    /* Each tile reads fresh lines from as many pages as it has
+                       columns, too short a run for the hardware prefetcher:
+                       ask for the next tile's lines now. */
+                    Py_ssize_t jn = j1 + tile_cols < n ? j1 + tile_cols : n;
+                    for (Py_ssize_t j = j1; j < jn; j++) {
+                        const char *col = src + i0 * rs + j * cs;
+                        for (Py_ssize_t off = 0; off < (i1 - i0) * size; off += 64)
+                            JOBLITE_PREFETCH(col + off);
+                    }
+                }
+    #ifdef JOBLITE_SSE2
+                if (size <= 8 && rs == size) {
+                    Py_ssize_t v = 16 / size;
+                    ie = i0 + (i1 - i0) / v * v;
+                    je = j0 + (j1 - j0) / v * v;
+                    if (size == 8) joblite_blocks_8(dst, pitch, src, i0, ie, j0, je, cs);
+                    else if (size == 4) joblite_blocks_4(dst, pitch, src, i0, ie, j0, je, cs);
+                    else if (size == 2) joblite_blocks_2(dst, pitch, src, i0, ie, j0, je, cs);
+                    else joblite_blocks_1(dst, pitch, src, i0, ie, j0, je, cs);
+                }
+    #endif
+                /* What the blocks left: the right strip, then the bottom strip. */
+                switch (size) {
+                case 1:
+                    joblite_tile_uint8_t(dst, pitch, src, i0, ie, je, j1, rs, cs);
+                    joblite_tile_uint8_t(dst, pitch, src, ie, i1, j0, j1, rs, cs);
+                    break;
+                case 2:
+                    joblite_tile_uint16_t(dst, pitch, src, i0, ie, je, j1, rs, cs);
+                    joblite_tile_uint16_t(dst, pitch, src, ie, i1, j0, j1, rs, cs);
+                    break;
+                case 4:
+                    joblite_tile_uint32_t(dst, pitch, src, i0, ie, je, j1, rs, cs);
+                    joblite_tile_uint32_t(dst, pitch, src, ie, i1, j0, j1, rs, cs);
+                    break;
+                case 8:
+                    joblite_tile_uint64_t(dst, pitch, src, i0, ie, je, j1, rs, cs);
+                    joblite_tile_uint64_t(dst, pitch, src, ie, i1, j0, j1, rs, cs);
+                    break;
+                default:
+                    joblite_tile_joblite_item16(dst, pitch, src, i0, ie, je, j1, rs, cs);
+                    joblite_tile_joblite_item16(dst, pitch, src, ie, i1, j0, j1, rs, cs);
+                }
+            }
+        }
+    }
+    """
+    void rows_u8 "joblite_rows_uint8_t"(char *dst, Py_ssize_t pitch, const char *src, Py_ssize_t k,
+                                        Py_ssize_t n, Py_ssize_t rs, Py_ssize_t cs) noexcept nogil
+    void rows_u16 "joblite_rows_uint16_t"(char *dst, Py_ssize_t pitch, const char *src, Py_ssize_t k,
+                                          Py_ssize_t n, Py_ssize_t rs, Py_ssize_t cs) noexcept nogil
+    void rows_u32 "joblite_rows_uint32_t"(char *dst, Py_ssize_t pitch, const char *src, Py_ssize_t k,
+                                          Py_ssize_t n, Py_ssize_t rs, Py_ssize_t cs) noexcept nogil
+    void rows_u64 "joblite_rows_uint64_t"(char *dst, Py_ssize_t pitch, const char *src, Py_ssize_t k,
+                                          Py_ssize_t n, Py_ssize_t rs, Py_ssize_t cs) noexcept nogil
+    void rows_u128 "joblite_rows_joblite_item16"(char *dst, Py_ssize_t pitch, const char *src,
+                                                 Py_ssize_t k, Py_ssize_t n, Py_ssize_t rs,
+                                                 Py_ssize_t cs) noexcept nogil
+    void transpose "joblite_transpose"(char *dst, Py_ssize_t pitch, const char *src, Py_ssize_t k,
+                                       Py_ssize_t n, Py_ssize_t rs, Py_ssize_t cs, int size) noexcept nogil
+
+
 cdef struct Gather:
     char *base
     int ndim             # number of outer dimensions (all but the last two)
@@ -298,55 +554,32 @@ cdef struct Gather:
     Py_ssize_t rows, cols, row_stride, col_stride, itemsize
     Py_ssize_t row          # next row of the current slab
     Py_ssize_t col          # next column of the current row (rows longer than a chunk)
+    bint transposed         # rows closer than items: copy by tiles
     bint done
 
 
-cdef struct Item16:
-    uint64_t lo, hi
-
-ctypedef fused item_t:
-    uint8_t
-    uint16_t
-    uint32_t
-    uint64_t
-    Item16
-
-
-cdef void tile_rows(item_t *kind, char *dst, Py_ssize_t pitch, const char *src, Py_ssize_t k,
-                    Py_ssize_t cols, Py_ssize_t rs, Py_ssize_t cs) noexcept nogil:
-    """k rows of `cols` items at `src` to `dst` (rows `pitch` bytes apart), by column tiles.
-
-    Reading a few columns at a time keeps the source lines in cache while every
-    destination row is written; `pitch` is padded by the caller so that the
-    destination rows do not fall into the same cache sets.
-    """
-    cdef Py_ssize_t i, j, j0, j1
-    for j0 in range(0, cols, TILE_COLS):
-        j1 = min(j0 + TILE_COLS, cols)
-        for j in range(j0, j1):
-            for i in range(k):
-                (<item_t *>(dst + i * pitch))[j] = (<const item_t *>(src + i * rs + j * cs))[0]
-
-
 cdef void copy_rows(const Gather *g, char *dst, Py_ssize_t pitch, const char *src,
-                    Py_ssize_t k) noexcept nogil:
+                    Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """k rows of n items from `src` (rows g.row_stride apart) to `dst` (rows `pitch` apart)."""
     cdef Py_ssize_t i, j, size = g.itemsize, rs = g.row_stride, cs = g.col_stride
     if cs == size:
         for i in range(k):
-            memcpy(dst + i * pitch, src + i * rs, g.cols * size)
+            memcpy(dst + i * pitch, src + i * rs, n * size)
+    elif g.transposed and k > 1 and (size == 1 or size == 2 or size == 4 or size == 8 or size == 16):
+        transpose(dst, pitch, src, k, n, rs, cs, <int>size)
     elif size == 8:
-        tile_rows(<uint64_t *>NULL, dst, pitch, src, k, g.cols, rs, cs)
+        rows_u64(dst, pitch, src, k, n, rs, cs)
     elif size == 4:
-        tile_rows(<uint32_t *>NULL, dst, pitch, src, k, g.cols, rs, cs)
+        rows_u32(dst, pitch, src, k, n, rs, cs)
     elif size == 2:
-        tile_rows(<uint16_t *>NULL, dst, pitch, src, k, g.cols, rs, cs)
+        rows_u16(dst, pitch, src, k, n, rs, cs)
     elif size == 1:
-        tile_rows(<uint8_t *>NULL, dst, pitch, src, k, g.cols, rs, cs)
+        rows_u8(dst, pitch, src, k, n, rs, cs)
     elif size == 16:
-        tile_rows(<Item16 *>NULL, dst, pitch, src, k, g.cols, rs, cs)
+        rows_u128(dst, pitch, src, k, n, rs, cs)
     else:
-        for j in range(g.cols):
-            for i in range(k):
+        for i in range(k):
+            for j in range(n):
                 memcpy(dst + i * pitch + j * size, src + i * rs + j * cs, size)
 
 
@@ -377,7 +610,7 @@ cdef Py_ssize_t fill_rows(Gather *g, char *dst, Py_ssize_t pitch, Py_ssize_t max
     cdef Py_ssize_t filled = 0, k
     while not g.done and filled < max_rows:
         k = min(g.rows - g.row, max_rows - filled)
-        copy_rows(g, dst + filled * pitch, pitch, slab_start(g) + g.row * g.row_stride, k)
+        copy_rows(g, dst + filled * pitch, pitch, slab_start(g) + g.row * g.row_stride, k, g.cols)
         filled += k
         g.row += k - 1
         next_row(g)
@@ -386,15 +619,31 @@ cdef Py_ssize_t fill_rows(Gather *g, char *dst, Py_ssize_t pitch, Py_ssize_t max
 
 cdef Py_ssize_t fill_segment(Gather *g, char *dst, Py_ssize_t capacity) noexcept nogil:
     """Copy the next part of a row longer than `capacity` bytes; return its length in bytes."""
-    cdef Py_ssize_t n = min(g.cols - g.col, capacity // g.itemsize), j
-    cdef const char *src = slab_start(g) + g.row * g.row_stride + g.col * g.col_stride
-    for j in range(n):
-        memcpy(dst + j * g.itemsize, src + j * g.col_stride, g.itemsize)
+    cdef Py_ssize_t n = min(g.cols - g.col, capacity // g.itemsize)
+    copy_rows(g, dst, 0, slab_start(g) + g.row * g.row_stride + g.col * g.col_stride, 1, n)
     g.col += n
     if g.col == g.cols:
         g.col = 0
         next_row(g)
     return n * g.itemsize
+
+
+cdef tuple _simplified(tuple shape, tuple strides):
+    """The same walk in C order over fewer dimensions: size-1 ones dropped, contiguous ones merged."""
+    sizes = []
+    steps = []
+    for size, stride in zip(shape, strides):
+        if size == 1:
+            continue
+        if sizes and steps[len(steps) - 1] == stride * size:
+            sizes[len(sizes) - 1] *= size
+            steps[len(steps) - 1] = stride
+        else:
+            sizes.append(size)
+            steps.append(stride)
+    if not sizes:
+        return (1,), (0,)
+    return tuple(sizes), tuple(steps)
 
 
 cdef class StreamHasher:
@@ -428,6 +677,7 @@ cdef class StreamHasher:
     cdef Py_ssize_t cap_open
     cdef dict open_map
     cdef char *chunk
+    cdef Py_ssize_t chunk_size
     cdef str root
     cdef Py_ssize_t max_depth
     cdef Py_ssize_t max_reductions
@@ -947,16 +1197,16 @@ cdef class StreamHasher:
         return 0
 
     cdef int _gather(self, object array) except -1:
-        """Stream a non-contiguous array's bytes in C order, in bounded chunks."""
+        """Stream a non-contiguous array's bytes in C order, in bounded chunks.
+
+        `array` is held by the caller while the digest's ``update`` (which may
+        release the GIL) reads the chunks; the scratch belongs to this hasher.
+        """
         cdef Gather g
-        cdef Py_ssize_t n, d, k, i, pitch, row_bytes
-        cdef tuple shape = array.shape
-        cdef tuple strides = array.strides
+        cdef Py_ssize_t n, d, k, i, pitch, row_bytes, capacity, total
+        cdef tuple shape, strides
+        shape, strides = _simplified(array.shape, array.strides)
         cdef int ndim = len(shape)  # numpy allows at most 64
-        if self.chunk == NULL:
-            self.chunk = <char *>PyMem_Malloc(C_CHUNK_SIZE + ROW_PAD * (C_CHUNK_SIZE // DIRECT_ROW))
-            if self.chunk == NULL:
-                raise MemoryError()
         g.base = <char *><Py_ssize_t>array.__array_interface__["data"][0]
         g.itemsize = array.itemsize
         g.done = False
@@ -973,6 +1223,7 @@ cdef class StreamHasher:
                 g.outer_shape[d] = shape[d]
                 g.outer_strides[d] = strides[d]
                 g.outer_index[d] = 0
+        g.transposed = ndim > 1 and abs(g.row_stride) < abs(g.col_stride)
         row_bytes = g.cols * g.itemsize
         pitch = row_bytes + ROW_PAD if row_bytes >= DIRECT_ROW else row_bytes
         self._flush()
@@ -985,20 +1236,41 @@ cdef class StreamHasher:
                 if g.col == g.cols:
                     g.col = 0
                     next_row(&g)
-        elif pitch > C_CHUNK_SIZE:
+            return 0
+        # Scratch: C_CHUNK_SIZE (cache-sized), more for tiles of wide rows, never
+        # more than MAX_SCRATCH, nor more than the array needs.
+        total = array.size // g.cols * pitch
+        capacity = C_CHUNK_SIZE
+        if g.transposed:
+            capacity = max(capacity, min(g.rows, (TILE_MIN_RUN + g.itemsize - 1) // g.itemsize) * pitch)
+        capacity = min(capacity, MAX_SCRATCH, total)
+        self._reserve_scratch(capacity)
+        if pitch > capacity:
             while not g.done:
                 with nogil:
-                    n = fill_segment(&g, self.chunk, C_CHUNK_SIZE)
+                    n = fill_segment(&g, self.chunk, capacity)
                 self._digest_memory(self.chunk, n)
         else:
             while not g.done:
                 with nogil:
-                    k = fill_rows(&g, self.chunk, pitch, C_CHUNK_SIZE // pitch)
+                    k = fill_rows(&g, self.chunk, pitch, capacity // pitch)
                 if pitch == row_bytes:
                     self._digest_memory(self.chunk, k * row_bytes)
                 else:
                     for i in range(k):
                         self._digest_memory(self.chunk + i * pitch, row_bytes)
+        return 0
+
+    cdef int _reserve_scratch(self, Py_ssize_t size) except -1:
+        """Make the gather scratch at least `size` bytes."""
+        if size <= self.chunk_size:
+            return 0
+        PyMem_Free(self.chunk)
+        self.chunk_size = 0
+        self.chunk = <char *>PyMem_Malloc(size)
+        if self.chunk == NULL:
+            raise MemoryError()
+        self.chunk_size = size
         return 0
 
     cdef int _cast(self, object array, object dtype) except -1:
