@@ -11,6 +11,7 @@ limits.
 import builtins
 import collections
 import concurrent.futures
+import functools
 import gc
 import itertools
 import math
@@ -266,13 +267,19 @@ def _pre_dispatch_batches(pre_dispatch, n_jobs):
         value = pre_dispatch
     elif isinstance(pre_dispatch, str) and re.fullmatch(
             r"\s*(\d+|n_jobs)(\s*[*+]\s*(\d+|n_jobs))*\s*", pre_dispatch) and "**" not in pre_dispatch:
-        value = eval(pre_dispatch.replace("n_jobs", str(n_jobs)), {"__builtins__": {}})  # digits, n_jobs, * and + only
+        value = _evaluate(pre_dispatch.replace("n_jobs", str(n_jobs)))
     else:
         raise ValueError(f"pre_dispatch={pre_dispatch!r} must be 'all', an int or an expression "
                          "of n_jobs such as '2 * n_jobs'")
     if value < 1:
         raise ValueError(f"pre_dispatch={pre_dispatch!r} gives {value} batches; it must give at least 1")
     return value
+
+
+@functools.lru_cache(maxsize=64)
+def _evaluate(expression):
+    """The value of `expression`: digits, ``*`` and ``+`` only (checked); cached, as eval is slow."""
+    return eval(expression, {"__builtins__": {}})
 
 
 class Parallel:

@@ -11,7 +11,7 @@ from ..workloads import (BUSY_SECONDS, PARALLEL_N_JOBS, array_argument_call, arr
                          tiny_tasks_call, tiny_tasks_executor_call, tiny_tasks_loop, warm_up_array)
 
 __all__ = ["DISPATCH_TASKS", "EXECUTOR_CHUNKS_PER_WORKER", "LOKY_FIRST_NOTE", "PARALLEL_SIZES",
-           "PARALLEL_TARGETS", "dispatch_call", "dispatch_executor_call", "dispatch_loop", "light_task",
+           "PARALLEL_TARGETS", "dispatch_call", "dispatch_executor_call", "dispatch_loop", "light_task", "making_tasks",
            "parallel_section", "start_joblib_workers_first", "trivial_task"]
 
 SECTION = "parallel"
@@ -54,7 +54,7 @@ def trivial_task(x):
 
 def light_task(x):
     """The light task of the dispatch rows: about a microsecond of integer arithmetic."""
-    for _ in range(12):
+    for _ in range(8):
         x = (x * 7 + 3) % 1000003
     return x
 
@@ -205,8 +205,26 @@ def dispatch_process_rows(libs, missing, sizes, kwargs):
     return rows
 
 
+#: The reference row of the ``n_jobs=1`` dispatch cases: only making the tasks, no call.
+MAKING_TASKS = "making the tasks only"
+
+
+def making_tasks(lib, task, count):
+    """``[None for _ in (lib.delayed(task)(x) for x in range(count))]``: the tasks made, none run.
+
+    What any ``Parallel`` call pays before its first task runs: the floor of
+    the ``n_jobs=1`` rows.
+    """
+    delayed = lib.delayed
+    return lambda: [None for _ in (delayed(task)(x) for x in range(count))]
+
+
 def dispatch_sequential_rows(libs, missing, sizes):
-    """Trivial and light tasks with ``n_jobs=1`` against the plain loop ``[f(x) for x in xs]``."""
+    """Trivial and light tasks with ``n_jobs=1`` against the plain loop ``[f(x) for x in xs]``.
+
+    A reference row times only making the tasks with joblite's ``delayed``
+    (``delayed(f)(x) for x in xs``, consumed, none run), in the same turns.
+    """
     count = sizes["dispatch"]
     rows = []
     for label, task in DISPATCH_TASKS.items():
@@ -215,11 +233,17 @@ def dispatch_sequential_rows(libs, missing, sizes):
         expected = loop()
         calls = {impl: dispatch_call(lib, task, count, n_jobs=1) for impl, lib in libs.items()}
         calls["loop"] = loop
+        calls[MAKING_TASKS] = making_tasks(libs["joblite"], task, count)
         warm_ups = [dispatch_call(lib, task, 100, n_jobs=1) for lib in libs.values()]
-        case = _time_parallel_case(name, calls, warm_ups, _equal_results(name, expected),
+        check = _equal_results(name, expected)
+        case = _time_parallel_case(name, calls, warm_ups,
+                                   lambda key, result: key == MAKING_TASKS or check(key, result),
                                    sizes["repeat"], sizes["budget"], missing)
         add_speedups(case, {"vs_joblib": "joblib"}, {})
         _time_ratio(case, "time_vs_loop", "loop", PARALLEL_TARGETS["dispatch n_jobs=1"])
+        by_impl = {row.impl: row for row in case}
+        by_impl[MAKING_TASKS].ratios["time_vs_loop"] = ratio(by_impl[MAKING_TASKS].seconds,
+                                                             by_impl["loop"].seconds)
         rows += case
     return rows
 
@@ -369,7 +393,9 @@ def parallel_section(context):
       100,000 light ones (``light_task``, about 1 µs) on 2 processes, against
       the stdlib ``ProcessPoolExecutor(2).map(f, xs, chunksize=ceil(len(xs) /
       8))`` (multiprocessing's chunk heuristic, 4 chunks a worker), and with
-      ``n_jobs=1`` against the plain loop ``[f(x) for x in xs]``.
+      ``n_jobs=1`` against the plain loop ``[f(x) for x in xs]`` (and, for
+      reference, the time of only making the tasks ``delayed(f)(x) for x in
+      xs``, which every call pays).
 
     Worker processes (and threads) are warmed up first: one small call with
     the same settings before the timing, so that neither library's worker
