@@ -191,6 +191,37 @@ def test_int64_indexes_that_are_not_progressions():
     assert hash(pd.Index([0, 1, 2], dtype="int32")) != hash(pd.RangeIndex(3))
 
 
+def test_multiindex_by_the_values_its_codes_select():
+    m = pd.MultiIndex.from_tuples([("a", 1), ("b", 2), ("c", 3), ("a", 3)], names=["s", "n"])
+    _same(m, m.copy())
+    sliced = m[1:]
+    assert len(sliced.levels[0]) == 3  # "a" is still a level value, used by one row
+    _same(sliced, pd.MultiIndex.from_tuples([("b", 2), ("c", 3), ("a", 3)], names=["s", "n"]))
+    unused = m[1:3]
+    assert "a" in unused.levels[0]  # unused level values are left by slicing
+    _same(unused, pd.MultiIndex.from_tuples([("b", 2), ("c", 3)], names=["s", "n"]))
+    permuted = pd.MultiIndex(levels=[["c", "b", "a"], [3, 2, 1]], codes=[[2, 1, 0, 2], [2, 1, 0, 0]], names=["s", "n"])
+    _same(m, permuted)
+    missing = pd.MultiIndex.from_arrays([["a", None, "b"], [1.0, 2.0, np.nan]])
+    _same(missing, missing.copy())
+    _all_differ(m, m.set_names(["s", "x"]), pd.MultiIndex.from_tuples([("a", 1), ("b", 2), ("c", 3), ("a", 2)],
+                                                                     names=["s", "n"]),
+                m.swaplevel(), pd.Index(list(m), tupleize_cols=False, name=None))
+    mixed = pd.MultiIndex.from_arrays([pd.Index([1, "a"], dtype=object), [1, 2]])
+    _same(mixed, mixed.copy())  # a level that does not sort: hashed by its tuples
+
+
+def test_frame_with_a_large_multiindex():
+    outer, inner = np.repeat(np.arange(300), 300), np.tile(np.arange(300), 300)
+    df = pd.DataFrame({"x": np.arange(90_000.0)}, index=pd.MultiIndex.from_arrays([outer, inner], names=["a", "b"]))
+    _same(df, df.copy())
+    _same(df.iloc[100:], pd.DataFrame({"x": np.arange(100.0, 90_000.0)},
+                                      index=pd.MultiIndex.from_arrays([outer[100:], inner[100:]], names=["a", "b"])))
+    changed = inner.copy()
+    changed[-1] = 0
+    assert hash(df) != hash(df.set_axis(pd.MultiIndex.from_arrays([outer, changed], names=["a", "b"]), axis=0))
+
+
 # -- strings ---------------------------------------------------------------------------
 def test_python_strings_keep_their_digests_and_semantics():
     s = pd.Series(["a", None, "bc"], dtype="string[python]")

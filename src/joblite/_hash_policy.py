@@ -390,28 +390,65 @@ def _index_values(idx):
         return repr(idx.dtype), _range_record(idx.start, _wrap_i64(idx.step), len(idx))
     if idx.dtype == "int64" and type(idx) is pd.Index:
         found = _progression(idx.to_numpy())
-        if found is not None:
-            return repr(idx.dtype), found
-    return _pandas_values(idx)
+    elif isinstance(idx, pd.MultiIndex):
+        found = _multiindex_levels(idx)
+    else:
+        found = None
+    return _pandas_values(idx) if found is None else (repr(idx.dtype), found)
+
+
+def _sorted_codes(categories, codes):
+    """`categories` (an Index) in sorted order and `codes` (-1: missing) mapped to it; None if they do not sort."""
+    import numpy as np
+
+    if categories.is_monotonic_increasing:
+        return categories, codes
+    try:
+        order = categories.argsort()
+    except TypeError:
+        return None
+    new_code = np.empty(len(order) + 1, dtype=codes.dtype)
+    new_code[order] = np.arange(len(order), dtype=codes.dtype)
+    new_code[-1] = -1  # code -1 (missing) indexes the last slot
+    return categories.take(order), new_code[codes]
 
 
 def _reduce_categorical(cat):
-    import numpy as np
-
     categories, codes = cat.categories, cat.codes
-    if not cat.ordered and not categories.is_monotonic_increasing:
+    if not cat.ordered:
         # Unordered categoricals whose categories are a permutation of each other are equal
         # in pandas: hash them in sorted category order, the codes mapped to it.
-        try:
-            order = categories.argsort()
-        except TypeError:
+        found = _sorted_codes(categories, codes)
+        if found is None:
             return None  # categories that do not sort: hashed by value, as objects
-        categories = categories.take(order)
-        new_code = np.empty(len(order) + 1, dtype=codes.dtype)
-        new_code[order] = np.arange(len(order), dtype=codes.dtype)
-        new_code[-1] = -1  # code -1 (missing) indexes the last slot
-        codes = new_code[codes]
+        categories, codes = found
     return _record("pandas.Categorical", (categories, codes, bool(cat.ordered)))
+
+
+def _multiindex_levels(index):
+    """The ``pandas.MultiIndex`` record of a MultiIndex: per level, its used values sorted and the codes.
+
+    pandas compares a MultiIndex by the values its codes select, so level
+    values no code uses (left by slicing) and the order of a level are not
+    part of the value.  None when a level does not sort.
+    """
+    import numpy as np
+
+    levels = []
+    for level, codes in zip(index.levels, index.codes):
+        codes = np.asarray(codes)
+        used = np.zeros(len(level) + 1, dtype=np.bool_)
+        used[codes] = True  # code -1 (missing) marks the last slot
+        used = used[:-1]
+        if not used.all():
+            new_code = np.full(len(level) + 1, -1, dtype=codes.dtype)
+            new_code[:-1][used] = np.arange(np.count_nonzero(used), dtype=codes.dtype)
+            level, codes = level[used], new_code[codes]
+        found = _sorted_codes(level, codes)
+        if found is None:
+            return None
+        levels.append(found)
+    return _record("pandas.MultiIndex", (tuple(levels),))
 
 
 def _reduce_masked(arr):

@@ -149,7 +149,6 @@ PANDAS_VECTORS = [
     ("pd.Series(np.array(['a', None, 'b'], dtype=object), index=[7, 3, 4], dtype=object)", X, None),
     ("pd.Series(pd.to_timedelta([1, 2, 3], unit='s'), index=[2, 9, 1], name='t')", X, None),
     ("pd.Series(pd.array(['a', None, 'b'], dtype='string[python]'), index=[7, 3, 4])", X, None),
-    ("pd.MultiIndex.from_arrays([[1, 2], [0.5, 1.5]])", X, None),
     # int64 progressions, RangeIndex or not: record pandas.range
     ("pd.RangeIndex(3)", X, None),
     ("pd.Index([0, 1, 2])", X, None),
@@ -173,6 +172,8 @@ PANDAS_VECTORS = [
     ("pd.Series(pd.arrays.SparseArray([1, 0, 0, 3]))", X, None),
     ("pd.DatetimeIndex(['2024-01-01', '2024-01-03']).tz_localize('UTC')", X, None),
     ("pd.CategoricalIndex([1, 2, 1])", X, None),
+    ("pd.MultiIndex.from_arrays([[1, 2, 2], [0.5, 1.5, np.nan]], names=['k', None])", X, None),
+    ("pd.MultiIndex(levels=[[2, 1, 3], [0.5, 1.5]], codes=[[1, 0, 0], [0, 1, -1]], names=['k', None])", X, None),
     ("pd.DataFrame({1: pd.Categorical([0.5, 1.5]), 2: pd.array([1, None], dtype='Int64'),"
      " 3: pd.period_range('2024', periods=2, freq='D')})", X, None),
     ("pd.Series(['a', None, 'bc'], dtype='string[pyarrow]')", X, "pyarrow"),
