@@ -111,9 +111,11 @@ def test_twins_take_batch_agree(twins, count):
     f, g = funcs.square, funcs.negate
     assert ext.take_batch(iter([(f, (1,), {}), (f, (2,), {})]), 5, 0) == (f, [(1,), (2,)])
     # a batch of two functions holds tasks, the first ones rebuilt as they were
-    assert ext.take_batch(iter([(f, (1,), {}), (g, (2,), {})]), 5, 0) == (None, [(f, (1,), {}), (g, (2,), {})])
+    assert ext.take_batch(iter([(f, (1,), {}), (g, (2,), {})]), 5, 0) == \
+        (None, [(f, (1,), {}), (g, (2,), {})])
     assert outcome(ext.take_batch, iter([(f, (1,), {}), 3]), 5, 40) == (
-        "TypeError", "Parallel expects tasks made with delayed(function)(*args, **kwargs); item 41 is 3 (type int)")
+        "TypeError",
+        "Parallel expects tasks made with delayed(function)(*args, **kwargs); item 41 is 3 (type int)")
 
 
 @pytest.mark.parametrize("count", [0, 1, 2, 3, 100])
@@ -135,7 +137,8 @@ def test_twins_run_values_and_single_arguments_agree(twins):
     ext, pure = (kernels.tasks for kernels in twins)
     for function, values in [(funcs.square, []), (funcs.square, list(range(30))), (len, [(1, 2), ()]),
                              (funcs.fail_on, [1, 2]), (funcs.negate, ["a"])]:
-        assert outcome(ext.run_values, function, list(values)) == outcome(pure.run_values, function, list(values))
+        assert outcome(ext.run_values, function, list(values)) == \
+            outcome(pure.run_values, function, list(values))
     assert ext.run_values(len, [(1, 2), ()]) == [2, 0]
     for items in [[], [(1,), (2,)], [(1,), (2, 3)], [((1, 2),)], [(1,), ()], [(None,)]]:
         assert ext.single_arguments(list(items)) == pure.single_arguments(list(items))
@@ -222,7 +225,8 @@ def test_one_worker_yields_the_batches_before_a_failure_first():
 
 
 def test_one_worker_names_an_item_that_is_not_a_task():
-    source = Counted([delayed(funcs.square)(1), delayed(funcs.square)(2), "oops", delayed(funcs.square)(3)])
+    source = Counted([delayed(funcs.square)(1), delayed(funcs.square)(2), "oops",
+                      delayed(funcs.square)(3)])
     with pytest.raises(TypeError, match="item 2 is 'oops'"):
         Parallel(n_jobs=1)(source)
     assert source.taken == 3

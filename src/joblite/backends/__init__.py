@@ -15,8 +15,8 @@ import time
 
 from .. import _impl
 
-__all__ = ["ParallelBackendBase", "Batch", "running_tasks", "register_parallel_backend", "get_backend_factory",
-           "make_backend", "BACKENDS", "cpu_count"]
+__all__ = ["ParallelBackendBase", "Batch", "running_tasks", "register_parallel_backend",
+           "get_backend_factory", "make_backend", "BACKENDS", "cpu_count"]
 
 #: name -> factory (a ParallelBackendBase subclass or a callable returning an instance)
 BACKENDS = {}
@@ -166,7 +166,7 @@ def _rebuild_batch(function, items, single, start, size):
 
 
 class running_tasks:
-    """While a batch's tasks run: :func:`in_worker` is true, and nested calls use `nested` (a backend name or None)."""
+    """While a batch's tasks run, :func:`in_worker` is true and nested calls use `nested` (a backend name)."""
 
     __slots__ = ("nested", "previous")
 

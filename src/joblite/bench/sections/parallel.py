@@ -11,8 +11,8 @@ from ..workloads import (BUSY_SECONDS, PARALLEL_N_JOBS, array_argument_call, arr
                          tiny_tasks_call, tiny_tasks_executor_call, tiny_tasks_loop, warm_up_array)
 
 __all__ = ["DISPATCH_TASKS", "EXECUTOR_CHUNKS_PER_WORKER", "LOKY_FIRST_NOTE", "PARALLEL_SIZES",
-           "PARALLEL_TARGETS", "dispatch_call", "dispatch_executor_call", "dispatch_loop", "light_task", "making_tasks",
-           "parallel_section", "start_joblib_workers_first", "trivial_task"]
+           "PARALLEL_TARGETS", "dispatch_call", "dispatch_executor_call", "dispatch_loop", "light_task",
+           "making_tasks", "parallel_section", "start_joblib_workers_first", "trivial_task"]
 
 SECTION = "parallel"
 
@@ -26,10 +26,10 @@ SECTION = "parallel"
 # repeats once its calls took that long; 'array_repeat' and 'busy_repeat' are
 # the repeats of the slower cases.
 PARALLEL_SIZES = {
-    "full": {"tiny": 100_000, "dispatch": 100_000, "busy": 1000, "array_mib": 256, "array_tasks": 8, "results": 16,
-             "result_mib": 8, "repeat": 5, "busy_repeat": 3, "array_repeat": 3, "budget": 3.0},
-    "quick": {"tiny": 10_000, "dispatch": 10_000, "busy": 200, "array_mib": 64, "array_tasks": 8, "results": 4,
-              "result_mib": 8, "repeat": 3, "busy_repeat": 2, "array_repeat": 2, "budget": 0.5},
+    "full": {"tiny": 100_000, "dispatch": 100_000, "busy": 1000, "array_mib": 256, "array_tasks": 8,
+             "results": 16, "result_mib": 8, "repeat": 5, "busy_repeat": 3, "array_repeat": 3, "budget": 3.0},
+    "quick": {"tiny": 10_000, "dispatch": 10_000, "busy": 200, "array_mib": 64, "array_tasks": 8,
+              "results": 4, "result_mib": 8, "repeat": 3, "busy_repeat": 2, "array_repeat": 2, "budget": 0.5},
 }
 
 # Goals from issues 5 and 13 ("Must reach"); see Row.targets for the sign convention.
@@ -75,7 +75,7 @@ def dispatch_loop(task, count):
 
 
 def dispatch_executor_call(executor, task, count, workers):
-    """``list(executor.map(task, range(count), chunksize=...))``, ``EXECUTOR_CHUNKS_PER_WORKER`` chunks a worker."""
+    """``list(executor.map(task, range(count), chunksize=...))``, 4 chunks a worker (multiprocessing's)."""
     chunksize = max(1, math.ceil(count / (EXECUTOR_CHUNKS_PER_WORKER * workers)))
     return lambda: list(executor.map(task, range(count), chunksize=chunksize))
 
