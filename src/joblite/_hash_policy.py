@@ -582,7 +582,7 @@ def _pandas_handler(cls):
     pd = sys.modules["pandas"]
     if issubclass(cls, pd.DataFrame):
         return lambda df: _record("pandas.DataFrame", (
-            df.columns, df.index, tuple(_pandas_values(df.iloc[:, j]) for j in range(df.shape[1]))),
+            df.columns, df.index, tuple(_pandas_values(column) for _, column in df.items())),
             (".columns", ".index", ".values"))
     if issubclass(cls, pd.Series):
         return lambda ser: _record("pandas.Series", (ser.name, ser.index) + _pandas_values(ser),
