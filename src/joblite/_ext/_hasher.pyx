@@ -14,7 +14,7 @@ comes from tuples and from copies that the frames own; a ``bytearray`` is
 read through an exported buffer, which cannot be resized.  Lists, dicts and
 sets are guarded against changes as in the pure twin (see its docstring).
 
-One module of about a thousand lines, because the walker, its sort of ``str``
+One module of about 1,300 lines, because the walker, its sort of ``str``
 keys and its gather of non-contiguous arrays are one hot loop: Cython inlines
 ``cdef`` functions only within a module, and a split would put calls through
 exported pointers where the loop now has none (the policy, which is not hot,
