@@ -114,6 +114,10 @@ BIG_CASES = {
     "C f8 column of (300000, 7)": lambda: _base("f8", 300_000 * 7).reshape(300_000, 7)[:, 2],
     "3-D f8 [:, ::2, 1:] (16, 130, 257)": lambda: _base("f8", 16 * 130 * 257).reshape(16, 130, 257)[:, ::2, 1:],
     "F f8 one row longer than a chunk (3, 300000)": lambda: _base("f8", 900_000).reshape(300_000, 3).T,
+    "F u1 rows [::2] of (4097, 700)": lambda: _base("u1", 4097 * 700).reshape(700, 4097).T[::2],
+    "F i2 rows [1::2] of (3001, 400)": lambda: _base("i2", 3001 * 400).reshape(400, 3001).T[1::2],
+    "F f4 rows [::2] of (2049, 333)": lambda: _base("f4", 2049 * 333).reshape(333, 2049).T[::2],
+    "F f8 rows [::2] of (2047, 520)": lambda: _base("f8", 2047 * 520).reshape(520, 2047).T[::2],
     # rows at, just under and just over the compiled twin's 1 MiB chunk
     "1-D u1 [::2], 1 MiB": lambda: _base("u1", 1 << 21)[::2],
     "1-D u1 [::-2], 1 MiB - 32": lambda: _base("u1", (1 << 21) - 64)[::-2],
@@ -162,6 +166,12 @@ for dtype in ("u1", "i2", "f4", "f8", "c16"):
         assert hash_with_twin("ext", tail) == hash_with_twin("ext", tail.copy()), (dtype, n)
     f = first[page - 7 * 9 * size:].view(dtype).reshape(9, 7).T  # F order, ends at the guard
     assert hash_with_twin("ext", f) == hash_with_twin("ext", f.copy()), dtype
+    rows = f.T[::2]  # every other row of F order (9, 7): its last item ends at the guard
+    assert hash_with_twin("ext", rows) == hash_with_twin("ext", rows.copy()), dtype
+    lanes = max(1, 16 // size)  # items of a 16-byte vector
+    for shape in ((2 * lanes - 1, lanes), (4 * lanes - 1, 2 * lanes), (33, 7)):  # whole vectors after [::2]
+        big = first[page - shape[0] * shape[1] * size:].view(dtype).reshape(shape[::-1]).T[::2]
+        assert hash_with_twin("ext", big) == hash_with_twin("ext", big.copy()), (dtype, shape)
 print("done")
 """
 

@@ -324,6 +324,26 @@ cdef extern from *:
         }                                                                            \
     }
 
+    #ifdef JOBLITE_SSE2
+    /* The items at s, s + 2 * size, ..., s + 30 - size... (every other item
+       of 32 bytes) packed into 16 bytes. */
+    static inline __m128i joblite_pack2(const char *s, int size) {
+        __m128i a = _mm_loadu_si128((const __m128i *)s);
+        __m128i b = _mm_loadu_si128((const __m128i *)(s + 16));
+        if (size == 1) {
+            __m128i low = _mm_set1_epi16(0xFF);
+            return _mm_packus_epi16(_mm_and_si128(a, low), _mm_and_si128(b, low));
+        }
+        if (size == 2)  /* sign-extend the low halves, so that the saturating pack keeps them */
+            return _mm_packs_epi32(_mm_srai_epi32(_mm_slli_epi32(a, 16), 16),
+                                   _mm_srai_epi32(_mm_slli_epi32(b, 16), 16));
+        if (size == 4)
+            return _mm_unpacklo_epi64(_mm_shuffle_epi32(a, _MM_SHUFFLE(3, 1, 2, 0)),
+                                      _mm_shuffle_epi32(b, _MM_SHUFFLE(3, 1, 2, 0)));
+        return _mm_unpacklo_epi64(a, b);
+    }
+    #endif
+
     /* Every other item (cs == 2 * size, the commonest step): 32 source bytes
        to 16 by vector packs; returns how many items it copied. */
     static Py_ssize_t joblite_pairs(char *d, const char *s, Py_ssize_t n, Py_ssize_t cs, int size) {
@@ -334,25 +354,8 @@ cdef extern from *:
             return 0;
         /* j + v < n: the 32 bytes end where item j + v starts, inside the
            array (the last item's trailing gap may be past its end). */
-        for (; j + v < n; j += v, s += 32) {
-            __m128i a = _mm_loadu_si128((const __m128i *)s);
-            __m128i b = _mm_loadu_si128((const __m128i *)(s + 16));
-            __m128i r;
-            if (size == 1) {
-                __m128i low = _mm_set1_epi16(0xFF);
-                r = _mm_packus_epi16(_mm_and_si128(a, low), _mm_and_si128(b, low));
-            } else if (size == 2) {
-                /* sign-extend the low halves, so that the saturating pack keeps them */
-                r = _mm_packs_epi32(_mm_srai_epi32(_mm_slli_epi32(a, 16), 16),
-                                    _mm_srai_epi32(_mm_slli_epi32(b, 16), 16));
-            } else if (size == 4) {
-                r = _mm_unpacklo_epi64(_mm_shuffle_epi32(a, _MM_SHUFFLE(3, 1, 2, 0)),
-                                       _mm_shuffle_epi32(b, _MM_SHUFFLE(3, 1, 2, 0)));
-            } else {
-                r = _mm_unpacklo_epi64(a, b);
-            }
-            _mm_storeu_si128((__m128i *)(d + j * size), r);
-        }
+        for (; j + v < n; j += v, s += 32)
+            _mm_storeu_si128((__m128i *)(d + j * size), joblite_pack2(s, size));
     #endif
         return j;
     }
@@ -398,19 +401,27 @@ cdef extern from *:
         r[6] = _mm_unpacklo_epi64(b6, b7); r[7] = _mm_unpackhi_epi64(b6, b7);
     }
 
+    /* 16 bytes of one source column: v = 16 / size items, rs bytes apart
+       (rs is size, or 2 * size: then its gaps are read and packed out). */
+    static inline __m128i joblite_col(const char *p, Py_ssize_t rs, int size) {
+        return rs == size ? _mm_loadu_si128((const __m128i *)p) : joblite_pack2(p, size);
+    }
+
     /* Blocks of v x v items (v = 16 / size) over rows i0..ie and columns
        j0..je (multiples of v).  The source rows are contiguous (rs == size):
-       each source column of a block is one 16-byte load, each destination row
-       one 16-byte store.  One loop per size, so that the block stays in
+       each source column of a block is one 16-byte load; or every other item
+       (rs == 2 * size): two loads packed.  Each destination row is one
+       16-byte store.  One loop per size, so that the block stays in
        registers. */
     static void joblite_blocks_8(char *dst, Py_ssize_t pitch, const char *src, Py_ssize_t i0,
-                                 Py_ssize_t ie, Py_ssize_t j0, Py_ssize_t je, Py_ssize_t cs) {
+                                 Py_ssize_t ie, Py_ssize_t j0, Py_ssize_t je, Py_ssize_t rs,
+                                 Py_ssize_t cs) {
         for (Py_ssize_t i = i0; i < ie; i += 2) {
             char *d = dst + i * pitch;
-            const char *s = src + i * 8;
+            const char *s = src + i * rs;
             for (Py_ssize_t j = j0; j < je; j += 2) {
-                __m128i c0 = _mm_loadu_si128((const __m128i *)(s + j * cs));
-                __m128i c1 = _mm_loadu_si128((const __m128i *)(s + (j + 1) * cs));
+                __m128i c0 = joblite_col(s + j * cs, rs, 8);
+                __m128i c1 = joblite_col(s + (j + 1) * cs, rs, 8);
                 _mm_storeu_si128((__m128i *)(d + j * 8), _mm_unpacklo_epi64(c0, c1));
                 _mm_storeu_si128((__m128i *)(d + pitch + j * 8), _mm_unpackhi_epi64(c0, c1));
             }
@@ -418,16 +429,17 @@ cdef extern from *:
     }
 
     static void joblite_blocks_4(char *dst, Py_ssize_t pitch, const char *src, Py_ssize_t i0,
-                                 Py_ssize_t ie, Py_ssize_t j0, Py_ssize_t je, Py_ssize_t cs) {
+                                 Py_ssize_t ie, Py_ssize_t j0, Py_ssize_t je, Py_ssize_t rs,
+                                 Py_ssize_t cs) {
         for (Py_ssize_t i = i0; i < ie; i += 4) {
             char *d = dst + i * pitch;
-            const char *s = src + i * 4;
+            const char *s = src + i * rs;
             for (Py_ssize_t j = j0; j < je; j += 4) {
                 const char *c = s + j * cs;
-                __m128i c0 = _mm_loadu_si128((const __m128i *)c);
-                __m128i c1 = _mm_loadu_si128((const __m128i *)(c + cs));
-                __m128i c2 = _mm_loadu_si128((const __m128i *)(c + 2 * cs));
-                __m128i c3 = _mm_loadu_si128((const __m128i *)(c + 3 * cs));
+                __m128i c0 = joblite_col(c, rs, 4);
+                __m128i c1 = joblite_col(c + cs, rs, 4);
+                __m128i c2 = joblite_col(c + 2 * cs, rs, 4);
+                __m128i c3 = joblite_col(c + 3 * cs, rs, 4);
                 __m128i t0 = _mm_unpacklo_epi32(c0, c1), t1 = _mm_unpacklo_epi32(c2, c3);
                 __m128i t2 = _mm_unpackhi_epi32(c0, c1), t3 = _mm_unpackhi_epi32(c2, c3);
                 _mm_storeu_si128((__m128i *)(d + j * 4), _mm_unpacklo_epi64(t0, t1));
@@ -439,14 +451,15 @@ cdef extern from *:
     }
 
     static void joblite_blocks_2(char *dst, Py_ssize_t pitch, const char *src, Py_ssize_t i0,
-                                 Py_ssize_t ie, Py_ssize_t j0, Py_ssize_t je, Py_ssize_t cs) {
+                                 Py_ssize_t ie, Py_ssize_t j0, Py_ssize_t je, Py_ssize_t rs,
+                                 Py_ssize_t cs) {
         __m128i c[8], r[8];
         int t;
         for (Py_ssize_t i = i0; i < ie; i += 8) {
             char *d = dst + i * pitch;
-            const char *s = src + i * 2;
+            const char *s = src + i * rs;
             for (Py_ssize_t j = j0; j < je; j += 8) {
-                for (t = 0; t < 8; t++) c[t] = _mm_loadu_si128((const __m128i *)(s + (j + t) * cs));
+                for (t = 0; t < 8; t++) c[t] = joblite_col(s + (j + t) * cs, rs, 2);
                 joblite_tr16(c, r);
                 for (t = 0; t < 8; t++) _mm_storeu_si128((__m128i *)(d + t * pitch + j * 2), r[t]);
             }
@@ -454,17 +467,18 @@ cdef extern from *:
     }
 
     static void joblite_blocks_1(char *dst, Py_ssize_t pitch, const char *src, Py_ssize_t i0,
-                                 Py_ssize_t ie, Py_ssize_t j0, Py_ssize_t je, Py_ssize_t cs) {
+                                 Py_ssize_t ie, Py_ssize_t j0, Py_ssize_t je, Py_ssize_t rs,
+                                 Py_ssize_t cs) {
         /* Pairs of columns interleaved into 16-bit lanes, then two 16-bit transposes. */
         __m128i lo[8], hi[8], r[16];
         int t;
         for (Py_ssize_t i = i0; i < ie; i += 16) {
             char *d = dst + i * pitch;
-            const char *s = src + i;
+            const char *s = src + i * rs;
             for (Py_ssize_t j = j0; j < je; j += 16) {
                 for (t = 0; t < 8; t++) {
-                    __m128i a = _mm_loadu_si128((const __m128i *)(s + (j + 2 * t) * cs));
-                    __m128i b = _mm_loadu_si128((const __m128i *)(s + (j + 2 * t + 1) * cs));
+                    __m128i a = joblite_col(s + (j + 2 * t) * cs, rs, 1);
+                    __m128i b = joblite_col(s + (j + 2 * t + 1) * cs, rs, 1);
                     lo[t] = _mm_unpacklo_epi8(a, b);
                     hi[t] = _mm_unpackhi_epi8(a, b);
                 }
@@ -484,26 +498,29 @@ cdef extern from *:
             for (Py_ssize_t i0 = 0; i0 < k; i0 += JOBLITE_TILE_ROWS) {
                 Py_ssize_t i1 = i0 + JOBLITE_TILE_ROWS < k ? i0 + JOBLITE_TILE_ROWS : k;
                 Py_ssize_t ie = i0, je = j0;
-                if (rs == size && j1 < n) {
+                if ((rs == size || rs == 2 * size) && j1 < n) {
                     /* Each tile reads fresh lines from as many pages as it has
                        columns, too short a run for the hardware prefetcher:
                        ask for the next tile's lines now. */
                     Py_ssize_t jn = j1 + tile_cols < n ? j1 + tile_cols : n;
                     for (Py_ssize_t j = j1; j < jn; j++) {
                         const char *col = src + i0 * rs + j * cs;
-                        for (Py_ssize_t off = 0; off < (i1 - i0) * size; off += 64)
+                        for (Py_ssize_t off = 0; off < (i1 - i0) * rs; off += 64)
                             JOBLITE_PREFETCH_L2(col + off);
                     }
                 }
     #ifdef JOBLITE_SSE2
-                if (size <= 8 && rs == size) {
+                if (size <= 8 && (rs == size || rs == 2 * size)) {
                     Py_ssize_t v = 16 / size;
-                    ie = i0 + (i1 - i0) / v * v;
+                    /* Packed loads read the gap after a block's last row:
+                       blocks stop a row before the chunk's last one. */
+                    Py_ssize_t last = rs == size || i1 < k ? i1 : k - 1;
+                    ie = last > i0 ? i0 + (last - i0) / v * v : i0;
                     je = j0 + (j1 - j0) / v * v;
-                    if (size == 8) joblite_blocks_8(dst, pitch, src, i0, ie, j0, je, cs);
-                    else if (size == 4) joblite_blocks_4(dst, pitch, src, i0, ie, j0, je, cs);
-                    else if (size == 2) joblite_blocks_2(dst, pitch, src, i0, ie, j0, je, cs);
-                    else joblite_blocks_1(dst, pitch, src, i0, ie, j0, je, cs);
+                    if (size == 8) joblite_blocks_8(dst, pitch, src, i0, ie, j0, je, rs, cs);
+                    else if (size == 4) joblite_blocks_4(dst, pitch, src, i0, ie, j0, je, rs, cs);
+                    else if (size == 2) joblite_blocks_2(dst, pitch, src, i0, ie, j0, je, rs, cs);
+                    else joblite_blocks_1(dst, pitch, src, i0, ie, j0, je, rs, cs);
                 }
     #endif
                 /* What the blocks left: the right strip, then the bottom strip. */
