@@ -168,8 +168,9 @@ def test_truncated_compressed_file_raises(tmp_path):
 # -- dump: the direct write of large blocks -----------------------------------------------------
 @pytest.fixture
 def direct_writes(monkeypatch):
-    """Every uncompressed block of at least 1 KiB takes the direct path (normally 8 MiB)."""
+    """Every uncompressed block of at least 1 KiB takes the direct path (normally 8 MiB), in 4 KiB pieces."""
     monkeypatch.setattr(_container, "_OVERLAP_MIN", 1024)
+    monkeypatch.setattr(_container, "_PIECE", 4096)
 
 
 @pytest.mark.parametrize("value", [
@@ -201,6 +202,23 @@ def test_a_failed_direct_write_leaves_no_file(direct_writes, tmp_path, monkeypat
     with pytest.raises(OSError, match="No space left"):
         joblite.dump(np.arange(10_000.0), tmp_path / "a.jl")
     assert os.listdir(tmp_path) == []
+
+
+def test_a_direct_write_failing_after_some_pieces_raises_its_error_and_leaves_no_file(direct_writes, tmp_path,
+                                                                                       monkeypatch):
+    written = []
+    write_all = _container._write_all
+
+    def fills_up(fd, view):
+        if len(written) == 3:
+            raise OSError(28, "No space left on device")
+        written.append(len(view))
+        write_all(fd, view)
+
+    monkeypatch.setattr(_container, "_write_all", fills_up)
+    with pytest.raises(OSError, match="No space left"):
+        joblite.dump(np.arange(10_000.0), tmp_path / "a.jl")
+    assert written == [4096] * 3 and os.listdir(tmp_path) == []
 
 
 def test_write_all_writes_everything(tmp_path):
