@@ -172,6 +172,9 @@ for dtype in ("u1", "i2", "f4", "f8", "c16"):
     for shape in ((2 * lanes - 1, lanes), (4 * lanes - 1, 2 * lanes), (33, 7)):  # whole vectors after [::2]
         big = first[page - shape[0] * shape[1] * size:].view(dtype).reshape(shape[::-1]).T[::2]
         assert hash_with_twin("ext", big) == hash_with_twin("ext", big.copy()), (dtype, shape)
+    for shape in ((64 // size, 64 // size), (32 // size + 3, 64 // size)):  # whole 32-byte blocks
+        block = first[page - shape[0] * shape[1] * size:].view(dtype).reshape(shape[::-1]).T
+        assert hash_with_twin("ext", block) == hash_with_twin("ext", block.copy()), (dtype, shape)
 print("done")
 """
 
