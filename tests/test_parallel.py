@@ -845,7 +845,7 @@ def test_twins_run_calls_and_run_tasks_agree(twins):
     assert outcome(ext.run_tasks, task_cases[1])[1] == [3, -3, 16]
 
 
-def test_twins_split_batch_agree(twins):
+def test_twins_split_tasks_alike(twins):
     ext, pure = (kernels.tasks for kernels in twins)
     f, g = funcs.square, funcs.negate
     cases = [
@@ -865,14 +865,14 @@ def test_twins_split_batch_agree(twins):
         [(f, (1,), {}), (f, (2,), {}), ("f", (2,), {})],
     ]
     for tasks, start in itertools.product(cases, (0, 1000)):
-        expected = outcome(pure.split_batch, list(tasks), start)
-        assert outcome(ext.split_batch, list(tasks), start) == expected, (tasks, start)
+        expected = outcome(pure.take_batch, iter(tasks), len(tasks), start)
+        assert outcome(ext.take_batch, iter(tasks), len(tasks), start) == expected, (tasks, start)
         if expected[0] == "TypeError":
             assert f"item {start}" in expected[1] or f"item {start + 1}" in expected[1] \
                 or f"item {start + 2}" in expected[1]
-    assert outcome(pure.split_batch, cases[1], 0) == ("ok", (f, [(1,), (2,)]))
-    assert outcome(pure.split_batch, cases[2], 0) == ("ok", (None, cases[2]))
-    assert outcome(pure.split_batch, cases[5], 40)[1].startswith(
+    assert outcome(pure.take_batch, iter(cases[1]), 2, 0) == ("ok", (f, [(1,), (2,)]))
+    assert outcome(pure.take_batch, iter(cases[2]), 2, 0) == ("ok", (None, cases[2]))
+    assert outcome(pure.take_batch, iter(cases[5]), 2, 40)[1].startswith(
         "Parallel expects tasks made with delayed(function)(*args, **kwargs); item 41 is 3")
 
 

@@ -98,7 +98,7 @@ def run_next(iterator, Py_ssize_t count, Py_ssize_t start):
 
 
 def take_batch(iterator, Py_ssize_t count, Py_ssize_t start):
-    """The next `count` tasks of `iterator` (fewer at its end), split as :func:`split_batch` does.
+    """The next `count` tasks of `iterator` (fewer at its end), split into ``(function, items)``.
 
     Returns
     -------
@@ -148,35 +148,6 @@ def single_arguments(list items):
             return None
         values.append((<tuple>args)[0])
     return values
-
-
-def split_batch(list tasks, Py_ssize_t start):
-    """``(function, [args, ...])`` when every task calls one function without keywords, else ``(None, tasks)``.
-
-    Raises
-    ------
-    TypeError
-        Naming the first item (by its index in the call, from `start`) that
-        is not a task ``(function, args tuple, kwargs dict)``.
-    """
-    cdef Py_ssize_t i, n = len(tasks)
-    cdef object task, function = None
-    cdef bint same = True
-    cdef list items = []
-    for i in range(n):
-        task = tasks[i]
-        if not _is_task(task):
-            _not_a_task(task, start + i)
-        if i == 0:
-            function = (<tuple>task)[0]
-        if same:
-            if (<tuple>task)[0] is function and not (<tuple>task)[2]:
-                items.append((<tuple>task)[1])
-            else:
-                same = False
-    if same:
-        return function, items
-    return None, tasks
 
 
 cdef inline bint _is_task(object task):

@@ -69,7 +69,7 @@ def run_next(iterator, count, start):
 
 
 def take_batch(iterator, count, start):
-    """The next `count` tasks of `iterator` (fewer at its end), split as :func:`split_batch` does.
+    """The next `count` tasks of `iterator` (fewer at its end), split into ``(function, items)``.
 
     Returns
     -------
@@ -108,33 +108,6 @@ def single_arguments(items):
     if any(len(args) != 1 for args in items):
         return None
     return [args[0] for args in items]
-
-
-def split_batch(tasks, start):
-    """``(function, [args, ...])`` when every task calls one function without keywords, else ``(None, tasks)``.
-
-    Raises
-    ------
-    TypeError
-        Naming the first item (by its index in the call, from `start`) that
-        is not a task ``(function, args tuple, kwargs dict)``.
-    """
-    function = None
-    same = True
-    items = []
-    for i, task in enumerate(tasks):
-        if not _is_task(task):
-            _not_a_task(task, start + i)
-        if i == 0:
-            function = task[0]
-        if same:
-            if task[0] is function and not task[2]:
-                items.append(task[1])
-            else:
-                same = False
-    if same:
-        return function, items
-    return None, tasks
 
 
 def _is_task(task):

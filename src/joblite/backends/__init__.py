@@ -84,25 +84,10 @@ class Batch:
     arguments themselves when each task has exactly one), which pickles
     smaller and runs faster; others as a list of tasks.
 
-    Parameters
-    ----------
-    tasks : list of tuple
-        ``(function, args, kwargs)`` tuples.
-    start : int
-        Index of the first task in the whole call.
-
-    Raises
-    ------
-    TypeError
-        If an item of `tasks` is not a ``delayed`` task; the message names its
-        index in the call.
+    Made by :meth:`take` (and by unpickling), never directly.
     """
 
     __slots__ = ("function", "items", "start", "size", "single")
-
-    def __init__(self, tasks, start):
-        self.function, self.items = _impl.tasks.split_batch(tasks, start)
-        self.start, self.size, self.single = start, len(tasks), False
 
     @classmethod
     def take(cls, tasks, count, start):
