@@ -111,6 +111,85 @@ def test_nullable_and_numpy_dtypes_differ():
                 pd.Series([1, 2], dtype="Int32"), pd.Series([1.0, 2.0], dtype="Float64"))
 
 
+# The kernel that zeroes the values under a mask, in each twin: its bytes are np.where's.
+_ITEM_DTYPES = ["u1", "?", "<i2", "<f4", ">i4", "<f8", "<M8[ns]", "<c8", "<c16", "V16"]
+
+
+def _masks(n, rng):
+    return {"none": np.zeros(n, dtype=bool), "all": np.ones(n, dtype=bool), "random": rng.random(n) < 0.3}
+
+
+@pytest.mark.parametrize("dtype", _ITEM_DTYPES)
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 33, 1000])
+def test_zero_masked_is_np_where_on_the_bytes(twin, dtype, n):
+    rng = np.random.default_rng(n)
+    dtype = np.dtype(dtype)
+    raw = rng.integers(0, 256, size=n * dtype.itemsize, dtype=np.uint8)
+    values = raw.view(dtype)
+    rows = raw.reshape(n, dtype.itemsize)
+    for name, mask in _masks(n, rng).items():
+        out = twin.hasher.zero_masked(values, mask)
+        assert out.dtype == dtype and out.shape == (n,) and out.flags.c_contiguous
+        assert not np.shares_memory(out, values)
+        expected = np.where(mask[:, None], np.uint8(0), rows)
+        assert out.view(np.uint8).reshape(n, dtype.itemsize).tobytes() == expected.tobytes(), name
+    assert values.view(np.uint8).tobytes() == raw.tobytes(), "the input is left unchanged"
+
+
+def test_zero_masked_gives_np_where_floats_and_bools(twin):
+    values = np.array([-0.0, np.nan, -1.5, 2.0, -np.inf])
+    mask = np.array([True, True, False, True, False])
+    out = twin.hasher.zero_masked(values, mask)
+    assert out.tobytes() == np.where(mask, np.zeros((), dtype=values.dtype), values).tobytes()
+    flags = np.array([True, False, True])
+    assert twin.hasher.zero_masked(flags, np.array([True, True, False])).tolist() == [False, False, True]
+
+
+def test_zero_masked_keeps_the_shape_of_contiguous_blocks(twin):
+    values = np.arange(24, dtype=np.int64).reshape(2, 3, 4)
+    mask = values % 5 == 0
+    assert np.array_equal(twin.hasher.zero_masked(values, mask), np.where(mask, 0, values))
+
+
+@pytest.mark.parametrize("values, mask, error, text", [
+    (np.arange(10)[::2], np.zeros(5, dtype=bool), ValueError, "values must be C-contiguous, got strides (16,)"),
+    (np.arange(5), np.zeros(10, dtype=bool)[::2], ValueError, "mask must be C-contiguous, got strides (2,)"),
+    (np.arange(4), np.zeros(5, dtype=bool), ValueError, "values of shape (4,) and mask of shape (5,) differ"),
+    (np.arange(4), np.zeros((4, 1), dtype=bool), ValueError, "values of shape (4,) and mask of shape (4, 1) differ"),
+    (np.arange(4), np.zeros(4, dtype=np.uint8), ValueError, "mask must be boolean, got dtype uint8"),
+    (np.zeros(4, dtype="V3"), np.zeros(4, dtype=bool), ValueError, "dtype |V3 (3 bytes)"),
+    (np.zeros(4, dtype=object), np.zeros(4, dtype=bool), ValueError, "dtype object (8 bytes)"),
+    ([1, 2], np.zeros(2, dtype=bool), TypeError, "values must be a numpy array, not list"),
+    (np.arange(2), [False, True], TypeError, "mask must be a numpy array, not list"),
+])
+def test_zero_masked_rejects_what_it_cannot_zero(twin, values, mask, error, text):
+    with pytest.raises(error) as info:
+        twin.hasher.zero_masked(values, mask)
+    assert text in str(info.value)
+
+
+def test_zero_masked_twins_agree(twins):
+    ext, pure = twins
+    rng = np.random.default_rng(13)
+    for dtype in _ITEM_DTYPES:
+        values = rng.integers(0, 256, size=257 * np.dtype(dtype).itemsize, dtype=np.uint8).view(dtype)
+        mask = rng.random(257) < 0.5
+        assert ext.hasher.zero_masked(values, mask).tobytes() == pure.hasher.zero_masked(values, mask).tobytes()
+    for args in ((np.arange(3), np.zeros(4, dtype=bool)), (np.arange(6)[::2], np.zeros(3, dtype=bool))):
+        with pytest.raises(ValueError) as from_ext:
+            ext.hasher.zero_masked(*args)
+        with pytest.raises(ValueError) as from_pure:
+            pure.hasher.zero_masked(*args)
+        assert str(from_ext.value) == str(from_pure.value)
+
+
+def test_strided_masked_arrays_hash_as_their_copies():
+    s = pd.Series(pd.array([1, None, 3, 4, None, 6, 7, 8], dtype="Int64"))
+    view = s.array[1::2]
+    assert not view._data.flags.c_contiguous, "the test's premise: a strided view of the data"
+    assert hash(pd.Series(view)) == hash(pd.Series(view.copy()))
+
+
 # -- datetimes, periods, intervals, sparse ----------------------------------------------
 def test_tz_aware_datetimes_by_instant_unit_and_zone():
     naive = pd.DatetimeIndex(["2024-01-01 12:00", None, "2024-03-30 02:30"])

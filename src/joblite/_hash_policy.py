@@ -456,8 +456,8 @@ def _reduce_masked(arr):
 
     data, mask = arr._data, arr._mask
     if mask.any():
-        # pandas ignores the values under the mask: they are hashed as zeros (False).
-        data = data & ~mask if data.dtype == np.bool_ else np.where(mask, np.zeros((), dtype=data.dtype), data)
+        # pandas ignores the values under the mask: they are hashed as zero bits (0, +0.0, False).
+        data = _impl.hasher.zero_masked(np.ascontiguousarray(data), np.ascontiguousarray(mask))
     return _record("pandas.masked", (data, mask))
 
 
@@ -504,7 +504,7 @@ def _reduce_arrow(arr):
         # The values' bits, whatever their type (the dtype text names it); zeros under the mask.
         values = _arrow_buffer(buffers[1], f"=u{kind.bit_width // 8}")[offset:offset + length]
         if array.null_count:
-            values = np.where(mask, np.zeros((), dtype=values.dtype), values)
+            values = _impl.hasher.zero_masked(values, mask)
         return _record("pandas.ArrowFixed", (values, mask))
     large = pa.types.is_large_string(kind) or pa.types.is_large_binary(kind)
     if not (large or pa.types.is_string(kind) or pa.types.is_binary(kind)):

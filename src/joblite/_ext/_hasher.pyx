@@ -68,7 +68,7 @@ cdef extern from *:
     Py_ssize_t *size_field "joblite_size_field"(PyObject *o) noexcept
 
 # One exception class for both twins, so that an ``except`` sees the same one.
-from joblite._pure._hasher import HashLimitError
+from joblite._pure._hasher import HashLimitError, check_masked
 
 FORMAT_VERSION = 1
 MAX_DEPTH = 100_000
@@ -653,6 +653,104 @@ cdef extern from *:
                                                  Py_ssize_t cs) noexcept nogil
     void transpose "joblite_transpose"(char *dst, Py_ssize_t pitch, const char *src, Py_ssize_t k,
                                        Py_ssize_t n, Py_ssize_t rs, Py_ssize_t cs, int size) noexcept nogil
+
+
+cdef extern from *:
+    """
+    /* dst = src with every item whose mask byte is nonzero set to zero bits;
+       n items of `size` bytes (1, 2, 4, 8 or 16).  SSE2: 16 mask bytes
+       widened to a byte mask of 16 items, ANDed with their bytes. */
+    static void joblite_zero_masked(char *dst, const char *src, const uint8_t *mask,
+                                    Py_ssize_t n, int size) {
+        Py_ssize_t i = 0;
+    #ifdef JOBLITE_SSE2
+        const __m128i zero = _mm_setzero_si128();
+        if (size <= 8) {
+            for (; i + 16 <= n; i += 16) {
+                __m128i k[8], w[8];
+                int parts = 1, t;
+                const char *s = src + i * size;
+                char *d = dst + i * size;
+                k[0] = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(mask + i)), zero);
+                if (size >= 2) {
+                    w[0] = _mm_unpacklo_epi8(k[0], k[0]); w[1] = _mm_unpackhi_epi8(k[0], k[0]);
+                    k[0] = w[0]; k[1] = w[1]; parts = 2;
+                }
+                if (size >= 4) {
+                    for (t = 0; t < 2; t++) {
+                        w[2 * t] = _mm_unpacklo_epi16(k[t], k[t]);
+                        w[2 * t + 1] = _mm_unpackhi_epi16(k[t], k[t]);
+                    }
+                    for (t = 0; t < 4; t++) k[t] = w[t];
+                    parts = 4;
+                }
+                if (size == 8) {
+                    for (t = 0; t < 4; t++) {
+                        w[2 * t] = _mm_unpacklo_epi32(k[t], k[t]);
+                        w[2 * t + 1] = _mm_unpackhi_epi32(k[t], k[t]);
+                    }
+                    for (t = 0; t < 8; t++) k[t] = w[t];
+                    parts = 8;
+                }
+                for (t = 0; t < parts; t++)
+                    _mm_storeu_si128((__m128i *)(d + 16 * t),
+                                     _mm_and_si128(_mm_loadu_si128((const __m128i *)(s + 16 * t)), k[t]));
+            }
+        }
+    #endif
+        for (; i < n; i++) {
+            if (mask[i]) memset(dst + i * size, 0, (size_t)size);
+            else memcpy(dst + i * size, src + i * size, (size_t)size);
+        }
+    }
+    """
+    void c_zero_masked "joblite_zero_masked"(char *dst, const char *src, const uint8_t *mask,
+                                             Py_ssize_t n, int size) noexcept nogil
+
+
+def zero_masked(values, mask):
+    """A copy of `values` with every item where `mask` is true set to all-zero bits.
+
+    Items are treated as their bytes, whatever their dtype: a masked float
+    becomes +0.0, a masked bool False, as ``np.where(mask, 0, values)`` gives.
+    One pass without the GIL.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        C-contiguous array of items of 1, 2, 4, 8 or 16 bytes (not objects).
+    mask : numpy.ndarray of bool
+        C-contiguous, of the shape of `values`: true where the item is zeroed.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new C-contiguous array of the dtype and shape of `values`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As ``check_masked`` of the pure twin: non-arrays, non-contiguous
+        arrays, shapes that differ, a mask that is not boolean, items of
+        another size.
+    """
+    import numpy as np
+
+    cdef int size = check_masked(values, mask)
+    cdef Py_ssize_t n = values.size
+    out = np.empty_like(values, order="C", subok=False)
+    if n == 0:
+        return out
+    cdef const char *src = <const char *><Py_ssize_t>values.__array_interface__["data"][0]
+    cdef char *dst = <char *><Py_ssize_t>out.__array_interface__["data"][0]
+    cdef const uint8_t *m = <const uint8_t *><Py_ssize_t>mask.__array_interface__["data"][0]
+    # The lengths were checked above: n items of `size` bytes in each array, n mask bytes.
+    if out.nbytes != n * size or mask.nbytes != n or values.nbytes != n * size:
+        raise ValueError(f"zero_masked: {n} items of {size} bytes do not match buffers of "
+                         f"{values.nbytes}, {out.nbytes} and {mask.nbytes} bytes")
+    with nogil:
+        c_zero_masked(dst, src, m, n, size)
+    return out
 
 
 cdef struct Gather:

@@ -53,6 +53,74 @@ _SET_TAGS = {set: (b"e", b"E"), frozenset: (b"z", b"Z")}
 #: Bytes of the tiles a transposing gather copies at once: the source lines of a tile stay in L1.
 _TILE_BYTES = 1 << 14
 
+#: Item sizes ``zero_masked`` handles.
+MASKED_ITEM_SIZES = (1, 2, 4, 8, 16)
+
+
+def check_masked(values, mask):
+    """Check the arguments of ``zero_masked`` (both twins); return the item size of `values`.
+
+    Raises
+    ------
+    TypeError
+        If `values` or `mask` is not a NumPy array.
+    ValueError
+        If either is not C-contiguous, their shapes differ, `mask` is not
+        boolean, or `values` holds objects or items of another size than 1,
+        2, 4, 8 or 16 bytes.
+    """
+    import numpy as np
+
+    for name, array in (("values", values), ("mask", mask)):
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"zero_masked: {name} must be a numpy array, not {type(array).__qualname__}")
+        if not array.flags.c_contiguous:
+            raise ValueError(f"zero_masked: {name} must be C-contiguous, got strides {array.strides} "
+                             f"for shape {array.shape}")
+    if mask.dtype != np.bool_:
+        raise ValueError(f"zero_masked: mask must be boolean, got dtype {mask.dtype}")
+    if values.shape != mask.shape:
+        raise ValueError(f"zero_masked: values of shape {values.shape} and mask of shape {mask.shape} differ")
+    size = values.dtype.itemsize
+    if values.dtype.hasobject or size not in MASKED_ITEM_SIZES:
+        raise ValueError(f"zero_masked: items of dtype {values.dtype} ({size} bytes) are not "
+                         f"raw values of 1, 2, 4, 8 or 16 bytes")
+    return size
+
+
+def zero_masked(values, mask):
+    """A copy of `values` with every item where `mask` is true set to all-zero bits.
+
+    Items are treated as their bytes, whatever their dtype: a masked float
+    becomes +0.0, a masked bool False, as ``np.where(mask, 0, values)`` gives.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        C-contiguous array of items of 1, 2, 4, 8 or 16 bytes (not objects).
+    mask : numpy.ndarray of bool
+        C-contiguous, of the shape of `values`: true where the item is zeroed.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new C-contiguous array of the dtype and shape of `values`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`check_masked`: non-arrays, non-contiguous arrays, shapes
+        that differ, a mask that is not boolean, items of another size.
+    """
+    import numpy as np
+
+    size = check_masked(values, mask)
+    if size == 16:
+        raw = values.reshape(-1).view(np.uint64).reshape(-1, 2)
+        return np.where(mask.reshape(-1, 1), np.uint64(0), raw).view(values.dtype).reshape(values.shape)
+    uint = np.dtype(f"=u{size}")
+    return np.where(mask, uint.type(0), values.view(uint)).view(values.dtype)
+
 
 def _simplified(shape, strides):
     """The same walk in C order over fewer dimensions: size-1 ones dropped, contiguous ones merged."""
