@@ -107,6 +107,9 @@ BIG_CASES = {
     "1-D f8 [::2], 6 MiB": lambda: _base("f8", 3 << 17)[::-2],
     "F u1 (2048, 3001)": lambda: np.asfortranarray(_base("u1", 2048 * 3001).reshape(2048, 3001)),
     "F i2 (1031, 2053)": lambda: _base("i2", 1031 * 2053).reshape(2053, 1031).T,
+    # wide: rows long enough for the padded, banded scratch; 32-byte blocks and their tails
+    "F u1 wide (2048, 5003)": lambda: _base("u1", 2048 * 5003).reshape(5003, 2048).T,
+    "F i2 wide (1040, 4099)": lambda: _base("i2", 1040 * 4099).reshape(4099, 1040).T,
     "F f4 (300, 9001)": lambda: _base("f4", 300 * 9001).reshape(9001, 300).T,
     "F f8 (2048, 520) rows reversed": lambda: _base("f8", 2048 * 520).reshape(520, 2048).T[::-1],
     "F c16 (1500, 700)": lambda: _base("c16", 1500 * 700).reshape(700, 1500).T,

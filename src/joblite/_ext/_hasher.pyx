@@ -501,8 +501,8 @@ cdef extern from *:
     #define JOBLITE_AVX2_FN __attribute__((target("avx2")))
     /* Blocks of 32-byte vectors for 8 and 4-byte items (rs == size), on CPUs
        with AVX2 (checked at run time): 4x4 and 8x8 items, each source column
-       one load, each destination row one store.  (For 1 and 2-byte items
-       the 16-byte blocks measured faster.) */
+       one load, each destination row one store.  (1 and 2-byte items: two
+       16-byte blocks at once, below.) */
     JOBLITE_AVX2_FN
     static void joblite_blocks_8_avx2(char *dst, Py_ssize_t pitch, const char *src, Py_ssize_t i0,
                                       Py_ssize_t ie, Py_ssize_t j0, Py_ssize_t je, Py_ssize_t cs) {
@@ -558,6 +558,71 @@ cdef extern from *:
         }
     }
 
+    /* joblite_tr16 on both 128-bit lanes at once. */
+    JOBLITE_AVX2_FN
+    static inline void joblite_tr16_avx2(const __m256i c[8], __m256i r[8]) {
+        __m256i a0 = _mm256_unpacklo_epi16(c[0], c[1]), a1 = _mm256_unpacklo_epi16(c[2], c[3]);
+        __m256i a2 = _mm256_unpacklo_epi16(c[4], c[5]), a3 = _mm256_unpacklo_epi16(c[6], c[7]);
+        __m256i a4 = _mm256_unpackhi_epi16(c[0], c[1]), a5 = _mm256_unpackhi_epi16(c[2], c[3]);
+        __m256i a6 = _mm256_unpackhi_epi16(c[4], c[5]), a7 = _mm256_unpackhi_epi16(c[6], c[7]);
+        __m256i b0 = _mm256_unpacklo_epi32(a0, a1), b1 = _mm256_unpacklo_epi32(a2, a3);
+        __m256i b2 = _mm256_unpackhi_epi32(a0, a1), b3 = _mm256_unpackhi_epi32(a2, a3);
+        __m256i b4 = _mm256_unpacklo_epi32(a4, a5), b5 = _mm256_unpacklo_epi32(a6, a7);
+        __m256i b6 = _mm256_unpackhi_epi32(a4, a5), b7 = _mm256_unpackhi_epi32(a6, a7);
+        r[0] = _mm256_unpacklo_epi64(b0, b1); r[1] = _mm256_unpackhi_epi64(b0, b1);
+        r[2] = _mm256_unpacklo_epi64(b2, b3); r[3] = _mm256_unpackhi_epi64(b2, b3);
+        r[4] = _mm256_unpacklo_epi64(b4, b5); r[5] = _mm256_unpackhi_epi64(b4, b5);
+        r[6] = _mm256_unpacklo_epi64(b6, b7); r[7] = _mm256_unpackhi_epi64(b6, b7);
+    }
+
+    /* The 16-byte blocks of 2 and 1-byte items (rs == size) two at a time:
+       each 32-byte load is a column of 2 * v rows; the low lanes transpose
+       the first v rows, the high lanes the next v, and each destination row
+       is one 16-byte store (half the shuffles per byte of the SSE2 blocks). */
+    JOBLITE_AVX2_FN
+    static void joblite_blocks_2_avx2(char *dst, Py_ssize_t pitch, const char *src, Py_ssize_t i0,
+                                      Py_ssize_t ie, Py_ssize_t j0, Py_ssize_t je, Py_ssize_t cs) {
+        __m256i c[8], r[8];
+        int t;
+        for (Py_ssize_t i = i0; i < ie; i += 16) {
+            char *d = dst + i * pitch;
+            const char *s = src + i * 2;
+            for (Py_ssize_t j = j0; j < je; j += 8) {
+                for (t = 0; t < 8; t++) c[t] = _mm256_loadu_si256((const __m256i *)(s + (j + t) * cs));
+                joblite_tr16_avx2(c, r);
+                for (t = 0; t < 8; t++) {
+                    _mm_storeu_si128((__m128i *)(d + t * pitch + j * 2), _mm256_castsi256_si128(r[t]));
+                    _mm_storeu_si128((__m128i *)(d + (t + 8) * pitch + j * 2), _mm256_extracti128_si256(r[t], 1));
+                }
+            }
+        }
+    }
+
+    JOBLITE_AVX2_FN
+    static void joblite_blocks_1_avx2(char *dst, Py_ssize_t pitch, const char *src, Py_ssize_t i0,
+                                      Py_ssize_t ie, Py_ssize_t j0, Py_ssize_t je, Py_ssize_t cs) {
+        __m256i lo[8], hi[8], r[16];
+        int t;
+        for (Py_ssize_t j = j0; j < je; j += 16) {
+            for (Py_ssize_t i = i0; i < ie; i += 32) {
+                char *d = dst + i * pitch;
+                const char *s = src + i;
+                for (t = 0; t < 8; t++) {
+                    __m256i a = _mm256_loadu_si256((const __m256i *)(s + (j + 2 * t) * cs));
+                    __m256i b = _mm256_loadu_si256((const __m256i *)(s + (j + 2 * t + 1) * cs));
+                    lo[t] = _mm256_unpacklo_epi8(a, b);
+                    hi[t] = _mm256_unpackhi_epi8(a, b);
+                }
+                joblite_tr16_avx2(lo, r);
+                joblite_tr16_avx2(hi, r + 8);
+                for (t = 0; t < 16; t++) {
+                    _mm_storeu_si128((__m128i *)(d + t * pitch + j), _mm256_castsi256_si128(r[t]));
+                    _mm_storeu_si128((__m128i *)(d + (t + 16) * pitch + j), _mm256_extracti128_si256(r[t], 1));
+                }
+            }
+        }
+    }
+
     static int joblite_has_avx2(void) {
         static int known = -1;
         if (known < 0) {
@@ -573,7 +638,7 @@ cdef extern from *:
         Py_ssize_t tile_cols = JOBLITE_TILE_BYTES / size;
         int avx2 = 0;
     #ifdef JOBLITE_AVX2
-        avx2 = rs == size && (size == 8 || size == 4) && joblite_has_avx2();
+        avx2 = rs == size && joblite_has_avx2();
     #endif
         for (Py_ssize_t j0 = 0; j0 < n; j0 += tile_cols) {
             Py_ssize_t j1 = j0 + tile_cols < n ? j0 + tile_cols : n;
@@ -600,11 +665,14 @@ cdef extern from *:
                     je = j0 + (j1 - j0) / v * v;
     #ifdef JOBLITE_AVX2
                     if (avx2 && (je - j0) % (2 * v) == 0) {
-                        /* 32-byte blocks (2 * v items a side) first, then
-                           16-byte blocks for the rows they left. */
+                        /* 32-byte blocks (2 * v rows by 2 * v columns, or
+                           by v for 1 and 2-byte items) first, then 16-byte
+                           blocks for the rows they left. */
                         from = i0 + (i1 - i0) / (2 * v) * (2 * v);
                         if (size == 8) joblite_blocks_8_avx2(dst, pitch, src, i0, from, j0, je, cs);
-                        else joblite_blocks_4_avx2(dst, pitch, src, i0, from, j0, je, cs);
+                        else if (size == 4) joblite_blocks_4_avx2(dst, pitch, src, i0, from, j0, je, cs);
+                        else if (size == 2) joblite_blocks_2_avx2(dst, pitch, src, i0, from, j0, je, cs);
+                        else joblite_blocks_1_avx2(dst, pitch, src, i0, from, j0, je, cs);
                     }
     #endif
                     ie = last > from ? from + (last - from) / v * v : from;
