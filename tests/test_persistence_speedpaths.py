@@ -1,9 +1,10 @@
 """The fast paths of dump and load (issue 13): direct large writes, and lz4 chunks decoded in place.
 
 * ``dump`` to a path writes each large uncompressed block straight to the
-  file's descriptor from a helper thread while the block is hashed: the file
-  must hold exactly the bytes that ``dumps`` gives (the same container), for
-  any size, layout and neighbour blocks, and a failed write must leave nothing.
+  file's descriptor while a helper thread hashes it: the file must hold
+  exactly the bytes that ``dumps`` gives (the same container), for any size,
+  layout and neighbour blocks; a failed write must leave nothing, and a
+  failure of the checksum thread must reach the caller.
 * ``load`` decodes the lz4 chunks of a block by ranges (``lz4_unshuffle``),
   straight into the final array: every twin gives the same bytes as the
   definition (lz4 then unshuffle), whatever the chunk boundaries, and a bad
@@ -168,9 +169,9 @@ def test_truncated_compressed_file_raises(tmp_path):
 # -- dump: the direct write of large blocks -----------------------------------------------------
 @pytest.fixture
 def direct_writes(monkeypatch):
-    """Every uncompressed block of at least 1 KiB takes the direct path (normally 8 MiB), in 4 KiB pieces."""
+    """Every uncompressed block of at least 1 KiB takes the direct path (normally 8 MiB), in ``os.write`` calls of 4 KiB."""
     monkeypatch.setattr(_container, "_OVERLAP_MIN", 1024)
-    monkeypatch.setattr(_container, "_PIECE", 4096)
+    monkeypatch.setattr(_container, "_MAX_WRITE", 4096)
 
 
 @pytest.mark.parametrize("value", [
@@ -204,21 +205,29 @@ def test_a_failed_direct_write_leaves_no_file(direct_writes, tmp_path, monkeypat
     assert os.listdir(tmp_path) == []
 
 
-def test_a_direct_write_failing_after_some_pieces_raises_its_error_and_leaves_no_file(direct_writes, tmp_path,
-                                                                                       monkeypatch):
+def test_a_direct_write_failing_midway_raises_its_error_and_leaves_no_file(direct_writes, tmp_path, monkeypatch):
     written = []
-    write_all = _container._write_all
 
     def fills_up(fd, view):
-        if len(written) == 3:
-            raise OSError(28, "No space left on device")
-        written.append(len(view))
-        write_all(fd, view)
+        written.append(os.write(fd, view[:len(view) // 2]))
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(_container, "_write_all", fills_up)
     with pytest.raises(OSError, match="No space left"):
         joblite.dump(np.arange(10_000.0), tmp_path / "a.jl")
-    assert written == [4096] * 3 and os.listdir(tmp_path) == []
+    assert written == [40_000] and os.listdir(tmp_path) == []
+
+
+def test_a_failing_checksum_thread_raises_its_error_in_the_caller(direct_writes, tmp_path):
+    class BrokenDigest:
+        def update(self, data):
+            raise MemoryError("no memory for the checksum")
+
+    with open(tmp_path / "raw", "wb") as fileobj:
+        out = _container._Writer(fileobj, fileobj.fileno())
+        with pytest.raises(MemoryError, match="no memory for the checksum"):
+            _container._write_hashed(out, np.arange(10_000, dtype=np.uint8), BrokenDigest())
+    assert out.position == 0
 
 
 def test_write_all_writes_everything(tmp_path):
