@@ -424,6 +424,17 @@ def test_scatter_option_and_other_large_arguments(dask_client, monkeypatch):
     assert names == ["joblite_DataFrame", "joblite_bytes", "joblite_tuple"]
 
 
+
+def test_large_single_arguments_are_sent_once(dask_client, monkeypatch):
+    """Tasks of one argument each (their batches hold the arguments alone): a large one is scattered too."""
+    scattered = []
+    scatter = dask_client.scatter
+    monkeypatch.setattr(dask_client, "scatter", lambda data, **kw: scattered.append(list(data)) or scatter(data, **kw))
+    blob = b"y" * (2 * MIB)
+    assert Parallel(backend="dask", client=dask_client, batch_size=4)(
+        delayed(len)(argument) for argument in [blob, b"ab", blob, blob, b"c"]) == [2 * MIB, 2, 2 * MIB, 2 * MIB, 1]
+    assert [key.split("-")[0] for keys in scattered for key in keys] == ["joblite_bytes"]
+
 # -- failures ------------------------------------------------------------------------------------
 class Stuck:
     """Tasks that wait for `flag`; :meth:`nothing_left` checks the cluster holds nothing new."""

@@ -870,8 +870,8 @@ def test_twins_split_tasks_alike(twins):
         if expected[0] == "TypeError":
             assert f"item {start}" in expected[1] or f"item {start + 1}" in expected[1] \
                 or f"item {start + 2}" in expected[1]
-    assert outcome(pure.take_batch, iter(cases[1]), 2, 0) == ("ok", (f, [(1,), (2,)]))
-    assert outcome(pure.take_batch, iter(cases[2]), 2, 0) == ("ok", (None, cases[2]))
+    assert outcome(pure.take_batch, iter(cases[1]), 2, 0) == ("ok", (f, [1, 2], True))
+    assert outcome(pure.take_batch, iter(cases[2]), 2, 0) == ("ok", (None, cases[2], False))
     assert outcome(pure.take_batch, iter(cases[5]), 2, 40)[1].startswith(
         "Parallel expects tasks made with delayed(function)(*args, **kwargs); item 41 is 3")
 

@@ -6,7 +6,7 @@ functions or keywords as tasks.  With one worker (``n_jobs=1``, the
 sequential backend) the tasks run straight from the iterable in the
 compiled loop: consumed lazily as ``pre_dispatch`` allows, stopped at the
 first error, which is the failing task's own.  The task kernels of both
-twins (``take_batch``, ``run_next``, ``run_values``, ``single_arguments``)
+twins (``take_batch``, ``run_next``, ``run_values``)
 agree.  Nothing here asserts a duration.
 """
 import itertools
@@ -109,10 +109,19 @@ def test_twins_take_batch_agree(twins, count):
             taken[name] = outcome(twin.take_batch, iterator, count, start), list(iterator)
         assert taken["ext"] == taken["pure"], (tasks, count, start)
     f, g = funcs.square, funcs.negate
-    assert ext.take_batch(iter([(f, (1,), {}), (f, (2,), {})]), 5, 0) == (f, [(1,), (2,)])
+    # one function, one argument each: the arguments alone
+    assert ext.take_batch(iter([(f, (1,), {}), (f, (2,), {})]), 5, 0) == (f, [1, 2], True)
+    assert ext.take_batch(iter([(f, ((1, 2),), {})]), 5, 0) == (f, [(1, 2)], True)
+    # another number of arguments: argument tuples, the first ones rebuilt as they were
+    assert ext.take_batch(iter([(f, (1,), {}), (f, (2,), {}), (f, (3, 4), {})]), 5, 0) == \
+        (f, [(1,), (2,), (3, 4)], False)
+    assert ext.take_batch(iter([(f, (), {}), (f, (2,), {})]), 5, 0) == (f, [(), (2,)], False)
     # a batch of two functions holds tasks, the first ones rebuilt as they were
     assert ext.take_batch(iter([(f, (1,), {}), (g, (2,), {})]), 5, 0) == \
-        (None, [(f, (1,), {}), (g, (2,), {})])
+        (None, [(f, (1,), {}), (g, (2,), {})], False)
+    assert ext.take_batch(iter([(f, (1, 2), {}), (f, (2,), {"z": 1})]), 5, 0) == \
+        (None, [(f, (1, 2), {}), (f, (2,), {"z": 1})], False)
+    assert ext.take_batch(iter([]), 5, 0) == (None, [], False)
     assert outcome(ext.take_batch, iter([(f, (1,), {}), 3]), 5, 40) == (
         "TypeError",
         "Parallel expects tasks made with delayed(function)(*args, **kwargs); item 41 is 3 (type int)")
@@ -133,23 +142,21 @@ def test_twins_run_next_agree(twins, count):
     assert list(iterator) == [(funcs.fail_on, (3, 2), {})]
 
 
-def test_twins_run_values_and_single_arguments_agree(twins):
+def test_twins_run_values_agree(twins):
     ext, pure = (kernels.tasks for kernels in twins)
     for function, values in [(funcs.square, []), (funcs.square, list(range(30))), (len, [(1, 2), ()]),
                              (funcs.fail_on, [1, 2]), (funcs.negate, ["a"])]:
         assert outcome(ext.run_values, function, list(values)) == \
             outcome(pure.run_values, function, list(values))
     assert ext.run_values(len, [(1, 2), ()]) == [2, 0]
-    for items in [[], [(1,), (2,)], [(1,), (2, 3)], [((1, 2),)], [(1,), ()], [(None,)]]:
-        assert ext.single_arguments(list(items)) == pure.single_arguments(list(items))
-    assert ext.single_arguments([((1, 2),), (3,)]) == [(1, 2), 3]
-    assert ext.single_arguments([(1,), (2, 3)]) is None
 
 
 # -- compact batches ------------------------------------------------------------------------------
 def test_a_batch_of_one_argument_calls_travels_as_the_arguments():
     tasks = [delayed(funcs.square)(x) for x in range(20)]
     batch = Batch.take(iter(tasks), 20, 100)
+    # held as the arguments alone from the start: no tuple per task stays alive while it is pending
+    assert batch.single and batch.items == list(range(20))
     copy = pickle.loads(pickle.dumps(batch))
     assert copy.single and copy.items == list(range(20))
     assert (copy.start, copy.size, copy.function) == (100, 20, funcs.square)
@@ -256,3 +263,27 @@ def in_worker_flag(_):
 def test_one_worker_tasks_run_as_in_a_worker():
     assert Parallel(n_jobs=1)(delayed(in_worker_flag)(x) for x in range(3)) == [True] * 3
     assert not in_worker()
+
+
+# -- cpu_count ----------------------------------------------------------------------------------
+def test_cpu_count_follows_affinity_and_loky_max_cpu_count_at_once(monkeypatch):
+    """The count is kept for a second, but never across a change of affinity or LOKY_MAX_CPU_COUNT."""
+    import os
+
+    from joblite import cpu_count
+
+    cpus = cpu_count()
+    assert cpu_count() == cpus >= 1
+    monkeypatch.setenv("LOKY_MAX_CPU_COUNT", "1")
+    assert cpu_count() == 1
+    monkeypatch.delenv("LOKY_MAX_CPU_COUNT")
+    assert cpu_count() == cpus
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        return
+    affinity = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(affinity)})
+        assert cpu_count() == 1
+    finally:
+        os.sched_setaffinity(0, affinity)
+    assert cpu_count() == cpus

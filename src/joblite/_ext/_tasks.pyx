@@ -98,14 +98,24 @@ def run_next(iterator, Py_ssize_t count, Py_ssize_t start):
 
 
 def take_batch(iterator, Py_ssize_t count, Py_ssize_t start):
-    """The next `count` tasks of `iterator` (fewer at its end), split into ``(function, items)``.
+    """The next `count` tasks of `iterator` (fewer at its end), split into ``(function, items, single)``.
+
+    Tasks of one function called without keywords keep only their
+    arguments, and, when each has exactly one, only that argument: the
+    argument tuples are not kept (alive until the batch is done, they would
+    be gone through by each run of the garbage collector in the meantime).
 
     Returns
     -------
     function : callable or None
+        The function of every task, when they all call the same one without
+        keywords; else None.
     items : list
-        The argument tuples when `function` is set, else the tasks.  Empty
-        when `iterator` is exhausted.
+        Each task's only argument when `single`; else the argument tuples
+        when `function` is set; else the tasks.  Empty when `iterator` is
+        exhausted.
+    single : bool
+        Whether `items` holds each task's only argument.
 
     Raises
     ------
@@ -117,7 +127,8 @@ def take_batch(iterator, Py_ssize_t count, Py_ssize_t start):
     cdef Py_ssize_t i
     cdef PyObject *item
     cdef object task, function = None
-    cdef bint same = True
+    cdef tuple arguments
+    cdef bint same = True, single = True
     for i in range(count):
         item = PyIter_Next(iterator)
         if item == NULL:
@@ -130,24 +141,26 @@ def take_batch(iterator, Py_ssize_t count, Py_ssize_t start):
             if i == 0:
                 function = (<tuple>task)[0]
             if (<tuple>task)[0] is function and not (<tuple>task)[2]:
-                items.append((<tuple>task)[1])
+                arguments = <tuple>(<tuple>task)[1]
+                if single:
+                    if len(arguments) == 1:
+                        items.append(arguments[0])
+                        continue
+                    # a task of another number of arguments: the batch holds argument tuples from here
+                    single = False
+                    items = [(value,) for value in items]
+                items.append(arguments)
                 continue
             # a task of another function, or with keywords: the batch holds tasks from here
             same = False
-            items = [(function, args, {}) for args in items]
+            if single:
+                items = [(function, (value,), {}) for value in items]
+            else:
+                items = [(function, args, {}) for args in items]
         items.append(task)
-    return (function if same else None), items
-
-
-def single_arguments(list items):
-    """The only argument of each argument tuple of `items`, as a list; None if one has another length."""
-    cdef list values = []
-    cdef object args
-    for args in items:
-        if len(<tuple>args) != 1:
-            return None
-        values.append((<tuple>args)[0])
-    return values
+    if not same:
+        return None, items, False
+    return function, items, single and function is not None
 
 
 cdef inline bint _is_task(object task):

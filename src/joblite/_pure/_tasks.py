@@ -69,14 +69,24 @@ def run_next(iterator, count, start):
 
 
 def take_batch(iterator, count, start):
-    """The next `count` tasks of `iterator` (fewer at its end), split into ``(function, items)``.
+    """The next `count` tasks of `iterator` (fewer at its end), split into ``(function, items, single)``.
+
+    Tasks of one function called without keywords keep only their
+    arguments, and, when each has exactly one, only that argument: the
+    argument tuples are not kept (alive until the batch is done, they would
+    be gone through by each run of the garbage collector in the meantime).
 
     Returns
     -------
     function : callable or None
+        The function of every task, when they all call the same one without
+        keywords; else None.
     items : list
-        The argument tuples when `function` is set, else the tasks.  Empty
-        when `iterator` is exhausted.
+        Each task's only argument when `single`; else the argument tuples
+        when `function` is set; else the tasks.  Empty when `iterator` is
+        exhausted.
+    single : bool
+        Whether `items` holds each task's only argument.
 
     Raises
     ------
@@ -86,7 +96,7 @@ def take_batch(iterator, count, start):
     """
     items = []
     function = None
-    same = True
+    same = single = True
     for i, task in enumerate(itertools.islice(iterator, count)):
         if not _is_task(task):
             _not_a_task(task, start + i)
@@ -94,20 +104,25 @@ def take_batch(iterator, count, start):
             if i == 0:
                 function = task[0]
             if task[0] is function and not task[2]:
+                if single:
+                    if len(task[1]) == 1:
+                        items.append(task[1][0])
+                        continue
+                    # a task of another number of arguments: the batch holds argument tuples from here
+                    single = False
+                    items = [(value,) for value in items]
                 items.append(task[1])
                 continue
             # a task of another function, or with keywords: the batch holds tasks from here
             same = False
-            items = [(function, args, {}) for args in items]
+            if single:
+                items = [(function, (value,), {}) for value in items]
+            else:
+                items = [(function, args, {}) for args in items]
         items.append(task)
-    return (function if same else None), items
-
-
-def single_arguments(items):
-    """The only argument of each argument tuple of `items`, as a list; None if one has another length."""
-    if any(len(args) != 1 for args in items):
-        return None
-    return [args[0] for args in items]
+    if not same:
+        return None, items, False
+    return function, items, single and function is not None
 
 
 def _is_task(task):

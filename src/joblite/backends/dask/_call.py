@@ -159,12 +159,14 @@ class Call:
         """`batch`, its large top-level arguments (`known`: those whose id it holds) replaced by references."""
         items = None
         for position, item in enumerate(batch.items):
+            if batch.single:
+                item = (item,)   # each task's only argument
             function, args, kwargs = (batch.function, item, None) if batch.function is not None else item
             new_args = self._swap_values(args, known)
             new_kwargs = kwargs and self._swap_values(kwargs, known)
             if new_args is not args or new_kwargs is not kwargs:
                 if items is None:
-                    items = list(batch.items)
+                    items = [(value,) for value in batch.items] if batch.single else list(batch.items)
                 items[position] = new_args if batch.function is not None else (function, new_args, new_kwargs)
         if items is None:
             return batch
