@@ -7,10 +7,12 @@ semantics: objects pandas finds equal (``Series.equals``) hash equal, and a
 change of value, mask, category, time zone, frequency or closed side changes
 the digest.  Both twins give the same digests.
 """
+import hashlib
+
 import numpy as np
 import pytest
 
-from joblite import _impl
+from joblite import _hash_policy, _impl
 from joblite.hashing import hash, hash_with_twin
 
 pd = pytest.importorskip("pandas")
@@ -181,6 +183,36 @@ def test_zero_masked_twins_agree(twins):
         with pytest.raises(ValueError) as from_pure:
             pure.hasher.zero_masked(*args)
         assert str(from_ext.value) == str(from_pure.value)
+
+
+@pytest.mark.parametrize("dtype", ["<i8", "<i2", "u1", "<f4", "<f8", "?", "<c16", ">i4"])
+@pytest.mark.parametrize("n", [1, 17, 300_001])  # 300,001 of 8 bytes: three pieces of 1 MiB and a tail
+def test_values_zeroed_under_a_mask_hash_as_their_zeroed_copy(dtype, n):
+    # Native raw items are zeroed piece by piece while the compiled twin streams
+    # them; others (">i4") in a copy: the digest is the zeroed copy's, in both twins.
+    rng = np.random.default_rng(n)
+    dtype = np.dtype(dtype)
+    values = rng.integers(0, 256, size=n * dtype.itemsize, dtype=np.uint8).view(dtype)
+    mask = rng.random(n) < 0.1
+    mask[n // 2] = True
+    zeroed = np.where(mask[:, None], np.uint8(0), values.view(np.uint8).reshape(n, -1)).view(dtype).reshape(n)
+    for twin in _impl.available_twins():
+        expected = hash_with_twin(twin, zeroed)
+        assert hash_with_twin(twin, _hash_policy._zeroed(values, mask)) == expected, twin
+        strided = np.stack([values, values], axis=1)[:, 0]
+        assert hash_with_twin(twin, _hash_policy._zeroed(strided, mask)) == expected, twin
+    assert values.view(np.uint8).reshape(n, -1)[mask].any(), "the test's premise: bytes under the mask"
+
+
+def test_masked_values_described_with_another_length_are_refused(twin):
+    values, mask = np.arange(4), np.zeros(4, dtype=bool)
+
+    def policy(obj, max_items=None):
+        return (1, "<i8", (5,), 40, 3, (values, mask), values.dtype)
+
+    hasher = twin.hasher.StreamHasher(hashlib.sha256, policy)
+    with pytest.raises(ValueError, match=r"masked values of 32 bytes \(4 items, mask of 4 bytes\) described as 40"):
+        hasher.update(object())
 
 
 def test_strided_masked_arrays_hash_as_their_copies():

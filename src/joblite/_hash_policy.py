@@ -34,11 +34,14 @@ _HANDLER_CACHE_MAX = 4096
 # Record and array descriptions are plain tuples, understood by both twins:
 #   (RECORD, name, components, labels)   labels: path suffix of each component, or None
 #   (ARRAY, dtype_str, shape, nbytes, mode, data, canonical_dtype)
+# data by mode: BUFFER a uint8 view, STRIDED and CAST an ndarray, MASKED a
+# (values, mask) pair streamed as values with zero bits under the mask.
 _RECORD = 0
 _ARRAY = 1
 _DATA_BUFFER = 0
 _DATA_STRIDED = 1
 _DATA_CAST = 2
+_DATA_MASKED = 3
 
 
 def _record(name, components, labels=None):
@@ -451,13 +454,44 @@ def _multiindex_levels(index):
     return _record("pandas.MultiIndex", (tuple(levels),))
 
 
-def _reduce_masked(arr):
+class _Zeroed:
+    """Values with zero bits under a mask, hashed as that array is, without a copy of it whole."""
+
+    __slots__ = ("described", "mask")
+
+    def __init__(self, described, mask):
+        self.described = described  # the values' array description, data in one buffer
+        self.mask = mask
+
+
+def _reduce_zeroed(zeroed):
+    values = zeroed.described[5]
+    return zeroed.described[:4] + (_DATA_MASKED, (values, zeroed.mask), zeroed.described[6])
+
+
+_EXACT_HANDLERS[_Zeroed] = _reduce_zeroed
+
+
+def _zeroed(values, mask):
+    """`values` with zero bits (0, +0.0, False) under `mask`, as they are hashed.
+
+    Raw native items (the common case) are zeroed piece by piece as the kernel
+    streams them; other arrays are zeroed in a copy.
+    """
     import numpy as np
 
+    values, mask = np.ascontiguousarray(values), np.ascontiguousarray(mask)
+    described = _reduce_array(values)
+    if described[0] == _ARRAY and described[4] == _DATA_BUFFER and values.itemsize in (1, 2, 4, 8, 16):
+        return _Zeroed(described[:5] + (values,) + described[6:], mask)
+    return _impl.hasher.zero_masked(values, mask)
+
+
+def _reduce_masked(arr):
     data, mask = arr._data, arr._mask
     if mask.any():
-        # pandas ignores the values under the mask: they are hashed as zero bits (0, +0.0, False).
-        data = _impl.hasher.zero_masked(np.ascontiguousarray(data), np.ascontiguousarray(mask))
+        # pandas ignores the values under the mask: they are hashed as zero bits.
+        data = _zeroed(data, mask)
     return _record("pandas.masked", (data, mask))
 
 
@@ -504,7 +538,7 @@ def _reduce_arrow(arr):
         # The values' bits, whatever their type (the dtype text names it); zeros under the mask.
         values = _arrow_buffer(buffers[1], f"=u{kind.bit_width // 8}")[offset:offset + length]
         if array.null_count:
-            values = _impl.hasher.zero_masked(values, mask)
+            values = _zeroed(values, mask)
         return _record("pandas.ArrowFixed", (values, mask))
     large = pa.types.is_large_string(kind) or pa.types.is_large_binary(kind)
     if not (large or pa.types.is_string(kind) or pa.types.is_binary(kind)):

@@ -27,6 +27,7 @@ ARRAY = 1
 DATA_BUFFER = 0
 DATA_STRIDED = 1
 DATA_CAST = 2
+DATA_MASKED = 3
 
 #: Default bounds of one ``update``: open containers and objects, and policy calls.
 MAX_DEPTH = 100_000
@@ -515,6 +516,15 @@ class StreamHasher:
             self._write_big(data)
             return
         import numpy as np
+
+        if mode == DATA_MASKED:
+            values, mask = data
+            check_masked(values, mask)
+            if values.nbytes != nbytes or mask.nbytes != values.size:
+                raise ValueError(f"masked values of {values.nbytes} bytes ({values.size} items, mask of "
+                                 f"{mask.nbytes} bytes) described as {nbytes} bytes")
+            self._write_big(zero_masked(values, mask).reshape(-1).view(np.uint8))
+            return
 
         if mode == DATA_STRIDED and self._gather_transposed(np, data):
             return
