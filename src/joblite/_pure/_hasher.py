@@ -55,7 +55,7 @@ _SET_TAGS = {set: (b"e", b"E"), frozenset: (b"z", b"Z")}
 _TILE_BYTES = 1 << 14
 
 #: Item sizes ``zero_masked`` handles.
-MASKED_ITEM_SIZES = (1, 2, 4, 8, 16)
+_MASKED_ITEM_SIZES = (1, 2, 4, 8, 16)
 
 
 def check_masked(values, mask):
@@ -83,7 +83,7 @@ def check_masked(values, mask):
     if values.shape != mask.shape:
         raise ValueError(f"zero_masked: values of shape {values.shape} and mask of shape {mask.shape} differ")
     size = values.dtype.itemsize
-    if values.dtype.hasobject or size not in MASKED_ITEM_SIZES:
+    if values.dtype.hasobject or size not in _MASKED_ITEM_SIZES:
         raise ValueError(f"zero_masked: items of dtype {values.dtype} ({size} bytes) are not "
                          f"raw values of 1, 2, 4, 8 or 16 bytes")
     return size
