@@ -1,10 +1,10 @@
 """The fast paths of dump and load (issue 13): direct large writes, and lz4 chunks decoded in place.
 
 * ``dump`` to a path writes each large uncompressed block straight to the
-  file's descriptor while a helper thread hashes it: the file must hold
-  exactly the bytes that ``dumps`` gives (the same container), for any size,
-  layout and neighbour blocks; a failed write must leave nothing, and a
-  failure of the checksum thread must reach the caller.
+  file's descriptor, from two threads that take turns hashing and writing
+  its pieces: the file must hold exactly the bytes that ``dumps`` gives (the
+  same container), for any size, layout and neighbour blocks; a failed write
+  must leave nothing, and a failing checksum must reach the caller.
 * ``load`` decodes the lz4 chunks of a block by ranges (``lz4_unshuffle``),
   straight into the final array: every twin gives the same bytes as the
   definition (lz4 then unshuffle), whatever the chunk boundaries, and a bad
@@ -169,9 +169,11 @@ def test_truncated_compressed_file_raises(tmp_path):
 # -- dump: the direct write of large blocks -----------------------------------------------------
 @pytest.fixture
 def direct_writes(monkeypatch):
-    """Every uncompressed block of at least 1 KiB takes the direct path (normally 8 MiB), in ``os.write`` calls of 4 KiB."""
+    """Every uncompressed block of at least 1 KiB takes the direct path (normally 8 MiB), in pieces of 4 KiB
+    written by ``os.pwrite`` calls of at most 1000 bytes."""
     monkeypatch.setattr(_container, "_OVERLAP_MIN", 1024)
-    monkeypatch.setattr(_container, "_MAX_WRITE", 4096)
+    monkeypatch.setattr(_container, "_PIECE", 4096)
+    monkeypatch.setattr(_container, "_MAX_WRITE", 1000)
 
 
 @pytest.mark.parametrize("value", [
@@ -196,29 +198,34 @@ def test_direct_writes_give_the_bytes_of_dumps(direct_writes, value, tmp_path):
 
 
 def test_a_failed_direct_write_leaves_no_file(direct_writes, tmp_path, monkeypatch):
-    def full_disk(fd, view):
+    def full_disk(fd, view, offset):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(_container, "_write_all", full_disk)
+    monkeypatch.setattr(_container, "_pwrite_all", full_disk)
     with pytest.raises(OSError, match="No space left"):
         joblite.dump(np.arange(10_000.0), tmp_path / "a.jl")
     assert os.listdir(tmp_path) == []
 
 
-def test_a_direct_write_failing_midway_raises_its_error_and_leaves_no_file(direct_writes, tmp_path, monkeypatch):
+def test_a_direct_write_failing_after_some_pieces_raises_its_error_and_leaves_no_file(direct_writes, tmp_path,
+                                                                                       monkeypatch):
     written = []
+    pwrite_all = _container._pwrite_all
 
-    def fills_up(fd, view):
-        written.append(os.write(fd, view[:len(view) // 2]))
-        raise OSError(28, "No space left on device")
+    def fills_up(fd, view, offset):
+        if len(written) == 3:
+            os.pwrite(fd, view[:len(view) // 2], offset)
+            raise OSError(28, "No space left on device")
+        written.append(len(view))
+        pwrite_all(fd, view, offset)
 
-    monkeypatch.setattr(_container, "_write_all", fills_up)
+    monkeypatch.setattr(_container, "_pwrite_all", fills_up)
     with pytest.raises(OSError, match="No space left"):
         joblite.dump(np.arange(10_000.0), tmp_path / "a.jl")
-    assert written == [40_000] and os.listdir(tmp_path) == []
+    assert written == [4096] * 3 and os.listdir(tmp_path) == []
 
 
-def test_a_failing_checksum_thread_raises_its_error_in_the_caller(direct_writes, tmp_path):
+def test_a_failing_checksum_raises_its_error_in_the_caller(direct_writes, tmp_path):
     class BrokenDigest:
         def update(self, data):
             raise MemoryError("no memory for the checksum")
@@ -230,12 +237,13 @@ def test_a_failing_checksum_thread_raises_its_error_in_the_caller(direct_writes,
     assert out.position == 0
 
 
-def test_write_all_writes_everything(tmp_path):
+def test_pwrite_all_writes_everything_at_its_offset(tmp_path):
     data = memoryview(sample(70_001))
     fd = os.open(tmp_path / "raw", os.O_WRONLY | os.O_CREAT)
     try:
         os.write(fd, b"head")
-        _container._write_all(fd, data)
+        _container._pwrite_all(fd, data, 4)
+        assert os.lseek(fd, 0, os.SEEK_CUR) == 4
     finally:
         os.close(fd)
     assert (tmp_path / "raw").read_bytes() == b"head" + bytes(data)
