@@ -209,7 +209,9 @@ class ParallelBackendBase:
         The most tasks ``batch_size='auto'`` puts in a batch (fewer when the
         call's length is known: at least 4 batches per worker).  It bounds
         the time the caller spends building a batch while results wait:
-        8192 here; 32768 for dask, whose cost per batch (a round trip
+        8192 here; 16384 for loky processes, whose cost per batch (about
+        0.3 ms in the caller's process) calls for larger batches of tiny
+        tasks; 32768 for dask, whose cost per batch (a round trip
         through the scheduler, ten milliseconds or more) calls for larger
         batches of tiny tasks.
     default_n_jobs : int
