@@ -13,6 +13,9 @@
 import importlib.util
 import json
 import os
+import signal
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -235,6 +238,25 @@ def test_a_failing_checksum_raises_its_error_in_the_caller(direct_writes, tmp_pa
         with pytest.raises(MemoryError, match="no memory for the checksum"):
             _container._write_hashed(out, np.arange(10_000, dtype=np.uint8), BrokenDigest())
     assert out.position == 0
+
+
+def test_an_interrupted_dump_raises_once_every_piece_is_written_and_leaves_no_file(direct_writes, tmp_path,
+                                                                                   monkeypatch):
+    written = []
+    pwrite_all = _container._pwrite_all
+    caller = threading.get_ident()
+
+    def interrupting(fd, view, offset):
+        if not written:
+            time.sleep(0.05)   # the caller is waiting for the threads by now
+            signal.pthread_kill(caller, signal.SIGINT)
+        written.append(offset)
+        pwrite_all(fd, view, offset)
+
+    monkeypatch.setattr(_container, "_pwrite_all", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        joblite.dump(np.arange(10_000.0), tmp_path / "a.jl")
+    assert len(written) == 20 and os.listdir(tmp_path) == []   # 80,000 bytes in pieces of 4 KiB
 
 
 def test_pwrite_all_writes_everything_at_its_offset(tmp_path):
