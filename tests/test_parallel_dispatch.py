@@ -287,3 +287,19 @@ def test_cpu_count_follows_affinity_and_loky_max_cpu_count_at_once(monkeypatch):
     finally:
         os.sched_setaffinity(0, affinity)
     assert cpu_count() == cpus
+
+
+# -- batch sizes --------------------------------------------------------------------------------
+def test_a_small_batch_back_late_does_not_shrink_the_next_ones():
+    """A slower measure moves the size in proportion to its batch's share of the current size."""
+    from joblite.parallel import _AutoBatcher
+
+    batcher = _AutoBatcher("auto", None, 2, target=0.02, largest=16384)
+    batcher.record(16384, 0.005)   # tiny tasks: the largest batches
+    assert batcher.size() == 16384
+    batcher.record(31, 0.008)   # 31 tasks back after 8 ms: the wait, not their cost
+    assert batcher.size() >= 16000
+    batcher.record(16384, 0.1)   # full batches get slower: the size follows
+    assert batcher.size() < 8192
+    batcher.record(batcher.size(), 1.0)
+    assert batcher.size() < 1000

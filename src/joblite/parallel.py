@@ -194,8 +194,9 @@ class _AutoBatcher:
 
     The first batches hold one task each; after that, the size follows the
     seconds per task measured: a faster measure at once, a slower one through
-    an exponential average, so it reacts when task durations change.  A fixed
-    `batch_size` is used as given.
+    an exponential average (weighted by the batch's share of the current
+    size), so it reacts when task durations change.  A fixed `batch_size` is
+    used as given.
     """
 
     def __init__(self, batch_size, total, n_jobs, target, largest, backend_size=None):
@@ -219,18 +220,25 @@ class _AutoBatcher:
                 return size
         if self.seconds_per_task is None:
             return 1
-        return max(1, min(self.limit, int(self.target / max(self.seconds_per_task, 1e-9))))
+        return self._measured_size(self.seconds_per_task)
+
+    def _measured_size(self, seconds_per_task):
+        return max(1, min(self.limit, int(self.target / max(seconds_per_task, 1e-9))))
 
     def record(self, count, seconds):
         per_task = seconds / count
         previous = self.seconds_per_task
         # Faster than estimated: believed at once (a small batch's time is mostly the fixed
         # cost of a batch, which a larger one shares: on dask, a millisecond or more).
-        # Slower: averaged, so that one slow batch does not shrink the next ones too much.
+        # Slower: averaged, so that one slow batch does not shrink the next ones too much, and
+        # in proportion to the batch's share of the current size: the late return of a small
+        # batch (sent at the end of the iterable, or while the sizes grew) is the fixed cost
+        # of a batch and the wait behind others, not the cost of its tasks.
         if previous is None or per_task < previous:
             self.seconds_per_task = per_task
         else:
-            self.seconds_per_task = 0.5 * previous + 0.5 * per_task
+            weight = 0.5 * min(1.0, count / self._measured_size(previous))
+            self.seconds_per_task = previous + weight * (per_task - previous)
 
 
 def _describe(task, index):
