@@ -14,6 +14,8 @@ finished) wait for a flag with a generous limit (``funcs.WAIT_SECONDS``) and
 report whether they saw it, so that a broken implementation fails instead of
 hanging.  Nothing here asserts a duration.
 """
+import functools
+import inspect
 import io
 import itertools
 import json
@@ -824,6 +826,12 @@ def test_twins_delayed_agree(twins):
         assert twin.Delayed(funcs.add).function is funcs.add
         assert pickle.loads(pickle.dumps(twin.Delayed(funcs.add)))(5) == (funcs.add, (5,), {})
     assert repr(ext.Delayed(funcs.add)) == repr(pure.Delayed(funcs.add))
+    for twin in (ext, pure):   # what joblib's functools.wraps gives, and inspect follows
+        task = twin.Delayed(funcs.add)
+        assert (task.__name__, task.__qualname__, task.__wrapped__) == ("add", "add", funcs.add)
+        assert inspect.signature(task) == inspect.signature(funcs.add)
+        with pytest.raises(AttributeError):
+            twin.Delayed(functools.partial(funcs.add, 1)).__name__
     for value in (3, None, "abc", [funcs.add], (funcs.add,)):
         assert outcome(ext.Delayed, value) == outcome(pure.Delayed, value)
         assert outcome(ext.Delayed, value)[0] == "TypeError"

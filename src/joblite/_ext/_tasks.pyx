@@ -33,6 +33,15 @@ cdef class Delayed:
     def __call__(self, *args, **kwargs):
         return (self.function, args, kwargs)
 
+    def __getattr__(self, name):
+        # What joblib's delayed copies from the function with functools.wraps, read from it
+        # when asked, so that making a task costs nothing more.
+        if name == "__wrapped__":
+            return self.function
+        if name in ("__name__", "__qualname__"):
+            return getattr(self.function, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def __repr__(self):
         return f"delayed({self.function!r})"
 
