@@ -187,12 +187,9 @@ def _write_hashed(out, data, digest):
     hashes the next.  Both calls release the GIL.  Each piece is written by
     the core that has just hashed it, from its own cache: the write, which
     is the critical path, copies from cache rather than from memory, and
-    with two cores the checksum is off that path.  (256 MiB, interleaved with ``np.save``, best of 9,
-    in eight runs whose threads had both cores (real-time priority):
-    0.98-1.14x ``np.save``, against 0.87-1.05x for one ``os.write`` of the
-    whole array while a helper thread hashed it, and 0.85-0.95x for a helper
-    thread writing 1 MiB pieces as this thread hashed them; with no core to
-    spare, all three about 0.65x.)  This thread waits for both, even when
+    with two cores the checksum is off that path (256 MiB: 0.98-1.14x
+    ``np.save`` with both cores free, against 0.87-1.05x for one whole
+    write beside a hashing thread).  This thread waits for both, even when
     interrupted; they write through a duplicate of the descriptor that they
     close themselves.  Other file objects are hashed, then written whole.
     """

@@ -825,7 +825,8 @@ def zero_masked(values, mask):
     cdef const char *src = <const char *><Py_ssize_t>values.__array_interface__["data"][0]
     cdef char *dst = <char *><Py_ssize_t>out.__array_interface__["data"][0]
     cdef const uint8_t *m = <const uint8_t *><Py_ssize_t>mask.__array_interface__["data"][0]
-    # The lengths were checked above: n items of `size` bytes in each array, n mask bytes.
+    # check_masked compared shapes and item sizes; the C loop reads n items of `size` bytes
+    # from each array and n mask bytes, so the byte counts are checked here, where it matters.
     if out.nbytes != n * size or mask.nbytes != n or values.nbytes != n * size:
         raise ValueError(f"zero_masked: {n} items of {size} bytes do not match buffers of "
                          f"{values.nbytes}, {out.nbytes} and {mask.nbytes} bytes")
