@@ -244,10 +244,12 @@ def _write_hashed(out, data, digest):
             finished.acquire()
         finally:
             os.close(fd)
+            ended.append(True)   # before the release: the caller may be interrupted right after acquiring
             done.release()
 
     done = _thread.allocate_lock()
     done.acquire()
+    ended = []
     try:
         _thread.start_new_thread(even_pieces, (done,))
     except BaseException:
@@ -256,9 +258,12 @@ def _write_hashed(out, data, digest):
     interrupted = None
     while True:
         try:
+            # A KeyboardInterrupt may land while waiting or just after the lock is taken:
+            # `ended`, not the lock, says whether the threads are done.
+            if ended:
+                break
             done.acquire()
-            break
-        except BaseException as exc:   # KeyboardInterrupt: raised once no write is left
+        except BaseException as exc:   # raised once no write is left
             interrupted = exc
     if interrupted is not None:
         raise interrupted
