@@ -8,6 +8,7 @@ Metadata lives in ``pyproject.toml``; this file only declares the extensions.
   there is no silent fallback to the pure-Python twin.
 * The Cython compiler directives are declared here, once, for all modules.
 """
+
 import glob
 import os
 import sys

@@ -1,4 +1,5 @@
 """Sphinx configuration for joblite (Sphinx + numpydoc)."""
+
 import glob
 import importlib.machinery
 import os
@@ -12,8 +13,7 @@ SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 sys.path.insert(0, SRC)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ext"))
 if not any(
-    glob.glob(os.path.join(SRC, "joblite", "_ext", "*" + suffix))
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES
+    glob.glob(os.path.join(SRC, "joblite", "_ext", "*" + suffix)) for suffix in importlib.machinery.EXTENSION_SUFFIXES
 ):
     os.environ.setdefault("JOBLITE_PUREPYTHON", "1")
 
@@ -33,7 +33,7 @@ extensions = [
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "numpydoc",
-    "benchreport",   # _ext/benchreport.py: the performance page's tables from a bench --json run
+    "benchreport",  # _ext/benchreport.py: the performance page's tables from a bench --json run
 ]
 # The builds run without network access: no intersphinx_mapping.
 

@@ -26,6 +26,7 @@ and spans spliced from other seeds.
 opcode mutator, the seeds and the three kinds of cases are written for each
 other, hence its length.
 """
+
 import io
 import os
 import pickle
@@ -37,54 +38,228 @@ import numpy as np
 
 import _persistence_helpers as H
 
-INTS = [0, 1, 2, 3, -1, -2, 7, 8, 15, 16, 31, 32, 63, 64, 127, 128, 255, 256, 1000, 4096, 65535, 65536,
-        2**31 - 1, 2**31, -2**31, 2**32 - 1, 2**32, 2**40, 10**12, 2**62, 2**63 - 1, 2**63, -2**63, 2**64 - 1]
-DTYPE_CODES = ["O", "O8", "|O", "V8", "V0", "V16", "S0", "S1", "S8", "U0", "U1", "U4", "M8", "m8", "M8[ns]",
-               "m8[D]", "M8[Y]", "M8[as]", "b1", "?", "i1", "u1", "i2", "<i4", ">i4", "i8", "u8", "f2",
-               "f4", "<f8", ">f8", "f16", "c8", "c16", "c32", "g", "e", "a", "a0", "T", "x", "", "V",
-               "|V8", "<U2", ">U2", "|S4"]
+INTS = [
+    0,
+    1,
+    2,
+    3,
+    -1,
+    -2,
+    7,
+    8,
+    15,
+    16,
+    31,
+    32,
+    63,
+    64,
+    127,
+    128,
+    255,
+    256,
+    1000,
+    4096,
+    65535,
+    65536,
+    2**31 - 1,
+    2**31,
+    -(2**31),
+    2**32 - 1,
+    2**32,
+    2**40,
+    10**12,
+    2**62,
+    2**63 - 1,
+    2**63,
+    -(2**63),
+    2**64 - 1,
+]
+DTYPE_CODES = [
+    "O",
+    "O8",
+    "|O",
+    "V8",
+    "V0",
+    "V16",
+    "S0",
+    "S1",
+    "S8",
+    "U0",
+    "U1",
+    "U4",
+    "M8",
+    "m8",
+    "M8[ns]",
+    "m8[D]",
+    "M8[Y]",
+    "M8[as]",
+    "b1",
+    "?",
+    "i1",
+    "u1",
+    "i2",
+    "<i4",
+    ">i4",
+    "i8",
+    "u8",
+    "f2",
+    "f4",
+    "<f8",
+    ">f8",
+    "f16",
+    "c8",
+    "c16",
+    "c32",
+    "g",
+    "e",
+    "a",
+    "a0",
+    "T",
+    "x",
+    "",
+    "V",
+    "|V8",
+    "<U2",
+    ">U2",
+    "|S4",
+]
 DTYPE_CODE = re.compile(r"\A[<>|=]?[a-zA-Z?]\d*(\[\w+\])?\Z")
 # Globals a mutation may name: admitted ones (any load), and ones a restricted load must refuse
 # without running them (inputs naming these are loaded under allowed='numpy' only).
 SAFE_GLOBALS = [
-    ("numpy", "dtype"), ("numpy", "ndarray"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.ma.core", "_mareconstruct"), ("numpy.ma.core", "MaskedArray"), ("numpy", "matrix"),
-    ("numpy", "recarray"), ("numpy", "record"), ("numpy", "void"), ("numpy", "float64"), ("numpy", "str_"),
-    ("numpy", "datetime64"), ("numpy._core.numeric", "_frombuffer"), ("copyreg", "_reconstructor"),
-    ("builtins", "bytearray"), ("builtins", "bytes"), ("builtins", "list"), ("builtins", "dict"),
-    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "tuple"), ("builtins", "slice"),
-    ("builtins", "range"), ("builtins", "complex"), ("builtins", "object"), ("collections", "OrderedDict"),
-    ("collections", "deque"), ("collections", "defaultdict"), ("decimal", "Decimal"),
-    ("fractions", "Fraction"), ("datetime", "datetime"), ("datetime", "timedelta"), ("uuid", "UUID"),
-    ("pathlib", "PosixPath"), ("joblite.persistence", "_rebuild_array"),
+    ("numpy", "dtype"),
+    ("numpy", "ndarray"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.ma.core", "_mareconstruct"),
+    ("numpy.ma.core", "MaskedArray"),
+    ("numpy", "matrix"),
+    ("numpy", "recarray"),
+    ("numpy", "record"),
+    ("numpy", "void"),
+    ("numpy", "float64"),
+    ("numpy", "str_"),
+    ("numpy", "datetime64"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("copyreg", "_reconstructor"),
+    ("builtins", "bytearray"),
+    ("builtins", "bytes"),
+    ("builtins", "list"),
+    ("builtins", "dict"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "tuple"),
+    ("builtins", "slice"),
+    ("builtins", "range"),
+    ("builtins", "complex"),
+    ("builtins", "object"),
+    ("collections", "OrderedDict"),
+    ("collections", "deque"),
+    ("collections", "defaultdict"),
+    ("decimal", "Decimal"),
+    ("fractions", "Fraction"),
+    ("datetime", "datetime"),
+    ("datetime", "timedelta"),
+    ("uuid", "UUID"),
+    ("pathlib", "PosixPath"),
+    ("joblite.persistence", "_rebuild_array"),
     ("joblite.persistence", "_rebuild_subclass"),
 ]
 ATTACK_GLOBALS = [
-    ("os", "system"), ("posix", "system"), ("builtins", "eval"), ("builtins", "exec"), ("builtins", "getattr"),
-    ("builtins", "__import__"), ("builtins", "open"), ("subprocess", "Popen"), ("sys", "modules"),
-    ("datetime", "sys"), ("datetime", "sys.path"), ("numpy", "testing"), ("numpy", "f2py"), ("numpy", "load"),
-    ("numpy", "memmap"), ("numpy.lib.format", "open_memmap"), ("joblite", "load"),
-    ("joblite.persistence", "load"), ("pickle", "loads"), ("io", "open"), ("shutil", "rmtree"),
-    ("zoneinfo", "ZoneInfo"), ("importlib", "import_module"), ("ctypes", "CDLL"), ("numpy", "ctypeslib"),
+    ("os", "system"),
+    ("posix", "system"),
+    ("builtins", "eval"),
+    ("builtins", "exec"),
+    ("builtins", "getattr"),
+    ("builtins", "__import__"),
+    ("builtins", "open"),
+    ("subprocess", "Popen"),
+    ("sys", "modules"),
+    ("datetime", "sys"),
+    ("datetime", "sys.path"),
+    ("numpy", "testing"),
+    ("numpy", "f2py"),
+    ("numpy", "load"),
+    ("numpy", "memmap"),
+    ("numpy.lib.format", "open_memmap"),
+    ("joblite", "load"),
+    ("joblite.persistence", "load"),
+    ("pickle", "loads"),
+    ("io", "open"),
+    ("shutil", "rmtree"),
+    ("zoneinfo", "ZoneInfo"),
+    ("importlib", "import_module"),
+    ("ctypes", "CDLL"),
+    ("numpy", "ctypeslib"),
 ]
 _INT_OPS = {"BININT", "BININT1", "BININT2", "LONG1", "LONG4", "INT", "LONG"}
 _MEMO_OPS = {"BINGET": "<B", "LONG_BINGET": "<I", "BINPUT": "<B", "LONG_BINPUT": "<I"}
 _STR_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING"}
-_BYTES_OPS = {"SHORT_BINBYTES": "<B", "BINBYTES": "<I", "BINBYTES8": "<Q", "BYTEARRAY8": "<Q",
-              "SHORT_BINSTRING": "<B", "BINSTRING": "<i", "SHORT_BINUNICODE": "<B", "BINUNICODE": "<I",
-              "BINUNICODE8": "<Q"}
+_BYTES_OPS = {
+    "SHORT_BINBYTES": "<B",
+    "BINBYTES": "<I",
+    "BINBYTES8": "<Q",
+    "BYTEARRAY8": "<Q",
+    "SHORT_BINSTRING": "<B",
+    "BINSTRING": "<i",
+    "SHORT_BINUNICODE": "<B",
+    "BINUNICODE": "<I",
+    "BINUNICODE8": "<Q",
+}
 # Opcodes that take the items down to the last MARK.
-_MARK_USERS = {"TUPLE", "LIST", "DICT", "APPENDS", "SETITEMS", "ADDITEMS", "FROZENSET", "POP_MARK", "OBJ",
-               "INST"}
-_SIMPLE_PUSHES = _INT_OPS | _STR_OPS | {"NONE", "NEWTRUE", "NEWFALSE", "BINFLOAT", "BINGET", "LONG_BINGET",
-                                        "SHORT_BINBYTES", "BINBYTES", "EMPTY_TUPLE", "EMPTY_LIST", "EMPTY_DICT"}
-_NO_ARG_OPS = [pickle.BUILD, pickle.REDUCE, pickle.POP, pickle.DUP, pickle.MARK, pickle.TUPLE, pickle.TUPLE1,
-               pickle.TUPLE2, pickle.TUPLE3, pickle.EMPTY_TUPLE, pickle.EMPTY_LIST, pickle.EMPTY_DICT,
-               pickle.APPEND, pickle.APPENDS, pickle.SETITEM, pickle.SETITEMS, pickle.NEWOBJ,
-               pickle.NEWOBJ_EX, pickle.STACK_GLOBAL, pickle.MEMOIZE, pickle.NONE, pickle.NEWTRUE,
-               pickle.NEXT_BUFFER, pickle.READONLY_BUFFER, pickle.FROZENSET, pickle.EMPTY_SET,
-               pickle.ADDITEMS, pickle.POP_MARK, pickle.OBJ, pickle.LIST, pickle.DICT, pickle.STOP]
+_MARK_USERS = {"TUPLE", "LIST", "DICT", "APPENDS", "SETITEMS", "ADDITEMS", "FROZENSET", "POP_MARK", "OBJ", "INST"}
+_SIMPLE_PUSHES = (
+    _INT_OPS
+    | _STR_OPS
+    | {
+        "NONE",
+        "NEWTRUE",
+        "NEWFALSE",
+        "BINFLOAT",
+        "BINGET",
+        "LONG_BINGET",
+        "SHORT_BINBYTES",
+        "BINBYTES",
+        "EMPTY_TUPLE",
+        "EMPTY_LIST",
+        "EMPTY_DICT",
+    }
+)
+_NO_ARG_OPS = [
+    pickle.BUILD,
+    pickle.REDUCE,
+    pickle.POP,
+    pickle.DUP,
+    pickle.MARK,
+    pickle.TUPLE,
+    pickle.TUPLE1,
+    pickle.TUPLE2,
+    pickle.TUPLE3,
+    pickle.EMPTY_TUPLE,
+    pickle.EMPTY_LIST,
+    pickle.EMPTY_DICT,
+    pickle.APPEND,
+    pickle.APPENDS,
+    pickle.SETITEM,
+    pickle.SETITEMS,
+    pickle.NEWOBJ,
+    pickle.NEWOBJ_EX,
+    pickle.STACK_GLOBAL,
+    pickle.MEMOIZE,
+    pickle.NONE,
+    pickle.NEWTRUE,
+    pickle.NEXT_BUFFER,
+    pickle.READONLY_BUFFER,
+    pickle.FROZENSET,
+    pickle.EMPTY_SET,
+    pickle.ADDITEMS,
+    pickle.POP_MARK,
+    pickle.OBJ,
+    pickle.LIST,
+    pickle.DICT,
+    pickle.STOP,
+]
 
 
 # -- pickle streams as opcodes ------------------------------------------------------------------
@@ -119,7 +294,7 @@ def op_int(value):
         return pickle.BININT1 + bytes([value])
     if 0 <= value < 65536:
         return pickle.BININT2 + struct.pack("<H", value)
-    if -2**31 <= value < 2**31:
+    if -(2**31) <= value < 2**31:
         return pickle.BININT + struct.pack("<i", value)
     data = pickle.encode_long(value)
     return pickle.LONG1 + bytes([len(data)]) + data
@@ -145,14 +320,24 @@ class StreamMutator:
     globals be ones a restricted load must refuse.
     """
 
-    KINDS = {"int": 24, "dtype": 14, "items": 10, "opcode": 16, "name": 8, "bytes": 8, "memo": 5,
-             "length": 5, "splice": 6, "proto": 1}
+    KINDS = {
+        "int": 24,
+        "dtype": 14,
+        "items": 10,
+        "opcode": 16,
+        "name": 8,
+        "bytes": 8,
+        "memo": 5,
+        "length": 5,
+        "splice": 6,
+        "proto": 1,
+    }
 
     def __init__(self, rng, spans=(), attack=False):
         self.rng = rng
         self.spans = spans
         self.attack = attack
-        self.named_attack = False   # set once a mutation names an ATTACK_GLOBALS name
+        self.named_attack = False  # set once a mutation names an ATTACK_GLOBALS name
 
     def mutate(self, stream, count=None):
         rng = self.rng
@@ -197,8 +382,11 @@ class StreamMutator:
         pieces[index] = pieces[index][:1] + struct.pack(fmt, value)
 
     def _dtype(self, pieces, names, args):
-        where = [index for index, name in enumerate(names)
-                 if name in _STR_OPS and isinstance(args[index], str) and DTYPE_CODE.match(args[index])]
+        where = [
+            index
+            for index, name in enumerate(names)
+            if name in _STR_OPS and isinstance(args[index], str) and DTYPE_CODE.match(args[index])
+        ]
         if not where:
             return self._int(pieces, names, args)
         index = self.rng.choice(where)
@@ -215,7 +403,7 @@ class StreamMutator:
                 pieces[index - 1] = b""
             return
         depth = 0
-        for back in range(index - 1, -1, -1):   # the MARK that this opcode takes its items from
+        for back in range(index - 1, -1, -1):  # the MARK that this opcode takes its items from
             if names[back] in _MARK_USERS:
                 depth += 1
             elif names[back] == "MARK":
@@ -237,7 +425,7 @@ class StreamMutator:
             pieces[index], pieces[index + 1] = pieces[index + 1], pieces[index]
         elif kind == "insert":
             pieces[index] = rng.choice(_NO_ARG_OPS) + pieces[index]
-        elif pieces[index]:   # another opcode byte before the same argument bytes
+        elif pieces[index]:  # another opcode byte before the same argument bytes
             pieces[index] = rng.choice(_NO_ARG_OPS) + pieces[index][1:]
 
     def _name(self, pieces, names, args):
@@ -266,7 +454,7 @@ class StreamMutator:
         data = bytes(args[index])
         kind = rng.choice(["cut", "grow", "double", "empty", "flip"])
         if kind == "cut":
-            data = data[:rng.randrange(len(data) + 1)]
+            data = data[: rng.randrange(len(data) + 1)]
         elif kind == "grow":
             data += bytes(rng.randrange(256) for _ in range(rng.choice([1, 7, 8, 64])))
         elif kind == "double":
@@ -275,7 +463,7 @@ class StreamMutator:
             data = b""
         elif data:
             position = rng.randrange(len(data))
-            data = data[:position] + bytes([data[position] ^ rng.randrange(1, 256)]) + data[position + 1:]
+            data = data[:position] + bytes([data[position] ^ rng.randrange(1, 256)]) + data[position + 1 :]
         pieces[index] = op_bytes(data)
 
     def _length(self, pieces, names, args):
@@ -287,7 +475,7 @@ class StreamMutator:
         bits = 8 * struct.calcsize(fmt)
         value = self._new_int(args[index] if isinstance(args[index], int) else len(args[index]))
         value = value % (1 << bits) if fmt[1].isupper() else (value + (1 << bits - 1)) % (1 << bits) - (1 << bits - 1)
-        pieces[index] = pieces[index][:1] + struct.pack(fmt, value) + pieces[index][1 + struct.calcsize(fmt):]
+        pieces[index] = pieces[index][:1] + struct.pack(fmt, value) + pieces[index][1 + struct.calcsize(fmt) :]
 
     def _splice(self, pieces, names, args):
         if not self.spans:
@@ -295,7 +483,7 @@ class StreamMutator:
         rng = self.rng
         other = rng.choice(self.spans)
         start = rng.randrange(len(other))
-        pieces[rng.randrange(len(pieces))] += b"".join(other[start:start + rng.randint(1, 8)])
+        pieces[rng.randrange(len(pieces))] += b"".join(other[start : start + rng.randint(1, 8)])
 
     def _proto(self, pieces, names, args):
         index = self._pick(names, {"PROTO"})
@@ -326,25 +514,64 @@ def seed_values():
     masked = np.ma.masked_array(np.arange(6.0), mask=[0, 1, 0, 0, 1, 0])
     return {
         "dtype O": np.dtype("O"),
-        "dtypes": [np.dtype("<f8"), np.dtype(">i4"), np.dtype("U5"), np.dtype("M8[ns]"), np.dtype("m8[D]"),
-                   structured.dtype, with_object_field.dtype, np.dtype(("f4", (2, 3))), np.dtype("V7")],
+        "dtypes": [
+            np.dtype("<f8"),
+            np.dtype(">i4"),
+            np.dtype("U5"),
+            np.dtype("M8[ns]"),
+            np.dtype("m8[D]"),
+            structured.dtype,
+            with_object_field.dtype,
+            np.dtype(("f4", (2, 3))),
+            np.dtype("V7"),
+        ],
         "object array": objects,
         "object array 2d": np.array([[None, 1], [2.5, "x"]], dtype=object),
         "structured with object": with_object_field,
         "masked": masked,
         "record": np.rec.array([(1, 2.0), (3, 4.0)], dtype=[("a", "i4"), ("b", "f8")]),
-        "matrix": np.asarray([[1, 2], [3, 4]]).view(np.matrix),   # not np.matrix(): no deprecation warning
-        "scalars": [np.float64(1.5), np.int8(-3), np.datetime64("2024-01-02T03:04"), np.str_("s"),
-                    np.void(b"\x01\x02"), structured[0], with_object_field[1]],
-        "arrays": {"f": np.arange(12.0).reshape(3, 4), "F": np.asfortranarray(np.arange(6).reshape(2, 3)),
-                   "view": np.arange(30, dtype=">i2")[::3], "empty": np.empty((0, 3)), "S": structured,
-                   "M": np.array(["2020-01-01", "NaT"], dtype="M8[s]"), "b": np.array([True, False])},
-        "builtins": {"l": [1, 2.5, "x", b"y", None, True], "t": (1, (2, 3)), "s": {1, 2}, "fs": frozenset([3]),
-                     "ba": bytearray(b"ab"), "c": 1 + 2j, "big": 2**100, "r": range(3), "sl": slice(1, 5, 2)},
-        "stdlib": [collections.OrderedDict(a=1), collections.deque([1, 2]), collections.Counter("aab"),
-                   collections.defaultdict(list, {"k": [1]}), decimal.Decimal("1.5"), fractions.Fraction(1, 3),
-                   datetime.datetime(2024, 1, 2, 3, 4, 5), datetime.timedelta(days=2), uuid.UUID(int=5),
-                   pathlib.PurePosixPath("/a/b")],
+        "matrix": np.asarray([[1, 2], [3, 4]]).view(np.matrix),  # not np.matrix(): no deprecation warning
+        "scalars": [
+            np.float64(1.5),
+            np.int8(-3),
+            np.datetime64("2024-01-02T03:04"),
+            np.str_("s"),
+            np.void(b"\x01\x02"),
+            structured[0],
+            with_object_field[1],
+        ],
+        "arrays": {
+            "f": np.arange(12.0).reshape(3, 4),
+            "F": np.asfortranarray(np.arange(6).reshape(2, 3)),
+            "view": np.arange(30, dtype=">i2")[::3],
+            "empty": np.empty((0, 3)),
+            "S": structured,
+            "M": np.array(["2020-01-01", "NaT"], dtype="M8[s]"),
+            "b": np.array([True, False]),
+        },
+        "builtins": {
+            "l": [1, 2.5, "x", b"y", None, True],
+            "t": (1, (2, 3)),
+            "s": {1, 2},
+            "fs": frozenset([3]),
+            "ba": bytearray(b"ab"),
+            "c": 1 + 2j,
+            "big": 2**100,
+            "r": range(3),
+            "sl": slice(1, 5, 2),
+        },
+        "stdlib": [
+            collections.OrderedDict(a=1),
+            collections.deque([1, 2]),
+            collections.Counter("aab"),
+            collections.defaultdict(list, {"k": [1]}),
+            decimal.Decimal("1.5"),
+            fractions.Fraction(1, 3),
+            datetime.datetime(2024, 1, 2, 3, 4, 5),
+            datetime.timedelta(days=2),
+            uuid.UUID(int=5),
+            pathlib.PurePosixPath("/a/b"),
+        ],
     }
 
 
@@ -371,10 +598,16 @@ def joblib_seeds():
     for name, value in seed_values().items():
         buffer = io.BytesIO()
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")   # np.matrix, numpy.core
+            warnings.simplefilter("ignore")  # np.matrix, numpy.core
             joblib.dump(value, buffer)
-        compression = {"object array": "zlib", "arrays": "gzip", "masked": "bz2", "dtypes": "xz",
-                       "matrix": "lzma", "structured with object": "lz4"}.get(name)
+        compression = {
+            "object array": "zlib",
+            "arrays": "gzip",
+            "masked": "bz2",
+            "dtypes": "xz",
+            "matrix": "lzma",
+            "structured with object": "lz4",
+        }.get(name)
         seeds[name] = (buffer.getvalue(), compression)
     return seeds
 
@@ -395,8 +628,7 @@ def compress_joblib(data, compression):
     if compression == "bz2":
         return bz2.compress(data, 3)
     if compression in ("lzma", "xz"):
-        return lzma.compress(data, format=lzma.FORMAT_ALONE if compression == "lzma" else lzma.FORMAT_XZ,
-                             preset=3)
+        return lzma.compress(data, format=lzma.FORMAT_ALONE if compression == "lzma" else lzma.FORMAT_XZ, preset=3)
     import lz4.frame
 
     return lz4.frame.compress(data)
@@ -433,7 +665,7 @@ def joblib_pieces(data):
         Recorder("seed", io.BytesIO(data), False).load()
     pieces, position = [], 0
     for start, stop, nested in marks:
-        if nested and start < position:   # an object array inside another's nested stream: part of it
+        if nested and start < position:  # an object array inside another's nested stream: part of it
             continue
         pieces.append(("pickle", unframe(data[position:start])))
         pieces.append(("pickle" if nested else "data", unframe(data[start:stop]) if nested else data[start:stop]))
@@ -454,8 +686,7 @@ class Seeds:
         self.container_names = sorted(self.containers)
         self.parsed = {name: H.parse(data) for name, data in self.containers.items()}
         self.streams = {name: unframe(self._container_stream(name)) for name in self.container_names}
-        self.joblib = {name: (joblib_pieces(data), compression)
-                       for name, (data, compression) in joblib_seeds().items()}
+        self.joblib = {name: (joblib_pieces(data), compression) for name, (data, compression) in joblib_seeds().items()}
         self.joblib_names = sorted(self.joblib)
         self.spans = [op_spans(stream) for stream in self.streams.values()]
         self.raw = dict(self.containers)
@@ -470,7 +701,7 @@ class Seeds:
             if compression:
                 self.raw[f"joblib {name} ({compression})"] = compress_joblib(whole, compression)
         self.raw_names = sorted(self.raw)
-        self.known = {}   # target -> its known_cases, made once
+        self.known = {}  # target -> its known_cases, made once
 
     def _container_stream(self, name):
         data, layout = self.containers[name], self.parsed[name]
@@ -478,19 +709,21 @@ class Seeds:
         if not layout["pickle_codec"]:
             return stored
         out = bytearray(layout["pickle_raw_length"])
-        self.blocks.decompress_block(stored, len(out), 1, layout["codecs"][layout["pickle_codec"]], out,
-                                     chunk_size=layout["chunk_size"])
+        self.blocks.decompress_block(
+            stored, len(out), 1, layout["codecs"][layout["pickle_codec"]], out, chunk_size=layout["chunk_size"]
+        )
         return bytes(out)
 
     def rebuild_container(self, name, stream):
         """The container `name` with pickle stream `stream`, compressed as it was, every checksum valid."""
         data, layout = self.containers[name], self.parsed[name]
-        blocks = [(data[slice(*block["range"])], block["raw_length"], block["codec"], block["itemsize"])
-                  for block in layout["blocks"]]
+        blocks = [
+            (data[slice(*block["range"])], block["raw_length"], block["codec"], block["itemsize"])
+            for block in layout["blocks"]
+        ]
         codec = layout["pickle_codec"]
         if codec:
-            stored = self.blocks.compress_block(stream, 1, layout["codecs"][codec], 1,
-                                                chunk_size=layout["chunk_size"])
+            stored = self.blocks.compress_block(stream, 1, layout["codecs"][codec], 1, chunk_size=layout["chunk_size"])
             return H.build(stored, blocks, layout["codecs"], codec, len(stream), layout["chunk_size"])
         return H.build(stream, blocks, layout["codecs"], 0, None, layout["chunk_size"])
 
@@ -514,12 +747,12 @@ def joblib_stream_case(seeds, rng):
         kind, piece = pieces[index]
         if kind == "pickle":
             pieces[index] = (kind, mutator.mutate(piece, count=1))
-        elif piece:   # the padding length, or the length of the data
+        elif piece:  # the padding length, or the length of the data
             change = rng.choice(["pad", "cut", "grow"])
             if change == "pad":
                 piece = bytes([rng.choice([0, 1, 15, 16, 17, 255])]) + piece[1:]
             elif change == "cut":
-                piece = piece[:rng.randrange(len(piece))]
+                piece = piece[: rng.randrange(len(piece))]
             else:
                 piece += bytes(rng.choice([1, 8, 4096]))
             pieces[index] = (kind, piece)
@@ -541,7 +774,7 @@ def _container_fields(data):
         entry = table + index * H.ENTRY.size
         fields += [(entry, "<Q"), (entry + 8, "<Q"), (entry + 16, "<Q"), (entry + 24, "<B"), (entry + 25, "<B")]
         if block["codec"] and block["length"] >= 8:
-            fields += [(block["offset"], "<I"), (block["offset"] + 4, "<I")]   # frame: n_chunks, first size
+            fields += [(block["offset"], "<I"), (block["offset"] + 4, "<I")]  # frame: n_chunks, first size
     if layout["pickle_codec"]:
         fields += [(64, "<I"), (68, "<I")]
     return fields
@@ -553,8 +786,18 @@ def raw_case(seeds, rng):
     data = bytearray(seeds.raw[name])
     is_container = data[:8] == H.MAGIC
     for _ in range(rng.choice([1, 1, 2, 3, 4])):
-        kinds = ["flip", "flip", "bit", "insert", "delete", "overwrite", "integer", "truncate", "splice",
-                 "duplicate"] + ["field"] * (6 if is_container else 0)
+        kinds = [
+            "flip",
+            "flip",
+            "bit",
+            "insert",
+            "delete",
+            "overwrite",
+            "integer",
+            "truncate",
+            "splice",
+            "duplicate",
+        ] + ["field"] * (6 if is_container else 0)
         kind = rng.choice(kinds)
         size = len(data)
         position = rng.randrange(max(size, 1))
@@ -565,9 +808,9 @@ def raw_case(seeds, rng):
         elif kind == "insert":
             data[position:position] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 80)))
         elif kind == "delete":
-            del data[position:position + rng.randint(1, 80)]
+            del data[position : position + rng.randint(1, 80)]
         elif kind == "overwrite":
-            data[position:position + 8] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+            data[position : position + 8] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
         elif kind == "integer":
             width, fmt = rng.choice([(1, "<B"), (2, "<H"), (4, "<I"), (8, "<Q")])
             value = rng.choice(INTS + [size, size - 64, position]) % (1 << (8 * width))
@@ -578,9 +821,9 @@ def raw_case(seeds, rng):
             del data[position:]
         elif kind == "splice":
             other = seeds.raw[rng.choice(seeds.raw_names)]
-            data = data[:position] + other[rng.randrange(len(other) + 1):]
+            data = data[:position] + other[rng.randrange(len(other) + 1) :]
         elif kind == "duplicate":
-            data[position:position] = data[position:position + rng.randint(1, 256)]
+            data[position:position] = data[position : position + rng.randint(1, 256)]
         elif kind == "field":
             fields = _container_fields(data)
             if fields:
@@ -601,19 +844,19 @@ def _known(stream, kind):
     pieces = [stream[start:stop] for start, stop, _, _ in ops]
     names = [name for _, _, name, _ in ops]
     args = [arg for _, _, _, arg in ops]
-    if kind == "dtype('O') as 'M8'":   # the type code of an object dtype changed, its flags kept
+    if kind == "dtype('O') as 'M8'":  # the type code of an object dtype changed, its flags kept
         pieces[args.index("O8")] = op_str("M8")
     else:
         # the state of an object array: BUILD's tuple (version, shape, dtype, fortran, items)
-        start = names.index("EMPTY_LIST")   # the items (the first list of the object-array seeds)
+        start = names.index("EMPTY_LIST")  # the items (the first list of the object-array seeds)
         stop = names.index("APPENDS", start)
         if kind == "object array, shape enlarged":
             # _reconstruct(...) REDUCE, MEMOIZE, then the state: MARK, version, the shape's ints, TUPLEn
             state = names.index("REDUCE") + 2
             shape = min(index for index in range(state, start) if names[index] in ("TUPLE1", "TUPLE2", "TUPLE3"))
-            pieces[shape - 1] = op_int(100_000)   # the last dimension
-        else:   # "short item list": all items gone
-            for index in range(start + 2, stop + 1):   # MARK .. APPENDS, after EMPTY_LIST and MEMOIZE
+            pieces[shape - 1] = op_int(100_000)  # the last dimension
+        else:  # "short item list": all items gone
+            for index in range(start + 2, stop + 1):  # MARK .. APPENDS, after EMPTY_LIST and MEMOIZE
                 pieces[index] = b""
     return b"".join(pieces) + tail
 
@@ -635,8 +878,11 @@ def known_cases(seeds, target):
             cases.append((f"{seed}: {kind}", seeds.rebuild_container(seed, forged), COMBOS))
         elif target == "joblib-stream" and seed == "object array":
             pieces, compression = seeds.joblib[seed]
-            nested = [index for index, (part, piece) in enumerate(pieces)
-                      if part == "pickle" and index and pieces[index - 1][0] == "pickle"]
+            nested = [
+                index
+                for index, (part, piece) in enumerate(pieces)
+                if part == "pickle" and index and pieces[index - 1][0] == "pickle"
+            ]
             pieces = list(pieces)
             pieces[nested[0]] = ("pickle", _known(pieces[nested[0]][1], kind))
             data = compress_joblib(b"".join(piece for _, piece in pieces), compression)
@@ -645,7 +891,7 @@ def known_cases(seeds, target):
 
 
 CASES = {"container-stream": container_stream_case, "joblib-stream": joblib_stream_case, "raw": raw_case}
-COMBOS = [(None, None), (None, "r"), ("numpy", None), ("numpy", "r")]   # (allowed, mmap_mode)
+COMBOS = [(None, None), (None, "r"), ("numpy", None), ("numpy", "r")]  # (allowed, mmap_mode)
 
 
 def make_case(seeds, target, seed, index):

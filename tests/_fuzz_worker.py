@@ -12,6 +12,7 @@ another file, ``object.__setattr__`` on a class...), or a change to
 it), it exits, so that no later load is misjudged; ``tests/test_persistence_fuzz.py``
 starts another.
 """
+
 import json
 import os
 import pickle
@@ -23,18 +24,75 @@ import numpy as np
 from _fuzz_mutators import COMBOS, Seeds
 
 # Modules the safe set may need: imported before any input, so a new one is code execution.
-_SAFE_MODULES = ["builtins", "copyreg", "collections", "datetime", "decimal", "fractions", "uuid", "pathlib",
-                 "zoneinfo", "numpy", "numpy.ma", "numpy.ma.core", "numpy.rec", "numpy.matrixlib.defmatrix",
-                 "numpy.dtypes", "numpy._core.multiarray", "numpy._core.numeric", "numpy.core.multiarray",
-                 "numpy.core.numeric", "joblite", "joblite.persistence", "joblite._joblib_format",
-                 "joblite.compressors", "zlib", "bz2", "lzma", "lz4.block", "lz4.frame", "zstandard",
-                 "pickletools", "_compat_pickle", "reprlib", "encodings.raw_unicode_escape",
-                 "encodings.unicode_escape", "encodings.latin_1", "encodings.ascii", "encodings.utf_8"]
-_AUDITED = ("os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "os.kill",
-            "os.remove", "os.rmdir", "os.rename", "os.chdir", "os.putenv", "os.unsetenv", "subprocess.Popen",
-            "shutil.", "socket.", "ctypes.", "exec", "compile", "import", "object.__setattr__",
-            "object.__delattr__", "builtins.input", "webbrowser.open", "sys.addaudithook", "code.__new__",
-            "marshal.loads", "pickle.find_class")
+_SAFE_MODULES = [
+    "builtins",
+    "copyreg",
+    "collections",
+    "datetime",
+    "decimal",
+    "fractions",
+    "uuid",
+    "pathlib",
+    "zoneinfo",
+    "numpy",
+    "numpy.ma",
+    "numpy.ma.core",
+    "numpy.rec",
+    "numpy.matrixlib.defmatrix",
+    "numpy.dtypes",
+    "numpy._core.multiarray",
+    "numpy._core.numeric",
+    "numpy.core.multiarray",
+    "numpy.core.numeric",
+    "joblite",
+    "joblite.persistence",
+    "joblite._joblib_format",
+    "joblite.compressors",
+    "zlib",
+    "bz2",
+    "lzma",
+    "lz4.block",
+    "lz4.frame",
+    "zstandard",
+    "pickletools",
+    "_compat_pickle",
+    "reprlib",
+    "encodings.raw_unicode_escape",
+    "encodings.unicode_escape",
+    "encodings.latin_1",
+    "encodings.ascii",
+    "encodings.utf_8",
+]
+_AUDITED = (
+    "os.system",
+    "os.exec",
+    "os.posix_spawn",
+    "os.spawn",
+    "os.fork",
+    "os.forkpty",
+    "os.kill",
+    "os.remove",
+    "os.rmdir",
+    "os.rename",
+    "os.chdir",
+    "os.putenv",
+    "os.unsetenv",
+    "subprocess.Popen",
+    "shutil.",
+    "socket.",
+    "ctypes.",
+    "exec",
+    "compile",
+    "import",
+    "object.__setattr__",
+    "object.__delattr__",
+    "builtins.input",
+    "webbrowser.open",
+    "sys.addaudithook",
+    "code.__new__",
+    "marshal.loads",
+    "pickle.find_class",
+)
 
 
 class _Watch:
@@ -55,9 +113,9 @@ class _Watch:
                 return
             self.events.append(f"open {path!r}")
         elif event == "pickle.find_class":
-            return   # what is looked up is checked by its outcome: imports, events
+            return  # what is looked up is checked by its outcome: imports, events
         elif event == "compile" and _caller_is(sys._getframe(1), "ast", "parse"):
-            return   # ast.literal_eval (numpy parses "(2,3)f8" dtype strings so): a parse, no code
+            return  # ast.literal_eval (numpy parses "(2,3)f8" dtype strings so): a parse, no code
         elif event.startswith(_AUDITED):
             if event == "import" and args and args[0] in sys.modules:
                 return
@@ -108,7 +166,7 @@ def _outcome(exc):
     import joblite
 
     seen, link = set(), exc
-    while link is not None and id(link) not in seen:   # a MemoryError handled on the way is fine
+    while link is not None and id(link) not in seen:  # a MemoryError handled on the way is fine
         if isinstance(link, MemoryError):
             return "MemoryError"
         seen.add(id(link))
@@ -129,7 +187,7 @@ def _state_of_modules():
     state = []
     for module in (builtins, np, np.ndarray, np.dtype, joblite.persistence, pickle, copyreg, collections, sys, os):
         namespace = vars(module)
-        if "__warningregistry__" in namespace:   # warnings, even ignored, note themselves there
+        if "__warningregistry__" in namespace:  # warnings, even ignored, note themselves there
             del module.__warningregistry__
         state.append((tuple(namespace), tuple(namespace.values())))
     return state
@@ -137,7 +195,7 @@ def _state_of_modules():
 
 def _same_state(state):
     try:
-        return _state_of_modules() == state   # identical objects compare equal without calling __eq__
+        return _state_of_modules() == state  # identical objects compare equal without calling __eq__
     except Exception:  # a replaced value whose == does not give a bool
         return False
 
@@ -151,7 +209,7 @@ def worker_main():
     import joblite
 
     warnings.simplefilter("ignore")
-    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))   # a huge claim fails here, not the machine
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # a huge claim fails here, not the machine
     for module in _SAFE_MODULES:
         try:
             importlib.import_module(module)
@@ -185,7 +243,7 @@ def worker_main():
         with open(path, "wb") as handle:
             handle.write(data)
         if os.path.exists(previous):
-            os.unlink(previous)   # its maps, if any live on, keep their pages
+            os.unlink(previous)  # its maps, if any live on, keep their pages
         watch.path = path
         for index, (allowed, mmap_mode) in enumerate(combos):
             restricted = allowed is not None
@@ -207,7 +265,7 @@ def worker_main():
                 new = sorted(set(sys.modules) - modules)
                 if new:
                     violations.append(f"imported {new[:5]}")
-                    modules.update(new)   # reported once, by the load that imported it
+                    modules.update(new)  # reported once, by the load that imported it
                 if (sys.path, sys.meta_path, sys.path_hooks) != sys_path:
                     violations.append("sys.path, meta_path or path_hooks changed")
             try:
@@ -216,10 +274,14 @@ def worker_main():
                 pass
             del value
             polluted = not restricted and not _same_state(state)
-            stdout.write(json.dumps({"i": index, "outcome": outcome, "detail": detail,
-                                     "violations": violations, "polluted": polluted}) + "\n")
+            stdout.write(
+                json.dumps(
+                    {"i": index, "outcome": outcome, "detail": detail, "violations": violations, "polluted": polluted}
+                )
+                + "\n"
+            )
             stdout.flush()
-            if polluted:   # a full-pickle load changed a module: start afresh
+            if polluted:  # a full-pickle load changed a module: start afresh
                 return
 
 

@@ -13,6 +13,7 @@ compute, so that the test can count computations across processes.
 :class:`Crash` and :class:`Hang` are results whose unpickling kills the
 process (SIGSEGV) or never ends, for the tests of ``cache verify``.
 """
+
 import json
 import os
 import signal
@@ -22,18 +23,22 @@ import warnings
 
 import numpy as np
 
-BIG_EVERY = 5            # keys 0, 5, 10, ... give ~1 MiB results, the others small ones
-BIG_LENGTH = 131072      # float64: 1 MiB
-COUNTER = None           # path of the computation counter file, set by main()
-SLOW_SECONDS = 0.0       # how long slow() takes, set by main()
+BIG_EVERY = 5  # keys 0, 5, 10, ... give ~1 MiB results, the others small ones
+BIG_LENGTH = 131072  # float64: 1 MiB
+COUNTER = None  # path of the computation counter file, set by main()
+SLOW_SECONDS = 0.0  # how long slow() takes, set by main()
 
 
 # -- the values and the cached functions ----------------------------------------------
 def true_value(key):
     """The value compute(key) and slow(key) return, computed without any cache."""
     length = BIG_LENGTH if key % BIG_EVERY == 0 else 16
-    return {"key": key, "square": key * key, "label": f"k{key}",
-            "data": np.random.default_rng(key).standard_normal(length)}
+    return {
+        "key": key,
+        "square": key * key,
+        "label": f"k{key}",
+        "data": np.random.default_rng(key).standard_normal(length),
+    }
 
 
 def huge_value(key, mib):
@@ -77,7 +82,7 @@ def mismatch(value, key=None):
         if data.dtype != np.float64 or data.shape != (expected_length,):
             return f"data has dtype {data.dtype} and shape {data.shape}"
         step = 1 << 21
-        for start in range(0, expected_length, step):   # chunks: no second 200 MiB array
+        for start in range(0, expected_length, step):  # chunks: no second 200 MiB array
             stop = min(start + step, expected_length)
             if not np.array_equal(data[start:stop], np.arange(start, stop, dtype=np.float64) + value["key"]):
                 return f"data differs in [{start}:{stop}]"
@@ -125,8 +130,9 @@ class Hang:
 def _memory(cfg):
     from joblite import Memory
 
-    return Memory(cfg["location"], verbose=0, mmap_mode=cfg.get("mmap_mode"),
-                  backend_options=cfg.get("backend_options"))
+    return Memory(
+        cfg["location"], verbose=0, mmap_mode=cfg.get("mmap_mode"), backend_options=cfg.get("backend_options")
+    )
 
 
 def _ready_and_wait(cfg):
@@ -153,8 +159,7 @@ def _call(func, args, key, events):
             value = None
             events.append({"event": "exception", "key": key, "what": f"{type(exc).__name__}: {exc}"})
     for warning in caught:
-        events.append({"event": "warning", "key": key,
-                       "what": f"{warning.category.__name__}: {warning.message}"})
+        events.append({"event": "warning", "key": key, "what": f"{warning.category.__name__}: {warning.message}"})
     return value
 
 
@@ -165,8 +170,7 @@ def run_load(cfg):
     cached = _memory(cfg).cache(compute)
     truth = {key: true_value(key) for key in set(cfg["keys"])}
     with open(cfg["report"], "w", buffering=1) as report:
-        report.write(json.dumps({"event": "start", "pid": os.getpid(),
-                                 "with_ext": bool(joblite.__with_ext__)}) + "\n")
+        report.write(json.dumps({"event": "start", "pid": os.getpid(), "with_ext": bool(joblite.__with_ext__)}) + "\n")
         _ready_and_wait(cfg)
         for key in cfg["keys"]:
             events = []
@@ -175,8 +179,7 @@ def run_load(cfg):
                 problem = mismatch(value, key)
                 if problem is None and not np.array_equal(value["data"], truth[key]["data"]):
                     problem = "data differs from the true value computed before the run"
-                events.append({"event": "bad", "key": key, "what": problem} if problem
-                              else {"event": "ok", "key": key})
+                events.append({"event": "bad", "key": key, "what": problem} if problem else {"event": "ok", "key": key})
             for event in events:
                 report.write(json.dumps(event) + "\n")
             del value
@@ -193,8 +196,7 @@ def run_check(cfg):
 
     memory = _memory(cfg)
     cached = memory.cache(compute)
-    result = {"pid": os.getpid(), "with_ext": bool(joblite.__with_ext__), "missing": [], "problems": [],
-              "events": []}
+    result = {"pid": os.getpid(), "with_ext": bool(joblite.__with_ext__), "missing": [], "problems": [], "events": []}
     for key in cfg["keys"]:
         if not cached.check_call_in_cache(key):
             result["missing"].append(key)
@@ -249,6 +251,7 @@ def run_open(cfg):
     result = {"pid": os.getpid(), "with_ext": bool(joblite.__with_ext__), "events": [], "calls": 0}
     _ready_and_wait(cfg)
     for location in cfg["locations"]:
+
         def call(key, location=location):
             return Memory(location, verbose=0, backend_options=cfg.get("backend_options")).cache(compute)(key)
 
@@ -286,8 +289,7 @@ def main(argv):
     cfg = json.loads(argv[0])
     COUNTER = cfg.get("counter")
     SLOW_SECONDS = float(cfg.get("sleep", 0.0))
-    {"load": run_load, "check": run_check, "once": run_once, "open": run_open,
-     "locks": run_locks}[cfg["mode"]](cfg)
+    {"load": run_load, "check": run_check, "once": run_once, "open": run_open, "locks": run_locks}[cfg["mode"]](cfg)
     return 0
 
 

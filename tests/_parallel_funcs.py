@@ -6,6 +6,7 @@ them by reference.  Functions that wait for a flag give up after
 ``WAIT_SECONDS`` and say so in their result: a broken implementation fails the
 test instead of hanging it.
 """
+
 import json
 import os
 import subprocess
@@ -79,8 +80,14 @@ def set_event(event):
     return True
 
 
-THREAD_LIMIT_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                          "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+THREAD_LIMIT_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 
 def thread_limits(_=None):
@@ -92,8 +99,9 @@ def thread_limits(_=None):
     except ImportError:
         blas = None
     else:
-        blas = sorted({info["num_threads"] for info in threadpoolctl.threadpool_info()
-                       if info.get("user_api") == "blas"})
+        blas = sorted(
+            {info["num_threads"] for info in threadpoolctl.threadpool_info() if info.get("user_api") == "blas"}
+        )
     return env, blas
 
 
@@ -119,7 +127,7 @@ def child_pids():
                 stat = stream.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         if int(fields[1]) == me:
             children.append(int(name))
     return sorted(children)
@@ -153,11 +161,18 @@ def parallel_in_a_subprocess(folder):
     """
     import joblite
 
-    path = [os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__))),
-            os.path.dirname(os.path.abspath(__file__))]
+    path = [
+        os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__))),
+        os.path.dirname(os.path.abspath(__file__)),
+    ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(path + [os.environ.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, "-c", _SUBPROCESS_SCRIPT, folder], env=env, capture_output=True,
-                          text=True, timeout=4 * WAIT_SECONDS)
+    done = subprocess.run(
+        [sys.executable, "-c", _SUBPROCESS_SCRIPT, folder],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=4 * WAIT_SECONDS,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"the subprocess failed ({done.returncode}): {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -8,6 +8,7 @@ process that a test interrupts or kills (see :func:`main`).  Reports are
 small JSON files written to a temporary name and renamed, so a reader never
 sees half a report.
 """
+
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ class TaskError(Exception):
 
 # -- reports ---------------------------------------------------------------------------
 def write_report(path, data):
-    temporary = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"   # threads write reports too
+    temporary = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"  # threads write reports too
     with open(temporary, "w") as fileobj:
         json.dump(data, fileobj)
     os.replace(temporary, path)
@@ -50,11 +51,17 @@ def _report_running(report, array):
 def describe(array):
     """What a worker received for `array`."""
     filename = getattr(array, "filename", None)
-    return {"type": type(array).__name__, "memmap": isinstance(array, np.memmap),
-            "writeable": bool(array.flags.writeable), "filename": filename,
-            "offset": getattr(array, "offset", None), "shape": list(array.shape),
-            "values": array.tolist(), "pid": os.getpid(),
-            "folder_files": sorted(os.listdir(os.path.dirname(filename))) if filename else None}
+    return {
+        "type": type(array).__name__,
+        "memmap": isinstance(array, np.memmap),
+        "writeable": bool(array.flags.writeable),
+        "filename": filename,
+        "offset": getattr(array, "offset", None),
+        "shape": list(array.shape),
+        "values": array.tolist(),
+        "pid": os.getpid(),
+        "folder_files": sorted(os.listdir(os.path.dirname(filename))) if filename else None,
+    }
 
 
 def listdir(path):
@@ -106,9 +113,16 @@ def record(i, report, array, seconds):
     """Sleep `seconds`, then report what this task sees of `array` in ``<report>/<i>.task``."""
     time.sleep(seconds)
     folder = os.path.dirname(array.filename) if getattr(array, "filename", None) else None
-    write_report(os.path.join(report, f"{i}.task"),
-                 {"i": i, "memmap": isinstance(array, np.memmap), "sum": float(array.sum()),
-                  "folder": folder, "folder_exists": folder is not None and os.path.isdir(folder)})
+    write_report(
+        os.path.join(report, f"{i}.task"),
+        {
+            "i": i,
+            "memmap": isinstance(array, np.memmap),
+            "sum": float(array.sum()),
+            "folder": folder,
+            "folder_exists": folder is not None and os.path.isdir(folder),
+        },
+    )
     return i
 
 
@@ -120,7 +134,7 @@ def segfault(array=None):
     import ctypes
     import faulthandler
 
-    faulthandler.disable()   # no traceback dump on stderr: the segfault is the point
+    faulthandler.disable()  # no traceback dump on stderr: the segfault is the point
     ctypes.string_at(0)
 
 
@@ -166,7 +180,7 @@ def _children_pids():
                     stat = fileobj.read()
             except (OSError, ValueError):
                 continue
-            if name.isdigit() and int(stat[stat.rindex(")") + 2:].split()[1]) == os.getpid():
+            if name.isdigit() and int(stat[stat.rindex(")") + 2 :].split()[1]) == os.getpid():
                 found.append(int(name))
         return found
     return [child.pid for child in psutil.Process().children(recursive=True)]
@@ -193,36 +207,38 @@ def main(cfg):
       large array and writes ``round<r>.json`` (what it saw, or its error).
     """
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import _parallel_workers as this   # tasks pickled by reference to the module, not __main__
-
+    import _parallel_workers as this  # tasks pickled by reference to the module, not __main__
     from joblite import Parallel, delayed
 
     # A caller at a terminal: SIGINT raises KeyboardInterrupt even when this
     # process was started with SIGINT ignored (a background job of a shell).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     report = cfg["report"]
-    array = np.arange(4096, dtype=np.float64)   # 32 KiB: memory-mapped with max_nbytes=1000
+    array = np.arange(4096, dtype=np.float64)  # 32 KiB: memory-mapped with max_nbytes=1000
     seconds = cfg["seconds"]
     if cfg["mode"] == "interrupt":
         started = time.monotonic()
         try:
             Parallel(n_jobs=2, max_nbytes=1000, temp_folder=cfg["temp_folder"])(
-                delayed(this.nap)(seconds, report, array) for _ in range(4))
+                delayed(this.nap)(seconds, report, array) for _ in range(4)
+            )
         except KeyboardInterrupt:
-            write_report(os.path.join(report, "interrupted.json"),
-                         {"after": time.monotonic() - started, "children": _children_pids()})
+            write_report(
+                os.path.join(report, "interrupted.json"),
+                {"after": time.monotonic() - started, "children": _children_pids()},
+            )
             sys.exit(130)
         write_report(os.path.join(report, "finished.json"), {})
         return 0
     if cfg["mode"] == "suicide":
+
         def callback(index, result):
             write_report(os.path.join(report, "children.json"), {"children": _children_pids()})
             os.kill(os.getpid(), signal.SIGKILL)
 
-        tasks = [delayed(this.nap)(0, report, array)] + [delayed(this.nap)(seconds, report, array)
-                                                         for _ in range(3)]
+        tasks = [delayed(this.nap)(0, report, array)] + [delayed(this.nap)(seconds, report, array) for _ in range(3)]
         Parallel(n_jobs=2, max_nbytes=1000, temp_folder=cfg["temp_folder"], callback=callback)(tasks)
-        return 1   # not reached
+        return 1  # not reached
     if cfg["mode"] == "interrupt-rounds":
         for r in range(cfg["rounds"]):
             folder = os.path.join(report, f"round{r}")
@@ -230,14 +246,16 @@ def main(cfg):
             outcome = {"interrupted": False}
             try:
                 Parallel(n_jobs=2, max_nbytes=1000, temp_folder=cfg["temp_folder"])(
-                    delayed(this.nap)(seconds, folder, array) for _ in range(4))
+                    delayed(this.nap)(seconds, folder, array) for _ in range(4)
+                )
             except KeyboardInterrupt:
                 outcome["interrupted"] = True
             fresh = array + r
             try:
                 seen = Parallel(n_jobs=2, max_nbytes=1000, temp_folder=cfg["temp_folder"])(
-                    delayed(this.describe)(fresh) for _ in range(3))
-            except Exception as exc:   # reported to the test
+                    delayed(this.describe)(fresh) for _ in range(3)
+                )
+            except Exception as exc:  # reported to the test
                 outcome["error"] = repr(exc)
             else:
                 outcome["memmap"] = [info["memmap"] for info in seen]
@@ -247,12 +265,13 @@ def main(cfg):
     if cfg["mode"] == "open-generator":
         first = threading.Event()
 
-        def consume():   # a background consumer, still in the call when the program ends
-            results = Parallel(n_jobs=2, max_nbytes=1000, temp_folder=cfg["temp_folder"],
-                               return_as="generator")(delayed(this.nap)(seconds, report, array) for _ in range(20))
+        def consume():  # a background consumer, still in the call when the program ends
+            results = Parallel(n_jobs=2, max_nbytes=1000, temp_folder=cfg["temp_folder"], return_as="generator")(
+                delayed(this.nap)(seconds, report, array) for _ in range(20)
+            )
             next(results)
             first.set()
-            threading.Event().wait()   # never closes the generator
+            threading.Event().wait()  # never closes the generator
 
         threading.Thread(target=consume, daemon=True).start()
         if not first.wait(60):

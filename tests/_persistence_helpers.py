@@ -4,6 +4,7 @@ Everything here follows ``docs/format_persistence.rst`` (format version 1) and
 is written independently of ``joblite.persistence``, so that the tests check the
 documented format rather than the implementation against itself.
 """
+
 import pickle
 import struct
 
@@ -16,8 +17,8 @@ ALIGNMENT = 64
 HEADER = struct.Struct("<8sHHIQQQB7xQQ")  # magic, version, flags, reserved, pickle_length,
 #                                            pickle_raw_length, pickle_checksum, pickle_codec,
 #                                            chunk_size, header_checksum
-ENTRY = struct.Struct("<QQQBB6xQQ")       # offset, length, raw_length, codec, itemsize, checksum, reserved
-FOOTER = struct.Struct("<8sQQQQQ8xQ")     # magic, table_offset, table_length, n_blocks,
+ENTRY = struct.Struct("<QQQBB6xQQ")  # offset, length, raw_length, codec, itemsize, checksum, reserved
+FOOTER = struct.Struct("<8sQQQQQ8xQ")  # magic, table_offset, table_length, n_blocks,
 #                                            table_checksum, file_length, footer_checksum
 
 
@@ -31,46 +32,69 @@ def parse(data):
     header = HEADER.unpack_from(data, 0)
     footer = FOOTER.unpack_from(data, len(data) - ALIGNMENT)
     table_offset, table_length, n_blocks = footer[1], footer[2], footer[3]
-    table = data[table_offset:table_offset + table_length]
+    table = data[table_offset : table_offset + table_length]
     blocks = []
     for index in range(n_blocks):
         offset, length, raw_length, codec, itemsize, block_checksum, _ = ENTRY.unpack_from(table, index * ENTRY.size)
-        blocks.append({"offset": offset, "length": length, "raw_length": raw_length, "codec": codec,
-                       "itemsize": itemsize, "checksum": block_checksum, "range": (offset, offset + length)})
+        blocks.append(
+            {
+                "offset": offset,
+                "length": length,
+                "raw_length": raw_length,
+                "codec": codec,
+                "itemsize": itemsize,
+                "checksum": block_checksum,
+                "range": (offset, offset + length),
+            }
+        )
     position = n_blocks * ENTRY.size
     (count,) = struct.unpack_from("<H", table, position)
     position += 2
     codecs = []
     for _ in range(count):
         length = table[position]
-        codecs.append(table[position + 1:position + 1 + length].decode("ascii"))
+        codecs.append(table[position + 1 : position + 1 + length].decode("ascii"))
         position += 1 + length
     pickle_range = (ALIGNMENT, ALIGNMENT + header[4])
-    used = [(0, ALIGNMENT), pickle_range] + [block["range"] for block in blocks] + [
-        (table_offset, table_offset + table_length), (len(data) - ALIGNMENT, len(data))]
+    used = (
+        [(0, ALIGNMENT), pickle_range]
+        + [block["range"] for block in blocks]
+        + [(table_offset, table_offset + table_length), (len(data) - ALIGNMENT, len(data))]
+    )
     padding = []
     for (_, stop), (start, _) in zip(sorted(used), sorted(used)[1:]):
         if start > stop:
             padding.append((stop, start))
     return {
-        "version": header[1], "flags": header[2], "pickle_length": header[4],
-        "pickle_raw_length": header[5], "pickle_codec": header[7], "chunk_size": header[8],
-        "header": (0, ALIGNMENT), "pickle": pickle_range, "blocks": blocks, "codecs": codecs,
-        "table": (table_offset, table_offset + table_length), "footer": (len(data) - ALIGNMENT, len(data)),
-        "padding": padding, "size": len(data),
+        "version": header[1],
+        "flags": header[2],
+        "pickle_length": header[4],
+        "pickle_raw_length": header[5],
+        "pickle_codec": header[7],
+        "chunk_size": header[8],
+        "header": (0, ALIGNMENT),
+        "pickle": pickle_range,
+        "blocks": blocks,
+        "codecs": codecs,
+        "table": (table_offset, table_offset + table_length),
+        "footer": (len(data) - ALIGNMENT, len(data)),
+        "padding": padding,
+        "size": len(data),
     }
 
 
-def build(stream, blocks=(), codecs=("none",), pickle_codec=0, pickle_raw_length=None,
-          chunk_size=1 << 20, version=1, flags=0):
+def build(
+    stream, blocks=(), codecs=("none",), pickle_codec=0, pickle_raw_length=None, chunk_size=1 << 20, version=1, flags=0
+):
     """A container from its parts, as the spec lays it out.
 
     `blocks` is a list of ``(stored_bytes, raw_length, codec_index, itemsize)``.
     """
     stream = bytes(stream)
     raw = len(stream) if pickle_raw_length is None else pickle_raw_length
-    head = struct.pack("<8sHHIQQQB7xQ", MAGIC, version, flags, 0, len(stream), raw, checksum(stream),
-                       pickle_codec, chunk_size)
+    head = struct.pack(
+        "<8sHHIQQQB7xQ", MAGIC, version, flags, 0, len(stream), raw, checksum(stream), pickle_codec, chunk_size
+    )
     out = bytearray(head + struct.pack("<Q", checksum(head)) + stream)
     table = bytearray()
     for stored, raw_length, codec, itemsize in blocks:
@@ -83,8 +107,9 @@ def build(stream, blocks=(), codecs=("none",), pickle_codec=0, pickle_raw_length
     out += bytes(-len(out) % ALIGNMENT)
     table_offset = len(out)
     out += table
-    foot = struct.pack("<8sQQQQQ8x", FOOTER_MAGIC, table_offset, len(table), len(blocks), checksum(table),
-                       len(out) + ALIGNMENT)
+    foot = struct.pack(
+        "<8sQQQQQ8x", FOOTER_MAGIC, table_offset, len(table), len(blocks), checksum(table), len(out) + ALIGNMENT
+    )
     out += foot + struct.pack("<Q", checksum(foot))
     return bytes(out)
 
@@ -109,23 +134,23 @@ def reseal(data, fix_length=True):
     # header
     pickle_length = struct.unpack_from("<Q", data, 16)[0]
     if ALIGNMENT + pickle_length <= size:
-        struct.pack_into("<Q", data, 32, checksum(data[ALIGNMENT:ALIGNMENT + pickle_length]))
+        struct.pack_into("<Q", data, 32, checksum(data[ALIGNMENT : ALIGNMENT + pickle_length]))
     struct.pack_into("<Q", data, 56, checksum(data[:56]))
     # blocks and table
     footer_start = size - ALIGNMENT
     table_offset, table_length, n_blocks = struct.unpack_from("<QQQ", data, footer_start + 8)
     if table_offset + table_length <= footer_start:
-        table = data[table_offset:table_offset + table_length]
+        table = data[table_offset : table_offset + table_length]
         for index in range(min(n_blocks, table_length // ENTRY.size)):
             base = table_offset + index * ENTRY.size
             offset, length = struct.unpack_from("<QQ", data, base)
             if offset + length <= size:
-                struct.pack_into("<Q", data, base + 32, checksum(data[offset:offset + length]))
-        table = data[table_offset:table_offset + table_length]
+                struct.pack_into("<Q", data, base + 32, checksum(data[offset : offset + length]))
+        table = data[table_offset : table_offset + table_length]
         struct.pack_into("<Q", data, footer_start + 32, checksum(table))
     if fix_length:
         struct.pack_into("<Q", data, footer_start + 40, size)
-    struct.pack_into("<Q", data, footer_start + 56, checksum(data[footer_start:footer_start + 56]))
+    struct.pack_into("<Q", data, footer_start + 56, checksum(data[footer_start : footer_start + 56]))
     return bytes(data)
 
 
@@ -139,8 +164,9 @@ def assert_same(got, expected, path="value"):
             for index in np.ndindex(expected.shape):
                 assert_same(got[index], expected[index], f"{path}[{index}]")
         else:
-            assert np.ascontiguousarray(got).tobytes() == np.ascontiguousarray(expected).tobytes(), \
+            assert np.ascontiguousarray(got).tobytes() == np.ascontiguousarray(expected).tobytes(), (
                 f"{path}: values differ"
+            )
         return
     assert type(got) is type(expected), f"{path}: {type(got)} is not {type(expected)}"
     if isinstance(expected, dict):

@@ -1,4 +1,5 @@
 """Helpers shared by the tests of the cache store's maintenance and its command line: real caches, the command run."""
+
 import json
 import os
 import subprocess
@@ -42,17 +43,24 @@ def entry_files(location):
             continue
         for name in filenames:
             if name.endswith(".out"):
-                found[(os.path.dirname(dirpath), name[:-len(".out")])] = os.path.join(dirpath, name)
+                found[(os.path.dirname(dirpath), name[: -len(".out")])] = os.path.join(dirpath, name)
     return found
-
 
 
 def run_cli(*args, cwd, env=None):
     environment = dict(os.environ if env is None else env)
     environment["PYTHONPATH"] = os.pathsep.join(
-        [PACKAGE_PARENT] + ([environment["PYTHONPATH"]] if environment.get("PYTHONPATH") else []))
-    return subprocess.run([sys.executable, "-m", "joblite", "cache", *map(str, args)], capture_output=True,
-                          text=True, timeout=60, cwd=cwd, env=environment, stdin=subprocess.DEVNULL)
+        [PACKAGE_PARENT] + ([environment["PYTHONPATH"]] if environment.get("PYTHONPATH") else [])
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "joblite", "cache", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def run_json(capsys, *args):

@@ -12,6 +12,7 @@ The suite tests the joblite that ``import joblite`` finds: the installed one
 checkout with ``PYTHONPATH=src`` after ``python setup.py build_ext --inplace``.
 The report header says which, and whether its compiled twin is active.
 """
+
 import os
 import types
 
@@ -30,7 +31,7 @@ def _load_twin(name):
 
 @pytest.fixture(params=["ext", "pure"])
 def twin(request):
-    """One twin's kernel modules (``.name``, ``.codec``, ``.hasher``, ``.fileio``, ``.tasks``); the test runs on each."""
+    """One twin's kernel modules (``.name``, ``.codec``, ``.hasher``, ``.fileio``, ``.tasks``); tests run on each."""
     return _load_twin(request.param)
 
 
@@ -65,8 +66,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             outcomes = properties.get("fuzz_outcomes")
             detail = ""
             if outcomes:
-                detail = " (" + ", ".join(f"{key}: {value}" for key, value in sorted(outcomes.items())
-                                          if key != "inputs") + ")"
+                detail = (
+                    " ("
+                    + ", ".join(f"{key}: {value}" for key, value in sorted(outcomes.items()) if key != "inputs")
+                    + ")"
+                )
             lines.append(f"{report.nodeid}: {properties['fuzz_inputs']} inputs{detail}")
     if lines:
         import joblite

@@ -7,6 +7,7 @@ their ``sys.path``).  Tasks that wait give up after ``WAIT_SECONDS``, so that a 
 implementation fails a test instead of hanging it.  The end_call tests of the local backends
 need no dask.
 """
+
 import json
 import os
 import random
@@ -26,7 +27,7 @@ import joblite
 from joblite import Memory, Parallel, delayed, parallel_config
 from joblite.backends.threads import ThreadingBackend
 
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))   # the joblite tested
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))  # the joblite tested
 HERE = os.path.dirname(os.path.abspath(__file__))
 WAIT_SECONDS = 30.0
 MIB = 1 << 20
@@ -96,8 +97,7 @@ def blas_threads(_=None):
     import numpy  # noqa: F401 (loads the BLAS library)
     import threadpoolctl
 
-    return sorted({info["num_threads"] for info in threadpoolctl.threadpool_info()
-                   if info["user_api"] == "blas"})
+    return sorted({info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"})
 
 
 def computed(x, log):
@@ -107,7 +107,7 @@ def computed(x, log):
         os.write(fd, f"{x} {os.getpid()}\n".encode())
     finally:
         os.close(fd)
-    time.sleep(0.5)   # long enough for both workers to ask at once
+    time.sleep(0.5)  # long enough for both workers to ask at once
     return x * 10
 
 
@@ -177,8 +177,9 @@ def test_import_joblite_does_not_import_dask():
         "    get_backend_factory('no-such-backend')\n"
         "except ValueError as exc:\n"
         "    print(exc)\n"
-        "print(sorted(name for name in ('dask', 'distributed') if name in sys.modules))\n")
-    assert "dask" in out.splitlines()[0]   # listed among the registered backends
+        "print(sorted(name for name in ('dask', 'distributed') if name in sys.modules))\n"
+    )
+    assert "dask" in out.splitlines()[0]  # listed among the registered backends
     assert out.splitlines()[1] == "[]"
 
 
@@ -190,7 +191,8 @@ def test_dask_backend_without_distributed_says_what_to_install():
         "try:\n"
         "    Parallel(backend='dask')\n"
         "except ImportError as exc:\n"
-        "    print(exc)\n")
+        "    print(exc)\n"
+    )
     assert "pip install 'joblite[dask]'" in out
 
 
@@ -202,16 +204,19 @@ def _local_cluster(folder, **options):
     # The scheduler's HTTP server (metrics) on a free loopback port, without the dashboard;
     # its and the workers' files in `folder`, not in the shared dask-scratch-space of /tmp.
     with dask.config.set({"temporary-directory": str(folder)}):
-        return distributed.LocalCluster(host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                                        scheduler_kwargs={"dashboard": False}, local_directory=str(folder),
-                                        **options)
+        return distributed.LocalCluster(
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            scheduler_kwargs={"dashboard": False},
+            local_directory=str(folder),
+            **options,
+        )
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     pytest.importorskip("distributed")
-    cluster = _local_cluster(tmp_path_factory.mktemp("dask-local"), n_workers=2, threads_per_worker=1,
-                             processes=True)
+    cluster = _local_cluster(tmp_path_factory.mktemp("dask-local"), n_workers=2, threads_per_worker=1, processes=True)
     try:
         yield cluster
     finally:
@@ -260,25 +265,63 @@ def cli_cluster(tmp_path_factory):
     pytest.importorskip("distributed")
     folder = tmp_path_factory.mktemp("dask-cli")
     scheduler_file = str(folder / "scheduler.json")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [PACKAGE_PARENT, HERE, os.environ.get("PYTHONPATH")])),
-               DASK_TEMPORARY_DIRECTORY=str(folder))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [PACKAGE_PARENT, HERE, os.environ.get("PYTHONPATH")])),
+        DASK_TEMPORARY_DIRECTORY=str(folder),
+    )
     dask = [sys.executable, "-m", "dask"]
     processes = []
     with open(folder / "cluster.log", "w") as log:
         try:
-            processes.append(_spawn(dask + ["scheduler", "--scheduler-file", scheduler_file, "--host",
-                                            "127.0.0.1", "--port", "0", "--no-dashboard",
-                                            "--dashboard-address", "127.0.0.1:0"], log, env))
+            processes.append(
+                _spawn(
+                    dask
+                    + [
+                        "scheduler",
+                        "--scheduler-file",
+                        scheduler_file,
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        "0",
+                        "--no-dashboard",
+                        "--dashboard-address",
+                        "127.0.0.1:0",
+                    ],
+                    log,
+                    env,
+                )
+            )
             for _ in range(2):
-                processes.append(_spawn(dask + ["worker", "--scheduler-file", scheduler_file, "--nworkers", "1",
-                                                "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard",
-                                                "--dashboard-address", "127.0.0.1:0",
-                                                "--local-directory", str(folder)], log, env))
+                processes.append(
+                    _spawn(
+                        dask
+                        + [
+                            "worker",
+                            "--scheduler-file",
+                            scheduler_file,
+                            "--nworkers",
+                            "1",
+                            "--nthreads",
+                            "1",
+                            "--host",
+                            "127.0.0.1",
+                            "--no-dashboard",
+                            "--dashboard-address",
+                            "127.0.0.1:0",
+                            "--local-directory",
+                            str(folder),
+                        ],
+                        log,
+                        env,
+                    )
+                )
             yield scheduler_file, processes
         finally:
             from joblite.backends.dask._clients import close_own_clients
 
-            close_own_clients()   # the clients joblite made for scheduler_file and scheduler_host
+            close_own_clients()  # the clients joblite made for scheduler_file and scheduler_host
             for process in reversed(processes):
                 _stop(process)
 
@@ -303,8 +346,9 @@ def _until(condition, seconds=15.0):
 # -- running tasks -------------------------------------------------------------------------------
 def test_tasks_run_on_the_workers_in_order_and_as_they_finish(dask_client):
     workers = set(dask_client.run(os.getpid).values())
-    assert Parallel(backend="dask", client=dask_client)(delayed(square)(i) for i in range(200)) == \
-        [i * i for i in range(200)]
+    assert Parallel(backend="dask", client=dask_client)(delayed(square)(i) for i in range(200)) == [
+        i * i for i in range(200)
+    ]
     with parallel_config(backend="dask", client=dask_client):
         pids = Parallel(batch_size=1)(delayed(getpid)(i) for i in range(20))
         generator = Parallel(return_as="generator")(delayed(square)(i) for i in range(50))
@@ -312,7 +356,7 @@ def test_tasks_run_on_the_workers_in_order_and_as_they_finish(dask_client):
         assert list(generator) == [i * i for i in range(50)]
         assert sorted(unordered) == sorted(i * i for i in range(50))
     assert set(pids) <= workers and os.getpid() not in pids
-    assert len(set(pids)) == 2   # n_jobs=None: the whole cluster
+    assert len(set(pids)) == 2  # n_jobs=None: the whole cluster
 
 
 def test_keys_are_readable_and_tasks_never_pure(dask_client):
@@ -320,21 +364,21 @@ def test_keys_are_readable_and_tasks_never_pure(dask_client):
     (key1, value1), (key2, value2) = out
     for key in (key1, key2):
         assert re.fullmatch(r"batch_of_key_and_random_1_calls-[0-9a-f]{32}", key), key
-    assert key1 != key2 and value1 != value2   # two equal calls both ran
+    assert key1 != key2 and value1 != value2  # two equal calls both ran
 
 
 def test_progress_callback_and_verbose(dask_client, capsys):
     seen = []
     out = Parallel(backend="dask", client=dask_client, verbose=10, callback=lambda i, r: seen.append((i, r)))(
-        delayed(square)(i) for i in range(30))
+        delayed(square)(i) for i in range(30)
+    )
     assert out == [i * i for i in range(30)]
     assert sorted(seen) == [(i, i * i) for i in range(30)]
     assert "Done   30 tasks" in capsys.readouterr().err
 
 
 def test_n_jobs_caps_the_batches_running_at_once(dask_client):
-    spans = Parallel(backend="dask", client=dask_client, n_jobs=1, batch_size=1)(
-        delayed(pause)(0.2) for _ in range(4))
+    spans = Parallel(backend="dask", client=dask_client, n_jobs=1, batch_size=1)(delayed(pause)(0.2) for _ in range(4))
     spans.sort()
     assert all(end <= following_start for (_, end), (following_start, _) in zip(spans, spans[1:])), spans
 
@@ -348,8 +392,9 @@ def test_tiny_tasks_travel_in_few_large_batches(dask_client):
     from joblite.backends.dask import DaskBackend
 
     with get_task_stream(dask_client) as stream:
-        assert Parallel(backend="dask", client=dask_client)(
-            delayed(square)(i) for i in range(100_000)) == [i * i for i in range(100_000)]
+        assert Parallel(backend="dask", client=dask_client)(delayed(square)(i) for i in range(100_000)) == [
+            i * i for i in range(100_000)
+        ]
     sizes = [int(re.match(r"batch_of_square_(\d+)_calls", task["key"]).group(1)) for task in stream.data]
     assert sum(sizes) == 100_000, sizes
     # (The first batches hold one task each until one is measured: a first task that
@@ -358,11 +403,15 @@ def test_tiny_tasks_travel_in_few_large_batches(dask_client):
 
 
 def test_retries_and_submit_options(dask_client, tmp_path):
-    assert Parallel(backend="dask", client=dask_client, retries=1)(
-        [delayed(fail_once)(str(tmp_path / "flag"))]) == ["second attempt"]
+    assert Parallel(backend="dask", client=dask_client, retries=1)([delayed(fail_once)(str(tmp_path / "flag"))]) == [
+        "second attempt"
+    ]
     address, pid = sorted(dask_client.run(os.getpid).items())[0]
-    assert set(Parallel(backend="dask", client=dask_client, workers=[address], batch_size=1)(
-        delayed(getpid)(i) for i in range(6))) == {pid}
+    assert set(
+        Parallel(backend="dask", client=dask_client, workers=[address], batch_size=1)(
+            delayed(getpid)(i) for i in range(6)
+        )
+    ) == {pid}
 
 
 def test_bad_options_are_named():
@@ -389,20 +438,31 @@ def test_large_array_sent_once_held_once_per_worker_and_reused(dask_client, monk
     scattered = []
     scatter = dask_client.scatter
     monkeypatch.setattr(dask_client, "scatter", lambda data, **kw: scattered.append(list(data)) or scatter(data, **kw))
-    array = np.arange(4 * MIB, dtype=np.float64)   # 32 MiB
+    array = np.arange(4 * MIB, dtype=np.float64)  # 32 MiB
     expected = [(float(array[:1000].sum()) + i, False) for i in range(64)]
-    assert Parallel(backend="dask", client=dask_client, batch_size=1)(
-        delayed(array_total)(array, i) for i in range(64)) == expected
+    assert (
+        Parallel(backend="dask", client=dask_client, batch_size=1)(delayed(array_total)(array, i) for i in range(64))
+        == expected
+    )
     assert len(scattered) == 1, "sent more than once in one call"
-    sizes = dask_client.run(lambda dask_worker: [k for k in dask_worker.data if dask_worker.data[k].__sizeof__()
-                                                 >= 32 * MIB or getattr(dask_worker.data[k], "nbytes", 0) >= 32 * MIB])
-    assert all(len(keys) <= 1 for keys in sizes.values()), sizes   # one copy per worker at most
+    sizes = dask_client.run(
+        lambda dask_worker: [
+            k
+            for k in dask_worker.data
+            if dask_worker.data[k].__sizeof__() >= 32 * MIB or getattr(dask_worker.data[k], "nbytes", 0) >= 32 * MIB
+        ]
+    )
+    assert all(len(keys) <= 1 for keys in sizes.values()), sizes  # one copy per worker at most
     kept = set(scattered[0])
     assert kept <= set(dask_client.who_has())
 
     # An equal array (another object) in the next call: nothing new is sent.
-    assert Parallel(backend="dask", client=dask_client, batch_size=1)(
-        delayed(array_total)(array.copy(), i) for i in range(64)) == expected
+    assert (
+        Parallel(backend="dask", client=dask_client, batch_size=1)(
+            delayed(array_total)(array.copy(), i) for i in range(64)
+        )
+        == expected
+    )
     assert len(scattered) == 1, "an equal array was sent again"
 
     assert release_scattered(dask_client) >= 32 * MIB
@@ -418,11 +478,11 @@ def test_scatter_option_and_other_large_arguments(dask_client, monkeypatch):
     blob = b"x" * (2 * MIB)
     frame = pd.DataFrame({"a": range(200_000)})
     out = Parallel(backend="dask", client=dask_client, scatter=[small], batch_size=1)(
-        [delayed(describe)(blob, small), delayed(describe)(frame, small), delayed(describe)(blob, small)])
+        [delayed(describe)(blob, small), delayed(describe)(frame, small), delayed(describe)(blob, small)]
+    )
     assert out == [("bytes", 2 * MIB, small), ("DataFrame", 200_000, small), ("bytes", 2 * MIB, small)]
     names = sorted(key.split("-")[0] for keys in scattered for key in keys)
     assert names == ["joblite_DataFrame", "joblite_bytes", "joblite_tuple"]
-
 
 
 def test_large_single_arguments_are_sent_once(dask_client, monkeypatch):
@@ -432,8 +492,10 @@ def test_large_single_arguments_are_sent_once(dask_client, monkeypatch):
     monkeypatch.setattr(dask_client, "scatter", lambda data, **kw: scattered.append(list(data)) or scatter(data, **kw))
     blob = b"y" * (2 * MIB)
     assert Parallel(backend="dask", client=dask_client, batch_size=4)(
-        delayed(len)(argument) for argument in [blob, b"ab", blob, blob, b"c"]) == [2 * MIB, 2, 2 * MIB, 2 * MIB, 1]
+        delayed(len)(argument) for argument in [blob, b"ab", blob, blob, b"c"]
+    ) == [2 * MIB, 2, 2 * MIB, 2 * MIB, 1]
     assert [key.split("-")[0] for keys in scattered for key in keys] == ["joblite_bytes"]
+
 
 # -- failures ------------------------------------------------------------------------------------
 class Stuck:
@@ -455,12 +517,12 @@ class Stuck:
 def stuck(dask_client, tmp_path):
     stuck = Stuck(dask_client, str(tmp_path / "flag"))
     yield stuck
-    open(stuck.flag, "w").close()   # tasks already running end (dask cannot stop a thread)
+    open(stuck.flag, "w").close()  # tasks already running end (dask cannot stop a thread)
 
 
 def test_task_error_keeps_its_type_and_remote_traceback_and_leaves_nothing(dask_client, stuck):
     np = pytest.importorskip("numpy")
-    array = np.random.default_rng(0).random(MIB)   # 8 MiB, never sent before: scattered by this call
+    array = np.random.default_rng(0).random(MIB)  # 8 MiB, never sent before: scattered by this call
     tasks = [delayed(fail_on)(0, 0)] + [delayed(wait_for_file)(stuck.flag, array) for _ in range(6)]
     with pytest.raises(ValueError, match="fail_on refuses 0") as info:
         Parallel(backend="dask", client=dask_client, batch_size=1)(tasks)
@@ -481,19 +543,21 @@ def test_timeout_names_the_task_and_cancels(dask_client, stuck):
 
 def test_generator_closed_early_cancels(dask_client, stuck):
     results = Parallel(backend="dask", client=dask_client, batch_size=1, return_as="generator")(
-        [delayed(square)(3)] + [delayed(wait_for_file)(stuck.flag, i) for i in range(6)])
+        [delayed(square)(3)] + [delayed(wait_for_file)(stuck.flag, i) for i in range(6)]
+    )
     assert next(results) == 9
     results.close()
     stuck.nothing_left()
 
 
 def test_ctrl_c_cancels_the_call(dask_client, stuck):
-    interrupt = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))   # Ctrl-C, while it waits
+    interrupt = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))  # Ctrl-C, while it waits
     interrupt.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             Parallel(backend="dask", client=dask_client, batch_size=1)(
-                delayed(wait_for_file)(stuck.flag, i) for i in range(6))
+                delayed(wait_for_file)(stuck.flag, i) for i in range(6)
+            )
     finally:
         interrupt.cancel()
     stuck.nothing_left()
@@ -504,7 +568,8 @@ def test_sigkilled_worker_fails_the_call_within_seconds(dask_client, stuck):
 
     pids = dask_client.run(os.getpid)
     results = Parallel(backend="dask", client=dask_client, batch_size=1, return_as="generator")(
-        delayed(wait_for_file)(stuck.flag, i) for i in range(4))
+        delayed(wait_for_file)(stuck.flag, i) for i in range(4)
+    )
     running = {}
     assert _until(lambda: running.update({a: k for a, k in dask_client.processing().items() if k}) or running)
     address = sorted(running)[0]
@@ -518,8 +583,9 @@ def test_sigkilled_worker_fails_the_call_within_seconds(dask_client, stuck):
     stuck.nothing_left()
     open(stuck.flag, "w").close()
     # The next call works (on the survivor, or on the worker the nanny restarts).
-    assert Parallel(backend="dask", client=dask_client)(delayed(square)(i) for i in range(10)) == \
-        [i * i for i in range(10)]
+    assert Parallel(backend="dask", client=dask_client)(delayed(square)(i) for i in range(10)) == [
+        i * i for i in range(10)
+    ]
 
 
 def test_killed_worker_is_explained():
@@ -578,7 +644,7 @@ def test_the_default_client_is_used_and_none_is_a_clear_error(cluster):
 
     with pytest.raises(ValueError, match=r"found no dask client(.|\n)*Client\(LocalCluster\(\)\)"):
         Parallel(backend="dask")
-    with distributed.Client(cluster):   # the default client while it is open
+    with distributed.Client(cluster):  # the default client while it is open
         assert Parallel(backend="dask")(delayed(square)(i) for i in range(4)) == [0, 1, 4, 9]
 
 
@@ -586,7 +652,7 @@ def test_unreachable_scheduler_is_named():
     dask = pytest.importorskip("dask")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        address = f"tcp://127.0.0.1:{sock.getsockname()[1]}"   # nobody listens once it is closed
+        address = f"tcp://127.0.0.1:{sock.getsockname()[1]}"  # nobody listens once it is closed
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         with pytest.raises(ConnectionError, match=re.escape(f"scheduler at '{address}' (scheduler_host=")):
             Parallel(backend="dask", scheduler_host=address)
@@ -605,13 +671,12 @@ def test_missing_scheduler_file_is_named(tmp_path):
 
 def test_no_worker_waits_then_names_the_option(tmp_path):
     distributed = pytest.importorskip("distributed")
-    with _local_cluster(tmp_path, n_workers=0) as empty, \
-            distributed.Client(empty, set_as_default=False) as client:
+    with _local_cluster(tmp_path, n_workers=0) as empty, distributed.Client(empty, set_as_default=False) as client:
         start = time.monotonic()
         with pytest.raises(TimeoutError, match="wait_for_workers_timeout=0.5"):
             Parallel(backend="dask", client=client, wait_for_workers_timeout=0.5)(delayed(square)(1) for _ in range(2))
         assert time.monotonic() - start < 10
-        assert _until(lambda: not _scheduler_keys(client))   # the probe task is gone
+        assert _until(lambda: not _scheduler_keys(client))  # the probe task is gone
 
 
 # -- nesting, threads, Memory ----------------------------------------------------------------------
@@ -620,10 +685,11 @@ def test_nested_parallel_runs_on_the_same_cluster_without_deadlock(dask_client):
     # One thread per worker, and every outer task waits for its nested call: it must give its
     # thread back while it waits.  The timeout makes a deadlock fail instead of hang.
     out = Parallel(backend="dask", client=dask_client, batch_size=1, timeout=60)(
-        delayed(nested_pids)(4) for _ in range(2))
+        delayed(nested_pids)(4) for _ in range(2)
+    )
     for pid, n_jobs, inner in out:
         assert pid in workers and set(inner) <= workers and len(inner) == 4
-        assert n_jobs == 2   # the nested call sees the cluster's threads
+        assert n_jobs == 2  # the nested call sees the cluster's threads
 
 
 def test_loky_inside_a_daemonic_worker_runs_sequentially_with_a_warning(dask_client):
@@ -637,7 +703,7 @@ def test_blas_threads_limited_in_tasks(dask_client):
     pytest.importorskip("numpy")
     from joblite import cpu_count
 
-    share = max(1, cpu_count() // 1)   # one thread per worker, on this host
+    share = max(1, cpu_count() // 1)  # one thread per worker, on this host
     assert Parallel(backend="dask", client=dask_client)([delayed(blas_threads)()]) == [[share]]
     with parallel_config(inner_max_num_threads=1):
         assert Parallel(backend="dask", client=dask_client)([delayed(blas_threads)()]) == [[1]]
@@ -647,12 +713,11 @@ def test_memory_in_tasks_files_entries_in_the_callers_folder_and_locks(dask_clie
     memory = Memory(tmp_path / "cache", verbose=0, backend_options={"lock": True})
     cached = memory.cache(computed)
     log = str(tmp_path / "log")
-    assert cached(1, log) == 10   # a local call's entry...
-    out = Parallel(backend="dask", client=dask_client, batch_size=1)(
-        delayed(cached)(x, log) for x in (1, 2, 2, 3, 3))
+    assert cached(1, log) == 10  # a local call's entry...
+    out = Parallel(backend="dask", client=dask_client, batch_size=1)(delayed(cached)(x, log) for x in (1, 2, 2, 3, 3))
     assert out == [10, 20, 20, 30, 30]
     with open(log) as file:
         lines = file.read().split()[::2]
     # ...is found by the tasks (same key), and 2 and 3, asked by both workers at once, ran once each
     assert sorted(lines) == ["1", "2", "3"], lines
-    assert all(cached.check_call_in_cache(x, log) for x in (1, 2, 3))   # filed where the caller looks
+    assert all(cached.check_call_in_cache(x, log) for x in (1, 2, 3))  # filed where the caller looks

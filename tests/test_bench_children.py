@@ -1,4 +1,5 @@
 """Fresh processes of the benchmark (joblite.bench.children): a module function run in a new interpreter."""
+
 import os
 
 import numpy as np
@@ -17,11 +18,11 @@ def test_the_child_imports_the_joblite_in_use():
 def test_a_body_runs_in_a_fresh_interpreter_and_its_result_comes_back(tmp_path):
     warm, path = tmp_path / "warm.npy", tmp_path / "array.npy"
     np.save(warm, np.arange(10.0))
-    np.save(path, np.ones(1 << 20))   # 8 MiB
+    np.save(path, np.ones(1 << 20))  # 8 MiB
     figures = run_child(load_peak_memory, "numpy", warm, path)
     assert set(figures) == {"before", "peak", "nbytes", "method"}
     assert figures["nbytes"] == 8 << 20
-    assert figures["peak"] - figures["before"] >= 8 << 20   # the loaded array, in the child only
+    assert figures["peak"] - figures["before"] >= 8 << 20  # the loaded array, in the child only
     assert figures["method"] in ("VmHWM reset", "ru_maxrss")
 
 

@@ -1,4 +1,5 @@
 """The main job, ``python -m joblite bench`` (joblite.bench.cli), runs and reports figures with their baselines."""
+
 import json
 import os
 import re
@@ -16,9 +17,13 @@ MEMMAP_PREFIX = "joblite_memmapping_"
 
 def run_bench(cwd, *args, as_json=True):
     # Run from elsewhere than the checkout, so that `-m joblite` finds the installed package.
-    result = subprocess.run([sys.executable, "-m", "joblite", "bench", "--quick", *args]
-                            + (["--json"] if as_json else []),
-                            capture_output=True, text=True, timeout=300, cwd=cwd)
+    result = subprocess.run(
+        [sys.executable, "-m", "joblite", "bench", "--quick", *args] + (["--json"] if as_json else []),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout) if as_json else result.stdout
 
@@ -28,13 +33,12 @@ def memmap_folders():
     found = set()
     for parent in {"/dev/shm", tempfile.gettempdir()}:
         if os.path.isdir(parent):
-            found |= {os.path.join(parent, name) for name in os.listdir(parent)
-                      if name.startswith(MEMMAP_PREFIX)}
+            found |= {os.path.join(parent, name) for name in os.listdir(parent) if name.startswith(MEMMAP_PREFIX)}
     return found
 
 
 def owner_alive(folder):
-    pid = os.path.basename(folder)[len(MEMMAP_PREFIX):].split("@")[0]
+    pid = os.path.basename(folder)[len(MEMMAP_PREFIX) :].split("@")[0]
     try:
         os.kill(int(pid), 0)
     except (ValueError, ProcessLookupError):
@@ -72,17 +76,37 @@ def test_quick_bench_reports_joblite_against_its_baselines(section, tmp_path):
 
 
 def test_bench_rejects_an_unknown_section(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "joblite", "bench", "--section", "nope"],
-                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "joblite", "bench", "--section", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2 and "nope" in result.stderr
 
 
-MACHINE_KEYS = ["cpu_count", "usable_cpus", "platform", "processor", "python", "python_implementation",
-                "numpy", "joblite", "joblite_with_ext", "joblite_twins", "joblib", "dask", "xxhash"]
-ROW_KEYS = ["section", "name", "impl", "seconds", "nbytes", "gib_per_s", "ratios", "targets", "note",
-            "meets_targets"]
-IMPORT_CASES = [("import joblite", "joblite"), ("import joblib", "joblib"),
-                ("interpreter start-up (subtracted)", "python")]
+MACHINE_KEYS = [
+    "cpu_count",
+    "usable_cpus",
+    "platform",
+    "processor",
+    "python",
+    "python_implementation",
+    "numpy",
+    "joblite",
+    "joblite_with_ext",
+    "joblite_twins",
+    "joblib",
+    "dask",
+    "xxhash",
+]
+ROW_KEYS = ["section", "name", "impl", "seconds", "nbytes", "gib_per_s", "ratios", "targets", "note", "meets_targets"]
+IMPORT_CASES = [
+    ("import joblite", "joblite"),
+    ("import joblib", "joblib"),
+    ("interpreter start-up (subtracted)", "python"),
+]
 
 
 def test_the_json_document_keeps_its_schema(tmp_path):
@@ -90,11 +114,12 @@ def test_the_json_document_keeps_its_schema(tmp_path):
     report = run_bench(tmp_path, "--section", "import")
     assert list(report) == ["machine", "rows"]
     assert list(report["machine"]) == MACHINE_KEYS
-    assert report["machine"]["joblite_with_ext"] == joblite.__with_ext__   # the twin of this run
+    assert report["machine"]["joblite_with_ext"] == joblite.__with_ext__  # the twin of this run
     rows = report["rows"]
     assert [list(row) for row in rows] == [ROW_KEYS] * 3
     assert [(row["section"], row["name"], row["impl"]) for row in rows] == [
-        ("import", name, impl) for name, impl in IMPORT_CASES]
+        ("import", name, impl) for name, impl in IMPORT_CASES
+    ]
     assert all(isinstance(row["seconds"], float) and row["seconds"] >= 0 for row in rows)
     assert list(rows[0]["ratios"]) == ["time_vs_joblib"]
     assert rows[0]["targets"] == {"time_vs_joblib": -0.2}
@@ -111,5 +136,7 @@ def test_the_table_keeps_its_layout(tmp_path):
     assert re.split(r"\s{2,}", lines[5]) == ["case", "impl", "time", "t / joblib", "target"]
     assert [re.split(r"\s{2,}", line)[0] for line in lines[6:9]] == [name for name, _ in IMPORT_CASES]
     assert lines[9:] == [
-        "", "t / joblib: import time over joblib's, interpreter start-up subtracted (lower is better);",
-        "target: the issues' goal for the row's figures and whether it is met (>= a minimum, <= a maximum)."]
+        "",
+        "t / joblib: import time over joblib's, interpreter start-up subtracted (lower is better);",
+        "target: the issues' goal for the row's figures and whether it is met (>= a minimum, <= a maximum).",
+    ]

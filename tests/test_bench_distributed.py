@@ -1,4 +1,5 @@
 """``python -m joblite bench --section distributed``: joblite on dask against joblib's and plain dask."""
+
 import json
 import os
 import subprocess
@@ -14,9 +15,12 @@ pytest.importorskip("distributed")
 
 IMPLS = ["joblite", "joblib", "client.map"]
 # The cases of a --quick run, in order (sizes: DISTRIBUTED_SIZES['quick']).
-CASES = ["200 tiny tasks, 2 dask workers", "5,000 tiny tasks, 2 dask workers",
-         "64 tasks on one 16 MiB f64 array, 2 dask workers",
-         "64 tasks on one 16 MiB f64 array, the same call again"]
+CASES = [
+    "200 tiny tasks, 2 dask workers",
+    "5,000 tiny tasks, 2 dask workers",
+    "64 tasks on one 16 MiB f64 array, 2 dask workers",
+    "64 tasks on one 16 MiB f64 array, the same call again",
+]
 
 
 def test_the_section_is_named_but_not_in_the_default_run():
@@ -33,8 +37,9 @@ def report(tmp_path_factory):
     others = [path for path in env.get("PYTHONPATH", "").split(os.pathsep) if path]
     env["PYTHONPATH"] = os.pathsep.join([package_parent] + others)
     command = [sys.executable, "-m", "joblite", "bench", "--quick", "--json", "--section", "distributed"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env,
-                            cwd=tmp_path_factory.mktemp("bench"))
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path_factory.mktemp("bench")
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -42,7 +47,8 @@ def report(tmp_path_factory):
 def test_a_quick_run_gives_the_documented_rows(report):
     rows = report["rows"]
     assert [(row["section"], row["name"], row["impl"]) for row in rows] == [
-        ("distributed", case, impl) for case in CASES for impl in IMPLS]
+        ("distributed", case, impl) for case in CASES for impl in IMPLS
+    ]
     assert report["machine"]["joblite_with_ext"] == joblite.__with_ext__
     assert all(row["seconds"] > 0 for row in rows)
     joblite_rows = [row for row in rows if row["impl"] == "joblite"]
@@ -52,7 +58,8 @@ def test_a_quick_run_gives_the_documented_rows(report):
         assert all(row["ratios"].get(key) is not None for key in row["targets"]), row
     if joblite.__with_ext__:
         assert [row["targets"] for row in joblite_rows] == [
-            DISTRIBUTED_TARGETS[goal] for goal in ("tasks", "many tasks", "array argument", "repeated call")]
+            DISTRIBUTED_TARGETS[goal] for goal in ("tasks", "many tasks", "array argument", "repeated call")
+        ]
     for row in rows[:6]:
         assert row["impl"] == "client.map" or row["ratios"]["time_vs_map"] > 0
 

@@ -1,4 +1,5 @@
 """Memory of processes and memmap folders (joblite.bench.procmem), read from Linux's /proc."""
+
 import os
 import subprocess
 import sys
@@ -7,8 +8,9 @@ import pytest
 
 from joblite.bench import procmem
 
-pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"),
-                                reason="needs Linux's /proc/<pid>/smaps_rollup")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists("/proc/self/smaps_rollup"), reason="needs Linux's /proc/<pid>/smaps_rollup"
+)
 
 MIB = 1 << 20
 
@@ -18,8 +20,7 @@ HOLDER = "import sys; data = bytes(range(256)) * (256 * 1024); print('ready', fl
 
 @pytest.fixture
 def holder():
-    child = subprocess.Popen([sys.executable, "-c", HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             text=True)
+    child = subprocess.Popen([sys.executable, "-c", HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline() == "ready\n"
         yield child
@@ -35,7 +36,7 @@ def test_the_memory_of_children_and_of_memmap_folders_is_counted(holder, tmp_pat
     folder = tmp_path / f"joblite_memmapping_{os.getpid()}@host_abc"
     folder.mkdir()
     (folder / "a.npy").write_bytes(b"x" * (2 * MIB))
-    (tmp_path / "joblite_memmapping_1@host_other").mkdir()   # another process's: not counted
+    (tmp_path / "joblite_memmapping_1@host_other").mkdir()  # another process's: not counted
     assert procmem.memmap_folders([str(tmp_path)], os.getpid()) == [str(folder)]
     assert procmem.allocated_bytes(str(folder)) >= 2 * MIB
     with procmem.MemorySampler([str(tmp_path)]) as sampler:
@@ -54,7 +55,7 @@ def test_a_process_that_ended_has_no_memory(holder):
 
 def test_the_peak_of_this_process_is_its_own_since_the_start():
     peak = procmem.start_peak()
-    data = bytes(range(256)) * (128 * 1024)   # 32 MiB, written
+    data = bytes(range(256)) * (128 * 1024)  # 32 MiB, written
     assert peak.read() - peak.before >= 32 * MIB - MIB
     del data
 

@@ -3,30 +3,63 @@
 The expected text below is the report's format, one table per section with
 only the columns the section uses: a change to it shows here.
 """
+
 import json
 
 import pytest
 
 import joblite
-from joblite.bench.report import (PURE_TARGETS, Row, add_speedups, format_rst, format_table, pure_twin_targets,
-                                  rows_from_json, size_label, to_json)
+from joblite.bench.report import (
+    PURE_TARGETS,
+    Row,
+    add_speedups,
+    format_rst,
+    format_table,
+    pure_twin_targets,
+    rows_from_json,
+    size_label,
+    to_json,
+)
 
-FACTS = {"cpu_count": 4, "usable_cpus": 2, "platform": "Linux-test", "processor": "x86_64",
-         "python": "3.11.7", "python_implementation": "CPython", "numpy": "2.0.0", "joblite": "0.1.0",
-         "joblite_with_ext": True, "joblite_twins": ["ext", "pure"], "joblib": "1.6.0", "dask": None,
-         "xxhash": "3.4.1"}
+FACTS = {
+    "cpu_count": 4,
+    "usable_cpus": 2,
+    "platform": "Linux-test",
+    "processor": "x86_64",
+    "python": "3.11.7",
+    "python_implementation": "CPython",
+    "numpy": "2.0.0",
+    "joblite": "0.1.0",
+    "joblite_with_ext": True,
+    "joblite_twins": ["ext", "pure"],
+    "joblib": "1.6.0",
+    "dask": None,
+    "xxhash": "3.4.1",
+}
 
 ROWS = [
-    Row("hashing", "array C order (64 MiB)", "joblite", 0.004, 64 << 20, 15.625,
-        {"vs_joblib": 20.0, "vs_memory_read": 0.9}, {"vs_joblib": 15, "vs_memory_read": 0.8}),
+    Row(
+        "hashing",
+        "array C order (64 MiB)",
+        "joblite",
+        0.004,
+        64 << 20,
+        15.625,
+        {"vs_joblib": 20.0, "vs_memory_read": 0.9},
+        {"vs_joblib": 15, "vs_memory_read": 0.8},
+    ),
     Row("hashing", "array C order (64 MiB)", "joblib", 0.08, 64 << 20, 0.78125),
     Row("hashing", "array C order (64 MiB)", "tokenize", note="not installed"),
-    Row("hashing", "small args", "joblite", 2.5e-6, ratios={"us_per_call": 2.5},
-        targets={"us_per_call": -2.0}),
+    Row("hashing", "small args", "joblite", 2.5e-6, ratios={"us_per_call": 2.5}, targets={"us_per_call": -2.0}),
     Row("parallel", "10,000 tiny tasks, n_jobs=1", "loop", 0.0015),
-    Row("parallel", "10,000 tiny tasks, n_jobs=1", "joblite", 0.003,
+    Row(
+        "parallel",
+        "10,000 tiny tasks, n_jobs=1",
+        "joblite",
+        0.003,
         ratios={"time_vs_loop": 2.0, "mem_over_array": None},
-        targets={"time_vs_loop": -3.0, "mem_over_array": -2.2}),
+        targets={"time_vs_loop": -3.0, "mem_over_array": -2.2},
+    ),
 ]
 
 TABLE = """\
@@ -66,11 +99,13 @@ def test_the_table_is_unchanged():
 def test_the_pure_twin_aims_at_its_own_goal_and_keeps_the_others(with_ext, monkeypatch):
     monkeypatch.setattr(joblite, "__with_ext__", with_ext)
     goals = {"vs_joblib": 2, "copies_per_worker": -1.0}
-    rows = [Row("distributed", "case", "joblite", targets=dict(goals)),
-            Row("distributed", "case", "joblib", targets=dict(goals))]
+    rows = [
+        Row("distributed", "case", "joblite", targets=dict(goals)),
+        Row("distributed", "case", "joblib", targets=dict(goals)),
+    ]
     pure_twin_targets(rows, kept=["copies_per_worker"])
     assert rows[0].targets == (goals if with_ext else {"copies_per_worker": -1.0, **PURE_TARGETS})
-    assert rows[1].targets == goals   # only joblite's rows have the issues' goals
+    assert rows[1].targets == goals  # only joblite's rows have the issues' goals
 
 
 def test_the_table_names_the_pure_twin_when_it_is_the_one_measured():
@@ -84,26 +119,36 @@ def test_the_json_document_has_the_machine_and_every_field_of_every_row():
     assert list(document) == ["machine", "rows"]
     assert document["machine"] == FACTS
     assert [list(row) for row in document["rows"]] == [
-        ["section", "name", "impl", "seconds", "nbytes", "gib_per_s", "ratios", "targets", "note",
-         "meets_targets"]] * len(ROWS)
+        ["section", "name", "impl", "seconds", "nbytes", "gib_per_s", "ratios", "targets", "note", "meets_targets"]
+    ] * len(ROWS)
     assert document["rows"][0] == {
-        "section": "hashing", "name": "array C order (64 MiB)", "impl": "joblite", "seconds": 0.004,
-        "nbytes": 67108864, "gib_per_s": 15.625, "ratios": {"vs_joblib": 20.0, "vs_memory_read": 0.9},
-        "targets": {"vs_joblib": 15, "vs_memory_read": 0.8}, "note": "", "meets_targets": True}
+        "section": "hashing",
+        "name": "array C order (64 MiB)",
+        "impl": "joblite",
+        "seconds": 0.004,
+        "nbytes": 67108864,
+        "gib_per_s": 15.625,
+        "ratios": {"vs_joblib": 20.0, "vs_memory_read": 0.9},
+        "targets": {"vs_joblib": 15, "vs_memory_read": 0.8},
+        "note": "",
+        "meets_targets": True,
+    }
     assert [row["meets_targets"] for row in document["rows"]] == [True, None, None, False, None, None]
     assert document["rows"][2]["seconds"] is None and document["rows"][2]["note"] == "not installed"
 
 
-@pytest.mark.parametrize("ratios, met", [
-    ({"vs_joblib": 15.0, "ms": 1.0}, True),    # a minimum reached, a maximum not exceeded
-    ({"vs_joblib": 14.9, "ms": 1.0}, False),
-    ({"vs_joblib": 15.0, "ms": 1.01}, False),
-    ({"vs_joblib": 15.0}, None),               # a targeted figure is missing
-    ({"vs_joblib": 15.0, "ms": None}, None),
-])
+@pytest.mark.parametrize(
+    "ratios, met",
+    [
+        ({"vs_joblib": 15.0, "ms": 1.0}, True),  # a minimum reached, a maximum not exceeded
+        ({"vs_joblib": 14.9, "ms": 1.0}, False),
+        ({"vs_joblib": 15.0, "ms": 1.01}, False),
+        ({"vs_joblib": 15.0}, None),  # a targeted figure is missing
+        ({"vs_joblib": 15.0, "ms": None}, None),
+    ],
+)
 def test_targets_are_minimums_when_positive_and_maximums_when_negative(ratios, met):
-    assert Row("s", "case", "joblite", 1.0, ratios=ratios, targets={"vs_joblib": 15, "ms": -1.0}
-               ).meets_targets() is met
+    assert Row("s", "case", "joblite", 1.0, ratios=ratios, targets={"vs_joblib": 15, "ms": -1.0}).meets_targets() is met
 
 
 def test_speedups_are_set_on_joblite_against_the_baselines_present():
@@ -125,10 +170,13 @@ def test_the_json_document_reads_back_into_the_same_rows_and_facts():
     assert rows == ROWS and facts == FACTS
 
 
-@pytest.mark.parametrize("document, message", [
-    ('{"rows": []}', "the keys 'machine' and 'rows'"),
-    ('{"machine": {}, "rows": [{"section": "s"}]}', "row 0 of the benchmark JSON document has the keys"),
-])
+@pytest.mark.parametrize(
+    "document, message",
+    [
+        ('{"rows": []}', "the keys 'machine' and 'rows'"),
+        ('{"machine": {}, "rows": [{"section": "s"}]}', "row 0 of the benchmark JSON document has the keys"),
+    ],
+)
 def test_a_document_that_is_not_a_benchmark_report_is_refused(document, message):
     with pytest.raises(ValueError, match=message):
         rows_from_json(document)
@@ -139,18 +187,20 @@ def test_the_rst_report_has_a_table_per_section_with_every_cell_and_parses_clean
 
     text = format_rst(ROWS, FACTS)
     warnings = []
-    tree = publish_doctree(text, settings_overrides={"report_level": 1, "halt_level": 5,
-                                                     "warning_stream": _Collect(warnings)})
+    tree = publish_doctree(
+        text, settings_overrides={"report_level": 1, "halt_level": 5, "warning_stream": _Collect(warnings)}
+    )
     assert warnings == []
     titles = [node.astext() for node in tree.findall(lambda node: node.tagname == "title")]
     assert titles == ["Hashing", "Parallel", "Columns"]
     tables = list(tree.findall(lambda node: node.tagname == "table"))
     assert len(tables) == 2
-    first = [[entry.astext() for entry in row.findall(lambda node: node.tagname == "entry")]
-             for row in tables[0].findall(lambda node: node.tagname == "row")]
+    first = [
+        [entry.astext() for entry in row.findall(lambda node: node.tagname == "entry")]
+        for row in tables[0].findall(lambda node: node.tagname == "row")
+    ]
     assert first[0] == ["case", "impl", "time", "GiB/s", "x joblib", "/ a.sum()", "µs/call", "target"]
-    assert first[1] == ["array C order (64 MiB)", "joblite (ext)", "4 ms", "15.6", "20", "0.9", "",
-                        ">=15 >=0.8 ok"]
+    assert first[1] == ["array C order (64 MiB)", "joblite (ext)", "4 ms", "15.6", "20", "0.9", "", ">=15 >=0.8 ok"]
     assert first[3][:3] == ["array C order (64 MiB)", "dask tokenize", "-"]
     assert "n_jobs=1" in tables[1].astext() and "<=3 <=2.2 ?" in tables[1].astext()
 
@@ -173,6 +223,6 @@ def test_the_performance_page_renders_a_recorded_run_of_every_default_section():
     with open(path, encoding="utf-8") as file:
         rows, facts = rows_from_json(file.read())
     assert {row.section for row in rows} == set(DEFAULT_SECTIONS)
-    assert facts["joblite_with_ext"] is True   # the issues' goals are for the compiled twin
+    assert facts["joblite_with_ext"] is True  # the issues' goals are for the compiled twin
     # a row without a time has another figure, or says why it has none
     assert all(row.seconds is not None or row.ratios or row.note for row in rows)

@@ -3,11 +3,18 @@
 No figure is asserted (performance is measured in benchmarks, not tests):
 these check the calls that the figures are made of.
 """
+
 import os
 import time
 
-from joblite.bench.timing import (best_time, best_times_in_turns, fill_in_turns, per_call_in_turns, rotated,
-                                  time_fresh_write)
+from joblite.bench.timing import (
+    best_time,
+    best_times_in_turns,
+    fill_in_turns,
+    per_call_in_turns,
+    rotated,
+    time_fresh_write,
+)
 
 
 def test_best_time_stops_once_the_budget_is_spent_but_calls_at_least_once():
@@ -24,7 +31,11 @@ def test_best_time_stops_once_the_budget_is_spent_but_calls_at_least_once():
 
 def test_the_order_rotates_each_round():
     assert [rotated(["a", "b", "c"], round_) for round_ in range(4)] == [
-        ["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+        ["a", "b", "c"],
+        ["b", "c", "a"],
+        ["c", "a", "b"],
+        ["a", "b", "c"],
+    ]
 
 
 def test_calls_in_turns_rotate_and_are_checked_once_each():
@@ -43,15 +54,17 @@ def test_a_call_over_its_budget_is_not_repeated():
         counts["slow"] += 1
         time.sleep(0.02)
 
-    best_times_in_turns({"slow": slow, "fast": lambda: counts.__setitem__("fast", counts["fast"] + 1)},
-                        repeat=4, budget=0.01)
+    best_times_in_turns(
+        {"slow": slow, "fast": lambda: counts.__setitem__("fast", counts["fast"] + 1)}, repeat=4, budget=0.01
+    )
     assert counts == {"slow": 1, "fast": 4}
 
 
 def test_per_call_times_cover_every_function():
     counts = {"a": 0, "b": 0}
-    seconds = per_call_in_turns({key: (lambda key=key: counts.__setitem__(key, counts[key] + 1))
-                                 for key in counts}, repeat=2, target=0.001)
+    seconds = per_call_in_turns(
+        {key: (lambda key=key: counts.__setitem__(key, counts[key] + 1)) for key in counts}, repeat=2, target=0.001
+    )
     assert list(seconds) == ["a", "b"] and all(value > 0 for value in seconds.values())
     assert all(count > 2 for count in counts.values())
 
@@ -75,4 +88,4 @@ def test_every_timed_write_goes_to_a_path_that_does_not_exist(tmp_path):
     time_fresh_write(write, "data", path, repeat=3)
     assert existed == [False, False, False]
     with open(path) as file:
-        assert file.read() == "data"   # the last file is kept
+        assert file.read() == "data"  # the last file is kept

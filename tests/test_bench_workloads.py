@@ -1,4 +1,5 @@
 """The seeded workloads (joblite.bench.workloads) that ``python -m joblite bench`` and asv share."""
+
 import numpy as np
 import pytest
 
@@ -6,8 +7,15 @@ import joblite
 from joblite.bench import workloads
 
 
-@pytest.mark.parametrize("build, dtype", [(workloads.random_f64, np.float64), (workloads.smooth_f64, np.float64),
-                                          (workloads.small_ints, np.int64), (workloads.image_f32, np.float32)])
+@pytest.mark.parametrize(
+    "build, dtype",
+    [
+        (workloads.random_f64, np.float64),
+        (workloads.smooth_f64, np.float64),
+        (workloads.small_ints, np.int64),
+        (workloads.image_f32, np.float32),
+    ],
+)
 def test_arrays_have_the_size_asked_and_the_same_values_every_time(build, dtype):
     a = build(4 << 20)
     assert a.dtype == dtype and a.nbytes == 4 << 20
@@ -32,8 +40,11 @@ def test_objects_are_seeded():
 
 def test_hash_functions_agree_and_an_unknown_one_is_named():
     obj = workloads.small_dicts(10)
-    digests = {workloads.hash_function(impl)(obj)
-               for impl in ("joblite", "ext", "pure") if workloads.hash_function(impl) is not None}
+    digests = {
+        workloads.hash_function(impl)(obj)
+        for impl in ("joblite", "ext", "pure")
+        if workloads.hash_function(impl) is not None
+    }
     assert digests == {joblite.hash(obj)}
     with pytest.raises(ValueError, match="'md5'"):
         workloads.hash_function("md5")
@@ -67,7 +78,7 @@ def test_cached_functions_count_the_calls_that_really_ran(tmp_path):
     args, kwargs = workloads.SMALL_ARGS
     before = workloads.MEMORY_CALLS["small"]
     assert func(*args, **kwargs) == (1, 2.0, "abc", 3)
-    assert func(*args, **kwargs) == (1, 2.0, "abc", 3)   # a hit
+    assert func(*args, **kwargs) == (1, 2.0, "abc", 3)  # a hit
     assert workloads.MEMORY_CALLS["small"] == before + 1
 
 

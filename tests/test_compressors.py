@@ -6,6 +6,7 @@ are compared with each other when the compiled one is built (fixture
 tested on the active twin, for every registered codec, and against corrupted
 frames, which must raise ``ValueError`` and never crash the process.
 """
+
 import bz2
 import lzma
 import multiprocessing
@@ -39,7 +40,7 @@ def outcome(function, *args):
 def reference_shuffle(data, itemsize):
     n = len(data) // itemsize
     planes = [bytes(data[i * itemsize + j] for i in range(n)) for j in range(itemsize)]
-    return b"".join(planes) + bytes(data[n * itemsize:])
+    return b"".join(planes) + bytes(data[n * itemsize :])
 
 
 def run_shuffle(codec, name, data, itemsize):
@@ -93,12 +94,23 @@ def _shuffle_error_cases():
     rw = bytearray(16)
     shared = bytearray(32)
     return [
-        (ro, 0, rw), (ro, -3, rw), (ro, 2.0, rw), (ro, "4", rw), (ro, None, rw),
-        (ro, 4, bytearray(15)), (ro, 4, b"y" * 16), (ro, 4, memoryview(rw).toreadonly()),
-        (memoryview(bytearray(32))[::2], 4, rw), (ro, 4, memoryview(bytearray(32))[::2]),
-        (12345, 4, rw), (ro, 4, "a string"), (rw, 4, rw),
+        (ro, 0, rw),
+        (ro, -3, rw),
+        (ro, 2.0, rw),
+        (ro, "4", rw),
+        (ro, None, rw),
+        (ro, 4, bytearray(15)),
+        (ro, 4, b"y" * 16),
+        (ro, 4, memoryview(rw).toreadonly()),
+        (memoryview(bytearray(32))[::2], 4, rw),
+        (ro, 4, memoryview(bytearray(32))[::2]),
+        (12345, 4, rw),
+        (ro, 4, "a string"),
+        (rw, 4, rw),
         (memoryview(shared)[:16], 4, memoryview(shared)[8:24]),
-        (ro, 2**70, bytearray(16)), (b"", 2**70, bytearray()), (b"", 0, bytearray()),
+        (ro, 2**70, bytearray(16)),
+        (b"", 2**70, bytearray()),
+        (b"", 0, bytearray()),
         (np.zeros((2, 8), np.uint8), 8, np.zeros(16, np.uint8)),
         (np.zeros((4, 4), np.uint8).T, 4, rw),
     ]
@@ -224,13 +236,26 @@ def test_twins_frame_identically(twins, sizes, raw_length, chunk_size, cut, flip
 @pytest.mark.parametrize(
     "compress, expected",
     [
-        (False, ("", 0)), (0, ("", 0)), (None, ("", 0)),
+        (False, ("", 0)),
+        (0, ("", 0)),
+        (None, ("", 0)),
         (True, ("lz4", 1)),
-        (1, ("lz4", 1)), (3, ("lz4", 3)), (9, ("lz4", 9)), (np.int64(5), ("lz4", 5)),
-        ("lz4", ("lz4", 1)), ("zlib", ("zlib", 3)), ("gzip", ("gzip", 3)), ("bz2", ("bz2", 3)),
-        ("lzma", ("lzma", 3)), ("xz", ("xz", 3)),
-        (("zlib", 6), ("zlib", 6)), (("lz4", 12), ("lz4", 12)), (("xz", 9), ("xz", 9)),
-        (("zlib", 0), ("", 0)), (("lz4", None), ("lz4", 1)), (("bz2", np.uint8(2)), ("bz2", 2)),
+        (1, ("lz4", 1)),
+        (3, ("lz4", 3)),
+        (9, ("lz4", 9)),
+        (np.int64(5), ("lz4", 5)),
+        ("lz4", ("lz4", 1)),
+        ("zlib", ("zlib", 3)),
+        ("gzip", ("gzip", 3)),
+        ("bz2", ("bz2", 3)),
+        ("lzma", ("lzma", 3)),
+        ("xz", ("xz", 3)),
+        (("zlib", 6), ("zlib", 6)),
+        (("lz4", 12), ("lz4", 12)),
+        (("xz", 9), ("xz", 9)),
+        (("zlib", 0), ("", 0)),
+        (("lz4", None), ("lz4", 1)),
+        (("bz2", np.uint8(2)), ("bz2", 2)),
     ],
 )
 def test_parse_compress_valid(compress, expected):
@@ -247,9 +272,32 @@ def test_parse_compress_zstd():
 
 @pytest.mark.parametrize(
     "compress",
-    [-1, 10, 100, 3.0, 0.0, "", "ZLIB", "snappy", ("zlib",), ("zlib", 3, 1), ("zlib", 10), ("zlib", -1),
-     ("zlib", 3.0), ("zlib", True), ("zlib", False), ("lz4", 13), ("nope", 3), (3, "zlib"), ["zlib", 3],
-     b"zlib", object(), {"zlib": 3}, np.bool_(True), complex(1)],
+    [
+        -1,
+        10,
+        100,
+        3.0,
+        0.0,
+        "",
+        "ZLIB",
+        "snappy",
+        ("zlib",),
+        ("zlib", 3, 1),
+        ("zlib", 10),
+        ("zlib", -1),
+        ("zlib", 3.0),
+        ("zlib", True),
+        ("zlib", False),
+        ("lz4", 13),
+        ("nope", 3),
+        (3, "zlib"),
+        ["zlib", 3],
+        b"zlib",
+        object(),
+        {"zlib": 3},
+        np.bool_(True),
+        complex(1),
+    ],
     ids=repr,
 )
 def test_parse_compress_invalid(compress):
@@ -419,8 +467,8 @@ def test_chunk_length():
 def test_output_does_not_depend_on_threads_or_twin(twin, name, monkeypatch):
     data = sample(40_000, seed=5)
     level = C.get_compressor(name).default_level
-    blocks = {B.compress_block(data, 8, name, level, chunk_size=3000)}   # by the active twin
-    monkeypatch.setattr(B, "_codec", twin.codec)   # the block functions take the kernel from here
+    blocks = {B.compress_block(data, 8, name, level, chunk_size=3000)}  # by the active twin
+    monkeypatch.setattr(B, "_codec", twin.codec)  # the block functions take the kernel from here
     for workers in (1, 2, 3):
         blocks.add(B.compress_block(data, 8, name, level, chunk_size=3000, workers=workers))
         blocks.add(B.compress_block(memoryview(data).cast("B"), 8, name, level, chunk_size=3000))
@@ -531,7 +579,7 @@ def test_decompressor_errors_become_value_errors(name):
     block = bytearray(B.compress_block(data, 8, name, C.get_compressor(name).default_level, chunk_size=4000))
     offsets = B._codec.unpack_chunks(block, len(data), 4000)
     offset, length = offsets[1]
-    block[offset:offset + length] = b"\xfe" * length  # garbage of the right size in chunk 1
+    block[offset : offset + length] = b"\xfe" * length  # garbage of the right size in chunk 1
     with pytest.raises(ValueError, match=rf"cannot decompress chunk 1 of 3 with compressor '{name}': \w+") as info:
         B.decompress_block(block, len(data), 8, name, bytearray(len(data)), chunk_size=4000, workers=1)
     assert info.value.__cause__ is not None
@@ -577,7 +625,7 @@ def test_wrong_counts_and_oversized_sizes(name):
     block = bytearray(B.compress_block(data, 4, name, C.get_compressor(name).default_level, chunk_size=2000))
     for word, value in [(0, 4), (0, 6), (0, 0), (0, 2**32 - 1), (1, 2**32 - 1), (1, 0), (5, 2**31), (3, 1)]:
         bad = bytearray(block)
-        bad[4 * word:4 * word + 4] = value.to_bytes(4, "little")
+        bad[4 * word : 4 * word + 4] = value.to_bytes(4, "little")
         assert corrupt_outcome(bytes(bad), data, 4, name, 2000)[0] == "ValueError", (word, value)
     # a size moved from one chunk to the next: the frame adds up, the chunks do not decode
     bad = bytearray(block)
@@ -590,8 +638,10 @@ def test_wrong_counts_and_oversized_sizes(name):
 
 @pytest.mark.parametrize("name", CODECS)
 @settings(max_examples=60, **SETTINGS)
-@given(flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), min_size=1, max_size=4),
-       workers=st.sampled_from([1, 2]))
+@given(
+    flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), min_size=1, max_size=4),
+    workers=st.sampled_from([1, 2]),
+)
 def test_flipped_bytes_never_crash(name, flips, workers):
     data = sample(7000, seed=12)
     block = bytearray(B.compress_block(data, 8, name, C.get_compressor(name).default_level, chunk_size=1500))

@@ -5,16 +5,16 @@ these names without unpickling them; layouts are compared with the spec
 (``_persistence_helpers``), not with the writer.  Compressed containers run
 on the active twin (run again with ``JOBLITE_PUREPYTHON=1``).
 """
+
 import io
 import pickle
 
 import numpy as np
 import pytest
 
+import _persistence_helpers as H
 from joblite import _container
 from joblite.persistence import CorruptFileError, dump, dumps
-
-import _persistence_helpers as H
 
 VALUE = {"a": np.arange(1000, dtype=np.int32), "f": np.asfortranarray(np.ones((30, 7))), "text": "x" * 300}
 
@@ -26,10 +26,13 @@ def test_container_fields_follow_the_spec(compress):
     container = _container.Container(io.BytesIO(data), "<bytes>")
     assert container.codecs == tuple(layout["codecs"])
     assert (container.pickle_length, container.pickle_raw_length, container.pickle_codec) == (
-        layout["pickle_length"], layout["pickle_raw_length"], layout["pickle_codec"])
+        layout["pickle_length"],
+        layout["pickle_raw_length"],
+        layout["pickle_codec"],
+    )
     assert [tuple(entry) for entry in container.blocks] == [
-        (b["offset"], b["length"], b["raw_length"], b["codec"], b["itemsize"], b["checksum"])
-        for b in layout["blocks"]]
+        (b["offset"], b["length"], b["raw_length"], b["codec"], b["itemsize"], b["checksum"]) for b in layout["blocks"]
+    ]
     assert [entry.offset for entry in container.blocks] == [b["offset"] for b in layout["blocks"]]
     assert _container.checksum(data[:56]) == H.checksum(data[:56])
 
@@ -43,7 +46,7 @@ def test_pickle_ends_are_the_ends_of_the_pickle_stream(compress, head, tail):
     assert len(stream) == container.pickle_raw_length
     got_head, got_tail = container.pickle_ends(head, tail)
     assert got_head == stream[:head]
-    assert got_tail == stream[max(len(stream) - tail, 0):]
+    assert got_tail == stream[max(len(stream) - tail, 0) :]
     assert got_tail[-1:] == (pickle.STOP if tail else b"")
 
 

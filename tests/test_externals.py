@@ -1,4 +1,5 @@
 """``joblite.externals``: joblib's vendored names, as the installed loky and cloudpickle."""
+
 import pickle
 
 import cloudpickle
@@ -6,10 +7,9 @@ import loky
 
 
 def test_joblib_style_imports_reach_the_installed_packages():
+    import joblite.externals.cloudpickle as imported_cloudpickle
     from joblite.externals import cloudpickle as named_cloudpickle
     from joblite.externals.loky import get_reusable_executor, set_loky_pickler
-
-    import joblite.externals.cloudpickle as imported_cloudpickle
 
     assert named_cloudpickle is cloudpickle and imported_cloudpickle is cloudpickle
     assert set_loky_pickler is loky.set_loky_pickler

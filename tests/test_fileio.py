@@ -1,4 +1,5 @@
 """The file-system hint kernel (preallocation) and the large-block read/write paths."""
+
 import os
 import sys
 

@@ -1,4 +1,5 @@
 """Small file operations of the writers (``joblite._files``): atomic writes, temporaries, ``.npy`` files."""
+
 import errno
 import os
 import signal
@@ -43,7 +44,7 @@ def test_atomic_path_leaves_the_target_as_it_was_when_the_block_raises(tmp_path,
             with open(temporary, "wb") as fileobj:
                 fileobj.write(b"half of the new")
             raise KeyError("in the block")
-    assert _listing(tmp_path) == ([] if existing is None else ["data.bin"])   # no temporary left
+    assert _listing(tmp_path) == ([] if existing is None else ["data.bin"])  # no temporary left
     if existing is not None:
         assert target.read_bytes() == existing
 
@@ -54,7 +55,7 @@ def test_atomic_path_replaces_the_target_whole(tmp_path):
     with _files.atomic_path(str(target)) as temporary:
         with open(temporary, "wb") as fileobj:
             fileobj.write(b"new")
-        assert target.read_bytes() == b"old"   # readers see the old file until the block ends
+        assert target.read_bytes() == b"old"  # readers see the old file until the block ends
     assert target.read_bytes() == b"new"
     assert _listing(tmp_path) == ["data.bin"]
 
@@ -62,10 +63,12 @@ def test_atomic_path_replaces_the_target_whole(tmp_path):
 def test_sweep_removes_a_dead_owners_temporary_and_keeps_the_others(tmp_path):
     dead = _dead_pid()
     swept = f"data.jl.{dead}@{HOST}.0123456789ab.tmp"
-    keep = [os.path.basename(_files.temporary_name(str(tmp_path / "data.jl"))),   # this live process's
-            f"data.jl.{dead}@not-{HOST}.0123456789ab.tmp",   # another host's: its pids mean nothing here
-            f"notes.{dead}@{HOST}.txt.tmp",                   # not a writer's temporary
-            "data.jl"]
+    keep = [
+        os.path.basename(_files.temporary_name(str(tmp_path / "data.jl"))),  # this live process's
+        f"data.jl.{dead}@not-{HOST}.0123456789ab.tmp",  # another host's: its pids mean nothing here
+        f"notes.{dead}@{HOST}.txt.tmp",  # not a writer's temporary
+        "data.jl",
+    ]
     for name in keep + [swept]:
         (tmp_path / name).write_bytes(b"x")
     _files.sweep_temporaries(str(tmp_path))
@@ -101,7 +104,7 @@ ARRAYS = {
 def test_write_npy_round_trips_with_aligned_data(tmp_path, kind):
     array = ARRAYS[kind]
     path = str(tmp_path / "a.npy")
-    _files.write_npy(path, np.zeros(3))   # replaced below
+    _files.write_npy(path, np.zeros(3))  # replaced below
     _files.write_npy(path, array)
     loaded = np.load(path)
     assert loaded.dtype == array.dtype and loaded.shape == array.shape
@@ -134,8 +137,9 @@ def test_write_npy_that_fails_raises_the_errno_and_keeps_the_old_file(tmp_path, 
     path = str(tmp_path / "a.npy")
     _files.write_npy(path, np.arange(4))
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__))))
-    child = subprocess.run([sys.executable, "-c", FULL_DISK_WRITER, path, str(step)], env=env,
-                           capture_output=True, text=True, timeout=120)
+    child = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_WRITER, path, str(step)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert child.returncode == 0, child.stderr
     assert child.stdout.split() == [str(errno.EFBIG)]
     assert np.array_equal(np.load(path), np.arange(4))

@@ -5,6 +5,7 @@ every test here goes through the public API and so exercises whichever twin is
 active.  Byte-for-byte agreement of the two twins is tested in ``test_twins.py``,
 the pinned format in ``test_hashing_golden.py``.
 """
+
 import collections
 import dataclasses
 import datetime
@@ -52,7 +53,11 @@ def _run_python(code, timeout=120, **env_changes):
         [PACKAGE_PARENT] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         cwd=os.path.dirname(os.path.abspath(__file__)),
     )
     assert proc.returncode == 0, proc.stderr
@@ -177,7 +182,7 @@ def test_hash_names_are_the_documented_ones():
 def test_digest_length_per_hash_name(hash_name):
     obj = (1, "a", np.arange(3))
     digest = hash(obj, hash_name=hash_name)
-    assert re.fullmatch(r"[0-9a-f]{%d}" % DIGEST_LENGTHS[hash_name], digest)
+    assert re.fullmatch(f"[0-9a-f]{{{DIGEST_LENGTHS[hash_name]}}}", digest)
     assert digest == hash(obj, hash_name=hash_name)
     hasher = Hasher(hash_name=hash_name).update(obj)
     assert hasher.hexdigest() == digest
@@ -234,10 +239,13 @@ OBJ = {
 }
 """
 
-CHILD_CODE = NESTED_SOURCE + """
+CHILD_CODE = (
+    NESTED_SOURCE
+    + """
 import json, joblite
 print(json.dumps([joblite.__with_ext__] + [joblite.hash(OBJ, hash_name=n) for n in ("xxh3_128", "sha256")]))
 """
+)
 
 
 def test_digest_is_deterministic_across_processes_and_hash_seeds():
@@ -261,8 +269,24 @@ def test_str_sets_hash_the_same_whatever_their_iteration_order():
 
 # -- value semantics for arrays ------------------------------------------------------
 NUMERIC_DTYPES = [
-    "?", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8",
-    "f2", "f4", "f8", "g", "c8", "c16", "G", "M8[us]", "m8[ns]",
+    "?",
+    "i1",
+    "u1",
+    "i2",
+    "u2",
+    "i4",
+    "u4",
+    "i8",
+    "u8",
+    "f2",
+    "f4",
+    "f8",
+    "g",
+    "c8",
+    "c16",
+    "G",
+    "M8[us]",
+    "m8[ns]",
 ]
 MULTIBYTE_DTYPES = [d for d in NUMERIC_DTYPES if np.dtype(d).itemsize > 1] + ["U3"]
 
@@ -357,8 +381,9 @@ def test_structured_arrays_hash_by_field_values_not_layout():
     values = [(1, 2.5, b"ab"), (-3, 1e300, b"xyz")]
     packed = np.dtype([("x", "<i4"), ("y", "<f8"), ("s", "S3")])
     aligned = np.dtype([("x", "<i4"), ("y", "<f8"), ("s", "S3")], align=True)
-    padded = np.dtype({"names": ["x", "y", "s"], "formats": ["<i4", "<f8", "S3"],
-                       "offsets": [0, 8, 16], "itemsize": 24})
+    padded = np.dtype(
+        {"names": ["x", "y", "s"], "formats": ["<i4", "<f8", "S3"], "offsets": [0, 8, 16], "itemsize": 24}
+    )
     swapped = np.dtype([("x", ">i4"), ("y", ">f8"), ("s", "S3")])
     reference = hash(np.array(values, dtype=packed))
     for dtype in (aligned, padded, swapped):
@@ -460,9 +485,7 @@ def test_different_dtype_or_shape_gives_different_digest():
     assert len(digests) == 13
 
 
-LONGDOUBLE_IS_PADDED = (
-    np.finfo(np.longdouble).nmant == 63 and np.dtype(np.longdouble).itemsize > 10
-)
+LONGDOUBLE_IS_PADDED = np.finfo(np.longdouble).nmant == 63 and np.dtype(np.longdouble).itemsize > 10
 
 
 @pytest.mark.skipif(not LONGDOUBLE_IS_PADDED, reason="long double has no padding bytes here")
@@ -472,7 +495,7 @@ def test_long_double_arrays_with_equal_values_hash_equal(dtype):
     raw = bytearray(a.tobytes())
     size = np.dtype("g").itemsize
     for start in range(10, len(raw), size):
-        raw[start:start + size - 10] = b"\xab" * (size - 10)  # other padding, same values
+        raw[start : start + size - 10] = b"\xab" * (size - 10)  # other padding, same values
     b = np.frombuffer(bytes(raw), dtype=dtype)
     assert (a == b).all()
     assert hash(a) == hash(b)
@@ -600,8 +623,10 @@ TYPE_CASES = {
     "bytearray": (lambda: bytearray(b"abc"), lambda: bytearray(b"abd")),
     "memoryview": (lambda: memoryview(b"abc"), lambda: memoryview(b"abd")),
     "memoryview-format": (lambda: memoryview(b"abcd").cast("i"), lambda: memoryview(b"abcd")),
-    "memoryview-strided": (lambda: memoryview(np.arange(10, dtype=np.uint8))[::2],
-                           lambda: memoryview(np.arange(10, dtype=np.uint8))[1::2]),
+    "memoryview-strided": (
+        lambda: memoryview(np.arange(10, dtype=np.uint8))[::2],
+        lambda: memoryview(np.arange(10, dtype=np.uint8))[1::2],
+    ),
     "list": (lambda: [1, "a", None], lambda: [1, "a"]),
     "tuple": (lambda: (1, "a", None), lambda: (1, "a", False)),
     "dict": (lambda: {"a": 1, "b": [2]}, lambda: {"a": 1, "b": [3]}),
@@ -613,24 +638,36 @@ TYPE_CASES = {
     "range": (lambda: range(0, 10, 2), lambda: range(0, 10, 3)),
     "slice": (lambda: slice(1, None, 2), lambda: slice(1, None, 3)),
     "Ellipsis": (lambda: Ellipsis, lambda: None),
-    "datetime": (lambda: datetime.datetime(2024, 2, 29, 12, 30, 15, 123456),
-                 lambda: datetime.datetime(2024, 2, 29, 12, 30, 15, 123457)),
-    "datetime-tz": (lambda: datetime.datetime(2024, 3, 1, 9, tzinfo=UTC),
-                    lambda: datetime.datetime(2024, 3, 1, 9, tzinfo=PLUS_ONE)),
-    "datetime-naive-vs-utc": (lambda: datetime.datetime(2024, 3, 1, 9),
-                              lambda: datetime.datetime(2024, 3, 1, 9, tzinfo=UTC)),
-    "datetime-zoneinfo": (lambda: datetime.datetime(2024, 7, 1, 9, tzinfo=_zone("Europe/Paris")),
-                          lambda: datetime.datetime(2024, 7, 1, 9, tzinfo=_zone("Europe/London"))),
-    "datetime-fold": (lambda: datetime.datetime(2024, 10, 27, 2, 30, tzinfo=_zone("Europe/Paris")),
-                      lambda: datetime.datetime(2024, 10, 27, 2, 30, fold=1, tzinfo=_zone("Europe/Paris"))),
+    "datetime": (
+        lambda: datetime.datetime(2024, 2, 29, 12, 30, 15, 123456),
+        lambda: datetime.datetime(2024, 2, 29, 12, 30, 15, 123457),
+    ),
+    "datetime-tz": (
+        lambda: datetime.datetime(2024, 3, 1, 9, tzinfo=UTC),
+        lambda: datetime.datetime(2024, 3, 1, 9, tzinfo=PLUS_ONE),
+    ),
+    "datetime-naive-vs-utc": (
+        lambda: datetime.datetime(2024, 3, 1, 9),
+        lambda: datetime.datetime(2024, 3, 1, 9, tzinfo=UTC),
+    ),
+    "datetime-zoneinfo": (
+        lambda: datetime.datetime(2024, 7, 1, 9, tzinfo=_zone("Europe/Paris")),
+        lambda: datetime.datetime(2024, 7, 1, 9, tzinfo=_zone("Europe/London")),
+    ),
+    "datetime-fold": (
+        lambda: datetime.datetime(2024, 10, 27, 2, 30, tzinfo=_zone("Europe/Paris")),
+        lambda: datetime.datetime(2024, 10, 27, 2, 30, fold=1, tzinfo=_zone("Europe/Paris")),
+    ),
     "date": (lambda: datetime.date(2024, 2, 29), lambda: datetime.date(2024, 3, 1)),
     "time": (lambda: datetime.time(12, 30, tzinfo=UTC), lambda: datetime.time(12, 30, tzinfo=PLUS_ONE)),
     "timedelta": (lambda: datetime.timedelta(days=1, seconds=2), lambda: datetime.timedelta(days=1, seconds=3)),
     "Decimal": (lambda: decimal.Decimal("3.14159"), lambda: decimal.Decimal("3.14158")),
     "Decimal-nan": (lambda: decimal.Decimal("NaN"), lambda: decimal.Decimal("Infinity")),
     "Fraction": (lambda: fractions.Fraction(1, 3), lambda: fractions.Fraction(1, 4)),
-    "UUID": (lambda: uuid.UUID("12345678-1234-5678-1234-567812345678"),
-             lambda: uuid.UUID("12345678-1234-5678-1234-567812345679")),
+    "UUID": (
+        lambda: uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        lambda: uuid.UUID("12345678-1234-5678-1234-567812345679"),
+    ),
     "Path": (lambda: pathlib.Path("data/input.csv"), lambda: pathlib.Path("data/input.tsv")),
     "PurePosixPath": (lambda: pathlib.PurePosixPath("/a/b"), lambda: pathlib.PureWindowsPath("/a/b")),
     "Enum": (lambda: Color.RED, lambda: Color.GREEN),
@@ -653,10 +690,14 @@ TYPE_CASES = {
     "bound-method": (lambda: Plain(1).total, lambda: Plain(2).total),
     "bound-method-other-name": (lambda: Plain(1).total, lambda: Plain(1).other),
     "builtin-bound-method": (lambda: [1, 2].append, lambda: [1, 3].append),
-    "partial": (lambda: functools.partial(importable_function, 1, y=2),
-                lambda: functools.partial(importable_function, 1, y=3)),
-    "partial-args": (lambda: functools.partial(importable_function, 1),
-                     lambda: functools.partial(importable_function, 2)),
+    "partial": (
+        lambda: functools.partial(importable_function, 1, y=2),
+        lambda: functools.partial(importable_function, 1, y=3),
+    ),
+    "partial-args": (
+        lambda: functools.partial(importable_function, 1),
+        lambda: functools.partial(importable_function, 2),
+    ),
     "object-dict": (lambda: Plain(1, name="a"), lambda: Plain(1, name="b")),
     "object-slots": (lambda: Slotted(1, [2]), lambda: Slotted(1, [3])),
     "object-getstate": (lambda: WithGetstate(1, cache=[1]), lambda: WithGetstate(2, cache=[1])),
@@ -665,8 +706,10 @@ TYPE_CASES = {
     "numpy-scalar": (lambda: np.float32(1.5), lambda: np.float32(2.5)),
     "numpy-dtype": (lambda: np.dtype("i4"), lambda: np.dtype("u4")),
     "numpy-structured-dtype": (lambda: np.dtype([("a", "i4")]), lambda: np.dtype([("b", "i4")])),
-    "masked-array": (lambda: np.ma.masked_array([1, 2, 3], mask=[0, 1, 0]),
-                     lambda: np.ma.masked_array([1, 2, 3], mask=[0, 0, 1])),
+    "masked-array": (
+        lambda: np.ma.masked_array([1, 2, 3], mask=[0, 1, 0]),
+        lambda: np.ma.masked_array([1, 2, 3], mask=[0, 0, 1]),
+    ),
 }
 
 
@@ -754,8 +797,9 @@ def test_dataframe_by_value_whatever_its_internal_layout(pd):
     column_by_column["a"] = np.arange(4.0)
     column_by_column["b"] = np.arange(4.0) * 10
     assert hash(column_by_column) == reference
-    fortran = pd.DataFrame(np.asfortranarray(np.column_stack([np.arange(4.0), np.arange(4.0) * 10])),
-                           columns=["a", "b"])
+    fortran = pd.DataFrame(
+        np.asfortranarray(np.column_stack([np.arange(4.0), np.arange(4.0) * 10])), columns=["a", "b"]
+    )
     assert hash(fortran) == reference
     explicit_index = df.set_axis(pd.Index(np.arange(4, dtype=np.int64)), axis=0)
     assert isinstance(df.index, pd.RangeIndex) and not isinstance(explicit_index.index, pd.RangeIndex)
@@ -799,8 +843,9 @@ def test_series_and_index_by_value(pd):
 
 
 def test_pandas_object_columns_and_datetimes(pd):
-    df = pd.DataFrame({"s": ["x", "y"], "t": pd.to_datetime(["2024-01-01", "2024-01-02"]),
-                       "c": pd.Categorical(["u", "v"])})
+    df = pd.DataFrame(
+        {"s": ["x", "y"], "t": pd.to_datetime(["2024-01-01", "2024-01-02"]), "c": pd.Categorical(["u", "v"])}
+    )
     assert hash(df) == hash(df.copy())
     assert hash(df) != hash(df.assign(s=["x", "z"]))
     assert hash(df) != hash(df.assign(t=df["t"].dt.tz_localize("UTC")))
@@ -973,9 +1018,20 @@ def _outer_list_changed_deep_inside():
     return outer, "list at obj changed during hashing (3 items when entered, 0 now)"
 
 
-CHANGES = [_dict_emptied, _list_grown, _list_shrunk, _list_item_replaced, _later_list_item_replaced,
-           _dict_value_replaced, _mixed_key_dict_key_removed, _dict_reordered, _set_changed_same_size,
-           _set_cleared, _attribute_dict_changed, _outer_list_changed_deep_inside]
+CHANGES = [
+    _dict_emptied,
+    _list_grown,
+    _list_shrunk,
+    _list_item_replaced,
+    _later_list_item_replaced,
+    _dict_value_replaced,
+    _mixed_key_dict_key_removed,
+    _dict_reordered,
+    _set_changed_same_size,
+    _set_cleared,
+    _attribute_dict_changed,
+    _outer_list_changed_deep_inside,
+]
 
 
 @pytest.mark.parametrize("change", CHANGES, ids=[change.__name__.strip("_") for change in CHANGES])
@@ -1161,8 +1217,9 @@ def test_object_unfolding_without_end_raises_hash_limit_error():
     message = str(exc)
     assert message.startswith("cannot hash object of type 'Unfolding' at obj.__reduce_ex__(4)[2]['next']")
     assert "<...99977 steps...>" in message and len(message) < 1000
-    assert message.endswith("nested deeper than max_depth=100000 containers and objects; "
-                            "pass a larger max_depth to hash it")
+    assert message.endswith(
+        "nested deeper than max_depth=100000 containers and objects; pass a larger max_depth to hash it"
+    )
     assert isinstance(exc, RecursionError)
 
 
@@ -1173,8 +1230,12 @@ def test_max_depth_counts_containers_and_records():
         hash(nested, max_depth=49)
     assert excinfo.value.path == "obj" + "[0]" * 49
     assert str(excinfo.value) == (
-        "cannot hash object of type 'list' at obj" + "[0]" * 11 + "<...26 steps...>" + "[0]" * 12
-        + ": nested deeper than max_depth=49 containers and objects; pass a larger max_depth to hash it")
+        "cannot hash object of type 'list' at obj"
+        + "[0]" * 11
+        + "<...26 steps...>"
+        + "[0]" * 12
+        + ": nested deeper than max_depth=49 containers and objects; pass a larger max_depth to hash it"
+    )
     # an ordinary object opens its record and its state dict: 2 per object; the
     # deepest point is the class in the innermost one's argument tuple (1 more)
     chain = _deep(lambda x: Plain(x), depth=10)
@@ -1192,7 +1253,8 @@ def test_max_reductions_counts_every_reduced_object():
         hash(days, max_reductions=99)
     assert str(excinfo.value) == (
         "cannot hash object of type 'date' at obj[99]: more than max_reductions=99 objects to reduce "
-        "(an object graph that unfolds without end?); pass a larger max_reductions to hash it")
+        "(an object graph that unfolds without end?); pass a larger max_reductions to hash it"
+    )
     assert (excinfo.value.path, excinfo.value.limit, excinfo.value.value) == ("obj[99]", "max_reductions", 99)
     # 2**20 objects, 21 deep: the count stops it long before the end
     with pytest.raises(HashLimitError, match="max_reductions=10000"):
@@ -1200,8 +1262,11 @@ def test_max_reductions_counts_every_reduced_object():
 
 
 def test_reduce_iterators_are_bounded_by_max_reductions():
-    with pytest.raises(TypeError, match=r"at obj\[0\]: its listitems iterator yields more than "
-                                        r"max_reductions=10000000 items"):
+    with pytest.raises(
+        TypeError,
+        match=r"at obj\[0\]: its listitems iterator yields more than "
+        r"max_reductions=10000000 items",
+    ):
         hash([EndlessItems()])
     with pytest.raises(TypeError, match="yields more than max_reductions=999 items"):
         hash(ManyItems(), max_reductions=999)
@@ -1234,8 +1299,10 @@ def test_limits_do_not_change_digests_and_joblib_signature_still_works():
 
 
 @pytest.mark.parametrize("name", ["max_depth", "max_reductions"])
-@pytest.mark.parametrize("bad, error", [(0, ValueError), (-5, ValueError), (1.5, TypeError), ("10", TypeError),
-                                        (True, TypeError), (None, TypeError)])
+@pytest.mark.parametrize(
+    "bad, error",
+    [(0, ValueError), (-5, ValueError), (1.5, TypeError), ("10", TypeError), (True, TypeError), (None, TypeError)],
+)
 def test_bad_limits_raise_naming_the_option(name, bad, error):
     message = f"{name} must be a positive integer, got {bad!r}"
     with pytest.raises(error, match=re.escape(message)):
@@ -1255,8 +1322,7 @@ def test_hash_limit_error_pickles_with_its_attributes():
         hash([[1]], max_depth=1)
     copy = pickle.loads(pickle.dumps(excinfo.value))
     assert type(copy) is HashLimitError
-    assert (str(copy), copy.path, copy.limit, copy.value) == (
-        str(excinfo.value), "obj[0]", "max_depth", 1)
+    assert (str(copy), copy.path, copy.limit, copy.value) == (str(excinfo.value), "obj[0]", "max_depth", 1)
 
 
 def test_default_limits_admit_deep_and_large_real_data(pd):
@@ -1264,8 +1330,13 @@ def test_default_limits_admit_deep_and_large_real_data(pd):
     assert re.fullmatch(r"[0-9a-f]{32}", hash(_deep(lambda x: [x], depth=joblite.hashing.MAX_DEPTH)))
     with pytest.raises(HashLimitError):
         hash(_deep(lambda x: [x], depth=joblite.hashing.MAX_DEPTH + 1))
-    frame = pd.DataFrame({"x": np.arange(1000.0), "when": [datetime.date(2024, 1, 1 + i % 28) for i in range(1000)],
-                          "tag": pd.Categorical(["a", "b"] * 500)})
+    frame = pd.DataFrame(
+        {
+            "x": np.arange(1000.0),
+            "when": [datetime.date(2024, 1, 1 + i % 28) for i in range(1000)],
+            "tag": pd.Categorical(["a", "b"] * 500),
+        }
+    )
     assert hash(frame) == hash(frame.copy())
 
 
@@ -1299,8 +1370,7 @@ def unhashable(request, tmp_path):
         (lambda bad: Point(1, bad), "obj.y"),
         (lambda bad: functools.partial(importable_function, bad), "obj.args[0]"),
     ],
-    ids=["top", "tuple-dict", "list-list", "dicts", "mixed-key-dict", "int-key", "dataclass",
-         "namedtuple", "partial"],
+    ids=["top", "tuple-dict", "list-list", "dicts", "mixed-key-dict", "int-key", "dataclass", "namedtuple", "partial"],
 )
 def test_unhashable_object_raises_type_error_naming_type_and_path(unhashable, build, path):
     bad, type_name = unhashable
@@ -1406,6 +1476,7 @@ def test_closure_digest_hashes_the_values_a_function_closes_over():
     def make(offset, scale):
         def shifted(x):
             return x * scale + offset
+
         return shifted
 
     assert closure_digest(make(1, 2)) == hash((1, 2)) != closure_digest(make(1, 3))
@@ -1415,7 +1486,8 @@ def test_closure_digest_hashes_the_values_a_function_closes_over():
     def later():
         def reads():
             return value
-        before = closure_digest(reads)   # the cell is not filled yet
+
+        before = closure_digest(reads)  # the cell is not filled yet
         value = 5
         return before, closure_digest(reads)
 
@@ -1474,10 +1546,13 @@ GATHER_EDGE_CASES = [
 
 
 def test_strided_rows_near_the_gather_chunk_size_do_not_hang():
-    code = "import numpy as np, joblite\n" + "".join(
-        f"v = {case}\nassert joblite.hash(v) == joblite.hash(v.copy()), {case!r}\n"
-        for case in GATHER_EDGE_CASES
-    ) + "print('done')\n"
+    code = (
+        "import numpy as np, joblite\n"
+        + "".join(
+            f"v = {case}\nassert joblite.hash(v) == joblite.hash(v.copy()), {case!r}\n" for case in GATHER_EDGE_CASES
+        )
+        + "print('done')\n"
+    )
     try:
         out = _run_python(code, timeout=20)
     except subprocess.TimeoutExpired:

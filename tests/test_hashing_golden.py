@@ -6,6 +6,7 @@ gave them when the format was fixed; it is written by
 purpose (together with a bump of ``FORMAT_VERSION``).  A failure here means the
 byte stream changed: either a bug, or a format change that needs a new version.
 """
+
 import hashlib
 import importlib.util
 import json
@@ -97,13 +98,20 @@ def _digest_of(expr, hash_name="xxh3_128"):
 
 def test_vectors_pin_the_normalisations():
     # byte order, layout and scalar/0-d normalisation are part of the format
-    assert _digest_of("np.arange(6, dtype='<i4').reshape(2, 3)") == _digest_of("np.arange(6, dtype='>i4').reshape(2, 3)")
-    assert (_digest_of("np.arange(6, dtype='<i4').reshape(2, 3)", "sha256")
-            == _digest_of("np.arange(6, dtype='>i4').reshape(2, 3)", "sha256"))
+    assert _digest_of("np.arange(6, dtype='<i4').reshape(2, 3)") == _digest_of(
+        "np.arange(6, dtype='>i4').reshape(2, 3)"
+    )
+    assert _digest_of("np.arange(6, dtype='<i4').reshape(2, 3)", "sha256") == _digest_of(
+        "np.arange(6, dtype='>i4').reshape(2, 3)", "sha256"
+    )
     assert _digest_of("np.array(['ab', 'é'], dtype='<U2')") == _digest_of("np.array(['ab', 'é'], dtype='>U2')")
     assert _digest_of("np.float64(1.5)") == _digest_of("np.array(1.5)")
-    assert _digest_of("np.arange(6, dtype='<i4').reshape(2, 3)") != _digest_of("np.arange(6, dtype='<i4').reshape(3, 2)")
-    assert _digest_of("np.arange(6, dtype='<i4').reshape(2, 3)") != _digest_of("np.arange(6, dtype='<i8').reshape(2, 3)")
+    assert _digest_of("np.arange(6, dtype='<i4').reshape(2, 3)") != _digest_of(
+        "np.arange(6, dtype='<i4').reshape(3, 2)"
+    )
+    assert _digest_of("np.arange(6, dtype='<i4').reshape(2, 3)") != _digest_of(
+        "np.arange(6, dtype='<i8').reshape(2, 3)"
+    )
     packed = "np.array([(1, 2.5), (-3, 0.0)], dtype=[('x', '>i2'), ('y', '<f8')])"
     padded = next(v["expr"] for v in VECTORS if v["expr"].startswith("np.array([(1, 2.5), (-3, 0.0)], dtype={"))
     assert _digest_of(packed) == _digest_of(padded)
@@ -122,10 +130,16 @@ BY_HAND = [
     (None, "sha256", HEADER + b"N"),
     ("abc", "xxh3_128", HEADER + b"s" + _u64(3) + b"abc"),
     ([-1, 2.5], "xxh3_128", HEADER + b"l" + _u64(2) + b"i" + struct.pack("<q", -1) + b"f" + struct.pack("<d", 2.5)),
-    ({"b": None, "a": True}, "md5", HEADER + b"D" + _u64(2) + b"s" + _u64(1) + b"a" + b"T" + b"s" + _u64(1) + b"b" + b"N"),
-    (np.arange(6, dtype=">i4").reshape(2, 3), "xxh3_128",
-     HEADER + b"A" + _u64(3) + b"<i4" + _u64(2) + _u64(2) + _u64(3) + _u64(24)
-     + np.arange(6, dtype="<i4").tobytes()),
+    (
+        {"b": None, "a": True},
+        "md5",
+        HEADER + b"D" + _u64(2) + b"s" + _u64(1) + b"a" + b"T" + b"s" + _u64(1) + b"b" + b"N",
+    ),
+    (
+        np.arange(6, dtype=">i4").reshape(2, 3),
+        "xxh3_128",
+        HEADER + b"A" + _u64(3) + b"<i4" + _u64(2) + _u64(2) + _u64(3) + _u64(24) + np.arange(6, dtype="<i4").tobytes(),
+    ),
 ]
 
 

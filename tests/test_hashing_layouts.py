@@ -9,6 +9,7 @@ shapes cover the kernels' edges: 0-size, one row, one column, negative
 strides, sizes that are not multiples of a tile (16 bytes of a vector block,
 a 64-byte tile row, 128 tile rows), and rows at the gather chunk's size.
 """
+
 import numpy as np
 import pytest
 
@@ -189,7 +190,8 @@ def test_the_compiled_kernels_read_nothing_past_the_last_item(twins):
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", GUARD_PAGE_CODE], capture_output=True, text=True,
-                         timeout=60, env=dict(os.environ))
+    out = subprocess.run(
+        [sys.executable, "-c", GUARD_PAGE_CODE], capture_output=True, text=True, timeout=60, env=dict(os.environ)
+    )
     assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
     assert out.stdout.strip() == "done"

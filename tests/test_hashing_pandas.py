@@ -7,6 +7,7 @@ semantics: objects pandas finds equal (``Series.equals``) hash equal, and a
 change of value, mask, category, time zone, frequency or closed side changes
 the digest.  Both twins give the same digests.
 """
+
 import hashlib
 
 import numpy as np
@@ -35,11 +36,11 @@ def test_categorical_by_codes_and_categories():
     _same(s, pd.Series(pd.Categorical.from_codes([1, 0, -1, 1], categories=["a", "b"])))
     _all_differ(
         s,
-        pd.Series(pd.Categorical(["b", "a", "a", "b"], categories=["a", "b"])),       # missing → value
-        pd.Series(pd.Categorical(["b", "a", None, "a"], categories=["a", "b"])),      # one code
+        pd.Series(pd.Categorical(["b", "a", "a", "b"], categories=["a", "b"])),  # missing → value
+        pd.Series(pd.Categorical(["b", "a", None, "a"], categories=["a", "b"])),  # one code
         pd.Series(pd.Categorical(["b", "a", None, "b"], categories=["a", "b", "c"])),  # unused category
         pd.Series(pd.Categorical(["b", "a", None, "b"], categories=["a", "b"], ordered=True)),
-        pd.Series(["b", "a", None, "b"], dtype=object),                                 # not a categorical
+        pd.Series(["b", "a", None, "b"], dtype=object),  # not a categorical
         s.cat.rename_categories(["a", "B"]),
     )
 
@@ -61,8 +62,11 @@ def test_categories_that_do_not_sort_are_hashed_by_value():
     # an unordered categorical whose categories do not sort falls back to its values as objects
     s = pd.Series(pd.Categorical([1, "a", 1], categories=pd.Index(["a", 1], dtype=object)))
     _same(s, s.copy())
-    _all_differ(s, pd.Series(pd.Categorical([1, "a", "a"], categories=pd.Index(["a", 1], dtype=object))),
-                pd.Series(pd.Categorical([1, "a", 1], categories=pd.Index(["a", 1, 2.5], dtype=object))))
+    _all_differ(
+        s,
+        pd.Series(pd.Categorical([1, "a", "a"], categories=pd.Index(["a", 1], dtype=object))),
+        pd.Series(pd.Categorical([1, "a", 1], categories=pd.Index(["a", 1, 2.5], dtype=object))),
+    )
 
 
 def test_large_categorical_index_and_frame():
@@ -80,10 +84,17 @@ def test_large_categorical_index_and_frame():
 
 
 # -- masked arrays ------------------------------------------------------------------
-@pytest.mark.parametrize("dtype, values", [
-    ("Int64", [1, 2, 3]), ("Int8", [1, 2, 3]), ("UInt32", [1, 2, 3]),
-    ("Float64", [0.5, 1.5, -2.0]), ("Float32", [0.5, 1.5, -2.0]), ("boolean", [True, False, True]),
-])
+@pytest.mark.parametrize(
+    "dtype, values",
+    [
+        ("Int64", [1, 2, 3]),
+        ("Int8", [1, 2, 3]),
+        ("UInt32", [1, 2, 3]),
+        ("Float64", [0.5, 1.5, -2.0]),
+        ("Float32", [0.5, 1.5, -2.0]),
+        ("boolean", [True, False, True]),
+    ],
+)
 def test_masked_arrays_by_data_and_mask(dtype, values):
     s = pd.Series(pd.array(values, dtype=dtype))
     masked = pd.Series(pd.array([values[0], None, values[2]], dtype=dtype))
@@ -91,15 +102,21 @@ def test_masked_arrays_by_data_and_mask(dtype, values):
     _same(masked, masked.copy())
     changed = list(values)
     changed[2] = values[0] if values[0] != values[2] else values[1]
-    _all_differ(s, masked, pd.Series(pd.array(changed, dtype=dtype)),
-                pd.Series(pd.array([values[0], values[1], None], dtype=dtype)),
-                pd.Series(np.array(values, dtype=s.dtype.numpy_dtype)))
+    _all_differ(
+        s,
+        masked,
+        pd.Series(pd.array(changed, dtype=dtype)),
+        pd.Series(pd.array([values[0], values[1], None], dtype=dtype)),
+        pd.Series(np.array(values, dtype=s.dtype.numpy_dtype)),
+    )
 
 
 def test_values_under_the_mask_are_not_part_of_the_value():
-    for cls, data in ((pd.arrays.IntegerArray, np.array([1, 5, 3])),
-                      (pd.arrays.FloatingArray, np.array([1.0, np.nan, 3.0])),
-                      (pd.arrays.BooleanArray, np.array([True, True, False]))):
+    for cls, data in (
+        (pd.arrays.IntegerArray, np.array([1, 5, 3])),
+        (pd.arrays.FloatingArray, np.array([1.0, np.nan, 3.0])),
+        (pd.arrays.BooleanArray, np.array([True, True, False])),
+    ):
         mask = np.array([False, True, False])
         other = data.copy()
         other[1] = data[0]
@@ -109,8 +126,12 @@ def test_values_under_the_mask_are_not_part_of_the_value():
 
 
 def test_nullable_and_numpy_dtypes_differ():
-    _all_differ(pd.Series([1, 2], dtype="Int64"), pd.Series([1, 2], dtype="int64"),
-                pd.Series([1, 2], dtype="Int32"), pd.Series([1.0, 2.0], dtype="Float64"))
+    _all_differ(
+        pd.Series([1, 2], dtype="Int64"),
+        pd.Series([1, 2], dtype="int64"),
+        pd.Series([1, 2], dtype="Int32"),
+        pd.Series([1.0, 2.0], dtype="Float64"),
+    )
 
 
 # The kernel that zeroes the values under a mask, in each twin: its bytes are np.where's.
@@ -153,17 +174,25 @@ def test_zero_masked_keeps_the_shape_of_contiguous_blocks(twin):
     assert np.array_equal(twin.hasher.zero_masked(values, mask), np.where(mask, 0, values))
 
 
-@pytest.mark.parametrize("values, mask, error, text", [
-    (np.arange(10)[::2], np.zeros(5, dtype=bool), ValueError, "values must be C-contiguous, got strides (16,)"),
-    (np.arange(5), np.zeros(10, dtype=bool)[::2], ValueError, "mask must be C-contiguous, got strides (2,)"),
-    (np.arange(4), np.zeros(5, dtype=bool), ValueError, "values of shape (4,) and mask of shape (5,) differ"),
-    (np.arange(4), np.zeros((4, 1), dtype=bool), ValueError, "values of shape (4,) and mask of shape (4, 1) differ"),
-    (np.arange(4), np.zeros(4, dtype=np.uint8), ValueError, "mask must be boolean, got dtype uint8"),
-    (np.zeros(4, dtype="V3"), np.zeros(4, dtype=bool), ValueError, "dtype |V3 (3 bytes)"),
-    (np.zeros(4, dtype=object), np.zeros(4, dtype=bool), ValueError, "dtype object (8 bytes)"),
-    ([1, 2], np.zeros(2, dtype=bool), TypeError, "values must be a numpy array, not list"),
-    (np.arange(2), [False, True], TypeError, "mask must be a numpy array, not list"),
-])
+@pytest.mark.parametrize(
+    "values, mask, error, text",
+    [
+        (np.arange(10)[::2], np.zeros(5, dtype=bool), ValueError, "values must be C-contiguous, got strides (16,)"),
+        (np.arange(5), np.zeros(10, dtype=bool)[::2], ValueError, "mask must be C-contiguous, got strides (2,)"),
+        (np.arange(4), np.zeros(5, dtype=bool), ValueError, "values of shape (4,) and mask of shape (5,) differ"),
+        (
+            np.arange(4),
+            np.zeros((4, 1), dtype=bool),
+            ValueError,
+            "values of shape (4,) and mask of shape (4, 1) differ",
+        ),
+        (np.arange(4), np.zeros(4, dtype=np.uint8), ValueError, "mask must be boolean, got dtype uint8"),
+        (np.zeros(4, dtype="V3"), np.zeros(4, dtype=bool), ValueError, "dtype |V3 (3 bytes)"),
+        (np.zeros(4, dtype=object), np.zeros(4, dtype=bool), ValueError, "dtype object (8 bytes)"),
+        ([1, 2], np.zeros(2, dtype=bool), TypeError, "values must be a numpy array, not list"),
+        (np.arange(2), [False, True], TypeError, "mask must be a numpy array, not list"),
+    ],
+)
 def test_zero_masked_rejects_what_it_cannot_zero(twin, values, mask, error, text):
     with pytest.raises(error) as info:
         twin.hasher.zero_masked(values, mask)
@@ -229,10 +258,10 @@ def test_tz_aware_datetimes_by_instant_unit_and_zone():
     _same(utc, pd.Series(naive.tz_localize("UTC")).copy())
     _all_differ(
         utc,
-        pd.Series(naive),                                           # naive
-        utc.dt.tz_convert("Europe/Paris"),                          # same instants, another zone
-        pd.Series(naive.tz_localize("Europe/Paris")),               # other instants
-        utc.dt.as_unit("ns"),                                       # same instants, another unit
+        pd.Series(naive),  # naive
+        utc.dt.tz_convert("Europe/Paris"),  # same instants, another zone
+        pd.Series(naive.tz_localize("Europe/Paris")),  # other instants
+        utc.dt.as_unit("ns"),  # same instants, another unit
         pd.Series(pd.DatetimeIndex(["2024-01-01 12:00", "2024-01-01", "2024-03-30 02:30"]).tz_localize("UTC")),
     )
     index = pd.DatetimeIndex(["2024-01-01", "2024-01-02"], tz="UTC")
@@ -242,18 +271,24 @@ def test_tz_aware_datetimes_by_instant_unit_and_zone():
 def test_periods_by_ordinals_and_frequency():
     s = pd.Series(pd.period_range("2024-01", periods=4, freq="M"))
     _same(s, s.copy())
-    _all_differ(s, pd.Series(pd.period_range("2024-02", periods=4, freq="M")),
-                pd.Series(pd.period_range("2024-01", periods=4, freq="D")),
-                pd.Series(pd.PeriodIndex(["2024-01", None, "2024-03", "2024-04"], freq="M")))
+    _all_differ(
+        s,
+        pd.Series(pd.period_range("2024-02", periods=4, freq="M")),
+        pd.Series(pd.period_range("2024-01", periods=4, freq="D")),
+        pd.Series(pd.PeriodIndex(["2024-01", None, "2024-03", "2024-04"], freq="M")),
+    )
 
 
 def test_intervals_by_sides_and_closed():
     s = pd.Series(pd.arrays.IntervalArray.from_breaks([0, 1, 3, 7]))
     _same(s, pd.Series(pd.arrays.IntervalArray.from_arrays([0, 1, 3], [1, 3, 7])))
-    _all_differ(s, pd.Series(pd.arrays.IntervalArray.from_breaks([0, 1, 3, 7], closed="left")),
-                pd.Series(pd.arrays.IntervalArray.from_breaks([0, 1, 3, 8])),
-                pd.Series(pd.arrays.IntervalArray.from_breaks([0.0, 1.0, 3.0, 7.0])),
-                pd.Series(pd.arrays.IntervalArray([pd.Interval(0, 1), None, pd.Interval(3, 7)])))
+    _all_differ(
+        s,
+        pd.Series(pd.arrays.IntervalArray.from_breaks([0, 1, 3, 7], closed="left")),
+        pd.Series(pd.arrays.IntervalArray.from_breaks([0, 1, 3, 8])),
+        pd.Series(pd.arrays.IntervalArray.from_breaks([0.0, 1.0, 3.0, 7.0])),
+        pd.Series(pd.arrays.IntervalArray([pd.Interval(0, 1), None, pd.Interval(3, 7)])),
+    )
     index = pd.IntervalIndex.from_breaks(pd.date_range("2024", periods=3, tz="UTC"))
     assert hash(index) == hash(index.copy()) != hash(index.set_closed("both"))
 
@@ -261,22 +296,30 @@ def test_intervals_by_sides_and_closed():
 def test_sparse_by_stored_values_positions_and_fill():
     s = pd.Series(pd.arrays.SparseArray([0.0, 1.5, 0.0, 2.0], fill_value=0.0))
     # the same dense values, with a fill value stored explicitly
-    explicit = pd.Series(pd.arrays.SparseArray.from_indices(
-        np.array([1.5, 0.0, 2.0]), np.array([1, 2, 3], dtype=np.int32), length=4, fill_value=0.0))
+    explicit = pd.Series(
+        pd.arrays.SparseArray.from_indices(
+            np.array([1.5, 0.0, 2.0]), np.array([1, 2, 3], dtype=np.int32), length=4, fill_value=0.0
+        )
+    )
     assert explicit.array.sp_values.size == 3
     _same(s, explicit)
-    _all_differ(s, pd.Series(pd.arrays.SparseArray([0.0, 1.5, 0.0, 2.5], fill_value=0.0)),
-                pd.Series(pd.arrays.SparseArray([0.0, 0.0, 1.5, 2.0], fill_value=0.0)),
-                pd.Series(pd.arrays.SparseArray([0.0, 1.5, 0.0, 2.0], fill_value=np.nan)),
-                pd.Series(pd.arrays.SparseArray([0.0, 1.5, 0.0, 2.0, 0.0], fill_value=0.0)),
-                pd.Series([0.0, 1.5, 0.0, 2.0]))
+    _all_differ(
+        s,
+        pd.Series(pd.arrays.SparseArray([0.0, 1.5, 0.0, 2.5], fill_value=0.0)),
+        pd.Series(pd.arrays.SparseArray([0.0, 0.0, 1.5, 2.0], fill_value=0.0)),
+        pd.Series(pd.arrays.SparseArray([0.0, 1.5, 0.0, 2.0], fill_value=np.nan)),
+        pd.Series(pd.arrays.SparseArray([0.0, 1.5, 0.0, 2.0, 0.0], fill_value=0.0)),
+        pd.Series([0.0, 1.5, 0.0, 2.0]),
+    )
     nan_filled = pd.Series(pd.arrays.SparseArray([np.nan, 1.0, np.nan]))
     assert hash(nan_filled) == hash(nan_filled.copy())
 
 
 # -- indexes: a RangeIndex is the int64 Index of its values ---------------------------
-@pytest.mark.parametrize("rng", [range(0), range(1), range(5, 6), range(0, 10), range(10, 0, -3),
-                                 range(-5, 50, 7), range(2**62, 2**63 - 1, 2**61)])
+@pytest.mark.parametrize(
+    "rng",
+    [range(0), range(1), range(5, 6), range(0, 10), range(10, 0, -3), range(-5, 50, 7), range(2**62, 2**63 - 1, 2**61)],
+)
 def test_range_index_is_the_int64_index_of_its_values(rng):
     range_index = pd.RangeIndex(rng.start, rng.stop, rng.step)
     values = pd.Index(np.array(list(rng), dtype=np.int64))
@@ -315,9 +358,13 @@ def test_multiindex_by_the_values_its_codes_select():
     _same(m, permuted)
     missing = pd.MultiIndex.from_arrays([["a", None, "b"], [1.0, 2.0, np.nan]])
     _same(missing, missing.copy())
-    _all_differ(m, m.set_names(["s", "x"]), pd.MultiIndex.from_tuples([("a", 1), ("b", 2), ("c", 3), ("a", 2)],
-                                                                     names=["s", "n"]),
-                m.swaplevel(), pd.Index(list(m), tupleize_cols=False, name=None))
+    _all_differ(
+        m,
+        m.set_names(["s", "x"]),
+        pd.MultiIndex.from_tuples([("a", 1), ("b", 2), ("c", 3), ("a", 2)], names=["s", "n"]),
+        m.swaplevel(),
+        pd.Index(list(m), tupleize_cols=False, name=None),
+    )
     mixed = pd.MultiIndex.from_arrays([pd.Index([1, "a"], dtype=object), [1, 2]])
     _same(mixed, mixed.copy())  # a level that does not sort: hashed by its tuples
 
@@ -326,8 +373,13 @@ def test_frame_with_a_large_multiindex():
     outer, inner = np.repeat(np.arange(300), 300), np.tile(np.arange(300), 300)
     df = pd.DataFrame({"x": np.arange(90_000.0)}, index=pd.MultiIndex.from_arrays([outer, inner], names=["a", "b"]))
     _same(df, df.copy())
-    _same(df.iloc[100:], pd.DataFrame({"x": np.arange(100.0, 90_000.0)},
-                                      index=pd.MultiIndex.from_arrays([outer[100:], inner[100:]], names=["a", "b"])))
+    _same(
+        df.iloc[100:],
+        pd.DataFrame(
+            {"x": np.arange(100.0, 90_000.0)},
+            index=pd.MultiIndex.from_arrays([outer[100:], inner[100:]], names=["a", "b"]),
+        ),
+    )
     changed = inner.copy()
     changed[-1] = 0
     assert hash(df) != hash(df.set_axis(pd.MultiIndex.from_arrays([outer, changed], names=["a", "b"]), axis=0))
@@ -337,8 +389,12 @@ def test_frame_with_a_large_multiindex():
 def test_python_strings_keep_their_digests_and_semantics():
     s = pd.Series(["a", None, "bc"], dtype="string[python]")
     _same(s, s.copy())
-    _all_differ(s, pd.Series(["a", "", "bc"], dtype="string[python]"),
-                pd.Series(["a", None, "bc"], dtype=object), pd.Series(["a", None, "bd"], dtype="string[python]"))
+    _all_differ(
+        s,
+        pd.Series(["a", "", "bc"], dtype="string[python]"),
+        pd.Series(["a", None, "bc"], dtype=object),
+        pd.Series(["a", None, "bd"], dtype="string[python]"),
+    )
 
 
 def test_arrow_strings_by_offsets_bytes_and_mask():
@@ -347,36 +403,58 @@ def test_arrow_strings_by_offsets_bytes_and_mask():
     _same(s, s.copy())
     sliced = pd.Series(["zz", "a", None, "bc", "é"], dtype="string[pyarrow]").iloc[1:].reset_index(drop=True)
     _same(s, sliced)
-    chunked = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array(
-        [pa.array(["a", None], pa.large_string()), pa.array(["bc", "é"], pa.large_string())])))
+    chunked = pd.Series(
+        pd.arrays.ArrowStringArray(
+            pa.chunked_array([pa.array(["a", None], pa.large_string()), pa.array(["bc", "é"], pa.large_string())])
+        )
+    )
     _same(s, chunked)
     # a null whose slot holds bytes: Arrow allows it, and the bytes are not part of the value
-    dirty = pa.Array.from_buffers(pa.large_string(), 4, [
-        pa.py_buffer(np.packbits([1, 0, 1, 1], bitorder="little").tobytes()),
-        pa.py_buffer(np.array([0, 1, 4, 6, 8], dtype=np.int64).tobytes()),
-        pa.py_buffer(b"axyzbc\xc3\xa9")])
+    dirty = pa.Array.from_buffers(
+        pa.large_string(),
+        4,
+        [
+            pa.py_buffer(np.packbits([1, 0, 1, 1], bitorder="little").tobytes()),
+            pa.py_buffer(np.array([0, 1, 4, 6, 8], dtype=np.int64).tobytes()),
+            pa.py_buffer(b"axyzbc\xc3\xa9"),
+        ],
+    )
     _same(s, pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([dirty]))))
-    _all_differ(s, pd.Series(["a", "", "bc", "é"], dtype="string[pyarrow]"),
-                pd.Series(["a", None, "bc", "e"], dtype="string[pyarrow]"),
-                pd.Series(["a", None, "b", "cé"], dtype="string[pyarrow]"),
-                pd.Series(["a", None, "bc", "é"], dtype="string[python]"))
+    _all_differ(
+        s,
+        pd.Series(["a", "", "bc", "é"], dtype="string[pyarrow]"),
+        pd.Series(["a", None, "bc", "e"], dtype="string[pyarrow]"),
+        pd.Series(["a", None, "b", "cé"], dtype="string[pyarrow]"),
+        pd.Series(["a", None, "bc", "é"], dtype="string[python]"),
+    )
     assert hash(pd.Series([], dtype="string[pyarrow]")) != hash(pd.Series([""], dtype="string[pyarrow]"))
 
 
 def test_arrow_fixed_width_values_by_bits_and_mask():
     pa = pytest.importorskip("pyarrow")
     s = pd.Series([1, None, -3], dtype="int64[pyarrow]")
-    dirty = pa.Array.from_buffers(pa.int64(), 3, [
-        pa.py_buffer(np.packbits([1, 0, 1], bitorder="little").tobytes()),
-        pa.py_buffer(np.array([1, 99, -3], dtype=np.int64).tobytes())])
+    dirty = pa.Array.from_buffers(
+        pa.int64(),
+        3,
+        [
+            pa.py_buffer(np.packbits([1, 0, 1], bitorder="little").tobytes()),
+            pa.py_buffer(np.array([1, 99, -3], dtype=np.int64).tobytes()),
+        ],
+    )
     _same(s, pd.Series(pd.arrays.ArrowExtensionArray(dirty)))
-    _all_differ(s, pd.Series([1, 0, -3], dtype="int64[pyarrow]"), pd.Series([1, None, -3], dtype="int32[pyarrow]"),
-                pd.Series([1, None, -3], dtype="Int64"))
+    _all_differ(
+        s,
+        pd.Series([1, 0, -3], dtype="int64[pyarrow]"),
+        pd.Series([1, None, -3], dtype="int32[pyarrow]"),
+        pd.Series([1, None, -3], dtype="Int64"),
+    )
     flags = pd.Series([True, None, False], dtype="bool[pyarrow]")
     _same(flags, flags.copy())
     _all_differ(flags, pd.Series([True, False, False], dtype="bool[pyarrow]"))
     nested = pd.Series([[1], None], dtype=pd.ArrowDtype(pa.list_(pa.int64())))
-    assert hash(nested) == hash(nested.copy()) != hash(pd.Series([[2], None], dtype=pd.ArrowDtype(pa.list_(pa.int64()))))
+    assert (
+        hash(nested) == hash(nested.copy()) != hash(pd.Series([[2], None], dtype=pd.ArrowDtype(pa.list_(pa.int64()))))
+    )
 
 
 # -- frames and twins -------------------------------------------------------------------
@@ -384,21 +462,23 @@ def _frame_of_every_kind(n=1000):
     rng = np.random.default_rng(1)
     ints = rng.integers(0, 1 << 40, n)
     mask = rng.random(n) < 0.1
-    return pd.DataFrame({
-        "float": rng.random(n),
-        "int": ints,
-        "category": pd.Categorical.from_codes(rng.integers(0, 20, n), categories=[f"k{i}" for i in range(20)]),
-        "object": pd.Series([f"s{i % 7}" for i in range(n)], dtype=object),
-        "string": pd.Series([f"s{i % 7}" for i in range(n)], dtype="string"),
-        "datetime": pd.to_datetime(ints),
-        "datetime_tz": pd.to_datetime(ints).tz_localize("Europe/Paris"),
-        "Int64": pd.arrays.IntegerArray(ints, mask),
-        "boolean": pd.arrays.BooleanArray(ints % 2 == 0, mask),
-        "Float64": pd.arrays.FloatingArray(rng.random(n), mask),
-        "interval": pd.arrays.IntervalArray.from_arrays(ints, ints + 5),
-        "period": pd.period_range("2000-01-01", periods=n, freq="D"),
-        "sparse": pd.arrays.SparseArray(np.where(mask, 1.0, 0.0), fill_value=0.0),
-    })
+    return pd.DataFrame(
+        {
+            "float": rng.random(n),
+            "int": ints,
+            "category": pd.Categorical.from_codes(rng.integers(0, 20, n), categories=[f"k{i}" for i in range(20)]),
+            "object": pd.Series([f"s{i % 7}" for i in range(n)], dtype=object),
+            "string": pd.Series([f"s{i % 7}" for i in range(n)], dtype="string"),
+            "datetime": pd.to_datetime(ints),
+            "datetime_tz": pd.to_datetime(ints).tz_localize("Europe/Paris"),
+            "Int64": pd.arrays.IntegerArray(ints, mask),
+            "boolean": pd.arrays.BooleanArray(ints % 2 == 0, mask),
+            "Float64": pd.arrays.FloatingArray(rng.random(n), mask),
+            "interval": pd.arrays.IntervalArray.from_arrays(ints, ints + 5),
+            "period": pd.period_range("2000-01-01", periods=n, freq="D"),
+            "sparse": pd.arrays.SparseArray(np.where(mask, 1.0, 0.0), fill_value=0.0),
+        }
+    )
 
 
 def test_frame_of_every_kind_by_value():
@@ -415,9 +495,17 @@ def test_frame_of_every_kind_by_value():
 def test_twins_agree_on_every_kind():
     twins = _impl.available_twins()
     df = _frame_of_every_kind()
-    objects = [df, df.index, df.columns] + [df[column] for column in df.columns] + [
-        pd.CategoricalIndex(df["category"]), pd.Index(df["Int64"]), pd.Index(df["period"]),
-        pd.RangeIndex(5, 50, 5), pd.Index(np.arange(7))]
+    objects = (
+        [df, df.index, df.columns]
+        + [df[column] for column in df.columns]
+        + [
+            pd.CategoricalIndex(df["category"]),
+            pd.Index(df["Int64"]),
+            pd.Index(df["period"]),
+            pd.RangeIndex(5, 50, 5),
+            pd.Index(np.arange(7)),
+        ]
+    )
     try:
         objects.append(pd.Series(["a", None, "bc"], dtype="string[pyarrow]"))
     except ImportError:

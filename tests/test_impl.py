@@ -1,4 +1,5 @@
 """The one switch between the twins (``joblite._impl``), and the compiled twin the build makes."""
+
 import importlib.machinery
 import json
 import os
@@ -60,7 +61,7 @@ def test_purepython_variable_selects_the_pure_twin_at_run_time():
     assert _run(code, JOBLITE_PUREPYTHON="1").strip() == "False"
 
 
-@pytest.mark.usefixtures("twins")   # skipped when the compiled twin is not built
+@pytest.mark.usefixtures("twins")  # skipped when the compiled twin is not built
 @pytest.mark.parametrize("value", [None, "", "0"])
 def test_compiled_twin_is_the_default(value):
     code = "import joblite; print(joblite.__with_ext__)"
@@ -82,11 +83,7 @@ def test_import_is_lazy(pure):
 def test_installed_package_holds_no_cython_or_c_sources():
     bad = []
     for dirpath, _, filenames in os.walk(PACKAGE_DIR):
-        bad += [
-            os.path.join(dirpath, name)
-            for name in filenames
-            if name.endswith((".pyx", ".pxd", ".c", ".cpp"))
-        ]
+        bad += [os.path.join(dirpath, name) for name in filenames if name.endswith((".pyx", ".pxd", ".c", ".cpp"))]
     assert bad == []
 
 

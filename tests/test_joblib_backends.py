@@ -12,6 +12,7 @@ start_call/stop_call, abort_everything, terminate).  ``backend=`` also takes
 a joblite backend instance and a multiprocessing context.  Nothing here
 asserts a duration.
 """
+
 import multiprocessing
 import os
 import subprocess
@@ -158,8 +159,14 @@ joblib.register_parallel_backend("joblib-only-loky", JoblibLoky)
 joblib.register_parallel_backend("joblib-only-multiprocessing", JoblibMultiprocessing)
 joblib.register_parallel_backend("joblib-only-threading", JoblibThreading)
 
-NAMES = ["joblib-guide", "joblib-scratch", "joblib-only-guide", "joblib-only-loky",
-         "joblib-only-multiprocessing", "joblib-only-threading"]
+NAMES = [
+    "joblib-guide",
+    "joblib-scratch",
+    "joblib-only-guide",
+    "joblib-only-loky",
+    "joblib-only-multiprocessing",
+    "joblib-only-threading",
+]
 SPECS = NAMES + ["guide-instance", "old-style-instance"]
 
 
@@ -171,24 +178,23 @@ def make(spec):
 @pytest.fixture(autouse=True)
 def _names_stay_out_of_joblites_registry():
     yield
-    for name in ("joblib-only-guide", "joblib-only-loky", "joblib-only-multiprocessing",
-                 "joblib-only-threading"):
-        assert name not in BACKENDS   # looked up in joblib's registry at each use
+    for name in ("joblib-only-guide", "joblib-only-loky", "joblib-only-multiprocessing", "joblib-only-threading"):
+        assert name not in BACKENDS  # looked up in joblib's registry at each use
 
 
 # -- results, errors, progress, generators ---------------------------------------------------
 @pytest.mark.parametrize("return_as", ["list", "generator"])
 @pytest.mark.parametrize("spec", SPECS)
 def test_results_in_order(spec, return_as):
-    results = Parallel(n_jobs=2, backend=make(spec), return_as=return_as)(
-        delayed(funcs.square)(x) for x in range(200))
+    results = Parallel(n_jobs=2, backend=make(spec), return_as=return_as)(delayed(funcs.square)(x) for x in range(200))
     assert list(results) == squares(200)
 
 
 @pytest.mark.parametrize("spec", SPECS)
 def test_generator_unordered_gives_every_result(spec):
     results = Parallel(n_jobs=2, backend=make(spec), return_as="generator_unordered")(
-        delayed(funcs.square)(x) for x in range(100))
+        delayed(funcs.square)(x) for x in range(100)
+    )
     assert sorted(results) == squares(100)
 
 
@@ -203,9 +209,9 @@ def test_task_error_raised_with_its_type(spec):
 @pytest.mark.parametrize("spec", SPECS)
 def test_progress_verbose_and_callback(spec, capfd):
     seen = []
-    results = Parallel(n_jobs=2, backend=make(spec), verbose=1,
-                       callback=lambda index, result: seen.append((index, result)))(
-        [delayed(funcs.square)(x) for x in range(40)])
+    results = Parallel(
+        n_jobs=2, backend=make(spec), verbose=1, callback=lambda index, result: seen.append((index, result))
+    )([delayed(funcs.square)(x) for x in range(40)])
     assert results == squares(40)
     assert sorted(seen) == list(enumerate(squares(40)))
     err = capfd.readouterr().err
@@ -222,8 +228,8 @@ def test_joblib_process_backends_run_tasks_in_other_processes(spec):
 def test_nested_calls_run_in_the_worker(spec):
     results = Parallel(n_jobs=2, backend=spec)(delayed(funcs.nested)(3) for _ in range(4))
     for (pid, thread), inner, _ in results:
-        assert pid == os.getpid()   # a thread backend
-        assert inner == [(pid, thread)] * 3   # sequentially, in the task's thread
+        assert pid == os.getpid()  # a thread backend
+        assert inner == [(pid, thread)] * 3  # sequentially, in the task's thread
 
 
 def test_nested_calls_in_joblib_process_workers():
@@ -239,11 +245,11 @@ def test_lifecycle_of_a_call():
     Parallel(n_jobs=2, backend=backend)(delayed(funcs.square)(x) for x in range(10))
     assert backend.calls == ["configure", "start_call", "stop_call", "terminate"]
     # joblib's configure keyword arguments, and the Parallel attributes its backends read
-    assert backend.configure_kwargs["max_nbytes"] == 1024 ** 2
+    assert backend.configure_kwargs["max_nbytes"] == 1024**2
     assert backend.configure_kwargs["mmap_mode"] == "r"
     assert hasattr(backend.configure_kwargs["context"], "Pool")
     assert backend.parallel.n_jobs == 2 and isinstance(backend.parallel._id, str)
-    assert backend.parallel._backend_kwargs["max_nbytes"] == 1024 ** 2
+    assert backend.parallel._backend_kwargs["max_nbytes"] == 1024**2
 
 
 def test_base_class_batch_size_of_one_is_honoured():
@@ -257,8 +263,13 @@ def test_failed_call_aborts_then_terminates():
     backend = GuideBackend()
     with pytest.raises(ValueError):
         Parallel(n_jobs=2, backend=backend)(delayed(funcs.fail_on)(x, 3) for x in range(10))
-    assert backend.calls == ["configure", "start_call", "abort_everything(ensure_ready=False)",
-                             "stop_call", "terminate"]
+    assert backend.calls == [
+        "configure",
+        "start_call",
+        "abort_everything(ensure_ready=False)",
+        "stop_call",
+        "terminate",
+    ]
 
 
 def test_context_manager_configures_once_and_keeps_the_backend_ready():
@@ -269,15 +280,22 @@ def test_context_manager_configures_once_and_keeps_the_backend_ready():
             parallel(delayed(funcs.fail_on)(x, 1) for x in range(5))
         assert parallel(delayed(funcs.square)(x) for x in range(3)) == squares(3)
         assert "terminate" not in backend.calls
-    assert backend.calls == ["configure", "start_call", "stop_call",
-                             "start_call", "abort_everything(ensure_ready=True)", "stop_call",
-                             "start_call", "stop_call", "terminate"]
+    assert backend.calls == [
+        "configure",
+        "start_call",
+        "stop_call",
+        "start_call",
+        "abort_everything(ensure_ready=True)",
+        "stop_call",
+        "start_call",
+        "stop_call",
+        "terminate",
+    ]
 
 
 def test_generator_left_early_aborts():
     backend = GuideBackend()
-    results = Parallel(n_jobs=2, backend=backend, return_as="generator")(
-        delayed(funcs.square)(x) for x in range(100))
+    results = Parallel(n_jobs=2, backend=backend, return_as="generator")(delayed(funcs.square)(x) for x in range(100))
     assert next(results) == 0
     results.close()
     assert backend.calls[-3:] == ["abort_everything(ensure_ready=False)", "stop_call", "terminate"]
@@ -351,9 +369,10 @@ def test_joblib_is_imported_only_for_names_joblite_does_not_know():
 
 
 # -- multiprocessing contexts ----------------------------------------------------------------
-@pytest.mark.parametrize("method, worker_name", [("spawn", "SpawnPoolWorker"),
-                                                 ("forkserver", "ForkServerPoolWorker"),
-                                                 ("fork", "ForkPoolWorker")])
+@pytest.mark.parametrize(
+    "method, worker_name",
+    [("spawn", "SpawnPoolWorker"), ("forkserver", "ForkServerPoolWorker"), ("fork", "ForkPoolWorker")],
+)
 def test_multiprocessing_context_starts_processes_with_its_method(method, worker_name):
     context = multiprocessing.get_context(method)
     names = Parallel(n_jobs=2, backend=context)(delayed(process_name)() for _ in range(6))
@@ -365,7 +384,7 @@ def test_multiprocessing_context_starts_processes_with_its_method(method, worker
 
 def test_multiprocessing_context_memmaps_large_arrays():
     np = pytest.importorskip("numpy")
-    data = np.arange(300_000, dtype=np.float64)   # 2.4 MB: above max_nbytes
+    data = np.arange(300_000, dtype=np.float64)  # 2.4 MB: above max_nbytes
     context = multiprocessing.get_context("spawn")
     with Parallel(n_jobs=2, backend=context) as parallel:
         kinds = parallel(delayed(type)(data) for _ in range(2))
@@ -378,8 +397,9 @@ def test_multiprocessing_context_with_a_timeout_raises(tmp_path):
     context = multiprocessing.get_context("fork")
     counter = str(tmp_path / "started")
     with pytest.raises(multiprocessing.TimeoutError):
-        Parallel(n_jobs=2, backend=context, timeout=0.5)(delayed(funcs.count_and_sleep)(counter, x, 30)
-                                                         for x in range(2))
+        Parallel(n_jobs=2, backend=context, timeout=0.5)(
+            delayed(funcs.count_and_sleep)(counter, x, 30) for x in range(2)
+        )
 
 
 # -- timeouts on dask ------------------------------------------------------------------------
@@ -388,13 +408,22 @@ def test_dask_timeout_is_both_timeout_errors(tmp_path):
     counter = str(tmp_path / "started")
     import dask
 
-    with dask.config.set({"temporary-directory": str(tmp_path)}), \
-            distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
-                                     dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
-                                     local_directory=str(tmp_path)) as cluster, \
-            distributed.Client(cluster, set_as_default=False) as client:
+    with (
+        dask.config.set({"temporary-directory": str(tmp_path)}),
+        distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            scheduler_kwargs={"dashboard": False},
+            local_directory=str(tmp_path),
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as client,
+    ):
         with pytest.raises(multiprocessing.TimeoutError) as info:
             Parallel(backend="dask", client=client, timeout=0.5)(
-                delayed(funcs.count_and_sleep)(counter, x, 2) for x in range(2))
+                delayed(funcs.count_and_sleep)(counter, x, 2) for x in range(2)
+            )
         assert isinstance(info.value, TimeoutError)
         assert "did not finish within timeout=0.5" in str(info.value)

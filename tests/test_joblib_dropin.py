@@ -8,6 +8,7 @@ guide section it comes from.  Worker functions live at module level: workers
 import this module by name (``tests/`` is on ``sys.path``, and loky hands
 ``sys.path`` to its workers).
 """
+
 import bz2
 import gzip
 import io
@@ -22,7 +23,6 @@ import pytest
 
 import joblite
 from joblite import Memory, Parallel, ParallelBackendBase, delayed, dump, load, parallel_config
-
 
 # ---------------------------------------------------------------- worker functions
 
@@ -89,7 +89,8 @@ def test_every_name_in_joblib_all_exists_in_joblite():
 def test_backend_base_and_loky_backend_import_from_parallel_module():
     # custom_parallel_backend.rst subclasses ParallelBackendBase and returns LokyBackend from
     # get_nested_backend; joblib exposes both in joblib.parallel.
-    from joblite.parallel import LokyBackend, ParallelBackendBase as Base
+    from joblite.parallel import LokyBackend
+    from joblite.parallel import ParallelBackendBase as Base
 
     assert Base is ParallelBackendBase
     assert issubclass(LokyBackend, ParallelBackendBase)
@@ -275,8 +276,8 @@ def test_cached_numpy_ufunc_with_mmap_mode_returns_a_memmap_on_the_second_call(t
     first = square(a)
     second = square(a)
     assert isinstance(second, np.memmap)
-    np.testing.assert_array_equal(first, a ** 2)
-    np.testing.assert_array_equal(second, a ** 2)
+    np.testing.assert_array_equal(first, a**2)
+    np.testing.assert_array_equal(second, a**2)
     del second
 
 
@@ -357,8 +358,13 @@ COMPRESS_VALUES = [0, 3, True, "zlib", ("zlib", 3), ("gzip", 3), ("bz2", 3), ("l
 def test_dump_load_round_trip_through_an_open_file_for_each_compress_value(tmp_path, compress):
     pd = pytest.importorskip("pandas")
     rng = np.random.RandomState(0)
-    frame = pd.DataFrame({"duration": rng.randint(0, 100, 2000), "src_bytes": rng.rand(2000),
-                          "protocol_type": rng.choice(["tcp", "udp", "icmp"], 2000)})
+    frame = pd.DataFrame(
+        {
+            "duration": rng.randint(0, 100, 2000),
+            "src_bytes": rng.rand(2000),
+            "protocol_type": rng.choice(["tcp", "udp", "icmp"], 2000),
+        }
+    )
     path = tmp_path / "data.joblib"
     with open(path, "wb") as f:
         dump(frame, f, compress=compress)
@@ -516,8 +522,10 @@ def test_verbose_progress_at_50_and_above_goes_to_stdout(capsys):
 def test_dask_backend_runs_a_loop_on_a_local_cluster():
     distributed = pytest.importorskip("distributed")
     # distributed_backend_simple.py: the Client made last is the default one, found by backend="dask".
-    with distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=2,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster):
+    with (
+        distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as cluster,
+        distributed.Client(cluster),
+    ):
         with parallel_config(backend="dask"):
             out = Parallel(verbose=0)(delayed(add)(i) for i in range(10))
     assert out == [i + 2 for i in range(10)]

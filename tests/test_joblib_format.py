@@ -4,6 +4,7 @@ Every file here is written by joblib during the test run (joblib is in the
 ``test`` extra); no binary file from elsewhere is committed.  The results are
 compared with what ``joblib.load`` gives for the same file.
 """
+
 import contextlib
 import datetime
 import decimal
@@ -87,8 +88,7 @@ class _Hang(BaseException):
 @contextlib.contextmanager
 def deadline(seconds):
     """Fail instead of hanging (Unix main thread; elsewhere no guard)."""
-    if (not hasattr(signal, "setitimer")
-            or threading.current_thread() is not threading.main_thread()):
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
         yield
         return
 
@@ -171,8 +171,7 @@ def arrays_of_many_kinds():
         "float16": np.linspace(0, 1, 7, dtype=np.float16),
         "complex": (rng.random(5) + 1j * rng.random(5)),
         "bool": rng.random(9) > 0.5,
-        "structured": np.array([(1, 2.5, b"ab"), (3, 4.5, b"cd")],
-                               dtype=[("i", "<i4"), ("f", "<f8"), ("s", "S2")]),
+        "structured": np.array([(1, 2.5, b"ab"), (3, 4.5, b"cd")], dtype=[("i", "<i4"), ("f", "<f8"), ("s", "S2")]),
         "structured_big": np.array([(1, 2.0), (3, 4.5)], dtype=[("x", ">i4"), ("y", ">f8")]),
         "structured_mixed": np.ones(3, dtype=[("x", "<i4"), ("y", ">f8")]),
         "datetime64": np.arange("2020-01-01", "2020-01-20", dtype="M8[D]"),
@@ -214,7 +213,7 @@ def test_detect_files_written_by_joblib(tmp_path, compress, kind):
     path = dump({"a": np.arange(10)}, tmp_path / "x.pkl", compress)
     head = path.read_bytes()[:DETECT_BYTES]
     assert detect(head) == kind
-    assert detect(path.read_bytes()[:64]) == kind       # longer heads are fine
+    assert detect(path.read_bytes()[:64]) == kind  # longer heads are fine
 
 
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
@@ -223,11 +222,27 @@ def test_detect_pickle_protocols(tmp_path, protocol):
     assert detect(path.read_bytes()[:8]) == "pickle"
 
 
-@pytest.mark.parametrize("head", [
-    b"", b"\x80", b"\x80\x09", b"\x80\x00", b"\x89JOBLITE", b"\x93NUMPY\x01\x00",
-    b"xyz", b"x", b"\x78\x00", b"hello world", b"BZ", b"BZx9", b"PK\x03\x04", b"\x1f\x8b\x07",
-    b"\xfd7zXZ\x01", b"\x00" * 8,
-])
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"",
+        b"\x80",
+        b"\x80\x09",
+        b"\x80\x00",
+        b"\x89JOBLITE",
+        b"\x93NUMPY\x01\x00",
+        b"xyz",
+        b"x",
+        b"\x78\x00",
+        b"hello world",
+        b"BZ",
+        b"BZx9",
+        b"PK\x03\x04",
+        b"\x1f\x8b\x07",
+        b"\xfd7zXZ\x01",
+        b"\x00" * 8,
+    ],
+)
 def test_detect_other_bytes(head):
     assert detect(head) is None
 
@@ -276,7 +291,7 @@ def test_arrays_of_many_dtypes(tmp_path, compress, kind):
     # joblib converts arrays read into memory to the native byte order
     assert mine["big_endian"].dtype == np.dtype("=i4")
     assert mine["structured_big"].dtype == np.dtype([("x", "=i4"), ("y", "=f8")])
-    assert mine["structured_mixed"].dtype == value["structured_mixed"].dtype   # kept, as joblib
+    assert mine["structured_mixed"].dtype == value["structured_mixed"].dtype  # kept, as joblib
     for key, array in value.items():
         if array.dtype.hasobject:
             assert mine[key].ravel().tolist() == array.ravel().tolist()
@@ -300,8 +315,13 @@ def test_nested_containers_and_bytesio(tmp_path, compress, kind):
 
 @pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
 def test_pickle_protocols(tmp_path, protocol):
-    value = {"a": np.arange(20, dtype=">f4"), "o": np.array([None, "x"], dtype=object),
-             "f": np.asfortranarray(np.ones((3, 2))), "s": {"set"}, "t": (1, 2)}
+    value = {
+        "a": np.arange(20, dtype=">f4"),
+        "o": np.array([None, "x"], dtype=object),
+        "f": np.asfortranarray(np.ones((3, 2))),
+        "s": {"set"},
+        "t": (1, 2),
+    }
     path = dump(value, tmp_path / "x.pkl", protocol=protocol)
     assert_same(load_path(path), joblib_load(path))
     mapped = load_path(path, mmap_mode="r")
@@ -340,7 +360,7 @@ def test_memmap_source(tmp_path, compress, kind):
     source.flush()
     path = dump({"mm": source, "view": source[1:3]}, tmp_path / "x.pkl", compress)
     mine = load_path(path)
-    assert type(mine["mm"]) is np.ndarray   # as joblib: a plain array unless memmapped
+    assert type(mine["mm"]) is np.ndarray  # as joblib: a plain array unless memmapped
     assert_same(mine, joblib_load(path), memmap=False)
     np.testing.assert_array_equal(mine["mm"], source)
     if compress == 0:
@@ -351,13 +371,15 @@ def test_memmap_source(tmp_path, compress, kind):
 
 def test_pandas_dataframe(tmp_path):
     pd = pytest.importorskip("pandas")
-    frame = pd.DataFrame({
-        "x": np.arange(50, dtype=np.float64),
-        "i": np.arange(50, dtype=np.int32),
-        "s": [f"row{i}" for i in range(50)],
-        "c": pd.Categorical(["a", "b"] * 25),
-        "t": pd.date_range("2024-01-01", periods=50, freq="h"),
-    })
+    frame = pd.DataFrame(
+        {
+            "x": np.arange(50, dtype=np.float64),
+            "i": np.arange(50, dtype=np.int32),
+            "s": [f"row{i}" for i in range(50)],
+            "c": pd.Categorical(["a", "b"] * 25),
+            "t": pd.date_range("2024-01-01", periods=50, freq="h"),
+        }
+    )
     for compress in (0, ("zlib", 3)):
         path = dump({"frame": frame}, tmp_path / f"x{compress!r}.pkl", compress)
         mine = load_path(path)
@@ -375,9 +397,13 @@ def test_pandas_dataframe(tmp_path):
 def test_large_arrays_cross_chunk_boundaries(tmp_path, monkeypatch):
     monkeypatch.setattr(_joblib_format.streams, "_CHUNK", 4096)
     rng = np.random.default_rng(1)
-    value = {"a": rng.random(30001), "f": np.asfortranarray(rng.random((301, 77))),
-             "b": rng.integers(0, 100, 50000).astype(">i8"), "s": "x" * 20000,
-             "bytes": os.urandom(10000)}
+    value = {
+        "a": rng.random(30001),
+        "f": np.asfortranarray(rng.random((301, 77))),
+        "b": rng.integers(0, 100, 50000).astype(">i8"),
+        "s": "x" * 20000,
+        "bytes": os.urandom(10000),
+    }
     for compress in (0, ("zlib", 1), ("bz2", 1), ("xz", 1)) + ((("lz4", 1),) if HAVE_LZ4 else ()):
         path = dump(value, tmp_path / "x.pkl", compress)
         assert_same(load_path(path), joblib_load(path))
@@ -437,12 +463,12 @@ def test_mmap_r_gives_aligned_read_only_memmaps(tmp_path):
     assert_same(mine, joblib_load(path, mmap_mode="r"), memmap=True)
     for key, array in mine.items():
         if array.dtype.hasobject:
-            assert not isinstance(array, np.memmap)   # joblib never maps object arrays
+            assert not isinstance(array, np.memmap)  # joblib never maps object arrays
             continue
         assert isinstance(array, np.memmap) and array.mode == "r"
         assert not array.flags.writeable
         assert array.__array_interface__["data"][0] % 16 == 0
-        assert array.dtype == value[key].dtype           # memmaps keep the file's byte order
+        assert array.dtype == value[key].dtype  # memmaps keep the file's byte order
         np.testing.assert_array_equal(array, value[key])
     assert mine["fortran"].flags.f_contiguous
 
@@ -463,7 +489,7 @@ def test_mmap_r_plus_writes_through(tmp_path, mode):
     path = dump({"a": np.arange(100.0), "b": np.arange(7)}, tmp_path / "x.pkl")
     size = path.stat().st_size
     mapped = load_path(path, mmap_mode=mode)
-    assert isinstance(mapped["a"], np.memmap) and mapped["a"].mode == "r+"   # w+ never truncates
+    assert isinstance(mapped["a"], np.memmap) and mapped["a"].mode == "r+"  # w+ never truncates
     np.testing.assert_array_equal(mapped["a"], np.arange(100.0))
     mapped["a"][:3] = 42.0
     mapped["a"].flush()
@@ -482,7 +508,7 @@ def test_mmap_on_compressed_file_warns_and_reads(tmp_path, compress, kind):
         mine = load_path(path, mmap_mode="r")
     assert type(mine["a"]) is np.ndarray and type(mine["big"]) is np.ndarray
     assert_same(mine, joblib_load(path, mmap_mode="r"), memmap=False)
-    assert mine["big"].dtype == np.dtype(">i4")   # as joblib: no byte-order change with a mmap_mode
+    assert mine["big"].dtype == np.dtype(">i4")  # as joblib: no byte-order change with a mmap_mode
 
 
 def test_mmap_on_bytesio_warns(tmp_path):
@@ -507,8 +533,7 @@ def _dump_with(tmp_path, name, value, compress=0):
     return dump(value, tmp_path / name, compress)
 
 
-@pytest.mark.parametrize("compress, kind",
-                         [(0, "pickle"), (("zlib", 3), "zlib"), (("xz", 3), "xz")])
+@pytest.mark.parametrize("compress, kind", [(0, "pickle"), (("zlib", 3), "zlib"), (("xz", 3), "xz")])
 def test_safe_loading_admits_arrays_and_containers(tmp_path, compress, kind):
     value = dict(arrays_of_many_kinds(), nested=nested_object())
     path = dump(value, tmp_path / "x.pkl", compress)
@@ -518,12 +543,16 @@ def test_safe_loading_admits_arrays_and_containers(tmp_path, compress, kind):
 
 
 @pytest.mark.parametrize("compress, kind", [(0, "pickle"), (("gzip", 3), "gzip")])
-@pytest.mark.parametrize("make", [
-    lambda: {"a": np.arange(3), "evil": RunsOnReduce()},
-    lambda: [np.ones(2), RunsOnSetstate()],
-    lambda: {"obj": np.array([1, RunsOnReduce()], dtype=object)},     # inside a nested stream
-    lambda: {"obj": np.array([RunsOnSetstate(), None], dtype=object)},
-], ids=["reduce", "setstate", "object-array-reduce", "object-array-setstate"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: {"a": np.arange(3), "evil": RunsOnReduce()},
+        lambda: [np.ones(2), RunsOnSetstate()],
+        lambda: {"obj": np.array([1, RunsOnReduce()], dtype=object)},  # inside a nested stream
+        lambda: {"obj": np.array([RunsOnSetstate(), None], dtype=object)},
+    ],
+    ids=["reduce", "setstate", "object-array-reduce", "object-array-setstate"],
+)
 def test_safe_loading_refuses_other_globals_before_running_them(tmp_path, compress, kind, make):
     path = dump(make(), tmp_path / "x.pkl", compress)
     SIDE_EFFECTS.clear()
@@ -590,33 +619,51 @@ def _expect_clean_error(load, data):
 def test_truncated_files(tmp_path, compress, kind):
     path = dump(_small_value(), tmp_path / "x.pkl", compress)
     data = path.read_bytes()
-    cuts = sorted({1, 2, 3, 5, 8, 11, 16, 30, len(data) // 4, len(data) // 3, len(data) // 2,
-                   2 * len(data) // 3, len(data) - 20, len(data) - 2, len(data) - 1})
+    cuts = sorted(
+        {
+            1,
+            2,
+            3,
+            5,
+            8,
+            11,
+            16,
+            30,
+            len(data) // 4,
+            len(data) // 3,
+            len(data) // 2,
+            2 * len(data) // 3,
+            len(data) - 20,
+            len(data) - 2,
+            len(data) - 1,
+        }
+    )
     for cut in cuts:
         if not 0 < cut < len(data):
             continue
         cut_path = tmp_path / f"cut{cut}.pkl"
         cut_path.write_bytes(data[:cut])
-        for load in (load_bytes,
-                     lambda d: load_path(cut_path),
-                     lambda d: load_path(cut_path, mmap_mode="r+")):
+        for load in (load_bytes, lambda d: load_path(cut_path), lambda d: load_path(cut_path, mmap_mode="r+")):
             with deadline(20):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     with pytest.raises(ValueError) as info:
                         load(data[:cut])
-            assert isinstance(info.value, (JoblibFormatError, JoblibLegacyFormatError)) \
-                or cut < DETECT_BYTES, (cut, info.value)
-            assert "truncated" in str(info.value) or "not a joblib file" in str(info.value) \
-                or "corrupt" in str(info.value), (cut, str(info.value))
-        assert cut_path.stat().st_size == cut      # r+ did not extend the truncated file
+            assert isinstance(info.value, (JoblibFormatError, JoblibLegacyFormatError)) or cut < DETECT_BYTES, (
+                cut,
+                info.value,
+            )
+            assert (
+                "truncated" in str(info.value) or "not a joblib file" in str(info.value) or "corrupt" in str(info.value)
+            ), (cut, str(info.value))
+        assert cut_path.stat().st_size == cut  # r+ did not extend the truncated file
 
 
 def test_truncated_inside_array_data_names_the_file(tmp_path):
     path = dump({"a": np.arange(1000.0)}, tmp_path / "x.pkl")
     data = path.read_bytes()
     cut_path = tmp_path / "cut.pkl"
-    cut_path.write_bytes(data[:len(data) // 2])
+    cut_path.write_bytes(data[: len(data) // 2])
     for mode in (None, "r", "c", "r+"):
         with pytest.raises(JoblibFormatError, match="truncated") as info:
             load_path(cut_path, mmap_mode=mode)
@@ -627,7 +674,7 @@ def test_corrupt_shape_is_refused_before_allocating(tmp_path):
     """A shape of 10**12 elements: no terabyte allocation, a JoblibFormatError."""
     path = dump({"a": np.arange(7.0)}, tmp_path / "x.pkl", protocol=3)
     data = path.read_bytes()
-    assert data.count(b"K\x07\x85") == 1                     # shape (7,) as BININT1 7, TUPLE1
+    assert data.count(b"K\x07\x85") == 1  # shape (7,) as BININT1 7, TUPLE1
     huge = b"\x8a\x06" + (10**12).to_bytes(6, "little", signed=True) + b"\x85"  # LONG1, TUPLE1
     bad = data.replace(b"K\x07\x85", huge)
     with pytest.raises(JoblibFormatError, match="needs"):
@@ -647,10 +694,9 @@ def test_every_flipped_byte_of_an_uncompressed_file(tmp_path, admitted):
         for mask in (0xFF, 0x01, 0x10):
             corrupt = bytearray(data)
             corrupt[position] ^= mask
-            outcome = _expect_clean_error(
-                lambda d: load_bytes(bytes(d), admitted=admitted), corrupt)
+            outcome = _expect_clean_error(lambda d: load_bytes(bytes(d), admitted=admitted), corrupt)
             outcomes[outcome] += 1
-    assert outcomes["error"] > len(data)          # most flips outside array data are caught
+    assert outcomes["error"] > len(data)  # most flips outside array data are caught
 
 
 @pytest.mark.parametrize("compress, kind", COMPRESSED[:6])
@@ -722,8 +768,26 @@ def test_through_joblite_load(tmp_path):
 
 
 DTYPES = [
-    "f8", ">f8", "<f4", "f2", "i1", ">u2", "?", ">c16", "O", "S0", "S5", "U3", ">U3", "V0", "V7",
-    "M8", "M8[D]", ">M8[5ms]", "m8[us]", "<m8[3h]",
+    "f8",
+    ">f8",
+    "<f4",
+    "f2",
+    "i1",
+    ">u2",
+    "?",
+    ">c16",
+    "O",
+    "S0",
+    "S5",
+    "U3",
+    ">U3",
+    "V0",
+    "V7",
+    "M8",
+    "M8[D]",
+    ">M8[5ms]",
+    "m8[us]",
+    "<m8[3h]",
     [("a", "<i4"), ("b", ">f8")],
     [("x", [("y", "O"), ("z", ">i2")]), ("w", "U2")],
     [("n", ("f4", (2, 3))), ("o", "O", (2,))],
@@ -735,8 +799,9 @@ DTYPES = [
 def _special_dtypes():
     return [
         np.dtype([("a", "<i4"), ("b", ">f8"), ("c", "i1")], align=True),
-        np.dtype({"names": ["a", "b"], "formats": ["<i4", "<f8"], "offsets": [0, 8],
-                  "titles": ["TA", None], "itemsize": 24}),
+        np.dtype(
+            {"names": ["a", "b"], "formats": ["<i4", "<f8"], "offsets": [0, 8], "titles": ["TA", None], "itemsize": 24}
+        ),
         np.dtype("f8", metadata={"unit": "m"}),
         np.dtype("M8[D]", metadata={"k": 2}),
         np.dtype([("a", np.dtype("f8", metadata={"m": 1}))]),
@@ -765,8 +830,20 @@ def test_dtypes_round_trip_as_numpy_does(tmp_path, dtype, where):
     if where != "dtype-itself":
         assert_same(mine, ref)
         mine, ref = mine.dtype, ref.dtype
-    for attribute in ("str", "descr", "itemsize", "alignment", "flags", "byteorder",
-                      "isalignedstruct", "metadata", "names", "fields", "subdtype", "hasobject"):
+    for attribute in (
+        "str",
+        "descr",
+        "itemsize",
+        "alignment",
+        "flags",
+        "byteorder",
+        "isalignedstruct",
+        "metadata",
+        "names",
+        "fields",
+        "subdtype",
+        "hasobject",
+    ):
         assert getattr(mine, attribute) == getattr(ref, attribute), attribute
     assert mine == ref
 
@@ -802,8 +879,8 @@ class OpensMemmap:
 def test_object_list_shorter_than_the_array_is_refused(tmp_path):
     path = dump({"o": np.array(["x", 1, None], dtype=object)}, tmp_path / "x.pkl")
     data = path.read_bytes()
-    assert data.count(b"K\x01K\x03\x85") == 1     # version 1, shape (3,) of the nested stream
-    bad = data.replace(b"K\x01K\x03\x85", b"K\x01K\x63\x85")    # shape (99,), 3 items
+    assert data.count(b"K\x01K\x03\x85") == 1  # version 1, shape (3,) of the nested stream
+    bad = data.replace(b"K\x01K\x03\x85", b"K\x01K\x63\x85")  # shape (99,), 3 items
     for admitted in (None, SAFE):
         with pytest.raises(JoblibFormatError, match="object array of 99 elements"):
             load_bytes(bad, admitted=admitted)
@@ -812,7 +889,7 @@ def test_object_list_shorter_than_the_array_is_refused(tmp_path):
 def test_datetime_dtype_without_its_unit_is_refused(tmp_path):
     path = dump({"o": np.array(["x", 1], dtype=object)}, tmp_path / "x.pkl")
     data = path.read_bytes()
-    assert data.count(b"\x8c\x02O8") == 2                 # the wrapper's dtype, the nested one
+    assert data.count(b"\x8c\x02O8") == 2  # the wrapper's dtype, the nested one
     bad = data.replace(b"\x8c\x02O8", b"\x8c\x02M8", 1)  # numpy's dtype.__setstate__ crashes
     for admitted in (None, SAFE):
         with pytest.raises(JoblibFormatError, match="datetime"):
@@ -822,9 +899,9 @@ def test_datetime_dtype_without_its_unit_is_refused(tmp_path):
 def test_dtype_flags_from_the_file_are_not_trusted(tmp_path):
     path = dump({"a": np.arange(4.0)}, tmp_path / "x.pkl")
     data = path.read_bytes()
-    flags = b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t"     # elsize, alignment, flags=0
+    flags = b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t"  # elsize, alignment, flags=0
     assert data.count(flags) == 1
-    bad = data.replace(flags, flags[:-3] + b"K?t")              # the object flags (63)
+    bad = data.replace(flags, flags[:-3] + b"K?t")  # the object flags (63)
     value = load_bytes(bad)
     assert not value["a"].dtype.hasobject and value["a"].dtype.flags == 0
     np.testing.assert_array_equal(value["a"], np.arange(4.0))
@@ -832,7 +909,7 @@ def test_dtype_flags_from_the_file_are_not_trusted(tmp_path):
 
 def test_build_on_an_existing_array_is_refused(tmp_path):
     shared = np.arange(3.0)
-    state = (1, (3,), np.dtype("O"), False, [1])   # numpy would read 3 items from a list of 1
+    state = (1, (3,), np.dtype("O"), False, [1])  # numpy would read 3 items from a list of 1
     path = dump({"a": shared, "evil": RebuildsExisting(shared, state)}, tmp_path / "x.pkl")
     with pytest.raises(JoblibFormatError, match="existing numpy"):
         load_path(path)
@@ -880,8 +957,7 @@ def test_errors_name_the_file_and_pickle(tmp_path):
         load_bytes(data)
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                    reason="root can write read-only files")
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can write read-only files")
 def test_r_plus_on_a_read_only_file_is_a_permission_error(tmp_path):
     path = dump({"a": np.arange(4.0)}, tmp_path / "x.pkl")
     path.chmod(0o444)
@@ -896,7 +972,7 @@ class _FailingDisk(io.FileIO):
     def readinto(self, buffer):
         if self.tell() > 100:
             raise OSError(errno.EIO, "Input/output error", self.name)
-        return super().readinto(memoryview(buffer)[:max(1, 101 - self.tell())])
+        return super().readinto(memoryview(buffer)[: max(1, 101 - self.tell())])
 
 
 def test_system_errors_pass_through(tmp_path):

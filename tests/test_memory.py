@@ -1,4 +1,5 @@
 """Memory: joblib's caching API, cache keys, code changes, damaged entries and size limits."""
+
 import asyncio
 import datetime
 import functools
@@ -17,8 +18,15 @@ import pytest
 
 import joblite
 from joblite import func_inspect
-from joblite.memory import (AsyncMemorizedFunc, MemorizedFunc, MemorizedResult, Memory, NotMemorizedFunc,
-                            NotMemorizedResult, expires_after)
+from joblite.memory import (
+    AsyncMemorizedFunc,
+    MemorizedFunc,
+    MemorizedResult,
+    Memory,
+    NotMemorizedFunc,
+    NotMemorizedResult,
+    expires_after,
+)
 from joblite.store import CacheWarning, FileSystemStoreBackend, StoreBackendBase, register_store_backend
 
 # The joblite under test (installed or in place) first on the path of subprocesses.
@@ -27,6 +35,7 @@ PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file_
 
 def Counter(func):
     """`func` wrapped to count its calls in ``.calls`` (with its signature)."""
+
     @functools.wraps(func)
     def counted(*args, **kwargs):
         # Not a closure over the list: closure values are part of the cache key.
@@ -112,10 +121,19 @@ def test_arguments_that_do_not_fit_raise_like_python_and_compute_nothing(tmp_pat
     assert counted.calls == []
 
 
-@pytest.mark.parametrize("args, kwargs", [
-    ((1,), {}), ((1, 2), {}), ((), {"a": 1}), ((1, 2, 3, 4), {}), ((1,), {"kw": 5, "extra": 6}),
-    ((1, 2, 3), {"b": 2}), ((), {"a": 1, "b": 2, "kw": 0}), ((1,), {"b": 7, "zz": [1]}),
-])
+@pytest.mark.parametrize(
+    "args, kwargs",
+    [
+        ((1,), {}),
+        ((1, 2), {}),
+        ((), {"a": 1}),
+        ((1, 2, 3, 4), {}),
+        ((1,), {"kw": 5, "extra": 6}),
+        ((1, 2, 3), {"b": 2}),
+        ((), {"a": 1, "b": 2, "kw": 0}),
+        ((1,), {"b": 7, "zz": [1]}),
+    ],
+)
 def test_call_binder_agrees_with_inspect(args, kwargs):
     def f(a, b=2, *rest, kw=1, **more):
         pass
@@ -182,8 +200,9 @@ def test_call_and_shelve_returns_a_picklable_reference(tmp_path):
 
 
 def test_memory_and_memorized_func_pickle(tmp_path):
-    memory = Memory(tmp_path, verbose=0, mmap_mode="r", bytes_limit="1G",
-                    backend_options={"lock": True, "lock_timeout": 5})
+    memory = Memory(
+        tmp_path, verbose=0, mmap_mode="r", bytes_limit="1G", backend_options={"lock": True, "lock_timeout": 5}
+    )
     copy = pickle.loads(pickle.dumps(memory))
     assert (copy.location, copy.mmap_mode, copy.bytes_limit) == (memory.location, "r", 1 << 30)
     assert copy.store_backend.lock and copy.store_backend.lock_timeout == 5
@@ -194,14 +213,16 @@ def test_memory_and_memorized_func_pickle(tmp_path):
 
 
 def test_decorated_module_function_pickles_by_name(tmp_path, monkeypatch):
-    (tmp_path / "decorated_mod.py").write_text(textwrap.dedent(f"""
+    (tmp_path / "decorated_mod.py").write_text(
+        textwrap.dedent(f"""
         import joblite
-        memory = joblite.Memory({str(tmp_path / 'cache')!r}, verbose=0)
+        memory = joblite.Memory({str(tmp_path / "cache")!r}, verbose=0)
 
         @memory.cache
         def square(x):
             return x * x
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     import decorated_mod
 
@@ -241,10 +262,10 @@ def test_hits_build_no_repr_and_read_no_metadata(tmp_path, monkeypatch):
     cached = Memory(tmp_path, verbose=1).cache(lambda item: item.value)
     assert cached(Loud(3)) == 3
     reprs = Loud.reprs
-    monkeypatch.setattr(FileSystemStoreBackend, "get_metadata",
-                        lambda *args: pytest.fail("metadata read on a hit"))
-    monkeypatch.setattr(FileSystemStoreBackend, "get_cached_func_code",
-                        lambda *args: pytest.fail("code record read again"))
+    monkeypatch.setattr(FileSystemStoreBackend, "get_metadata", lambda *args: pytest.fail("metadata read on a hit"))
+    monkeypatch.setattr(
+        FileSystemStoreBackend, "get_cached_func_code", lambda *args: pytest.fail("code record read again")
+    )
     for _ in range(3):
         assert cached(Loud(3)) == 3
     assert Loud.reprs == reprs
@@ -286,6 +307,7 @@ def test_closures_with_different_values_do_not_share_entries(tmp_path):
     def make(offset):
         def shifted(x):
             return x + offset
+
         return shifted
 
     one, ten = memory.cache(make(1)), memory.cache(make(10))
@@ -301,10 +323,12 @@ def test_two_lambdas_and_two_functions_of_one_name_do_not_collide(tmp_path):
 
     def same(x):
         return x + 1
+
     first = same
 
     def same(x):  # noqa: F811 - a second function of the same name, alive with the first
         return x + 2
+
     cached_first, cached_second = memory.cache(first), memory.cache(same)
     assert (cached_first(0), cached_second(0), cached_first(0), cached_second(0)) == (1, 2, 1, 2)
     assert cached_first.func_id != cached_second.func_id
@@ -337,7 +361,7 @@ def test_unhashable_arguments_compute_with_a_warning(tmp_path):
     with pytest.warns(CacheWarning) as caught_again:
         assert cached.call_and_shelve(threading.Lock()).get() == 1
     assert len(counted.calls) == 2 and outputs(tmp_path) == []
-    assert [w.filename for w in list(caught) + list(caught_again)] == [__file__] * 2   # at the call
+    assert [w.filename for w in list(caught) + list(caught_again)] == [__file__] * 2  # at the call
 
 
 def test_closure_values_that_cannot_be_hashed_warn_at_the_first_call(tmp_path):
@@ -362,17 +386,26 @@ def echo(x, y=2, *, z=3):
 def shifted_by(offset):
     def shifted(x):
         return x + offset
+
     return shifted
 
 
-@pytest.mark.parametrize("make, args, kwargs, args_id", [
-    (lambda m: m.cache(echo), (1,), {}, "9adb4246b8644de9e51f8745c3fa83ac"),
-    (lambda m: m.cache(echo), (1,), {"z": [1.5, "a", None]}, "00555ab58465232e083f5d4f1ad76819"),
-    (lambda m: m.cache(shifted_by(10)), (1,), {}, "fec8b23b4f43b5c3ae38457392a4b5b9"),
-    (lambda m: m.cache(echo), (np.arange(6).reshape(2, 3),), {"y": {"k": (1, 2)}},
-     "7c723f809daaf84aef283bd76f1bc81d"),
-    (lambda m: m.cache(echo, ignore=["y"]), (1,), {"y": 5}, "d63e985de44cd07de090ec5a1e62c7d9"),
-], ids=["defaults", "keyword", "closure", "array", "ignored"])
+@pytest.mark.parametrize(
+    "make, args, kwargs, args_id",
+    [
+        (lambda m: m.cache(echo), (1,), {}, "9adb4246b8644de9e51f8745c3fa83ac"),
+        (lambda m: m.cache(echo), (1,), {"z": [1.5, "a", None]}, "00555ab58465232e083f5d4f1ad76819"),
+        (lambda m: m.cache(shifted_by(10)), (1,), {}, "fec8b23b4f43b5c3ae38457392a4b5b9"),
+        (
+            lambda m: m.cache(echo),
+            (np.arange(6).reshape(2, 3),),
+            {"y": {"k": (1, 2)}},
+            "7c723f809daaf84aef283bd76f1bc81d",
+        ),
+        (lambda m: m.cache(echo, ignore=["y"]), (1,), {"y": 5}, "d63e985de44cd07de090ec5a1e62c7d9"),
+    ],
+    ids=["defaults", "keyword", "closure", "array", "ignored"],
+)
 def test_entry_keys_do_not_change(tmp_path, make, args, kwargs, args_id):
     cached = make(Memory(tmp_path, verbose=0))
     assert cached.call_and_shelve(*args, **kwargs).args_id == args_id
@@ -388,7 +421,7 @@ def test_unpicklable_results_are_returned_with_a_warning_every_time(tmp_path):
         assert value[0] == 1 and len(counted.calls) == expected_calls
     assert outputs(tmp_path) == []
     left = [name for _, _, files in os.walk(tmp_path / "joblite") for name in files if name.endswith(".tmp")]
-    assert left == []   # no temporary left
+    assert left == []  # no temporary left
 
 
 def damage_truncate(path):
@@ -407,7 +440,7 @@ def damage_flip(path):
 def damage_version(path):
     with open(path, "r+b") as fileobj:
         fileobj.seek(8)
-        fileobj.write(b"\x63\x00")   # a future format version
+        fileobj.write(b"\x63\x00")  # a future format version
 
 
 def damage_empty(path):
@@ -438,7 +471,7 @@ def test_results_whose_class_is_gone_are_recomputed(tmp_path, monkeypatch):
     cached()
     del vanishing_mod.Thing
     with pytest.warns(CacheWarning, match="cannot be loaded"):
-        with pytest.raises(AttributeError):   # the function itself needs the class
+        with pytest.raises(AttributeError):  # the function itself needs the class
             cached()
     sys.modules.pop("vanishing_mod", None)
 
@@ -495,14 +528,14 @@ def test_reduce_size_evicts_least_recently_used(tmp_path):
     by_key = {}
     for i in range(6):
         result = cached.call_and_shelve(i)
-        path = os.path.join(cached.store_backend.func_dir(cached.func_id), result.args_id[:2],
-                            result.args_id + ".out")
+        path = os.path.join(cached.store_backend.func_dir(cached.func_id), result.args_id[:2], result.args_id + ".out")
         by_key[i] = path
-        set_access(path, 1000 - 100 * i)   # 0 is the least recently used
-    set_access(by_key[0], 10)                   # ... until it is loaded again:
+        set_access(path, 1000 - 100 * i)  # 0 is the least recently used
+    set_access(by_key[0], 10)  # ... until it is loaded again:
     removed = memory.reduce_size(items_limit=4)
-    assert sorted(os.path.basename(item.path) for item in removed) == \
-        sorted(os.path.basename(by_key[i]) for i in (1, 2))
+    assert sorted(os.path.basename(item.path) for item in removed) == sorted(
+        os.path.basename(by_key[i]) for i in (1, 2)
+    )
     assert [cached.check_call_in_cache(i) for i in range(6)] == [True, False, False, True, True, True]
     size = max(item.size for item in memory.store_backend.get_items())
     assert len(memory.reduce_size(bytes_limit=2 * size)) == 2
@@ -525,13 +558,13 @@ def test_loads_record_the_access_time_themselves(tmp_path):
 
 def test_bytes_limit_is_enforced_automatically(tmp_path):
     memory = Memory(tmp_path, verbose=0, bytes_limit="4M")
-    cached = memory.cache(lambda i: np.full(1 << 17, i, dtype=np.float64))   # 1 MiB each
+    cached = memory.cache(lambda i: np.full(1 << 17, i, dtype=np.float64))  # 1 MiB each
     for i in range(20):
         cached(i)
         time.sleep(0.01)
     total = sum(item.size for item in memory.store_backend.get_items())
     assert total <= 4 << 20
-    assert cached.check_call_in_cache(19)   # the newest stay
+    assert cached.check_call_in_cache(19)  # the newest stay
     assert not cached.check_call_in_cache(0)
 
 
@@ -547,8 +580,13 @@ def test_async_functions_are_cached_with_await(tmp_path):
     assert isinstance(cached, AsyncMemorizedFunc)
 
     async def main():
-        return [await cached(2), await cached(2), await cached(x=2), (await cached.call(2))[0],
-                (await cached.call_and_shelve(3)).get()]
+        return [
+            await cached(2),
+            await cached(2),
+            await cached(x=2),
+            (await cached.call(2))[0],
+            (await cached.call_and_shelve(3)).get(),
+        ]
 
     assert asyncio.run(main()) == [4, 4, 4, 4, 6]
     assert calls == [2, 2, 3]
@@ -564,17 +602,16 @@ def test_async_calls_return_computed_values_when_the_store_fails(tmp_path):
     memory = Memory(tmp_path, verbose=0, backend_options={"lock": True, "lock_timeout": 3600})
     cached = memory.cache(fetch)
     assert asyncio.run(cached(1)) == 2
-    (tmp_path / "joblite").rename(tmp_path / "elsewhere")   # the store goes while in use
+    (tmp_path / "joblite").rename(tmp_path / "elsewhere")  # the store goes while in use
 
     async def main():
-        return [await cached(1), await cached(2), (await cached.call(3))[0],
-                (await cached.call_and_shelve(4)).get()]
+        return [await cached(1), await cached(2), (await cached.call(3))[0], (await cached.call_and_shelve(4)).get()]
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert asyncio.run(main()) == [2, 4, 6, 8]
     assert calls == [1, 1, 2, 3, 4]
-    assert [warning.category for warning in caught] == [CacheWarning] * 4   # one a call
+    assert [warning.category for warning in caught] == [CacheWarning] * 4  # one a call
     assert all(str(tmp_path / "joblite") in str(warning.message) for warning in caught)
     assert all(warning.filename == __file__ for warning in caught)
     assert not (tmp_path / "joblite").exists()
@@ -595,21 +632,26 @@ def test_bad_arguments_name_the_value(tmp_path):
         Memory(tmp_path).cache(3)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"lock_timeout": "abc"}, "backend_options['lock_timeout']='abc'"),
-    ({"lock_timeout": 0}, "backend_options['lock_timeout']=0 must be a finite number of seconds > 0"),
-    ({"lock_timeout": float("nan")}, "backend_options['lock_timeout']=nan"),
-    ({"lock_timeout": float("inf")}, "backend_options['lock_timeout']=inf"),
-    ({"size_check_interval": -1}, "backend_options['size_check_interval']=-1 must be a finite number of "
-                                  "seconds >= 0"),
-    ({"size_check_interval": True}, "backend_options['size_check_interval']=True"),
-    ({"lock": "no"}, "backend_options['lock']='no' must be True or False"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"lock_timeout": "abc"}, "backend_options['lock_timeout']='abc'"),
+        ({"lock_timeout": 0}, "backend_options['lock_timeout']=0 must be a finite number of seconds > 0"),
+        ({"lock_timeout": float("nan")}, "backend_options['lock_timeout']=nan"),
+        ({"lock_timeout": float("inf")}, "backend_options['lock_timeout']=inf"),
+        (
+            {"size_check_interval": -1},
+            "backend_options['size_check_interval']=-1 must be a finite number of seconds >= 0",
+        ),
+        ({"size_check_interval": True}, "backend_options['size_check_interval']=True"),
+        ({"lock": "no"}, "backend_options['lock']='no' must be True or False"),
+    ],
+)
 def test_backend_options_are_checked_naming_the_option_and_value(tmp_path, options, message):
     with pytest.raises(ValueError) as raised:
         Memory(tmp_path, backend_options=options)
     assert message in str(raised.value)
-    assert not (tmp_path / "joblite").exists()   # nothing made for a refused configuration
+    assert not (tmp_path / "joblite").exists()  # nothing made for a refused configuration
 
 
 def test_verbose_must_be_an_int_as_for_joblib(tmp_path):
@@ -621,8 +663,9 @@ def test_verbose_must_be_an_int_as_for_joblib(tmp_path):
         MemorizedFunc(add, Memory(tmp_path, verbose=0).store_backend, verbose=None)
     # What joblib's users pass: ints, bools, numpy integers; and options that were fine.
     for verbose in (0, 1, 100, True, False, np.int64(2), -1):
-        memory = Memory(tmp_path, verbose=verbose, backend_options={"lock": True, "lock_timeout": 5,
-                                                                     "size_check_interval": 0})
+        memory = Memory(
+            tmp_path, verbose=verbose, backend_options={"lock": True, "lock_timeout": 5, "size_check_interval": 0}
+        )
         assert memory.cache(add, verbose=verbose).func is add
     assert Memory(tmp_path, backend_options={"lock_timeout": np.float32(2.5)}).store_backend.lock_timeout == 2.5
 
@@ -630,8 +673,9 @@ def test_verbose_must_be_an_int_as_for_joblib(tmp_path):
 def test_stale_temporaries_of_dead_processes_are_swept(tmp_path):
     memory = Memory(tmp_path, verbose=0)
     tmp = tmp_path / "joblite" / ".tmp"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     import socket
 
     leftover = tmp / f"{dead}@{socket.gethostname()}"
@@ -641,7 +685,7 @@ def test_stale_temporaries_of_dead_processes_are_swept(tmp_path):
     other_host.mkdir()
     memory.cache(add)(1)
     assert not leftover.exists()
-    assert other_host.exists()   # another host's: kept until it has been silent for an hour
+    assert other_host.exists()  # another host's: kept until it has been silent for an hour
 
 
 class DictStore(StoreBackendBase):
@@ -681,8 +725,11 @@ class DictStore(StoreBackendBase):
         self.codes[func_id] = record
 
     def get_items(self, func_id=None):
-        return [joblite.CacheItemInfo(c[0], c[1], repr(c), len(v[0]), v[2])
-                for c, v in self.entries.items() if func_id in (None, c[0])]
+        return [
+            joblite.CacheItemInfo(c[0], c[1], repr(c), len(v[0]), v[2])
+            for c, v in self.entries.items()
+            if func_id in (None, c[0])
+        ]
 
 
 def test_register_store_backend():
@@ -714,8 +761,13 @@ def run_script(tmp_path, body, verbose=0, env=None):
     body = textwrap.dedent(body).replace("LOG", repr(str(log)))
     path.write_text(SCRIPT.format(cache=str(tmp_path / "cache"), verbose=verbose, body=body))
     before = log.read_text().count("\n") if log.exists() else 0
-    process = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
-                             env={**os.environ, "PYTHONPATH": PACKAGE_PARENT, **(env or {})}, cwd=tmp_path)
+    process = subprocess.run(
+        [sys.executable, str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": PACKAGE_PARENT, **(env or {})},
+        cwd=tmp_path,
+    )
     assert process.returncode == 0, process.stderr
     result = [line for line in process.stdout.splitlines() if line.startswith("RESULT")][0]
     after = log.read_text().count("\n") if log.exists() else 0
@@ -731,17 +783,20 @@ def f(x, y=1):
 '''
 
 
-@pytest.mark.parametrize("edited, recomputed", [
-    (BASE, False),
-    (BASE.replace('"""Add."""', '"""Add two numbers, documented better."""'), False),
-    (BASE.replace("return x + y", "# a comment\n\n    return x + y   # sum"), False),
-    (BASE.replace("return x + y", "return (x +\n            y)"), False),
-    (BASE.replace('    """Add."""\n', ""), False),
-    (BASE.replace("@memory.cache\n", "@memory.cache(verbose=0)\n"), False),
-    (BASE.replace("return x + y", "return x + y + 0"), True),
-    (BASE.replace("y=1", "y=1, z=0"), True),
-    (BASE.replace("return x + y", "return y + x"), True),
-])
+@pytest.mark.parametrize(
+    "edited, recomputed",
+    [
+        (BASE, False),
+        (BASE.replace('"""Add."""', '"""Add two numbers, documented better."""'), False),
+        (BASE.replace("return x + y", "# a comment\n\n    return x + y   # sum"), False),
+        (BASE.replace("return x + y", "return (x +\n            y)"), False),
+        (BASE.replace('    """Add."""\n', ""), False),
+        (BASE.replace("@memory.cache\n", "@memory.cache(verbose=0)\n"), False),
+        (BASE.replace("return x + y", "return x + y + 0"), True),
+        (BASE.replace("y=1", "y=1, z=0"), True),
+        (BASE.replace("return x + y", "return y + x"), True),
+    ],
+)
 def test_code_changes_invalidate_and_cosmetic_changes_do_not(tmp_path, edited, recomputed):
     assert run_script(tmp_path, BASE)[:2] == ("4", 1)
     assert run_script(tmp_path, BASE)[:2] == ("4", 0)
@@ -818,7 +873,7 @@ def test_code_record_is_written_again_after_a_clear(tmp_path):
 def test_a_lock_is_released_when_the_validation_callback_raises(tmp_path):
     calls = []
 
-    def callback(metadata):   # rejects the entry at the first lookup, raises at the second
+    def callback(metadata):  # rejects the entry at the first lookup, raises at the second
         calls.append(metadata)
         if len(calls) > 1:
             raise ValueError("callback failed")
@@ -850,12 +905,12 @@ def test_calls_return_computed_values_when_the_store_fails(tmp_path):
     memory = Memory(tmp_path, verbose=0, backend_options={"lock": True, "lock_timeout": 3600})
     cached = memory.cache(counted)
     assert cached(1) == 2
-    (tmp_path / "joblite").rename(tmp_path / "elsewhere")   # the store goes while in use
+    (tmp_path / "joblite").rename(tmp_path / "elsewhere")  # the store goes while in use
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert [cached(1), cached(2), cached.call(3)[0], cached.call_and_shelve(4).get()] == [2, 4, 6, 8]
     assert [args for args, _ in counted.calls] == [(1,), (1,), (2,), (3,), (4,)]
-    assert [warning.category for warning in caught] == [CacheWarning] * 4   # one a call
+    assert [warning.category for warning in caught] == [CacheWarning] * 4  # one a call
     assert all(str(tmp_path / "joblite") in str(warning.message) for warning in caught)
     assert all(warning.filename == __file__ for warning in caught)
     assert not (tmp_path / "joblite").exists()
@@ -869,7 +924,7 @@ def test_a_function_cleared_by_another_process_gets_its_code_record_back(tmp_pat
     cached = memory.cache(add)
     cached(1)
     folder = cached.store_backend.func_dir(cached.func_id)
-    other = Memory(tmp_path, verbose=0).store_backend   # as another process would
+    other = Memory(tmp_path, verbose=0).store_backend  # as another process would
     other.clear_path(cached.func_id)
     assert not os.path.exists(folder)
     with warnings.catch_warnings():
@@ -887,12 +942,16 @@ def test_a_folder_that_is_not_a_store_is_never_written_or_cleared(tmp_path):
         Memory(package.parent)
     assert os.listdir(package) == ["__init__.py"]
     memory = Memory(tmp_path / "cache", verbose=0)
-    assert (tmp_path / "cache" / "joblite" / "CACHEDIR.TAG").read_text().startswith(
-        "Signature: 8a477f597d28d172789f06886806bc55")
+    assert (
+        (tmp_path / "cache" / "joblite" / "CACHEDIR.TAG")
+        .read_text()
+        .startswith("Signature: 8a477f597d28d172789f06886806bc55")
+    )
     memory.cache(add)(1)
     memory.clear()
-    assert os.listdir(tmp_path / "cache" / "joblite") == ["CACHEDIR.TAG"] or \
-        sorted(os.listdir(tmp_path / "cache" / "joblite")) == [".tmp", "CACHEDIR.TAG"]
+    assert os.listdir(tmp_path / "cache" / "joblite") == ["CACHEDIR.TAG"] or sorted(
+        os.listdir(tmp_path / "cache" / "joblite")
+    ) == [".tmp", "CACHEDIR.TAG"]
 
 
 def test_a_process_removes_its_temporary_folder_at_exit(tmp_path):
@@ -902,8 +961,8 @@ def test_a_process_removes_its_temporary_folder_at_exit(tmp_path):
 
 def test_hits_see_an_entry_replaced_by_another_process(tmp_path):
     cached = Memory(tmp_path, verbose=0).cache(add)
-    assert cached(1) == cached(1) == 6        # the second hit may reuse the kept stream
-    other = Memory(tmp_path, verbose=0).store_backend   # "another process": its own store object
+    assert cached(1) == cached(1) == 6  # the second hit may reuse the kept stream
+    other = Memory(tmp_path, verbose=0).store_backend  # "another process": its own store object
     call_id = (cached.func_id, cached.call_and_shelve(1).args_id)
     other.dump_item(call_id, "replaced", {"duration": 0.0, "time": 0.0}, ("", 0))
     assert cached(1) == "replaced"
@@ -935,23 +994,24 @@ class Counted:
 
 def test_arguments_are_hashed_once_per_call(tmp_path):
     cached = Memory(tmp_path, verbose=0).cache(lambda item: item.value)
-    for expected in (1, 2, 3):          # a miss, then hits
+    for expected in (1, 2, 3):  # a miss, then hits
         assert cached(Counted(7)) == 7
         assert Counted.reductions == expected
 
 
 def test_a_cached_main_function_run_by_parallel_workers_shares_the_callers_entries(tmp_path):
     script = tmp_path / "pipeline.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import os
         import joblite
         from joblite import Parallel, delayed
 
-        memory = joblite.Memory({str(tmp_path / 'cache')!r}, verbose=0)
+        memory = joblite.Memory({str(tmp_path / "cache")!r}, verbose=0)
 
         @memory.cache
         def square(x):
-            open({str(tmp_path / 'computed.log')!r}, "a").write(f"{{os.getpid()}}\\n")
+            open({str(tmp_path / "computed.log")!r}, "a").write(f"{{os.getpid()}}\\n")
             return x * x
 
         if __name__ == "__main__":
@@ -959,21 +1019,29 @@ def test_a_cached_main_function_run_by_parallel_workers_shares_the_callers_entri
             second = Parallel(n_jobs=2)(delayed(square)(x) for x in range(6))
             print(first == second == [x * x for x in range(6)],
                   all(square.check_call_in_cache(x) for x in range(6)), os.getpid())
-    """))
-    process = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
-                             env={**os.environ, "PYTHONPATH": PACKAGE_PARENT}, cwd=tmp_path)
+    """)
+    )
+    process = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": PACKAGE_PARENT},
+        cwd=tmp_path,
+    )
     assert process.returncode == 0, process.stderr
     same, cached, caller = process.stdout.split()
     assert (same, cached) == ("True", "True")
     computed = (tmp_path / "computed.log").read_text().split()
-    assert len(computed) == 6 and caller not in computed   # once each, in the workers
-    assert os.listdir(tmp_path / "cache" / "joblite") == ["CACHEDIR.TAG", "__main__.pipeline"] or \
-        sorted(os.listdir(tmp_path / "cache" / "joblite")) == [".tmp", "CACHEDIR.TAG", "__main__.pipeline"]
+    assert len(computed) == 6 and caller not in computed  # once each, in the workers
+    assert os.listdir(tmp_path / "cache" / "joblite") == ["CACHEDIR.TAG", "__main__.pipeline"] or sorted(
+        os.listdir(tmp_path / "cache" / "joblite")
+    ) == [".tmp", "CACHEDIR.TAG", "__main__.pipeline"]
 
 
 def test_mmap_mode_w_plus_maps_the_entry_without_truncating_it(tmp_path):
     cached = Memory(tmp_path, verbose=0, mmap_mode="w+").cache(lambda n: np.arange(n, dtype=np.float64))
-    for _ in range(3):   # the miss (loaded back as a memmap), then hits
+    for _ in range(3):  # the miss (loaded back as a memmap), then hits
         value = cached(1000)
         assert isinstance(value, np.memmap) and value.mode == "r+"
         np.testing.assert_array_equal(value, np.arange(1000.0))

@@ -15,6 +15,7 @@ Timing is never asserted except as generous upper bounds where the failure is
 a hang (``HANG``), and as lower bounds that follow from the lock's own rules
 (a lock that looks alive may not be broken).
 """
+
 import collections
 import contextlib
 import errno
@@ -34,20 +35,20 @@ import warnings
 
 import pytest
 
+import _memory_workers as W
 import joblite
 from joblite import Memory
 from joblite.__main__ import main
 
-import _memory_workers as W
-
-pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL") or sys.platform == "win32",
-                                reason="needs POSIX processes and SIGKILL")
+pytestmark = pytest.mark.skipif(
+    not hasattr(signal, "SIGKILL") or sys.platform == "win32", reason="needs POSIX processes and SIGKILL"
+)
 
 HOST = socket.gethostname()
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_memory_workers.py")
 JOBLITE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))
-HANG = 120.0            # seconds: a wait longer than this is a hang, hence a failure
-N_PROCESSES, N_CALLS, N_KEYS = 8, 200, 50   # the issue's figures: 8 processes x 200 calls over 50 keys
+HANG = 120.0  # seconds: a wait longer than this is a hang, hence a failure
+N_PROCESSES, N_CALLS, N_KEYS = 8, 200, 50  # the issue's figures: 8 processes x 200 calls over 50 keys
 SHM = "/dev/shm"
 
 
@@ -82,8 +83,13 @@ class Workers:
         cfg.setdefault("ready", str(self.folder / f"{name}.ready"))
         log_path = self.folder / f"{name}.log"
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen([sys.executable, WORKER, json.dumps(cfg)], stdout=log,
-                                    stderr=subprocess.STDOUT, env=self.env, cwd=str(self.folder))
+            proc = subprocess.Popen(
+                [sys.executable, WORKER, json.dumps(cfg)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=str(self.folder),
+            )
         proc.cfg, proc.name, proc.log_path = cfg, name, log_path
         self.procs.append(proc)
         return proc
@@ -101,8 +107,9 @@ class Workers:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            pytest.fail(f"{proc.name} (pid {proc.pid}) did not finish within {timeout} s (a hang); "
-                        f"log:\n{self.log(proc)}")
+            pytest.fail(
+                f"{proc.name} (pid {proc.pid}) did not finish within {timeout} s (a hang); log:\n{self.log(proc)}"
+            )
         return proc.returncode
 
     def wait_ready(self, procs, timeout=HANG):
@@ -110,8 +117,7 @@ class Workers:
         for proc in procs:
             while not os.path.exists(proc.cfg["ready"]):
                 if proc.poll() is not None:
-                    pytest.fail(f"{proc.name} exited ({proc.returncode}) before it was ready; "
-                                f"log:\n{self.log(proc)}")
+                    pytest.fail(f"{proc.name} exited ({proc.returncode}) before it was ready; log:\n{self.log(proc)}")
                 if time.monotonic() > deadline:
                     pytest.fail(f"{proc.name} not ready within {timeout} s")
                 time.sleep(0.01)
@@ -141,8 +147,7 @@ def workers(tmp_path):
         started.close()
     if os.path.isdir(SHM):
         pids = {str(proc.pid) for proc in started.procs} | {str(os.getpid())}
-        ours = [name for name in set(os.listdir(SHM)) - shm_before
-                if pids & set(re.findall(r"\d+", name))]
+        ours = [name for name in set(os.listdir(SHM)) - shm_before if pids & set(re.findall(r"\d+", name))]
         assert not ours, f"left in {SHM} by the test's processes: {ours}"
 
 
@@ -208,8 +213,13 @@ def _store_problems(location):
     if _cli_available():
         # --dry-run: check only; without it verify also sweeps, which the tests check is done
         # by the next write of a new process.
-        run = subprocess.run([sys.executable, "-m", "joblite", "cache", "verify", "--dry-run", "--json",
-                              str(location)], capture_output=True, text=True, env=_env(), timeout=HANG)
+        run = subprocess.run(
+            [sys.executable, "-m", "joblite", "cache", "verify", "--dry-run", "--json", str(location)],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=HANG,
+        )
         output = f"{run.stdout[-3000:]}{run.stderr[-3000:]}"
         if run.returncode != 0:
             problems.append(f"cache verify exited {run.returncode}:\n{output}")
@@ -229,7 +239,7 @@ def _store_problems(location):
         if os.path.basename(os.path.dirname(item.path)) != item.args_id[:2]:
             problems.append(f"{item.path}: not in its shard folder")
         try:
-            joblite.load(item.path)   # the whole file, every checksum
+            joblite.load(item.path)  # the whole file, every checksum
             value = backend.load_item((item.func_id, item.args_id))
         except Exception as exc:
             problems.append(f"{item.path}: {type(exc).__name__}: {exc}")
@@ -261,7 +271,7 @@ def test_verify_step_detects_a_truncated_entry(tmp_path):
         assert W.mismatch(cached(key), key) is None
     entries = _assert_store_valid(location)
     assert sorted(entries) == list(range(6))
-    path = entries[5][0]   # key 5: a 1 MiB result
+    path = entries[5][0]  # key 5: a 1 MiB result
     size = os.path.getsize(path)
     with open(path, "r+b") as fileobj:
         fileobj.truncate(size // 2)
@@ -284,14 +294,13 @@ def _check_load_reports(workers, procs, killed):
                 events.append(json.loads(line))
             except ValueError:
                 # Only the last line of a killed worker may be cut short.
-                assert proc in killed and number == len(lines) - 1, \
-                    f"{proc.name}: unreadable report line {line!r}"
+                assert proc in killed and number == len(lines) - 1, f"{proc.name}: unreadable report line {line!r}"
         assert events and events[0]["event"] == "start", f"{proc.name}: {Workers.log(proc)}"
         assert events[0]["with_ext"] == bool(joblite.__with_ext__), "the worker runs the other twin"
         wrong = [event for event in events if event["event"] not in ("start", "ok", "done")]
         assert not wrong, f"{proc.name} (pid {proc.pid}) saw: {wrong[:10]}"
         done = [event["key"] for event in events if event["event"] == "ok"]
-        assert done == proc.cfg["keys"][:len(done)]
+        assert done == proc.cfg["keys"][: len(done)]
         if proc in killed:
             assert proc.returncode == -signal.SIGKILL
         else:
@@ -329,24 +338,37 @@ def _load_round(workers, location, options, rng, kill=False):
         keys = []
         for _ in range(N_CALLS // N_KEYS):
             keys += rng.sample(range(N_KEYS), N_KEYS)
-        procs.append(workers.start("load", location=str(location), backend_options=options, keys=keys,
-                                   start=str(start), counter=str(counter),
-                                   mmap_mode="r" if index % 2 else None))
+        procs.append(
+            workers.start(
+                "load",
+                location=str(location),
+                backend_options=options,
+                keys=keys,
+                start=str(start),
+                counter=str(counter),
+                mmap_mode="r" if index % 2 else None,
+            )
+        )
     workers.wait_ready(procs)
     start.touch()
     began = time.monotonic()
     killed = []
     if kill:
         # victim -> [calls to wait for (+1: the 'start' line), extra delay, waits for a write]
-        plan = {proc: [rng.randint(0, N_KEYS // 2 if number < 2 else N_CALLS * 3 // 4) + 1,
-                       rng.uniform(0.0, 0.005), number < 2]
-                for number, proc in enumerate(rng.sample(procs, N_PROCESSES // 2))}
+        plan = {
+            proc: [
+                rng.randint(0, N_KEYS // 2 if number < 2 else N_CALLS * 3 // 4) + 1,
+                rng.uniform(0.0, 0.005),
+                number < 2,
+            ]
+            for number, proc in enumerate(rng.sample(procs, N_PROCESSES // 2))
+        }
         due = {}
         while plan and time.monotonic() < began + HANG:
             now = time.monotonic()
             for proc, (calls, delay, while_writing) in list(plan.items()):
                 if proc.poll() is not None:
-                    del plan[proc]   # finished before its moment: not killed
+                    del plan[proc]  # finished before its moment: not killed
                     continue
                 if proc not in due:
                     if _lines(proc.cfg["report"]) >= calls:
@@ -355,8 +377,7 @@ def _load_round(workers, location, options, rng, kill=False):
                 moment, latest = due[proc]
                 if now < moment:
                     continue
-                if now < latest and not any(name.endswith(".out")
-                                            for name in _listdir(tmp / f"{proc.pid}@{HOST}")):
+                if now < latest and not any(name.endswith(".out") for name in _listdir(tmp / f"{proc.pid}@{HOST}")):
                     continue
                 if _sigkill(proc):
                     killed.append(proc)
@@ -379,16 +400,23 @@ def _fresh_check(workers, location, options, killed=()):
         left = [name for name in _listdir(tmp) if int(name.partition("@")[0]) in {p.pid for p in killed}]
         assert left, "no killed worker left a temporary folder to sweep"
     counter = location.parent / f"{location.name}.fresh-counter"
-    proc = workers.start("check", location=str(location), backend_options=options,
-                         keys=list(range(N_KEYS)), new_key=N_KEYS + 1000, counter=str(counter))
+    proc = workers.start(
+        "check",
+        location=str(location),
+        backend_options=options,
+        keys=list(range(N_KEYS)),
+        new_key=N_KEYS + 1000,
+        counter=str(counter),
+    )
     workers.wait(proc)
     report = workers.report(proc)
     assert report["missing"] == [], "entries missing after the round"
     assert report["problems"] == [] and report["events"] == [], report
     assert [key for _, key, _ in _counter(counter)] == [N_KEYS + 1000], "hits were recomputed"
     assert report["stored_new_key"]
-    assert report["tmp"] == [f"{proc.pid}@{HOST}"], \
+    assert report["tmp"] == [f"{proc.pid}@{HOST}"], (
         f"temporaries of dead processes not swept by the first write of a new process: {report['tmp']}"
+    )
     assert [name for name in report["locks"] if name.endswith(".lock")] == [], report["locks"]
 
 
@@ -420,8 +448,9 @@ def test_many_processes_share_one_store(tmp_path, workers, lock):
     procs, killed = _load_round(workers, location, options, rng, kill=True)
     assert len(killed) >= 3, f"only {len(killed)} workers were killed before they finished (seed {seed})"
     _check_load_reports(workers, procs, killed)
-    partial = [name for proc in killed
-               for name in _listdir(os.path.join(location, "joblite", ".tmp", f"{proc.pid}@{HOST}"))]
+    partial = [
+        name for proc in killed for name in _listdir(os.path.join(location, "joblite", ".tmp", f"{proc.pid}@{HOST}"))
+    ]
     entries = _assert_store_valid(location)
     assert sorted(entries) == list(range(N_KEYS)), f"seed {seed}"
     _fresh_check(workers, location, options, killed)
@@ -438,8 +467,9 @@ def test_processes_opening_a_new_store_at_once(tmp_path, workers):
     # for the tag again before it refuses a folder.)
     locations = [str(tmp_path / f"cache{number}") for number in range(30)]
     start = tmp_path / "start"
-    procs = [workers.start("open", locations=locations, key=index % 3, start=str(start))
-             for index in range(N_PROCESSES)]
+    procs = [
+        workers.start("open", locations=locations, key=index % 3, start=str(start)) for index in range(N_PROCESSES)
+    ]
     workers.wait_ready(procs)
     start.touch()
     for proc in procs:
@@ -460,9 +490,19 @@ def test_missing_entry_asked_for_at_once(tmp_path, workers, lock):
     options = {"lock": True} if lock else {}
     counter = tmp_path / "counter"
     start = tmp_path / "start"
-    procs = [workers.start("once", location=str(location), backend_options=options, func="slow", args=[7],
-                           sleep=0.5, counter=str(counter), start=str(start))
-             for _ in range(N_PROCESSES)]
+    procs = [
+        workers.start(
+            "once",
+            location=str(location),
+            backend_options=options,
+            func="slow",
+            args=[7],
+            sleep=0.5,
+            counter=str(counter),
+            start=str(start),
+        )
+        for _ in range(N_PROCESSES)
+    ]
     workers.wait_ready(procs)
     start.touch()
     for proc in procs:
@@ -489,16 +529,27 @@ def test_lock_of_a_killed_holder_does_not_block(tmp_path, workers):
     location = _new_store(tmp_path / "cache")
     options = {"lock": True, "lock_timeout": 120.0}
     counter = tmp_path / "counter"
-    holder = workers.start("once", location=str(location), backend_options=options, func="slow", args=[3],
-                           sleep=600, counter=str(counter))
+    holder = workers.start(
+        "once", location=str(location), backend_options=options, func="slow", args=[3], sleep=600, counter=str(counter)
+    )
     _wait_for(lambda: len(_counter(counter)) == 1 or holder.poll() is not None, "the holder computing")
     assert holder.poll() is None, Workers.log(holder)
     locks = location / "joblite" / ".locks"
     held = [name for name in _listdir(locks) if name.endswith(".lock")]
     assert len(held) == 1, held
     assert (locks / held[0]).read_text() == f"{holder.pid}@{HOST}"
-    waiters = [workers.start("once", location=str(location), backend_options=options, func="slow",
-                             args=[3], sleep=0.2, counter=str(counter)) for _ in range(3)]
+    waiters = [
+        workers.start(
+            "once",
+            location=str(location),
+            backend_options=options,
+            func="slow",
+            args=[3],
+            sleep=0.2,
+            counter=str(counter),
+        )
+        for _ in range(3)
+    ]
     workers.wait_ready(waiters)
     time.sleep(1.0)
     # While the holder lives, the waiters wait: nobody else computes.
@@ -506,7 +557,7 @@ def test_lock_of_a_killed_holder_does_not_block(tmp_path, workers):
     assert all(waiter.poll() is None for waiter in waiters)
     assert _sigkill(holder)
     for waiter in waiters:
-        workers.wait(waiter, timeout=30.0)   # far under lock_timeout
+        workers.wait(waiter, timeout=30.0)  # far under lock_timeout
     reports = [workers.report(waiter) for waiter in waiters]
     for report in reports:
         assert not report["was_cached"]
@@ -538,8 +589,9 @@ def test_lock_of_another_host(tmp_path, workers, age):
     if age == "old":
         os.utime(lock_path, (time.time() - 3600, time.time() - 3600))
     last_refresh = os.stat(lock_path).st_mtime
-    waiter = workers.start("once", location=str(location), backend_options=options, func="slow", args=[11],
-                           counter=str(counter))
+    waiter = workers.start(
+        "once", location=str(location), backend_options=options, func="slow", args=[11], counter=str(counter)
+    )
     if age == "refreshed":
         workers.wait_ready([waiter])
         until = time.monotonic() + 3.0
@@ -573,15 +625,20 @@ def test_writer_killed_mid_write_leaves_no_entry(tmp_path, workers):
     try:
         for attempt in range(3):
             key = 100 + attempt
-            victim = workers.start("once", location=str(location), func="huge", args=[key, mib],
-                                   counter=str(counter))
+            victim = workers.start("once", location=str(location), func="huge", args=[key, mib], counter=str(counter))
             # Its temporary result file, hidden next to the entry (or, were writes
             # not atomic, the entry itself).
             temporaries = str(root / "*" / "huge" / "*" / f".*.{victim.pid}@{HOST}.*.tmp")
-            _wait_for(lambda: victim.poll() is not None or glob.glob(temporaries)
-                      or glob.glob(str(root / "*" / "huge" / "*" / "*.out")),
-                      "the writer's result file", poll=0.0002)
-            time.sleep(random.uniform(0.0, 0.02))   # into the write (~0.1-0.5 s for 200 MiB)
+            _wait_for(
+                lambda: (
+                    victim.poll() is not None
+                    or glob.glob(temporaries)
+                    or glob.glob(str(root / "*" / "huge" / "*" / "*.out"))
+                ),
+                "the writer's result file",
+                poll=0.0002,
+            )
+            time.sleep(random.uniform(0.0, 0.02))  # into the write (~0.1-0.5 s for 200 MiB)
             was_killed = _sigkill(victim)
             entries, problems = _store_problems(location)
             assert not problems, "\n".join(problems)
@@ -593,8 +650,7 @@ def test_writer_killed_mid_write_leaves_no_entry(tmp_path, workers):
         assert victim.returncode == -signal.SIGKILL
         assert glob.glob(temporaries), "the killed writer left no temporary (killed before it wrote?)"
 
-        later = workers.start("once", location=str(location), func="huge", args=[key, mib],
-                              counter=str(counter))
+        later = workers.start("once", location=str(location), func="huge", args=[key, mib], counter=str(counter))
         workers.wait(later)
         report = workers.report(later)
         assert report["was_cached"] is False
@@ -602,11 +658,11 @@ def test_writer_killed_mid_write_leaves_no_entry(tmp_path, workers):
         assert [pid for pid, _, _ in _counter(counter)][-2:] == [victim.pid, later.pid]
         # The later process's first write swept the dead writer's temporaries.
         assert report["tmp"] == [f"{later.pid}@{HOST}"], report["tmp"]
-        assert glob.glob(temporaries) == []   # found through the dead writer's notes
+        assert glob.glob(temporaries) == []  # found through the dead writer's notes
         entries = _assert_store_valid(location)
         assert len(entries[key]) == 1
     finally:
-        shutil.rmtree(location, ignore_errors=True)   # 200 MiB files: not kept in pytest's basetemp
+        shutil.rmtree(location, ignore_errors=True)  # 200 MiB files: not kept in pytest's basetemp
 
 
 # -- lock files: complete or absent; a stale empty or garbled one broken at once -----------------
@@ -629,8 +685,9 @@ def test_an_empty_or_garbled_lock_is_broken_at_once(tmp_path, workers, content):
     with open(lock_path, "wb") as fileobj:
         fileobj.write(content)
     counter = tmp_path / "counter"
-    waiter = workers.start("once", location=str(location), backend_options=options, func="slow", args=[12],
-                           counter=str(counter))
+    waiter = workers.start(
+        "once", location=str(location), backend_options=options, func="slow", args=[12], counter=str(counter)
+    )
     workers.wait(waiter, timeout=60.0)
     report = workers.report(waiter)
     assert report["problem"] is None and report["events"] == [], report
@@ -662,7 +719,7 @@ def test_lock_files_are_complete_or_absent(tmp_path, workers):
         assert Memory(location, verbose=0).store_backend.sweep() >= 1 and not lock_path.exists()
     print(f"{holders} of 25 kills left a held lock")
     leftovers = [name for name in _listdir(root / ".locks") if not name.endswith(".new")]
-    assert leftovers == [], leftovers   # temporaries ('.new') are swept after lock_timeout
+    assert leftovers == [], leftovers  # temporaries ('.new') are swept after lock_timeout
 
 
 # -- store faults: the cached call returns the computed value with one CacheWarning ------------
@@ -672,8 +729,9 @@ def _tmpfs(folder, size):
     folder.mkdir()
     if shutil.which("mount") is None:
         pytest.skip("no mount command")
-    run = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "joblite-test", str(folder)],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "joblite-test", str(folder)], capture_output=True, text=True
+    )
     if run.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {run.stderr.strip()}")
     try:
@@ -722,7 +780,7 @@ def _one_cache_warning(call, *expected):
         value = call()
     messages = [f"{warning.category.__name__}: {warning.message}" for warning in caught]
     assert len(caught) == 1 and caught[0].category is joblite.CacheWarning, messages
-    assert caught[0].filename == __file__   # points at the call, not into joblite
+    assert caught[0].filename == __file__  # points at the call, not into joblite
     for text in expected:
         assert text in messages[0], messages[0]
     return value
@@ -745,12 +803,12 @@ def test_a_full_disk_returns_computed_values_with_one_warning(tmp_path, workers,
         location = disk / "cache"
         memory = Memory(location, verbose=0, backend_options=options)
         known = memory.cache(W.compute)
-        assert W.mismatch(known(1), 1) is None   # its code record and one entry are written
+        assert W.mismatch(known(1), 1) is None  # its code record and one entry are written
         filler = _fill(disk)
-        for cached, key in [(known, 2), (memory.cache(W.slow), 3)]:   # slow: new to the store
+        for cached, key in [(known, 2), (memory.cache(W.slow), 3)]:  # slow: new to the store
             value = _one_cache_warning(lambda: cached(key), "ENOSPC", str(location))
             assert W.mismatch(value, key) is None
-        assert W.mismatch(_no_warning(lambda: known(1)), 1) is None   # hits still work
+        assert W.mismatch(_no_warning(lambda: known(1)), 1) is None  # hits still work
         # No lock and no temporary of one is left by the failed writes.
         assert _listdir(location / "joblite" / ".locks") == []
 
@@ -758,8 +816,9 @@ def test_a_full_disk_returns_computed_values_with_one_warning(tmp_path, workers,
         # left behind would make it wait lock_timeout, an hour).
         filler.unlink()
         counter = tmp_path / "counter"
-        proc = workers.start("once", location=str(location), backend_options=options, func="slow",
-                             args=[3], counter=str(counter))
+        proc = workers.start(
+            "once", location=str(location), backend_options=options, func="slow", args=[3], counter=str(counter)
+        )
         workers.wait(proc, timeout=60.0)
         report = workers.report(proc)
         assert report["problem"] is None and report["events"] == [] and not report["was_cached"], report
@@ -787,8 +846,9 @@ def test_a_read_only_store_returns_computed_values_with_one_warning(tmp_path):
                 value = _one_cache_warning(lambda: func(key), "EROFS", str(location))
                 assert W.mismatch(value, key) is None, what
             memory = Memory(location, verbose=0)
-            assert _one_cache_warning(lambda: memory.reduce_size(items_limit=0), "EROFS",
-                                      "3 of the cache entries") == []
+            assert (
+                _one_cache_warning(lambda: memory.reduce_size(items_limit=0), "EROFS", "3 of the cache entries") == []
+            )
             assert len(memory.store_backend.get_items()) == 3
         finally:
             _remount(disk, "rw")
@@ -805,17 +865,18 @@ def test_an_entry_that_cannot_be_removed_is_skipped_and_reported(tmp_path, capsy
     stuck = items[_args_id(tmp_path, W.compute, 1)]
     now = time.time()
     for age, item in enumerate(sorted(items.values(), key=lambda item: item.path != stuck.path)):
-        os.utime(item.path, (now - 1000 + age, now - 1000 + age))   # the stuck entry is the oldest
+        os.utime(item.path, (now - 1000 + age, now - 1000 + age))  # the stuck entry is the oldest
     size = max(item.size for item in items.values())
     # A new entry in another shard folder than the stuck one.
-    key = next(key for key in range(100, 200) if key % 5
-               and _args_id(tmp_path, W.compute, key)[:2] != stuck.args_id[:2])
+    key = next(
+        key for key in range(100, 200) if key % 5 and _args_id(tmp_path, W.compute, key)[:2] != stuck.args_id[:2]
+    )
     with _immutable(os.path.dirname(stuck.path)):
         limited = Memory(location, verbose=0, bytes_limit=3 * size).cache(W.compute)
         value = _one_cache_warning(lambda: limited(key), "EPERM", stuck.path, "bytes_limit")
         assert W.mismatch(value, key) is None
         left = {item.path for item in backend.get_items()}
-        assert stuck.path in left and len(left) <= 3   # others were removed in its place
+        assert stuck.path in left and len(left) <= 3  # others were removed in its place
 
         removed = _one_cache_warning(lambda: memory.reduce_size(items_limit=0), "EPERM", stuck.path)
         assert stuck.path not in {item.path for item in removed}
@@ -842,11 +903,11 @@ def test_a_store_removed_or_replaced_while_in_use(tmp_path, how, lock):
     shutil.rmtree(root)
     if how == "replaced":
         root.write_text("a file where the store was")
-    for key in (1, 2):   # a former hit, a new key
+    for key in (1, 2):  # a former hit, a new key
         value = _one_cache_warning(lambda: cached(key), str(root))
         assert W.mismatch(value, key) is None
     # Not made again piecemeal (folders of entries without their tag and code records).
-    assert (root.is_file() if how == "replaced" else not root.exists())
+    assert root.is_file() if how == "replaced" else not root.exists()
     assert sorted(os.listdir(location)) == (["joblite"] if how == "replaced" else [])
     # A new Memory on the location makes the store again, or says why it cannot.
     if how == "replaced":

@@ -6,6 +6,7 @@ processes running one script (one with ``import joblib``, one with
 ``import joblite as joblib``); what must differ (timings, paths, hashes,
 object addresses) is masked.
 """
+
 import logging
 import os
 import pathlib
@@ -20,13 +21,12 @@ import numpy as np
 import pytest
 
 import joblite
-from joblite import func_inspect
-from joblite import Logger, MemorizedFunc, MemorizedResult, Memory, NotMemorizedFunc, PrintTime
+from joblite import Logger, MemorizedFunc, MemorizedResult, Memory, NotMemorizedFunc, PrintTime, func_inspect
 from joblite.store import FileSystemStoreBackend
 
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))   # the joblite tested
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))  # the joblite tested
 
-FUNCS = '''
+FUNCS = """
 def f(x, y=2, *args, z=3, **kw):
     return x
 
@@ -38,9 +38,9 @@ def outer():
     def inner(q):
         return q
     return inner
-'''
+"""
 
-CALLS = '''
+CALLS = """
 import importlib, shutil, sys, tempfile
 import numpy as np
 import dropin_funcs as mod
@@ -73,13 +73,13 @@ for verbose in (1, 2, 5, 11):
     mapped(np.zeros(3))
     sys.stdout.flush()
     shutil.rmtree(folder)
-'''
+"""
 
 MASKS = [
-    (re.compile(r"location=[^\s)]*\)"), "location=PATH)"),   # in the repr of a MemorizedFunc
-    (re.compile(r"_*(\S+ (cache loaded )?- )\d+\.\ds, \d+\.\dmin"), r"___\1T"),   # f - 0.0s, 0.0min
+    (re.compile(r"location=[^\s)]*\)"), "location=PATH)"),  # in the repr of a MemorizedFunc
+    (re.compile(r"_*(\S+ (cache loaded )?- )\d+\.\ds, \d+\.\dmin"), r"___\1T"),  # f - 0.0s, 0.0min
     (re.compile(r"\[Memory\]\d+\.\ds, \d+\.\dmin *:"), "[Memory]T:"),
-    (re.compile(r"/\S*/(joblib|joblite)\b\S*"), "PATH"),   # entries, stores
+    (re.compile(r"/\S*/(joblib|joblite)\b\S*"), "PATH"),  # entries, stores
     (re.compile(r"0x[0-9a-f]+"), "ADDR"),
     (re.compile(r"argument hash [0-9a-f]+"), "argument hash H"),
     (re.compile(r"WARNING:(joblib|joblite):"), "WARNING:"),
@@ -94,11 +94,16 @@ def masked(text):
 
 def run_calls(tmp_path, library):
     (tmp_path / "dropin_funcs.py").write_text(FUNCS)
-    script = tmp_path / "calls.py"   # one script for both: functions of __main__ are shown with its path
+    script = tmp_path / "calls.py"  # one script for both: functions of __main__ are shown with its path
     script.write_text(CALLS)
-    process = subprocess.run([sys.executable, str(script), library], capture_output=True, text=True, timeout=120,
-                             env={**os.environ, "PYTHONPATH": f"{PACKAGE_PARENT}{os.pathsep}{tmp_path}"},
-                             cwd=tmp_path)
+    process = subprocess.run(
+        [sys.executable, str(script), library],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": f"{PACKAGE_PARENT}{os.pathsep}{tmp_path}"},
+        cwd=tmp_path,
+    )
     assert process.returncode == 0, process.stderr
     return masked(process.stdout), masked(process.stderr)
 
@@ -111,13 +116,21 @@ def test_memory_lines_read_as_joblibs(tmp_path):
     # What joblib logs (verbose > 10: "Computing func ...") joblite logs too, on its own logger.
     assert joblite_err.splitlines() == joblib_err.splitlines()
     # The comparison is not vacuous: the calls printed what item 8 is about.
-    for expected in ["f(1)", "f(1, y=5, z=7, w=9)", "f(1, 2, 3, 4)", "f(array([ 0., ..., 99.], shape=(100,)))",
-                     "m(2, b=3)", "[Memory] Calling dropin_funcs.outer.<locals>.inner...",
-                     f"[Memory] Calling __main__-{str(tmp_path / 'calls').replace(os.sep, '-')}.in_main...",
-                     "[Memory]T: Loading f...", "[Memory]T: Loading f(y=2, z=3, x=8, *=[], **={})...",
-                     "Persisting in PATH", "___f cache loaded - T"]:
+    for expected in [
+        "f(1)",
+        "f(1, y=5, z=7, w=9)",
+        "f(1, 2, 3, 4)",
+        "f(array([ 0., ..., 99.], shape=(100,)))",
+        "m(2, b=3)",
+        "[Memory] Calling dropin_funcs.outer.<locals>.inner...",
+        f"[Memory] Calling __main__-{str(tmp_path / 'calls').replace(os.sep, '-')}.in_main...",
+        "[Memory]T: Loading f...",
+        "[Memory]T: Loading f(y=2, z=3, x=8, *=[], **={})...",
+        "Persisting in PATH",
+        "___f cache loaded - T",
+    ]:
         assert expected in joblite_out.splitlines(), expected
-    assert "f('" + "x" * 699 + "...)" in joblite_out.splitlines()   # repr cut after 700 characters
+    assert "f('" + "x" * 699 + "...)" in joblite_out.splitlines()  # repr cut after 700 characters
 
 
 def lines(capsys):
@@ -138,7 +151,7 @@ def test_a_call_is_shown_as_passed(tmp_path, capsys):
     printed = lines(capsys)
     assert printed[:3] == ["_" * 80, f"[Memory] Calling {__name__}.mod_f...", "mod_f(1, z=4)"]
     assert re.fullmatch(r"_+mod_f - \d+\.\ds, \d+\.\dmin", printed[3]) and len(printed[3]) == 80
-    assert cached(1, z=4) == 7 and lines(capsys) == []   # hits are silent at verbose 1
+    assert cached(1, z=4) == 7 and lines(capsys) == []  # hits are silent at verbose 1
     # A long positional argument puts the next one on a line of its own, as joblib does.
     Memory(tmp_path, verbose=1).cache(pair)([0] * 40, 5)
     printed = lines(capsys)
@@ -150,13 +163,15 @@ def test_loading_lines_by_verbose_level(tmp_path, capsys):
     for verbose in (1, 2, 5):
         assert MemorizedFunc(mod_f, tmp_path, verbose=verbose)(1) == 6
         printed = [re.sub(r"^\[Memory\]\d+\.\ds, \d+\.\dmin *:", "[Memory]T:", line) for line in lines(capsys)]
-        assert [line for line in printed if "cache loaded" not in line] == \
-            (["[Memory]T: Loading mod_f..."] if verbose > 1 else [])
+        assert [line for line in printed if "cache loaded" not in line] == (
+            ["[Memory]T: Loading mod_f..."] if verbose > 1 else []
+        )
         assert any("mod_f cache loaded - " in line for line in printed) == (verbose > 4)
     # At 10 and more the line says where the entry is.
     MemorizedFunc(mod_f, tmp_path, verbose=10)(1)
-    assert re.fullmatch(rf"\[Memory\].*: Loading mod_f from {re.escape(str(tmp_path))}/joblite/\S+\.out",
-                        lines(capsys)[0])
+    assert re.fullmatch(
+        rf"\[Memory\].*: Loading mod_f from {re.escape(str(tmp_path))}/joblite/\S+\.out", lines(capsys)[0]
+    )
     # A shelved result loads one level lower, with the call's arguments from its metadata.
     result = MemorizedFunc(mod_f, tmp_path, verbose=3).call_and_shelve(7, z=0)
     capsys.readouterr()
@@ -166,16 +181,21 @@ def test_loading_lines_by_verbose_level(tmp_path, capsys):
 
 def test_loading_line_counts_from_the_timestamp():
     assert func_inspect.format_loading("f", time.time() - 90) == "[Memory]90.0s, 1.5min   : Loading f..."
-    assert func_inspect.format_loading("f", None, {"input_args": {"x": "1"}}, "/c/e.out") == \
-        "[Memory]: Loading f(x=1) from /c/e.out"
+    assert (
+        func_inspect.format_loading("f", None, {"input_args": {"x": "1"}}, "/c/e.out")
+        == "[Memory]: Loading f(x=1) from /c/e.out"
+    )
 
 
 def test_verbose_above_10_logs_each_computation(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="joblite"):
         MemorizedFunc(mod_f, tmp_path, verbose=11)(1)
     assert [record.name for record in caplog.records] == ["joblite"]
-    assert re.fullmatch(r"\[MemorizedFunc\(func=<function mod_f at 0x[0-9a-f]+>, location=\S+\)\]: "
-                        r"Computing func mod_f, argument hash [0-9a-f]{32} in location \S+", caplog.messages[0])
+    assert re.fullmatch(
+        r"\[MemorizedFunc\(func=<function mod_f at 0x[0-9a-f]+>, location=\S+\)\]: "
+        r"Computing func mod_f, argument hash [0-9a-f]{32} in location \S+",
+        caplog.messages[0],
+    )
 
 
 def test_input_args_are_keyed_as_joblib_keys_them(tmp_path):
@@ -184,7 +204,13 @@ def test_input_args_are_keyed_as_joblib_keys_them(tmp_path):
 
     _, metadata = MemorizedFunc(g, tmp_path, verbose=1).call(0, 5, 6, c=7, e=8)
     assert list(metadata["input_args"].items()) == [
-        ("b", "5"), ("d", "4"), ("a", "0"), ("*", "[6]"), ("c", "7"), ("**", "{'e': 8}")]
+        ("b", "5"),
+        ("d", "4"),
+        ("a", "0"),
+        ("*", "[6]"),
+        ("c", "7"),
+        ("**", "{'e': 8}"),
+    ]
     _, metadata = MemorizedFunc(g, tmp_path, ignore=["b", "e"], verbose=1).call(0, c=7, e=8)
     assert metadata["input_args"] == {"d": "4", "a": "0", "*": "[]", "c": "7", "**": "{}"}
     _, metadata = MemorizedFunc(g, tmp_path, verbose=1).call("y" * 2000, c=0)
@@ -256,7 +282,7 @@ def test_memory_takes_backend_options_in_joblibs_position(tmp_path):
     memory = Memory(tmp_path, "local", None, False, 0, {"lock": True, "lock_timeout": 5})
     assert memory.store_backend.lock and memory.store_backend.lock_timeout == 5
     with pytest.raises(TypeError):
-        Memory(tmp_path, "local", None, False, 0, None, "1G")   # bytes_limit is keyword-only
+        Memory(tmp_path, "local", None, False, 0, None, "1G")  # bytes_limit is keyword-only
     copy = pickle.loads(pickle.dumps(Memory(tmp_path, verbose=0, bytes_limit="1G")))
     assert copy.bytes_limit == 1 << 30
 
@@ -271,7 +297,7 @@ def test_print_time_prints_and_logs_with_rotation(tmp_path, capsys):
     assert re.fullmatch(r"all: \d+\.\d\ds, \d+\.\d min\n", capsys.readouterr().err)
     first = logfile.read_text()
     assert first.startswith("\nLogging joblib python script\n") and "step one: " in first and "all: " in first
-    PrintTime(logfile=logfile)   # a second run keeps the first one's log as run.log.1
+    PrintTime(logfile=logfile)  # a second run keeps the first one's log as run.log.1
     assert (tmp_path / "logs" / "run.log.1").read_text() == first and "step one" not in logfile.read_text()
     PrintTime(logdir=tmp_path)("in a folder")
     assert "in a folder" in (tmp_path / "joblib.log").read_text()
@@ -285,9 +311,11 @@ def test_logger_logs_and_formats(caplog):
         logger.warn("careful")
         logger.debug("details")
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
-        ("WARNING", f"[{logger}]: careful"), ("DEBUG", f"[{logger}]: details")]
+        ("WARNING", f"[{logger}]: careful"),
+        ("DEBUG", f"[{logger}]: details"),
+    ]
     assert logger.format([[1, [2]]]) == "[[...]]"
-    assert Logger().format(np.arange(100)).startswith("array([ 0, ..., 99]")   # summarised as joblib does
+    assert Logger().format(np.arange(100)).startswith("array([ 0, ..., 99]")  # summarised as joblib does
 
 
 def test_formatting_does_not_import_numpy():
@@ -307,12 +335,35 @@ class Shown:
 def argument_values():
     looped = [1, 2]
     looped.append(looped)
-    return [1, "a", "x" * 2000, "word " * 400, list(range(30)), list(range(101)), tuple(range(500)),
-            {str(i): i for i in range(300)}, set(range(300)), frozenset(range(200)), [list(range(200))] * 3,
-            [[[[1]]]], {"k": {"a": {"b": {"c": 1}}}}, [{"a": list(range(150))}], np.arange(100.0),
-            [np.arange(10)] * 200, [Shown()] * 300, (1,), [], {}, [[i] * 3 for i in range(200)],
-            {i: list(range(120)) for i in range(3)}, [(1, 2)] * 150, b"x" * 3000, [None] * 120, looped,
-            list(range(10 ** 4))]
+    return [
+        1,
+        "a",
+        "x" * 2000,
+        "word " * 400,
+        list(range(30)),
+        list(range(101)),
+        tuple(range(500)),
+        {str(i): i for i in range(300)},
+        set(range(300)),
+        frozenset(range(200)),
+        [list(range(200))] * 3,
+        [[[[1]]]],
+        {"k": {"a": {"b": {"c": 1}}}},
+        [{"a": list(range(150))}],
+        np.arange(100.0),
+        [np.arange(10)] * 200,
+        [Shown()] * 300,
+        (1,),
+        [],
+        {},
+        [[i] * 3 for i in range(200)],
+        {i: list(range(120)) for i in range(3)},
+        [(1, 2)] * 150,
+        b"x" * 3000,
+        [None] * 120,
+        looped,
+        list(range(10**4)),
+    ]
 
 
 def test_arguments_are_formatted_as_joblib_formats_them():
@@ -321,5 +372,6 @@ def test_arguments_are_formatted_as_joblib_formats_them():
     for value in values:
         expected = joblib_func_inspect.format_signature(mod_f, value, value, key=value)[1]
         assert func_inspect.format_signature("mod_f", (value, value), {"key": value}) == expected, repr(value)[:80]
-    assert joblib_func_inspect.format_call(mod_f, (1, [2] * 90), {"z": values[2]}) == \
-        func_inspect.format_call(mod_f, (1, [2] * 90), {"z": values[2]})
+    assert joblib_func_inspect.format_call(mod_f, (1, [2] * 90), {"z": values[2]}) == func_inspect.format_call(
+        mod_f, (1, [2] * 90), {"z": values[2]}
+    )

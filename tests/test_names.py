@@ -1,4 +1,5 @@
 """joblib's public names in joblite: every one is there, and ``wrap_non_picklable_objects`` is loky's and works."""
+
 import os
 import pickle
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 import joblite
 from joblite import Parallel, delayed, wrap_non_picklable_objects
 
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))   # the joblite tested
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))  # the joblite tested
 BACKENDS = ["loky", "multiprocessing", "threading"]
 
 
@@ -23,9 +24,11 @@ def test_every_name_of_joblibs_all_is_in_joblites():
 
 
 def test_names_are_imported_when_first_used():
-    code = ("import sys, joblite\n"
-            "assert 'loky' not in sys.modules and 'numpy' not in sys.modules\n"
-            "assert joblite.wrap_non_picklable_objects is sys.modules['loky'].wrap_non_picklable_objects\n")
+    code = (
+        "import sys, joblite\n"
+        "assert 'loky' not in sys.modules and 'numpy' not in sys.modules\n"
+        "assert joblite.wrap_non_picklable_objects is sys.modules['loky'].wrap_non_picklable_objects\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": PACKAGE_PARENT})
 
 
@@ -58,7 +61,7 @@ def test_wrapped_objects_pickle_with_the_standard_pickle_and_cloudpickle():
     square, add_offset, Scaled = make_local_objects()
     for plain in (square, add_offset, Scaled(2)):
         with pytest.raises((pickle.PicklingError, AttributeError)):
-            pickle.dumps(plain)   # why the wrapper exists
+            pickle.dumps(plain)  # why the wrapper exists
     for dumps in (pickle.dumps, cloudpickle.dumps):
         assert pickle.loads(dumps(wrap_non_picklable_objects(square)))(4) == 16
         assert pickle.loads(dumps(wrap_non_picklable_objects(add_offset)))(4) == 7
@@ -79,7 +82,8 @@ def test_wrapped_objects_run_in_parallel(backend):
         assert parallel(delayed(scale)(instance, i) for i in range(6)) == [i * 3 for i in range(6)]
         made = parallel(delayed(WrappedScaled)(i) for i in range(3))
         assert [obj.times(2) for obj in made] == [0, 2, 4]
-    if backend != "threading":   # they ran in other processes
-        pids = Parallel(n_jobs=2, backend=backend)(delayed(wrap_non_picklable_objects(lambda _: os.getpid()))(i)
-                                                   for i in range(4))
+    if backend != "threading":  # they ran in other processes
+        pids = Parallel(n_jobs=2, backend=backend)(
+            delayed(wrap_non_picklable_objects(lambda _: os.getpid()))(i) for i in range(4)
+        )
         assert os.getpid() not in pids

@@ -14,6 +14,7 @@ finished) wait for a flag with a generous limit (``funcs.WAIT_SECONDS``) and
 report whether they saw it, so that a broken implementation fails instead of
 hanging.  Nothing here asserts a duration.
 """
+
 import functools
 import inspect
 import io
@@ -34,8 +35,16 @@ import pytest
 
 import _parallel_funcs as funcs
 import joblite
-from joblite import (Parallel, ParallelBackendBase, cpu_count, delayed, effective_n_jobs, parallel_backend,
-                     parallel_config, register_parallel_backend)
+from joblite import (
+    Parallel,
+    ParallelBackendBase,
+    cpu_count,
+    delayed,
+    effective_n_jobs,
+    parallel_backend,
+    parallel_config,
+    register_parallel_backend,
+)
 from joblite.backends import BACKENDS, default_backend_name, get_backend_factory
 
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))
@@ -109,13 +118,17 @@ def squares(n):
 def test_results_equal_a_loop(backend, n_jobs):
     parallel = Parallel(n_jobs=n_jobs, backend=backend)
     for n in (0, 1, 3, 3000):
-        assert parallel(delayed(funcs.square)(x) for x in range(n)) == squares(n), n     # generator
-        assert parallel([delayed(funcs.square)(x) for x in range(n)]) == squares(n), n   # list
+        assert parallel(delayed(funcs.square)(x) for x in range(n)) == squares(n), n  # generator
+        assert parallel([delayed(funcs.square)(x) for x in range(n)]) == squares(n), n  # list
     # keyword arguments, and several functions in one call
     tasks = []
     for i in range(60):
-        tasks += [delayed(funcs.add)(i, y=2, z=i), delayed(funcs.negate)(i), delayed(funcs.add)(i, i),
-                  delayed(funcs.square)(x=i)]
+        tasks += [
+            delayed(funcs.add)(i, y=2, z=i),
+            delayed(funcs.negate)(i),
+            delayed(funcs.add)(i, i),
+            delayed(funcs.square)(x=i),
+        ]
     expected = [function(*args, **kwargs) for function, args, kwargs in tasks]
     assert parallel(tasks) == expected
     assert parallel(iter(tasks)) == expected
@@ -141,16 +154,16 @@ def test_lambdas_and_closures_run_in_processes():
     def closure(x):
         return x + offset
 
-    results = Parallel(n_jobs=2)(delayed(f)(x) for x in range(20)
-                                 for f in (lambda x: (x * 3, os.getpid()), closure))
+    results = Parallel(n_jobs=2)(delayed(f)(x) for x in range(20) for f in (lambda x: (x * 3, os.getpid()), closure))
     assert [value for value, _ in results[0::2]] == [x * 3 for x in range(20)]
-    assert os.getpid() not in {pid for _, pid in results[0::2]}   # really in worker processes
+    assert os.getpid() not in {pid for _, pid in results[0::2]}  # really in worker processes
     assert results[1::2] == [x + offset for x in range(20)]
 
 
 def test_functions_defined_in_main_run_in_processes(tmp_path):
     script = tmp_path / "script.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import json, os, sys
         from joblite import Parallel, delayed
 
@@ -184,18 +197,20 @@ def test_functions_defined_in_main_run_in_processes(tmp_path):
                     "pids": sorted(set(run(delayed(pid_of)(i) for i in range(10)))),
                 }
             json.dump(out, sys.stdout)
-    """))
+    """)
+    )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([PACKAGE_PARENT, os.environ.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
-                          timeout=120, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     for backend in ("loky", "multiprocessing"):
-        assert out[backend]["function"] == [i ** 3 for i in range(10)]
+        assert out[backend]["function"] == [i**3 for i in range(10)]
         assert out[backend]["lambda"] == [i - 1 for i in range(10)]
         assert out[backend]["closure"] == [i + 100 for i in range(10)]
         assert out[backend]["instance"] == [i * 3 for i in range(10)]
-        assert out["me"] not in out[backend]["pids"]   # really in worker processes
+        assert out["me"] not in out[backend]["pids"]  # really in worker processes
 
 
 # -- n_jobs --------------------------------------------------------------------------------
@@ -244,8 +259,7 @@ def test_effective_n_jobs_follows_the_active_backend():
 
 def test_numpy_integer_n_jobs_is_accepted():
     np = pytest.importorskip("numpy")
-    assert Parallel(n_jobs=np.int64(2), backend="threading")(
-        delayed(funcs.square)(x) for x in range(5)) == squares(5)
+    assert Parallel(n_jobs=np.int64(2), backend="threading")(delayed(funcs.square)(x) for x in range(5)) == squares(5)
 
 
 # -- prefer / require ----------------------------------------------------------------------
@@ -282,8 +296,9 @@ def test_parallel_config_is_thread_local_and_nestable(recording):
         try:
             seen_by_other_thread["n_jobs"] = effective_n_jobs(None)
             seen_by_other_thread["results"] = Parallel(n_jobs=2, prefer="threads")(
-                delayed(funcs.square)(x) for x in range(20))
-        except BaseException as exc:   # reported below
+                delayed(funcs.square)(x) for x in range(20)
+            )
+        except BaseException as exc:  # reported below
             seen_by_other_thread["error"] = exc
 
     with parallel_config(backend=recording, n_jobs=3):
@@ -293,15 +308,15 @@ def test_parallel_config_is_thread_local_and_nestable(recording):
         assert not thread.is_alive()
         assert "error" not in seen_by_other_thread, seen_by_other_thread
         assert seen_by_other_thread == {"n_jobs": 1, "results": squares(20)}
-        assert RecordingBackend.instances == []   # the other thread did not get this block's backend
+        assert RecordingBackend.instances == []  # the other thread did not get this block's backend
 
         Parallel()(delayed(funcs.square)(x) for x in range(10))
-        with parallel_config(n_jobs=2):          # overrides n_jobs, keeps the backend
+        with parallel_config(n_jobs=2):  # overrides n_jobs, keeps the backend
             Parallel()(delayed(funcs.square)(x) for x in range(10))
             with parallel_config(backend="threading"):
                 Parallel()(delayed(funcs.square)(x) for x in range(10))
                 assert effective_n_jobs(None) == 2
-        Parallel()(delayed(funcs.square)(x) for x in range(10))   # the outer settings again
+        Parallel()(delayed(funcs.square)(x) for x in range(10))  # the outer settings again
         assert [backend.configured for backend in RecordingBackend.instances] == [[3], [2], [3]]
     assert effective_n_jobs(None) == 1
     Parallel(n_jobs=2, prefer="threads")(delayed(funcs.square)(x) for x in range(10))
@@ -351,7 +366,7 @@ def test_register_parallel_backend_make_default(recording):
     previous = default_backend_name()
     made = []
 
-    def factory(**kwargs):   # a plain callable returning an instance is a factory too
+    def factory(**kwargs):  # a plain callable returning an instance is a factory too
         made.append(RecordingBackend(**kwargs))
         return made[-1]
 
@@ -364,7 +379,7 @@ def test_register_parallel_backend_make_default(recording):
     assert default_backend_name() == previous
     pids = Parallel(n_jobs=2)(delayed(funcs.getpid)() for _ in range(10))
     assert len(made) == 1
-    assert os.getpid() not in pids   # the default is loky processes again
+    assert os.getpid() not in pids  # the default is loky processes again
     with pytest.raises(ValueError):
         register_parallel_backend("", RecordingBackend)
     with pytest.raises(ValueError):
@@ -376,14 +391,15 @@ def test_register_parallel_backend_make_default(recording):
 def test_ordered_generator_yields_before_later_tasks_finish(tmp_path, backend):
     flag = str(tmp_path / "first-result-received")
     results = Parallel(n_jobs=2, backend=backend, return_as="generator")(
-        delayed(funcs.wait_for_flag)(None if i == 0 else flag, i) for i in range(6))
+        delayed(funcs.wait_for_flag)(None if i == 0 else flag, i) for i in range(6)
+    )
     try:
         first = next(results)
     finally:
-        open(flag, "w").close()   # tasks 1..5 were waiting for this
+        open(flag, "w").close()  # tasks 1..5 were waiting for this
     rest = list(results)
     assert first == (0, True)
-    assert rest == [(i, True) for i in range(1, 6)]   # they saw the flag: task 0 came first
+    assert rest == [(i, True) for i in range(1, 6)]  # they saw the flag: task 0 came first
 
 
 @pytest.mark.parametrize("backend", ["loky", "threading"])
@@ -392,20 +408,22 @@ def test_unordered_generator_yields_in_completion_order(tmp_path, backend):
     order = []
     try:
         for value, saw_flag in Parallel(n_jobs=2, backend=backend, return_as="generator_unordered")(
-                delayed(funcs.wait_for_flag)(flag if i == 0 else None, i) for i in range(6)):
+            delayed(funcs.wait_for_flag)(flag if i == 0 else None, i) for i in range(6)
+        ):
             order.append((value, saw_flag))
             if len(order) == 5:
-                open(flag, "w").close()   # task 0 was waiting for this
+                open(flag, "w").close()  # task 0 was waiting for this
     finally:
         open(flag, "w").close()
     assert sorted(order[:5]) == [(i, True) for i in range(1, 6)]
-    assert order[5] == (0, True)   # the slow first task comes last
+    assert order[5] == (0, True)  # the slow first task comes last
 
 
 def test_generator_starts_the_tasks_at_the_call():
     started = threading.Event()
     results = Parallel(n_jobs=2, backend="threading", return_as="generator")(
-        delayed(funcs.set_event)(started) for _ in range(1))
+        delayed(funcs.set_event)(started) for _ in range(1)
+    )
     try:
         assert started.wait(5), "no task ran before the generator was iterated"
     finally:
@@ -423,13 +441,13 @@ def test_breaking_out_of_a_generator_cancels_the_rest(tmp_path, backend):
             yield delayed(funcs.count_and_sleep)(str(counter), i, 0.05)
 
     n_jobs = 1 if backend == "sequential" else 2
-    for first in Parallel(n_jobs=n_jobs, backend=backend, return_as="generator")(tasks()):
-        break   # the generator is dropped here, which closes it
+    for first in Parallel(n_jobs=n_jobs, backend=backend, return_as="generator")(tasks()):  # noqa: B007
+        break  # the generator is dropped here, which closes it
     assert first == 0
     # the next call works (and on loky/threads it queues behind anything not cancelled)
     assert Parallel(n_jobs=n_jobs, backend=backend)(delayed(funcs.square)(x) for x in range(20)) == squares(20)
     count = -1
-    for _ in range(40):   # let tasks already running finish writing
+    for _ in range(40):  # let tasks already running finish writing
         lines = counter.read_text().split() if counter.exists() else []
         if len(lines) == count:
             break
@@ -442,13 +460,13 @@ def test_breaking_out_of_a_generator_cancels_the_rest(tmp_path, backend):
 @pytest.mark.parametrize("backend", ["loky", "threading"])
 def test_breaking_out_of_a_generator_inside_a_context_manager(backend):
     with Parallel(n_jobs=2, backend=backend, return_as="generator") as parallel:
-        for first in parallel(delayed(funcs.square)(x) for x in range(10000)):
+        for first in parallel(delayed(funcs.square)(x) for x in range(10000)):  # noqa: B007
             break
         assert first == 0
         assert list(parallel(delayed(funcs.square)(x) for x in range(50))) == squares(50)
         unfinished = parallel(delayed(funcs.square)(x) for x in range(10000))
         next(unfinished)
-        with pytest.raises(RuntimeError, match="already running"):   # one call at a time, as in joblib
+        with pytest.raises(RuntimeError, match="already running"):  # one call at a time, as in joblib
             next(parallel(delayed(funcs.square)(x) for x in range(5)))
         unfinished.close()
         assert list(parallel(delayed(funcs.square)(x) for x in range(50))) == squares(50)
@@ -458,8 +476,11 @@ def test_breaking_out_of_a_generator_inside_a_context_manager(backend):
 def workers_of(parallel, folder):
     """Where the tasks of one call of `parallel` ran: two tasks meet first, so both of its workers work."""
     folder.mkdir()
-    return set(parallel([delayed(funcs.rendezvous)(str(folder), 2) for _ in range(2)]
-                        + [delayed(funcs.where)() for _ in range(30)]))
+    return set(
+        parallel(
+            [delayed(funcs.rendezvous)(str(folder), 2) for _ in range(2)] + [delayed(funcs.where)() for _ in range(30)]
+        )
+    )
 
 
 def test_context_manager_reuses_worker_processes(tmp_path):
@@ -488,7 +509,7 @@ def test_context_manager_call_after_an_aborted_call(tmp_path, backend, timeout):
     flag = str(tmp_path / "never") if backend == "loky" else threading.Event()
     try:
         with Parallel(n_jobs=2, backend=backend, timeout=timeout) as parallel:
-            assert parallel(delayed(funcs.square)(x) for x in range(4)) == squares(4)   # workers up
+            assert parallel(delayed(funcs.square)(x) for x in range(4)) == squares(4)  # workers up
             with pytest.raises(TimeoutError):
                 parallel(delayed(funcs.wait_for_flag)(flag if x == 0 else None, x) for x in range(4))
             assert parallel(delayed(funcs.square)(x) for x in range(4)) == squares(4)
@@ -510,10 +531,10 @@ def test_context_manager_call_after_a_broken_pool():
 def test_nested_parallel_runs_in_the_worker(backend):
     results = Parallel(n_jobs=2, backend=backend)(delayed(funcs.nested)(4) for _ in range(4))
     for (pid, thread), inner, children in results:
-        assert inner == [(pid, thread)] * 4   # in the worker itself, one task after the other
+        assert inner == [(pid, thread)] * 4  # in the worker itself, one task after the other
         if backend == "loky":
             assert pid != os.getpid()
-            assert children in (None, [])       # no process started by the nested call
+            assert children in (None, [])  # no process started by the nested call
         else:
             assert pid == os.getpid() and thread != threading.get_ident()
 
@@ -521,9 +542,14 @@ def test_nested_parallel_runs_in_the_worker(backend):
 def test_a_python_process_started_by_a_task_runs_parallel_with_its_workers(tmp_path):
     # Issue 9, item 7: workers were marked by JOBLITE_IN_WORKER=1 in their environment, which the
     # processes their tasks start inherit; a Parallel(n_jobs=2) there then ran in one process.
-    seen, = Parallel(n_jobs=2)([delayed(funcs.parallel_in_a_subprocess)(str(tmp_path))])
-    assert seen == {"in_worker": False, "effective_n_jobs": 2, "processes": 2, "ran_here": False,
-                    "JOBLITE_IN_WORKER": None}
+    (seen,) = Parallel(n_jobs=2)([delayed(funcs.parallel_in_a_subprocess)(str(tmp_path))])
+    assert seen == {
+        "in_worker": False,
+        "effective_n_jobs": 2,
+        "processes": 2,
+        "ran_here": False,
+        "JOBLITE_IN_WORKER": None,
+    }
     # while in the worker itself, a nested call still runs in that worker
     [(where, inner, _)] = Parallel(n_jobs=2)([delayed(funcs.nested)(2)])
     assert inner == [where] * 2 and where[0] != os.getpid()
@@ -561,26 +587,29 @@ def test_exception_keeps_its_type_and_the_worker_traceback(backend, n_jobs):
 
 
 # -- bad arguments -------------------------------------------------------------------------
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(n_jobs=0), ValueError, "n_jobs=0"),
-    (dict(n_jobs="two"), ValueError, "n_jobs='two'"),
-    (dict(n_jobs=1.5), ValueError, "n_jobs=1.5"),
-    (dict(batch_size=0), ValueError, "batch_size=0"),
-    (dict(batch_size="x"), ValueError, "batch_size='x'"),
-    (dict(batch_size=-3), ValueError, "batch_size=-3"),
-    (dict(backend="no-such-backend"), ValueError, "no-such-backend"),
-    (dict(return_as="x"), ValueError, "return_as='x'"),
-    (dict(pre_dispatch="bogus"), ValueError, "pre_dispatch='bogus'"),
-    (dict(pre_dispatch=0), ValueError, "pre_dispatch=0"),
-    (dict(timeout=-1), ValueError, "timeout=-1"),
-    (dict(timeout=0), ValueError, "timeout=0"),
-    (dict(timeout=float("nan")), ValueError, "timeout=nan"),
-    (dict(timeout="5"), ValueError, "timeout='5'"),
-    (dict(prefer="gpu"), ValueError, "prefer='gpu'"),
-    (dict(require="magic"), ValueError, "require='magic'"),
-    (dict(progress="yes"), ValueError, "progress='yes'"),
-    (dict(callback=3), ValueError, "callback=3"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(n_jobs=0), ValueError, "n_jobs=0"),
+        (dict(n_jobs="two"), ValueError, "n_jobs='two'"),
+        (dict(n_jobs=1.5), ValueError, "n_jobs=1.5"),
+        (dict(batch_size=0), ValueError, "batch_size=0"),
+        (dict(batch_size="x"), ValueError, "batch_size='x'"),
+        (dict(batch_size=-3), ValueError, "batch_size=-3"),
+        (dict(backend="no-such-backend"), ValueError, "no-such-backend"),
+        (dict(return_as="x"), ValueError, "return_as='x'"),
+        (dict(pre_dispatch="bogus"), ValueError, "pre_dispatch='bogus'"),
+        (dict(pre_dispatch=0), ValueError, "pre_dispatch=0"),
+        (dict(timeout=-1), ValueError, "timeout=-1"),
+        (dict(timeout=0), ValueError, "timeout=0"),
+        (dict(timeout=float("nan")), ValueError, "timeout=nan"),
+        (dict(timeout="5"), ValueError, "timeout='5'"),
+        (dict(prefer="gpu"), ValueError, "prefer='gpu'"),
+        (dict(require="magic"), ValueError, "require='magic'"),
+        (dict(progress="yes"), ValueError, "progress='yes'"),
+        (dict(callback=3), ValueError, "callback=3"),
+    ],
+)
 def test_bad_arguments_raise_naming_the_value(kwargs, error, match):
     with pytest.raises(error, match=match):
         Parallel(**kwargs)
@@ -615,7 +644,7 @@ def test_delayed_makes_joblib_tasks():
     assert delayed(funcs.add)(1, 2, z=3) == (funcs.add, (1, 2), {"z": 3})
     assert pickle.loads(pickle.dumps(delayed(funcs.add)))(1) == (funcs.add, (1,), {})
     joblib = pytest.importorskip("joblib")
-    tasks = [joblib.delayed(funcs.add)(x, z=1) for x in range(10)]   # joblib's tasks are the same tuples
+    tasks = [joblib.delayed(funcs.add)(x, z=1) for x in range(10)]  # joblib's tasks are the same tuples
     assert Parallel(n_jobs=2, backend="threading")(tasks) == [x + 1 for x in range(10)]
 
 
@@ -625,9 +654,12 @@ def test_delayed_makes_joblib_tasks():
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
 def test_callback_once_per_task_in_the_caller(backend, n_jobs, return_as):
     calls = []
-    results = Parallel(n_jobs=n_jobs, backend=backend, return_as=return_as,
-                       callback=lambda index, result: calls.append((index, result, os.getpid())))(
-        delayed(funcs.square)(x) for x in range(300))
+    results = Parallel(
+        n_jobs=n_jobs,
+        backend=backend,
+        return_as=return_as,
+        callback=lambda index, result: calls.append((index, result, os.getpid())),
+    )(delayed(funcs.square)(x) for x in range(300))
     assert sorted(results) == squares(300)
     assert sorted(index for index, _, _ in calls) == list(range(300))
     assert all(result == index * index for index, result, _ in calls)
@@ -672,7 +704,7 @@ def test_text_bar_shows_the_final_count_for_a_generator(capfd, no_tqdm):
 
 def test_progress_true_only_on_a_terminal(capfd, monkeypatch, no_tqdm):
     Parallel(n_jobs=2, backend="threading", progress=True)([delayed(funcs.square)(x) for x in range(40)])
-    assert capfd.readouterr() == ("", "")   # stderr is not a terminal here
+    assert capfd.readouterr() == ("", "")  # stderr is not a terminal here
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -687,8 +719,10 @@ def test_progress_true_only_on_a_terminal(capfd, monkeypatch, no_tqdm):
 # -- batching ------------------------------------------------------------------------------
 def test_auto_batching_sends_far_fewer_batches_than_tasks(recording):
     n = 20000
-    for tasks in (lambda: (delayed(funcs.square)(x) for x in range(n)),
-                  lambda: [delayed(funcs.square)(x) for x in range(n)]):
+    for tasks in (
+        lambda: (delayed(funcs.square)(x) for x in range(n)),
+        lambda: [delayed(funcs.square)(x) for x in range(n)],
+    ):
         RecordingBackend.instances.clear()
         assert Parallel(n_jobs=2, backend=recording)(tasks()) == squares(n)
         [backend] = RecordingBackend.instances
@@ -726,15 +760,18 @@ def test_no_more_batches_than_workers_until_one_is_measured():
     # workers would wait in a queue (and on a cluster, cost a round trip each).
     backend = HoldingBackend()
     results = []
-    call = threading.Thread(target=lambda: results.extend(Parallel(n_jobs=2, backend=backend)(
-        delayed(funcs.square)(x) for x in range(2000))))
+    call = threading.Thread(
+        target=lambda: results.extend(
+            Parallel(n_jobs=2, backend=backend)(delayed(funcs.square)(x) for x in range(2000))
+        )
+    )
     call.start()
     try:
         deadline = time.monotonic() + 30
         while backend.submitted < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(0.2)   # (time for more, if the call sent more)
-        assert backend.submitted == 2   # pre_dispatch (2 * n_jobs) would allow 4
+        time.sleep(0.2)  # (time for more, if the call sent more)
+        assert backend.submitted == 2  # pre_dispatch (2 * n_jobs) would allow 4
         while call.is_alive() and time.monotonic() < deadline:
             backend.release()
             time.sleep(0.001)
@@ -766,8 +803,7 @@ def test_a_backend_can_size_batches_by_their_work_and_cap_them(recording):
     # batch_cost_from_wall_time=False: the 30 ms round trip is not taken for work, so
     # tiny tasks reach max_batch_size at once; the wall time would keep them at one task.
     register_parallel_backend(recording, LateBackend)
-    assert Parallel(n_jobs=2, backend=recording)(
-        delayed(funcs.square)(x) for x in range(3000)) == squares(3000)
+    assert Parallel(n_jobs=2, backend=recording)(delayed(funcs.square)(x) for x in range(3000)) == squares(3000)
     [backend] = RecordingBackend.instances
     assert max(backend.batch_sizes) == 500
     assert len(backend.batch_sizes) <= 10, backend.batch_sizes
@@ -775,8 +811,7 @@ def test_a_backend_can_size_batches_by_their_work_and_cap_them(recording):
 
 @pytest.mark.parametrize("n", [1, 7, 100, 701])
 def test_fixed_batch_size(recording, n):
-    assert Parallel(n_jobs=2, backend=recording, batch_size=7)(
-        delayed(funcs.square)(x) for x in range(n)) == squares(n)
+    assert Parallel(n_jobs=2, backend=recording, batch_size=7)(delayed(funcs.square)(x) for x in range(n)) == squares(n)
     [backend] = RecordingBackend.instances
     assert len(backend.batch_sizes) == -(-n // 7)
     assert backend.batch_sizes == [7] * (n // 7) + ([n % 7] if n % 7 else [])
@@ -784,7 +819,8 @@ def test_fixed_batch_size(recording, n):
 
 def test_timeout_sends_one_task_per_batch(recording):
     assert Parallel(n_jobs=2, backend=recording, timeout=60, batch_size=10)(
-        delayed(funcs.square)(x) for x in range(100)) == squares(100)
+        delayed(funcs.square)(x) for x in range(100)
+    ) == squares(100)
     [backend] = RecordingBackend.instances
     assert backend.batch_sizes == [1] * 100
 
@@ -799,7 +835,8 @@ def test_timeout_inf_means_no_timeout(backend):
 
 def test_timeout_inf_keeps_auto_batching(recording):
     assert Parallel(n_jobs=2, backend=recording, timeout=float("inf"), batch_size=10)(
-        delayed(funcs.square)(x) for x in range(100)) == squares(100)
+        delayed(funcs.square)(x) for x in range(100)
+    ) == squares(100)
     [backend] = RecordingBackend.instances
     assert backend.batch_sizes == [10] * 10
 
@@ -826,12 +863,12 @@ def test_twins_delayed_agree(twins):
         assert twin.Delayed(funcs.add).function is funcs.add
         assert pickle.loads(pickle.dumps(twin.Delayed(funcs.add)))(5) == (funcs.add, (5,), {})
     assert repr(ext.Delayed(funcs.add)) == repr(pure.Delayed(funcs.add))
-    for twin in (ext, pure):   # what joblib's functools.wraps gives, and inspect follows
+    for twin in (ext, pure):  # what joblib's functools.wraps gives, and inspect follows
         task = twin.Delayed(funcs.add)
         assert (task.__name__, task.__qualname__, task.__wrapped__) == ("add", "add", funcs.add)
         assert inspect.signature(task) == inspect.signature(funcs.add)
         with pytest.raises(AttributeError):
-            twin.Delayed(functools.partial(funcs.add, 1)).__name__
+            _ = twin.Delayed(functools.partial(funcs.add, 1)).__name__
     for value in (3, None, "abc", [funcs.add], (funcs.add,)):
         assert outcome(ext.Delayed, value) == outcome(pure.Delayed, value)
         assert outcome(ext.Delayed, value)[0] == "TypeError"
@@ -839,15 +876,21 @@ def test_twins_delayed_agree(twins):
 
 def test_twins_run_calls_and_run_tasks_agree(twins):
     ext, pure = (kernels.tasks for kernels in twins)
-    call_cases = [(funcs.square, []), (funcs.square, [(x,) for x in range(50)]),
-                  (funcs.add, [(1, 2), (3, 4), (5,)]), (funcs.fail_on, [(1, 2), (2, 2), (3, 2)]),
-                  (funcs.add, [(1, 2, 3, 4)])]
+    call_cases = [
+        (funcs.square, []),
+        (funcs.square, [(x,) for x in range(50)]),
+        (funcs.add, [(1, 2), (3, 4), (5,)]),
+        (funcs.fail_on, [(1, 2), (2, 2), (3, 2)]),
+        (funcs.add, [(1, 2, 3, 4)]),
+    ]
     for function, arguments in call_cases:
-        assert outcome(ext.run_calls, function, list(arguments)) == \
-            outcome(pure.run_calls, function, list(arguments))
-    task_cases = [[], [(funcs.add, (1,), {"z": 2}), (funcs.negate, (3,), {}), (funcs.square, (), {"x": 4})],
-                  [(funcs.square, (1,), {}), (funcs.fail_on, (2,), {"bad": 2})],
-                  [(funcs.square, (1,), {"nope": 1})]]
+        assert outcome(ext.run_calls, function, list(arguments)) == outcome(pure.run_calls, function, list(arguments))
+    task_cases = [
+        [],
+        [(funcs.add, (1,), {"z": 2}), (funcs.negate, (3,), {}), (funcs.square, (), {"x": 4})],
+        [(funcs.square, (1,), {}), (funcs.fail_on, (2,), {"bad": 2})],
+        [(funcs.square, (1,), {"nope": 1})],
+    ]
     for tasks in task_cases:
         assert outcome(ext.run_tasks, list(tasks)) == outcome(pure.run_tasks, list(tasks))
     assert outcome(ext.run_tasks, task_cases[1])[1] == [3, -3, 16]
@@ -858,30 +901,34 @@ def test_twins_split_tasks_alike(twins):
     f, g = funcs.square, funcs.negate
     cases = [
         [],
-        [(f, (1,), {}), (f, (2,), {})],                   # one function, no keywords
-        [(f, (1,), {}), (g, (2,), {})],                   # two functions
-        [(f, (1,), {"z": 1}), (f, (2,), {})],             # keywords first
-        [(f, (1,), {}), (f, (2,), {"z": 3})],             # keywords later
-        [(f, (1,), {}), 3],                               # not a task
+        [(f, (1,), {}), (f, (2,), {})],  # one function, no keywords
+        [(f, (1,), {}), (g, (2,), {})],  # two functions
+        [(f, (1,), {"z": 1}), (f, (2,), {})],  # keywords first
+        [(f, (1,), {}), (f, (2,), {"z": 3})],  # keywords later
+        [(f, (1,), {}), 3],  # not a task
         [5],
-        [(f, (1,), {}), (f, [2], {})],                    # args not a tuple
-        [(f, (1,), {}), (f, (2,), None)],                 # kwargs not a dict
-        [(f, (1,), {}), (3, (2,), {})],                   # not callable
-        [(f, (1,))],                                      # two items
-        [(f, (1,), {}, None)],                            # four items
-        [[f, (1,), {}]],                                  # a list, not a tuple
+        [(f, (1,), {}), (f, [2], {})],  # args not a tuple
+        [(f, (1,), {}), (f, (2,), None)],  # kwargs not a dict
+        [(f, (1,), {}), (3, (2,), {})],  # not callable
+        [(f, (1,))],  # two items
+        [(f, (1,), {}, None)],  # four items
+        [[f, (1,), {}]],  # a list, not a tuple
         [(f, (1,), {}), (f, (2,), {}), ("f", (2,), {})],
     ]
     for tasks, start in itertools.product(cases, (0, 1000)):
         expected = outcome(pure.take_batch, iter(tasks), len(tasks), start)
         assert outcome(ext.take_batch, iter(tasks), len(tasks), start) == expected, (tasks, start)
         if expected[0] == "TypeError":
-            assert f"item {start}" in expected[1] or f"item {start + 1}" in expected[1] \
+            assert (
+                f"item {start}" in expected[1]
+                or f"item {start + 1}" in expected[1]
                 or f"item {start + 2}" in expected[1]
+            )
     assert outcome(pure.take_batch, iter(cases[1]), 2, 0) == ("ok", (f, [1, 2], True))
     assert outcome(pure.take_batch, iter(cases[2]), 2, 0) == ("ok", (None, cases[2], False))
     assert outcome(pure.take_batch, iter(cases[5]), 2, 40)[1].startswith(
-        "Parallel expects tasks made with delayed(function)(*args, **kwargs); item 41 is 3")
+        "Parallel expects tasks made with delayed(function)(*args, **kwargs); item 41 is 3"
+    )
 
 
 # -- Parallel subclass hooks (joblib's tqdm recipe) and timeouts, as joblib has them ------------
@@ -889,13 +936,14 @@ class CountingParallel(Parallel):
     """joblib's tqdm recipe (examples/parallel/parallel_with_tqdm.py), with a bar that records its counts."""
 
     def __call__(self, iterable, n_tasks):
-        self.seen = []   # (n_completed_tasks, n_dispatched_tasks, n_dispatched_batches, completed)
+        self.seen = []  # (n_completed_tasks, n_dispatched_tasks, n_dispatched_batches, completed)
         self.closed = 0
         return super().__call__(iterable)
 
     def print_progress(self):
-        self.seen.append((self.n_completed_tasks, self.n_dispatched_tasks, self.n_dispatched_batches,
-                          self._is_completed()))
+        self.seen.append(
+            (self.n_completed_tasks, self.n_dispatched_tasks, self.n_dispatched_batches, self._is_completed())
+        )
         if self._is_completed():
             self.closed += 1
 
@@ -948,8 +996,9 @@ def test_timeout_is_both_timeout_errors(backend, tmp_path):
 
     counter = str(tmp_path / "started")
     with pytest.raises(multiprocessing.TimeoutError) as info:
-        Parallel(n_jobs=2, backend=backend, timeout=0.5)(delayed(funcs.count_and_sleep)(counter, x, 3)
-                                                         for x in range(2))
+        Parallel(n_jobs=2, backend=backend, timeout=0.5)(
+            delayed(funcs.count_and_sleep)(counter, x, 3) for x in range(2)
+        )
     assert isinstance(info.value, TimeoutError)
     assert isinstance(info.value, joblite.parallel.ParallelTimeoutError)
     assert "did not finish within timeout=0.5" in str(info.value)

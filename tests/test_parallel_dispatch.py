@@ -9,6 +9,7 @@ first error, which is the failing task's own.  The task kernels of both
 twins (``take_batch``, ``run_next``, ``run_values``)
 agree.  Nothing here asserts a duration.
 """
+
 import itertools
 import pickle
 import traceback
@@ -70,7 +71,7 @@ def mixed_tasks(count):
         elif kind == 1:
             tasks.append(delayed(funcs.add)(i, i))
         elif kind == 2:
-            tasks.append(delayed(len)((i, i)))   # the only argument is a tuple
+            tasks.append(delayed(len)((i, i)))  # the only argument is a tuple
         elif kind == 3:
             tasks.append(delayed(funcs.negate)(i))
         else:
@@ -85,15 +86,15 @@ def expected_of(tasks):
 # -- the twins ----------------------------------------------------------------------------------
 TASK_CASES = [
     [],
-    [(funcs.square, (1,), {}), (funcs.square, (2,), {})],                      # one function, one argument
-    [(funcs.add, (1, 2), {}), (funcs.add, (3, 4), {})],                        # two arguments
-    [(funcs.square, (1,), {}), (funcs.negate, (2,), {}), (funcs.square, (3,), {})],   # two functions
-    [(funcs.add, (1,), {"z": 1}), (funcs.add, (2,), {})],                      # keywords first
-    [(funcs.add, (1,), {}), (funcs.add, (2,), {"z": 3}), (funcs.add, (4,), {})],   # keywords later
-    [(funcs.square, (1,), {}), 3],                                             # not a task
-    [(funcs.square, (1,), {}), (funcs.square, [2], {})],                       # args not a tuple
-    [(funcs.square, (1,), {}), (funcs.square, (2,), None)],                    # kwargs not a dict
-    [(funcs.square, (1,), {}), ("f", (2,), {})],                               # not callable
+    [(funcs.square, (1,), {}), (funcs.square, (2,), {})],  # one function, one argument
+    [(funcs.add, (1, 2), {}), (funcs.add, (3, 4), {})],  # two arguments
+    [(funcs.square, (1,), {}), (funcs.negate, (2,), {}), (funcs.square, (3,), {})],  # two functions
+    [(funcs.add, (1,), {"z": 1}), (funcs.add, (2,), {})],  # keywords first
+    [(funcs.add, (1,), {}), (funcs.add, (2,), {"z": 3}), (funcs.add, (4,), {})],  # keywords later
+    [(funcs.square, (1,), {}), 3],  # not a task
+    [(funcs.square, (1,), {}), (funcs.square, [2], {})],  # args not a tuple
+    [(funcs.square, (1,), {}), (funcs.square, (2,), None)],  # kwargs not a dict
+    [(funcs.square, (1,), {}), ("f", (2,), {})],  # not callable
     [(funcs.fail_on, (1, 2), {}), (funcs.fail_on, (2, 2), {}), (funcs.fail_on, (3, 2), {})],
     [(funcs.square, (x,), {}) for x in range(50)],
 ]
@@ -113,18 +114,24 @@ def test_twins_take_batch_agree(twins, count):
     assert ext.take_batch(iter([(f, (1,), {}), (f, (2,), {})]), 5, 0) == (f, [1, 2], True)
     assert ext.take_batch(iter([(f, ((1, 2),), {})]), 5, 0) == (f, [(1, 2)], True)
     # another number of arguments: argument tuples, the first ones rebuilt as they were
-    assert ext.take_batch(iter([(f, (1,), {}), (f, (2,), {}), (f, (3, 4), {})]), 5, 0) == \
-        (f, [(1,), (2,), (3, 4)], False)
+    assert ext.take_batch(iter([(f, (1,), {}), (f, (2,), {}), (f, (3, 4), {})]), 5, 0) == (
+        f,
+        [(1,), (2,), (3, 4)],
+        False,
+    )
     assert ext.take_batch(iter([(f, (), {}), (f, (2,), {})]), 5, 0) == (f, [(), (2,)], False)
     # a batch of two functions holds tasks, the first ones rebuilt as they were
-    assert ext.take_batch(iter([(f, (1,), {}), (g, (2,), {})]), 5, 0) == \
-        (None, [(f, (1,), {}), (g, (2,), {})], False)
-    assert ext.take_batch(iter([(f, (1, 2), {}), (f, (2,), {"z": 1})]), 5, 0) == \
-        (None, [(f, (1, 2), {}), (f, (2,), {"z": 1})], False)
+    assert ext.take_batch(iter([(f, (1,), {}), (g, (2,), {})]), 5, 0) == (None, [(f, (1,), {}), (g, (2,), {})], False)
+    assert ext.take_batch(iter([(f, (1, 2), {}), (f, (2,), {"z": 1})]), 5, 0) == (
+        None,
+        [(f, (1, 2), {}), (f, (2,), {"z": 1})],
+        False,
+    )
     assert ext.take_batch(iter([]), 5, 0) == (None, [], False)
     assert outcome(ext.take_batch, iter([(f, (1,), {}), 3]), 5, 40) == (
         "TypeError",
-        "Parallel expects tasks made with delayed(function)(*args, **kwargs); item 41 is 3 (type int)")
+        "Parallel expects tasks made with delayed(function)(*args, **kwargs); item 41 is 3 (type int)",
+    )
 
 
 @pytest.mark.parametrize("count", [0, 1, 2, 3, 100])
@@ -144,10 +151,14 @@ def test_twins_run_next_agree(twins, count):
 
 def test_twins_run_values_agree(twins):
     ext, pure = (kernels.tasks for kernels in twins)
-    for function, values in [(funcs.square, []), (funcs.square, list(range(30))), (len, [(1, 2), ()]),
-                             (funcs.fail_on, [1, 2]), (funcs.negate, ["a"])]:
-        assert outcome(ext.run_values, function, list(values)) == \
-            outcome(pure.run_values, function, list(values))
+    for function, values in [
+        (funcs.square, []),
+        (funcs.square, list(range(30))),
+        (len, [(1, 2), ()]),
+        (funcs.fail_on, [1, 2]),
+        (funcs.negate, ["a"]),
+    ]:
+        assert outcome(ext.run_values, function, list(values)) == outcome(pure.run_values, function, list(values))
     assert ext.run_values(len, [(1, 2), ()]) == [2, 0]
 
 
@@ -165,12 +176,16 @@ def test_a_batch_of_one_argument_calls_travels_as_the_arguments():
     assert Batch.take(iter([]), 20, 0) is None
 
 
-@pytest.mark.parametrize("tasks", [
-    [delayed(funcs.add)(x, 1) for x in range(10)],
-    [delayed(len)((x, x)) for x in range(10)],
-    [delayed(funcs.square)(x) for x in range(5)] + [delayed(funcs.add)(1, z=2)],
-    mixed_tasks(30),
-], ids=["two arguments", "tuple argument", "keywords last", "mixed"])
+@pytest.mark.parametrize(
+    "tasks",
+    [
+        [delayed(funcs.add)(x, 1) for x in range(10)],
+        [delayed(len)((x, x)) for x in range(10)],
+        [delayed(funcs.square)(x) for x in range(5)] + [delayed(funcs.add)(1, z=2)],
+        mixed_tasks(30),
+    ],
+    ids=["two arguments", "tuple argument", "keywords last", "mixed"],
+)
 def test_other_batches_round_trip_unchanged(tasks):
     batch = Batch.take(iter(tasks), len(tasks), 0)
     copy = pickle.loads(pickle.dumps(batch))
@@ -187,7 +202,7 @@ def test_mixed_functions_and_keywords_on_processes(batch_size):
 def test_a_failing_task_of_a_compact_batch_on_processes_raises_its_error():
     with pytest.raises(ValueError, match="fail_on refuses 57") as info:
         Parallel(n_jobs=2, batch_size=20)(delayed(funcs.fail_on)(x, 57) for x in range(200))
-    assert "fail_on" in str(info.value.__cause__)   # the worker's traceback
+    assert "fail_on" in str(info.value.__cause__)  # the worker's traceback
 
 
 # -- n_jobs=1: tasks run straight from the iterable ---------------------------------------------
@@ -200,7 +215,7 @@ def test_one_worker_gives_the_loop_results_in_order(return_as):
 def test_one_worker_consumes_the_input_lazily_as_pre_dispatch_allows():
     source = Counted(delayed(funcs.square)(x) for x in itertools.count())
     results = Parallel(n_jobs=1, batch_size=3, pre_dispatch=2, return_as="generator")(source)
-    assert source.taken == 6   # two batches run when the call is made, as submitted ones would be
+    assert source.taken == 6  # two batches run when the call is made, as submitted ones would be
     assert [next(results) for _ in range(3)] == [0, 1, 4]
     assert source.taken == 6
     assert next(results) == 9
@@ -224,16 +239,14 @@ def test_one_worker_stops_at_the_failing_task_and_raises_its_error():
 
 def test_one_worker_yields_the_batches_before_a_failure_first():
     ran = []
-    results = Parallel(n_jobs=1, batch_size=10, return_as="generator")(
-        delayed(fail_at_13)(x, ran) for x in range(100))
+    results = Parallel(n_jobs=1, batch_size=10, return_as="generator")(delayed(fail_at_13)(x, ran) for x in range(100))
     assert [next(results) for _ in range(10)] == list(range(10))
     with pytest.raises(ValueError, match="task 13 refuses"):
         next(results)
 
 
 def test_one_worker_names_an_item_that_is_not_a_task():
-    source = Counted([delayed(funcs.square)(1), delayed(funcs.square)(2), "oops",
-                      delayed(funcs.square)(3)])
+    source = Counted([delayed(funcs.square)(1), delayed(funcs.square)(2), "oops", delayed(funcs.square)(3)])
     with pytest.raises(TypeError, match="item 2 is 'oops'"):
         Parallel(n_jobs=1)(source)
     assert source.taken == 3
@@ -253,7 +266,7 @@ def test_one_worker_counts_dispatched_and_completed_tasks_and_calls_back():
     assert called == [(x, -x) for x in range(5000)]
     assert seen[-1] == (5000, 5000, True)
     assert all(completed <= dispatched for dispatched, completed, _ in seen)
-    assert parallel.n_dispatched_batches >= 2   # the first batch holds one task, to measure it
+    assert parallel.n_dispatched_batches >= 2  # the first batch holds one task, to measure it
 
 
 def in_worker_flag(_):
@@ -295,11 +308,11 @@ def test_a_small_batch_back_late_does_not_shrink_the_next_ones():
     from joblite.parallel import _AutoBatcher
 
     batcher = _AutoBatcher("auto", None, 2, target=0.02, largest=16384)
-    batcher.record(16384, 0.005)   # tiny tasks: the largest batches
+    batcher.record(16384, 0.005)  # tiny tasks: the largest batches
     assert batcher.size() == 16384
-    batcher.record(31, 0.008)   # 31 tasks back after 8 ms: the wait, not their cost
+    batcher.record(31, 0.008)  # 31 tasks back after 8 ms: the wait, not their cost
     assert batcher.size() >= 16000
-    batcher.record(16384, 0.1)   # full batches get slower: the size follows
+    batcher.record(16384, 0.1)  # full batches get slower: the size follows
     assert batcher.size() < 8192
     batcher.record(batcher.size(), 1.0)
     assert batcher.size() < 1000

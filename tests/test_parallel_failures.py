@@ -21,6 +21,7 @@ hang (``HANG``) or a slow shutdown: the issue asks that workers be gone
 within 2 s of a KeyboardInterrupt; the tests allow ``GONE`` = 5 s, slack for
 a machine loaded by other test runs.
 """
+
 import errno
 import json
 import os
@@ -36,27 +37,27 @@ import numpy as np
 import pytest
 from loky.process_executor import TerminatedWorkerError
 
+import _parallel_workers as W
 import joblite
 from joblite import Parallel, delayed
 from joblite.backends.processes import WorkerDiedError
 
-import _parallel_workers as W
-
-pytestmark = pytest.mark.skipif(sys.platform == "win32" or not hasattr(signal, "SIGKILL"),
-                                reason="needs POSIX processes, signals and /proc")
+pytestmark = pytest.mark.skipif(
+    sys.platform == "win32" or not hasattr(signal, "SIGKILL"), reason="needs POSIX processes, signals and /proc"
+)
 
 try:
     import psutil
-except ImportError:   # /proc is read instead
+except ImportError:  # /proc is read instead
     psutil = None
 
-HANG = 60.0          # seconds: a call or a process that takes longer than this has hung
-GONE = 5.0           # seconds for processes to go away: the issue's 2 s plus slack for a loaded machine
+HANG = 60.0  # seconds: a call or a process that takes longer than this has hung
+GONE = 5.0  # seconds for processes to go away: the issue's 2 s plus slack for a loaded machine
 PREFIX = "joblite_memmapping_"
 HOST = socket.gethostname()
 SHM = "/dev/shm"
-MAX_NBYTES = 1000    # bytes: BIG arrays are memory-mapped, SMALL ones are not
-BIG = 4096           # float64 elements: 32 KiB
+MAX_NBYTES = 1000  # bytes: BIG arrays are memory-mapped, SMALL ones are not
+BIG = 4096  # float64 elements: 32 KiB
 SMALL = 16
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_parallel_workers.py")
 JOBLITE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))
@@ -72,7 +73,7 @@ def _proc_state(pid):
             cmdline = fileobj.read().replace(b"\0", b" ").decode(errors="replace")
     except (FileNotFoundError, ProcessLookupError):
         return None
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     return fields[0], int(fields[1]), cmdline
 
 
@@ -142,8 +143,10 @@ def descendants(pid):
 def loky_workers():
     """(live, zombie) pids of this process's loky worker processes (not loky's resource tracker)."""
     workers = {pid: info for pid, info in children().items() if "popen_loky" in info[1]}
-    return ([pid for pid, (is_alive, _) in workers.items() if is_alive],
-            [pid for pid, (is_alive, _) in workers.items() if not is_alive])
+    return (
+        [pid for pid, (is_alive, _) in workers.items() if is_alive],
+        [pid for pid, (is_alive, _) in workers.items() if not is_alive],
+    )
 
 
 def stop_loky():
@@ -160,7 +163,7 @@ def within(seconds, function, *args, **kwargs):
     def run():
         try:
             outcome["value"] = function(*args, **kwargs)
-        except BaseException as exc:   # handed to the caller
+        except BaseException as exc:  # handed to the caller
             outcome["error"] = exc
 
     thread = threading.Thread(target=run, daemon=True)
@@ -179,7 +182,7 @@ def call_folders(parent):
 
 
 def owner_pid(name):
-    return int(name[len(PREFIX):].split("@", 1)[0])
+    return int(name[len(PREFIX) :].split("@", 1)[0])
 
 
 def shm_folders():
@@ -195,7 +198,7 @@ def env(tmp_path, monkeypatch):
     temp = tmp_path / "temp"
     temp.mkdir()
     monkeypatch.setenv("JOBLITE_TEMP_FOLDER", str(temp))
-    stop_loky()    # the workers of this test inherit this JOBLITE_TEMP_FOLDER
+    stop_loky()  # the workers of this test inherit this JOBLITE_TEMP_FOLDER
     shm_before = shm_folders()
     ours = {os.getpid()}
     yield temp
@@ -236,7 +239,7 @@ def warm(parallel):
 def test_large_array_reaches_workers_as_read_only_memmap_written_once(env):
     a, b = big(), big(0.5)
     tasks = [delayed(W.describe)(a if i % 2 == 0 else b) for i in range(12)]
-    seen = Parallel(n_jobs=2, max_nbytes=MAX_NBYTES)(tasks)   # into JOBLITE_TEMP_FOLDER
+    seen = Parallel(n_jobs=2, max_nbytes=MAX_NBYTES)(tasks)  # into JOBLITE_TEMP_FOLDER
 
     folders = set()
     for i, info in enumerate(seen):
@@ -257,8 +260,9 @@ def test_large_array_reaches_workers_as_read_only_memmap_written_once(env):
     assert os.listdir(env) == []
 
 
-@pytest.mark.parametrize("size, max_nbytes", [(SMALL, MAX_NBYTES), (BIG, None)],
-                         ids=["smaller-than-max_nbytes", "max_nbytes-None"])
+@pytest.mark.parametrize(
+    "size, max_nbytes", [(SMALL, MAX_NBYTES), (BIG, None)], ids=["smaller-than-max_nbytes", "max_nbytes-None"]
+)
 def test_array_not_memmapped_arrives_as_plain_ndarray(env, size, max_nbytes):
     array = np.arange(size, dtype=np.float64)
     seen = Parallel(n_jobs=2, max_nbytes=max_nbytes)(delayed(W.describe)(array) for _ in range(4))
@@ -276,11 +280,11 @@ def test_memmap_argument_is_passed_by_file_and_offset(env, tmp_path):
     whole.flush()
     at_offset = np.memmap(path, dtype=np.float64, mode="r", offset=160, shape=(500,))
     arguments = [
-        (whole, 0),                  # the whole file
-        (whole[100:600], 800),       # a slice view: 100 float64 into the file
-        (whole[100:600:2], 800),     # a strided view: the range it spans is mapped
-        (at_offset, 160),            # a memmap opened at an offset
-        (at_offset[50:300], 560),    # a slice of it: 160 + 50 * 8
+        (whole, 0),  # the whole file
+        (whole[100:600], 800),  # a slice view: 100 float64 into the file
+        (whole[100:600:2], 800),  # a strided view: the range it spans is mapped
+        (at_offset, 160),  # a memmap opened at an offset
+        (at_offset[50:300], 560),  # a slice of it: 160 + 50 * 8
     ]
     probe = [delayed(W.describe)(array) for array, _ in arguments] + [delayed(W.listdir)(str(env))]
     seen = processes(env)(probe)
@@ -299,8 +303,7 @@ def test_mmap_mode_r_plus_lets_workers_write_into_a_memmap_input(env, tmp_path):
     path = str(tmp_path / "shared.bin")
     np.arange(1000.0).tofile(path)
     shared = np.memmap(path, dtype=np.float64, mode="r+", shape=(1000,))
-    modes = processes(env, mmap_mode="r+")(
-        delayed(W.write_into)(shared, i, -1.0 - i) for i in range(6))
+    modes = processes(env, mmap_mode="r+")(delayed(W.write_into)(shared, i, -1.0 - i) for i in range(6))
     assert set(modes) == {"r+"}
     expected = np.arange(1000.0)
     expected[:6] = -1.0 - np.arange(6)
@@ -316,7 +319,7 @@ def test_memmap_created_with_w_plus_keeps_its_data(env, tmp_path, mmap_mode):
     created = np.memmap(path, dtype=np.float64, mode="w+", shape=(1000,))
     created[:] = np.arange(1000.0)
     created.flush()
-    info, = processes(env, mmap_mode=mmap_mode)([delayed(W.describe)(created)])
+    (info,) = processes(env, mmap_mode=mmap_mode)([delayed(W.describe)(created)])
     assert info["values"] == np.arange(1000.0).tolist(), "the worker must see the file's data"
     assert np.array_equal(np.fromfile(path), np.arange(1000.0)), "the file must keep its data"
     del created
@@ -336,7 +339,7 @@ def test_default_temp_folder_is_dev_shm_and_is_cleaned(env, monkeypatch):
     monkeypatch.delenv("JOBLITE_TEMP_FOLDER")
     if choose_temp_folder() != (SHM, None):
         pytest.skip(f"{SHM} is not the default temp folder here (missing or under 2 GiB free)")
-    info, = Parallel(n_jobs=2, max_nbytes=MAX_NBYTES)([delayed(W.describe)(big())])
+    (info,) = Parallel(n_jobs=2, max_nbytes=MAX_NBYTES)([delayed(W.describe)(big())])
     folder = os.path.dirname(info["filename"])
     assert os.path.dirname(folder) == SHM and os.path.basename(folder).startswith(f"{PREFIX}{os.getpid()}@")
     assert not os.path.exists(folder)
@@ -361,7 +364,7 @@ def tiny_tmpfs(tmp_path):
 def test_a_full_temp_folder_raises_enospc_naming_the_folder_and_the_size(env, tiny_tmpfs):
     # Issue 9, item 7: a full disk while writing a large argument came out as loky's
     # PicklingError, the real cause only as text.
-    array = np.ones(1 << 18)   # 2 MiB, in a 1 MiB file system
+    array = np.ones(1 << 18)  # 2 MiB, in a 1 MiB file system
     with pytest.raises(OSError) as info:
         within(HANG, processes(tiny_tmpfs), [delayed(W.describe)(array)] * 2)
     error = info.value
@@ -396,8 +399,9 @@ def test_a_temp_folder_that_does_not_exist_is_not_created(env, tmp_path, monkeyp
         within(HANG, parallel, [delayed(W.describe)(big())])
     assert f"{setting}={str(missing)!r}" in str(info.value), str(info.value)
     assert not (tmp_path / "missing").exists(), "the temp folder must not be created"
-    assert within(HANG, parallel, [delayed(W.echo)(i) for i in range(3)]) == [0, 1, 2], \
+    assert within(HANG, parallel, [delayed(W.echo)(i) for i in range(3)]) == [0, 1, 2], (
         "calls without large arrays need no temp folder"
+    )
 
 
 # ======================================================================================
@@ -427,29 +431,42 @@ def _generator_failing_at(a, bad):
 
 
 def _break_after_first(parallel, tasks):
-    for _ in parallel(tasks):   # return_as='generator': the consumer stops early
+    for _ in parallel(tasks):  # return_as='generator': the consumer stops early
         break
 
 
 ENDINGS = {
     # ending: (Parallel keyword arguments, run(parallel, array), exception it raises or None)
-    "task-error": ({}, lambda p, a: p([delayed(W.nap_or_fail)(i, 3, 0.02, a) for i in range(40)]),
-                   W.TaskError),
+    "task-error": ({}, lambda p, a: p([delayed(W.nap_or_fail)(i, 3, 0.02, a) for i in range(40)]), W.TaskError),
     "generator-error": ({}, lambda p, a: p(_generator_failing_at(a, 6)), GeneratorError),
-    "early-break": ({"return_as": "generator"},
-                    lambda p, a: _break_after_first(p, [delayed(W.nap_or_fail)(i, -1, 0.02, a)
-                                                        for i in range(40)]), None),
-    "timeout": ({"timeout": 0.5}, lambda p, a: p([delayed(W.nap)(0.02, None, a) for _ in range(4)]
-                                                 + [delayed(W.nap)(60, None, a)]
-                                                 + [delayed(W.nap)(0.02, None, a) for _ in range(8)]),
-                TimeoutError),
-    "worker-death": ({}, lambda p, a: p([delayed(W.nap)(0.02, None, a) for _ in range(4)]
-                                        + [delayed(W.exit_with)(3, a)]
-                                        + [delayed(W.nap)(0.02, None, a) for _ in range(20)]),
-                     WorkerDiedError),
-    "keyboard-interrupt": ({"callback": _interrupt_at_third},
-                           lambda p, a: p([delayed(W.nap_or_fail)(i, -1, 0.02, a) for i in range(40)]),
-                           KeyboardInterrupt),
+    "early-break": (
+        {"return_as": "generator"},
+        lambda p, a: _break_after_first(p, [delayed(W.nap_or_fail)(i, -1, 0.02, a) for i in range(40)]),
+        None,
+    ),
+    "timeout": (
+        {"timeout": 0.5},
+        lambda p, a: p(
+            [delayed(W.nap)(0.02, None, a) for _ in range(4)]
+            + [delayed(W.nap)(60, None, a)]
+            + [delayed(W.nap)(0.02, None, a) for _ in range(8)]
+        ),
+        TimeoutError,
+    ),
+    "worker-death": (
+        {},
+        lambda p, a: p(
+            [delayed(W.nap)(0.02, None, a) for _ in range(4)]
+            + [delayed(W.exit_with)(3, a)]
+            + [delayed(W.nap)(0.02, None, a) for _ in range(20)]
+        ),
+        WorkerDiedError,
+    ),
+    "keyboard-interrupt": (
+        {"callback": _interrupt_at_third},
+        lambda p, a: p([delayed(W.nap_or_fail)(i, -1, 0.02, a) for i in range(40)]),
+        KeyboardInterrupt,
+    ),
 }
 
 
@@ -559,7 +576,7 @@ def test_timeout_names_the_task_and_terminates_its_worker(env, tmp_path):
     assert "task 2" in message and "nap" in message and "0.5" in message, message
     assert elapsed < 20, f"TimeoutError came {elapsed:.1f} s after the start (timeout=0.5)"
 
-    stuck_pid, = [entry["pid"] for entry in W.read_reports(stuck)]
+    (stuck_pid,) = [entry["pid"] for entry in W.read_reports(stuck)]
     assert wait_gone([stuck_pid], GONE) == [], "the stuck worker must be terminated"
     assert within(HANG, Parallel(n_jobs=2, timeout=0.5), [delayed(W.echo)(i) for i in range(4)]) == [0, 1, 2, 3]
 
@@ -569,17 +586,21 @@ def test_timeout_does_not_count_worker_start_up(env):
     # timeout is set): a batch's clock starts when it is submitted, so the start of fresh workers
     # (about 0.25 s here: on the first call and after any timeout, worker death or interrupt)
     # counted against the first tasks, and the TimeoutError blamed task 0, which never ran.
-    stop_loky()   # a cold pool, as after a failed call
+    stop_loky()  # a cold pool, as after a failed call
     assert within(HANG, Parallel(n_jobs=2, timeout=0.1), [delayed(W.echo)(i) for i in range(4)]) == [0, 1, 2, 3]
 
 
-_RELEASE = threading.Event()   # lets the stuck thread of the threading case end
+_RELEASE = threading.Event()  # lets the stuck thread of the threading case end
 
 
-@pytest.mark.parametrize("backend, tasks", [
-    ("loky", lambda: [delayed(W.nap)(0.1), delayed(W.exit_with)(3)]),
-    ("threading", lambda: [delayed(W.wait_event)(_RELEASE, 30)]),
-], ids=["loky-worker-death", "threading-timeout"])
+@pytest.mark.parametrize(
+    "backend, tasks",
+    [
+        ("loky", lambda: [delayed(W.nap)(0.1), delayed(W.exit_with)(3)]),
+        ("threading", lambda: [delayed(W.wait_event)(_RELEASE, 30)]),
+    ],
+    ids=["loky-worker-death", "threading-timeout"],
+)
 def test_parallel_context_manager_still_works_after_an_abort(env, backend, tasks):
     # Found by this file (fixed in 1bfe685: every call configures the backend): after an abort
     # (timeout, worker death, interrupt) the next call in a ``with Parallel(...)`` block failed
@@ -605,15 +626,20 @@ class Caller:
         self.report = tmp_path / "report"
         self.report.mkdir()
         self.log = tmp_path / "caller.log"
-        cfg = {"mode": mode, "report": str(self.report), "seconds": seconds, "temp_folder": str(temp),
-               "rounds": rounds}
+        cfg = {"mode": mode, "report": str(self.report), "seconds": seconds, "temp_folder": str(temp), "rounds": rounds}
         environ = dict(os.environ, JOBLITE_TEMP_FOLDER=str(temp))
         environ["PYTHONPATH"] = os.pathsep.join(
-            [JOBLITE_ROOT] + ([environ["PYTHONPATH"]] if environ.get("PYTHONPATH") else []))
+            [JOBLITE_ROOT] + ([environ["PYTHONPATH"]] if environ.get("PYTHONPATH") else [])
+        )
         with open(self.log, "wb") as log:
             # a session of its own: a SIGINT to its group reaches it and its workers, not pytest
-            self.proc = subprocess.Popen([sys.executable, SCRIPT, json.dumps(cfg)], stdout=log,
-                                         stderr=subprocess.STDOUT, env=environ, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, SCRIPT, json.dumps(cfg)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=environ,
+                start_new_session=True,
+            )
         self.descendants = set()
 
     def worker_reports(self, count, folder=None):
@@ -667,7 +693,7 @@ class Caller:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        for pid in wait_gone(sorted(self.descendants), HANG):   # a hang: end it anyway
+        for pid in wait_gone(sorted(self.descendants), HANG):  # a hang: end it anyway
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -691,7 +717,7 @@ def caller(tmp_path, env):
 
     yield start
     for one in made:
-        if one.close():   # only if the test failed before its own check
+        if one.close():  # only if the test failed before its own check
             for name in one.semaphores():
                 os.unlink(os.path.join(SHM, name))
 
@@ -701,15 +727,15 @@ def test_keyboard_interrupt_stops_workers_and_removes_the_folder(env, caller, ta
     run = caller("interrupt", 60)
     reports = run.worker_reports(2)
     workers = {entry["pid"] for entry in reports}
-    folder, = {entry["folder"] for entry in reports}
+    (folder,) = {entry["folder"] for entry in reports}
     assert len(workers) == 2 and os.path.isdir(folder)
     assert os.path.basename(folder).startswith(f"{PREFIX}{run.proc.pid}@")
 
     signalled = time.monotonic()
     if target == "caller":
-        os.kill(run.proc.pid, signal.SIGINT)          # a SIGINT to the caller alone
+        os.kill(run.proc.pid, signal.SIGINT)  # a SIGINT to the caller alone
     else:
-        os.killpg(run.proc.pid, signal.SIGINT)        # Ctrl-C: the whole foreground group
+        os.killpg(run.proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
     left = wait_gone(sorted(workers), GONE)
     gone_after = time.monotonic() - signalled
     assert left == [], f"workers {left} still alive {GONE} s after SIGINT ({run.output()})"
@@ -729,8 +755,7 @@ def test_after_ctrl_c_on_a_caller_the_next_call_works(env, caller):
         run.worker_reports(2, run.report / f"round{r}")
         os.killpg(run.proc.pid, signal.SIGINT)
         outcome = run.wait_report(f"round{r}.json")
-        assert outcome == {"interrupted": True, "memmap": [True] * 3, "values_ok": [True] * 3}, \
-            f"round {r}: {outcome}"
+        assert outcome == {"interrupted": True, "memmap": [True] * 3, "values_ok": [True] * 3}, f"round {r}: {outcome}"
     assert run.proc.wait(HANG) == 0, run.output()
     assert os.listdir(env) == [], "folders left by the interrupted calls"
     assert run.close() == [], f"the caller's loky semaphores left in {SHM}"
@@ -781,7 +806,7 @@ def test_workers_and_folder_of_a_sigkilled_caller_go_without_another_call(env, c
 def test_folder_of_a_caller_killed_with_its_workers_is_swept_by_the_next_call(env, caller):
     run = caller("interrupt", 60)
     reports = run.worker_reports(2)
-    folder, = {entry["folder"] for entry in reports}
+    (folder,) = {entry["folder"] for entry in reports}
     # the whole process group: the caller, its workers and loky's resource tracker
     os.killpg(run.proc.pid, signal.SIGKILL)
     assert run.proc.wait(HANG) == -signal.SIGKILL, run.output()
@@ -823,7 +848,7 @@ FAILING_CALLS = int(os.environ.get("JOBLITE_FAILING_CALLS", "100") or 100)
 
 def test_hundred_failing_calls_leave_no_file_and_no_worker(env):
     assert FAILING_CALLS % 8 == 4 or FAILING_CALLS % 8 == 0, "every kind and variant must run"
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)   # as at a terminal
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal
     try:
         array = big()
         outcomes = {}
@@ -844,7 +869,7 @@ def test_hundred_failing_calls_leave_no_file_and_no_worker(env):
                 death = delayed(W.exit_with)(9, array) if call % 8 < 4 else delayed(W.kill_self)(array)
                 tasks = [delayed(W.nap)(30, None, array), death]
                 expected = WorkerDiedError
-            else:   # an interrupt: raised by a callback, or a real SIGINT while the call waits
+            else:  # an interrupt: raised by a callback, or a real SIGINT while the call waits
                 if call % 8 < 4:
                     parallel = processes(env, callback=_interrupt)
                     tasks = [delayed(W.echo)(0, array), delayed(W.nap)(30, None, array)]
@@ -855,7 +880,7 @@ def test_hundred_failing_calls_leave_no_file_and_no_worker(env):
             try:
                 if kind == "interrupt" and call % 8 >= 4:
                     timer = _sigint_main_thread_soon(0.3)
-                    parallel(tasks)   # in the main thread: the SIGINT must reach it
+                    parallel(tasks)  # in the main thread: the SIGINT must reach it
                 else:
                     within(HANG, parallel, tasks)
             except expected:
@@ -863,7 +888,7 @@ def test_hundred_failing_calls_leave_no_file_and_no_worker(env):
             finally:
                 if timer is not None:
                     timer.join()
-            left = wait_empty(env, GONE)   # a task error lets the call's other batches finish first
+            left = wait_empty(env, GONE)  # a task error lets the call's other batches finish first
             if left:
                 leftovers.append((call, kind, left))
         each = FAILING_CALLS // 4
@@ -887,8 +912,7 @@ def test_hundred_failing_calls_leave_no_file_and_no_worker(env):
 def test_threading_exception_keeps_its_type(env):
     with pytest.raises(W.TaskError, match="task 3 failed"):
         within(HANG, Parallel(n_jobs=2, backend="threading"), [delayed(W.fail_at)(i, 3) for i in range(8)])
-    assert within(HANG, Parallel(n_jobs=2, backend="threading"), [delayed(W.echo)(i) for i in range(4)]) \
-        == [0, 1, 2, 3]
+    assert within(HANG, Parallel(n_jobs=2, backend="threading"), [delayed(W.echo)(i) for i in range(4)]) == [0, 1, 2, 3]
 
 
 def test_threading_timeout_raises_and_the_call_returns(env):
@@ -898,8 +922,11 @@ def test_threading_timeout_raises_and_the_call_returns(env):
     before = {thread.ident for thread in threading.enumerate()}
     try:
         with pytest.raises(TimeoutError) as info:
-            within(HANG, Parallel(n_jobs=2, backend="threading", timeout=0.3),
-                   [delayed(W.echo)(0), delayed(W.wait_event)(release, HANG)])
+            within(
+                HANG,
+                Parallel(n_jobs=2, backend="threading", timeout=0.3),
+                [delayed(W.echo)(0), delayed(W.wait_event)(release, HANG)],
+            )
         assert "task 1" in str(info.value) and "wait_event" in str(info.value), str(info.value)
     finally:
         release.set()
@@ -907,8 +934,7 @@ def test_threading_timeout_raises_and_the_call_returns(env):
     while [t for t in threading.enumerate() if t.ident not in before and t.name.startswith("joblite")]:
         assert time.monotonic() < deadline, "the worker thread did not end after its task ended"
         time.sleep(0.02)
-    assert within(HANG, Parallel(n_jobs=2, backend="threading"), [delayed(W.echo)(i) for i in range(4)]) \
-        == [0, 1, 2, 3]
+    assert within(HANG, Parallel(n_jobs=2, backend="threading"), [delayed(W.echo)(i) for i in range(4)]) == [0, 1, 2, 3]
 
 
 # ======================================================================================
@@ -917,7 +943,7 @@ def test_threading_timeout_raises_and_the_call_returns(env):
 def test_an_argument_the_worker_cannot_unpickle_fails_the_task_not_the_pool(env):
     # It broke loky's pool (BrokenProcessPool, every worker killed); now unpickling is part
     # of running the batch, and its error is the task's.
-    def scenario():   # in one thread: loky keeps one reusable executor per thread
+    def scenario():  # in one thread: loky keeps one reusable executor per thread
         before = set()
         for _ in range(50):
             before.update(Parallel(n_jobs=2)([delayed(W.nap)(0.1) for _ in range(4)]))
@@ -952,5 +978,4 @@ def test_non_delayed_item_midway_raises_type_error_naming_its_index(env, tmp_pat
         assert {entry["folder"] for entry in W.read_reports(report)} != {None}
     # the batches sent before the bad item finish, then the folder goes
     assert wait_empty(env, HANG) == [], f"left after a bad task: {os.listdir(env)}"
-    assert within(HANG, Parallel(n_jobs=2, backend=backend), [delayed(W.echo)(i) for i in range(4)]) \
-        == [0, 1, 2, 3]
+    assert within(HANG, Parallel(n_jobs=2, backend=backend), [delayed(W.echo)(i) for i in range(4)]) == [0, 1, 2, 3]

@@ -8,6 +8,7 @@ are in ``test_persistence_integrity.py``, the fuzz test in
 Uncompressed dumps do not touch the kernels; the compressed ones run on the
 active twin (run the suite again with ``JOBLITE_PUREPYTHON=1``).
 """
+
 import builtins
 import collections
 import contextlib
@@ -26,13 +27,12 @@ import uuid
 import numpy as np
 import pytest
 
+import _persistence_helpers as H
 import joblite
 from joblite import _blocks, _container, compressors, persistence
 from joblite.persistence import CorruptFileError, dump, dumps, load, loads
 
-import _persistence_helpers as H
-
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))   # the joblite tested
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))  # the joblite tested
 CODECS = ["lz4", "zlib", "gzip", "bz2", "lzma", "xz"] + (["zstd"] if "zstd" in compressors.compressor_names() else [])
 
 
@@ -40,8 +40,7 @@ assert_same = H.assert_same
 
 
 def structured_with_offsets():
-    dtype = np.dtype({"names": ["a", "b", "c"], "formats": ["<i4", ">f8", "S3"],
-                      "offsets": [0, 8, 17], "itemsize": 24})
+    dtype = np.dtype({"names": ["a", "b", "c"], "formats": ["<i4", ">f8", "S3"], "offsets": [0, 8, 17], "itemsize": 24})
     array = np.zeros(5, dtype=dtype)
     array["a"] = np.arange(5)
     array["b"] = np.linspace(0, 1, 5)
@@ -299,13 +298,36 @@ def test_same_array_twice_comes_back_as_one_object():
 
 def test_plain_objects_round_trip():
     value = {
-        "builtins": [1, -2**100, 2.5, 1 + 2j, "s", b"b", bytearray(b"ba"), None, True, Ellipsis,
-                     (1,), [2], {3}, frozenset({4}), range(1, 9, 2), slice(1, None, 3)],
-        "datetime": [datetime.datetime(2024, 2, 29, 12, 30, tzinfo=datetime.timezone.utc),
-                     datetime.date(1999, 12, 31), datetime.timedelta(days=-1, seconds=5)],
+        "builtins": [
+            1,
+            -(2**100),
+            2.5,
+            1 + 2j,
+            "s",
+            b"b",
+            bytearray(b"ba"),
+            None,
+            True,
+            Ellipsis,
+            (1,),
+            [2],
+            {3},
+            frozenset({4}),
+            range(1, 9, 2),
+            slice(1, None, 3),
+        ],
+        "datetime": [
+            datetime.datetime(2024, 2, 29, 12, 30, tzinfo=datetime.timezone.utc),
+            datetime.date(1999, 12, 31),
+            datetime.timedelta(days=-1, seconds=5),
+        ],
         "numbers": [decimal.Decimal("3.14159"), fractions.Fraction(22, 7), uuid.UUID(int=42)],
-        "collections": [collections.OrderedDict([("b", 1), ("a", 2)]), collections.Counter("hello"),
-                        collections.deque([1, 2], maxlen=5), collections.defaultdict(list, a=[1])],
+        "collections": [
+            collections.OrderedDict([("b", 1), ("a", 2)]),
+            collections.Counter("hello"),
+            collections.deque([1, 2], maxlen=5),
+            collections.defaultdict(list, a=[1]),
+        ],
         "path": pathlib.Path("/tmp/x/y.txt"),
         "dtypes": [np.dtype("f8"), np.dtype(">M8[ms]"), structured_with_offsets().dtype, np.float64],
     }
@@ -322,14 +344,17 @@ def test_no_numpy_objects_at_all():
 
 def test_pandas_dataframe():
     pd = pytest.importorskip("pandas")
-    frame = pd.DataFrame({
-        "f": np.linspace(0, 1, 50),
-        "i": np.arange(50, dtype=np.int16),
-        "s": [f"row{i}" for i in range(50)],
-        "c": pd.Categorical(["a", "b"] * 25),
-        "t": pd.date_range("2020-01-01", periods=50, freq="h", tz="Europe/Paris"),
-        "b": np.arange(50) % 3 == 0,
-    }, index=pd.RangeIndex(100, 150, name="idx"))
+    frame = pd.DataFrame(
+        {
+            "f": np.linspace(0, 1, 50),
+            "i": np.arange(50, dtype=np.int16),
+            "s": [f"row{i}" for i in range(50)],
+            "c": pd.Categorical(["a", "b"] * 25),
+            "t": pd.date_range("2020-01-01", periods=50, freq="h", tz="Europe/Paris"),
+            "b": np.arange(50) % 3 == 0,
+        },
+        index=pd.RangeIndex(100, 150, name="idx"),
+    )
     series = pd.Series(np.arange(5.0), index=list("abcde"), name="s")
     got_frame, got_series = loads(dumps([frame, series]))
     pd.testing.assert_frame_equal(got_frame, frame)
@@ -403,8 +428,13 @@ def test_dumps_is_deterministic():
 
 def test_file_layout_matches_the_documented_format():
     """Rebuilding a dump from its parts with the spec alone gives the same bytes."""
-    value = {"a": np.arange(10, dtype=">i2"), "b": np.ones((3, 4), order="F"), "c": np.arange(30)[::4],
-             "e": np.empty(0), "s": "text"}
+    value = {
+        "a": np.arange(10, dtype=">i2"),
+        "b": np.ones((3, 4), order="F"),
+        "c": np.arange(30)[::4],
+        "e": np.empty(0),
+        "s": "text",
+    }
     data = dumps(value)
     layout = H.parse(data)
     assert data[:8] == b"\x89JOBLITE" and data[-64:-56] == b"JLBLOCKS"
@@ -419,8 +449,9 @@ def test_file_layout_matches_the_documented_format():
     assert layout["table"][0] % 64 == 0
     assert all(data[start:stop] == bytes(stop - start) for start, stop in layout["padding"])
     stream = data[slice(*layout["pickle"])]
-    rebuilt = H.build(stream, [(data[slice(*b["range"])], b["raw_length"], b["codec"], b["itemsize"])
-                               for b in layout["blocks"]])
+    rebuilt = H.build(
+        stream, [(data[slice(*b["range"])], b["raw_length"], b["codec"], b["itemsize"]) for b in layout["blocks"]]
+    )
     assert rebuilt == data
 
 
@@ -478,8 +509,11 @@ def test_read_only_arrays_come_back_as_the_mode_says(tmp_path, compress):
     again = tmp_path / "again.jl"
     dump(value, again, compress=compress)
     for mode in [None, "r", "r+", "c"]:
-        with pytest.warns(UserWarning, match="compressed arrays cannot be memory-mapped") if compress and mode \
-                else contextlib.nullcontext():
+        with (
+            pytest.warns(UserWarning, match="compressed arrays cannot be memory-mapped")
+            if compress and mode
+            else contextlib.nullcontext()
+        ):
             got = load(again, mmap_mode=mode)
         for key, array in got.items():
             np.testing.assert_array_equal(array, value[key])
@@ -592,8 +626,23 @@ def test_bad_mmap_mode(dumped, mode):
     assert repr(mode) in str(info.value)
 
 
-@pytest.mark.parametrize("compress", [-1, 10, "nope", ("zlib", "x"), 3.5, ("zlib", 3, 4), ("nope", 3),
-                                      ("zlib", -1), ("zlib", 10), [("zlib", 3)], ("zlib", True), b"zlib"])
+@pytest.mark.parametrize(
+    "compress",
+    [
+        -1,
+        10,
+        "nope",
+        ("zlib", "x"),
+        3.5,
+        ("zlib", 3, 4),
+        ("nope", 3),
+        ("zlib", -1),
+        ("zlib", 10),
+        [("zlib", 3)],
+        ("zlib", True),
+        b"zlib",
+    ],
+)
 def test_bad_compress(tmp_path, compress):
     filename = tmp_path / "value.jl"
     for call in (lambda: dump([1], filename, compress=compress), lambda: dumps([1], compress=compress)):
@@ -759,9 +808,19 @@ def test_compress_off(compress):
     assert H.parse(dumps([np.arange(10)], compress=compress))["codecs"] == ["none"]
 
 
-@pytest.mark.parametrize("extension, codec", [(".z", "zlib"), (".gz", "gzip"), (".bz2", "bz2"),
-                                              (".lzma", "lzma"), (".xz", "xz"), (".lz4", "lz4"),
-                                              (".pkl", None), (".GZ", "gzip")])
+@pytest.mark.parametrize(
+    "extension, codec",
+    [
+        (".z", "zlib"),
+        (".gz", "gzip"),
+        (".bz2", "bz2"),
+        (".lzma", "lzma"),
+        (".xz", "xz"),
+        (".lz4", "lz4"),
+        (".pkl", None),
+        (".GZ", "gzip"),
+    ],
+)
 def test_file_extension_selects_the_codec_as_joblib(tmp_path, extension, codec):
     filename = tmp_path / f"value{extension}"
     dump(np.arange(1000) % 5, filename)
@@ -775,7 +834,7 @@ def test_multi_chunk_blocks():
     """Blocks larger than a chunk, with item sizes that do not divide the chunk size."""
     rng = np.random.default_rng(1)
     value = {
-        "f8": np.cumsum(rng.standard_normal(400_000)),        # 3.2 MB
+        "f8": np.cumsum(rng.standard_normal(400_000)),  # 3.2 MB
         "s3": np.frombuffer(rng.integers(0, 4, 3_000_000, dtype=np.uint8).tobytes(), dtype="S3"),
         "s24": np.zeros(200_000, dtype=structured_with_offsets().dtype),
     }
@@ -858,7 +917,7 @@ def test_register_compressor_validates():
 
 def test_chunk_size_is_read_from_the_header():
     """The header records the chunk size; a reader uses it rather than its own default."""
-    raw = (np.arange(100_000, dtype=np.int64) % 11)
+    raw = np.arange(100_000, dtype=np.int64) % 11
     chunk = 4096
     frame = _blocks.compress_block(memoryview(raw).cast("B"), 8, "zlib", 3, chunk_size=chunk)
     stream = dumps_stream_for_one_array(raw)
@@ -903,19 +962,41 @@ class EvalCall:
 def safe_value():
     return {
         "list": [1, 2.5, "x", b"y", None, True, (1, 2), {3}, frozenset({4}), 1 + 1j, bytearray(b"z")],
-        "arrays": [np.arange(5), np.asfortranarray(np.ones((2, 3))), np.arange(10)[::2],
-                   structured_with_offsets(), np.array(["a", "b"]), np.array([1, "a"], dtype=object),
-                   np.matrix([[1, 2]]), np.array(1.5)],
-        "scalars": [np.float64(2.5), np.int8(-1), np.datetime64("2020-01-01"), np.str_("s"), np.bool_(True),
-                    np.timedelta64(5, "s"), np.complex64(1j)],
+        "arrays": [
+            np.arange(5),
+            np.asfortranarray(np.ones((2, 3))),
+            np.arange(10)[::2],
+            structured_with_offsets(),
+            np.array(["a", "b"]),
+            np.array([1, "a"], dtype=object),
+            np.matrix([[1, 2]]),
+            np.array(1.5),
+        ],
+        "scalars": [
+            np.float64(2.5),
+            np.int8(-1),
+            np.datetime64("2020-01-01"),
+            np.str_("s"),
+            np.bool_(True),
+            np.timedelta64(5, "s"),
+            np.complex64(1j),
+        ],
         "dtypes": [np.dtype("<f4"), np.dtype([("a", ">i8", (2,))]), np.float32],
-        "datetime": [datetime.datetime(2020, 1, 2, 3, 4, 5, 6, tzinfo=datetime.timezone(datetime.timedelta(hours=2))),
-                     datetime.date(2020, 1, 1), datetime.time(1, 2, 3), datetime.timedelta(1.5)],
-        "decimal": [decimal.Decimal("1.10"), decimal.Decimal("-Infinity"), fractions.Fraction(1, 3),
-                    uuid.UUID(int=7)],
+        "datetime": [
+            datetime.datetime(2020, 1, 2, 3, 4, 5, 6, tzinfo=datetime.timezone(datetime.timedelta(hours=2))),
+            datetime.date(2020, 1, 1),
+            datetime.time(1, 2, 3),
+            datetime.timedelta(1.5),
+        ],
+        "decimal": [decimal.Decimal("1.10"), decimal.Decimal("-Infinity"), fractions.Fraction(1, 3), uuid.UUID(int=7)],
         "path": [pathlib.Path("/a/b"), pathlib.PurePosixPath("c/d"), pathlib.PureWindowsPath("C:/x")],
-        "collections": [collections.OrderedDict([("z", 1), ("a", 2)]), collections.defaultdict(list, k=[1]),
-                        collections.Counter("abca"), collections.deque([1, 2]), collections.ChainMap({1: 2}, {3: 4})],
+        "collections": [
+            collections.OrderedDict([("z", 1), ("a", 2)]),
+            collections.defaultdict(list, k=[1]),
+            collections.Counter("abca"),
+            collections.deque([1, 2]),
+            collections.ChainMap({1: 2}, {3: 4}),
+        ],
         "range": [range(5), slice(1, 2)],
     }
 
@@ -925,8 +1006,11 @@ def test_safe_loading_admits_plain_data(tmp_path, allowed):
     value = safe_value()
     filename = tmp_path / "value.jl"
     dump(value, filename)
-    for got in (load(filename, allowed=allowed), loads(dumps(value), allowed=allowed),
-                load(filename, mmap_mode="r", allowed=allowed)):
+    for got in (
+        load(filename, allowed=allowed),
+        loads(dumps(value), allowed=allowed),
+        load(filename, mmap_mode="r", allowed=allowed),
+    ):
         assert got["list"] == value["list"]
         for a, b in zip(got["arrays"], value["arrays"]):
             assert type(a) in (type(b), np.memmap)
@@ -938,8 +1022,9 @@ def test_safe_loading_admits_plain_data(tmp_path, allowed):
         assert type(got["collections"][0]) is collections.OrderedDict
 
 
-@pytest.mark.parametrize("array", [np.ma.array([1, 2], mask=[0, 1]), np.rec.array([(1, 2.0)], dtype="i4,f8")],
-                         ids=["masked", "recarray"])
+@pytest.mark.parametrize(
+    "array", [np.ma.array([1, 2], mask=[0, 1]), np.rec.array([(1, 2.0)], dtype="i4,f8")], ids=["masked", "recarray"]
+)
 def test_safe_loading_admits_numpy_array_subclasses(array):
     got = loads(dumps(array), allowed="numpy")
     assert type(got) is type(array)
@@ -1002,12 +1087,27 @@ def test_bad_allowed(dumped, allowed):
         loads(dumps(1), allowed=allowed)
 
 
-@pytest.mark.parametrize("module, name", [
-    ("os", "system"), ("posix", "system"), ("builtins", "eval"), ("builtins", "exec"),
-    ("builtins", "getattr"), ("builtins", "__import__"), ("subprocess", "Popen"), ("numpy", "load"),
-    ("numpy", "save"), ("numpy", "fromfile"), ("joblite.persistence", "load"), ("joblite", "load"),
-    ("pickle", "loads"), ("shutil", "rmtree"), ("io", "open"), ("numpy.lib.format", "read_array"),
-])
+@pytest.mark.parametrize(
+    "module, name",
+    [
+        ("os", "system"),
+        ("posix", "system"),
+        ("builtins", "eval"),
+        ("builtins", "exec"),
+        ("builtins", "getattr"),
+        ("builtins", "__import__"),
+        ("subprocess", "Popen"),
+        ("numpy", "load"),
+        ("numpy", "save"),
+        ("numpy", "fromfile"),
+        ("joblite.persistence", "load"),
+        ("joblite", "load"),
+        ("pickle", "loads"),
+        ("shutil", "rmtree"),
+        ("io", "open"),
+        ("numpy.lib.format", "read_array"),
+    ],
+)
 def test_crafted_globals_are_refused(module, name):
     """Hand-written pickle streams (valid checksums) naming dangerous globals."""
     data = H.with_stream(H.program(H.call(module, name, "x")))
@@ -1026,19 +1126,24 @@ def test_dotted_names_cannot_escape_an_admitted_module(tmp_path):
     marker = tmp_path / "pwned"
     stream = H.program(
         # sys.modules['datetime'] = sys.modules.get('builtins'), then 'datetime'.eval(...)
-        H.stack_global("datetime", "sys.modules.__setitem__") + H.unicode("datetime")
-        + H.call("datetime", "sys.modules.get", "builtins") + pickle.TUPLE2 + pickle.REDUCE,
+        H.stack_global("datetime", "sys.modules.__setitem__")
+        + H.unicode("datetime")
+        + H.call("datetime", "sys.modules.get", "builtins")
+        + pickle.TUPLE2
+        + pickle.REDUCE,
         H.call("datetime", "eval", f"open({str(marker)!r}, 'w').close()"),
     )
     filename = tmp_path / "evil.jl"
     filename.write_bytes(H.with_stream(stream))
-    result = _run_isolated(textwrap.dedent(f"""
+    result = _run_isolated(
+        textwrap.dedent(f"""
         import joblite
         try:
             joblite.load({str(filename)!r}, allowed="numpy")
         except joblite.UnsafeLoadError as exc:
             print("refused", exc)
-    """))
+    """)
+    )
     assert not marker.exists(), result.stdout + result.stderr
     assert "refused" in result.stdout, result.stdout + result.stderr
 

@@ -14,6 +14,7 @@ The writers are real processes started here (``python -c``), stopped by a
 file and joined before each test ends; everything they write is in
 ``tmp_path``.
 """
+
 import json
 import os
 import signal
@@ -26,9 +27,8 @@ import uuid
 import numpy as np
 import pytest
 
-import joblite
-
 import _persistence_helpers as H
+import joblite
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX processes and SIGKILL")
 
@@ -36,7 +36,7 @@ HOST = socket.gethostname()
 TESTS = os.path.dirname(os.path.abspath(__file__))
 JOBLITE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))
 SECONDS = float(os.environ.get("JOBLITE_TORN_READ_SECONDS", "3") or 3)
-HANG = 120.0   # seconds: a process that takes longer has hung
+HANG = 120.0  # seconds: a process that takes longer has hung
 
 
 def _env():
@@ -77,8 +77,13 @@ class Writer:
 
     def __init__(self, kind, target, n, folder):
         self.stop_file = os.path.join(folder, f"stop-{uuid.uuid4().hex[:8]}")
-        self.process = subprocess.Popen([sys.executable, "-c", WRITER, kind, str(target), str(n), self.stop_file],
-                                        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", WRITER, kind, str(target), str(n), self.stop_file],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def stop(self):
         with open(self.stop_file, "w"):
@@ -108,7 +113,7 @@ def _check(value, counts):
     counts["mapped"] += isinstance(array, np.memmap)
     if not (array[0] == version and array[-1] == version and (array == version).all()):
         counts["torn"] += 1
-        if len(counts.setdefault("examples", [])) < 5:   # (pickle's version, first and last items)
+        if len(counts.setdefault("examples", [])) < 5:  # (pickle's version, first and last items)
             counts["examples"].append((version, int(array[0]), int(array[-1])))
 
 
@@ -119,8 +124,11 @@ def _read_loop(load, counts):
         _check(load(modes[counts["loads"] % 2]), counts)
 
 
-@pytest.mark.parametrize("kind, n", [("container", 100_000), ("container", 1000), ("joblib", 100_000)],
-                         ids=["container-large", "container-small", "joblib-file"])
+@pytest.mark.parametrize(
+    "kind, n",
+    [("container", 100_000), ("container", 1000), ("joblib", 100_000)],
+    ids=["container-large", "container-small", "joblib-file"],
+)
 def test_no_torn_reads_while_the_file_is_replaced(tmp_path, kind, n, record_property):
     """0 torn loads while another process replaces the file (temporary + rename) in a loop.
 
@@ -145,9 +153,8 @@ def test_no_torn_reads_from_a_memory_entry_being_rewritten(tmp_path, record_prop
     location = tmp_path / "cache"
     writer = Writer("memory", location, 100_000, tmp_path)
     counts = {"loads": 0, "mapped": 0, "torn": 0, "computed here": 0}
-    H.VERSION[0] = -1   # what this process would compute: never mistaken for a hit
-    cached = {mode: joblite.Memory(location, mmap_mode=mode, verbose=0).cache(H.versioned_value)
-              for mode in ("r", "c")}
+    H.VERSION[0] = -1  # what this process would compute: never mistaken for a hit
+    cached = {mode: joblite.Memory(location, mmap_mode=mode, verbose=0).cache(H.versioned_value) for mode in ("r", "c")}
     try:
         _wait_for(lambda: cached["r"].check_call_in_cache(100_000), "the first entry")
 
@@ -205,7 +212,7 @@ def test_r_plus_needs_a_writable_file_only_to_map(tmp_path, kind, monkeypatch):
     dump({"b": [1, 2.5, "x"]}, plain)
     for path in (arrays, plain):
         path.chmod(0o444)
-    if os.geteuid() == 0:   # root may open it for writing anyway: refuse as the file system would
+    if os.geteuid() == 0:  # root may open it for writing anyway: refuse as the file system would
         os_open = os.open
 
         def refusing(path, flags, *args, **kwargs):
@@ -236,7 +243,7 @@ print("done", flush=True)
 def _size(path):
     try:
         return os.path.getsize(path)
-    except FileNotFoundError:   # renamed: the dump finished
+    except FileNotFoundError:  # renamed: the dump finished
         return 1 << 62
 
 
@@ -253,10 +260,11 @@ def _killed_mid_write(target):
     one writes it piece by piece), then killed.
     """
     folder = os.path.dirname(target)
-    for _ in range(5):   # a loaded machine may let the dump finish before it is seen: try again
+    for _ in range(5):  # a loaded machine may let the dump finish before it is seen: try again
         joblite.dump({"old": 1}, target)
-        process = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, target], env=_env(),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            [sys.executable, "-c", KILLED_WRITER, target], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         mine = []
         try:
             assert process.stdout.readline() == b"start\n"
@@ -286,16 +294,18 @@ def _killed_mid_write(target):
 def test_killed_dump_leaves_a_temporary_that_the_next_dump_sweeps(tmp_path, next_dump):
     target = str(tmp_path / "data.jl")
     pid, temporary = _killed_mid_write(target)
-    assert os.path.getsize(tmp_path / temporary) >= 1 << 20       # the issue saw it full size
-    assert joblite.load(target) == {"old": 1}                      # the target is untouched
+    assert os.path.getsize(tmp_path / temporary) >= 1 << 20  # the issue saw it full size
+    assert joblite.load(target) == {"old": 1}  # the target is untouched
     # Temporaries that must stay: a live process's (this one's, and a sleeping child's) and
     # another host's (its processes cannot be seen from here).
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
-        keep = [f"data.jl.{os.getpid()}@{HOST}.{uuid.uuid4().hex[:12]}.tmp",
-                f"other.jl.{sleeper.pid}@{HOST}.{uuid.uuid4().hex[:12]}.tmp",
-                f"data.jl.{pid}@not-{HOST}.{uuid.uuid4().hex[:12]}.tmp",
-                f"notes.{pid}@{HOST}.txt.tmp"]   # not a dump's temporary
+        keep = [
+            f"data.jl.{os.getpid()}@{HOST}.{uuid.uuid4().hex[:12]}.tmp",
+            f"other.jl.{sleeper.pid}@{HOST}.{uuid.uuid4().hex[:12]}.tmp",
+            f"data.jl.{pid}@not-{HOST}.{uuid.uuid4().hex[:12]}.tmp",
+            f"notes.{pid}@{HOST}.txt.tmp",
+        ]  # not a dump's temporary
         for name in keep:
             (tmp_path / name).write_bytes(b"x")
         joblite.dump({"new": 2}, target if next_dump == "same target" else str(tmp_path / "other.jl"))

@@ -6,6 +6,7 @@ object; its users dump into their own ``gzip.GzipFile`` and load files that
 Error messages start with joblib's words, checked against the text joblib
 itself produces.
 """
+
 import bz2
 import gzip
 import io
@@ -27,6 +28,7 @@ OPENERS = {"gzip": gzip.GzipFile, "bz2": bz2.BZ2File, "lzma": lzma.LZMAFile}
 
 try:
     import lz4.frame  # noqa: F401 - joblib's 'lz4' needs it
+
     HAVE_LZ4 = True
 except ImportError:
     HAVE_LZ4 = False
@@ -107,8 +109,9 @@ def test_round_trip_through_plain_file_objects(tmp_path, where):
 
 def test_pandas_frame_through_gzip_file(tmp_path):
     pd = pytest.importorskip("pandas")
-    frame = pd.DataFrame({"a": np.arange(50), "b": np.linspace(0, 1, 50), "c": ["x", "y"] * 25},
-                         index=pd.RangeIndex(10, 60, name="idx"))
+    frame = pd.DataFrame(
+        {"a": np.arange(50), "b": np.linspace(0, 1, 50), "c": ["x", "y"] * 25}, index=pd.RangeIndex(10, 60, name="idx")
+    )
     path = tmp_path / "frame.gz"
     with gzip.GzipFile(path, "wb") as fileobj:
         dump(frame, fileobj)
@@ -152,8 +155,14 @@ def test_files_through_a_pipe(tmp_path):
     joblib.dump({"a": array}, paths[2], compress=("gzip", 3))
     for path in paths:
         with subprocess.Popen(
-            [sys.executable, "-c", "import shutil, sys; shutil.copyfileobj(open(sys.argv[1], 'rb'), "
-             "sys.stdout.buffer)", str(path)], stdout=subprocess.PIPE) as child:
+            [
+                sys.executable,
+                "-c",
+                "import shutil, sys; shutil.copyfileobj(open(sys.argv[1], 'rb'), sys.stdout.buffer)",
+                str(path),
+            ],
+            stdout=subprocess.PIPE,
+        ) as child:
             assert not child.stdout.seekable()
             got = load(child.stdout)
         assert child.returncode == 0
@@ -265,8 +274,7 @@ def test_mmap_mode_on_a_path_compressed_as_a_whole_warns_and_loads_in_memory(tmp
     with gzip.GzipFile(path, "wb") as fileobj:
         dump(_value(), fileobj)
     got, messages = _warnings_of(lambda: load(path, mmap_mode="r"))
-    assert messages == [f'mmap_mode "r" is not compatible with compressed file {path}. '
-                        '"r" flag will be ignored.']
+    assert messages == [f'mmap_mode "r" is not compatible with compressed file {path}. "r" flag will be ignored.']
     _check_value(got)
 
 
@@ -303,7 +311,7 @@ def test_corrupt_and_truncated_compressed_containers_raise(tmp_path):
     with open(path, "rb") as handle, pytest.raises(CorruptFileError, match=str(path)):
         load(handle)
     compressed = gzip.compress(raw, mtime=0)
-    path.write_bytes(compressed[:len(compressed) // 2])  # the gzip stream itself is cut
+    path.write_bytes(compressed[: len(compressed) // 2])  # the gzip stream itself is cut
     with pytest.raises((CorruptFileError, EOFError)):
         load(path)
 
@@ -325,13 +333,13 @@ def _assert_starts_with_joblibs_words(joblib_call, joblite_call, first_words):
     assert str(got).startswith(words), (str(got), words)
 
 
-@pytest.mark.parametrize("compress", [10, -1, 2.5, ("zlib", 10), ("zlib", -2), ("nope", 30), [1, 2]],
-                         ids=repr)
+@pytest.mark.parametrize("compress", [10, -1, 2.5, ("zlib", 10), ("zlib", -2), ("nope", 30), [1, 2]], ids=repr)
 def test_bad_compress_level_message(compress, tmp_path):
     _assert_starts_with_joblibs_words(
         lambda: joblib.dump(1, tmp_path / "joblib.pkl", compress=compress),
         lambda: dump(1, tmp_path / "joblite.jl", compress=compress),
-        lambda message: message.split(" Possible values are")[0])
+        lambda message: message.split(" Possible values are")[0],
+    )
     assert not os.listdir(tmp_path)
 
 
@@ -340,7 +348,8 @@ def test_bad_compression_method_message(compress, tmp_path):
     _assert_starts_with_joblibs_words(
         lambda: joblib.dump(1, tmp_path / "joblib.pkl", compress=compress),
         lambda: dump(1, tmp_path / "joblite.jl", compress=compress),
-        lambda message: message.split(" Possible values are")[0])
+        lambda message: message.split(" Possible values are")[0],
+    )
 
 
 @pytest.mark.parametrize("compress", [("zlib",), ("zlib", 3, 1), ()], ids=repr)
@@ -348,31 +357,36 @@ def test_compress_tuple_length_message(compress, tmp_path):
     _assert_starts_with_joblibs_words(
         lambda: joblib.dump(1, tmp_path / "joblib.pkl", compress=compress),
         lambda: dump(1, tmp_path / "joblite.jl", compress=compress),
-        lambda message: message)
+        lambda message: message,
+    )
 
 
 @pytest.mark.parametrize("filename", [3, None, 2.5, ["a.jl"]], ids=repr)
 def test_bad_filename_messages(filename):
-    _assert_starts_with_joblibs_words(lambda: joblib.dump([1], filename), lambda: dump([1], filename),
-                                      lambda message: message.rstrip("."))
+    _assert_starts_with_joblibs_words(
+        lambda: joblib.dump([1], filename), lambda: dump([1], filename), lambda message: message.rstrip(".")
+    )
     if filename is not None and not isinstance(filename, float):
         return  # joblib's open() takes an int as a descriptor, and its load fails elsewhere for a list
-    _assert_starts_with_joblibs_words(lambda: joblib.load(filename), lambda: load(filename),
-                                      lambda message: message)
+    _assert_starts_with_joblibs_words(lambda: joblib.load(filename), lambda: load(filename), lambda message: message)
     assert isinstance(_error(lambda: load(filename)), ValueError)  # as joblite raised before
 
 
 def test_swapped_dump_arguments_message(tmp_path):
-    _assert_starts_with_joblibs_words(lambda: joblib.dump(str(tmp_path / "a.pkl"), {"some": "object"}),
-                                      lambda: dump(str(tmp_path / "a.jl"), {"some": "object"}),
-                                      lambda message: message.split(" (type")[0])
+    _assert_starts_with_joblibs_words(
+        lambda: joblib.dump(str(tmp_path / "a.pkl"), {"some": "object"}),
+        lambda: dump(str(tmp_path / "a.jl"), {"some": "object"}),
+        lambda message: message.split(" (type")[0],
+    )
     assert not os.listdir(tmp_path)
 
 
 def test_bad_hash_name_message():
-    _assert_starts_with_joblibs_words(lambda: joblib.hash(1, hash_name="x"),
-                                      lambda: joblite.hash(1, hash_name="x"),
-                                      lambda message: message.split(" are ")[0] + " are ")
+    _assert_starts_with_joblibs_words(
+        lambda: joblib.hash(1, hash_name="x"),
+        lambda: joblite.hash(1, hash_name="x"),
+        lambda message: message.split(" are ")[0] + " are ",
+    )
     message = str(_error(lambda: joblite.hash(1, hash_name="x")))
     assert message.endswith("Got hash_name='x' instead.") and "'xxh3_128'" in message
 
@@ -391,9 +405,13 @@ class _Identity(CompressorBase):
 def test_register_compressor_messages():
     from joblib.compressor import ZlibCompressorWrapper
 
-    _assert_starts_with_joblibs_words(lambda: joblib.register_compressor(3, _Identity()),
-                                      lambda: register_compressor(3, _Identity()),
-                                      lambda message: message.rstrip("."))
-    _assert_starts_with_joblibs_words(lambda: joblib.register_compressor("zlib", ZlibCompressorWrapper()),
-                                      lambda: register_compressor("zlib", _Identity()),
-                                      lambda message: message.rstrip("."))
+    _assert_starts_with_joblibs_words(
+        lambda: joblib.register_compressor(3, _Identity()),
+        lambda: register_compressor(3, _Identity()),
+        lambda message: message.rstrip("."),
+    )
+    _assert_starts_with_joblibs_words(
+        lambda: joblib.register_compressor("zlib", ZlibCompressorWrapper()),
+        lambda: register_compressor("zlib", _Identity()),
+        lambda message: message.rstrip("."),
+    )

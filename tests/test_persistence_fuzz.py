@@ -34,6 +34,7 @@ Environment:
   same for a seed whatever the run: a failure names it, and the file that
   failed is kept in the failure folder the message gives.
 """
+
 import collections
 import json
 import os
@@ -54,12 +55,11 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as npst  # noqa: E402
 
+import _fuzz_mutators as M  # noqa: E402
+import _persistence_helpers as H  # noqa: E402
 import joblite  # noqa: E402
 from joblite import _blocks, compressors  # noqa: E402
 from joblite.persistence import dumps, loads  # noqa: E402
-
-import _fuzz_mutators as M  # noqa: E402
-import _persistence_helpers as H  # noqa: E402
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 JOBLITE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))
@@ -67,7 +67,7 @@ EXAMPLES = int(os.environ.get("JOBLITE_FUZZ_EXAMPLES", "0") or 0)
 SECONDS = float(os.environ.get("JOBLITE_FUZZ_SECONDS", "36") or 36)
 SEED = os.environ.get("JOBLITE_FUZZ_SEED", "9")
 SHARE = {"container-stream": 0.45, "joblib-stream": 0.30, "raw": 0.25}
-HANG = 60.0          # seconds for one input: longer is a hang
+HANG = 60.0  # seconds for one input: longer is a hang
 FAILURES = ("crash", "hang", "MemoryError", "undocumented", "code execution")
 SETTINGS = dict(
     deadline=None,
@@ -99,10 +99,16 @@ class Worker:
         paths = [JOBLITE_ROOT, TESTS] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
         env["PYTHONPATH"] = os.pathsep.join(paths)
         self.stderr = open(os.path.join(folder, "stderr"), "wb")
-        self.process = subprocess.Popen([sys.executable, os.path.join(TESTS, "_fuzz_worker.py")], cwd=folder,
-                                        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.join(TESTS, "_fuzz_worker.py")],
+            cwd=folder,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+        )
         self.buffer = b""
-        self.case = None      # (index, seed name, data, combos, results) being loaded
+        self.case = None  # (index, seed name, data, combos, results) being loaded
         self.started = None
         line = self.process.stdout.readline()
         if line != b"ready\n":
@@ -138,7 +144,7 @@ class Worker:
         for stream in (self.process.stdin, self.process.stdout):
             try:
                 stream.close()
-            except OSError:   # a dead worker's pipe
+            except OSError:  # a dead worker's pipe
                 pass
         self.stderr.close()
 
@@ -175,8 +181,10 @@ class Campaign:
         with open(path, "wb") as handle:
             handle.write(data)
         self.counts[kind] += 1
-        self.failures.append(f"{kind}: input {index} (seed {SEED}, from {name!r}) under allowed={allowed!r}, "
-                             f"mmap_mode={mmap_mode!r}, kept as {path}: {detail}")
+        self.failures.append(
+            f"{kind}: input {index} (seed {SEED}, from {name!r}) under allowed={allowed!r}, "
+            f"mmap_mode={mmap_mode!r}, kept as {path}: {detail}"
+        )
 
     def _result(self, worker, result):
         case = worker.case
@@ -205,7 +213,7 @@ class Campaign:
         rest = ()
         if case:
             index, name, data, combos, results = case
-            rest = combos[len(results):]
+            rest = combos[len(results) :]
             if crashed:
                 returncode = worker.process.returncode
                 signal_name = signal.Signals(-returncode).name if returncode < 0 else f"exit {returncode}"
@@ -261,16 +269,31 @@ def campaign(seeds, target, tmp_path, record_property):
     started = time.monotonic()
     run.run(deadline, count)
     counts = run.counts
-    outcomes = {key: counts[key] for key in ("loads", "loaded", "CorruptFileError", "JoblibFormatError",
-                                             "JoblibLegacyFormatError", "UnsafeLoadError") + FAILURES}
+    outcomes = {
+        key: counts[key]
+        for key in (
+            "loads",
+            "loaded",
+            "CorruptFileError",
+            "JoblibFormatError",
+            "JoblibLegacyFormatError",
+            "UnsafeLoadError",
+        )
+        + FAILURES
+    }
     outcomes["seconds"] = round(time.monotonic() - started, 1)
     record_property("fuzz_inputs", counts["inputs"])
     record_property("fuzz_outcomes", outcomes)
     assert counts["inputs"] > 0
-    shown = [failure for kind in FAILURES for failure in
-             [failure for failure in run.failures if failure.startswith(kind + ":")][:5]]
-    assert not run.failures, f"{len(run.failures)} failures in {counts['inputs']} inputs ({outcomes}); " \
+    shown = [
+        failure
+        for kind in FAILURES
+        for failure in [failure for failure in run.failures if failure.startswith(kind + ":")][:5]
+    ]
+    assert not run.failures, (
+        f"{len(run.failures)} failures in {counts['inputs']} inputs ({outcomes}); "
         f"the first of each kind:\n" + "\n".join(shown)
+    )
 
 
 def test_fuzz_container_streams(seeds, tmp_path, record_property):
@@ -299,7 +322,7 @@ def test_rebuilt_containers_and_joblib_pieces_are_valid(seeds):
     """Unmutated, what the mutators rebuild loads as its seed: the mutations start from valid files."""
     for name in seeds.container_names:
         H.assert_same(loads(seeds.rebuild_container(name, seeds.streams[name])), loads(seeds.containers[name]))
-    for name, (pieces, compression) in seeds.joblib.items():
+    for pieces, compression in seeds.joblib.values():
         whole = M.compress_joblib(b"".join(piece for _, piece in pieces), compression)
         assert repr(loads(whole)) == repr(loads(b"".join(piece for _, piece in pieces)))
 
@@ -349,8 +372,9 @@ def test_small_compressed_container_claiming_31_gib_is_corrupt():
     bytes can hold; bz2 has none, and its chunk table, or its first chunk,
     is found wrong before the claim's memory is used.
     """
-    codecs = [name for name in ("lz4", "zlib", "gzip", "bz2", "lzma", "xz", "zstd")
-              if name in compressors.compressor_names()]
+    codecs = [
+        name for name in ("lz4", "zlib", "gzip", "bz2", "lzma", "xz", "zstd") if name in compressors.compressor_names()
+    ]
     lines = _run_limited(CLAIM_SCRIPT.format(tests=TESTS, codecs=codecs))
     assert len(lines) == 2 * len(codecs)
     for codec, part, outcome, size, message in lines:
@@ -396,7 +420,7 @@ def test_small_compressed_joblib_file_claiming_31_gib_is_corrupt():
     for compression, outcome, message in lines:
         assert outcome == "CorruptFileError", (compression, outcome, message)
         assert f"needs_{31 << 30}_bytes" in message or "truncated" in message, message
-        if compression not in ("None", "bz2"):   # bz2: no ratio; its stream is read through, and ends
+        if compression not in ("None", "bz2"):  # bz2: no ratio; its stream is read through, and ends
             assert "can_decompress_to_at_most" in message, message
 
 
@@ -406,7 +430,7 @@ def test_codec_ratio_bounds_hold_for_the_most_compressible_data(codec):
     if codec not in compressors.compressor_names():
         pytest.skip(f"{codec} is not installed")
     compressor = compressors.get_compressor(codec)
-    for size in (1 << 20, 1 << 24):   # the chunk length dump writes, and the most a reader accepts
+    for size in (1 << 20, 1 << 24):  # the chunk length dump writes, and the most a reader accepts
         stored = compressor.compress(bytes(size), compressor.levels[-1])
         assert size <= compressor.max_ratio * len(stored), (codec, size, len(stored))
 
@@ -414,8 +438,9 @@ def test_codec_ratio_bounds_hold_for_the_most_compressible_data(codec):
 def test_highly_compressed_valid_files_still_load():
     """Files at the bound (constant data, 1 MiB chunks) are read, by both readers."""
     value = {"zeros": np.zeros(1 << 19), "ones": np.ones((1 << 20, 3), dtype=np.uint8)}
-    for codec in [name for name in ("lz4", "zlib", "gzip", "bz2", "lzma", "xz", "zstd")
-                  if name in compressors.compressor_names()]:
+    for codec in [
+        name for name in ("lz4", "zlib", "gzip", "bz2", "lzma", "xz", "zstd") if name in compressors.compressor_names()
+    ]:
         H.assert_same(loads(dumps(value, compress=codec)), value)
 
 

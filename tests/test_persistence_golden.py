@@ -7,6 +7,7 @@ both kernel twins; the uncompressed one must also be reproduced bit for bit
 by dumping that value today.  A failure here means that files on users' disks
 would no longer load, or that the byte layout changed without a new version.
 """
+
 import contextlib
 import hashlib
 import importlib.util
@@ -17,10 +18,9 @@ import struct
 import numpy as np
 import pytest
 
+import _persistence_helpers as H
 from joblite import persistence
 from joblite.persistence import dump, dumps, load, loads
-
-import _persistence_helpers as H
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "persistence")
 
@@ -102,8 +102,11 @@ def test_golden_file_loads_exactly(name):
 @pytest.mark.parametrize("name", CONTAINERS)
 def test_golden_file_with_mmap(name):
     compressed = MANIFEST["files"][name]["codec"] != "none"
-    with pytest.warns(UserWarning, match="compressed arrays cannot be memory-mapped") if compressed \
-            else contextlib.nullcontext():
+    with (
+        pytest.warns(UserWarning, match="compressed arrays cannot be memory-mapped")
+        if compressed
+        else contextlib.nullcontext()
+    ):
         got = load(path_of(name), mmap_mode="r")
     check_content(got, mmap=not compressed)
 

@@ -8,6 +8,7 @@ the file was checksummed, or a hand-crafted file), which gets past the
 checksums to the structural checks: table fields, codec list, compressed
 frames, the decompressors of the active kernel twin.
 """
+
 import importlib.util
 import io
 import os
@@ -20,10 +21,9 @@ import zlib
 import numpy as np
 import pytest
 
+import _persistence_helpers as H
 from joblite import compressors
 from joblite.persistence import CorruptFileError, dump, dumps, load, loads
-
-import _persistence_helpers as H
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -109,11 +109,11 @@ def regions(data):
     """
     layout = H.parse(data)
     out = [("header", *layout["header"]), ("pickle stream", *layout["pickle"])]
-    out += [(f"block {index}", *block["range"]) for index, block in enumerate(layout["blocks"])
-            if block["raw_length"]]
+    out += [(f"block {index}", *block["range"]) for index, block in enumerate(layout["blocks"]) if block["raw_length"]]
     out += [("block table", *layout["table"]), ("footer", *layout["footer"])]
-    unchecked = layout["padding"] + [block["range"] for block in layout["blocks"]
-                                     if block["length"] and not block["raw_length"]]
+    unchecked = layout["padding"] + [
+        block["range"] for block in layout["blocks"] if block["length"] and not block["raw_length"]
+    ]
     return out, unchecked
 
 
@@ -161,20 +161,30 @@ def test_truncated_files_every_64_bytes(small, tmp_path):
 @pytest.mark.parametrize("compress", [0, "lz4"])
 def test_truncated_large_file_random_cuts(tmp_path, compress):
     rng = np.random.default_rng(7)
-    value = {"x": rng.standard_normal(300_000), "i": np.arange(500_000, dtype=np.int32) % 77,
-             "v": np.arange(2_000_000, dtype=np.uint8)[::3], "s": "tail"}
+    value = {
+        "x": rng.standard_normal(300_000),
+        "i": np.arange(500_000, dtype=np.int32) % 77,
+        "v": np.arange(2_000_000, dtype=np.uint8)[::3],
+        "s": "tail",
+    }
     path = tmp_path / "large.jl"
     dump(value, path, compress=compress)
     data = path.read_bytes()
     named, _ = regions(data)
-    cuts = sorted(set(rng.integers(0, len(data), 40).tolist() + [start for _, start, _ in named]
-                      + [stop - 1 for _, _, stop in named] + [len(data) - 1]))
+    cuts = sorted(
+        set(
+            rng.integers(0, len(data), 40).tolist()
+            + [start for _, start, _ in named]
+            + [stop - 1 for _, _, stop in named]
+            + [len(data) - 1]
+        )
+    )
     cut_path = tmp_path / "cut.jl"
     for cut in cuts:
         cut_path.write_bytes(data[:cut])
         assert_corrupt_file(cut_path, f"cut at {cut}")
         assert_corrupt_file(cut_path, f"cut at {cut}, mmap", mmap_mode="r")
-    assert_corrupt(data[:len(data) // 2], "half")
+    assert_corrupt(data[: len(data) // 2], "half")
 
 
 # -- byte and bit flips -------------------------------------------------------------------
@@ -367,47 +377,57 @@ def structural_cases(data):
         "table offset huge": field(data, footer + 8, "<Q", 2**64 - 1),
         "table length": field(data, footer + 16, "<Q", table_end - table_offset + 1),
         "table length huge": field(data, footer + 16, "<Q", 2**63),
-        "file length": H.reseal(bytes(data[:footer + 40]) + struct.pack("<Q", size + 64) + data[footer + 48:],
-                                fix_length=False),
+        "file length": H.reseal(
+            bytes(data[: footer + 40]) + struct.pack("<Q", size + 64) + data[footer + 48 :], fix_length=False
+        ),
         "codec count zero": field(data, codec_list_offset(data), "<H", 0),
         "codec count huge": field(data, codec_list_offset(data), "<H", 0xFFFF),
         "codec name long": field(data, codec_list_offset(data) + 2, "<B", 255),
         "codec name not ascii": field(data, codec_list_offset(data) + 3, "<B", 0xE9),
         "first codec not none": field(data, codec_list_offset(data) + 3, "<B", ord("m")),
         "blocks swapped in the table": H.reseal(
-            data[:first] + data[second:second + 48] + data[first:first + 48] + data[second + 48:]),
+            data[:first] + data[second : second + 48] + data[first : first + 48] + data[second + 48 :]
+        ),
     }
     if layout["codecs"] != ["none"]:
         codec_name = codec_list_offset(data) + 2 + 5 + 1  # after count, 'none'
         compressed = next(i for i, b in enumerate(layout["blocks"]) if b["codec"] and b["raw_length"] > 8)
         block = layout["blocks"][compressed]
         entry = entry_offset(data, compressed)
-        cases.update({
-            "unknown codec name": field(data, codec_name, "<B", ord("q")),
-            "chunk size zero": field(data, 48, "<Q", 0),
-            "chunk size huge": field(data, 48, "<Q", 2**63),
-            "chunk size one": field(data, 48, "<Q", 1),
-            "pickle raw length smaller": field(data, 24, "<Q", layout["pickle_raw_length"] - 1),
-            "pickle raw length larger": field(data, 24, "<Q", layout["pickle_raw_length"] + 1),
-            "pickle raw length zero": field(data, 24, "<Q", 0),
-            "compressed raw length larger": field(data, entry + 16, "<Q", block["raw_length"] + 1),
-            "compressed raw length smaller": field(data, entry + 16, "<Q", block["raw_length"] - 1),
-            "compressed itemsize changed": field(data, entry + 25, "<B", block["itemsize"] + 1),
-            "frame chunk count": field(data, block["offset"], "<I", 2),
-            "frame chunk count huge": field(data, block["offset"], "<I", 0xFFFFFFFF),
-            "frame chunk size": field(data, block["offset"] + 4, "<I", block["length"]),
-            "frame chunk size small": field(data, block["offset"] + 4, "<I", 1),
-            "frame chunk size huge": field(data, block["offset"] + 4, "<I", 0xFFFFFFFF),
-            "frame chunk data zeroed": H.reseal(data[:block["offset"] + 8] + bytes(block["length"] - 8)
-                                               + data[block["offset"] + block["length"]:]),
-            # lz4 and lzma-alone carry no checksum of their own: a changed literal can decode
-            ("frame chunk data flipped" + (" (no codec checksum)" if layout["codecs"][1] in ("lz4", "lzma") else "")):
-            H.reseal(data[:block["offset"] + 9]
-                                                 + bytes([data[block["offset"] + 9] ^ 0xFF])
-                                                 + data[block["offset"] + 10:]),
-            "pickle frame zeroed": H.reseal(data[:64 + 8] + bytes(layout["pickle_length"] - 8)
-                                            + data[64 + layout["pickle_length"]:]),
-        })
+        cases.update(
+            {
+                "unknown codec name": field(data, codec_name, "<B", ord("q")),
+                "chunk size zero": field(data, 48, "<Q", 0),
+                "chunk size huge": field(data, 48, "<Q", 2**63),
+                "chunk size one": field(data, 48, "<Q", 1),
+                "pickle raw length smaller": field(data, 24, "<Q", layout["pickle_raw_length"] - 1),
+                "pickle raw length larger": field(data, 24, "<Q", layout["pickle_raw_length"] + 1),
+                "pickle raw length zero": field(data, 24, "<Q", 0),
+                "compressed raw length larger": field(data, entry + 16, "<Q", block["raw_length"] + 1),
+                "compressed raw length smaller": field(data, entry + 16, "<Q", block["raw_length"] - 1),
+                "compressed itemsize changed": field(data, entry + 25, "<B", block["itemsize"] + 1),
+                "frame chunk count": field(data, block["offset"], "<I", 2),
+                "frame chunk count huge": field(data, block["offset"], "<I", 0xFFFFFFFF),
+                "frame chunk size": field(data, block["offset"] + 4, "<I", block["length"]),
+                "frame chunk size small": field(data, block["offset"] + 4, "<I", 1),
+                "frame chunk size huge": field(data, block["offset"] + 4, "<I", 0xFFFFFFFF),
+                "frame chunk data zeroed": H.reseal(
+                    data[: block["offset"] + 8] + bytes(block["length"] - 8) + data[block["offset"] + block["length"] :]
+                ),
+                # lz4 and lzma-alone carry no checksum of their own: a changed literal can decode
+                (
+                    "frame chunk data flipped"
+                    + (" (no codec checksum)" if layout["codecs"][1] in ("lz4", "lzma") else "")
+                ): H.reseal(
+                    data[: block["offset"] + 9]
+                    + bytes([data[block["offset"] + 9] ^ 0xFF])
+                    + data[block["offset"] + 10 :]
+                ),
+                "pickle frame zeroed": H.reseal(
+                    data[: 64 + 8] + bytes(layout["pickle_length"] - 8) + data[64 + layout["pickle_length"] :]
+                ),
+            }
+        )
     return cases
 
 
@@ -423,8 +443,11 @@ def test_resealing_alone_changes_nothing(small):
 
 # Resealed changes that make another valid file (the checksums cover the stored bytes,
 # not their meaning): they may load, as other data, but never crash.
-UNDETECTABLE = {"blocks swapped in the table", "compressed itemsize changed",
-                "frame chunk data flipped (no codec checksum)"}
+UNDETECTABLE = {
+    "blocks swapped in the table",
+    "compressed itemsize changed",
+    "frame chunk data flipped (no codec checksum)",
+}
 
 
 def test_structural_damage(structural):
@@ -490,8 +513,9 @@ def test_largest_chunk_size_claims_are_refused_before_allocation():
 
     tests = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(tests)] + sys.path))
-    result = subprocess.run([sys.executable, "-c", CLAIM_SCRIPT.format(tests=tests)], env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", CLAIM_SCRIPT.format(tests=tests)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["pickle", "corrupt", "block", "corrupt"], result.stdout
 
@@ -512,8 +536,9 @@ def test_resealed_flip_every_byte_outside_the_pickle_stream(small):
             except CorruptFileError:
                 pass
             except BaseException as exc:  # noqa: B902
-                pytest.fail(f"byte {position} ^ {xor:#x} ({region_of(small, position)}), resealed: "
-                            f"{type(exc).__name__}: {exc}")
+                pytest.fail(
+                    f"byte {position} ^ {xor:#x} ({region_of(small, position)}), resealed: {type(exc).__name__}: {exc}"
+                )
 
 
 def test_resealed_pickle_stream_damage_never_escapes_numpy_mode(small, tmp_path):
@@ -573,11 +598,11 @@ def test_lz4_crafted_chunks_do_not_overrun():
     raw = np.zeros(4096, dtype=np.uint8)
     stream = dumps_stream(raw)
     crafted_chunks = [
-        b"\x1f\x00" + b"\xff" * 40,            # literal length runs off the input
+        b"\x1f\x00" + b"\xff" * 40,  # literal length runs off the input
         b"\x0f" + b"\x01\x00" + b"\xff" * 20,  # match length far past the output
-        b"\x10A\xff\xff",                      # match offset before the start
-        b"\x00",                                # nothing
-        b"\xf0" + b"\xff" * 100 + b"\x00",      # a huge literal run
+        b"\x10A\xff\xff",  # match offset before the start
+        b"\x00",  # nothing
+        b"\xf0" + b"\xff" * 100 + b"\x00",  # a huge literal run
     ]
     for chunk in crafted_chunks:
         frame = struct.pack("<II", 1, len(chunk)) + chunk

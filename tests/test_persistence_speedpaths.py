@@ -10,6 +10,7 @@
   definition (lz4 then unshuffle), whatever the chunk boundaries, and a bad
   chunk is reported with the codec's own error, never a crash.
 """
+
 import importlib.util
 import json
 import os
@@ -47,7 +48,7 @@ def sample(length, seed=0):
 @pytest.mark.parametrize("length", [1, 15, 16, 17, 255, 4096, 4097, 12_288, 12_289])
 def test_lz4_unshuffle_gives_the_raw_bytes(twin, itemsize, length):
     raw = sample(length, seed=length)
-    chunk_size = 4096   # a multiple of every item size above but 3: boundaries fall in and between items
+    chunk_size = 4096  # a multiple of every item size above but 3: boundaries fall in and between items
     block, chunks = frame_of(raw, itemsize, chunk_size)
     step = B.chunk_length(itemsize, chunk_size)
     out = bytearray(length)
@@ -60,9 +61,9 @@ def test_lz4_unshuffle_writes_only_its_range(twin):
     block, chunks = frame_of(raw, 8, 1024)
     out = bytearray(b"\xaa" * len(raw))
     assert twin.codec.lz4_unshuffle(block, chunks, 3, 6, 1024, 8, out) == -1
-    assert bytes(out[3 * 1024:6 * 1024]) == raw[3 * 1024:6 * 1024]
-    assert set(out[:3 * 1024]) == {0xAA} and set(out[6 * 1024:]) == {0xAA}
-    assert twin.codec.lz4_unshuffle(block, chunks, 4, 4, 1024, 8, out) == -1   # an empty range
+    assert bytes(out[3 * 1024 : 6 * 1024]) == raw[3 * 1024 : 6 * 1024]
+    assert set(out[: 3 * 1024]) == {0xAA} and set(out[6 * 1024 :]) == {0xAA}
+    assert twin.codec.lz4_unshuffle(block, chunks, 4, 4, 1024, 8, out) == -1  # an empty range
 
 
 def test_lz4_unshuffle_reports_the_first_bad_chunk(twin):
@@ -70,7 +71,7 @@ def test_lz4_unshuffle_reports_the_first_bad_chunk(twin):
     block, chunks = frame_of(raw, 4, 1024)
     broken = bytearray(block)
     offset, length = chunks[5]
-    broken[offset:offset + length] = b"\xfe" * length
+    broken[offset : offset + length] = b"\xfe" * length
     assert twin.codec.lz4_unshuffle(broken, chunks, 0, len(chunks), 1024, 4, bytearray(len(raw))) == 5
     # chunks that claim bytes beyond the frame, or a destination too short for them
     for bad in ([(len(block) - 2, 10)] + chunks[1:], [(0, len(block) + 1)] + chunks[1:]):
@@ -120,19 +121,28 @@ def test_a_bad_chunk_is_reported_with_the_codecs_error(twin, workers, monkeypatc
     raw = sample(20_000, seed=4)
     block = bytearray(B.compress_block(raw, 4, "lz4", 1, chunk_size=4000))
     offset, length = B._codec.unpack_chunks(block, len(raw), 4000)[3]
-    block[offset:offset + length] = b"\xfe" * length
+    block[offset : offset + length] = b"\xfe" * length
     monkeypatch.setattr(B, "_codec", twin.codec)
     with pytest.raises(ValueError, match=r"cannot decompress chunk 3 of 5 with compressor 'lz4': \w+") as info:
         B.decompress_block(block, len(raw), 4, "lz4", bytearray(len(raw)), chunk_size=4000, workers=workers)
     assert info.value.__cause__ is not None
 
 
-@pytest.mark.parametrize("shape, dtype", [((0,), np.float64), ((1,), np.int8), ((1_048_577,), np.int64),
-                                          ((333, 777), np.float32), ((3, 5, 7), np.complex128)])
+@pytest.mark.parametrize(
+    "shape, dtype",
+    [
+        ((0,), np.float64),
+        ((1,), np.int8),
+        ((1_048_577,), np.int64),
+        ((333, 777), np.float32),
+        ((3, 5, 7), np.complex128),
+    ],
+)
 def test_compressed_arrays_round_trip_in_any_twin(twin, shape, dtype, tmp_path, monkeypatch):
     rng = np.random.default_rng(5)
-    value = (rng.integers(0, 100, shape) if np.dtype(dtype).kind in "iu"
-             else rng.standard_normal(shape).round(2)).astype(dtype)
+    value = (
+        rng.integers(0, 100, shape) if np.dtype(dtype).kind in "iu" else rng.standard_normal(shape).round(2)
+    ).astype(dtype)
     views = [value, value.T, value[::2]] if value.ndim > 1 else [value, value[::3]]
     monkeypatch.setattr(B, "_codec", twin.codec)
     for index, view in enumerate(views):
@@ -179,18 +189,22 @@ def direct_writes(monkeypatch):
     monkeypatch.setattr(_container, "_MAX_WRITE", 1000)
 
 
-@pytest.mark.parametrize("value", [
-    np.arange(1000, dtype=np.float64),                         # above the threshold
-    np.arange(1001, dtype=np.int8),                            # an odd size
-    np.zeros(0),                                               # empty
-    np.arange(40_000, dtype=np.float32).reshape(200, 200).T,   # F-ordered: gathered in chunks
-    np.arange(30_000, dtype=np.int16)[::3],                    # strided
-    {"a": np.arange(5000.0), "small": np.arange(3), "b": np.ones(3001, np.uint8), "tail": "text"},
-], ids=["f64", "odd", "empty", "f-order", "strided", "neighbours"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        np.arange(1000, dtype=np.float64),  # above the threshold
+        np.arange(1001, dtype=np.int8),  # an odd size
+        np.zeros(0),  # empty
+        np.arange(40_000, dtype=np.float32).reshape(200, 200).T,  # F-ordered: gathered in chunks
+        np.arange(30_000, dtype=np.int16)[::3],  # strided
+        {"a": np.arange(5000.0), "small": np.arange(3), "b": np.ones(3001, np.uint8), "tail": "text"},
+    ],
+    ids=["f64", "odd", "empty", "f-order", "strided", "neighbours"],
+)
 def test_direct_writes_give_the_bytes_of_dumps(direct_writes, value, tmp_path):
     path = tmp_path / "a.jl"
     joblite.dump(value, path)
-    assert path.read_bytes() == joblite.dumps(value)   # file objects take the piecewise path
+    assert path.read_bytes() == joblite.dumps(value)  # file objects take the piecewise path
     loaded = joblite.load(path)
     if isinstance(value, dict):
         assert loaded.keys() == value.keys() and loaded["tail"] == "text"
@@ -210,14 +224,15 @@ def test_a_failed_direct_write_leaves_no_file(direct_writes, tmp_path, monkeypat
     assert os.listdir(tmp_path) == []
 
 
-def test_a_direct_write_failing_after_some_pieces_raises_its_error_and_leaves_no_file(direct_writes, tmp_path,
-                                                                                       monkeypatch):
+def test_a_direct_write_failing_after_some_pieces_raises_its_error_and_leaves_no_file(
+    direct_writes, tmp_path, monkeypatch
+):
     written = []
     pwrite_all = _container._pwrite_all
 
     def fills_up(fd, view, offset):
         if len(written) == 3:
-            os.pwrite(fd, view[:len(view) // 2], offset)
+            os.pwrite(fd, view[: len(view) // 2], offset)
             raise OSError(28, "No space left on device")
         written.append(len(view))
         pwrite_all(fd, view, offset)
@@ -240,15 +255,16 @@ def test_a_failing_checksum_raises_its_error_in_the_caller(direct_writes, tmp_pa
     assert out.position == 0
 
 
-def test_an_interrupted_dump_raises_once_every_piece_is_written_and_leaves_no_file(direct_writes, tmp_path,
-                                                                                   monkeypatch):
+def test_an_interrupted_dump_raises_once_every_piece_is_written_and_leaves_no_file(
+    direct_writes, tmp_path, monkeypatch
+):
     written = []
     pwrite_all = _container._pwrite_all
     caller = threading.get_ident()
 
     def interrupting(fd, view, offset):
         if not written:
-            time.sleep(0.05)   # the caller is waiting for the threads by now
+            time.sleep(0.05)  # the caller is waiting for the threads by now
             signal.pthread_kill(caller, signal.SIGINT)
         written.append(offset)
         pwrite_all(fd, view, offset)
@@ -256,7 +272,7 @@ def test_an_interrupted_dump_raises_once_every_piece_is_written_and_leaves_no_fi
     monkeypatch.setattr(_container, "_pwrite_all", interrupting)
     with pytest.raises(KeyboardInterrupt):
         joblite.dump(np.arange(10_000.0), tmp_path / "a.jl")
-    assert len(written) == 20 and os.listdir(tmp_path) == []   # 80,000 bytes in pieces of 4 KiB
+    assert len(written) == 20 and os.listdir(tmp_path) == []  # 80,000 bytes in pieces of 4 KiB
 
 
 def test_pwrite_all_writes_everything_at_its_offset(tmp_path):

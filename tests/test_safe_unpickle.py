@@ -8,6 +8,7 @@ stream, which ``joblite.load`` reads with the joblib reader).  Loads that
 could crash or change the interpreter run in a child process, so that a
 failure is a failed test and not a dead test runner.
 """
+
 import collections
 import datetime
 import json.decoder
@@ -23,12 +24,11 @@ import textwrap
 import numpy as np
 import pytest
 
+import _persistence_helpers as H
 import joblite
 from joblite import _safe_unpickle
 from joblite._safe_unpickle import CorruptFileError, UnsafeLoadError
 from joblite.persistence import dumps, load, loads
-
-import _persistence_helpers as H
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DOCS = os.path.join(os.path.dirname(HERE), "docs", "security.rst")
@@ -62,15 +62,30 @@ def run_child(code, *args):
     def no_core():
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=120, preexec_fn=no_core)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=no_core,
+    )
 
 
 # -- modules reached through admitted names -------------------------------------------------
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("allowed", ["numpy", ["datetime.*"], ["datetime.sys"], ["pathlib.*"]])
-@pytest.mark.parametrize("module, name", [("datetime", "sys"), ("pathlib", "os"), ("pathlib", "sys"),
-                                          ("collections", "abc"), ("numpy", "ma"), ("numpy", "lib")])
+@pytest.mark.parametrize(
+    "module, name",
+    [
+        ("datetime", "sys"),
+        ("pathlib", "os"),
+        ("pathlib", "sys"),
+        ("collections", "abc"),
+        ("numpy", "ma"),
+        ("numpy", "lib"),
+    ],
+)
 def test_a_module_reached_through_an_admitted_one_is_refused(tmp_path, fmt, allowed, module, name):
     path = write(tmp_path, H.program(H.stack_global(module, name)), fmt)
     with pytest.raises(UnsafeLoadError) as info:
@@ -144,8 +159,9 @@ ATTACK = r"""
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("allowed", ["'numpy'", "['datetime.*', 'zoneinfo.ZoneInfo']",
-                                     "['datetime.sys', 'zoneinfo.ZoneInfo']", "None"])
+@pytest.mark.parametrize(
+    "allowed", ["'numpy'", "['datetime.*', 'zoneinfo.ZoneInfo']", "['datetime.sys', 'zoneinfo.ZoneInfo']", "None"]
+)
 def test_sys_path_rewrite_and_zip_import_from_the_file_itself(tmp_path, fmt, allowed):
     path = tmp_path / ("evil.jl" if fmt == "container" else "evil.pkl")
     marker = tmp_path / "pwned"
@@ -225,13 +241,20 @@ def forged_stream(kind):
         return pickle.dumps(_Reduced((_reconstruct, (np.ndarray, (0,), b"b"), state)), protocol=5)
     if kind == "field-offset":
         # an object field far outside its 16-byte item (numpy's own bounds check overflows)
-        fields = {"n": (np.dtype("<i8"), 0), "o": (np.dtype("O"), 2 ** 31 - 1)}
+        fields = {"n": (np.dtype("<i8"), 0), "o": (np.dtype("O"), 2**31 - 1)}
         state = (3, "|", None, ("n", "o"), fields, 16, 8, 63)
         return pickle.dumps(_Reduced((np.dtype, ("V16", False, True), state)), protocol=5)
     if kind == "state-on-rebuilt-array":
         # a state given to an array joblite rebuilt: a million elements for its 8 bytes
-        state = (pickle.MARK + lit(1) + lit((1 << 20,)) + H.call("joblite.persistence", "_rebuild_descr", "<f8")
-                 + lit(False) + lit(b"") + pickle.TUPLE)
+        state = (
+            pickle.MARK
+            + lit(1)
+            + lit((1 << 20,))
+            + H.call("joblite.persistence", "_rebuild_descr", "<f8")
+            + lit(False)
+            + lit(b"")
+            + pickle.TUPLE
+        )
         return H.program(rebuilt_array(8) + state + pickle.BUILD)
     raise ValueError(kind)
 
@@ -239,8 +262,16 @@ def forged_stream(kind):
 def rebuilt_array(nbytes, descr="<f8"):
     """Opcodes for ``_rebuild_array(bytearray(nbytes), descr, (n,), 'C')``: an array joblite rebuilds."""
     buffer = H.stack_global("builtins", "bytearray") + lit((b"\0" * nbytes,)) + pickle.REDUCE
-    return (H.stack_global("joblite.persistence", "_rebuild_array") + pickle.MARK + buffer + lit(descr)
-            + lit((nbytes // 8,)) + lit("C") + pickle.TUPLE + pickle.REDUCE)
+    return (
+        H.stack_global("joblite.persistence", "_rebuild_array")
+        + pickle.MARK
+        + buffer
+        + lit(descr)
+        + lit((nbytes // 8,))
+        + lit("C")
+        + pickle.TUPLE
+        + pickle.REDUCE
+    )
 
 
 FORGED = ["dtype-code", "object-shape", "short-list", "field-offset", "state-on-rebuilt-array"]
@@ -266,10 +297,12 @@ def test_the_forged_streams_do_crash_numpy(tmp_path, kind):
     """The control: numpy's own unpickling of these streams kills the process."""
     path = tmp_path / "forged.pkl"
     path.write_bytes(forged_stream(kind))
-    result = run_child("import pickle, sys, numpy as np\n"
-                       "value = pickle.loads(open(sys.argv[1], 'rb').read())\n"
-                       "print(repr(value), np.zeros(2, value) if isinstance(value, np.dtype) else value.sum())\n",
-                       path)
+    result = run_child(
+        "import pickle, sys, numpy as np\n"
+        "value = pickle.loads(open(sys.argv[1], 'rb').read())\n"
+        "print(repr(value), np.zeros(2, value) if isinstance(value, np.dtype) else value.sum())\n",
+        path,
+    )
     assert result.returncode < 0, result.stdout + result.stderr
 
 
@@ -287,8 +320,10 @@ def test_forged_numpy_states_are_refused_without_a_crash(tmp_path, kind, fmt, al
 
 def test_forged_states_in_a_dumped_container(tmp_path):
     """The same forgeries inside what dump() wrote, checksums recomputed."""
-    for value, old, new in [(np.dtype("O"), b"O8", b"M8"),
-                            (np.array(["x", 1, None], dtype=object), b"K\x03\x85", b"K\x63\x85")]:
+    for value, old, new in [
+        (np.dtype("O"), b"O8", b"M8"),
+        (np.array(["x", 1, None], dtype=object), b"K\x03\x85", b"K\x63\x85"),
+    ]:
         data = dumps({"v": value, "a": np.arange(4.0)})
         assert data.count(old) == 1
         path = tmp_path / "forged.jl"
@@ -333,8 +368,11 @@ def test_memo_indices_and_lengths_in_the_stream_are_not_allocated(tmp_path, fmt)
     assert result.returncode == 0 and len(lines) == 6, result.stdout + result.stderr
     for line in lines:
         assert "MemoryError" not in line, line
-        assert line.endswith("loaded None") if line.startswith("memo index") else "CorruptFileError" in line \
-            or "JoblibFormatError" in line, line
+        assert (
+            line.endswith("loaded None")
+            if line.startswith("memo index")
+            else "CorruptFileError" in line or "JoblibFormatError" in line
+        ), line
 
 
 # -- the rules of the checked unpickler ------------------------------------------------------
@@ -367,29 +405,46 @@ def test_only_named_globals_are_called(tmp_path, fmt, what, opcode):
         with pytest.raises(UnsafeLoadError, match=f"{returned}.*admitted global"):
             load(path, allowed=allowed)
     assert CALLED == []
-    load(path)   # full pickle calls it
+    load(path)  # full pickle calls it
     assert CALLED == [("ran",)]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_class_passed_to_a_call_must_be_named(tmp_path, fmt):
-    stream = H.program(H.stack_global("copyreg", "_reconstructor") + pickle.MARK
-                       + H.call(__name__, "factory", "class") + H.stack_global("builtins", "object")
-                       + lit(None) + pickle.TUPLE + pickle.REDUCE)
+    stream = H.program(
+        H.stack_global("copyreg", "_reconstructor")
+        + pickle.MARK
+        + H.call(__name__, "factory", "class")
+        + H.stack_global("builtins", "object")
+        + lit(None)
+        + pickle.TUPLE
+        + pickle.REDUCE
+    )
     with pytest.raises(UnsafeLoadError, match="Recorder.*admitted global"):
         load(write(tmp_path, stream, fmt), allowed=[f"{__name__}.factory"])
     assert type(load(write(tmp_path, stream, fmt))) is Recorder
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("call, match", [
-    (H.call("builtins", "bytearray", 1 << 40), "size"),
-    (H.call("builtins", "bytes", 1 << 40), "size"),
-    (H.stack_global("builtins", "list") + H.call("builtins", "range", 1 << 40) + pickle.TUPLE1 + pickle.REDUCE,
-     "range"),
-    (H.stack_global("collections", "deque") + H.call("builtins", "range", 1 << 40) + pickle.TUPLE1
-     + pickle.REDUCE, "range"),
-], ids=["bytearray", "bytes", "list-range", "deque-range"])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (H.call("builtins", "bytearray", 1 << 40), "size"),
+        (H.call("builtins", "bytes", 1 << 40), "size"),
+        (
+            H.stack_global("builtins", "list") + H.call("builtins", "range", 1 << 40) + pickle.TUPLE1 + pickle.REDUCE,
+            "range",
+        ),
+        (
+            H.stack_global("collections", "deque")
+            + H.call("builtins", "range", 1 << 40)
+            + pickle.TUPLE1
+            + pickle.REDUCE,
+            "range",
+        ),
+    ],
+    ids=["bytearray", "bytes", "list-range", "deque-range"],
+)
 def test_small_streams_cannot_ask_for_huge_objects(tmp_path, fmt, call, match):
     path = write(tmp_path, H.program(call), fmt)
     with pytest.raises(UnsafeLoadError, match=match):
@@ -403,12 +458,16 @@ def test_numpy_classes_are_never_called(tmp_path, fmt, allowed):
     (A container loaded with allowed=None and no numpy dtype in its stream is
     read by the C unpickler, which calls whatever the file names.)
     """
-    for module, name, args in [("numpy", "ndarray", (1 << 40,)), ("numpy", "void", (1 << 30,)),
-                               ("numpy.dtypes", "Float64DType", ()), ("numpy", "dtype", ("f8",))]:
+    for module, name, args in [
+        ("numpy", "ndarray", (1 << 40,)),
+        ("numpy", "void", (1 << 30,)),
+        ("numpy.dtypes", "Float64DType", ()),
+        ("numpy", "dtype", ("f8",)),
+    ]:
         for opcode in (pickle.NEWOBJ, pickle.REDUCE):
             stream = H.program(H.stack_global(module, name) + lit(args) + opcode)
             if opcode == pickle.REDUCE and name == "dtype":
-                continue   # numpy's own form: created at its BUILD (here missing)
+                continue  # numpy's own form: created at its BUILD (here missing)
             with pytest.raises(UnsafeLoadError, match="numpy never pickles"):
                 load(write(tmp_path, stream, fmt), allowed=allowed)
     # np.ma.masked is the one numpy class numpy pickles as a call (with no arguments)
@@ -444,20 +503,36 @@ def test_dotted_names_only_when_listed_in_full(tmp_path, fmt):
         load(write(tmp_path, unpickle, fmt), allowed="numpy")
     assert str(load(write(tmp_path, unpickle, fmt), allowed=["zoneinfo.ZoneInfo._unpickle"])) == "UTC"
     # an admitted name split differently walks attributes: refused
-    for module, name in [("numpy", "ma.core._mareconstruct"), ("numpy", "dtypes.Float64DType"),
-                         ("datetime", "datetime.sys")]:
+    for module, name in [
+        ("numpy", "ma.core._mareconstruct"),
+        ("numpy", "dtypes.Float64DType"),
+        ("datetime", "datetime.sys"),
+    ]:
         with pytest.raises(UnsafeLoadError):
             load(write(tmp_path, H.program(H.stack_global(module, name)), fmt), allowed="numpy")
 
 
 def test_numpy_names_come_from_the_namespaces_without_imports():
     names = _safe_unpickle.numpy_names()
-    assert {"numpy.float64", "numpy.bool_", "numpy.str_", "numpy.datetime64", "numpy.void",
-            "numpy.dtypes.Float64DType", "numpy.dtypes.StrDType"} <= names
-    expected = {f"numpy.{key}" for key, value in vars(np).items()
-                if isinstance(value, type) and issubclass(value, np.generic) and not key.startswith("_")}
-    expected |= {f"numpy.dtypes.{key}" for key, value in vars(np.dtypes).items()
-                 if isinstance(value, type) and issubclass(value, np.dtype) and not key.startswith("_")}
+    assert {
+        "numpy.float64",
+        "numpy.bool_",
+        "numpy.str_",
+        "numpy.datetime64",
+        "numpy.void",
+        "numpy.dtypes.Float64DType",
+        "numpy.dtypes.StrDType",
+    } <= names
+    expected = {
+        f"numpy.{key}"
+        for key, value in vars(np).items()
+        if isinstance(value, type) and issubclass(value, np.generic) and not key.startswith("_")
+    }
+    expected |= {
+        f"numpy.dtypes.{key}"
+        for key, value in vars(np.dtypes).items()
+        if isinstance(value, type) and issubclass(value, np.dtype) and not key.startswith("_")
+    }
     assert names == expected
     assert not {"numpy.f2py", "numpy.testing", "numpy.ndarray", "numpy.load"} & names
 
@@ -494,19 +569,28 @@ def test_the_documented_names_are_the_admitted_names():
 @pytest.mark.parametrize("allowed", [None, "numpy"])
 def test_rebuild_array_checks_what_the_file_says(allowed):
     assert loads(H.with_stream(H.program(rebuilt_array(16))), allowed=allowed).tolist() == [0.0, 0.0]
-    for forged, match in [(rebuilt_array(16, "|O"), "holds Python objects"),
-                          (rebuilt_array(16, [("a", "<i8"), ("b", "|O")]), "holds Python objects"),
-                          (rebuilt_array(16).replace(lit((2,)), lit((-2,))), "non-negative"),
-                          (rebuilt_array(16).replace(lit("C"), lit("K")), "order"),
-                          (rebuilt_array(16).replace(lit((2,)), lit((3,))), "need 24")]:
+    for forged, match in [
+        (rebuilt_array(16, "|O"), "holds Python objects"),
+        (rebuilt_array(16, [("a", "<i8"), ("b", "|O")]), "holds Python objects"),
+        (rebuilt_array(16).replace(lit((2,)), lit((-2,))), "non-negative"),
+        (rebuilt_array(16).replace(lit("C"), lit("K")), "order"),
+        (rebuilt_array(16).replace(lit((2,)), lit((3,))), "need 24"),
+    ]:
         with pytest.raises(CorruptFileError, match=match):
             loads(H.with_stream(H.program(forged)), allowed=allowed)
 
 
 def rebuilt_subclass(cls, state):
     """Opcodes for ``_rebuild_subclass(cls, <an array of 2 floats>, state)``."""
-    return (H.stack_global("joblite.persistence", "_rebuild_subclass") + pickle.MARK + cls
-            + rebuilt_array(16) + lit(state) + pickle.TUPLE + pickle.REDUCE)
+    return (
+        H.stack_global("joblite.persistence", "_rebuild_subclass")
+        + pickle.MARK
+        + cls
+        + rebuilt_array(16)
+        + lit(state)
+        + pickle.TUPLE
+        + pickle.REDUCE
+    )
 
 
 @pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
@@ -516,25 +600,35 @@ def test_rebuild_subclass_sets_instance_attributes_only(allowed):
     matrix = H.stack_global("numpy", "matrix")
     got = loads(H.with_stream(H.program(rebuilt_subclass(matrix, {"note": 1}))), allowed=allowed)
     assert type(got) is np.matrix and got.note == 1
-    for forged, match in [(rebuilt_subclass(matrix, {3: "not a name"}), "not a dict of names"),
-                          (rebuilt_subclass(matrix, (None, {"x": 1})), "not a dict of names"),
-                          (rebuilt_subclass(H.stack_global("builtins", "dict"), None), "pickles like ndarray"),
-                          (rebuilt_subclass(H.stack_global("numpy.ma", "MaskedArray"), None),
-                           "pickles like ndarray")]:
+    for forged, match in [
+        (rebuilt_subclass(matrix, {3: "not a name"}), "not a dict of names"),
+        (rebuilt_subclass(matrix, (None, {"x": 1})), "not a dict of names"),
+        (rebuilt_subclass(H.stack_global("builtins", "dict"), None), "pickles like ndarray"),
+        (rebuilt_subclass(H.stack_global("numpy.ma", "MaskedArray"), None), "pickles like ndarray"),
+    ]:
         with pytest.raises(CorruptFileError, match=match):
             loads(H.with_stream(H.program(forged)), allowed=allowed)
     # numpy.memmap: its attributes name a file
     with pytest.raises(CorruptFileError if allowed is None else UnsafeLoadError, match="memmap"):
-        loads(H.with_stream(H.program(rebuilt_subclass(H.stack_global("numpy", "memmap"), None))),
-              allowed=allowed)
+        loads(H.with_stream(H.program(rebuilt_subclass(H.stack_global("numpy", "memmap"), None))), allowed=allowed)
 
 
 # -- speed: what dump writes keeps the C unpickler ------------------------------------------
 def ordinary_value():
     return {
-        "scalars": [np.float64(1.5), np.int32(-3), np.bool_(True), np.complex64(1 + 2j), np.float16(0.5),
-                    np.uint64(2 ** 64 - 1), np.datetime64("2024-01-02T03:04", "m"), np.timedelta64(5, "s"),
-                    np.str_("text"), np.bytes_(b"raw"), np.longdouble(1) / 3],
+        "scalars": [
+            np.float64(1.5),
+            np.int32(-3),
+            np.bool_(True),
+            np.complex64(1 + 2j),
+            np.float16(0.5),
+            np.uint64(2**64 - 1),
+            np.datetime64("2024-01-02T03:04", "m"),
+            np.timedelta64(5, "s"),
+            np.str_("text"),
+            np.bytes_(b"raw"),
+            np.longdouble(1) / 3,
+        ],
         "big-endian": np.array([1.0], dtype=">f8")[0],
         "types": [np.dtype("f8"), np.dtype(">i4"), np.dtype("U7"), np.dtype("M8[ns]"), np.dtype("V3")],
         "array": np.arange(10.0),
@@ -549,7 +643,7 @@ def ordinary_value():
 def test_ordinary_dumps_name_none_of_numpys_in_band_reconstruction():
     """numpy scalars and plain dtypes are written through _rebuild_descr: the C unpickler reads them."""
     data = dumps(ordinary_value())
-    stream = data[64:64 + H.parse(data)["pickle_length"]]
+    stream = data[64 : 64 + H.parse(data)["pickle_length"]]
     assert b"dtype" not in stream and b"reconstruct" not in stream
     assert b"_rebuild_descr" in stream and b"_rebuild_object_array" in stream
     for allowed in (None, "numpy"):
@@ -570,15 +664,17 @@ def test_object_arrays_that_may_hold_themselves_keep_numpys_form():
         assert got[0][0] is got and got[0][1] == "x" and got[1] == (1, 2)
 
 
-@pytest.mark.parametrize("items, shape, order, match", [
-    (["a", "b"], (3,), "C", "with 2 items"),
-    (("a", "b"), (2,), "C", "not a list"),
-    (["a", "b"], (2, -1), "C", "non-negative"),
-    (["a", "b"], (2,), "A", "order"),
-])
+@pytest.mark.parametrize(
+    "items, shape, order, match",
+    [
+        (["a", "b"], (3,), "C", "with 2 items"),
+        (("a", "b"), (2,), "C", "not a list"),
+        (["a", "b"], (2, -1), "C", "non-negative"),
+        (["a", "b"], (2,), "A", "order"),
+    ],
+)
 def test_rebuild_object_array_checks_what_the_file_says(items, shape, order, match):
-    call = (H.stack_global("joblite.persistence", "_rebuild_object_array") + lit((items, shape, order))
-            + pickle.REDUCE)
+    call = H.stack_global("joblite.persistence", "_rebuild_object_array") + lit((items, shape, order)) + pickle.REDUCE
     for allowed in (None, "numpy"):
         with pytest.raises(CorruptFileError, match=match):
             loads(H.with_stream(H.program(call)), allowed=allowed)
@@ -586,8 +682,12 @@ def test_rebuild_object_array_checks_what_the_file_says(items, shape, order, mat
 
 def test_dumps_of_older_joblite_with_numpy_in_band_still_load():
     """Files written before plain dtypes had their own rebuild name numpy.dtype: the checked path."""
-    value = {"scalars": [np.float64(2.5), np.int8(3)], "dtype": np.dtype([("a", "<i4"), ("b", "O")]),
-             "object": np.array([1, None, "x"], dtype=object), "masked": np.ma.array([1.0, 2.0], mask=[0, 1])}
+    value = {
+        "scalars": [np.float64(2.5), np.int8(3)],
+        "dtype": np.dtype([("a", "<i4"), ("b", "O")]),
+        "object": np.array([1, None, "x"], dtype=object),
+        "masked": np.ma.array([1.0, 2.0], mask=[0, 1]),
+    }
     stream = pickle.dumps(value, protocol=5)
     assert b"dtype" in stream and b"reconstruct" in stream
     for allowed in (None, "numpy"):

@@ -1,5 +1,6 @@
 """``python -m joblite cache`` (:mod:`joblite.store.cli`): info, ls, prune and clear on real ``Memory`` caches,
 exit statuses, JSON output, and paths that hold no store."""
+
 import json
 import os
 import socket
@@ -10,11 +11,10 @@ import time
 import pytest
 
 import joblite
+from _store_helpers import PACKAGE_PARENT, entry_files, make_cache, run_cli, run_json, square, write_module
 from joblite.__main__ import build_parser, main
 from joblite.store import cli
 from joblite.store.maintenance import list_entries
-
-from _store_helpers import PACKAGE_PARENT, entry_files, make_cache, run_cli, run_json, square, write_module
 
 
 def set_access_times(location, func_id=None):
@@ -25,7 +25,6 @@ def set_access_times(location, func_id=None):
         stamp = now - 3600 * (len(items) - position)
         os.utime(item.path, (stamp, stamp))
     return [item.path for item in items]
-
 
 
 def test_info_counts_and_bytes_equal_what_is_on_disk(tmp_path):
@@ -120,7 +119,6 @@ def test_prune_needs_a_valid_limit(tmp_path):
     assert len(list_entries(location)) == 7
 
 
-
 def test_clear_one_function_or_all(tmp_path, capsys):
     location = tmp_path / "cache"
     square_id, ramp_id = make_cache(location)
@@ -168,14 +166,13 @@ def test_clear_refuses_an_unknown_or_ambiguous_function(tmp_path, monkeypatch):
     assert [item.func_id for item in list_entries(location)] == ["cli_module_a/compute"]
 
 
-
 def test_exit_statuses_are_distinct_and_documented(tmp_path):
     location = tmp_path / "cache"
     make_cache(location)
     assert run_cli("verify", location, cwd=tmp_path).returncode == 0
     assert run_cli("prune", location, "--age-limit", "30d", cwd=tmp_path).returncode == 0
     # 2: nothing done
-    result = run_cli("clear", location, cwd=tmp_path)   # no --yes, standard input not a terminal
+    result = run_cli("clear", location, cwd=tmp_path)  # no --yes, standard input not a terminal
     assert result.returncode == 2 and "pass --yes" in result.stderr
     assert run_cli("ls", location, "--limit", "x", cwd=tmp_path).returncode == 2
     assert run_cli("verify", location, "--timeout", "0", cwd=tmp_path).returncode == 2
@@ -201,16 +198,29 @@ def test_exit_statuses_are_distinct_and_documented(tmp_path):
     assert [entry.path for entry in list_entries(location)] == [unreadable.path]
     # documented in --help
     for command in ("info", "ls", "prune", "clear", "verify"):
-        result = subprocess.run([sys.executable, "-m", "joblite", "cache", command, "--help"],
-                                capture_output=True, text=True, timeout=60, cwd=PACKAGE_PARENT)
+        result = subprocess.run(
+            [sys.executable, "-m", "joblite", "cache", command, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=PACKAGE_PARENT,
+        )
         assert result.returncode == 0
         help_text = " ".join(result.stdout.split())
         for code, meaning in cli.EXIT_STATUSES.items():
             assert f"{code} {meaning}" in help_text
 
 
-@pytest.mark.parametrize("args", [["info"], ["ls", "--sort", "age"], ["prune", "--age-limit", "30d"],
-                                  ["verify"], ["clear", "--function", "square", "--yes"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["info"],
+        ["ls", "--sort", "age"],
+        ["prune", "--age-limit", "30d"],
+        ["verify"],
+        ["clear", "--function", "square", "--yes"],
+    ],
+)
 def test_every_subcommand_prints_one_json_document(tmp_path, capsys, args):
     location = tmp_path / "cache"
     make_cache(location)
@@ -251,20 +261,32 @@ def test_a_path_without_a_store_exits_2_naming_it(tmp_path):
 
 def test_age_and_size_options_and_format_size(capsys):
     parser = build_parser()
-    for text, seconds in (("90", 90.0), ("90s", 90.0), ("15m", 900.0), ("1.5h", 5400.0), ("7d", 7 * 86400.0),
-                          ("2W", 14 * 86400.0)):
+    for text, seconds in (
+        ("90", 90.0),
+        ("90s", 90.0),
+        ("15m", 900.0),
+        ("1.5h", 5400.0),
+        ("7d", 7 * 86400.0),
+        ("2W", 14 * 86400.0),
+    ):
         assert parser.parse_args(["cache", "prune", "PATH", "--age-limit", text]).age_limit == seconds
     assert parser.parse_args(["cache", "prune", "PATH", "--bytes-limit", "1.5K"]).bytes_limit == 1536
-    for option, bad in (("--age-limit", "7 days"), ("--age-limit", "-1"), ("--age-limit", ""),
-                        ("--age-limit", "h"), ("--bytes-limit", "ten"), ("--bytes-limit", "-5")):
+    for option, bad in (
+        ("--age-limit", "7 days"),
+        ("--age-limit", "-1"),
+        ("--age-limit", ""),
+        ("--age-limit", "h"),
+        ("--bytes-limit", "ten"),
+        ("--bytes-limit", "-5"),
+    ):
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args(["cache", "prune", "PATH", option, bad])
         assert exit_info.value.code == 2 and f"{option}={bad!r}" in capsys.readouterr().err
     assert cli.format_size(0) == "0 B"
     assert cli.format_size(1023) == "1023 B"
     assert cli.format_size(1536) == "1.5 KiB"
-    assert cli.format_size(10 * 1024 ** 3) == "10.0 GiB"
-    assert cli.format_size(3 * 1024 ** 5) == "3072.0 TiB"
+    assert cli.format_size(10 * 1024**3) == "10.0 GiB"
+    assert cli.format_size(3 * 1024**5) == "3072.0 TiB"
 
 
 def test_clear_asks_first_and_an_empty_store_is_reported(tmp_path, capsys, monkeypatch):

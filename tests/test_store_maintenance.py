@@ -1,5 +1,6 @@
 """The cache store's maintenance (:mod:`joblite.store.maintenance`): ``verify`` loads every entry in a
 child process (:mod:`joblite.store.loader`) and removes exactly the corrupt ones."""
+
 import json
 import os
 import signal
@@ -8,13 +9,12 @@ import time
 
 import numpy as np
 
-import joblite
-from joblite.__main__ import main
-from joblite.store.maintenance import list_entries, open_store, verify_store
-
 import _memory_workers as W
+import joblite
 from _persistence_helpers import build, parse
 from _store_helpers import make_cache, ramp, run_cli, run_json, write_module
+from joblite.__main__ import main
+from joblite.store.maintenance import list_entries, open_store, verify_store
 
 
 def corrupt_entries(location, ramp_id, square_id):
@@ -34,8 +34,12 @@ def corrupt_entries(location, ramp_id, square_id):
         fileobj.write(b"\x00")
     # a sound container, but not the (metadata, result) pair the store writes
     joblite.dump(np.arange(3), not_an_entry)
-    return {truncated: "footer", flipped: "block 0: checksum mismatch", bad_magic: "header: bad magic",
-            not_an_entry: "not a joblite cache entry"}
+    return {
+        truncated: "footer",
+        flipped: "block 0: checksum mismatch",
+        bad_magic: "header: bad magic",
+        not_an_entry: "not a joblite cache entry",
+    }
 
 
 def test_verify_removes_exactly_the_corrupt_entries(tmp_path, capsys):
@@ -85,14 +89,18 @@ def test_verify_checks_compressed_entries_and_one_function(tmp_path, capsys):
 def test_verify_reports_entries_whose_module_is_missing_as_not_checkable(tmp_path, monkeypatch, capsys):
     modules = tmp_path / "modules"
     modules.mkdir()
-    write_module(modules, "cli_user_types", """
+    write_module(
+        modules,
+        "cli_user_types",
+        """
         class Point:
             def __init__(self, x, y):
                 self.x, self.y = x, y
 
         def make_point(x):
             return Point(x, -x)
-    """)
+    """,
+    )
     location = tmp_path / "cache"
     monkeypatch.syspath_prepend(str(modules))
     try:
@@ -105,7 +113,7 @@ def test_verify_reports_entries_whose_module_is_missing_as_not_checkable(tmp_pat
     # Where the module can be imported, the entry is loaded and valid.
     status, report = run_json(capsys, "verify", location)
     assert status == 0 and report["valid"] == report["checked"] == 1 and report["unchecked"] == []
-    assert "cli_user_types" not in sys.modules   # loaded in the child process only
+    assert "cli_user_types" not in sys.modules  # loaded in the child process only
     # Where it cannot, the entry is reported as not checkable here, not as corrupt, and kept.
     result = run_cli("verify", location, "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -115,17 +123,17 @@ def test_verify_reports_entries_whose_module_is_missing_as_not_checkable(tmp_pat
     assert entry["path"] == item.path and entry["error"] == "cannot check: needs module cli_user_types"
     assert os.path.exists(item.path)
     result = run_cli("verify", location, cwd=tmp_path)
-    assert f"not checked: {item.func_id} {item.args_id}: cannot check: needs module cli_user_types" \
-        in result.stdout
+    assert f"not checked: {item.func_id} {item.args_id}: cannot check: needs module cli_user_types" in result.stdout
     assert "0 valid, 0 corrupt, 1 not checkable here" in result.stdout
     # A class that the module no longer has is reported the same way.
     write_module(modules, "cli_user_types", "def make_point(x):\n    return None\n")
     report = verify_store(location, remove=False)
-    assert [entry["error"] for entry in report["unchecked"]] == \
-        ["cannot check: needs cli_user_types.Point, which this environment's cli_user_types lacks"]
+    assert [entry["error"] for entry in report["unchecked"]] == [
+        "cannot check: needs cli_user_types.Point, which this environment's cli_user_types lacks"
+    ]
 
 
-def twice(x):   # named to sort after bomb and slowpoke: the loader meets their entries first
+def twice(x):  # named to sort after bomb and slowpoke: the loader meets their entries first
     return 2 * x
 
 
@@ -140,23 +148,33 @@ def slowpoke(key):
 def forged_array_entry():
     """An entry whose result is numpy's _reconstruct + BUILD of an object array of 2**20 items
     with a list of 2: recent numpys read past the list (a segfault), a checked loader refuses it."""
+
     def global_(module, name):
         return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
 
     reconstruct = np.ndarray.__reduce__(np.arange(1))[0]
-    array = (global_(reconstruct.__module__, reconstruct.__name__) + global_("numpy", "ndarray")
-             + b"K\x00\x85C\x01b\x87R"                          # _reconstruct(ndarray, (0,), b'b')
-             + b"(K\x01J\x00\x00\x10\x00\x85"                    # state: version 1, shape (2**20,)
-             + global_("numpy", "dtype") + b"X\x02\x00\x00\x00O8K\x00K\x01\x87R"
-             + b"(K\x03X\x01\x00\x00\x00|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK?tb"   # dtype('O')
-             + b"\x89](K\x01K\x02etb")                            # not Fortran, items [1, 2]; BUILD
+    array = (
+        global_(reconstruct.__module__, reconstruct.__name__)
+        + global_("numpy", "ndarray")
+        + b"K\x00\x85C\x01b\x87R"  # _reconstruct(ndarray, (0,), b'b')
+        + b"(K\x01J\x00\x00\x10\x00\x85"  # state: version 1, shape (2**20,)
+        + global_("numpy", "dtype")
+        + b"X\x02\x00\x00\x00O8K\x00K\x01\x87R"
+        + b"(K\x03X\x01\x00\x00\x00|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK?tb"  # dtype('O')
+        + b"\x89](K\x01K\x02etb"
+    )  # not Fortran, items [1, 2]; BUILD
     return build(b"\x80\x05}" + array + b"\x86\x94.")
 
 
 def huge_claim_entry():
     """A 10 KB compressed entry whose pickle stream claims 31 GiB (16 MiB chunks)."""
-    return build(np.random.default_rng(0).bytes(10_000), codecs=("none", "lz4"), pickle_codec=1,
-                 pickle_raw_length=31 << 30, chunk_size=1 << 24)
+    return build(
+        np.random.default_rng(0).bytes(10_000),
+        codecs=("none", "lz4"),
+        pickle_codec=1,
+        pickle_raw_length=31 << 30,
+        chunk_size=1 << 24,
+    )
 
 
 def test_verify_survives_entries_that_crash_the_loader(tmp_path, capsys):
@@ -183,9 +201,9 @@ def test_verify_survives_entries_that_crash_the_loader(tmp_path, capsys):
     assert set(errors) == bomb_paths | set(forged.values())
     for path in bomb_paths:
         assert errors[path] == f"{path}: crashed the loader (signal {int(signal.SIGSEGV)}: SIGSEGV)"
-    assert forged["00" * 16] in errors[forged["00" * 16]]   # refused, or it crashed the loader
+    assert forged["00" * 16] in errors[forged["00" * 16]]  # refused, or it crashed the loader
     crashes = sum("crashed the loader" in error for error in errors.values())
-    assert report["loader_starts"] == 1 + crashes   # one process for all, a new one after each crash
+    assert report["loader_starts"] == 1 + crashes  # one process for all, a new one after each crash
     assert not any(entry["removed"] for entry in report["corrupt"])
 
     status, report = run_json(capsys, "verify", location)
@@ -203,18 +221,20 @@ def test_verify_reports_an_entry_that_hangs_the_loader(tmp_path):
     memory.cache(twice)(3)
     started = time.monotonic()
     report = verify_store(location, remove=False, timeout=1.0)
-    assert time.monotonic() - started < 50   # not the 60 s that loading the entry takes
+    assert time.monotonic() - started < 50  # not the 60 s that loading the entry takes
     [entry] = report["corrupt"]
     assert entry["args_id"] == stuck.args_id and "did not finish loading it within 1 s" in entry["error"]
     assert report["valid"] == 1 and report["loader_starts"] == 2
 
 
-
 def test_verify_removes_a_function_whose_code_record_is_corrupt(tmp_path, capsys):
     location = tmp_path / "cache"
     square_id, ramp_id = make_cache(location)
-    [record] = [os.path.join(folder, "func_code.json")
-                for func_id, folder in open_store(location).function_dirs() if func_id == square_id]
+    [record] = [
+        os.path.join(folder, "func_code.json")
+        for func_id, folder in open_store(location).function_dirs()
+        if func_id == square_id
+    ]
     with open(record, "w") as fileobj:
         fileobj.write('{"format": 1, "func_id": "')
     report = verify_store(location, remove=False)

@@ -2,6 +2,7 @@
 same figures and top lists as a sort of every entry), ``ls`` and ``prune`` act on exactly the entries on disk,
 and the size accounting of ``bytes_limit`` agrees with the files after concurrent writers and evictions.
 The times on a store of a million entries are the benchmark's (``python -m joblite bench``, section memory)."""
+
 import json
 import os
 import subprocess
@@ -11,10 +12,9 @@ import time
 import pytest
 
 import joblite
+from _store_helpers import PACKAGE_PARENT, entry_files, square
 from joblite.store import layout
 from joblite.store.maintenance import list_entries, open_store, prune_store, store_info
-
-from _store_helpers import PACKAGE_PARENT, entry_files, square
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ENTRIES = 1500
@@ -33,10 +33,10 @@ def store(tmp_path_factory):
     for x in range(ENTRIES - 300):
         cached_square(x)
     for x in range(300):
-        cached_padded(x, (x * 37) % 400)   # results of many sizes
-    base = time.time() - 10 ** 6
+        cached_padded(x, (x * 37) % 400)  # results of many sizes
+    base = time.time() - 10**6
     for number, item in enumerate(sorted(memory.store_backend.get_items(), key=lambda item: item.path)):
-        stamp = base + (number * 7919) % 997   # many entries share an access time
+        stamp = base + (number * 7919) % 997  # many entries share an access time
         os.utime(item.path, (stamp, stamp))
     return location
 
@@ -75,8 +75,9 @@ def test_ls_lists_every_entry_on_disk(store):
     listed = list_entries(store, sort="age")
     assert len(listed) == ENTRIES and {item.path for item in listed} == set(disk)
     assert [item.last_access for item in listed] == sorted(mtime for _, mtime in disk.values())
-    assert [item.path for item in list_entries(store, sort="size", limit=10)] == \
-        [item.path for item in sorted(listed, key=lambda item: (-item.size, item.func_id, item.args_id))[:10]]
+    assert [item.path for item in list_entries(store, sort="size", limit=10)] == [
+        item.path for item in sorted(listed, key=lambda item: (-item.size, item.func_id, item.args_id))[:10]
+    ]
 
 
 def test_prune_removes_exactly_the_least_recently_used(tmp_path):
@@ -87,7 +88,7 @@ def test_prune_removes_exactly_the_least_recently_used(tmp_path):
     items = open_store(location).get_items()
     base = time.time() - 1000
     for number, item in enumerate(items):
-        os.utime(item.path, (base + number, base + number))   # items[0] least recently used
+        os.utime(item.path, (base + number, base + number))  # items[0] least recently used
     report = prune_store(location, items_limit=450)
     assert [entry["path"] for entry in report["removed"]] == [item.path for item in items[:150]]
     assert set(disk_entries(location)) == {item.path for item in items[150:]}
@@ -117,8 +118,14 @@ def test_size_accounting_agrees_with_the_files_after_concurrent_writers(tmp_path
     [item] = probe.store_backend.get_items()
     limit = 200 * item.size
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([PACKAGE_PARENT, TESTS]))
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(location), str(first), "400", str(limit)],
-                                env=env, stdin=subprocess.DEVNULL) for first in (0, 10_000)]
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(location), str(first), "400", str(limit)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        for first in (0, 10_000)
+    ]
     try:
         assert [writer.wait(timeout=120) for writer in writers] == [0, 0]
     finally:
@@ -131,7 +138,7 @@ def test_size_accounting_agrees_with_the_files_after_concurrent_writers(tmp_path
     # limit, not at the 800 entries written
     assert 0 < on_disk <= limit + 50 * item.size
     memory = joblite.Memory(location, verbose=0, bytes_limit=limit, backend_options={"size_check_interval": 0})
-    memory.cache(square)(-1)   # a write, and the scan it starts
+    memory.cache(square)(-1)  # a write, and the scan it starts
     usage, on_disk = _usage(location), sum(size for size, _ in disk_entries(location).values())
     assert usage["bytes"] == on_disk == store_info(location)["total"]["size"]
     assert on_disk <= limit and usage["scan_seconds"] >= 0
@@ -148,7 +155,7 @@ def test_a_slow_scan_spaces_out_the_next(tmp_path):
         with open(record, "w") as fileobj:
             json.dump({"bytes": 12345, "time": time.time() - age, "scan_seconds": 10.0}, fileobj)
         store = joblite.Memory(location, verbose=0, bytes_limit="1G").cache(square)
-        store(age)   # a miss: a write, then the size check
+        store(age)  # a miss: a write, then the size check
         usage = _usage(location)
         assert (usage["bytes"] != 12345) == scanned, (age, usage)
         if scanned:

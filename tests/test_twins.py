@@ -7,6 +7,7 @@ specific cases cover the kernel's buffer, chunk and sort boundaries; generated
 objects that change their own containers while hashed, and tight limits, check
 that both twins stop at the same point with the same error.
 """
+
 import collections
 import copy
 import dataclasses
@@ -140,8 +141,10 @@ ALPHABET = st.characters(exclude_categories=()) | st.characters(categories=["Cs"
 texts = st.text(alphabet=ALPHABET, max_size=12) | st.sampled_from(
     ["", "a", "\ud800", "a\udfffb", "\ud83d\ude00", "\U0001f600", "é" * 40]
 )
-ints = st.integers() | st.integers(min_value=-(2**300), max_value=2**300) | st.sampled_from(
-    [0, -1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64, -(2**64), 2**200]
+ints = (
+    st.integers()
+    | st.integers(min_value=-(2**300), max_value=2**300)
+    | st.sampled_from([0, -1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64, -(2**64), 2**200])
 )
 floats = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(
     [0.0, -0.0, math.nan, -math.nan, math.inf, 5e-324]
@@ -149,28 +152,74 @@ floats = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(
 complexes = st.complex_numbers(allow_nan=True, allow_infinity=True) | st.sampled_from(
     [complex(-0.0, 0.0), complex(0.0, -0.0)]
 )
-time_zones = st.none() | st.just(datetime.timezone.utc) | st.builds(
-    datetime.timezone, st.timedeltas(min_value=datetime.timedelta(hours=-23),
-                                     max_value=datetime.timedelta(hours=23))
-) | st.timezones()
+time_zones = (
+    st.none()
+    | st.just(datetime.timezone.utc)
+    | st.builds(
+        datetime.timezone,
+        st.timedeltas(min_value=datetime.timedelta(hours=-23), max_value=datetime.timedelta(hours=23)),
+    )
+    | st.timezones()
+)
 datetimes = st.datetimes(timezones=time_zones, allow_imaginary=True)
 times = st.times(timezones=st.none() | st.just(datetime.timezone.utc))
 small_ints = st.integers(-20, 20)
 ranges = st.builds(range, small_ints, small_ints, st.integers(1, 4) | st.integers(-4, -1))
 slices = st.builds(slice, st.none() | small_ints, st.none() | small_ints, st.none() | small_ints)
-constants = st.sampled_from([
-    None, True, False, Ellipsis, NotImplemented, Color.RED, Color.GREEN, Level.LOW,
-    Level.LOW | Level.HIGH, len, abs, int, str, dict, Plain, importable, str.upper,
-    functools.partial(importable, 1), functools.partial(max, key=abs), np.float64, np.ndarray,
-    pathlib.PurePosixPath("a/b"), pathlib.PureWindowsPath("c:/x"), pathlib.Path("rel/path"),
-    make_closure(1), make_closure(2.5), lambda x: x, Plain(1).method, [].append,
-    datetime.timezone.utc, np.dtype("f8"), np.dtype(">i2"), np.dtype([("a", "<u2")]),
-])
+constants = st.sampled_from(
+    [
+        None,
+        True,
+        False,
+        Ellipsis,
+        NotImplemented,
+        Color.RED,
+        Color.GREEN,
+        Level.LOW,
+        Level.LOW | Level.HIGH,
+        len,
+        abs,
+        int,
+        str,
+        dict,
+        Plain,
+        importable,
+        str.upper,
+        functools.partial(importable, 1),
+        functools.partial(max, key=abs),
+        np.float64,
+        np.ndarray,
+        pathlib.PurePosixPath("a/b"),
+        pathlib.PureWindowsPath("c:/x"),
+        pathlib.Path("rel/path"),
+        make_closure(1),
+        make_closure(2.5),
+        lambda x: x,
+        Plain(1).method,
+        [].append,
+        datetime.timezone.utc,
+        np.dtype("f8"),
+        np.dtype(">i2"),
+        np.dtype([("a", "<u2")]),
+    ]
+)
 
 hashable_scalars = st.one_of(
-    st.none(), st.booleans(), ints, floats, complexes, texts, st.binary(max_size=12),
-    st.decimals(allow_nan=False, allow_infinity=True), st.fractions(), st.dates(), datetimes,
-    st.timedeltas(), st.uuids(), ranges, st.sampled_from([Color.RED, Level.HIGH, Ellipsis]),
+    st.none(),
+    st.booleans(),
+    ints,
+    floats,
+    complexes,
+    texts,
+    st.binary(max_size=12),
+    st.decimals(allow_nan=False, allow_infinity=True),
+    st.fractions(),
+    st.dates(),
+    datetimes,
+    st.timedeltas(),
+    st.uuids(),
+    ranges,
+    st.sampled_from([Color.RED, Level.HIGH, Ellipsis]),
 )
 hashables = st.recursive(
     hashable_scalars,
@@ -198,12 +247,14 @@ def _padded(dtype_strategy):
             offset += draw(st.integers(0, 5))
             offsets.append(offset)
             offset += packed.fields[name][0].itemsize
-        return np.dtype({
-            "names": list(packed.names),
-            "formats": [packed.fields[name][0] for name in packed.names],
-            "offsets": offsets,
-            "itemsize": offset + draw(st.integers(0, 7)),
-        })
+        return np.dtype(
+            {
+                "names": list(packed.names),
+                "formats": [packed.fields[name][0] for name in packed.names],
+                "offsets": offsets,
+                "itemsize": offset + draw(st.integers(0, 7)),
+            }
+        )
 
     return build()
 
@@ -335,8 +386,7 @@ def test_errors_and_paths_are_identical(obj, root):
 
 
 @settings(max_examples=150, **SETTINGS)
-@given(parts=st.lists(st.recursive(poisoned_leaves | numeric_arrays, containers, max_leaves=6),
-                      min_size=1, max_size=5))
+@given(parts=st.lists(st.recursive(poisoned_leaves | numeric_arrays, containers, max_leaves=6), min_size=1, max_size=5))
 def test_streaming_updates_and_error_recovery_are_identical(parts):
     assert stream("ext", parts) == stream("pure", parts)
 
@@ -368,9 +418,10 @@ def _large_views(base):
         "transpose-2d": base.reshape(-1, 1024).T,
         "transpose-3d": base.reshape(64, -1, 32).transpose(2, 0, 1),
         "f-ordered-3d": np.asfortranarray(base.reshape(64, -1, 32)),
-        "broadcast": np.broadcast_to(base[:300_000 // base.itemsize], (8, 300_000 // base.itemsize)),
-        "byte-swapped-strided": (rows.astype(rows.dtype.newbyteorder(">"))[:, 1::2]
-                                 if base.dtype.byteorder == "<" else rows[:, 1::2]),
+        "broadcast": np.broadcast_to(base[: 300_000 // base.itemsize], (8, 300_000 // base.itemsize)),
+        "byte-swapped-strided": (
+            rows.astype(rows.dtype.newbyteorder(">"))[:, 1::2] if base.dtype.byteorder == "<" else rows[:, 1::2]
+        ),
     }
 
 
@@ -403,9 +454,14 @@ def test_unaligned_and_read_only_arrays():
     raw = np.random.default_rng(2).integers(0, 256, 8 * 300_001 + 1, dtype=np.uint8).tobytes()
     a = np.frombuffer(raw, dtype="<f8", offset=1)
     assert not a.flags.aligned and not a.flags.writeable
-    for view in (a, a[::2], a[:300_000].reshape(600, 500).T, a[:300_000].reshape(600, 500)[:, ::3],
-                 np.frombuffer(raw, dtype=">f8", offset=1)[::2],
-                 np.frombuffer(raw, dtype="<c16", offset=1, count=100_000)[::-1]):
+    for view in (
+        a,
+        a[::2],
+        a[:300_000].reshape(600, 500).T,
+        a[:300_000].reshape(600, 500)[:, ::3],
+        np.frombuffer(raw, dtype=">f8", offset=1)[::2],
+        np.frombuffer(raw, dtype="<c16", offset=1, count=100_000)[::-1],
+    ):
         digest = assert_twins_agree(view)[1]
         assert hash_with_twin("pure", view.copy()) == digest
 
@@ -500,8 +556,13 @@ def test_set_of_10k_mixed_elements():
 
 
 def test_deep_nesting_is_identical():
-    for wrap in (lambda x: [x], lambda x: {1: x, "k": None}, lambda x: frozenset({(x,), 2.5}),
-                 lambda x: Plain(x), lambda x: {"k": (x, "v" * 100)}):
+    for wrap in (
+        lambda x: [x],
+        lambda x: {1: x, "k": None},
+        lambda x: frozenset({(x,), 2.5}),
+        lambda x: Plain(x),
+        lambda x: {"k": (x, "v" * 100)},
+    ):
         obj = 0
         for _ in range(10_000):
             obj = wrap(obj)
@@ -523,16 +584,41 @@ def test_every_special_type_is_identical():
     pd = pytest.importorskip("pandas")
     df = pd.DataFrame({"a": np.arange(5.0), "s": list("abcde"), "t": pd.date_range("2024", periods=5)})
     values = [
-        df, df.copy(), df["a"], df.index, df.columns, pd.RangeIndex(4), pd.Categorical(["u", "v"]),
-        pd.Series([1, None, 3], dtype="Int64"), df.set_index("s"),
-        collections.OrderedDict(b=1, a=2), collections.defaultdict(set, {"k": {1}}),
-        range(3), slice(None, 5), Ellipsis, decimal.Decimal("-0.000"), fractions.Fraction(-7, 3),
-        uuid.UUID(int=2**127), pathlib.Path("/tmp") / "x", Color.GREEN, Item("i", [1]), Pair(1, 2),
+        df,
+        df.copy(),
+        df["a"],
+        df.index,
+        df.columns,
+        pd.RangeIndex(4),
+        pd.Categorical(["u", "v"]),
+        pd.Series([1, None, 3], dtype="Int64"),
+        df.set_index("s"),
+        collections.OrderedDict(b=1, a=2),
+        collections.defaultdict(set, {"k": {1}}),
+        range(3),
+        slice(None, 5),
+        Ellipsis,
+        decimal.Decimal("-0.000"),
+        fractions.Fraction(-7, 3),
+        uuid.UUID(int=2**127),
+        pathlib.Path("/tmp") / "x",
+        Color.GREEN,
+        Item("i", [1]),
+        Pair(1, 2),
         datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=5, minutes=30))),
-        datetime.time(23, 59, 59, 999999), datetime.timedelta(-1), datetime.date.min,
-        importable, make_closure(3), Plain(1).method, functools.partial(importable, x=1),
-        np.ma.masked_array([1.0, 2.0], mask=[True, False]), np.float16(1.5), np.datetime64("NaT"),
-        np.array([None, [1], {"a"}], dtype=object), np.zeros((2, 0, 3)), np.array(3, dtype=">u8"),
+        datetime.time(23, 59, 59, 999999),
+        datetime.timedelta(-1),
+        datetime.date.min,
+        importable,
+        make_closure(3),
+        Plain(1).method,
+        functools.partial(importable, x=1),
+        np.ma.masked_array([1.0, 2.0], mask=[True, False]),
+        np.float16(1.5),
+        np.datetime64("NaT"),
+        np.array([None, [1], {"a"}], dtype=object),
+        np.zeros((2, 0, 3)),
+        np.array(3, dtype=">u8"),
         memoryview(np.arange(12, dtype=np.int32).reshape(3, 4))[::2],
     ]
     for value in values:
@@ -581,8 +667,15 @@ def test_error_messages_are_identical(build, kind, tmp_path):
 
 def test_streaming_after_errors_is_identical():
     big = np.arange(400_000, dtype=np.float64)
-    parts = [big, [1, Poison("x")], "after", {1: big, "k": [big[::2], Poison("y")]}, big.reshape(400, 1000).T,
-             {frozenset({"a", 1}): Poison("z")}, "end"]
+    parts = [
+        big,
+        [1, Poison("x")],
+        "after",
+        {1: big, "k": [big[::2], Poison("y")]},
+        big.reshape(400, 1000).T,
+        {frozenset({"a", 1}): Poison("z")},
+        "end",
+    ]
     assert stream("ext", parts) == stream("pure", parts)
     assert stream("ext", parts, "sha256") == stream("pure", parts, "sha256")
 
@@ -690,8 +783,10 @@ def meddled_objects(draw):
     return root
 
 
-CHANGED = re.compile(r"(list|dict|set) at obj.* changed during hashing "
-                     r"\((\d+ items when entered, \d+ now|items replaced or reordered)\)")
+CHANGED = re.compile(
+    r"(list|dict|set) at obj.* changed during hashing "
+    r"\((\d+ items when entered, \d+ now|items replaced or reordered)\)"
+)
 
 
 @settings(max_examples=500, **SETTINGS)
@@ -734,8 +829,9 @@ def test_objects_replacing_themselves_give_identical_errors():
 
 
 @settings(max_examples=400, **SETTINGS)
-@given(obj=objects, max_depth=st.integers(1, 8), max_reductions=st.integers(1, 12),
-       root=st.sampled_from(["obj", "args"]))
+@given(
+    obj=objects, max_depth=st.integers(1, 8), max_reductions=st.integers(1, 12), root=st.sampled_from(["obj", "args"])
+)
 def test_limits_give_identical_outcomes(obj, max_depth, max_reductions, root):
     limits = dict(max_depth=max_depth, max_reductions=max_reductions)
     ext = outcome("ext", obj, root=root, **limits)

@@ -25,11 +25,20 @@ written as a user writes it, ``Parallel(n_jobs=-1)(delayed(f)(x) for x in
 timed.  asv skips every benchmark (``NotImplementedError`` in ``setup``)
 when ``distributed`` is not installed, and joblib's when joblib is not.
 """
+
 import contextlib
 import importlib.util
 
-from joblite.bench.workloads import (DASK_IMPLS, copies_sent, dask_array_argument_call, dask_tiny_tasks_call,
-                                     local_cluster, parallel_impls, random_f64, warm_up_array)
+from joblite.bench.workloads import (
+    DASK_IMPLS,
+    copies_sent,
+    dask_array_argument_call,
+    dask_tiny_tasks_call,
+    local_cluster,
+    parallel_impls,
+    random_f64,
+    warm_up_array,
+)
 
 from . import available
 

@@ -8,12 +8,12 @@ Each class builds only the data its benchmarks hash, so that the
 ``peakmem_`` figures show the extra memory an implementation needs on top of
 the data (e.g. joblib copies a strided view, joblite should not).
 """
+
 import importlib.util
 
-from joblite.bench.sections.hashing_frames import FRAME_KINDS, make_frame
 from joblite.bench.sections.hashing import make_layouts
-from joblite.bench.workloads import (SMALL_ARGS, hash_function, random_array, random_floats, small_dicts,
-                                     str_int_dict)
+from joblite.bench.sections.hashing_frames import FRAME_KINDS, make_frame
+from joblite.bench.workloads import SMALL_ARGS, hash_function, random_array, random_floats, small_dicts, str_int_dict
 
 from . import available
 

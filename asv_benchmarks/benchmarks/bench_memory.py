@@ -25,6 +25,7 @@ outside the timing, and checks that a hit is a hit.  joblib raises
 ``NotImplementedError`` in ``setup`` when it is not installed; asv then skips
 it.
 """
+
 import functools
 import itertools
 import os
@@ -32,8 +33,14 @@ import random
 import shutil
 import tempfile
 
-from joblite.bench.workloads import (SMALL_ARGS, memory_array_argument, memory_array_result, memory_impls,
-                                     memory_small, random_f64)
+from joblite.bench.workloads import (
+    SMALL_ARGS,
+    memory_array_argument,
+    memory_array_result,
+    memory_impls,
+    memory_small,
+    random_f64,
+)
 
 from . import available
 
@@ -210,7 +217,7 @@ class StoreSize:
         keys = random.Random(entries).sample(range(entries), 1000)
         check_hit(self.func, keys[0], 2.0, "abc", x=3)
         self.keys = itertools.cycle(keys)
-        self.fresh = itertools.count(10 * entries + random.randrange(10 ** 9) * 100)
+        self.fresh = itertools.count(10 * entries + random.randrange(10**9) * 100)
 
     def time_hit(self, locations, impl, entries):
         self.func(next(self.keys), 2.0, "abc", x=3)

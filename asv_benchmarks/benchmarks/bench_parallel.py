@@ -30,14 +30,23 @@ loky that joblite uses (see
 joblib raises ``NotImplementedError`` in ``setup`` when it is not installed;
 asv then skips it.
 """
+
 from concurrent.futures import ProcessPoolExecutor
 
-from joblite.bench.sections.parallel import (DISPATCH_TASKS, dispatch_call, dispatch_executor_call,
-                                             dispatch_loop)
-from joblite.bench.workloads import (array_argument_call, array_results_call, busy_tasks_call,
-                                     parallel_array_memory, parallel_impls, random_f64, tiny_task,
-                                     tiny_tasks_call, tiny_tasks_executor_call, tiny_tasks_loop,
-                                     warm_up_array)
+from joblite.bench.sections.parallel import DISPATCH_TASKS, dispatch_call, dispatch_executor_call, dispatch_loop
+from joblite.bench.workloads import (
+    array_argument_call,
+    array_results_call,
+    busy_tasks_call,
+    parallel_array_memory,
+    parallel_impls,
+    random_f64,
+    tiny_task,
+    tiny_tasks_call,
+    tiny_tasks_executor_call,
+    tiny_tasks_loop,
+    warm_up_array,
+)
 
 from . import available
 
@@ -100,7 +109,7 @@ class TinyTasksProcesses(_Calls):
         self.executor = None
         if impl == "executor":
             self.executor = ProcessPoolExecutor(N_JOBS)
-            list(self.executor.map(tiny_task, range(100), chunksize=10))   # every worker started
+            list(self.executor.map(tiny_task, range(100), chunksize=10))  # every worker started
             self.call = tiny_tasks_executor_call(self.executor, TINY_TASKS)
             return
         lib = get_lib(impl)
@@ -136,7 +145,7 @@ class ArrayArgument(_Calls):
     def setup(self, impl):
         lib = get_lib(impl)
         a = make_array()
-        array_argument_call(lib, warm_up_array(a), ARRAY_TASKS, n_jobs=N_JOBS)()   # memmapping ready too
+        array_argument_call(lib, warm_up_array(a), ARRAY_TASKS, n_jobs=N_JOBS)()  # memmapping ready too
         self.call = array_argument_call(lib, a, ARRAY_TASKS, n_jobs=N_JOBS)
 
 
@@ -198,7 +207,7 @@ class DispatchProcesses(_Calls):
         self.executor = None
         if impl == "executor":
             self.executor = ProcessPoolExecutor(N_JOBS)
-            dispatch_executor_call(self.executor, task, 100, N_JOBS)()   # every worker started
+            dispatch_executor_call(self.executor, task, 100, N_JOBS)()  # every worker started
             self.call = dispatch_executor_call(self.executor, task, DISPATCH_COUNT, N_JOBS)
             return
         lib = get_lib(impl)

@@ -5,7 +5,8 @@ Data are seeded (``numpy.random.default_rng(0)``) and smaller than in
 (random float64; small ints, int64 in 0..255; an image-like float32 field
 quantised to steps of 1/256; a smooth float64 random walk) and 50,000 small
 dicts, plus the bench's 256 MiB random float64 array for the uncompressed
-dump against ``np.save`` (issue 13's target: at least as fast).  The default and fast codecs (joblite's ``compress=True``, i.e.
+dump against ``np.save`` (issue 13's target: at least as fast).  The default and
+fast codecs (joblite's ``compress=True``, i.e.
 byte-shuffle + lz4, joblib's ``compress=True``, i.e. zlib 3, and lz4, zlib,
 zstd) compress the 64 MiB arrays; the compatibility codecs (gzip, bz2, lzma,
 xz: slow) an 8 MiB slice of the smooth float64 array.
@@ -26,6 +27,7 @@ Implementations that do not apply (``pickle`` cannot memory-map, numpy has no
 codecs, joblib has no zstd) or are not installed raise ``NotImplementedError``
 in ``setup``; asv then skips them.
 """
+
 import importlib.util
 import itertools
 import os
@@ -34,8 +36,7 @@ import tempfile
 
 import numpy as np
 
-from joblite.bench.workloads import (image_f32, persistence_impls, random_f64, small_dicts, small_ints,
-                                     smooth_f64)
+from joblite.bench.workloads import image_f32, persistence_impls, random_f64, small_dicts, small_ints, smooth_f64
 
 from . import available
 
@@ -52,7 +53,7 @@ ARCHIVE_CODECS = ["gzip", "bz2", "lzma", "xz"]
 COMPRESSED_IMPLS = ["joblite", "joblib"]
 
 ARRAY_BYTES = 64 << 20
-LARGE_BYTES = 256 << 20   # the uncompressed dump against np.save, at the bench's size
+LARGE_BYTES = 256 << 20  # the uncompressed dump against np.save, at the bench's size
 SLOW_SLICE_BYTES = 8 << 20
 N_DICTS = 50_000
 
@@ -81,17 +82,21 @@ def make_data(kind):
 
 
 # The same seeded workloads as ``python -m joblite bench``, at asv's sizes.
-_BUILDERS = {"random_f64": lambda: random_f64(ARRAY_BYTES), "random_f64_256": lambda: random_f64(LARGE_BYTES),
-             "small_ints": lambda: small_ints(ARRAY_BYTES),
-             "image_f32": lambda: image_f32(ARRAY_BYTES), "smooth_f64": lambda: smooth_f64(ARRAY_BYTES),
-             "dicts": lambda: small_dicts(N_DICTS)}
+_BUILDERS = {
+    "random_f64": lambda: random_f64(ARRAY_BYTES),
+    "random_f64_256": lambda: random_f64(LARGE_BYTES),
+    "small_ints": lambda: small_ints(ARRAY_BYTES),
+    "image_f32": lambda: image_f32(ARRAY_BYTES),
+    "smooth_f64": lambda: smooth_f64(ARRAY_BYTES),
+    "dicts": lambda: small_dicts(N_DICTS),
+}
 
 
 def compressed_data(kind, codec):
     """The array compressed with `codec`: `kind`, or its first 8 MiB for an archive codec."""
     value = make_data(kind)
     if codec in ARCHIVE_CODECS:
-        value = value.reshape(-1)[:SLOW_SLICE_BYTES // value.itemsize]
+        value = value.reshape(-1)[: SLOW_SLICE_BYTES // value.itemsize]
     return value
 
 
@@ -142,8 +147,8 @@ def compress_argument(impl, codec):
 
     try:
         joblite.dumps(np.zeros(1), compress=compress)
-    except ValueError:
-        raise NotImplementedError(f"joblite has no {codec!r} codec here")
+    except ValueError as exc:
+        raise NotImplementedError(f"joblite has no {codec!r} codec here") from exc
     return compress
 
 

@@ -5,7 +5,6 @@ the machine facts and one table per section, as
 :func:`joblite.bench.report.format_rst` renders them, so that the
 performance page is regenerated from the recorded run at every build.
 """
-import os
 
 from docutils.parsers.rst import Directive
 from docutils.statemachine import StringList

@@ -5,6 +5,7 @@ persistence of objects holding large numpy arrays, and fast hashing of such
 objects, with joblib's public names.  Attributes are imported lazily so that
 ``import joblite`` stays cheap: numpy is only imported when it is needed.
 """
+
 import importlib
 
 __version__ = "0.1.0"

@@ -13,6 +13,7 @@ Each command is a function ``add_<command>_parser(subparsers)`` that declares
 its arguments and sets ``func``, the function run with the parsed arguments.
 Heavy modules (numpy, joblib, dask) are imported only when a command runs.
 """
+
 import argparse
 import sys
 

@@ -35,6 +35,7 @@ length, and a codec with a known worst case (its ``max_ratio``, whose sources
 the docstring of :mod:`joblite.compressors` gives) cannot expand one stored
 byte into more than that many.
 """
+
 import concurrent.futures
 import os
 import sys
@@ -223,7 +224,7 @@ def iter_compressed_chunks(data, itemsize, name, level, chunk_size=CHUNK_SIZE, w
     workers = _int_in(workers, "workers", 1, MAX_WORKERS)
 
     def compress_chunk(start):
-        piece = view[start:start + step]
+        piece = view[start : start + step]
         if size > 1:
             scratch = _scratch_view(len(piece))
             _codec.shuffle(piece, size, scratch)
@@ -307,21 +308,18 @@ def _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, out):
         start = index * step
         expected = min(step, raw_length - start)
         try:
-            raw = codec.decompress(frame[offset:offset + length], expected)
+            raw = codec.decompress(frame[offset : offset + length], expected)
         except MemoryError:
             raise
         except Exception as exc:  # whatever the codec raises on bad input
             raise ValueError(
-                f"cannot decompress chunk {index} of {count} with compressor {name!r}: "
-                f"{type(exc).__name__}: {exc}"
+                f"cannot decompress chunk {index} of {count} with compressor {name!r}: {type(exc).__name__}: {exc}"
             ) from exc
         got = memoryview(raw).nbytes
         if got != expected:
-            raise ValueError(
-                f"chunk {index} of {count} decompressed by {name!r} to {got} bytes, expected {expected}"
-            )
+            raise ValueError(f"chunk {index} of {count} decompressed by {name!r} to {got} bytes, expected {expected}")
         if out is not None:
-            _codec.unshuffle(raw, size, target[start:start + expected])
+            _codec.unshuffle(raw, size, target[start : start + expected])
 
     if out is not None and type(codec) is _LZ4:
         _lz4_chunks(frame, chunks, step, size, target, workers, decompress_chunk)

@@ -12,6 +12,7 @@ pickle stream and blocks; :func:`verify_file` checks one without unpickling
 it.  The cache store reads its entries through :class:`Container` and names
 files with :func:`checksum`.
 """
+
 import collections
 import errno
 import io
@@ -23,8 +24,18 @@ import xxhash
 from . import _blocks, _impl
 from ._safe_unpickle import CorruptFileError
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "ALIGNMENT", "FLAG_MAPPED_WRITABLE", "SMALL_FILE", "BlockEntry",
-           "Container", "checksum", "verify_file", "write"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "ALIGNMENT",
+    "FLAG_MAPPED_WRITABLE",
+    "SMALL_FILE",
+    "BlockEntry",
+    "Container",
+    "checksum",
+    "verify_file",
+    "write",
+]
 
 #: Version of the container format written by :func:`write`.
 FORMAT_VERSION = 1
@@ -35,9 +46,9 @@ MAGIC = b"\x89JOBLITE"
 FLAG_MAPPED_WRITABLE = 1
 FOOTER_MAGIC = b"JLBLOCKS"
 ALIGNMENT = 64
-_HEADER = struct.Struct("<8sHHIQQQB7xQQ")   # magic .. checksum of the header itself
-_ENTRY = struct.Struct("<QQQBB6xQQ")        # one block of the table
-_FOOTER = struct.Struct("<8sQQQQQ8xQ")      # magic .. checksum of the footer itself
+_HEADER = struct.Struct("<8sHHIQQQB7xQQ")  # magic .. checksum of the header itself
+_ENTRY = struct.Struct("<QQQBB6xQQ")  # one block of the table
+_FOOTER = struct.Struct("<8sQQQQQ8xQ")  # magic .. checksum of the footer itself
 assert _HEADER.size == ALIGNMENT and _FOOTER.size == ALIGNMENT and _ENTRY.size == 48
 
 #: Files up to this size (bytes) are read in one call when loaded.
@@ -45,8 +56,8 @@ SMALL_FILE = 1 << 16
 _MAX_READ_CHUNK = 1 << 24
 _READ_PIECE = 1 << 20  # hashed while still in L2: measured fastest here
 _OVERLAP_MIN = 1 << 23  # from this size on, I/O and checksum run side by side
-_MAX_WRITE = 1 << 30      # per os.pwrite call: Linux writes at most 2 GiB - 4 KiB at once
-_PIECE = 1 << 20          # hashed, then written by the same thread while still in its cache (`_write_hashed`)
+_MAX_WRITE = 1 << 30  # per os.pwrite call: Linux writes at most 2 GiB - 4 KiB at once
+_PIECE = 1 << 20  # hashed, then written by the same thread while still in its cache (`_write_hashed`)
 _PARALLEL_READ_PIECE = 1 << 24
 _PREALLOCATE_MIN = 1 << 20  # reserving blocks first pays off for large files only
 
@@ -91,12 +102,14 @@ def write(fileobj, pickled, blocks, codec, level, preallocate=False):
     codecs = ["none", codec] if codec else ["none"]
     chunk_size = _blocks.CHUNK_SIZE
     stored = _blocks.compress_block(pickled, 1, codec, level) if codec else pickled
-    header = _HEADER.pack(MAGIC, FORMAT_VERSION, 0, 0, len(stored), len(pickled),
-                          checksum(stored), len(codecs) - 1, chunk_size, 0)
+    header = _HEADER.pack(
+        MAGIC, FORMAT_VERSION, 0, 0, len(stored), len(pickled), checksum(stored), len(codecs) - 1, chunk_size, 0
+    )
     if preallocate and not codec:
         names_length = sum(1 + len(name) for name in codecs) + 2
-        total = _planned_length(len(stored), [array.nbytes for array, _ in blocks],
-                                len(blocks) * _ENTRY.size + names_length)
+        total = _planned_length(
+            len(stored), [array.nbytes for array, _ in blocks], len(blocks) * _ENTRY.size + names_length
+        )
         if total >= _PREALLOCATE_MIN:
             _impl.fileio.preallocate(fileobj.fileno(), total)
     out = _Writer(fileobj, fileobj.fileno() if preallocate else None)
@@ -115,8 +128,9 @@ def write(fileobj, pickled, blocks, codec, level, preallocate=False):
             raw_length = array.nbytes
         else:
             raw_length = _write_array(out, array, digest)
-        table += _ENTRY.pack(offset, out.position - offset, raw_length, len(codecs) - 1,
-                             itemsize, digest.intdigest(), 0)
+        table += _ENTRY.pack(
+            offset, out.position - offset, raw_length, len(codecs) - 1, itemsize, digest.intdigest(), 0
+        )
     table += struct.pack("<H", len(codecs))
     for name in codecs:
         encoded = name.encode("ascii")
@@ -124,8 +138,9 @@ def write(fileobj, pickled, blocks, codec, level, preallocate=False):
     out.pad()
     table_offset = out.position
     out.write(table)
-    footer = _FOOTER.pack(FOOTER_MAGIC, table_offset, len(table), len(blocks), checksum(table),
-                          out.position + ALIGNMENT, 0)
+    footer = _FOOTER.pack(
+        FOOTER_MAGIC, table_offset, len(table), len(blocks), checksum(table), out.position + ALIGNMENT, 0
+    )
     out.write(footer[:-8] + struct.pack("<Q", checksum(footer[:-8])))
     return out.position
 
@@ -137,8 +152,12 @@ def _write_array(out, array, digest):
     if array.flags.c_contiguous:
         _write_hashed(out, array, digest)
         return array.nbytes
-    chunks = np.nditer(array, flags=["external_loop", "buffered", "zerosize_ok"],
-                       buffersize=max(1, (1 << 20) // max(array.itemsize, 1)), order="C")
+    chunks = np.nditer(
+        array,
+        flags=["external_loop", "buffered", "zerosize_ok"],
+        buffersize=max(1, (1 << 20) // max(array.itemsize, 1)),
+        order="C",
+    )
     for chunk in chunks:
         data = np.ascontiguousarray(chunk).view(np.uint8)
         digest.update(data)
@@ -160,13 +179,14 @@ def _compressed_block(array, itemsize, codec, level):
     step = _blocks.chunk_length(itemsize)
     scratch = np.empty(step, dtype=np.uint8)
     chunks, filled = [], 0
-    for piece in np.nditer(array, flags=["external_loop", "buffered", "zerosize_ok"],
-                           buffersize=max(1, step // array.itemsize), order="C"):
+    for piece in np.nditer(
+        array, flags=["external_loop", "buffered", "zerosize_ok"], buffersize=max(1, step // array.itemsize), order="C"
+    ):
         data = np.ascontiguousarray(piece).view(np.uint8)
         start = 0
         while start < data.nbytes:
             take = min(step - filled, data.nbytes - start)
-            scratch[filled:filled + take] = data[start:start + take]
+            scratch[filled : filled + take] = data[start : start + take]
             filled += take
             start += take
             if filled == step:
@@ -202,14 +222,14 @@ def _write_hashed(out, data, digest):
     out.flush()
     view = memoryview(data)
     start = os.lseek(out.fd, 0, os.SEEK_CUR)
-    fd = os.dup(out.fd)   # the threads' own, closed by them: never another file's, whatever happens here
-    turns = (_thread.allocate_lock(), _thread.allocate_lock())   # whose piece is hashed next
+    fd = os.dup(out.fd)  # the threads' own, closed by them: never another file's, whatever happens here
+    turns = (_thread.allocate_lock(), _thread.allocate_lock())  # whose piece is hashed next
     turns[1].acquire()
-    failure = []   # the first error stops the work; the turns go on, so that no thread waits forever
+    failure = []  # the first error stops the work; the turns go on, so that no thread waits forever
 
     def take_turns(parity):
         for offset in range(parity * _PIECE, len(view), 2 * _PIECE):
-            piece = view[offset:offset + _PIECE]
+            piece = view[offset : offset + _PIECE]
             turns[parity].acquire()
             try:
                 if not failure:
@@ -237,14 +257,14 @@ def _write_hashed(out, data, digest):
             finished.acquire()
             try:
                 _thread.start_new_thread(odd_pieces, (finished,))
-            except BaseException as exc:   # no second thread: nothing was written
+            except BaseException as exc:  # no second thread: nothing was written
                 failure.append(exc)
                 return
             take_turns(0)
             finished.acquire()
         finally:
             os.close(fd)
-            ended.append(True)   # before the release: the caller may be interrupted right after acquiring
+            ended.append(True)  # before the release: the caller may be interrupted right after acquiring
             done.release()
 
     done = _thread.allocate_lock()
@@ -263,7 +283,7 @@ def _write_hashed(out, data, digest):
             if ended:
                 break
             done.acquire()
-        except BaseException as exc:   # raised once no write is left
+        except BaseException as exc:  # raised once no write is left
             interrupted = exc
     if interrupted is not None:
         raise interrupted
@@ -277,7 +297,7 @@ def _pwrite_all(fd, view, offset):
     """Write all of `view` to the file descriptor `fd` at `offset`, leaving the file position alone."""
     done, total = 0, len(view)
     while done < total:
-        done += os.pwrite(fd, view[done:done + _MAX_WRITE], offset + done)
+        done += os.pwrite(fd, view[done : done + _MAX_WRITE], offset + done)
 
 
 class _Writer:
@@ -317,7 +337,7 @@ def _planned_length(pickle_length, block_lengths, table_length):
 #: its stored and raw lengths, its codec index, item size and ``xxh3_64`` checksum.
 BlockEntry = collections.namedtuple("BlockEntry", "offset length raw_length codec itemsize checksum")
 
-_CODEC_LISTS = {}   # bytes of a block table's codec list -> the parsed names
+_CODEC_LISTS = {}  # bytes of a block table's codec list -> the parsed names
 
 
 class Container:
@@ -358,8 +378,18 @@ class Container:
         self.where = where
         self.data = data
         header = self.read(0, ALIGNMENT, "header")
-        (magic, version, self.flags, _, self.pickle_length, self.pickle_raw_length, self.pickle_checksum,
-         self.pickle_codec, self.chunk_size, header_checksum) = _HEADER.unpack(header)
+        (
+            magic,
+            version,
+            self.flags,
+            _,
+            self.pickle_length,
+            self.pickle_raw_length,
+            self.pickle_checksum,
+            self.pickle_codec,
+            self.chunk_size,
+            header_checksum,
+        ) = _HEADER.unpack(header)
         if magic != MAGIC:
             self.fail("header", f"bad magic bytes {magic!r}")
         if checksum(header[:-8]) != header_checksum:
@@ -368,21 +398,28 @@ class Container:
             # Also bounds what a small forged file can claim to decompress to.
             self.fail("header", f"chunk size {self.chunk_size} is out of range (1 to {_MAX_READ_CHUNK})")
         if version != FORMAT_VERSION or self.flags & ~FLAG_MAPPED_WRITABLE:
-            self.fail("header", f"format version {version} (flags {self.flags}) is not supported by this "
-                                f"joblite, which reads version {FORMAT_VERSION}")
+            self.fail(
+                "header",
+                f"format version {version} (flags {self.flags}) is not supported by this "
+                f"joblite, which reads version {FORMAT_VERSION}",
+            )
         size = len(data) if data is not None else fileobj.seek(0, io.SEEK_END)
         if size < 2 * ALIGNMENT:
             self.fail("footer", f"file is truncated ({size} bytes)")
         footer = self.read(size - ALIGNMENT, ALIGNMENT, "footer")
-        magic, table_offset, table_length, n_blocks, table_checksum, file_length, footer_checksum = \
-            _FOOTER.unpack(footer)
+        magic, table_offset, table_length, n_blocks, table_checksum, file_length, footer_checksum = _FOOTER.unpack(
+            footer
+        )
         if magic != FOOTER_MAGIC or checksum(footer[:-8]) != footer_checksum:
             self.fail("footer", "missing or corrupt (the file may be truncated)")
         if file_length != size:
             self.fail("footer", f"the file has {size} bytes, the footer says {file_length}")
         pickle_end = ALIGNMENT + self.pickle_length
-        if not (pickle_end <= table_offset and table_offset + table_length == size - ALIGNMENT
-                and n_blocks * _ENTRY.size <= table_length):
+        if not (
+            pickle_end <= table_offset
+            and table_offset + table_length == size - ALIGNMENT
+            and n_blocks * _ENTRY.size <= table_length
+        ):
             self.fail("block table", "offsets are inconsistent")
         table = self.read(table_offset, table_length, "block table")
         if checksum(table) != table_checksum:
@@ -392,8 +429,7 @@ class Container:
             self.fail("header", f"codec index {self.pickle_codec} is out of range")
         if self.pickle_codec == 0 and self.pickle_raw_length != self.pickle_length:
             self.fail("header", "uncompressed pickle stream with two lengths")
-        self._check_raw_length("pickle stream", self.pickle_codec, self.pickle_length,
-                               self.pickle_raw_length)
+        self._check_raw_length("pickle stream", self.pickle_codec, self.pickle_length, self.pickle_raw_length)
         self.blocks = []
         previous_end = pickle_end
         for index in range(n_blocks):
@@ -415,8 +451,11 @@ class Container:
             name = self.codecs[codec]
             possible = _blocks.max_raw_length(name, length, itemsize, self.chunk_size)
             if raw_length > possible:
-                self.fail(part, f"claims {raw_length} raw bytes, but its {length} stored bytes of {name!r} "
-                                f"data can hold at most {possible}")
+                self.fail(
+                    part,
+                    f"claims {raw_length} raw bytes, but its {length} stored bytes of {name!r} "
+                    f"data can hold at most {possible}",
+                )
 
     def fail(self, part, what):
         """Raise :class:`CorruptFileError` naming the file, `part` and `what` is wrong."""
@@ -431,7 +470,7 @@ class Container:
 
     def _slice(self, data, start, length, part, offset=None):
         """``data[start:start + length]``, or :meth:`fail` naming `part` as truncated at `offset`."""
-        piece = data[start:start + length]
+        piece = data[start : start + length]
         if len(piece) != length:
             where = start if offset is None else offset
             self.fail(part, f"truncated: {len(piece)} of {length} bytes at offset {where}")
@@ -442,7 +481,7 @@ class Container:
         names = _CODEC_LISTS.get(key)
         if names is None:
             names = self._parse_codec_names(table, start)
-            if len(_CODEC_LISTS) < 64:   # a handful of distinct lists in practice
+            if len(_CODEC_LISTS) < 64:  # a handful of distinct lists in practice
                 _CODEC_LISTS[key] = names
         return names
 
@@ -452,7 +491,7 @@ class Container:
             names, position = [], start + 2
             for _ in range(count):
                 (length,) = struct.unpack_from("<B", table, position)
-                name = bytes(table[position + 1:position + 1 + length]).decode("ascii")
+                name = bytes(table[position + 1 : position + 1 + length]).decode("ascii")
                 if len(name) != length:
                     raise struct.error("name runs past the table")
                 names.append(name)
@@ -492,13 +531,13 @@ class Container:
         if self.data is not None:
             with memoryview(self.data) as data:
                 for start in range(0, total, _READ_PIECE):
-                    piece = view[start:start + _READ_PIECE]
+                    piece = view[start : start + _READ_PIECE]
                     piece[:] = self._slice(data, offset + start, len(piece), part)
                     digest.update(piece)
         elif total < _OVERLAP_MIN or (fd := self._fileno()) is None:
             self.file.seek(offset)
             for start in range(0, total, _READ_PIECE):
-                piece = view[start:start + _READ_PIECE]
+                piece = view[start : start + _READ_PIECE]
                 self._fill(piece, offset + start, part)
                 digest.update(piece)
         else:
@@ -510,11 +549,13 @@ class Container:
             piece = _PARALLEL_READ_PIECE
             starts = range(0, total, piece)
             with ThreadPoolExecutor(2, thread_name_prefix="joblite-read") as readers:
-                reads = [readers.submit(self._pread, fd, view[start:start + piece], offset + start, part)
-                         for start in starts]
+                reads = [
+                    readers.submit(self._pread, fd, view[start : start + piece], offset + start, part)
+                    for start in starts
+                ]
                 for start, read in zip(starts, reads):
                     read.result()
-                    digest.update(view[start:start + piece])
+                    digest.update(view[start : start + piece])
         if expected is not None and digest.intdigest() != expected:
             self.fail(part, "checksum mismatch")
 
@@ -578,9 +619,11 @@ class Container:
         length = self.pickle_raw_length
         if self.pickle_codec:
             stream = self.pickle_stream()
-            return bytes(stream[:head]), bytes(stream[max(length - tail, 0):])
-        return (bytes(self.read(ALIGNMENT, min(head, length), "pickle stream")),
-                bytes(self.read(ALIGNMENT + max(length - tail, 0), min(tail, length), "pickle stream")))
+            return bytes(stream[:head]), bytes(stream[max(length - tail, 0) :])
+        return (
+            bytes(self.read(ALIGNMENT, min(head, length), "pickle stream")),
+            bytes(self.read(ALIGNMENT + max(length - tail, 0), min(tail, length), "pickle stream")),
+        )
 
     def block(self, index, mapfile, mmap_mode):
         """The bytes of block `index`: an ``np.memmap`` (O(1)) or a freshly read uint8 array.
@@ -652,14 +695,13 @@ def verify_file(path):
         if stop + 1 != len(stream):
             container.fail("pickle stream", f"{len(stream) - stop - 1} bytes after its STOP opcode")
         if buffers != len(container.blocks):
-            container.fail("pickle stream", f"names {buffers} out-of-band buffers for "
-                                            f"{len(container.blocks)} blocks")
+            container.fail("pickle stream", f"names {buffers} out-of-band buffers for {len(container.blocks)} blocks")
         for index, entry in enumerate(container.blocks):
             digest = xxhash.xxh3_64()
             for start in range(0, entry.length, _MAX_READ_CHUNK):
-                digest.update(container.read(entry.offset + start, min(_MAX_READ_CHUNK, entry.length - start),
-                                             f"block {index}"))
-            if digest.intdigest() != entry.checksum and (
-                    entry.codec or not container.flags & FLAG_MAPPED_WRITABLE):
+                digest.update(
+                    container.read(entry.offset + start, min(_MAX_READ_CHUNK, entry.length - start), f"block {index}")
+                )
+            if digest.intdigest() != entry.checksum and (entry.codec or not container.flags & FLAG_MAPPED_WRITABLE):
                 container.fail(f"block {index}", "checksum mismatch")
         return fileobj.seek(0, io.SEEK_END)

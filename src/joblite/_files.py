@@ -7,6 +7,7 @@ whole.  A temporary is named after its owner (``<pid>@<host>``, see
 :mod:`joblite._owners`) so that what a killed writer left can be told apart
 from what a live one is still writing, and swept.
 """
+
 import contextlib
 import errno
 import os
@@ -15,8 +16,7 @@ import uuid
 
 from . import _owners
 
-__all__ = ["atomic_path", "remove_if_exists", "scandir", "sweep_temporaries", "temporary_name",
-           "write_npy"]
+__all__ = ["atomic_path", "remove_if_exists", "scandir", "sweep_temporaries", "temporary_name", "write_npy"]
 
 
 def remove_if_exists(path):
@@ -105,19 +105,19 @@ def sweep_temporaries(folder):
             return
         entries = os.scandir(folder)
     except OSError:
-        return   # the write itself reports a missing or unreadable folder
+        return  # the write itself reports a missing or unreadable folder
     with entries:
         for entry in entries:
             match = _LOCAL_TEMPORARY.search(entry.name) if entry.name.endswith(".tmp") else None
             if match and not _owners.pid_alive(int(match.group(1))):
-                with contextlib.suppress(OSError):   # removed by another sweeper, or not ours
+                with contextlib.suppress(OSError):  # removed by another sweeper, or not ours
                     os.unlink(entry.path)
     _note_folder(folder)
 
 
 def _note_folder(folder):
     """Remember the modification time of `folder`, which this process just changed."""
-    if len(_FOLDER_TIMES) > 4096:   # a bound for processes that write into very many folders
+    if len(_FOLDER_TIMES) > 4096:  # a bound for processes that write into very many folders
         _FOLDER_TIMES.clear()
     with contextlib.suppress(OSError):
         _FOLDER_TIMES[os.path.abspath(folder)] = os.stat(folder).st_mtime_ns
@@ -150,7 +150,7 @@ def write_npy(path, array):
         if array.nbytes and (array.flags.c_contiguous or array.flags.f_contiguous):
             try:
                 np.lib.format.write_array_header_1_0(fileobj, np.lib.format.header_data_from_array_1_0(array))
-            except ValueError:   # raised before writing: a header version 1.0 cannot hold
+            except ValueError:  # raised before writing: a header version 1.0 cannot hold
                 pass
             else:
                 fileobj.flush()

@@ -7,6 +7,7 @@ an *array* description that the kernel then encodes.  The rules are
 specified on the hash format page (``docs/format_hashing.rst``, "Policy");
 :mod:`joblite.hashing` holds the public API built on them.
 """
+
 import copyreg
 import dataclasses
 import datetime
@@ -100,16 +101,26 @@ def cell_value(cell):
 
 
 _CODE_FIELDS = (
-    "co_name", "co_argcount", "co_posonlyargcount", "co_kwonlyargcount", "co_flags",
-    "co_code", "co_consts", "co_names", "co_varnames", "co_freevars", "co_cellvars",
+    "co_name",
+    "co_argcount",
+    "co_posonlyargcount",
+    "co_kwonlyargcount",
+    "co_flags",
+    "co_code",
+    "co_consts",
+    "co_names",
+    "co_varnames",
+    "co_freevars",
+    "co_cellvars",
 )
 
 
 def _reduce_code(code):
     # Names, flags, bytecode and constants; not the file name or line numbers,
     # so that moving code around does not change its digest.
-    return _record("code", [getattr(code, field) for field in _CODE_FIELDS],
-                   tuple("." + field for field in _CODE_FIELDS))
+    return _record(
+        "code", [getattr(code, field) for field in _CODE_FIELDS], tuple("." + field for field in _CODE_FIELDS)
+    )
 
 
 def _reduce_builtin(func):
@@ -137,8 +148,7 @@ def _reduce_method(method):
 
 
 def _reduce_partial(part):
-    return _record("functools.partial", (part.func, part.args, part.keywords),
-                   (".func", ".args", ".keywords"))
+    return _record("functools.partial", (part.func, part.args, part.keywords), (".func", ".args", ".keywords"))
 
 
 def _reduce_enum(member):
@@ -155,8 +165,9 @@ def _reduce_dataclass(obj):
 
 
 def _reduce_namedtuple(obj):
-    return _record("namedtuple", (type(obj),) + tuple(obj),
-                   (".__class__",) + tuple("." + name for name in type(obj)._fields))
+    return _record(
+        "namedtuple", (type(obj),) + tuple(obj), (".__class__",) + tuple("." + name for name in type(obj)._fields)
+    )
 
 
 def _reduce_ordered_dict(obj):
@@ -164,8 +175,7 @@ def _reduce_ordered_dict(obj):
 
 
 def _reduce_defaultdict(obj):
-    return _record("collections.defaultdict", (obj.default_factory, dict(obj)),
-                   (".default_factory", ""))
+    return _record("collections.defaultdict", (obj.default_factory, dict(obj)), (".default_factory", ""))
 
 
 def _simple(name, getter):
@@ -186,19 +196,24 @@ _EXACT_HANDLERS = {
     type(Ellipsis): _simple("builtins.Ellipsis", lambda obj: ()),
     type(NotImplemented): _simple("builtins.NotImplemented", lambda obj: ()),
     memoryview: _simple("builtins.memoryview", lambda m: (m.format, m.shape, m.tobytes())),
-    datetime.datetime: _simple("datetime.datetime", lambda d: (
-        d.year, d.month, d.day, d.hour, d.minute, d.second, d.microsecond, d.tzinfo, d.fold)),
+    datetime.datetime: _simple(
+        "datetime.datetime",
+        lambda d: (d.year, d.month, d.day, d.hour, d.minute, d.second, d.microsecond, d.tzinfo, d.fold),
+    ),
     datetime.date: _simple("datetime.date", lambda d: (d.year, d.month, d.day)),
-    datetime.time: _simple("datetime.time", lambda t: (
-        t.hour, t.minute, t.second, t.microsecond, t.tzinfo, t.fold)),
+    datetime.time: _simple("datetime.time", lambda t: (t.hour, t.minute, t.second, t.microsecond, t.tzinfo, t.fold)),
     datetime.timedelta: _simple("datetime.timedelta", lambda t: (t.days, t.seconds, t.microseconds)),
     decimal.Decimal: _simple("decimal.Decimal", lambda d: (str(d),)),
     fractions.Fraction: _simple("fractions.Fraction", lambda f: (f.numerator, f.denominator)),
     uuid.UUID: _simple("uuid.UUID", lambda u: (u.int,)),
     types.ModuleType: _simple("module", lambda m: (m.__name__,)),
 }
-for _wrapper in (types.MethodWrapperType, types.WrapperDescriptorType,
-                 types.MethodDescriptorType, types.ClassMethodDescriptorType):
+for _wrapper in (
+    types.MethodWrapperType,
+    types.WrapperDescriptorType,
+    types.MethodDescriptorType,
+    types.ClassMethodDescriptorType,
+):
     _EXACT_HANDLERS[_wrapper] = _reduce_builtin
 
 
@@ -241,8 +256,9 @@ def _canonical_dtype(dtype):
     import numpy as np
 
     if dtype.fields is not None:
-        return np.dtype({"names": list(dtype.names),
-                         "formats": [_canonical_dtype(dtype.fields[name][0]) for name in dtype.names]})
+        return np.dtype(
+            {"names": list(dtype.names), "formats": [_canonical_dtype(dtype.fields[name][0]) for name in dtype.names]}
+        )
     if dtype.subdtype is not None:
         base, shape = dtype.subdtype
         return np.dtype((_canonical_dtype(base), shape))
@@ -275,12 +291,14 @@ def _value_bytes_dtype(dtype):
         subs = [_value_bytes_dtype(dtype.fields[name][0]) for name in names]
         if all(sub is None for sub in subs):
             return None
-        return np.dtype({
-            "names": names,
-            "formats": [dtype.fields[name][0] if sub is None else sub for name, sub in zip(names, subs)],
-            "offsets": [dtype.fields[name][1] for name in names],
-            "itemsize": dtype.itemsize,
-        })
+        return np.dtype(
+            {
+                "names": names,
+                "formats": [dtype.fields[name][0] if sub is None else sub for name, sub in zip(names, subs)],
+                "offsets": [dtype.fields[name][1] for name in names],
+                "itemsize": dtype.itemsize,
+            }
+        )
     if dtype.subdtype is not None:
         base, shape = dtype.subdtype
         sub = _value_bytes_dtype(base)
@@ -291,8 +309,14 @@ def _value_bytes_dtype(dtype):
     part = dtype.itemsize // parts
     if part <= 10:
         return None
-    return np.dtype({"names": ["real", "imag"][:parts], "formats": ["V10"] * parts,
-                     "offsets": [0, part][:parts], "itemsize": dtype.itemsize})
+    return np.dtype(
+        {
+            "names": ["real", "imag"][:parts],
+            "formats": ["V10"] * parts,
+            "offsets": [0, part][:parts],
+            "itemsize": dtype.itemsize,
+        }
+    )
 
 
 def _reduce_array(array):
@@ -311,8 +335,15 @@ def _reduce_array(array):
             array = array.astype(dtype.newbyteorder("="))
             value_dtype = _value_bytes_dtype(array.dtype)
         stream = _canonical_dtype(value_dtype)
-        return (_ARRAY, dtype_str, array.shape, array.size * stream.itemsize, _DATA_CAST,
-                array.view(value_dtype), stream)
+        return (
+            _ARRAY,
+            dtype_str,
+            array.shape,
+            array.size * stream.itemsize,
+            _DATA_CAST,
+            array.view(value_dtype),
+            stream,
+        )
     nbytes = array.size * canonical.itemsize
     if dtype != canonical:
         return (_ARRAY, dtype_str, array.shape, nbytes, _DATA_CAST, array, canonical)
@@ -327,11 +358,11 @@ def _numpy_handler(cls):
     if cls is np.ndarray or cls is np.memmap:
         return _reduce_array
     if issubclass(cls, np.ma.MaskedArray):
-        return lambda arr: _record("numpy.ma.MaskedArray", (
-            arr.data.view(np.ndarray), np.ma.getmaskarray(arr), arr.fill_value))
+        return lambda arr: _record(
+            "numpy.ma.MaskedArray", (arr.data.view(np.ndarray), np.ma.getmaskarray(arr), arr.fill_value)
+        )
     if issubclass(cls, np.ndarray):
-        return lambda arr: _record(_qualified_name(type(arr)), (
-            arr.view(np.ndarray), getattr(arr, "__dict__", None)))
+        return lambda arr: _record(_qualified_name(type(arr)), (arr.view(np.ndarray), getattr(arr, "__dict__", None)))
     if issubclass(cls, np.generic):
         return lambda scalar: _reduce_array(np.asarray(scalar))
     if issubclass(cls, np.dtype):
@@ -343,8 +374,8 @@ def _numpy_handler(cls):
 # A column, Series or Index contributes a values pair (dtype text, values).  Numpy-backed
 # values are their ndarray; extension arrays are records of their compact parts (codes,
 # masks, ordinals, ...), never one Python object per element, except the types listed last.
-_RANGE_CHECK_FIRST = 1024      # elements compared before the progression test widens
-_RANGE_CHECK_CHUNK = 1 << 16   # then compared in chunks of this many (bounded scratch)
+_RANGE_CHECK_FIRST = 1024  # elements compared before the progression test widens
+_RANGE_CHECK_CHUNK = 1 << 16  # then compared in chunks of this many (bounded scratch)
 _I64_WRAP = 1 << 64
 
 
@@ -379,7 +410,7 @@ def _progression(values):
             return None
         start, stop = 0, min(_RANGE_CHECK_FIRST, length - 1)
         while start < length - 1:
-            if not (values[start + 1:stop + 1] - values[start:stop] == step).all():
+            if not (values[start + 1 : stop + 1] - values[start:stop] == step).all():
                 return None
             start, stop = stop, min(stop + _RANGE_CHECK_CHUNK, length - 1)
     return _range_record(int(values[0]), int(step), length)
@@ -536,7 +567,7 @@ def _reduce_arrow(arr):
         return _record("pandas.ArrowFixed", (_arrow_bits(buffers[1], offset, length) & ~mask, mask))
     if pa.types.is_primitive(kind) and kind.bit_width in (8, 16, 32, 64):
         # The values' bits, whatever their type (the dtype text names it); zeros under the mask.
-        values = _arrow_buffer(buffers[1], f"=u{kind.bit_width // 8}")[offset:offset + length]
+        values = _arrow_buffer(buffers[1], f"=u{kind.bit_width // 8}")[offset : offset + length]
         if array.null_count:
             values = _zeroed(values, mask)
         return _record("pandas.ArrowFixed", (values, mask))
@@ -551,7 +582,7 @@ def _reduce_arrow(arr):
             empty = "" if pa.types.is_string(kind) or pa.types.is_large_string(kind) else b""
             array = sys.modules["pyarrow.compute"].fill_null(array, empty)
             offsets = _arrow_offsets(array, large)
-    data = _arrow_buffer(array.buffers()[2], np.uint8)[offsets[0]:offsets[-1]]
+    data = _arrow_buffer(array.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
     # Offsets from 0 in 64 bits, so that a slice and a (large_)string copy of it hash equal.
     offsets = offsets.astype(np.int64, copy=False)
     return _record("pandas.ArrowBinary", (offsets - offsets[0] if offsets[0] else offsets, data, mask))
@@ -564,7 +595,7 @@ def _arrow_offsets(array, large):
     if not len(array):
         return np.zeros(1, dtype=np.int64)
     offsets = _arrow_buffer(array.buffers()[1], np.int64 if large else np.int32)
-    return offsets[array.offset:array.offset + len(array) + 1]
+    return offsets[array.offset : array.offset + len(array) + 1]
 
 
 def _arrow_buffer(buffer, dtype):
@@ -615,15 +646,19 @@ def _pandas_values(values):
 def _pandas_handler(cls):
     pd = sys.modules["pandas"]
     if issubclass(cls, pd.DataFrame):
-        return lambda df: _record("pandas.DataFrame", (
-            df.columns, df.index, tuple(_pandas_values(column) for _, column in df.items())),
-            (".columns", ".index", ".values"))
+        return lambda df: _record(
+            "pandas.DataFrame",
+            (df.columns, df.index, tuple(_pandas_values(column) for _, column in df.items())),
+            (".columns", ".index", ".values"),
+        )
     if issubclass(cls, pd.Series):
-        return lambda ser: _record("pandas.Series", (ser.name, ser.index) + _pandas_values(ser),
-                                   (".name", ".index", ".dtype", ".values"))
+        return lambda ser: _record(
+            "pandas.Series", (ser.name, ser.index) + _pandas_values(ser), (".name", ".index", ".dtype", ".values")
+        )
     if issubclass(cls, pd.Index):
-        return lambda idx: _record("pandas.Index", (tuple(idx.names),) + _index_values(idx),
-                                   (".names", ".dtype", ".values"))
+        return lambda idx: _record(
+            "pandas.Index", (tuple(idx.names),) + _index_values(idx), (".names", ".dtype", ".values")
+        )
     return None
 
 
@@ -687,4 +722,3 @@ def reduce_object(obj, max_items=_impl.hasher.MAX_REDUCTIONS):
     if handler is _reduce_generic:
         return handler(obj, max_items)
     return handler(obj)
-

@@ -6,6 +6,7 @@ variable ``JOBLITE_PUREPYTHON`` is set to a non-empty value other than ``0``,
 or when the compiled modules cannot be imported (then a ``RuntimeWarning`` is
 issued once).
 """
+
 import importlib
 import os
 import warnings

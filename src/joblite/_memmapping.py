@@ -39,6 +39,7 @@ with loky's resource tracker, which removes it when the caller is killed
 What is still there at exit is removed then, and folders of dead processes of
 this host are swept when a new folder is made.
 """
+
 import atexit
 import errno
 import io
@@ -61,7 +62,7 @@ __all__ = ["ArrayMemmapper", "parse_max_nbytes", "choose_temp_folder", "sweep_de
 
 _PREFIX = "joblite_memmapping_"
 _SHM = "/dev/shm"
-_SHM_MIN_FREE = 2 << 30   # /dev/shm is used when it has at least this much room (bytes)
+_SHM_MIN_FREE = 2 << 30  # /dev/shm is used when it has at least this much room (bytes)
 
 
 def parse_max_nbytes(value):
@@ -108,7 +109,7 @@ def sweep_dead_folders(parent):
     for name in names:
         if not name.startswith(_PREFIX):
             continue
-        if dead_on_this_host(name[len(_PREFIX):].rsplit("_", 1)[0]):
+        if dead_on_this_host(name[len(_PREFIX) :].rsplit("_", 1)[0]):
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
             removed += 1
     return removed
@@ -133,7 +134,7 @@ def _map_file_view(filename, mode, offset, nbytes, dtype, shape, strides, first)
 
     mapped = np.memmap(filename, dtype=np.uint8, mode=mode, offset=offset, shape=(nbytes,))
     view = np.ndarray(shape, dtype, buffer=mapped, offset=first, strides=strides).view(np.memmap)
-    view.__array_finalize__(mapped)   # what numpy's own subclass views do: take the map's file
+    view.__array_finalize__(mapped)  # what numpy's own subclass views do: take the map's file
     return view
 
 
@@ -176,12 +177,12 @@ class ArrayMemmapper:
         self._table = dict(cloudpickle.Pickler.dispatch_table)
         self._table.update({np.ndarray: self._reduce, np.memmap: self._reduce})
         self._folder = None
-        self._written = {}   # id(array) -> (array, path): each array written once per call
-        self._files = {}   # id(memmap) -> (memmap, bytes in its file): each file looked at once per call
-        self._refers = False   # the batch being pickled refers to a file of the folder
+        self._written = {}  # id(array) -> (array, path): each array written once per call
+        self._files = {}  # id(memmap) -> (memmap, bytes in its file): each file looked at once per call
+        self._refers = False  # the batch being pickled refers to a file of the folder
         self._lock = threading.Lock()
-        self._held = set()   # futures of the batches sent that refer to the folder, until done
-        self._closed = False   # the call ended
+        self._held = set()  # futures of the batches sent that refer to the folder, until done
+        self._closed = False  # the call ended
 
     def dumps(self, obj):
         """Pickle `obj` (a batch) for a worker process, with cloudpickle, protocol 5.
@@ -267,8 +268,7 @@ class ArrayMemmapper:
         if self._file_size(root) < offset + high - low:
             return None
         mode = "r" if not array.flags.writeable else "r+" if root.mode == "w+" else root.mode
-        return _map_file_view, (root.filename, mode, offset, high - low, array.dtype, array.shape,
-                                array.strides, first)
+        return _map_file_view, (root.filename, mode, offset, high - low, array.dtype, array.shape, array.strides, first)
 
     def _file_size(self, root):
         """Bytes in the regular file `root` maps (-1 if it is not one), looked up once per call and file."""
@@ -299,7 +299,7 @@ class ArrayMemmapper:
     def _call_folder(self):
         if self._folder is None:
             parent, setting = choose_temp_folder(self.temp_folder)
-            sweep_dead_folders(parent)   # a listing of the folder, once per call
+            sweep_dead_folders(parent)  # a listing of the folder, once per call
             folder = os.path.join(parent, f"{_PREFIX}{owner()}_{uuid.uuid4().hex[:8]}")
             try:
                 os.mkdir(folder, 0o700)
@@ -307,9 +307,12 @@ class ArrayMemmapper:
                 if setting is None:
                     raise
                 raise type(exc)(
-                    exc.errno, f"{setting}={parent!r} is not an existing folder: large array "
+                    exc.errno,
+                    f"{setting}={parent!r} is not an existing folder: large array "
                     f"arguments are memory-mapped there, and joblite does not create it "
-                    f"(create it, or choose another {setting})", parent) from exc
+                    f"(create it, or choose another {setting})",
+                    parent,
+                ) from exc
             _track(folder)
             with self._lock:
                 self._folder = folder
@@ -325,11 +328,13 @@ def _write_error(exc, folder, nbytes):
         free = "free space unknown"
     hint = ""
     if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        hint = ("; free some space, point temp_folder (or JOBLITE_TEMP_FOLDER) to a larger "
-                "folder, or raise max_nbytes")
-    return OSError(exc.errno, f"could not write a large array argument ({nbytes} bytes) to be "
-                   f"memory-mapped by the workers into {folder} ({free}): {exc.strerror}{hint}",
-                   folder)
+        hint = "; free some space, point temp_folder (or JOBLITE_TEMP_FOLDER) to a larger folder, or raise max_nbytes"
+    return OSError(
+        exc.errno,
+        f"could not write a large array argument ({nbytes} bytes) to be "
+        f"memory-mapped by the workers into {folder} ({free}): {exc.strerror}{hint}",
+        folder,
+    )
 
 
 # Folders made by this process and not removed yet: removed at exit whatever happened.
@@ -345,7 +350,7 @@ def _track(folder):
 
 def _remove_folder(folder):
     with _LIVE_LOCK:
-        if (os.getpid(), folder) not in _LIVE:   # already removed at exit
+        if (os.getpid(), folder) not in _LIVE:  # already removed at exit
             return
         _LIVE.discard((os.getpid(), folder))
     shutil.rmtree(folder, ignore_errors=True)

@@ -7,6 +7,7 @@ that cannot be hashed), for sync and async functions alike, is
 function, waiting for a lock) are run by a driver: ``MemorizedFunc._drive``
 in the caller's thread, ``AsyncMemorizedFunc._drive`` in the event loop.
 """
+
 import asyncio
 import functools
 import logging
@@ -16,8 +17,15 @@ import warnings
 
 from . import compressors, func_inspect
 from ._memory_keys import UnhashableArguments, check_code, forget_checks, identify, prepare
-from ._memory_results import (MemorizedResult, NotMemorizedResult, backend_from_state, backend_state, entry_name,
-                              function_place, open_store)
+from ._memory_results import (
+    MemorizedResult,
+    NotMemorizedResult,
+    backend_from_state,
+    backend_state,
+    entry_name,
+    function_place,
+    open_store,
+)
 from ._validate import check_mmap_mode
 from .store import CacheWarning, CodeRecordMissing, describe_os_error
 
@@ -58,8 +66,10 @@ class _Faults:
 
     def fault(self, what, exc):
         """Note the ``OSError`` `exc` met while doing `what`."""
-        self.warn(f"{self.func_id}: the cache at {self.location} failed while {what}: "
-                  f"{describe_os_error(exc)}; the computed result is returned")
+        self.warn(
+            f"{self.func_id}: the cache at {self.location} failed while {what}: "
+            f"{describe_os_error(exc)}; the computed result is returned"
+        )
 
     def code_record(self, exc):
         """Note that the code record could not be checked (`exc`): this call does not use the cache."""
@@ -167,15 +177,27 @@ class MemorizedFunc:
     store_backend : StoreBackendBase
     """
 
-    def __init__(self, func, location, backend="local", ignore=None, mmap_mode=None, compress=False,
-                 verbose=1, timestamp=None, cache_validation_callback=None, *, bytes_limit=None):
+    def __init__(
+        self,
+        func,
+        location,
+        backend="local",
+        ignore=None,
+        mmap_mode=None,
+        compress=False,
+        verbose=1,
+        timestamp=None,
+        cache_validation_callback=None,
+        *,
+        bytes_limit=None,
+    ):
         if not callable(func):
             raise TypeError(f"func={func!r} is not callable")
         if cache_validation_callback is not None and not callable(cache_validation_callback):
             raise ValueError(f"cache_validation_callback={cache_validation_callback!r} is not callable")
         if ignore is not None and (isinstance(ignore, str) or not all(isinstance(n, str) for n in ignore)):
             raise ValueError(f"ignore={ignore!r} must be a list of parameter names")
-        check_mmap_mode(mmap_mode)   # validates; the store maps 'w+' as 'r+'
+        check_mmap_mode(mmap_mode)  # validates; the store maps 'w+' as 'r+'
         self._compress = compressors.parse_compress(compress)
         check_verbose(verbose)
         self.store_backend = open_store(location, backend, verbose)
@@ -188,13 +210,12 @@ class MemorizedFunc:
         self.bytes_limit = bytes_limit
         self.timestamp = time.time() if timestamp is None else timestamp
         self._binder = func_inspect.CallBinder(func, self.ignore)  # also checks `ignore`
-        self._keys = None   # a FunctionKeys, once prepared without a fault
+        self._keys = None  # a FunctionKeys, once prepared without a fault
         self._identity = None
         try:
             functools.update_wrapper(self, func, updated=())  # not its __dict__: it may hold our names
         except AttributeError:
             pass
-
 
     # -- identity, once per process -------------------------------------------------------
     @property
@@ -206,7 +227,7 @@ class MemorizedFunc:
         keys = self._keys
         if keys is None:
             keys = prepare(self.func, self._binder, self.store_backend, self._identify(), self._verbose)
-            if keys.fault is None:   # else the next call checks again; until then the store is not used
+            if keys.fault is None:  # else the next call checks again; until then the store is not used
                 self._keys = keys
         return keys
 
@@ -230,13 +251,13 @@ class MemorizedFunc:
             try:
                 key = keys.call_id(args, kwargs)
             except UnhashableArguments:
-                pass   # the miss path warns
+                pass  # the miss path warns
             else:
                 try:
                     return self.store_backend.load_item(key[0], self.mmap_mode)
                 except KeyError:
                     return self._drive(self._cache_miss(args, kwargs, False, key, looked_up=True), args, kwargs)
-                except Exception:   # the full lookup of the miss path reports it
+                except Exception:  # the full lookup of the miss path reports it
                     return self._drive(self._cache_miss(args, kwargs, False, key), args, kwargs)
         return self._drive(self._cache_miss(args, kwargs, False), args, kwargs)
 
@@ -349,21 +370,25 @@ class MemorizedFunc:
                     return found
             if self._verbose > 10:
                 logging.getLogger("joblite").warning(
-                    "[%s]: Computing func %s, argument hash %s in location %s", self, self._display_name,
-                    call_id[1], function_place(self.store_backend, call_id[0]))
+                    "[%s]: Computing func %s, argument hash %s in location %s",
+                    self,
+                    self._display_name,
+                    call_id[1],
+                    function_place(self.store_backend, call_id[0]),
+                )
             lock = self.store_backend.entry_lock(call_id)
             held = None
             if lock is not None:
                 held = yield functools.partial(self._acquire, lock, call_id, faults)
             try:
-                if held is not None:   # held, or computed by another process meanwhile: look again
+                if held is not None:  # held, or computed by another process meanwhile: look again
                     found = self._lookup(keys, call_id, shelving, faults)
                     if found is not _MISSING:
                         return found
                 output, start, duration = yield from self._run(keys, args, kwargs)
                 return self._store_result(keys, call_id, values, shelving, output, start, duration, faults)
             finally:
-                if held:   # after the write: those waiting then find the entry
+                if held:  # after the write: those waiting then find the entry
                     self._release(lock, faults)
 
     def _recompute(self, args, kwargs):
@@ -417,13 +442,14 @@ class MemorizedFunc:
             faults.fault("reading the entry", exc)
             return _MISSING
         except Exception as exc:  # an unreadable entry is recomputed, never the caller's problem
-            faults.warn(f"{keys.func_id}: the cached result {call_id[1]} in {store.location} cannot be "
-                        f"loaded ({type(exc).__name__}: {exc}); computing it again")
+            faults.warn(
+                f"{keys.func_id}: the cached result {call_id[1]} in {store.location} cannot be "
+                f"loaded ({type(exc).__name__}: {exc}); computing it again"
+            )
             return _MISSING
         if callback is not None and not callback(metadata):
             if self._verbose > 10:
-                print(f"[Memory] {keys.func_id}: cached result {call_id[1]} rejected by the "
-                      "cache_validation_callback")
+                print(f"[Memory] {keys.func_id}: cached result {call_id[1]} rejected by the cache_validation_callback")
             return _MISSING
         if shelving:
             return self._result(call_id, metadata)
@@ -457,10 +483,10 @@ class MemorizedFunc:
         if self._verbose > 10:
             print(f"Persisting in {entry_name(store, call_id)}")
         try:
-            check_code(store, keys.func_id, *keys.code, self._verbose)   # once more after a Memory.clear()
+            check_code(store, keys.func_id, *keys.code, self._verbose)  # once more after a Memory.clear()
             try:
                 written = store.dump_item(call_id, output, metadata, self._compress)
-            except CodeRecordMissing:   # another process cleared the function meanwhile
+            except CodeRecordMissing:  # another process cleared the function meanwhile
                 forget_checks(store.location, keys.func_id)
                 check_code(store, keys.func_id, *keys.code, self._verbose)
                 written = store.dump_item(call_id, output, metadata, self._compress)
@@ -468,9 +494,11 @@ class MemorizedFunc:
             faults.fault("storing the result (it will be computed again next time)", exc)
             return None
         except Exception as exc:
-            faults.warn(f"{keys.func_id}: the result ({type(output).__name__}) cannot be stored in the "
-                        f"cache at {store.location} ({type(exc).__name__}: {exc}); it is returned but will "
-                        "be computed again next time")
+            faults.warn(
+                f"{keys.func_id}: the result ({type(output).__name__}) cannot be stored in the "
+                f"cache at {store.location} ({type(exc).__name__}: {exc}); it is returned but will "
+                "be computed again next time"
+            )
             return None
         if self._verbose > 0:
             print(func_inspect.format_duration(self._display_name, duration))
@@ -481,9 +509,11 @@ class MemorizedFunc:
                 faults.fault("keeping it under bytes_limit", exc)
             else:
                 if failed:
-                    faults.fault(f"keeping it under bytes_limit ({len(failed)} "
-                                 f"{'entry' if len(failed) == 1 else 'entries'} could not be removed)",
-                                 failed[0][1])
+                    faults.fault(
+                        f"keeping it under bytes_limit ({len(failed)} "
+                        f"{'entry' if len(failed) == 1 else 'entries'} could not be removed)",
+                        failed[0][1],
+                    )
         return metadata
 
     def _store_result(self, keys, call_id, values, shelving, output, start, duration, faults):
@@ -509,13 +539,24 @@ class MemorizedFunc:
         return func_inspect.display_name(self.func)[1]
 
     def _loading(self, call_id, metadata=None):
-        return func_inspect.format_loading(self._display_name, self.timestamp, metadata,
-                                           entry_name(self.store_backend, call_id) if self._verbose >= 10 else None)
+        return func_inspect.format_loading(
+            self._display_name,
+            self.timestamp,
+            metadata,
+            entry_name(self.store_backend, call_id) if self._verbose >= 10 else None,
+        )
 
     def _result(self, call_id, metadata=None):
         """The :class:`MemorizedResult` of `call_id`, loading as joblib's does, one verbose level lower."""
-        return MemorizedResult(self.store_backend, call_id, mmap_mode=self.mmap_mode, verbose=self._verbose - 1,
-                               timestamp=self.timestamp, metadata=metadata, name=self._display_name)
+        return MemorizedResult(
+            self.store_backend,
+            call_id,
+            mmap_mode=self.mmap_mode,
+            verbose=self._verbose - 1,
+            timestamp=self.timestamp,
+            metadata=metadata,
+            name=self._display_name,
+        )
 
     # -- pickling and display ------------------------------------------------------------
     def __reduce__(self):
@@ -525,9 +566,22 @@ class MemorizedFunc:
             # A decorated module-level function: its name leads to this object, the
             # function itself is not reachable by name.
             return _global, (module, qualname)
-        return (_rebuild_memorized, (type(self), self.func, backend_state(self.store_backend), self.ignore,
-                                     self.mmap_mode, self.compress, self._verbose, self.timestamp,
-                                     self.cache_validation_callback, self.bytes_limit, self._identify()))
+        return (
+            _rebuild_memorized,
+            (
+                type(self),
+                self.func,
+                backend_state(self.store_backend),
+                self.ignore,
+                self.mmap_mode,
+                self.compress,
+                self._verbose,
+                self.timestamp,
+                self.cache_validation_callback,
+                self.bytes_limit,
+                self._identify(),
+            ),
+        )
 
     def __repr__(self):
         return f"{type(self).__name__}(func={self.func!r}, location={self.store_backend.location})"
@@ -546,13 +600,23 @@ def _global(module, qualname):
     return found
 
 
-def _rebuild_memorized(cls, func, backend_state, ignore, mmap_mode, compress, verbose, timestamp, callback,
-                       bytes_limit, identity):
-    memorized = cls(func, backend_from_state(backend_state), ignore=ignore, mmap_mode=mmap_mode, compress=compress,
-                    verbose=verbose, timestamp=timestamp, cache_validation_callback=callback,
-                    bytes_limit=bytes_limit)
+def _rebuild_memorized(
+    cls, func, backend_state, ignore, mmap_mode, compress, verbose, timestamp, callback, bytes_limit, identity
+):
+    memorized = cls(
+        func,
+        backend_from_state(backend_state),
+        ignore=ignore,
+        mmap_mode=mmap_mode,
+        compress=compress,
+        verbose=verbose,
+        timestamp=timestamp,
+        cache_validation_callback=callback,
+        bytes_limit=bytes_limit,
+    )
     memorized._identity = identity
     return memorized
+
 
 class AsyncMemorizedFunc(MemorizedFunc):
     """A cached coroutine function: calls return awaitables, as joblib's do.

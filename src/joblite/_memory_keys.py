@@ -7,12 +7,14 @@ arguments and of whatever else decides the result.  :func:`prepare` works
 out, once per process, all that does not change from call to call (a
 :class:`FunctionKeys`); :meth:`FunctionKeys.call_id` keys each call.
 """
+
 import inspect
 import warnings
 import weakref
 
 from . import func_inspect
-from .hashing import closure_digest, hash as _hash, key_digest
+from .hashing import closure_digest, key_digest
+from .hashing import hash as _hash
 from .store import CacheWarning
 
 __all__ = ["FunctionKeys", "UnhashableArguments", "check_code", "forget_checks", "identify", "prepare"]
@@ -82,7 +84,7 @@ class FunctionKeys:
                 key_digest(named)
             except TypeError as exc:
                 raise UnhashableArguments(f"cannot cache {self.func_id}: {exc}") from None
-            raise UnhashableArguments(f"cannot cache {self.func_id}: its arguments cannot be hashed")
+            raise UnhashableArguments(f"cannot cache {self.func_id}: its arguments cannot be hashed") from None
 
 
 def identify(func):
@@ -99,7 +101,7 @@ def _code_digest(func):
     found = func_inspect.code_digest(func, _hash)
     try:
         _CODE_DIGESTS[target] = found
-    except TypeError:   # not weakly referable
+    except TypeError:  # not weakly referable
         pass
     return found
 
@@ -156,11 +158,15 @@ def _closure_digest(func, target, code):
     """What besides the arguments decides the result: closure values, or the callable itself."""
     try:
         if code == "" and not inspect.ismethod(func):
-            return _hash(func)   # partials, callable objects: their state is part of the key
+            return _hash(func)  # partials, callable objects: their state is part of the key
         return closure_digest(target)
     except TypeError as exc:
-        warnings.warn(f"{getattr(func, '__qualname__', func)}: the values it closes over cannot be hashed "
-                      f"({exc}); they are not part of the cache key", CacheWarning, stacklevel=_AT_FIRST_CALL)
+        warnings.warn(
+            f"{getattr(func, '__qualname__', func)}: the values it closes over cannot be hashed "
+            f"({exc}); they are not part of the cache key",
+            CacheWarning,
+            stacklevel=_AT_FIRST_CALL,
+        )
         return None
 
 
@@ -179,15 +185,19 @@ def check_code(store, func_id, digest, source, verbose):
     if checked in _CHECKED_CODE:
         return
     record = store.get_cached_func_code(func_id)
-    if record is None or record.get("code_digest") != digest or \
-            record.get("format") != func_inspect.CODE_FORMAT:
+    if record is None or record.get("code_digest") != digest or record.get("format") != func_inspect.CODE_FORMAT:
         if record is not None:
             if verbose > 0:
-                warnings.warn(f"the code of {func_id} has changed since its results were cached in "
-                              f"{store.location}: clearing them", CacheWarning, stacklevel=_AT_FIRST_CALL)
+                warnings.warn(
+                    f"the code of {func_id} has changed since its results were cached in "
+                    f"{store.location}: clearing them",
+                    CacheWarning,
+                    stacklevel=_AT_FIRST_CALL,
+                )
             store.clear_path(func_id)
-        store.store_cached_func_code(func_id, {"format": func_inspect.CODE_FORMAT, "func_id": func_id,
-                                               "code_digest": digest, "source": source})
+        store.store_cached_func_code(
+            func_id, {"format": func_inspect.CODE_FORMAT, "func_id": func_id, "code_digest": digest, "source": source}
+        )
     _CHECKED_CODE.add(checked)
 
 

@@ -5,8 +5,15 @@ import os
 from . import func_inspect
 from .store import StoreBackendBase, layout, store_backend
 
-__all__ = ["MemorizedResult", "NotMemorizedResult", "backend_state", "backend_from_state", "entry_name",
-           "function_place", "open_store"]
+__all__ = [
+    "MemorizedResult",
+    "NotMemorizedResult",
+    "backend_state",
+    "backend_from_state",
+    "entry_name",
+    "function_place",
+    "open_store",
+]
 
 
 class MemorizedResult:
@@ -54,8 +61,9 @@ class MemorizedResult:
         How long the function ran (s).
     """
 
-    def __init__(self, location, call_id, backend="local", mmap_mode=None, verbose=0, timestamp=None, metadata=None,
-                 *, name=None):
+    def __init__(
+        self, location, call_id, backend="local", mmap_mode=None, verbose=0, timestamp=None, metadata=None, *, name=None
+    ):
         self.store_backend = open_store(location, backend, verbose)
         self.func_id, self.args_id = call_id
         self.mmap_mode = mmap_mode
@@ -98,15 +106,23 @@ class MemorizedResult:
         if self.verbose > 1:
             try:
                 metadata = self.metadata
-            except Exception:   # a missing or damaged entry: the load below says so
+            except Exception:  # a missing or damaged entry: the load below says so
                 metadata = None
-            print(func_inspect.format_loading(self.name, self.timestamp, metadata,
-                                              entry_name(self.store_backend, call_id) if self.verbose >= 10 else None))
+            print(
+                func_inspect.format_loading(
+                    self.name,
+                    self.timestamp,
+                    metadata,
+                    entry_name(self.store_backend, call_id) if self.verbose >= 10 else None,
+                )
+            )
         try:
             return self.store_backend.load_item(call_id, self.mmap_mode)
         except KeyError:
-            raise KeyError(f"the result of {self.func_id} with arguments {self.args_id} is no longer "
-                           f"in the cache at {self.location} (cleared or evicted)") from None
+            raise KeyError(
+                f"the result of {self.func_id} with arguments {self.args_id} is no longer "
+                f"in the cache at {self.location} (cleared or evicted)"
+            ) from None
 
     def clear(self):
         """Remove the result from the cache."""
@@ -116,8 +132,17 @@ class MemorizedResult:
         return f"MemorizedResult(location={self.location!r}, func={self.func_id!r}, args_id={self.args_id!r})"
 
     def __reduce__(self):
-        return (_rebuild_result, (backend_state(self.store_backend), (self.func_id, self.args_id),
-                                  self.mmap_mode, self.verbose, self._metadata, self.name))
+        return (
+            _rebuild_result,
+            (
+                backend_state(self.store_backend),
+                (self.func_id, self.args_id),
+                self.mmap_mode,
+                self.verbose,
+                self._metadata,
+                self.name,
+            ),
+        )
 
 
 def open_store(location, backend="local", verbose=0):
@@ -134,8 +159,10 @@ def open_store(location, backend="local", verbose=0):
         return location
     if isinstance(location, (str, os.PathLike)):
         return store_backend(backend, os.fspath(location), verbose)
-    raise TypeError(f"location={location!r} must be a str, a pathlib.Path or a store backend "
-                    "(without a cache: NotMemorizedFunc(func), or Memory(None).cache(func))")
+    raise TypeError(
+        f"location={location!r} must be a str, a pathlib.Path or a store backend "
+        "(without a cache: NotMemorizedFunc(func), or Memory(None).cache(func))"
+    )
 
 
 def backend_state(backend):
@@ -154,8 +181,9 @@ def backend_from_state(state):
 
 def _rebuild_result(state, call_id, mmap_mode, verbose, metadata, name):
     # Without the timestamp, as joblib: the Loading lines of a copy show no time.
-    return MemorizedResult(backend_from_state(state), call_id, mmap_mode=mmap_mode, verbose=verbose,
-                           metadata=metadata, name=name)
+    return MemorizedResult(
+        backend_from_state(state), call_id, mmap_mode=mmap_mode, verbose=verbose, metadata=metadata, name=name
+    )
 
 
 def function_place(store, func_id):

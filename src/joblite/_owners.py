@@ -4,6 +4,7 @@ The cache store and the memmap folders of ``Parallel`` name what a process
 writes after it, so that what a killed process left can be told apart from
 what a live one is still using, also on a folder that many hosts share.
 """
+
 import os
 import socket
 

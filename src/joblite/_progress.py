@@ -1,4 +1,5 @@
 """Progress of a ``Parallel`` call: joblib-style verbose lines, a progress bar, a per-task callback."""
+
 import sys
 import time
 
@@ -103,9 +104,8 @@ class Progress:
         elapsed = time.monotonic() - self.start
         total = f" out of {self.total}" if self.total is not None else ""
         self._printed = self.done
-        stream = sys.stderr if self.verbose < 50 else sys.stdout   # as joblib
-        stream.write(f"[Parallel(n_jobs={self.n_jobs})]: Done {self.done:4d}{total} tasks | "
-                     f"elapsed: {elapsed:.1f}s\n")
+        stream = sys.stderr if self.verbose < 50 else sys.stdout  # as joblib
+        stream.write(f"[Parallel(n_jobs={self.n_jobs})]: Done {self.done:4d}{total} tasks | elapsed: {elapsed:.1f}s\n")
 
     def close(self):
         """The call ended."""

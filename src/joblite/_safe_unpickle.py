@@ -27,6 +27,7 @@ reconstruction functions.
 One module, because the policy and the unpickler that enforces it must change
 together; it is long because numpy's pickled forms need one check each.
 """
+
 import _compat_pickle
 import copyreg
 import io
@@ -39,8 +40,15 @@ import sys
 import types
 
 __all__ = [
-    "CorruptFileError", "UnsafeLoadError", "SAFE_NAMES", "numpy_names", "resolve_allowed",
-    "check_name", "find_global", "SafeUnpickler", "load_stream",
+    "CorruptFileError",
+    "UnsafeLoadError",
+    "SAFE_NAMES",
+    "numpy_names",
+    "resolve_allowed",
+    "check_name",
+    "find_global",
+    "SafeUnpickler",
+    "load_stream",
 ]
 
 
@@ -89,33 +97,83 @@ class UnsafeLoadError(Exception):
 
 # -- the admitted names ---------------------------------------------------------------------
 _BUILTINS = (
-    "bool", "int", "float", "complex", "str", "bytes", "bytearray", "list", "tuple",
-    "dict", "set", "frozenset", "slice", "range", "Ellipsis", "NotImplemented", "object",
+    "bool",
+    "int",
+    "float",
+    "complex",
+    "str",
+    "bytes",
+    "bytearray",
+    "list",
+    "tuple",
+    "dict",
+    "set",
+    "frozenset",
+    "slice",
+    "range",
+    "Ellipsis",
+    "NotImplemented",
+    "object",
 )
 
 #: The exact dotted names ``allowed='numpy'`` admits besides :func:`numpy_names`
 #: (listed in ``docs/security.rst``; a test keeps the two equal).
-SAFE_NAMES = frozenset({f"builtins.{name}" for name in _BUILTINS} | {
-    "copyreg._reconstructor",
-    "datetime.date", "datetime.time", "datetime.datetime", "datetime.timedelta", "datetime.timezone",
-    "decimal.Decimal", "fractions.Fraction", "uuid.UUID",
-    "collections.OrderedDict", "collections.defaultdict", "collections.deque",
-    "collections.Counter", "collections.ChainMap",
-    "pathlib.Path", "pathlib.PosixPath", "pathlib.WindowsPath", "pathlib.PurePath",
-    "pathlib.PurePosixPath", "pathlib.PureWindowsPath",
-    "pathlib._local.Path", "pathlib._local.PosixPath", "pathlib._local.WindowsPath",
-    "pathlib._local.PurePath", "pathlib._local.PurePosixPath", "pathlib._local.PureWindowsPath",
-    "zoneinfo.ZoneInfo", "zoneinfo._zoneinfo.ZoneInfo",
-    "numpy.ndarray", "numpy.dtype", "numpy.matrix", "numpy.matrixlib.defmatrix.matrix",
-    "numpy.recarray", "numpy.rec.recarray", "numpy.record", "numpy.rec.record",
-    "numpy.ma.MaskedArray", "numpy.ma.core.MaskedArray", "numpy.ma.core.MaskedConstant",
-    "numpy.ma.core.mvoid", "numpy.ma.core._mareconstruct",
-    "numpy.core.multiarray._reconstruct", "numpy.core.multiarray.scalar",
-    "numpy._core.multiarray._reconstruct", "numpy._core.multiarray.scalar",
-    "numpy.core.numeric._frombuffer", "numpy._core.numeric._frombuffer",
-    "joblite.persistence._rebuild_array", "joblite.persistence._rebuild_subclass",
-    "joblite.persistence._rebuild_descr", "joblite.persistence._rebuild_object_array",
-})
+SAFE_NAMES = frozenset(
+    {f"builtins.{name}" for name in _BUILTINS}
+    | {
+        "copyreg._reconstructor",
+        "datetime.date",
+        "datetime.time",
+        "datetime.datetime",
+        "datetime.timedelta",
+        "datetime.timezone",
+        "decimal.Decimal",
+        "fractions.Fraction",
+        "uuid.UUID",
+        "collections.OrderedDict",
+        "collections.defaultdict",
+        "collections.deque",
+        "collections.Counter",
+        "collections.ChainMap",
+        "pathlib.Path",
+        "pathlib.PosixPath",
+        "pathlib.WindowsPath",
+        "pathlib.PurePath",
+        "pathlib.PurePosixPath",
+        "pathlib.PureWindowsPath",
+        "pathlib._local.Path",
+        "pathlib._local.PosixPath",
+        "pathlib._local.WindowsPath",
+        "pathlib._local.PurePath",
+        "pathlib._local.PurePosixPath",
+        "pathlib._local.PureWindowsPath",
+        "zoneinfo.ZoneInfo",
+        "zoneinfo._zoneinfo.ZoneInfo",
+        "numpy.ndarray",
+        "numpy.dtype",
+        "numpy.matrix",
+        "numpy.matrixlib.defmatrix.matrix",
+        "numpy.recarray",
+        "numpy.rec.recarray",
+        "numpy.record",
+        "numpy.rec.record",
+        "numpy.ma.MaskedArray",
+        "numpy.ma.core.MaskedArray",
+        "numpy.ma.core.MaskedConstant",
+        "numpy.ma.core.mvoid",
+        "numpy.ma.core._mareconstruct",
+        "numpy.core.multiarray._reconstruct",
+        "numpy.core.multiarray.scalar",
+        "numpy._core.multiarray._reconstruct",
+        "numpy._core.multiarray.scalar",
+        "numpy.core.numeric._frombuffer",
+        "numpy._core.numeric._frombuffer",
+        "joblite.persistence._rebuild_array",
+        "joblite.persistence._rebuild_subclass",
+        "joblite.persistence._rebuild_descr",
+        "joblite.persistence._rebuild_object_array",
+    }
+)
 
 _NUMPY_NAMES = None
 
@@ -139,10 +197,16 @@ def numpy_names():
         import numpy
         import numpy.dtypes
 
-        names = {f"numpy.{key}" for key, value in vars(numpy).items()
-                 if isinstance(value, type) and issubclass(value, numpy.generic) and not key.startswith("_")}
-        names |= {f"numpy.dtypes.{key}" for key, value in vars(numpy.dtypes).items()
-                  if isinstance(value, type) and issubclass(value, numpy.dtype) and not key.startswith("_")}
+        names = {
+            f"numpy.{key}"
+            for key, value in vars(numpy).items()
+            if isinstance(value, type) and issubclass(value, numpy.generic) and not key.startswith("_")
+        }
+        names |= {
+            f"numpy.dtypes.{key}"
+            for key, value in vars(numpy.dtypes).items()
+            if isinstance(value, type) and issubclass(value, numpy.dtype) and not key.startswith("_")
+        }
         _NUMPY_NAMES = frozenset(names)
     return _NUMPY_NAMES
 
@@ -288,10 +352,22 @@ class _Pending:
 # What BUILD never gives a state to: BUILD on them would rewrite code or module
 # state (sys.path, a class's methods), which no pickler writes.
 _NOT_INSTANCES = (
-    type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
-    types.MethodWrapperType, types.WrapperDescriptorType, types.MethodDescriptorType,
-    types.ClassMethodDescriptorType, types.GetSetDescriptorType, types.MemberDescriptorType,
-    types.CodeType, types.CellType, property, classmethod, staticmethod,
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.MethodWrapperType,
+    types.WrapperDescriptorType,
+    types.MethodDescriptorType,
+    types.ClassMethodDescriptorType,
+    types.GetSetDescriptorType,
+    types.MemberDescriptorType,
+    types.CodeType,
+    types.CellType,
+    property,
+    classmethod,
+    staticmethod,
 )
 
 
@@ -354,9 +430,9 @@ class SafeUnpickler(pickle._Unpickler):
         self.np = numpy
         self.where = where
         self.admitted = admitted
-        self._pending = 0    # dtypes waiting for their BUILD
-        self._unbuilt = {}   # id -> array placeholder waiting for its one BUILD
-        self._globals = {}   # id -> every object find_class returned (kept alive: ids stay unique)
+        self._pending = 0  # dtypes waiting for their BUILD
+        self._unbuilt = {}  # id -> array placeholder waiting for its one BUILD
+        self._globals = {}  # id -> every object find_class returned (kept alive: ids stay unique)
         core = sys.modules.get("numpy._core.multiarray") or sys.modules.get("numpy.core.multiarray")
         if core is None:  # pragma: no cover - numpy always imports one of them
             from numpy.core import multiarray as core
@@ -377,7 +453,7 @@ class SafeUnpickler(pickle._Unpickler):
     def _deferred_kind(self, func):
         try:
             kind = self._deferred.get(func)
-        except TypeError:   # unhashable callable
+        except TypeError:  # unhashable callable
             return None
         if kind is None and getattr(func, "__name__", None) == "_mareconstruct":
             ma = sys.modules.get("numpy.ma.core")
@@ -394,8 +470,11 @@ class SafeUnpickler(pickle._Unpickler):
     def _is_numpy_class(self, target):
         """numpy's own array, dtype and void classes (and DType classes), which numpy never calls."""
         np = self.np
-        return (isinstance(target, type) and issubclass(target, (np.ndarray, np.dtype, np.void))
-                and str(getattr(target, "__module__", "")).partition(".")[0] == "numpy")
+        return (
+            isinstance(target, type)
+            and issubclass(target, (np.ndarray, np.dtype, np.void))
+            and str(getattr(target, "__module__", "")).partition(".")[0] == "numpy"
+        )
 
     def _named(self, target):
         """True if the stream named `target` as a global, or `target` is a method bound to one."""
@@ -411,17 +490,16 @@ class SafeUnpickler(pickle._Unpickler):
         np = self.np
         if func is self._scalar and len(args) == 2 and isinstance(args[0], np.dtype):
             dtype, obj = args
-            if dtype.hasobject and dtype.kind != "O" and not (
-                    type(obj) is np.ndarray and obj.nbytes >= dtype.itemsize):
+            if dtype.hasobject and dtype.kind != "O" and not (type(obj) is np.ndarray and obj.nbytes >= dtype.itemsize):
                 raise pickle.UnpicklingError("a structured numpy scalar without its data")
         targets = [func]
         if func is copyreg._reconstructor:
             targets.extend(args[:2])
         for target in targets:
             if self._is_numpy_class(target) and not (
-                    target is getattr(sys.modules.get("numpy.ma.core"), "MaskedConstant", None) and not args):
-                self._refuse(target, "numpy never pickles its arrays, dtypes or void scalars as a call "
-                                     "of their class")
+                target is getattr(sys.modules.get("numpy.ma.core"), "MaskedConstant", None) and not args
+            ):
+                self._refuse(target, "numpy never pickles its arrays, dtypes or void scalars as a call of their class")
         if self.admitted is not None:
             self._check_policy(func, args, instance)
 
@@ -433,11 +511,17 @@ class SafeUnpickler(pickle._Unpickler):
             if type(arg) is range:
                 self._refuse(func, "a range is passed to it: a small stream would expand it to any size")
             if isinstance(arg, type) and not self._named(arg):
-                self._refuse(arg, "a class passed to a call must be one the stream names as an "
-                                  "admitted global")
-        if isinstance(func, type) and issubclass(func, (bytes, bytearray)) or (
-                func is copyreg._reconstructor and len(args) == 3 and isinstance(args[1], type)
-                and issubclass(args[1], (bytes, bytearray))):
+                self._refuse(arg, "a class passed to a call must be one the stream names as an admitted global")
+        if (
+            isinstance(func, type)
+            and issubclass(func, (bytes, bytearray))
+            or (
+                func is copyreg._reconstructor
+                and len(args) == 3
+                and isinstance(args[1], type)
+                and issubclass(args[1], (bytes, bytearray))
+            )
+        ):
             if any(isinstance(arg, int) for arg in args):
                 self._refuse(func, "a size is passed to it: pickle gives bytes as data")
 
@@ -541,8 +625,7 @@ class SafeUnpickler(pickle._Unpickler):
             self._set_array_state(inst, stack.pop())
             return
         if isinstance(inst, _NOT_INSTANCES) or self._globals.get(id(inst)) is inst:
-            self._refuse(inst, "BUILD would set its state, and a pickle gives a state only to the "
-                               "objects it creates")
+            self._refuse(inst, "BUILD would set its state, and a pickle gives a state only to the objects it creates")
         np = self.np
         if isinstance(inst, (np.dtype, np.ndarray, np.generic)):
             raise pickle.UnpicklingError(
@@ -563,14 +646,14 @@ class SafeUnpickler(pickle._Unpickler):
         np = self.np
         classes = args[:2] if kind == "masked" else args[:1]
         if len(args) != (4 if kind == "masked" else 3) or not all(
-                isinstance(cls, type) and issubclass(cls, np.ndarray) for cls in classes):
+            isinstance(cls, type) and issubclass(cls, np.ndarray) for cls in classes
+        ):
             raise pickle.UnpicklingError("an array reconstructor without its ndarray class")
         if kind == "masked" and not issubclass(args[0], np.ma.MaskedArray):
             raise pickle.UnpicklingError("a masked-array reconstructor without a MaskedArray class")
         shape, code = args[-2:]
         # numpy writes (0,) and b'b': an empty placeholder that the state then fills.
-        if (_elements(np, shape) != 0 or not isinstance(code, (str, bytes))
-                or not 0 < len(code) <= 32):
+        if _elements(np, shape) != 0 or not isinstance(code, (str, bytes)) or not 0 < len(code) <= 32:
             raise pickle.UnpicklingError("a numpy array placeholder that is not empty")
         array = func(*args)
         if getattr(array, "__setstate__", None) is None:
@@ -597,8 +680,7 @@ class SafeUnpickler(pickle._Unpickler):
         value = pickle._Unpickler.load(self)
         if self._pending or self._unbuilt:
             raise pickle.UnpicklingError(
-                f"{self._pending + len(self._unbuilt)} numpy dtype(s) or array(s) never received "
-                "their state"
+                f"{self._pending + len(self._unbuilt)} numpy dtype(s) or array(s) never received their state"
             )
         return value
 
@@ -617,7 +699,7 @@ del _code
 
 
 # -- numpy's pickled states -----------------------------------------------------------------
-_ALIGNED_STRUCT = 0x80   # NPY_ALIGNED_STRUCT in a dtype's flags
+_ALIGNED_STRUCT = 0x80  # NPY_ALIGNED_STRUCT in a dtype's flags
 NON_NATIVE = ">" if sys.byteorder == "little" else "<"
 
 
@@ -632,23 +714,29 @@ def _check_dtype_state(np, state):
         if type(number) is not int:
             raise pickle.UnpicklingError("a numpy dtype with a non-integer size or flags")
     if subarray is not None:
-        if (type(subarray) is not tuple or len(subarray) != 2
-                or not isinstance(subarray[0], np.dtype) or type(subarray[1]) is not tuple
-                or not all(type(n) is int and n >= 0 for n in subarray[1])):
+        if (
+            type(subarray) is not tuple
+            or len(subarray) != 2
+            or not isinstance(subarray[0], np.dtype)
+            or type(subarray[1]) is not tuple
+            or not all(type(n) is int and n >= 0 for n in subarray[1])
+        ):
             raise pickle.UnpicklingError("a numpy dtype with a malformed sub-array")
     if (names is None) != (fields is None):
-        raise pickle.UnpicklingError(
-            "a numpy dtype with names but no fields, or fields but no names")
+        raise pickle.UnpicklingError("a numpy dtype with names but no fields, or fields but no names")
     if names is not None:
         if type(names) is not tuple or type(fields) is not dict:
             raise pickle.UnpicklingError("a numpy dtype with malformed fields")
         for name in names:
             entry = fields.get(name) if type(name) is str else None
-            if (type(entry) is not tuple or len(entry) not in (2, 3)
-                    or not isinstance(entry[0], np.dtype) or type(entry[1]) is not int
-                    or entry[1] < 0):
-                raise pickle.UnpicklingError(
-                    f"a numpy dtype with a malformed field {reprlib.repr(name)}")
+            if (
+                type(entry) is not tuple
+                or len(entry) not in (2, 3)
+                or not isinstance(entry[0], np.dtype)
+                or type(entry[1]) is not int
+                or entry[1] < 0
+            ):
+                raise pickle.UnpicklingError(f"a numpy dtype with a malformed field {reprlib.repr(name)}")
 
 
 def _dtype_from_state(np, args, state):
@@ -660,7 +748,8 @@ def _dtype_from_state(np, args, state):
     everything and derive flags and sizes themselves.
     """
     if not 1 <= len(args) <= 3 or not (
-            type(args[0]) is str or isinstance(args[0], type) and issubclass(args[0], np.generic)):
+        type(args[0]) is str or isinstance(args[0], type) and issubclass(args[0], np.generic)
+    ):
         raise pickle.UnpicklingError("numpy.dtype arguments without a type string or scalar type")
     _check_dtype_state(np, state)
     base = np.dtype(args[0])
@@ -668,9 +757,14 @@ def _dtype_from_state(np, args, state):
     metadata = state[8] if version == 4 else None
     user_metadata = metadata
     if base.kind in "Mm":
-        if (type(metadata) is not tuple or len(metadata) != 2 or type(metadata[1]) is not tuple
-                or len(metadata[1]) != 4 or not isinstance(metadata[1][0], (bytes, str))
-                or not all(type(n) is int for n in metadata[1][1:])):
+        if (
+            type(metadata) is not tuple
+            or len(metadata) != 2
+            or type(metadata[1]) is not tuple
+            or len(metadata[1]) != 4
+            or not isinstance(metadata[1][0], (bytes, str))
+            or not all(type(n) is int for n in metadata[1][1:])
+        ):
             raise pickle.UnpicklingError("a numpy datetime dtype without its unit")
         user_metadata, (unit, count, _, _) = metadata
         if isinstance(unit, bytes):
@@ -685,8 +779,8 @@ def _dtype_from_state(np, args, state):
             # pointer) lie outside the item: check it here, in Python's integers.
             if entry[1] + entry[0].itemsize > elsize:
                 raise pickle.UnpicklingError(
-                    f"a numpy dtype field {reprlib.repr(name)} at offset {entry[1]} runs past the "
-                    f"item's {elsize} bytes")
+                    f"a numpy dtype field {reprlib.repr(name)} at offset {entry[1]} runs past the item's {elsize} bytes"
+                )
             formats.append(entry[0])
             offsets.append(entry[1])
             titles.append(entry[2] if len(entry) > 2 else None)
@@ -694,7 +788,7 @@ def _dtype_from_state(np, args, state):
         if any(title is not None for title in titles):
             spec["titles"] = titles
         dtype = np.dtype(spec, align=bool(flags & _ALIGNED_STRUCT))
-        if base.type is not np.void:            # numpy.record, or another np.void subclass
+        if base.type is not np.void:  # numpy.record, or another np.void subclass
             dtype = np.dtype((base.type, dtype))
     elif subarray is not None:
         if base.kind != "V":
@@ -702,20 +796,19 @@ def _dtype_from_state(np, args, state):
         dtype = np.dtype(subarray)
         if dtype.itemsize != elsize:
             raise pickle.UnpicklingError(
-                f"a numpy sub-array dtype {dtype} of {elsize} bytes, where numpy makes "
-                f"{dtype.itemsize}"
+                f"a numpy sub-array dtype {dtype} of {elsize} bytes, where numpy makes {dtype.itemsize}"
             )
     else:
         dtype = base
         if base.kind in "SUV" and elsize != base.itemsize:
             raise pickle.UnpicklingError(
-                f"numpy dtype {reprlib.repr(args[0])} of {elsize} bytes, where numpy makes "
-                f"{base.itemsize}")
+                f"numpy dtype {reprlib.repr(args[0])} of {elsize} bytes, where numpy makes {base.itemsize}"
+            )
         if base.kind in "Mm":
             spelled = f"{base.char}8" if unit == "generic" else f"{base.char}8[{count}{unit}]"
             dtype = np.dtype(spelled)
         if endian == NON_NATIVE and dtype.byteorder != "|":
-            dtype = dtype.newbyteorder(endian)   # native stays '=', as numpy's own unpickling
+            dtype = dtype.newbyteorder(endian)  # native stays '=', as numpy's own unpickling
     if user_metadata is not None:
         if type(user_metadata) is not dict:
             raise pickle.UnpicklingError("numpy dtype metadata that is not a dict")
@@ -726,7 +819,8 @@ def _dtype_from_state(np, args, state):
 def _elements(np, shape):
     """The element count of `shape`, a tuple of non-negative integers; -1 if it is not one."""
     if type(shape) is not tuple or not all(
-            isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0 for n in shape):
+        isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0 for n in shape
+    ):
         return -1
     return math.prod(int(n) for n in shape)
 
@@ -736,14 +830,12 @@ def _check_data(np, count, dtype, raw, what):
     if dtype.hasobject:
         if type(raw) is not list or len(raw) != count:
             raise pickle.UnpicklingError(
-                f"an object {what} of {count} elements whose pickled items are not a list of "
-                f"{count}"
+                f"an object {what} of {count} elements whose pickled items are not a list of {count}"
             )
         return
     nbytes = count * dtype.itemsize
     if not isinstance(raw, (bytes, bytearray, str)) or len(raw) != nbytes:
-        raise pickle.UnpicklingError(
-            f"a numpy {what} of {count} elements of {dtype} whose data are not {nbytes} bytes")
+        raise pickle.UnpicklingError(f"a numpy {what} of {count} elements of {dtype} whose data are not {nbytes} bytes")
 
 
 def _check_ndarray_state(np, state):
@@ -809,8 +901,10 @@ def _trusts_state(target):
         return False
     if isinstance(target, type):
         return issubclass(target, np.dtype)
-    return getattr(target, "__name__", None) in ("_reconstruct", "_mareconstruct") and \
-        getattr(target, "__module__", "").partition(".")[0] == "numpy"
+    return (
+        getattr(target, "__name__", None) in ("_reconstruct", "_mareconstruct")
+        and getattr(target, "__module__", "").partition(".")[0] == "numpy"
+    )
 
 
 class _FastUnpickler(pickle.Unpickler):
@@ -891,5 +985,4 @@ def load_stream(stream, buffers, admitted, where):
     except (UnsafeLoadError, CorruptFileError):
         raise
     except Exception as exc:  # a mangled stream fails in many ways inside the unpickler
-        raise CorruptFileError(f"{where}: pickle stream: cannot be unpickled "
-                               f"({type(exc).__name__}: {exc})") from exc
+        raise CorruptFileError(f"{where}: pickle stream: cannot be unpickled ({type(exc).__name__}: {exc})") from exc

@@ -3,6 +3,7 @@
 A bad value raises ``ValueError`` naming the option and the value, as it
 was given, so the message points at the caller's mistake.
 """
+
 import math
 import numbers
 import operator
@@ -95,8 +96,10 @@ def parse_size(value, name):
         return None
     size = _bytes(value)
     if size is None:
-        raise ValueError(f"{name}={value!r} must be a whole number of bytes (an int, or a float such as "
-                         "1e6) or a string like '500M' or '10G'")
+        raise ValueError(
+            f"{name}={value!r} must be a whole number of bytes (an int, or a float such as "
+            "1e6) or a string like '500M' or '10G'"
+        )
     if size < 0:
         raise ValueError(f"{name}={value!r} must not be negative")
     return size
@@ -120,7 +123,7 @@ def _bytes(value):
     size = float(number) * unit
     if not math.isfinite(size) or (unit == 1 and not size.is_integer()):
         return None
-    return int(size)   # '0.3K': joblib rounds a fraction of a byte down
+    return int(size)  # '0.3K': joblib rounds a fraction of a byte down
 
 
 _AGE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhdw]?)\s*", re.IGNORECASE)
@@ -128,7 +131,7 @@ _AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_age(value, name):
-    """Seconds from a number, a ``datetime.timedelta``, or ``'90'``, ``'90s'``, ``'15m'``, ``'12h'``, ``'7d'``, ``'2w'``.
+    """Seconds from a number, a ``datetime.timedelta``, or a text such as ``'90'``, ``'90s'``, ``'15m'``, ``'2w'``.
 
     Parameters
     ----------
@@ -156,5 +159,7 @@ def parse_age(value, name):
             return float(match.group(1)) * _AGE_UNITS[match.group(2).lower()]
     elif not isinstance(seconds, bool) and isinstance(seconds, (int, float)) and seconds >= 0:
         return float(seconds)
-    raise ValueError(f"{name}={value!r} must be a datetime.timedelta, a number of seconds >= 0 or a "
-                     "string like '90s', '15m', '12h', '7d' or '2w'")
+    raise ValueError(
+        f"{name}={value!r} must be a datetime.timedelta, a number of seconds >= 0 or a "
+        "string like '90s', '15m', '12h', '7d' or '2w'"
+    )

@@ -28,6 +28,7 @@ bz2     none       its run-length stages hold 16 MiB of zeros in 45 bytes;
                    only the chunk length bounds it
 ======  =========  ==============================================================
 """
+
 import importlib.util
 
 from ._validate import as_int
@@ -291,8 +292,7 @@ def register_compressor(name, compressor, force=False):
     """
     if not isinstance(compressor, CompressorBase):
         raise TypeError(
-            f"compressor must be an instance of joblite.compressors.CompressorBase, "
-            f"got {type(compressor).__qualname__}"
+            f"compressor must be an instance of joblite.compressors.CompressorBase, got {type(compressor).__qualname__}"
         )
     if not isinstance(name, str) or not name:
         raise ValueError(f"Compressor name should be a string, '{name}' given: a non-empty str is needed")
@@ -334,9 +334,7 @@ def get_compressor(name):
     try:
         return _COMPRESSORS[name]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown compressor {name!r}; registered: {', '.join(compressor_names())}"
-        ) from None
+        raise ValueError(f"unknown compressor {name!r}; registered: {', '.join(compressor_names())}") from None
 
 
 def compressor_and_level(name, level):
@@ -385,8 +383,9 @@ def _bad_level(compress, level, why):
 
 
 def _bad_name(compress, name):
-    return _bad_compress(compress, f'Non valid compression method given: "{name}".',
-                         f"{name!r} is not a registered compressor name")
+    return _bad_compress(
+        compress, f'Non valid compression method given: "{name}".', f"{name!r} is not a registered compressor name"
+    )
 
 
 def parse_compress(compress):
@@ -440,8 +439,10 @@ def parse_compress(compress):
         return compress, _COMPRESSORS[compress].default_level
     if isinstance(compress, tuple):
         if len(compress) != 2:
-            first = ("Compress argument tuple should contain exactly 2 elements: (compress method, "
-                     f"compress level), you passed {compress}.")
+            first = (
+                "Compress argument tuple should contain exactly 2 elements: (compress method, "
+                f"compress level), you passed {compress}."
+            )
             raise _bad_compress(compress, first, "a tuple must be (name, level)")
         name, level = compress
         number = None if level is None else as_int(level)
@@ -456,8 +457,12 @@ def parse_compress(compress):
         if number == 0:
             return "", 0
         if number not in codec.levels:
-            raise _bad_level(compress, level, f"level must be an int {codec.levels.start} to "
-                                              f"{codec.levels.stop - 1} for {name!r} (or 0: no compression)")
+            raise _bad_level(
+                compress,
+                level,
+                f"level must be an int {codec.levels.start} to "
+                f"{codec.levels.stop - 1} for {name!r} (or 0: no compression)",
+            )
         return name, number
     number = as_int(compress)
     if number is None or not 0 <= number <= 9:

@@ -11,6 +11,7 @@
   write the ``[Memory]`` lines as joblib writes them, a call shown with its
   arguments as passed (:func:`display_name`, :func:`format_signature`).
 """
+
 import ast
 import inspect
 import os
@@ -21,8 +22,19 @@ import types
 
 from .logger import format_time, pformat
 
-__all__ = ["function_name", "display_name", "code_digest", "CallBinder", "format_arg", "format_signature",
-           "format_call", "format_duration", "format_loading", "input_reprs", "CODE_FORMAT"]
+__all__ = [
+    "function_name",
+    "display_name",
+    "code_digest",
+    "CallBinder",
+    "format_arg",
+    "format_signature",
+    "format_call",
+    "format_duration",
+    "format_loading",
+    "input_reprs",
+    "CODE_FORMAT",
+]
 
 #: Version of how code digests are computed; a new version invalidates cached results once.
 CODE_FORMAT = 1
@@ -51,8 +63,7 @@ def function_name(func):
         main_file = getattr(sys.modules.get("__main__"), "__file__", None)
         if main_file:
             module = "__main__." + os.path.splitext(os.path.basename(main_file))[0]
-    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) \
-        or type(target).__qualname__
+    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or type(target).__qualname__
     code = getattr(target, "__code__", None)
     if "<lambda>" in name and code is not None:
         name = f"{name}-L{code.co_firstlineno}"
@@ -60,8 +71,12 @@ def function_name(func):
 
 
 def _strip_docstring(body):
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-            and isinstance(body[0].value.value, str):
+    if (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
         return body[1:]
     return body
 
@@ -78,8 +93,11 @@ def _source_text(func):
         tree = ast.parse(source)
     except (OSError, TypeError, SyntaxError, IndentationError):
         return None
-    if len(tree.body) != 1 or not isinstance(tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)) \
-            or tree.body[0].name != func.__name__:
+    if (
+        len(tree.body) != 1
+        or not isinstance(tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef))
+        or tree.body[0].name != func.__name__
+    ):
         return None  # a lambda, or source that is not this function's definition alone
     node = tree.body[0]
     node.decorator_list = []
@@ -178,24 +196,33 @@ class CallBinder:
             if not isinstance(name, str):
                 raise ValueError(f"ignore={ignore!r}: {name!r} is not a parameter name")
             if name not in self.names and not self._var_keyword:
-                raise ValueError(f"ignore={ignore!r}: {name!r} is not a parameter of "
-                                 f"{getattr(func, '__qualname__', func)}{self.signature}")
+                raise ValueError(
+                    f"ignore={ignore!r}: {name!r} is not a parameter of "
+                    f"{getattr(func, '__qualname__', func)}{self.signature}"
+                )
         self._ignored_keywords = frozenset(name for name in ignore if name not in self.names)
         self._kept = tuple(index for index, name in enumerate(self.names) if name not in ignore)
         self._var_keyword_index = len(self.names) - 1 if self._var_keyword else None
         # joblib's order of the arguments in its metadata: see joblib_arguments.
         parameters = list(self.signature.parameters.values())
         with_default = [p.name for p in parameters if p.default is not p.empty]
-        order = with_default + [p.name for p in parameters if p.name not in with_default and p.kind in (
-            kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)]
+        order = with_default + [
+            p.name
+            for p in parameters
+            if p.name not in with_default and p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+        ]
         if self._var_positional:
             order.append("*")
         order += [p.name for p in parameters if p.name not in order and p.kind is kinds.KEYWORD_ONLY]
         if self._var_keyword:
             order.append("**")
         index = {p.name: i for i, p in enumerate(parameters)}
-        index.update({"*": next((i for i, p in enumerate(parameters) if p.kind is kinds.VAR_POSITIONAL), None),
-                      "**": self._var_keyword_index})
+        index.update(
+            {
+                "*": next((i for i, p in enumerate(parameters) if p.kind is kinds.VAR_POSITIONAL), None),
+                "**": self._var_keyword_index,
+            }
+        )
         self._joblib_order = tuple((key, index[key]) for key in order if key not in ignore)
 
     def values(self, args, kwargs):
@@ -229,7 +256,7 @@ class CallBinder:
                 extra[name] = value
             else:
                 return self._slow(args, kwargs)
-        if not self._take(self._positional[len(values):], given, values):
+        if not self._take(self._positional[len(values) :], given, values):
             return self._slow(args, kwargs)
         if self._var_positional:
             values.append(rest)
@@ -259,8 +286,9 @@ class CallBinder:
         """The parts of `values` that go into the cache key: ignored names left out."""
         if self._ignored_keywords:
             values = list(values)
-            values[self._var_keyword_index] = {name: value for name, value in values[-1].items()
-                                               if name not in self._ignored_keywords}
+            values[self._var_keyword_index] = {
+                name: value for name, value in values[-1].items() if name not in self._ignored_keywords
+            }
         if len(self._kept) == len(values):
             return tuple(values)
         return tuple(values[index] for index in self._kept)
@@ -327,7 +355,7 @@ def display_name(func):
     parts = [part for part in module.split(".") if part]
     qualname = getattr(func, "__qualname__", None)
     if qualname is not None and qualname != name:
-        parts.extend(qualname.split(".")[:-1])   # enclosing classes and functions
+        parts.extend(qualname.split(".")[:-1])  # enclosing classes and functions
     return ".".join(parts + [name]), name
 
 

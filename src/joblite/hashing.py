@@ -7,6 +7,7 @@ others to canonical records or arrays, which the kernel then encodes.  This
 module is the API on top: the digest algorithms, the limits, and the digests
 ``Memory`` keys its entries with (:func:`key_digest`, :func:`closure_digest`).
 """
+
 import functools
 import hashlib
 import operator
@@ -14,8 +15,17 @@ import operator
 from . import _impl
 from ._hash_policy import cell_value, reduce_object
 
-__all__ = ["hash", "Hasher", "HashLimitError", "HASH_NAMES", "FORMAT_VERSION", "MAX_DEPTH",
-           "MAX_REDUCTIONS", "key_digest", "closure_digest"]
+__all__ = [
+    "hash",
+    "Hasher",
+    "HashLimitError",
+    "HASH_NAMES",
+    "FORMAT_VERSION",
+    "MAX_DEPTH",
+    "MAX_REDUCTIONS",
+    "key_digest",
+    "closure_digest",
+]
 
 #: Version of the canonical encoding; part of every hashed stream.
 FORMAT_VERSION = _impl.hasher.FORMAT_VERSION
@@ -170,8 +180,7 @@ class Hasher:
         return self._kernel.hexdigest()
 
 
-def hash(obj, hash_name="xxh3_128", coerce_mmap=False, *, max_depth=MAX_DEPTH,
-         max_reductions=MAX_REDUCTIONS):
+def hash(obj, hash_name="xxh3_128", coerce_mmap=False, *, max_depth=MAX_DEPTH, max_reductions=MAX_REDUCTIONS):
     """Return a digest of `obj` that depends only on its value.
 
     Equal values give equal digests, in any process, run, ``PYTHONHASHSEED``
@@ -337,8 +346,7 @@ def twin_hasher(twin, hash_name="xxh3_128", *, max_depth=MAX_DEPTH, max_reductio
     return _kernel(hash_name, max_depth, max_reductions, _impl.get_twin(twin)["_hasher"])
 
 
-def hash_with_twin(twin, obj, hash_name="xxh3_128", root="obj", *, max_depth=MAX_DEPTH,
-                   max_reductions=MAX_REDUCTIONS):
+def hash_with_twin(twin, obj, hash_name="xxh3_128", root="obj", *, max_depth=MAX_DEPTH, max_reductions=MAX_REDUCTIONS):
     """Hash `obj` with one named twin (``'ext'`` or ``'pure'``), for tests and benchmarks."""
     kernel = twin_hasher(twin, hash_name, max_depth=max_depth, max_reductions=max_reductions)
     kernel.update(obj, root)

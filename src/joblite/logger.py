@@ -4,6 +4,7 @@
 joblib's messages do, so that joblite's ``[Memory]`` lines read the same as
 joblib's for the same call.
 """
+
 import logging
 import os
 import pprint
@@ -89,7 +90,7 @@ def pformat(obj, indent=0, depth=3, limit=None):
     """
     text = _Text(limit)
     printer = _Printer(indent=indent, depth=depth, stream=text)
-    numpy = sys.modules.get("numpy")   # an array argument means numpy is imported; never import it here
+    numpy = sys.modules.get("numpy")  # an array argument means numpy is imported; never import it here
     try:
         if numpy is None:
             printer.pprint(obj)
@@ -98,7 +99,7 @@ def pformat(obj, indent=0, depth=3, limit=None):
                 printer.pprint(obj)
     except _Enough:
         return "".join(text.parts)
-    return "".join(text.parts)[:-1]   # pprint's newline
+    return "".join(text.parts)[:-1]  # pprint's newline
 
 
 class Logger:
@@ -172,7 +173,7 @@ class PrintTime:
         try:
             os.makedirs(os.path.dirname(logfile) or ".", exist_ok=True)
             if os.path.exists(logfile):
-                for i in range(8, 0, -1):   # oldest first, so that none is overwritten
+                for i in range(8, 0, -1):  # oldest first, so that none is overwritten
                     if os.path.exists(f"{logfile}.{i}"):
                         os.replace(f"{logfile}.{i}", f"{logfile}.{i + 1}")
                 # A copy, not a move: a process following the file keeps its place.
@@ -180,7 +181,7 @@ class PrintTime:
             with open(logfile, "w") as stream:
                 stream.write(f"\nLogging joblib python script\n\n---{time.ctime(self.last_time)}---\n")
         except OSError:
-            pass   # see the class notes: logging must not fail the computation
+            pass  # see the class notes: logging must not fail the computation
 
     def __call__(self, msg="", total=False):
         """Print `msg` with the time since the last call (or, with `total`, since creation).
@@ -202,5 +203,5 @@ class PrintTime:
                 with open(self.logfile, "a") as stream:
                     print(full_msg, file=stream)
             except OSError:
-                pass   # see the class notes
+                pass  # see the class notes
         self.last_time = time.time()

@@ -15,6 +15,7 @@ in :mod:`joblite._memory_keys`; the result is stored with
 See the caching guide for keys, code changes, concurrency, locking and size
 limits.
 """
+
 import collections.abc
 import datetime
 import functools
@@ -29,8 +30,17 @@ from ._memory_results import MemorizedResult, NotMemorizedResult
 from ._validate import check_mmap_mode, parse_size
 from .store import CacheWarning, register_store_backend, store_backend, warn_not_removed
 
-__all__ = ["Memory", "MemorizedFunc", "AsyncMemorizedFunc", "NotMemorizedFunc", "MemorizedResult",
-           "NotMemorizedResult", "expires_after", "register_store_backend", "CacheWarning"]
+__all__ = [
+    "Memory",
+    "MemorizedFunc",
+    "AsyncMemorizedFunc",
+    "NotMemorizedFunc",
+    "MemorizedResult",
+    "NotMemorizedResult",
+    "expires_after",
+    "register_store_backend",
+    "CacheWarning",
+]
 
 
 class NotMemorizedFunc:
@@ -68,7 +78,6 @@ class NotMemorizedFunc:
 
     def __reduce__(self):
         return NotMemorizedFunc, (self.func,)
-
 
 
 class Memory:
@@ -113,9 +122,18 @@ class Memory:
         If `location` is not a str, a path or None, or `verbose` not an int.
     """
 
-    def __init__(self, location=None, backend="local", mmap_mode=None, compress=False, verbose=1,
-                 backend_options=None, *, bytes_limit=None):
-        check_mmap_mode(mmap_mode)   # validates; the store maps 'w+' as 'r+'
+    def __init__(
+        self,
+        location=None,
+        backend="local",
+        mmap_mode=None,
+        compress=False,
+        verbose=1,
+        backend_options=None,
+        *,
+        bytes_limit=None,
+    ):
+        check_mmap_mode(mmap_mode)  # validates; the store maps 'w+' as 'r+'
         self.mmap_mode = mmap_mode
         compressors.parse_compress(compress)  # validates
         self.compress = compress
@@ -130,8 +148,9 @@ class Memory:
         if location is not None and not isinstance(location, (str, os.PathLike)):
             raise TypeError(f"location={location!r} must be a str, a pathlib.Path or None")
         self.location = None if location is None else os.fspath(location)
-        self.store_backend = None if location is None else \
-            store_backend(backend, self.location, verbose, self.backend_options)
+        self.store_backend = (
+            None if location is None else store_backend(backend, self.location, verbose, self.backend_options)
+        )
 
     def cache(self, func=None, *, ignore=None, verbose=None, mmap_mode=False, cache_validation_callback=None):
         """Decorate `func` so that its results are cached; also usable as ``@memory.cache(...)``.
@@ -162,18 +181,29 @@ class Memory:
             argument is not valid.
         """
         if func is None:
-            return functools.partial(self.cache, ignore=ignore, verbose=verbose, mmap_mode=mmap_mode,
-                                     cache_validation_callback=cache_validation_callback)
+            return functools.partial(
+                self.cache,
+                ignore=ignore,
+                verbose=verbose,
+                mmap_mode=mmap_mode,
+                cache_validation_callback=cache_validation_callback,
+            )
         if self.store_backend is None:
             return NotMemorizedFunc(getattr(func, "func", func) if isinstance(func, MemorizedFunc) else func)
         if isinstance(func, MemorizedFunc):
             func = func.func
         cls = AsyncMemorizedFunc if inspect.iscoroutinefunction(func) else MemorizedFunc
-        return cls(func, self.store_backend, ignore=ignore,
-                   mmap_mode=self.mmap_mode if mmap_mode is False else mmap_mode,
-                   compress=self.compress, verbose=self._verbose if verbose is None else verbose,
-                   timestamp=self.timestamp, cache_validation_callback=cache_validation_callback,
-                   bytes_limit=self.bytes_limit)
+        return cls(
+            func,
+            self.store_backend,
+            ignore=ignore,
+            mmap_mode=self.mmap_mode if mmap_mode is False else mmap_mode,
+            compress=self.compress,
+            verbose=self._verbose if verbose is None else verbose,
+            timestamp=self.timestamp,
+            cache_validation_callback=cache_validation_callback,
+            bytes_limit=self.bytes_limit,
+        )
 
     def clear(self, warn=True):
         """Remove everything cached in this location.
@@ -227,8 +257,18 @@ class Memory:
         return f"Memory(location={self.location!r})"
 
     def __reduce__(self):
-        return (_rebuild_memory, (self.location, self.backend, self.mmap_mode, self.compress, self._verbose,
-                                  self.backend_options, self.bytes_limit))
+        return (
+            _rebuild_memory,
+            (
+                self.location,
+                self.backend,
+                self.mmap_mode,
+                self.compress,
+                self._verbose,
+                self.backend_options,
+                self.bytes_limit,
+            ),
+        )
 
 
 def _rebuild_memory(location, backend, mmap_mode, compress, verbose, backend_options, bytes_limit):
@@ -248,12 +288,17 @@ def expires_after(days=0, seconds=0, microseconds=0, milliseconds=0, minutes=0, 
     callable
         ``callback(metadata) -> bool``.
     """
-    limit = datetime.timedelta(days=days, seconds=seconds, microseconds=microseconds,
-                               milliseconds=milliseconds, minutes=minutes, hours=hours,
-                               weeks=weeks).total_seconds()
+    limit = datetime.timedelta(
+        days=days,
+        seconds=seconds,
+        microseconds=microseconds,
+        milliseconds=milliseconds,
+        minutes=minutes,
+        hours=hours,
+        weeks=weeks,
+    ).total_seconds()
 
     def cache_validation_callback(metadata):
         return time.time() - metadata["time"] < limit
 
     return cache_validation_callback
-

@@ -8,6 +8,7 @@ and collects the results in order (``return_as='list'`` or
 parallel guide for batching, memmapping, progress, failures and thread
 limits.
 """
+
 import builtins
 import collections
 import concurrent.futures
@@ -26,17 +27,42 @@ import warnings
 
 from . import _impl, _validate
 from ._progress import Progress
-from .backends import (Batch, ParallelBackendBase, check_backend, check_n_jobs, cpu_count,
-                       default_backend_name, get_backend_factory, in_worker, make_backend, nested_backend,
-                       register_parallel_backend, resolve_n_jobs, running_tasks)
+from .backends import (
+    Batch,
+    ParallelBackendBase,
+    check_backend,
+    check_n_jobs,
+    cpu_count,
+    default_backend_name,
+    get_backend_factory,
+    in_worker,
+    make_backend,
+    nested_backend,
+    register_parallel_backend,
+    resolve_n_jobs,
+    running_tasks,
+)
 
-__all__ = ["Parallel", "delayed", "parallel_config", "parallel_backend", "register_parallel_backend",
-           "cpu_count", "effective_n_jobs", "ParallelBackendBase", "ParallelTimeoutError"]
+__all__ = [
+    "Parallel",
+    "delayed",
+    "parallel_config",
+    "parallel_backend",
+    "register_parallel_backend",
+    "cpu_count",
+    "effective_n_jobs",
+    "ParallelBackendBase",
+    "ParallelTimeoutError",
+]
 
 # joblib.parallel names its backend classes; code written for it (its custom backend guide's
 # get_nested_backend) imports them from there.  Imported when first asked for (loky is slow).
-_BACKEND_CLASSES = {"LokyBackend": "processes", "MultiprocessingBackend": "processes",
-                    "ThreadingBackend": "threads", "SequentialBackend": "sequential"}
+_BACKEND_CLASSES = {
+    "LokyBackend": "processes",
+    "MultiprocessingBackend": "processes",
+    "ThreadingBackend": "threads",
+    "SequentialBackend": "sequential",
+}
 
 
 def __getattr__(name):
@@ -47,14 +73,24 @@ def __getattr__(name):
 
     return getattr(importlib.import_module(f"joblite.backends.{module}"), name)
 
+
 #: ``delayed(function)(*args, **kwargs)`` returns the task ``(function, args, kwargs)``.
 delayed = _impl.tasks.Delayed
 
 RETURN_AS = ("list", "generator", "generator_unordered")
 _UNSET = object()
-_DEFAULTS = {"backend": None, "n_jobs": None, "verbose": 0, "temp_folder": None, "max_nbytes": "1M",
-             "mmap_mode": "r", "prefer": None, "require": None, "inner_max_num_threads": None,
-             "backend_kwargs": {}}
+_DEFAULTS = {
+    "backend": None,
+    "n_jobs": None,
+    "verbose": 0,
+    "temp_folder": None,
+    "max_nbytes": "1M",
+    "mmap_mode": "r",
+    "prefer": None,
+    "require": None,
+    "inner_max_num_threads": None,
+    "backend_kwargs": {},
+}
 _CONFIG = threading.local()
 
 
@@ -106,12 +142,31 @@ class parallel_config:
         If a setting is not valid.
     """
 
-    def __init__(self, backend=_UNSET, *, n_jobs=_UNSET, verbose=_UNSET, temp_folder=_UNSET,
-                 max_nbytes=_UNSET, mmap_mode=_UNSET, prefer=_UNSET, require=_UNSET,
-                 inner_max_num_threads=_UNSET, **backend_params):
-        settings = {"backend": backend, "n_jobs": n_jobs, "verbose": verbose, "temp_folder": temp_folder,
-                    "max_nbytes": max_nbytes, "mmap_mode": mmap_mode, "prefer": prefer,
-                    "require": require, "inner_max_num_threads": inner_max_num_threads}
+    def __init__(
+        self,
+        backend=_UNSET,
+        *,
+        n_jobs=_UNSET,
+        verbose=_UNSET,
+        temp_folder=_UNSET,
+        max_nbytes=_UNSET,
+        mmap_mode=_UNSET,
+        prefer=_UNSET,
+        require=_UNSET,
+        inner_max_num_threads=_UNSET,
+        **backend_params,
+    ):
+        settings = {
+            "backend": backend,
+            "n_jobs": n_jobs,
+            "verbose": verbose,
+            "temp_folder": temp_folder,
+            "max_nbytes": max_nbytes,
+            "mmap_mode": mmap_mode,
+            "prefer": prefer,
+            "require": require,
+            "inner_max_num_threads": inner_max_num_threads,
+        }
         self.settings = {key: value for key, value in settings.items() if value is not _UNSET}
         if backend_params:
             self.settings["backend_kwargs"] = backend_params
@@ -135,10 +190,12 @@ def parallel_backend(backend, n_jobs=-1, inner_max_num_threads=None, **backend_p
     -------
     parallel_config
     """
-    warnings.warn("parallel_backend is deprecated; use parallel_config(backend=..., n_jobs=...)",
-                  DeprecationWarning, stacklevel=2)
-    return parallel_config(backend=backend, n_jobs=n_jobs, inner_max_num_threads=inner_max_num_threads,
-                           **backend_params)
+    warnings.warn(
+        "parallel_backend is deprecated; use parallel_config(backend=..., n_jobs=...)", DeprecationWarning, stacklevel=2
+    )
+    return parallel_config(
+        backend=backend, n_jobs=n_jobs, inner_max_num_threads=inner_max_num_threads, **backend_params
+    )
 
 
 def _check_settings(settings):
@@ -273,12 +330,16 @@ def _pre_dispatch_batches(pre_dispatch, n_jobs):
         return None
     if isinstance(pre_dispatch, int) and not isinstance(pre_dispatch, bool):
         value = pre_dispatch
-    elif isinstance(pre_dispatch, str) and re.fullmatch(
-            r"\s*(\d+|n_jobs)(\s*[*+]\s*(\d+|n_jobs))*\s*", pre_dispatch) and "**" not in pre_dispatch:
+    elif (
+        isinstance(pre_dispatch, str)
+        and re.fullmatch(r"\s*(\d+|n_jobs)(\s*[*+]\s*(\d+|n_jobs))*\s*", pre_dispatch)
+        and "**" not in pre_dispatch
+    ):
         value = _evaluate(pre_dispatch.replace("n_jobs", str(n_jobs)))
     else:
-        raise ValueError(f"pre_dispatch={pre_dispatch!r} must be 'all', an int or an expression "
-                         "of n_jobs such as '2 * n_jobs'")
+        raise ValueError(
+            f"pre_dispatch={pre_dispatch!r} must be 'all', an int or an expression of n_jobs such as '2 * n_jobs'"
+        )
     if value < 1:
         raise ValueError(f"pre_dispatch={pre_dispatch!r} gives {value} batches; it must give at least 1")
     return value
@@ -363,10 +424,24 @@ class Parallel:
         `require`, naming it.
     """
 
-    def __init__(self, n_jobs=None, backend=None, return_as="list", verbose=_UNSET, timeout=None,
-                 pre_dispatch="2 * n_jobs", batch_size="auto", temp_folder=_UNSET, max_nbytes=_UNSET,
-                 mmap_mode=_UNSET, prefer=_UNSET, require=_UNSET, progress=False, callback=None,
-                 **backend_kwargs):
+    def __init__(
+        self,
+        n_jobs=None,
+        backend=None,
+        return_as="list",
+        verbose=_UNSET,
+        timeout=None,
+        pre_dispatch="2 * n_jobs",
+        batch_size="auto",
+        temp_folder=_UNSET,
+        max_nbytes=_UNSET,
+        mmap_mode=_UNSET,
+        prefer=_UNSET,
+        require=_UNSET,
+        progress=False,
+        callback=None,
+        **backend_kwargs,
+    ):
         config = _current_config()
         pick = lambda value, name: config[name] if value is _UNSET else value  # noqa: E731
         self.verbose = pick(verbose, "verbose")
@@ -381,8 +456,7 @@ class Parallel:
             raise ValueError("prefer='processes' contradicts require='sharedmem' (processes share no memory)")
         if return_as not in RETURN_AS:
             raise ValueError(f"return_as={return_as!r} must be one of {RETURN_AS}")
-        if batch_size != "auto" and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                     or batch_size < 1):
+        if batch_size != "auto" and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size={batch_size!r} must be 'auto' or an int >= 1")
         timeout = _check_timeout(timeout)
         if progress not in (False, True, "force"):
@@ -395,7 +469,7 @@ class Parallel:
         self.progress = progress
         self.callback = callback
         if n_jobs is None:
-            n_jobs = config["n_jobs"]   # None: the backend's default
+            n_jobs = config["n_jobs"]  # None: the backend's default
         if n_jobs is not None:
             check_n_jobs(n_jobs)
         self.n_jobs = n_jobs
@@ -405,14 +479,14 @@ class Parallel:
         self._pre_dispatch = _pre_dispatch_batches(pre_dispatch, self._n_workers)
         self._managed = False
         self._running = False
-        self._id = uuid.uuid4().hex   # joblib's; its backends name per-Parallel resources after it
+        self._id = uuid.uuid4().hex  # joblib's; its backends name per-Parallel resources after it
         self._progress = None
         self._dispatching = False
         self.n_tasks = None
         self.n_dispatched_batches = self.n_dispatched_tasks = self.n_completed_tasks = 0
 
     def _choose_backend(self, backend, config, backend_kwargs):
-        explicit = backend is not None   # given to Parallel itself, not by parallel_config
+        explicit = backend is not None  # given to Parallel itself, not by parallel_config
         if backend is None:
             backend = config["backend"]
             kwargs = dict(config["backend_kwargs"])
@@ -432,9 +506,12 @@ class Parallel:
             instance = make_backend("threading", **kwargs)
         if self.n_jobs is None:
             self.n_jobs = instance.default_n_jobs
-        if (instance.sequential_with_one_worker and instance.effective_n_jobs(self.n_jobs) == 1
-                and not isinstance(instance, _sequential_class())):
-            instance = _sequential_class()()   # one worker: the caller does it faster
+        if (
+            instance.sequential_with_one_worker
+            and instance.effective_n_jobs(self.n_jobs) == 1
+            and not isinstance(instance, _sequential_class())
+        ):
+            instance = _sequential_class()()  # one worker: the caller does it faster
         return instance
 
     # -- context manager: workers kept across calls ------------------------------------------
@@ -456,9 +533,15 @@ class Parallel:
         """The keyword arguments joblib's ``Parallel`` gives its backend's ``configure``."""
         from ._memmapping import parse_max_nbytes
 
-        return {"max_nbytes": parse_max_nbytes(self.max_nbytes), "temp_folder": self.temp_folder,
-                "mmap_mode": self.mmap_mode, "prefer": self.prefer, "require": self.require,
-                "verbose": max(0, self.verbose - 50), "context": multiprocessing.get_context()}
+        return {
+            "max_nbytes": parse_max_nbytes(self.max_nbytes),
+            "temp_folder": self.temp_folder,
+            "mmap_mode": self.mmap_mode,
+            "prefer": self.prefer,
+            "require": self.require,
+            "verbose": max(0, self.verbose - 50),
+            "context": multiprocessing.get_context(),
+        }
 
     def _print(self, msg):
         """Write ``[Parallel(...)]: msg`` on stderr (stdout from verbose 50), if verbose; as joblib."""
@@ -507,7 +590,7 @@ class Parallel:
         if self._running:
             raise RuntimeError("this Parallel is already running a call (use one Parallel per thread)")
         chunks = self._results(iterable, ordered=self.return_as != "generator_unordered")
-        next(chunks)   # as joblib: the first batches are dispatched now, not at the first next()
+        next(chunks)  # as joblib: the first batches are dispatched now, not at the first next()
         if self.return_as == "list":
             output = []
             for results in chunks:
@@ -535,17 +618,23 @@ class Parallel:
             self._progress = Progress(total, self.verbose, self.progress, self.callback, n_workers)
             backend.start_call()
             sizer = backend.compute_batch_size if backend.compute_batch_size() is not None else None
-            batcher = _AutoBatcher(1 if self.timeout is not None else self.batch_size, total, n_workers,
-                                   backend.target_batch_seconds, backend.max_batch_size, sizer)
+            batcher = _AutoBatcher(
+                1 if self.timeout is not None else self.batch_size,
+                total,
+                n_workers,
+                backend.target_batch_seconds,
+                backend.max_batch_size,
+                sizer,
+            )
             limit = self._pre_dispatch if self._pre_dispatch is not None else float("inf")
             tasks = iter(iterable)
             if backend.runs_in_caller:
                 yield from self._run_in_caller(tasks, batcher, limit)
                 completed = True
                 return
-            started = {}   # future -> when it became one of the n_workers oldest (timeouts)
-            submitted = {}   # future -> (when it was submitted, batches pending then)
-            waiting = {}   # ordered results not yet yielded: start index -> results
+            started = {}  # future -> when it became one of the n_workers oldest (timeouts)
+            submitted = {}  # future -> (when it was submitted, batches pending then)
+            waiting = {}  # ordered results not yet yielded: start index -> results
             next_index = index = 0
             exhausted = False
             first_round = True
@@ -559,8 +648,7 @@ class Parallel:
                 try:
                     # Until a batch's cost is known, batches hold one task each: more of
                     # them than workers would only wait in a queue.
-                    while not exhausted and len(pending) < (limit if batcher.measured else
-                                                            min(limit, n_workers)):
+                    while not exhausted and len(pending) < (limit if batcher.measured else min(limit, n_workers)):
                         batch = Batch.take(tasks, batcher.size(), index)
                         if batch is None:
                             exhausted = True
@@ -627,10 +715,13 @@ class Parallel:
             backend.end_call(completed)
             # (_worker_died imports: not for the GeneratorExit of a generator closed at
             # interpreter exit, when nothing can be imported any more)
-            if not completed and (isinstance(failure, (KeyboardInterrupt, TimeoutError))
-                                  or isinstance(failure, Exception) and backend.uses_processes
-                                  and isinstance(failure, _worker_died())):
-                backend.abort()   # stuck, interrupted or broken workers: end them now
+            if not completed and (
+                isinstance(failure, (KeyboardInterrupt, TimeoutError))
+                or isinstance(failure, Exception)
+                and backend.uses_processes
+                and isinstance(failure, _worker_died())
+            ):
+                backend.abort()  # stuck, interrupted or broken workers: end them now
             elif not self._managed:
                 backend.stop()
             if self._progress is not None:
@@ -648,7 +739,7 @@ class Parallel:
         the error is raised in its turn, after the results of the batches
         before it.
         """
-        ran = collections.deque()   # (index of the first task, results) not yielded yet
+        ran = collections.deque()  # (index of the first task, results) not yielded yet
         failure = None
         index = 0
         first_round = True
@@ -658,7 +749,7 @@ class Parallel:
                 try:
                     with running_tasks():
                         results = _impl.tasks.run_next(tasks, batcher.size(), index)
-                except BaseException as exc:   # KeyboardInterrupt too: raised in its turn
+                except BaseException as exc:  # KeyboardInterrupt too: raised in its turn
                     failure = exc
                     self.n_dispatched_batches += 1
                     break
@@ -691,18 +782,19 @@ class Parallel:
             return done
         while True:
             now = time.monotonic()
-            for future in itertools.islice(pending, n_workers):   # the oldest: running
+            for future in itertools.islice(pending, n_workers):  # the oldest: running
                 started.setdefault(future, now)
             oldest = min(started[future] for future in itertools.islice(pending, n_workers))
             remaining = oldest + self.timeout - now
             if remaining <= 0:
-                late = next(future for future in itertools.islice(pending, n_workers)
-                            if started[future] == oldest)
+                late = next(future for future in itertools.islice(pending, n_workers) if started[future] == oldest)
                 batch = pending[late]
-                raise ParallelTimeoutError(f"{_describe(batch.task(batch.start), batch.start)} did not "
-                                           f"finish within timeout={self.timeout} s")
-            done, _ = concurrent.futures.wait(pending, timeout=remaining,
-                                              return_when=concurrent.futures.FIRST_COMPLETED)
+                raise ParallelTimeoutError(
+                    f"{_describe(batch.task(batch.start), batch.start)} did not finish within timeout={self.timeout} s"
+                )
+            done, _ = concurrent.futures.wait(
+                pending, timeout=remaining, return_when=concurrent.futures.FIRST_COMPLETED
+            )
             if done:
                 return done
 

@@ -9,6 +9,7 @@ streams name: their dotted names (``joblite.persistence._rebuild_array``...)
 are written in every file, so they stay here under these names.  Files
 written by ``joblib.dump`` are detected and read by :mod:`joblite._joblib_format`.
 """
+
 import errno
 import io
 import math
@@ -28,8 +29,7 @@ __all__ = ["dump", "load", "dumps", "loads", "CorruptFileError", "UnsafeLoadErro
 def _element_count(shape, order, what):
     """The number of elements of `shape`, after checking `shape` and `order` read from a file."""
     if type(shape) is not tuple or not all(type(dim) is int and dim >= 0 for dim in shape):
-        raise pickle.UnpicklingError(f"{what} with shape {reprlib.repr(shape)}, not a tuple of "
-                                     "non-negative ints")
+        raise pickle.UnpicklingError(f"{what} with shape {reprlib.repr(shape)}, not a tuple of non-negative ints")
     if order != "C" and order != "F":
         raise pickle.UnpicklingError(f"{what} with order {reprlib.repr(order)}, neither 'C' nor 'F'")
     return math.prod(shape)
@@ -56,7 +56,8 @@ def _rebuild_array(buffer, descr, shape, order):
     if buffer.nbytes != count * dtype.itemsize:
         raise CorruptFileError(
             f"array block holds {buffer.nbytes} bytes, but dtype {dtype} and shape {shape} "
-            f"need {count * dtype.itemsize}")
+            f"need {count * dtype.itemsize}"
+        )
     if count == 0 or dtype.itemsize == 0:
         return np.empty(shape, dtype=dtype, order=order)
     return buffer.view(dtype).reshape(shape, order=order)
@@ -72,10 +73,14 @@ def _rebuild_subclass(cls, base, state):
     """
     import numpy as np
 
-    if not (isinstance(cls, type) and issubclass(cls, np.ndarray) and not issubclass(cls, np.memmap)
-            and cls.__reduce_ex__ is np.ndarray.__reduce_ex__ and cls.__reduce__ is np.ndarray.__reduce__):
-        raise pickle.UnpicklingError(f"{reprlib.repr(cls)} is not an ndarray subclass that pickles "
-                                     "like ndarray")
+    if not (
+        isinstance(cls, type)
+        and issubclass(cls, np.ndarray)
+        and not issubclass(cls, np.memmap)
+        and cls.__reduce_ex__ is np.ndarray.__reduce_ex__
+        and cls.__reduce__ is np.ndarray.__reduce__
+    ):
+        raise pickle.UnpicklingError(f"{reprlib.repr(cls)} is not an ndarray subclass that pickles like ndarray")
     if type(base) is not np.ndarray and type(base) is not np.memmap:
         raise pickle.UnpicklingError(f"the base of an ndarray subclass is a {type(base).__name__}")
     if state is not None and not (type(state) is dict and all(type(key) is str for key in state)):
@@ -106,13 +111,12 @@ _ATOMS = frozenset({str, int, float, bool, type(None), bytes, complex})
 
 # numpy.typecodes['All'] without 'O': the dtypes whose scalars hold no Python object.
 _PLAIN_CHARS = frozenset("?bhilqnpBHILQNPefdgFDGSUVMm")
-_PLAIN_DTYPES = {}   # descr -> dtype, for the few descrs a process meets
+_PLAIN_DTYPES = {}  # descr -> dtype, for the few descrs a process meets
 
 
 def _is_plain(dtype):
     """A dtype fully described by its ``str``: no fields, sub-array, metadata or objects."""
-    return (dtype.char in _PLAIN_CHARS and dtype.fields is None and dtype.subdtype is None
-            and dtype.metadata is None)
+    return dtype.char in _PLAIN_CHARS and dtype.fields is None and dtype.subdtype is None and dtype.metadata is None
 
 
 def _rebuild_descr(descr):
@@ -174,8 +178,10 @@ class _Pickler(pickle.Pickler):
             if type(obj) is np.ndarray and obj.dtype.char == "O" and obj.dtype.metadata is None:
                 order = "F" if obj.flags.f_contiguous and not obj.flags.c_contiguous else "C"
                 items = obj.ravel(order=order).tolist()
-                if all(kind in _ATOMS or issubclass(kind, np.generic) and not issubclass(kind, np.void)
-                       for kind in set(map(type, items))):
+                if all(
+                    kind in _ATOMS or issubclass(kind, np.generic) and not issubclass(kind, np.void)
+                    for kind in set(map(type, items))
+                ):
                     return _rebuild_object_array, (items, obj.shape, order)
             return NotImplemented
         cls = type(obj)
@@ -187,8 +193,9 @@ class _Pickler(pickle.Pickler):
         if obj.flags.c_contiguous or obj.flags.f_contiguous:
             order = "C" if obj.flags.c_contiguous else "F"
             # As raw bytes: numpy exports no buffer for some dtypes (datetime64).
-            exporter = (obj.reshape(-1, order=order).view(np.uint8) if obj.size and obj.itemsize
-                        else np.empty(0, np.uint8))
+            exporter = (
+                obj.reshape(-1, order=order).view(np.uint8) if obj.size and obj.itemsize else np.empty(0, np.uint8)
+            )
             block = exporter
         else:
             exporter = bytearray()  # a placeholder: the array is streamed when written
@@ -218,8 +225,6 @@ def _write(fileobj, value, codec, level, preallocate=False):
 
 # joblib picks a compressor from the file name when compress= names none.
 _EXTENSIONS = {".z": "zlib", ".gz": "gzip", ".bz2": "bz2", ".lzma": "lzma", ".xz": "xz", ".lz4": "lz4"}
-
-
 
 
 def dump(value, filename, compress=0, protocol=None):
@@ -280,7 +285,8 @@ def dump(value, filename, compress=0, protocol=None):
         raise ValueError(
             f"Second argument should be a filename or a file-like object, {reprlib.repr(filename)} "
             f"(type {type(filename)}) was given: a str, a pathlib.Path or a binary file object "
-            "(arguments are (value, filename))")
+            "(arguments are (value, filename))"
+        )
     if is_path and compress == 0 and not isinstance(compress, bool):
         compress = _EXTENSIONS.get(os.path.splitext(os.fspath(filename))[1].lower(), 0)
     codec, level = compressors.parse_compress(compress)
@@ -288,7 +294,7 @@ def dump(value, filename, compress=0, protocol=None):
         _write(filename, value, codec, level)
         return None
     path = os.fspath(filename)
-    _files.sweep_temporaries(os.path.dirname(path) or os.curdir)   # first: a killed dump's space comes back
+    _files.sweep_temporaries(os.path.dirname(path) or os.curdir)  # first: a killed dump's space comes back
     with _files.atomic_path(path) as temporary:
         write_file(value, temporary, codec, level)
     return [path]
@@ -320,8 +326,12 @@ def _load_container(fileobj, where, mapfile, mmap_mode, admitted, data=None, kee
     if keep is not None and not container.blocks:
         keep.append(bytes(stream))
     if mmap_mode is not None and any(block.codec for block in container.blocks):
-        warnings.warn(f"{where}: compressed arrays cannot be memory-mapped; mmap_mode={mmap_mode!r} "
-                      "has no effect on them and they are loaded in memory", UserWarning, stacklevel=4)
+        warnings.warn(
+            f"{where}: compressed arrays cannot be memory-mapped; mmap_mode={mmap_mode!r} "
+            "has no effect on them and they are loaded in memory",
+            UserWarning,
+            stacklevel=4,
+        )
     if mmap_mode == "r+" and mapfile is not None and any(block.codec == 0 for block in container.blocks):
         container.mark_mapped_writable(mapfile)
     buffers = (container.block(index, mapfile, mmap_mode) for index in range(len(container.blocks)))
@@ -330,7 +340,7 @@ def _load_container(fileobj, where, mapfile, mmap_mode, admitted, data=None, kee
 
 #: Enough leading bytes to tell a container (its magic) from every kind of joblib file.
 _HEAD = 8
-_READ_ALL_PIECE = 1 << 16   # GzipFile decompresses 64 KiB reads three times faster than 4 MiB ones
+_READ_ALL_PIECE = 1 << 16  # GzipFile decompresses 64 KiB reads three times faster than 4 MiB ones
 
 
 def _random_access(fileobj):
@@ -370,7 +380,7 @@ class _Prefixed(io.RawIOBase):
                 self._head = self._head[count:]
                 return count
             data = self._rest.read(len(out))
-            out[:len(data)] = data
+            out[: len(data)] = data
             return len(data)
 
 
@@ -391,7 +401,7 @@ def _read_head(fileobj):
 
 
 def _is_container(head):
-    return head[:len(_container.MAGIC)] == _container.MAGIC
+    return head[: len(_container.MAGIC)] == _container.MAGIC
 
 
 def _joblib_kind(head):
@@ -444,16 +454,22 @@ def _read_rest(fileobj):
 def _ignored_mmap_mode(fileobj, mmap_mode, where, compressed):
     """Warn that `mmap_mode` does nothing for the file object `fileobj`, in joblib's words where it warns."""
     if compressed:
-        message = (f'mmap_mode "{mmap_mode}" is not compatible with compressed file {where}. '
-                   f'"{mmap_mode}" flag will be ignored.')
+        message = (
+            f'mmap_mode "{mmap_mode}" is not compatible with compressed file {where}. '
+            f'"{mmap_mode}" flag will be ignored.'
+        )
     elif isinstance(fileobj, io.BytesIO):
-        message = (f'In memory persistence is not compatible with mmap_mode "{mmap_mode}" flag passed. '
-                   "mmap_mode option will be ignored.")
+        message = (
+            f'In memory persistence is not compatible with mmap_mode "{mmap_mode}" flag passed. '
+            "mmap_mode option will be ignored."
+        )
     elif not _random_access(fileobj):
         message = f'"{fileobj!r}" is not a raw file, mmap_mode "{mmap_mode}" flag will be ignored.'
     else:  # joblib ignores it silently here
-        message = (f'mmap_mode "{mmap_mode}" has no effect when loading from a file object ({where}): '
-                   "pass the path of the file to memory-map its arrays. mmap_mode option will be ignored.")
+        message = (
+            f'mmap_mode "{mmap_mode}" has no effect when loading from a file object ({where}): '
+            "pass the path of the file to memory-map its arrays. mmap_mode option will be ignored."
+        )
     warnings.warn(message, UserWarning, stacklevel=4)
 
 
@@ -479,15 +495,14 @@ def _load_fileobj(fileobj, where, mmap_mode, admitted, own_file=False):
         mmap_mode = None
     if _is_container(head):
         if _random_access(fileobj) and fileobj.tell() == 0:
-            return _load_container(fileobj, where, fileobj if own_file and mmap_mode else None, mmap_mode,
-                                   admitted)
+            return _load_container(fileobj, where, fileobj if own_file and mmap_mode else None, mmap_mode, admitted)
         data = _read_rest(fileobj)  # offsets in a container are from its start
         return _load_container(None, where, None, None, admitted, data)
     from . import _joblib_format
 
     if compressed:
         source = _joblib_format.open_source(fileobj, kind, where)
-        if source.file.peek(_HEAD)[:len(_container.MAGIC)] == _container.MAGIC:
+        if source.file.peek(_HEAD)[: len(_container.MAGIC)] == _container.MAGIC:
             # A container in a file compressed as a whole (dumped into a GzipFile...).
             if mmap_mode is not None:
                 _ignored_mmap_mode(fileobj, mmap_mode, where, compressed)
@@ -577,9 +592,11 @@ def load(filename, mmap_mode=None, *, allowed=None):
     if isinstance(filename, (str, bytes, os.PathLike)):
         return load_path(os.fsdecode(filename), mmap_mode, admitted)
     if not hasattr(filename, "read"):
-        raise _FilenameTypeError(f"expected str, bytes or os.PathLike object, not {type(filename).__name__}: "
-                                 f"filename must be a path or a binary file object, got "
-                                 f"{reprlib.repr(filename)}")
+        raise _FilenameTypeError(
+            f"expected str, bytes or os.PathLike object, not {type(filename).__name__}: "
+            f"filename must be a path or a binary file object, got "
+            f"{reprlib.repr(filename)}"
+        )
     name = getattr(filename, "name", None)
     where = os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else repr(filename)
     return _load_fileobj(filename, where, mmap_mode, admitted)
@@ -598,7 +615,7 @@ def load_path(path, mmap_mode, admitted, keep=None):
     fd, writable = _open_to_load(path, mmap_mode)
     try:
         data = os.read(fd, _container.SMALL_FILE)
-        if len(data) < _container.SMALL_FILE and data[:len(_container.MAGIC)] == _container.MAGIC:
+        if len(data) < _container.SMALL_FILE and data[: len(_container.MAGIC)] == _container.MAGIC:
             # The whole file in one read (a short read of a regular file is its
             # end): small containers are what a Memory cache hit loads most often.
             if mmap_mode is None:

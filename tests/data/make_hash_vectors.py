@@ -28,6 +28,7 @@ hash depends on the platform (no long doubles, no ``os.path`` functions, no
 classes defined in this file: their module name would differ between the script
 and the test).
 """
+
 import argparse
 import importlib
 import json
@@ -123,8 +124,11 @@ VECTORS = [
     ("np.array(['2024-01-01', 'NaT'], dtype='M8[D]')", X),
     ("np.array([1, -1], dtype='m8[s]')", X),
     ("np.array([(1, 2.5), (-3, 0.0)], dtype=[('x', '>i2'), ('y', '<f8')])", X),
-    ("np.array([(1, 2.5), (-3, 0.0)], dtype={'names': ['x', 'y'], 'formats': ['<i2', '>f8'],"
-     " 'offsets': [0, 8], 'itemsize': 24})", X),
+    (
+        "np.array([(1, 2.5), (-3, 0.0)], dtype={'names': ['x', 'y'], 'formats': ['<i2', '>f8'],"
+        " 'offsets': [0, 8], 'itemsize': 24})",
+        X,
+    ),
     ("np.array([1, 'a', None, [2.5]], dtype=object)", X),
     ("np.zeros((0, 3))", X),
     ("np.dtype('>f8')", X),
@@ -143,8 +147,11 @@ PANDAS_VECTORS = [
     ("pd.Index([1.5, 2.5], name='x')", X, None),
     ("pd.Index([3, 1, 2])", X, None),
     ("pd.Series([1.0, 2.0, 3.0], index=[10, 30, 20], name=0)", X, None),
-    ("pd.DataFrame([[1, 0.5], [2, 1.5], [3, 0.0]], index=[5, 3, 4], columns=pd.Index(['x', 'y'], dtype=object))",
-     X, None),
+    (
+        "pd.DataFrame([[1, 0.5], [2, 1.5], [3, 0.0]], index=[5, 3, 4], columns=pd.Index(['x', 'y'], dtype=object))",
+        X,
+        None,
+    ),
     ("pd.DatetimeIndex(['2024-01-01', '2024-01-03', '2024-01-02'])", X, None),
     ("pd.Series(np.array(['a', None, 'b'], dtype=object), index=[7, 3, 4], dtype=object)", X, None),
     ("pd.Series(pd.to_timedelta([1, 2, 3], unit='s'), index=[2, 9, 1], name='t')", X, None),
@@ -174,8 +181,12 @@ PANDAS_VECTORS = [
     ("pd.CategoricalIndex([1, 2, 1])", X, None),
     ("pd.MultiIndex.from_arrays([[1, 2, 2], [0.5, 1.5, np.nan]], names=['k', None])", X, None),
     ("pd.MultiIndex(levels=[[2, 1, 3], [0.5, 1.5]], codes=[[1, 0, 0], [0, 1, -1]], names=['k', None])", X, None),
-    ("pd.DataFrame({1: pd.Categorical([0.5, 1.5]), 2: pd.array([1, None], dtype='Int64'),"
-     " 3: pd.period_range('2024', periods=2, freq='D')})", X, None),
+    (
+        "pd.DataFrame({1: pd.Categorical([0.5, 1.5]), 2: pd.array([1, None], dtype='Int64'),"
+        " 3: pd.period_range('2024', periods=2, freq='D')})",
+        X,
+        None,
+    ),
     ("pd.Series(['a', None, 'bc'], dtype='string[pyarrow]')", X, "pyarrow"),
     ("pd.Series([b'a', b'', None], dtype=pd.ArrowDtype(pa.binary()))", X, "pyarrow"),
     ("pd.Series([1, None, -3], dtype='int64[pyarrow]')", X, "pyarrow"),
@@ -199,11 +210,21 @@ def namespace():
     import numpy as np
 
     return {
-        "np": np, "datetime": datetime, "decimal": decimal, "fractions": fractions,
-        "functools": functools, "http": http, "math": math, "pathlib": pathlib, "types": types,
-        "uuid": uuid, "collections": collections, "OrderedDict": collections.OrderedDict,
+        "np": np,
+        "datetime": datetime,
+        "decimal": decimal,
+        "fractions": fractions,
+        "functools": functools,
+        "http": http,
+        "math": math,
+        "pathlib": pathlib,
+        "types": types,
+        "uuid": uuid,
+        "collections": collections,
+        "OrderedDict": collections.OrderedDict,
         "defaultdict": collections.defaultdict,
-        "pd": _optional("pandas"), "pa": _optional("pyarrow"),
+        "pd": _optional("pandas"),
+        "pa": _optional("pyarrow"),
     }
 
 
@@ -248,8 +269,9 @@ def compute_pandas():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--force", action="store_true",
-                        help="rewrite digests already recorded for the current format version")
+    parser.add_argument(
+        "--force", action="store_true", help="rewrite digests already recorded for the current format version"
+    )
     parser.add_argument("--check", action="store_true", help="compare only, write nothing")
     args = parser.parse_args(argv)
 
@@ -280,7 +302,7 @@ def main(argv=None):
         "format_version": FORMAT_VERSION,
         "generated_by": "tests/data/make_hash_vectors.py",
         "note": "Golden vectors of joblite.hash: expr is evaluated in make_hash_vectors.namespace(). "
-                "Regenerate only when the format changes on purpose.",
+        "Regenerate only when the format changes on purpose.",
         "vectors": vectors,
         "pandas_major": PANDAS_MAJOR,
         "pandas_vectors": pandas_vectors,

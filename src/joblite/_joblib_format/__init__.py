@@ -35,14 +35,15 @@ maps joblib's wrapper names to an inert placeholder (joblib is never imported
 for them).  Reads are bounded by the data really present (:mod:`.streams`), so
 a corrupt length cannot allocate terabytes.
 """
+
 import os
 import warnings
 
 from .. import _validate
+from .._safe_unpickle import UnsafeLoadError
 from .errors import JoblibFormatError, JoblibLegacyFormatError
 from .streams import COMPAT, COMPRESSIONS, DETECT_BYTES, PROTOCOL_0_1_STARTS, Source, detect, open_source
 from .unpickler import JoblibUnpickler
-from .._safe_unpickle import UnsafeLoadError
 
 __all__ = [
     "DETECT_BYTES",
@@ -80,8 +81,7 @@ def _peek_head(fileobj, where):
     raise ValueError(f"{where}: a joblib file must be read from a seekable or peekable file object")
 
 
-def load_joblib(fileobj, filename=None, mmap_mode=None, admitted=None, *,
-                ensure_native_byte_order="auto", where=None):
+def load_joblib(fileobj, filename=None, mmap_mode=None, admitted=None, *, ensure_native_byte_order="auto", where=None):
     """Read an object written by ``joblib.dump`` (joblib >= 0.10) from a binary file object.
 
     Parameters
@@ -220,12 +220,15 @@ def load_joblib(fileobj, filename=None, mmap_mode=None, admitted=None, *,
         if isinstance(exc, EOFError):
             problem = f"the pickle stream ends before its STOP opcode{at}: the file is truncated"
         elif isinstance(exc, UnicodeDecodeError):
-            problem = (f"cannot decode a string{at} (a corrupt file, or a pickle written by "
-                       "Python 2, which is not supported)")
+            problem = (
+                f"cannot decode a string{at} (a corrupt file, or a pickle written by Python 2, which is not supported)"
+            )
         else:
             detail = str(exc)
             if len(detail) > 300:
                 detail = detail[:300] + "..."
-            problem = (f"cannot be unpickled{at} (truncated or corrupt file, or an object in it "
-                       f"failed to rebuild): {type(exc).__name__}: {detail}")
+            problem = (
+                f"cannot be unpickled{at} (truncated or corrupt file, or an object in it "
+                f"failed to rebuild): {type(exc).__name__}: {detail}"
+            )
         raise JoblibFormatError(where, problem) from exc

@@ -1,4 +1,5 @@
 """The two errors of the joblib reader: a damaged file, and a file of joblib < 0.10."""
+
 from .._safe_unpickle import CorruptFileError
 
 __all__ = ["JoblibFormatError", "JoblibLegacyFormatError"]

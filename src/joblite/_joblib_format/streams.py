@@ -5,6 +5,7 @@ format) or not at all; :func:`detect` tells which from the first bytes, and
 :func:`open_source` gives the :class:`Source` the unpickler reads, whose
 reads never allocate more than the data that is really there.
 """
+
 import io
 import os
 import pickle
@@ -13,8 +14,17 @@ import stat
 from .. import compressors
 from .errors import JoblibFormatError
 
-__all__ = ["DETECT_BYTES", "COMPRESSIONS", "COMPAT", "PROTOCOL_0_1_STARTS", "detect", "is_raw_file",
-           "open_source", "DecompressingReader", "Source"]
+__all__ = [
+    "DETECT_BYTES",
+    "COMPRESSIONS",
+    "COMPAT",
+    "PROTOCOL_0_1_STARTS",
+    "detect",
+    "is_raw_file",
+    "open_source",
+    "DecompressingReader",
+    "Source",
+]
 
 #: How many leading bytes :func:`detect` looks at (fewer are fine for most kinds).
 DETECT_BYTES = 6
@@ -33,16 +43,16 @@ COMPRESSIONS = (_ZLIB, _GZIP, _BZ2, _LZMA, _XZ, _LZ4)
 
 # Prefixes of the whole-file compressions joblib writes (its ``compressor.py``).
 _PREFIXES = (
-    (_GZIP, b"\x1f\x8b\x08"),            # gzip member, deflate method
-    (_BZ2, b"BZh"),                      # then the block size digit '1'..'9'
-    (_LZMA, b"\x5d\x00"),                # lzma "alone": lc=3 lp=0 pb=2, dict size low byte 0
+    (_GZIP, b"\x1f\x8b\x08"),  # gzip member, deflate method
+    (_BZ2, b"BZh"),  # then the block size digit '1'..'9'
+    (_LZMA, b"\x5d\x00"),  # lzma "alone": lc=3 lp=0 pb=2, dict size low byte 0
     (_XZ, b"\xfd7zXZ\x00"),
-    (_LZ4, b"\x04\x22\x4d\x18"),         # lz4 frame magic
+    (_LZ4, b"\x04\x22\x4d\x18"),  # lz4 frame magic
 )
 
-_CHUNK = 1 << 23          # array bytes are read (or decompressed) at most this many at a time
-_IN_CHUNK = 1 << 18       # compressed input read at a time
-_BUFFER = 1 << 18         # read-ahead buffer over a decompressed stream
+_CHUNK = 1 << 23  # array bytes are read (or decompressed) at most this many at a time
+_IN_CHUNK = 1 << 18  # compressed input read at a time
+_BUFFER = 1 << 18  # read-ahead buffer over a decompressed stream
 #: Opcodes that can start a pickle of protocol 0 or 1 (they push something without a memo).
 PROTOCOL_0_1_STARTS = frozenset(b"(}])cNIJKMLFGSTUVX")
 
@@ -141,8 +151,7 @@ def _decompressor(codec):
             import lz4.frame
         except ImportError as exc:
             raise ValueError(
-                "this joblib file is compressed with lz4, and the 'lz4' package is not "
-                "installed: pip install lz4"
+                "this joblib file is compressed with lz4, and the 'lz4' package is not installed: pip install lz4"
             ) from exc
         return lz4.frame.LZ4FrameDecompressor()
     raise ValueError(f"unknown joblib compression {codec!r}")  # pragma: no cover
@@ -157,9 +166,9 @@ class DecompressingReader(io.RawIOBase):
         self.codec = codec
         self._where = where
         self._dec = _decompressor(codec)
-        self._pos = 0          # decompressed bytes handed out
-        self._consumed = 0     # compressed bytes read
-        self._hungry = False   # the last call gave nothing without input: read input first
+        self._pos = 0  # decompressed bytes handed out
+        self._consumed = 0  # compressed bytes read
+        self._hungry = False  # the last call gave nothing without input: read input first
         # joblib's whole-file compressions are the formats of these codecs: at most
         # max_ratio decompressed bytes per compressed byte (None: no such bound).
         ratio = compressors.get_compressor(codec).max_ratio
@@ -223,7 +232,7 @@ class Source:
         self.file = fileobj
         self.readline = fileobj.readline
         self.tell = fileobj.tell
-        self.size = size              # total size of an uncompressed file, if known
+        self.size = size  # total size of an uncompressed file, if known
         self.where = where
         self.compressed = compressed  # the DecompressingReader under `fileobj`, if any
 
@@ -247,15 +256,14 @@ class Source:
         if self.compressed is None:
             return self.remaining()
         most = self.compressed.most_left()
-        return None if most is None else most + _BUFFER   # and what the read-ahead buffer holds
+        return None if most is None else most + _BUFFER  # and what the read-ahead buffer holds
 
     def skip_exact(self, n, what):
         """Read and drop `n` bytes, at most ``_CHUNK`` at a time."""
         while n > 0:
             piece = self.file.read(min(n, _CHUNK))
             if not piece:
-                raise JoblibFormatError(
-                    self.where, f"the file ends in the middle of {what} (truncated or corrupt)")
+                raise JoblibFormatError(self.where, f"the file ends in the middle of {what} (truncated or corrupt)")
             n -= len(piece)
 
     def read(self, n):
@@ -276,8 +284,7 @@ class Source:
     def read_exact(self, n, what):
         data = self.read(n)
         if len(data) != n:
-            raise JoblibFormatError(
-                self.where, f"the file ends in the middle of {what} (truncated)")
+            raise JoblibFormatError(self.where, f"the file ends in the middle of {what} (truncated)")
         return data
 
     def readinto_exact(self, view, what):
@@ -286,7 +293,7 @@ class Source:
         total = len(view)
         done = 0
         while done < total:
-            piece = view[done:done + _CHUNK]
+            piece = view[done : done + _CHUNK]
             if readinto is not None:
                 got = readinto(piece)
             else:
@@ -296,8 +303,7 @@ class Source:
             if not got:
                 raise JoblibFormatError(
                     self.where,
-                    f"the file ends in the middle of {what}: {done} of {total} bytes present "
-                    "(truncated)",
+                    f"the file ends in the middle of {what}: {done} of {total} bytes present (truncated)",
                 )
             done += got
 

@@ -7,6 +7,7 @@ wrapper's BUILD opcode outside the pickle grammar (see the docstring of
 the inert :class:`_ArrayWrapper` (joblib is never imported), checks its
 state, and reads, or memory-maps, the bytes that follow.
 """
+
 import math
 import pickle
 import reprlib
@@ -17,7 +18,7 @@ from .errors import JoblibFormatError, JoblibLegacyFormatError
 
 __all__ = ["JoblibUnpickler"]
 
-_DEFAULT_ALIGNMENT = 16   # joblib's NUMPY_ARRAY_ALIGNMENT_BYTES
+_DEFAULT_ALIGNMENT = 16  # joblib's NUMPY_ARRAY_ALIGNMENT_BYTES
 
 # Module paths under which joblib (or the copy vendored by scikit-learn < 0.23)
 # pickled its array wrappers.
@@ -113,25 +114,22 @@ class JoblibUnpickler(SafeUnpickler):
         except KeyError as exc:
             self._fail(f"array wrapper near byte {self.source.tell()} lacks the field {exc}")
         if not (isinstance(subclass, type) and issubclass(subclass, np.ndarray)):
-            self._fail(f"array wrapper: subclass {reprlib.repr(subclass)} is not a numpy.ndarray "
-                       "subclass")
+            self._fail(f"array wrapper: subclass {reprlib.repr(subclass)} is not a numpy.ndarray subclass")
         if not isinstance(dtype, np.dtype):
             self._fail(f"array wrapper: dtype is a {type(dtype).__name__}, not a numpy.dtype")
         if type(shape) is not tuple or not all(
-                type(n) is int and n >= 0
-                or isinstance(n, np.integer) and not isinstance(n, bool) and n >= 0
-                for n in shape):
-            self._fail(f"array wrapper: shape {reprlib.repr(shape)} is not a tuple of "
-                       "non-negative integers")
+            type(n) is int and n >= 0 or isinstance(n, np.integer) and not isinstance(n, bool) and n >= 0 for n in shape
+        ):
+            self._fail(f"array wrapper: shape {reprlib.repr(shape)} is not a tuple of non-negative integers")
         if order != "C" and order != "F":
             self._fail(f"array wrapper: order {reprlib.repr(order)} is neither 'C' nor 'F'")
         shape = tuple(map(int, shape))
         allow_mmap = bool(state.get("allow_mmap", False))
         alignment = state.get("numpy_array_alignment_bytes")  # absent before joblib 1.2
-        if alignment is not None and (not isinstance(alignment, int) or isinstance(alignment, bool)
-                                      or not 1 <= alignment <= 255):
-            self._fail(f"array wrapper: alignment {reprlib.repr(alignment)} is not an integer "
-                       "in 1..255")
+        if alignment is not None and (
+            not isinstance(alignment, int) or isinstance(alignment, bool) or not 1 <= alignment <= 255
+        ):
+            self._fail(f"array wrapper: alignment {reprlib.repr(alignment)} is not an integer in 1..255")
         return subclass, shape, order, dtype, allow_mmap, alignment
 
     def _at_frame_end(self):
@@ -150,8 +148,7 @@ class JoblibUnpickler(SafeUnpickler):
         pad = self.source.read_exact(1, "the padding before an array")[0]
         if pad > alignment:
             self._fail(
-                f"array padding of {pad} bytes near byte {self.source.tell()} exceeds the "
-                f"alignment of {alignment}"
+                f"array padding of {pad} bytes near byte {self.source.tell()} exceeds the alignment of {alignment}"
             )
         if pad and self.source.read_exact(pad, "the padding before an array") != b"\xff" * pad:
             self._fail(f"array padding before byte {self.source.tell()} is not 0xff bytes")
@@ -169,8 +166,7 @@ class JoblibUnpickler(SafeUnpickler):
             memmapped = True
         else:
             array = self._read_into(shape, order, dtype, alignment)
-        if (self.ensure_native and not memmapped and not dtype.hasobject
-                and _byte_order_mismatch(dtype)):
+        if self.ensure_native and not memmapped and not dtype.hasobject and _byte_order_mismatch(dtype):
             # joblib's _ensure_native_byte_order, in place: the array is ours alone.
             array = array.byteswap(inplace=True).view(dtype.newbyteorder("="))
         if subclass is not np.ndarray and subclass is not np.memmap and type(array) is not subclass:
@@ -205,10 +201,13 @@ class JoblibUnpickler(SafeUnpickler):
             if source.compressed is None:
                 left = f"only {most} remain (truncated or corrupt file)"
             else:
-                left = (f"the rest of the {source.compressed.codec} stream can decompress to at most "
-                        f"{most} (corrupt file)")
-            self._fail(f"an array of shape {shape} and dtype {dtype} needs {nbytes} bytes at "
-                       f"{'decompressed ' if source.compressed else ''}byte {source.tell()}, but {left}")
+                left = (
+                    f"the rest of the {source.compressed.codec} stream can decompress to at most {most} (corrupt file)"
+                )
+            self._fail(
+                f"an array of shape {shape} and dtype {dtype} needs {nbytes} bytes at "
+                f"{'decompressed ' if source.compressed else ''}byte {source.tell()}, but {left}"
+            )
         try:
             flat = np.empty(count, dtype=dtype)
         except MemoryError:
@@ -239,8 +238,7 @@ class JoblibUnpickler(SafeUnpickler):
             )
         # Mapped from the open file the stream is read from, never from its path:
         # a file replaced meanwhile (temporary + rename) cannot mix two versions.
-        array = np.memmap(self.mapfile, dtype=dtype, mode=self.mmap_mode, offset=offset,
-                          shape=shape, order=order)
+        array = np.memmap(self.mapfile, dtype=dtype, mode=self.mmap_mode, offset=offset, shape=shape, order=order)
         source.seek(offset + nbytes)
         if alignment is None and start % _DEFAULT_ALIGNMENT:
             warnings.warn(

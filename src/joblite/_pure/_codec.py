@@ -14,6 +14,7 @@ The frame of a compressed block, all integers little-endian::
 
 numpy is imported on first use, so that importing the kernels stays cheap.
 """
+
 import operator
 import struct
 
@@ -173,8 +174,7 @@ def unpack_chunks(data, raw_length, chunk_size):
     expected = -(-raw // step)
     if count != expected:
         raise ValueError(
-            f"frame declares {count} chunks; {expected} expected for raw_length {raw} "
-            f"in chunks of {step} bytes"
+            f"frame declares {count} chunks; {expected} expected for raw_length {raw} in chunks of {step} bytes"
         )
     header = 4 + 4 * count
     if total < header:
@@ -252,10 +252,10 @@ def lz4_unshuffle(data, chunks, first, stop, chunk_size, itemsize, out):
             return i
         expected = min(step, target.size - start)
         try:
-            raw = block.decompress(frame[offset:offset + length], uncompressed_size=expected)
+            raw = block.decompress(frame[offset : offset + length], uncompressed_size=expected)
         except Exception:  # whatever lz4 raises on bad input: the caller reports it
             return i
         if len(raw) != expected:
             return i
-        unshuffle(raw, size, target[start:start + expected])
+        unshuffle(raw, size, target[start : start + expected])
     return -1

@@ -15,6 +15,7 @@ was entered), the walk goes on over the copy, and when the container is left
 it must still hold the same objects in the same order, or a ``RuntimeError``
 names its path.  Its size is checked at every step.
 """
+
 import struct
 
 FORMAT_VERSION = 1
@@ -76,16 +77,18 @@ def check_masked(values, mask):
         if not isinstance(array, np.ndarray):
             raise TypeError(f"zero_masked: {name} must be a numpy array, not {type(array).__qualname__}")
         if not array.flags.c_contiguous:
-            raise ValueError(f"zero_masked: {name} must be C-contiguous, got strides {array.strides} "
-                             f"for shape {array.shape}")
+            raise ValueError(
+                f"zero_masked: {name} must be C-contiguous, got strides {array.strides} for shape {array.shape}"
+            )
     if mask.dtype != np.bool_:
         raise ValueError(f"zero_masked: mask must be boolean, got dtype {mask.dtype}")
     if values.shape != mask.shape:
         raise ValueError(f"zero_masked: values of shape {values.shape} and mask of shape {mask.shape} differ")
     size = values.dtype.itemsize
     if values.dtype.hasobject or size not in _MASKED_ITEM_SIZES:
-        raise ValueError(f"zero_masked: items of dtype {values.dtype} ({size} bytes) are not "
-                         f"raw values of 1, 2, 4, 8 or 16 bytes")
+        raise ValueError(
+            f"zero_masked: items of dtype {values.dtype} ({size} bytes) are not raw values of 1, 2, 4, 8 or 16 bytes"
+        )
     return size
 
 
@@ -168,21 +171,20 @@ class HashLimitError(RecursionError):
 
 
 class _Frame:
-    __slots__ = ("kind", "items", "values", "pos", "n", "labels", "obj", "collected", "tag", "live",
-                 "snapshot")
+    __slots__ = ("kind", "items", "values", "pos", "n", "labels", "obj", "collected", "tag", "live", "snapshot")
 
     def __init__(self, kind, items, obj, labels=None, tag=None, live=None):
         self.kind = kind
         self.items = items
-        self.values = None        # of a sorted dict: the values, in the order of its keys
+        self.values = None  # of a sorted dict: the values, in the order of its keys
         self.pos = 0
         self.n = len(items)
         self.labels = labels
         self.obj = obj
         self.collected = None
         self.tag = tag
-        self.live = live          # obj when it is a list, dict or set to check, else None
-        self.snapshot = None      # live's items (a dict's items) when entered, once guarded
+        self.live = live  # obj when it is a list, dict or set to check, else None
+        self.snapshot = None  # live's items (a dict's items) when entered, once guarded
 
 
 class _Context:
@@ -259,8 +261,10 @@ class StreamHasher:
             `max_reductions` calls of the policy.
         """
         if self._frames is not None:
-            raise RuntimeError("update() was called while this hasher is already hashing an object "
-                               "(by code that hashing runs, or by another thread)")
+            raise RuntimeError(
+                "update() was called while this hasher is already hashing an object "
+                "(by code that hashing runs, or by another thread)"
+            )
         main = self._main
         self._mark = len(main.buf)
         self._backup = None
@@ -271,7 +275,7 @@ class StreamHasher:
             if self._backup is not None:
                 main.digest, main.buf = self._backup
             else:
-                del main.buf[self._mark:]
+                del main.buf[self._mark :]
             raise
         finally:
             self._contexts = None
@@ -401,8 +405,10 @@ class StreamHasher:
         """Raise if a guarded container no longer holds what it held when entered."""
         live = frame.live
         if type(live) is dict:
-            same = all(key is old_key and value is old_value
-                       for (key, value), (old_key, old_value) in zip(live.items(), frame.snapshot))
+            same = all(
+                key is old_key and value is old_value
+                for (key, value), (old_key, old_value) in zip(live.items(), frame.snapshot)
+            )
         else:
             same = all(item is old for item, old in zip(live, frame.snapshot))
         if not same:
@@ -442,7 +448,8 @@ class StreamHasher:
     def _push(self, kind, items, obj, labels=None, tag=None, live=None):
         if len(self._open) >= self._max_depth:
             raise self._limit_error(
-                obj, "max_depth", self._max_depth, "nested deeper than max_depth={} containers and objects")
+                obj, "max_depth", self._max_depth, "nested deeper than max_depth={} containers and objects"
+            )
         self._open[id(obj)] = len(self._open)
         frame = _Frame(kind, items, obj, labels, tag, live)
         self._frames.append(frame)
@@ -485,15 +492,16 @@ class StreamHasher:
         self._n_reduced += 1
         if self._n_reduced > self._max_reductions:
             raise self._limit_error(
-                obj, "max_reductions", self._max_reductions,
-                "more than max_reductions={} objects to reduce (an object graph that unfolds without end?)")
+                obj,
+                "max_reductions",
+                self._max_reductions,
+                "more than max_reductions={} objects to reduce (an object graph that unfolds without end?)",
+            )
         self._guard()
         try:
             reduced = self._reduce_object(obj)
         except Exception as exc:
-            raise TypeError(
-                f"cannot hash object of type {type(obj).__qualname__!r} at {self._path()}: {exc}"
-            ) from exc
+            raise TypeError(f"cannot hash object of type {type(obj).__qualname__!r} at {self._path()}: {exc}") from exc
         if reduced[0] == RECORD:
             _, name, components, labels = reduced
             self._write_str(b"O", name)
@@ -521,8 +529,10 @@ class StreamHasher:
             values, mask = data
             check_masked(values, mask)
             if values.nbytes != nbytes or mask.nbytes != values.size:
-                raise ValueError(f"masked values of {values.nbytes} bytes ({values.size} items, mask of "
-                                 f"{mask.nbytes} bytes) described as {nbytes} bytes")
+                raise ValueError(
+                    f"masked values of {values.nbytes} bytes ({values.size} items, mask of "
+                    f"{mask.nbytes} bytes) described as {nbytes} bytes"
+                )
             self._write_big(zero_masked(values, mask).reshape(-1).view(np.uint8))
             return
 
@@ -563,10 +573,10 @@ class StreamHasher:
         for index in np.ndindex(*shape[:-2]):
             slab = view[index]
             for i in range(0, rows, block):
-                part = slab[i:i + block]
-                chunk = out[:len(part)]
+                part = slab[i : i + block]
+                chunk = out[: len(part)]
                 for j in range(0, cols, tile):
-                    chunk[:, j:j + tile] = part[:, j:j + tile]
+                    chunk[:, j : j + tile] = part[:, j : j + tile]
                 self._write_big(chunk.reshape(-1).view(np.uint8))
         return True
 
@@ -580,7 +590,10 @@ class StreamHasher:
         return HashLimitError(
             f"cannot hash object of type {type(obj).__qualname__!r} at {''.join(shown)}: "
             f"{reason.format(value)}; pass a larger {limit} to hash it",
-            "".join(parts), limit, value)
+            "".join(parts),
+            limit,
+            value,
+        )
 
     def _path(self):
         return "".join(self._path_parts(len(self._frames)))

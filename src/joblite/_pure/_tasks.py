@@ -3,6 +3,7 @@
 A task is the tuple ``(function, args, kwargs)`` that ``delayed(function)(*args,
 **kwargs)`` returns, as in joblib.
 """
+
 import itertools
 
 
@@ -18,8 +19,7 @@ class Delayed:
 
     def __init__(self, function):
         if not callable(function):
-            raise TypeError(f"delayed() takes a callable, got {function!r} "
-                            f"(type {type(function).__name__})")
+            raise TypeError(f"delayed() takes a callable, got {function!r} (type {type(function).__name__})")
         self.function = function
 
     def __call__(self, *args, **kwargs):
@@ -135,12 +135,19 @@ def take_batch(iterator, count, start):
 
 
 def _is_task(task):
-    return (type(task) is tuple and len(task) == 3 and type(task[1]) is tuple and isinstance(task[2], dict)
-            and callable(task[0]))
+    return (
+        type(task) is tuple
+        and len(task) == 3
+        and type(task[1]) is tuple
+        and isinstance(task[2], dict)
+        and callable(task[0])
+    )
 
 
 def _not_a_task(task, index):
     import reprlib
 
-    raise TypeError(f"Parallel expects tasks made with delayed(function)(*args, **kwargs); item "
-                    f"{index} is {reprlib.repr(task)} (type {type(task).__name__})")
+    raise TypeError(
+        f"Parallel expects tasks made with delayed(function)(*args, **kwargs); item "
+        f"{index} is {reprlib.repr(task)} (type {type(task).__name__})"
+    )

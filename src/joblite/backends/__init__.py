@@ -9,6 +9,7 @@ subclass of :class:`ParallelBackendBase`, or a backend written to joblib's
 protocol (``joblite.backends._joblib_protocol``).  A multiprocessing
 context runs on ``joblite.backends.mp_context``.
 """
+
 import operator
 import os
 import threading
@@ -16,16 +17,30 @@ import time
 
 from .. import _impl
 
-__all__ = ["ParallelBackendBase", "Batch", "running_tasks", "register_parallel_backend",
-           "get_backend_factory", "make_backend", "BACKENDS", "cpu_count"]
+__all__ = [
+    "ParallelBackendBase",
+    "Batch",
+    "running_tasks",
+    "register_parallel_backend",
+    "get_backend_factory",
+    "make_backend",
+    "BACKENDS",
+    "cpu_count",
+]
 
 #: name -> factory (a ParallelBackendBase subclass or a callable returning an instance)
 BACKENDS = {}
 _DEFAULT = ["loky"]
 
 # Environment variables that size the thread pools of BLAS and OpenMP libraries.
-THREAD_LIMIT_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                          "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+THREAD_LIMIT_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 # Set while a batch runs: nested Parallel calls run on `nested` (a backend name), else sequentially.
 _WORKER = threading.local()
@@ -316,12 +331,11 @@ def check_n_jobs(n_jobs):
     try:
         if isinstance(n_jobs, bool):
             raise TypeError
-        n_jobs = operator.index(n_jobs)   # numpy integers too
+        n_jobs = operator.index(n_jobs)  # numpy integers too
     except TypeError:
         raise ValueError(f"n_jobs={n_jobs!r} must be an int (-1 for all CPUs) or None") from None
     if n_jobs == 0:
-        raise ValueError("n_jobs=0 means no worker; use n_jobs=1 to run in this process, "
-                         "-1 for all CPUs")
+        raise ValueError("n_jobs=0 means no worker; use n_jobs=1 to run in this process, -1 for all CPUs")
     return n_jobs
 
 
@@ -391,10 +405,12 @@ def get_backend_factory(name):
         pass
     factory = _joblib_factory(name) if isinstance(name, str) else None
     if factory is None:
-        raise ValueError(f"backend={name!r} is not a registered parallel backend "
-                         f"(registered: {', '.join(sorted(set(BACKENDS) | set(_BUILTINS)))}; "
-                         "or a name in joblib's registry, a backend instance or a multiprocessing "
-                         "context)") from None
+        raise ValueError(
+            f"backend={name!r} is not a registered parallel backend "
+            f"(registered: {', '.join(sorted(set(BACKENDS) | set(_BUILTINS)))}; "
+            "or a name in joblib's registry, a backend instance or a multiprocessing "
+            "context)"
+        ) from None
     return factory
 
 
@@ -405,7 +421,7 @@ def _joblib_factory(name):
     except ImportError:
         return None
     if name not in joblib.parallel.BACKENDS and name in getattr(joblib.parallel, "EXTERNAL_BACKENDS", {}):
-        joblib.parallel.EXTERNAL_BACKENDS[name]()   # registers it, or raises ImportError naming the package
+        joblib.parallel.EXTERNAL_BACKENDS[name]()  # registers it, or raises ImportError naming the package
     return joblib.parallel.BACKENDS.get(name)
 
 
@@ -424,8 +440,10 @@ def check_backend(spec):
     from ._joblib_protocol import is_joblib_backend
 
     if not is_joblib_backend(spec):
-        raise ValueError(f"backend={spec!r} is not a backend name, a backend instance (joblite's, or "
-                         "one written to joblib's protocol) or a multiprocessing context")
+        raise ValueError(
+            f"backend={spec!r} is not a backend name, a backend instance (joblite's, or "
+            "one written to joblib's protocol) or a multiprocessing context"
+        )
 
 
 def make_backend(spec, **backend_kwargs):
@@ -465,11 +483,17 @@ def make_backend(spec, **backend_kwargs):
         return JoblibProtocolBackend(instance)
     if isinstance(instance, ParallelBackendBase):
         return instance
-    raise ValueError(f"backend={spec!r} gives {instance!r}, which is neither a joblite ParallelBackendBase "
-                     "nor a backend written to joblib's protocol (with submit(func, callback))")
+    raise ValueError(
+        f"backend={spec!r} gives {instance!r}, which is neither a joblite ParallelBackendBase "
+        "nor a backend written to joblib's protocol (with submit(func, callback))"
+    )
 
 
 # Built-in backends are imported when first asked for (loky takes 60 ms to import, distributed 1 s).
-_BUILTINS = {"loky": ("processes", "LokyBackend"), "multiprocessing": ("processes", "MultiprocessingBackend"),
-             "threading": ("threads", "ThreadingBackend"), "sequential": ("sequential", "SequentialBackend"),
-             "dask": ("dask", "DaskBackend")}
+_BUILTINS = {
+    "loky": ("processes", "LokyBackend"),
+    "multiprocessing": ("processes", "MultiprocessingBackend"),
+    "threading": ("threads", "ThreadingBackend"),
+    "sequential": ("sequential", "SequentialBackend"),
+    "dask": ("dask", "DaskBackend"),
+}

@@ -9,6 +9,7 @@ object with that ``submit``) onto joblite's :class:`ParallelBackendBase`,
 so that backends published for joblib (ray's ``register_ray()``,
 joblib-spark...) run joblite's calls.  joblib itself is never imported here.
 """
+
 import concurrent.futures
 import contextlib
 import inspect
@@ -39,7 +40,7 @@ def is_joblib_backend(obj):
     submit = getattr(obj, "submit", None)
     if not callable(submit):
         return False
-    function = getattr(submit, "__func__", None)   # a method: the answer is its class's
+    function = getattr(submit, "__func__", None)  # a method: the answer is its class's
     if function is None:
         return _takes_callback(submit)
     known = _TAKES_CALLBACK.get(function)
@@ -109,14 +110,14 @@ class JoblibProtocolBackend(ParallelBackendBase):
     def __init__(self, backend):
         super().__init__()
         if getattr(backend, "nesting_level", 0) is None:
-            backend.nesting_level = 0   # joblib's Parallel sets it; get_nested_backend adds 1 to it
+            backend.nesting_level = 0  # joblib's Parallel sets it; get_nested_backend adds 1 to it
         self.backend = self._original = backend
         self.uses_processes = not getattr(backend, "uses_threads", False)
         self.supports_sharedmem = bool(getattr(backend, "supports_sharedmem", False))
         self.can_terminate = callable(getattr(backend, "abort_everything", None))
         self.default_n_jobs = getattr(backend, "default_n_jobs", 1)
         self._parallel = None
-        self._n_workers = None   # set while configured
+        self._n_workers = None  # set while configured
         self._inline = False
         self._calling = False
         self._retrieval = None
@@ -140,8 +141,7 @@ class JoblibProtocolBackend(ParallelBackendBase):
         if self._n_workers is None:
             while True:
                 try:
-                    answer = self.backend.configure(n_jobs=n_jobs, parallel=parallel,
-                                                    **parallel._backend_kwargs)
+                    answer = self.backend.configure(n_jobs=n_jobs, parallel=parallel, **parallel._backend_kwargs)
                     break
                 except Exception as exc:
                     # joblib's FallbackToBackend(other): configure `other` instead
@@ -174,7 +174,7 @@ class JoblibProtocolBackend(ParallelBackendBase):
         compute = getattr(self.backend, "compute_batch_size", None)
         if self._inline or not callable(compute):
             return None
-        size = compute()   # (None from joblite's own base class: no preference)
+        size = compute()  # (None from joblite's own base class: no preference)
         return None if size is None else max(1, int(size))
 
     def submit(self, batch):
@@ -207,6 +207,7 @@ class JoblibProtocolBackend(ParallelBackendBase):
                 batch_completed(batch.size, seconds)
 
         if getattr(backend, "supports_retrieve_callback", False):
+
             def callback(out, *args, **kwargs):
                 try:
                     results = backend.retrieve_result_callback(out)
@@ -236,8 +237,7 @@ class JoblibProtocolBackend(ParallelBackendBase):
     def _retrieve_later(self, job, complete):
         with self._lock:
             if self._retriever is None:
-                self._retriever = concurrent.futures.ThreadPoolExecutor(
-                    1, thread_name_prefix="joblite-joblib-retrieve")
+                self._retriever = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="joblite-joblib-retrieve")
         self._retriever.submit(self._retrieve, job, complete)
 
     def _retrieve(self, job, complete):

@@ -7,6 +7,7 @@ caller with cloudpickle, large arrays memory-mapped
 (:mod:`joblite._memmapping`), and the worker processes marked as workers.
 The pool lives for one call (or one ``with Parallel(...)`` block).
 """
+
 import os
 
 from . import THREAD_LIMIT_VARIABLES, ParallelBackendBase, cpu_count, mark_worker_process, resolve_n_jobs
@@ -43,10 +44,13 @@ class ContextBackend(ParallelBackendBase):
 
     def __init__(self, context, maxtasksperchild=None, **backend_kwargs):
         if backend_kwargs:
-            raise TypeError(f"a multiprocessing context backend got unknown option(s) "
-                            f"{', '.join(sorted(backend_kwargs))}; it takes maxtasksperchild")
-        if maxtasksperchild is not None and (isinstance(maxtasksperchild, bool) or not isinstance(
-                maxtasksperchild, int) or maxtasksperchild < 1):
+            raise TypeError(
+                f"a multiprocessing context backend got unknown option(s) "
+                f"{', '.join(sorted(backend_kwargs))}; it takes maxtasksperchild"
+            )
+        if maxtasksperchild is not None and (
+            isinstance(maxtasksperchild, bool) or not isinstance(maxtasksperchild, int) or maxtasksperchild < 1
+        ):
             raise ValueError(f"maxtasksperchild={maxtasksperchild!r} must be an int >= 1 or None")
         super().__init__()
         self.context = context
@@ -71,8 +75,9 @@ class ContextBackend(ParallelBackendBase):
             # are set for that moment only.
             os.environ.update({name: inner for name in THREAD_LIMIT_VARIABLES})
             try:
-                self._pool = self.context.Pool(n_jobs, initializer=_started, initargs=(os.getpid(),),
-                                               maxtasksperchild=self.maxtasksperchild)
+                self._pool = self.context.Pool(
+                    n_jobs, initializer=_started, initargs=(os.getpid(),), maxtasksperchild=self.maxtasksperchild
+                )
             finally:
                 for name, value in saved.items():
                     if value is None:
@@ -105,7 +110,7 @@ class ContextBackend(ParallelBackendBase):
             self._pool.terminate()
             self._pool.join()
             self._pool = None
-            for future in list(self._futures):   # lost with the pool: release their memmaps
+            for future in list(self._futures):  # lost with the pool: release their memmaps
                 if not future.done():
                     future.set_exception(RuntimeError("the worker pool was terminated"))
         if self._memmapper is not None:

@@ -10,6 +10,7 @@ file); other arrays of at least ``max_nbytes`` as read-only memory-mapped
 files of the call.  A batch the worker cannot unpickle fails as a task, with
 its error.
 """
+
 import multiprocessing
 import os
 import pickle
@@ -22,9 +23,16 @@ import warnings
 import loky
 from loky.process_executor import TerminatedWorkerError
 
-from . import (THREAD_LIMIT_VARIABLES, ParallelBackendBase, cpu_count, in_worker, mark_worker_process,
-               nested_backend, resolve_n_jobs)
 from .._memmapping import ArrayMemmapper
+from . import (
+    THREAD_LIMIT_VARIABLES,
+    ParallelBackendBase,
+    cpu_count,
+    in_worker,
+    mark_worker_process,
+    nested_backend,
+    resolve_n_jobs,
+)
 
 __all__ = ["LokyBackend", "MultiprocessingBackend", "WorkerDiedError"]
 
@@ -52,23 +60,25 @@ def _explain(code):
             name = f"signal {-code}"
         meaning = {
             "SIGKILL": "killed with SIGKILL, most often by the kernel's out-of-memory killer "
-                       "(the worker used too much memory) or by a job scheduler",
+            "(the worker used too much memory) or by a job scheduler",
             "SIGSEGV": "a segmentation fault, usually in compiled code (a C extension) called by the task",
             "SIGBUS": "a bus error: often a memory-mapped file that was truncated or removed",
             "SIGABRT": "an abort, usually an assertion failing in compiled code",
             "SIGTERM": "terminated by another process (SIGTERM)",
         }.get(name, f"ended by {name}")
         return f"{name} ({code}): {meaning}"
-    return (f"exit code {code}: the task called os._exit({code}), or compiled code "
-            "called exit()")
+    return f"exit code {code}: the task called os._exit({code}), or compiled code called exit()"
 
 
 def explain_terminated(exc):
     """A :class:`WorkerDiedError` for loky's `exc`, naming each exit code or signal and its usual cause."""
     codes = [int(code) for code in re.findall(r"\((-?\d+)\)", str(exc))]
     reasons = "; ".join(_explain(code) for code in sorted(set(codes))) or "its exit code is unknown"
-    return WorkerDiedError(f"a worker process died while running a task ({reasons}). The other tasks "
-                           "of the call were cancelled; the next call starts fresh workers.", codes)
+    return WorkerDiedError(
+        f"a worker process died while running a task ({reasons}). The other tasks "
+        "of the call were cancelled; the next call starts fresh workers.",
+        codes,
+    )
 
 
 class LokyBackend(ParallelBackendBase):
@@ -103,8 +113,10 @@ class LokyBackend(ParallelBackendBase):
 
     def __init__(self, idle_worker_timeout=300, initializer=None, initargs=(), env=None, **backend_kwargs):
         if backend_kwargs:
-            raise TypeError(f"{type(self).__name__} got unknown option(s) {', '.join(sorted(backend_kwargs))}; "
-                            "it takes idle_worker_timeout, initializer, initargs and env")
+            raise TypeError(
+                f"{type(self).__name__} got unknown option(s) {', '.join(sorted(backend_kwargs))}; "
+                "it takes idle_worker_timeout, initializer, initargs and env"
+            )
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer={initializer!r} must be callable")
         super().__init__()
@@ -115,7 +127,7 @@ class LokyBackend(ParallelBackendBase):
         self._executor = None
         self._memmapper = None
         self._n_workers = 1
-        self._submitted = 0   # batches of the current call
+        self._submitted = 0  # batches of the current call
 
     def effective_n_jobs(self, n_jobs):
         """`n_jobs` as a number of processes; 1 inside a worker that cannot start processes.
@@ -130,13 +142,17 @@ class LokyBackend(ParallelBackendBase):
             return 1
         if multiprocessing.current_process().daemon:
             if nested_backend() == "dask":
-                message = ("backend='loky' asked inside a dask worker, whose process is a daemon (dask's "
-                           "config distributed.worker.daemon, True by default) and cannot start worker "
-                           "processes: the tasks run sequentially. Leave the backend out to run them on "
-                           "the dask cluster, or start the workers with distributed.worker.daemon: False.")
+                message = (
+                    "backend='loky' asked inside a dask worker, whose process is a daemon (dask's "
+                    "config distributed.worker.daemon, True by default) and cannot start worker "
+                    "processes: the tasks run sequentially. Leave the backend out to run them on "
+                    "the dask cluster, or start the workers with distributed.worker.daemon: False."
+                )
             else:
-                message = ("backend='loky' asked inside a daemonic process, which cannot start worker "
-                           "processes: the tasks run sequentially.")
+                message = (
+                    "backend='loky' asked inside a daemonic process, which cannot start worker "
+                    "processes: the tasks run sequentially."
+                )
             warnings.warn(message, UserWarning, stacklevel=4)
             return 1
         return n_jobs
@@ -148,8 +164,14 @@ class LokyBackend(ParallelBackendBase):
         if self._memmapper is None:
             self._memmapper = ArrayMemmapper(parallel.temp_folder, parallel.max_nbytes, parallel.mmap_mode)
         self._executor = loky.get_reusable_executor(
-            max_workers=n_jobs, timeout=self.idle_worker_timeout, env=env, result_reducers={},
-            initializer=_worker_started, initargs=(os.getpid(), self.initializer, self.initargs), reuse="auto")
+            max_workers=n_jobs,
+            timeout=self.idle_worker_timeout,
+            env=env,
+            result_reducers={},
+            initializer=_worker_started,
+            initargs=(os.getpid(), self.initializer, self.initargs),
+            reuse="auto",
+        )
         if parallel.timeout is not None:
             # Workers start on the first submit: do it now, so that the start-up of
             # the processes does not count against the first tasks' timeout.
@@ -164,7 +186,7 @@ class LokyBackend(ParallelBackendBase):
         data, buffers, refers = self._memmapper.dumps(batch)
         future = self._executor.submit(PickledBatch(data, buffers))
         if refers:
-            self._memmapper.hold(future)   # its files stay until the worker is done with it
+            self._memmapper.hold(future)  # its files stay until the worker is done with it
         # The first batch of each worker: hand the GIL to loky's threads, which send it to
         # the idle worker; the caller would otherwise go on building the next batch and keep
         # them waiting for up to the interpreter's switch interval (5 ms).  Later batches
@@ -233,11 +255,11 @@ class PickledBatch:
         return self.batch()
 
 
-_CALLER_POLL_SECONDS = 0.2   # how often a worker checks that its caller is alive
+_CALLER_POLL_SECONDS = 0.2  # how often a worker checks that its caller is alive
 
 
 def _worker_started(caller_pid, initializer=None, initargs=()):
-    """Initializer of each worker process: it is a worker, it exits when its caller dies, then the user's `initializer`."""
+    """Initializer of each worker process: marks it a worker that exits when its caller dies; then the user's."""
     mark_worker_process()
     try:
         # Arrays are what joblite sends: numpy loads while the worker starts, not
@@ -245,8 +267,7 @@ def _worker_started(caller_pid, initializer=None, initargs=()):
         import numpy  # noqa: F401
     except ImportError:
         pass
-    threading.Thread(target=_exit_when_orphaned, args=(caller_pid,), name="joblite-caller-watch",
-                     daemon=True).start()
+    threading.Thread(target=_exit_when_orphaned, args=(caller_pid,), name="joblite-caller-watch", daemon=True).start()
     if initializer is not None:
         initializer(*initargs)
 

@@ -1,4 +1,5 @@
 """``backend='sequential'``: every batch runs in the caller, at once."""
+
 from concurrent.futures import Future
 
 from . import ParallelBackendBase
@@ -25,6 +26,6 @@ class SequentialBackend(ParallelBackendBase):
         future = Future()
         try:
             future.set_result(batch())
-        except BaseException as exc:   # KeyboardInterrupt too: the caller re-raises it
+        except BaseException as exc:  # KeyboardInterrupt too: the caller re-raises it
             future.set_exception(exc)
         return future

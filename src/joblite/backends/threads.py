@@ -1,4 +1,5 @@
 """``backend='threading'``: batches run on a pool of threads of the caller's process."""
+
 from concurrent.futures import ThreadPoolExecutor
 
 from . import ParallelBackendBase

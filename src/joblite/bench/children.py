@@ -8,6 +8,7 @@ return a JSON-able dict; :func:`run_child` runs one in a fresh interpreter
 started with ``python -m joblite.bench.children <module>:<function> <args...>``,
 whose environment is built in one place, :func:`child_environment`.
 """
+
 import importlib
 import json
 import os
@@ -61,8 +62,12 @@ def run_child(function, *args):
         When the process exits with an error (the last line of its stderr in the message).
     """
     target = f"{function.__module__}:{function.__qualname__}"
-    result = subprocess.run([sys.executable, "-m", "joblite.bench.children", target, *map(str, args)],
-                            capture_output=True, text=True, env=child_environment())
+    result = subprocess.run(
+        [sys.executable, "-m", "joblite.bench.children", target, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=child_environment(),
+    )
     if result.returncode:
         tail = (result.stderr.strip().splitlines() or ["?"])[-1]
         raise ChildFailed(f"subprocess failed: {tail}")

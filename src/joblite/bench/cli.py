@@ -10,6 +10,7 @@ Figures are ratios against baselines measured in the same process and run
 The report and the sections are imported when the command runs, so that
 building the parser of ``python -m joblite`` stays cheap.
 """
+
 import importlib
 import importlib.util
 import os
@@ -46,19 +47,21 @@ def add_bench_parser(subparsers):
         "bench",
         help="benchmark joblite against joblib and dask on real workloads",
         description="Time joblite against its baselines (joblib, dask tokenize, numpy, pickle) "
-                    "on seeded workloads measured in the same run, and print a "
-                    "table of times, GiB/s and ratios. Progress goes to stderr.",
+        "on seeded workloads measured in the same run, and print a "
+        "table of times, GiB/s and ratios. Progress goes to stderr.",
     )
-    parser.add_argument("--quick", action="store_true",
-                        help="small workloads and few repeats (a few seconds)")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON document instead of the table")
-    parser.add_argument("--section", action="append", choices=list(SECTIONS),
-                        metavar="NAME",
-                        help="run only this section (repeatable); one of "
-                             f"{', '.join(SECTIONS)}; default: all but distributed")
-    parser.add_argument("--tmpdir", metavar="DIR",
-                        help="where benchmark files are written (default: the system temp folder)")
+    parser.add_argument("--quick", action="store_true", help="small workloads and few repeats (a few seconds)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    parser.add_argument(
+        "--section",
+        action="append",
+        choices=list(SECTIONS),
+        metavar="NAME",
+        help=f"run only this section (repeatable); one of {', '.join(SECTIONS)}; default: all but distributed",
+    )
+    parser.add_argument(
+        "--tmpdir", metavar="DIR", help="where benchmark files are written (default: the system temp folder)"
+    )
     parser.set_defaults(func=main)
 
 
@@ -94,8 +97,7 @@ def run(sections=None, quick=False, as_json=False, file=None, tmpdir=None):
     names = list(sections) if sections else list(DEFAULT_SECTIONS)
     unknown = [name for name in names if name not in SECTIONS]
     if unknown:
-        raise ValueError(f"unknown benchmark section(s) {unknown}; "
-                         f"choose from {list(SECTIONS)}")
+        raise ValueError(f"unknown benchmark section(s) {unknown}; choose from {list(SECTIONS)}")
     from .report import format_table, machine_facts, to_json
     from .sections import Context
 

@@ -8,23 +8,33 @@ Two measures of the benchmark's fresh processes (see :mod:`joblite.bench.childre
   of the memmap folders it made, sampled in a background thread across a
   call: :class:`MemorySampler`.
 """
+
 import os
 import sys
 import threading
 
-__all__ = ["MEMMAP_FOLDER_PREFIXES", "MEMORY_SAMPLE_INTERVAL", "MemorySampler", "Peak",
-           "allocated_bytes", "descendants", "memmap_folder_parents", "memmap_folders", "pss_anon",
-           "start_peak"]
+__all__ = [
+    "MEMMAP_FOLDER_PREFIXES",
+    "MEMORY_SAMPLE_INTERVAL",
+    "MemorySampler",
+    "Peak",
+    "allocated_bytes",
+    "descendants",
+    "memmap_folder_parents",
+    "memmap_folders",
+    "pss_anon",
+    "start_peak",
+]
 
 #: Seconds between two samples of :class:`MemorySampler`.
 MEMORY_SAMPLE_INTERVAL = 0.005
 
 #: Prefixes of the memmap folders of joblite and joblib, followed by the pid of the process that made them.
-MEMMAP_FOLDER_PREFIXES = {"joblite": "joblite_memmapping_{pid}@",
-                          "joblib": "joblib_memmapping_folder_{pid}_"}
+MEMMAP_FOLDER_PREFIXES = {"joblite": "joblite_memmapping_{pid}@", "joblib": "joblib_memmapping_folder_{pid}_"}
 
 
 # -- peak of this process -------------------------------------------------------------------
+
 
 class Peak:
     """The memory of this process before a call, and how to read its peak after.
@@ -82,6 +92,7 @@ def _maxrss():
 
 # -- a process, its children and its memmap folders -----------------------------------------
 
+
 def pss_anon(pid):
     """Bytes of anonymous memory of `pid`, proportional share (``Pss_Anon``); 0 if it ended.
 
@@ -138,8 +149,7 @@ def memmap_folder_parents(temp_folder=None):
     if temp_folder is not None:
         return [os.fspath(temp_folder)]
     parents = ["/dev/shm", tempfile.gettempdir()]
-    parents += [os.environ[name] for name in ("JOBLITE_TEMP_FOLDER", "JOBLIB_TEMP_FOLDER")
-                if os.environ.get(name)]
+    parents += [os.environ[name] for name in ("JOBLITE_TEMP_FOLDER", "JOBLIB_TEMP_FOLDER") if os.environ.get(name)]
     return [parent for i, parent in enumerate(parents) if parent not in parents[:i]]
 
 
@@ -212,7 +222,7 @@ class MemorySampler:
         try:
             while not self._stop.wait(self.interval):
                 self._record()
-        except BaseException as exc:   # reported by __exit__
+        except BaseException as exc:  # reported by __exit__
             self._error = exc
 
     def __enter__(self):

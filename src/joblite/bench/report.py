@@ -6,6 +6,7 @@ here compute them alike for every section).  :func:`format_table` and
 :func:`to_json` render the rows of all sections; progress lines go to stderr
 (:func:`progress`) so that the report alone is on stdout.
 """
+
 import dataclasses
 import json
 import os
@@ -14,9 +15,25 @@ import re
 import sys
 from typing import Optional
 
-__all__ = ["GIB", "MIB", "PURE_TARGETS", "Row", "add_speedups", "format_table", "gib_per_s",
-           "format_rst", "machine_facts", "progress", "pure_twin_targets", "ratio", "rows_from_json",
-           "section_tables", "size_label", "to_json", "with_ext"]
+__all__ = [
+    "GIB",
+    "MIB",
+    "PURE_TARGETS",
+    "Row",
+    "add_speedups",
+    "format_table",
+    "gib_per_s",
+    "format_rst",
+    "machine_facts",
+    "progress",
+    "pure_twin_targets",
+    "ratio",
+    "rows_from_json",
+    "section_tables",
+    "size_label",
+    "to_json",
+    "with_ext",
+]
 
 GIB = float(1 << 30)
 MIB = 1 << 20
@@ -87,6 +104,7 @@ class Row:
 
 # -- figures --------------------------------------------------------------------------------
 
+
 def gib_per_s(nbytes, seconds):
     """`nbytes` per `seconds` in GiB/s; ``None`` when either is missing (or `seconds` is 0)."""
     if nbytes is None or not seconds:
@@ -126,8 +144,7 @@ def add_speedups(rows, baselines, targets):
 
 def size_label(nbytes):
     """``'1 GiB'`` for whole GiB, else ``'<n> MiB'``."""
-    return f"{nbytes // (1 << 30)} GiB" if nbytes >= GIB and not nbytes % (1 << 30) \
-        else f"{nbytes // MIB} MiB"
+    return f"{nbytes // (1 << 30)} GiB" if nbytes >= GIB and not nbytes % (1 << 30) else f"{nbytes // MIB} MiB"
 
 
 def progress(message):
@@ -167,6 +184,7 @@ def pure_twin_targets(rows, kept=()):
 
 
 # -- machine facts --------------------------------------------------------------------------
+
 
 def machine_facts():
     """Collect facts about the machine and the software measured.
@@ -213,46 +231,60 @@ def _version(distribution):
 
 # -- the table ------------------------------------------------------------------------------
 
-_IMPL_LABELS = {"pure": "joblite pure twin", "tokenize": "dask tokenize",
-                "pickle": "pickle p5", "executor": "ProcessPoolExecutor.map",
-                "loop": "plain loop"}
+_IMPL_LABELS = {
+    "pure": "joblite pure twin",
+    "tokenize": "dask tokenize",
+    "pickle": "pickle p5",
+    "executor": "ProcessPoolExecutor.map",
+    "loop": "plain loop",
+}
 
 # (ratio key, column title, meaning); the table shows the columns its rows use.
 _RATIO_COLUMNS = [
-    ("vs_joblib", "x joblib",
-     "times faster than joblib (compressed cases: than joblib zlib-3)"),
+    ("vs_joblib", "x joblib", "times faster than joblib (compressed cases: than joblib zlib-3)"),
     ("vs_tokenize", "x tokenize", "times faster than dask tokenize"),
     ("vs_numpy", "x numpy", "times faster than np.save / np.load"),
     ("vs_memory_read", "/ a.sum()", "GiB/s over the a.sum() memory-read GiB/s"),
-    ("time_vs_joblib", "t / joblib",
-     "import time over joblib's, interpreter start-up subtracted (lower is better)"),
+    ("time_vs_joblib", "t / joblib", "import time over joblib's, interpreter start-up subtracted (lower is better)"),
     ("time_vs_pickle", "t / pickle", "time over pickle protocol 5's (lower is better)"),
     ("ms", "ms", "milliseconds per call (memory-mapped loads)"),
     ("us_per_call", "µs/call", "microseconds per call"),
-    ("vs_small_store", "t / 1k store",
-     "time over the same operation's on a 1,000-entry store of the same function (lower is better)"),
+    (
+        "vs_small_store",
+        "t / 1k store",
+        "time over the same operation's on a 1,000-entry store of the same function (lower is better)",
+    ),
     ("s", "s", "seconds for the whole command or operation, once"),
     ("us_per_entry", "µs/entry", "microseconds per entry (building a store: wall time over entries)"),
     ("compression_ratio", "raw/file", "compression ratio: array bytes over file bytes"),
-    ("size_vs_joblib", "raw/file / joblib",
-     "compression ratio over joblib zlib-3's on the same data"),
-    ("peak_over_result", "peak / result",
-     "peak memory of the load in a fresh process, over the size of its result"),
-    ("time_vs_executor", "t / executor",
-     "time over the stdlib ProcessPoolExecutor.map's, chunksize=1000 on the tiny tasks, "
-     "ceil(tasks / 8) (multiprocessing's heuristic, 4 chunks a worker) on the trivial and light ones "
-     "(lower is better)"),
-    ("time_vs_loop", "t / loop",
-     "time over the plain loop's [f(x) for x in xs] in the caller (lower is better)"),
-    ("mem_over_array", "mem / array",
-     "peak memory of a call in a fresh process (the array plus what the call adds to the caller, "
-     "the workers and the memmap folder) over the array's size"),
-    ("total_mem_over_array", "all mem / array",
-     "the same with the interpreters' own memory (caller and workers before the call) counted"),
+    ("size_vs_joblib", "raw/file / joblib", "compression ratio over joblib zlib-3's on the same data"),
+    ("peak_over_result", "peak / result", "peak memory of the load in a fresh process, over the size of its result"),
+    (
+        "time_vs_executor",
+        "t / executor",
+        "time over the stdlib ProcessPoolExecutor.map's, chunksize=1000 on the tiny tasks, "
+        "ceil(tasks / 8) (multiprocessing's heuristic, 4 chunks a worker) on the trivial and light ones "
+        "(lower is better)",
+    ),
+    ("time_vs_loop", "t / loop", "time over the plain loop's [f(x) for x in xs] in the caller (lower is better)"),
+    (
+        "mem_over_array",
+        "mem / array",
+        "peak memory of a call in a fresh process (the array plus what the call adds to the caller, "
+        "the workers and the memmap folder) over the array's size",
+    ),
+    (
+        "total_mem_over_array",
+        "all mem / array",
+        "the same with the interpreters' own memory (caller and workers before the call) counted",
+    ),
     ("time_vs_map", "t / map", "time over the chunked dask client.map's (lower is better)"),
-    ("arrived_mib", "MiB in",
-     "MiB of data that arrived in the dask workers' memory during the call (scattered by the "
-     "caller, or copied from another worker)"),
+    (
+        "arrived_mib",
+        "MiB in",
+        "MiB of data that arrived in the dask workers' memory during the call (scattered by the "
+        "caller, or copied from another worker)",
+    ),
     ("copies_per_worker", "copies/worker", "those bytes over the array's size times the number of workers"),
 ]
 
@@ -278,8 +310,7 @@ def section_tables(rows, facts):
         sections.setdefault(row.section, []).append(row)
     tables = []
     for section, members in sections.items():
-        columns = [column for column in _RATIO_COLUMNS
-                   if any(column[0] in row.ratios for row in members)]
+        columns = [column for column in _RATIO_COLUMNS if any(column[0] in row.ratios for row in members)]
         with_rate = any(row.nbytes is not None for row in members)
         with_target = any(row.targets for row in members)
         header = ["case", "impl", "time"] + (["GiB/s"] if with_rate else [])
@@ -289,8 +320,7 @@ def section_tables(rows, facts):
             line = [row.name, _impl_label(row.impl, facts), _format_seconds(row.seconds)]
             if with_rate:
                 line.append(_format_number(row.gib_per_s) if row.nbytes is not None else "")
-            line += [_format_number(row.ratios.get(key), "") if key in row.ratios else ""
-                     for key, _, _ in columns]
+            line += [_format_number(row.ratios.get(key), "") if key in row.ratios else "" for key, _, _ in columns]
             if with_target:
                 line.append(_format_target(row))
             cells.append(line)
@@ -300,10 +330,8 @@ def section_tables(rows, facts):
 
 def _legend(rows):
     """The meaning of every ratio column the rows use, and of the target column."""
-    lines = [f"{title}: {meaning};" for key, title, meaning in _RATIO_COLUMNS
-             if any(key in row.ratios for row in rows)]
-    lines.append("target: the issues' goal for the row's figures and whether it is met "
-                 "(>= a minimum, <= a maximum).")
+    lines = [f"{title}: {meaning};" for key, title, meaning in _RATIO_COLUMNS if any(key in row.ratios for row in rows)]
+    lines.append("target: the issues' goal for the row's figures and whether it is met (>= a minimum, <= a maximum).")
     return lines
 
 
@@ -329,9 +357,10 @@ def format_table(rows, facts):
         table = [header] + cells
         widths = [max(len(line[i]) for line in table) for i in range(len(header))]
         lines += ["", f"[{section}]"]
-        lines += ["  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                            for i, (c, w) in enumerate(zip(line, widths))).rstrip()
-                  for line in table]
+        lines += [
+            "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
+            for line in table
+        ]
     lines.append("")
     lines += _legend(rows)
     notes = [row for row in rows if row.note]
@@ -367,8 +396,7 @@ def format_rst(rows, facts, underline="-"):
     lines = ["::", ""] + ["    " + line for line in _format_facts(facts).splitlines()] + [""]
     for section, header, cells in section_tables(rows, facts):
         title = section.capitalize()
-        lines += [title, underline * len(title), "",
-                  ".. list-table::", "   :header-rows: 1", ""]
+        lines += [title, underline * len(title), "", ".. list-table::", "   :header-rows: 1", ""]
         for line in [header] + cells:
             lines.append(f"   * - {_rst_text(line[0])}")
             lines += [f"     - {_rst_text(cell)}".rstrip() for cell in line[1:]]
@@ -378,8 +406,7 @@ def format_rst(rows, facts, underline="-"):
     notes = [row for row in rows if row.note]
     if notes:
         lines += ["", "Notes:", ""]
-        lines += [f"- {_rst_text(f'{row.name}, {_impl_label(row.impl, facts)}: {row.note}')}"
-                  for row in notes]
+        lines += [f"- {_rst_text(f'{row.name}, {_impl_label(row.impl, facts)}: {row.note}')}" for row in notes]
     return "\n".join(lines) + "\n"
 
 
@@ -414,8 +441,9 @@ def rows_from_json(text):
     for index, item in enumerate(document["rows"]):
         item = {key: value for key, value in item.items() if key != "meets_targets"}
         if set(item) != names:
-            raise ValueError(f"row {index} of the benchmark JSON document has the keys {sorted(item)}; "
-                             f"expected {sorted(names)}")
+            raise ValueError(
+                f"row {index} of the benchmark JSON document has the keys {sorted(item)}; expected {sorted(names)}"
+            )
         rows.append(Row(**item))
     return rows, document["machine"]
 
@@ -457,19 +485,21 @@ def _format_target(row):
 
 def _format_facts(facts):
     twin = "compiled (ext)" if facts["joblite_with_ext"] else "pure-Python"
-    return "\n".join([
-        f"machine: {facts['cpu_count']} CPUs ({facts['usable_cpus']} usable), "
-        f"{facts['platform']}",
-        f"python {facts['python']} ({facts['python_implementation']}), "
-        f"numpy {facts['numpy']}, joblib {facts['joblib'] or '-'}, "
-        f"dask {facts['dask'] or '-'}, xxhash {facts['xxhash'] or '-'}",
-        f"joblite {facts['joblite']}: {twin} twin in use "
-        f"(__with_ext__={facts['joblite_with_ext']}), "
-        f"twins available: {', '.join(facts['joblite_twins'])}",
-    ])
+    return "\n".join(
+        [
+            f"machine: {facts['cpu_count']} CPUs ({facts['usable_cpus']} usable), {facts['platform']}",
+            f"python {facts['python']} ({facts['python_implementation']}), "
+            f"numpy {facts['numpy']}, joblib {facts['joblib'] or '-'}, "
+            f"dask {facts['dask'] or '-'}, xxhash {facts['xxhash'] or '-'}",
+            f"joblite {facts['joblite']}: {twin} twin in use "
+            f"(__with_ext__={facts['joblite_with_ext']}), "
+            f"twins available: {', '.join(facts['joblite_twins'])}",
+        ]
+    )
 
 
 # -- the JSON document ----------------------------------------------------------------------
+
 
 def to_json(rows, facts):
     """Render rows and machine facts as one JSON document.

@@ -6,12 +6,21 @@ one case take turns, in an order rotated each round, so that a slow period
 of the machine (or the write-back of files the previous one wrote) weighs on
 all alike.
 """
+
 import time
 
 from .._files import remove_if_exists
 
-__all__ = ["best_time", "best_times_in_turns", "fill_in_turns", "per_call_in_turns", "per_call_time",
-           "rotated", "time_fresh_write", "time_loop"]
+__all__ = [
+    "best_time",
+    "best_times_in_turns",
+    "fill_in_turns",
+    "per_call_in_turns",
+    "per_call_time",
+    "rotated",
+    "time_fresh_write",
+    "time_loop",
+]
 
 
 def rotated(order, round_):

@@ -12,6 +12,7 @@ benchmarks each choose theirs.  This is the only module of
 
 Nothing here imports numpy, joblib or dask at module import time.
 """
+
 import contextlib
 import dataclasses
 import functools
@@ -25,16 +26,57 @@ from . import procmem
 from .children import ChildFailed, run_child
 
 __all__ = [
-    "ARRIVED_BYTES_PLUGIN", "BUSY_SECONDS", "DASK_IMPLS", "DASK_WORKERS", "EXECUTOR_CHUNKSIZE",
-    "MAP_CHUNKS_PER_WORKER", "MEMORY_CALLS", "PARALLEL_N_JOBS", "SMALL_ARGS", "WARM_UP_ARRAY_BYTES",
-    "PersistImpl", "array_argument_call", "array_call_memory", "array_part_sum", "array_results_call",
-    "arrived_bytes", "busy_task", "busy_tasks_call", "compressed_impls", "copies_sent",
-    "dask_array_argument_call", "dask_tiny_tasks_call", "full_array", "hash_function", "image_f32",
-    "local_cluster", "memory_array_argument", "memory_array_result", "memory_impls", "memory_small",
-    "optional_attr", "optional_module", "parallel_array_memory", "parallel_impls", "persistence_impls",
-    "pickle_dump", "pickle_load", "random_array", "random_f64", "random_floats", "release_joblite_reuse",
-    "small_dicts", "small_ints", "smooth_f64", "str_int_dict", "tiny_chunk", "tiny_task",
-    "tiny_tasks_call", "tiny_tasks_executor_call", "tiny_tasks_loop", "warm_up_array",
+    "ARRIVED_BYTES_PLUGIN",
+    "BUSY_SECONDS",
+    "DASK_IMPLS",
+    "DASK_WORKERS",
+    "EXECUTOR_CHUNKSIZE",
+    "MAP_CHUNKS_PER_WORKER",
+    "MEMORY_CALLS",
+    "PARALLEL_N_JOBS",
+    "SMALL_ARGS",
+    "WARM_UP_ARRAY_BYTES",
+    "PersistImpl",
+    "array_argument_call",
+    "array_call_memory",
+    "array_part_sum",
+    "array_results_call",
+    "arrived_bytes",
+    "busy_task",
+    "busy_tasks_call",
+    "compressed_impls",
+    "copies_sent",
+    "dask_array_argument_call",
+    "dask_tiny_tasks_call",
+    "full_array",
+    "hash_function",
+    "image_f32",
+    "local_cluster",
+    "memory_array_argument",
+    "memory_array_result",
+    "memory_impls",
+    "memory_small",
+    "optional_attr",
+    "optional_module",
+    "parallel_array_memory",
+    "parallel_impls",
+    "persistence_impls",
+    "pickle_dump",
+    "pickle_load",
+    "random_array",
+    "random_f64",
+    "random_floats",
+    "release_joblite_reuse",
+    "small_dicts",
+    "small_ints",
+    "smooth_f64",
+    "str_int_dict",
+    "tiny_chunk",
+    "tiny_task",
+    "tiny_tasks_call",
+    "tiny_tasks_executor_call",
+    "tiny_tasks_loop",
+    "warm_up_array",
 ]
 
 #: The arguments of a typical cached call, ``f(1, 2.0, 'abc', x=3)``: ``(args, kwargs)``.
@@ -56,6 +98,7 @@ def optional_attr(module_name, attr):
 
 
 # -- data -----------------------------------------------------------------------------------
+
 
 def random_array(shape):
     """Uniform random float64 in [0, 1) of `shape` (C order); incompressible."""
@@ -104,8 +147,7 @@ def image_f32(nbytes):
     x = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
     image = np.random.default_rng(0).standard_normal((height, width), dtype=np.float32)
     image *= np.float32(0.02)
-    image += np.float32(0.5) + np.float32(0.25) * np.sin(np.float32(6 * np.pi) * x) \
-        * np.cos(np.float32(4 * np.pi) * y)
+    image += np.float32(0.5) + np.float32(0.25) * np.sin(np.float32(6 * np.pi) * x) * np.cos(np.float32(4 * np.pi) * y)
     phase = np.float32(3) * x + np.float32(5) * y
     image += np.float32(0.15) * np.sin(np.float32(2 * np.pi) * phase)
     np.clip(image, 0.0, 1.0, out=image)
@@ -118,8 +160,7 @@ def image_f32(nbytes):
 def small_dicts(count):
     """``count`` small dicts ``{'id', 'name', 'score', 'tags'}``, seeded scores."""
     scores = random_array(count).tolist()
-    return [{"id": i, "name": f"item{i}", "score": scores[i], "tags": ["a", "b"]}
-            for i in range(count)]
+    return [{"id": i, "name": f"item{i}", "score": scores[i], "tags": ["a", "b"]} for i in range(count)]
 
 
 def random_floats(count):
@@ -136,6 +177,7 @@ def str_int_dict(count):
 
 
 # -- hashing --------------------------------------------------------------------------------
+
 
 def hash_function(impl):
     """The hash function ``func(obj) -> str`` of `impl`, or ``None`` when it is not available here.
@@ -168,11 +210,13 @@ def hash_function(impl):
         return optional_attr("joblib", "hash")
     if impl == "tokenize":
         return optional_attr("dask.base", "tokenize")
-    raise ValueError(f"unknown hash implementation {impl!r}; "
-                     "choose from 'joblite', 'ext', 'pure', 'joblib', 'tokenize'")
+    raise ValueError(
+        f"unknown hash implementation {impl!r}; choose from 'joblite', 'ext', 'pure', 'joblib', 'tokenize'"
+    )
 
 
 # -- persistence ----------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class PersistImpl:
@@ -215,14 +259,26 @@ def persistence_impls():
 
     joblib = optional_module("joblib")
     return {
-        "joblite": PersistImpl(".joblite", lambda value, path: joblite.dump(value, path),
-                               joblite.load, lambda path: joblite.load(path, mmap_mode="r")),
-        "numpy": PersistImpl(".npy", lambda value, path: np.save(path, value, allow_pickle=False),
-                             lambda path: np.load(path, allow_pickle=False),
-                             lambda path: np.load(path, mmap_mode="r")),
-        "joblib": None if joblib is None else PersistImpl(
-            ".pkl", lambda value, path: joblib.dump(value, path), joblib.load,
-            lambda path: joblib.load(path, mmap_mode="r")),
+        "joblite": PersistImpl(
+            ".joblite",
+            lambda value, path: joblite.dump(value, path),
+            joblite.load,
+            lambda path: joblite.load(path, mmap_mode="r"),
+        ),
+        "numpy": PersistImpl(
+            ".npy",
+            lambda value, path: np.save(path, value, allow_pickle=False),
+            lambda path: np.load(path, allow_pickle=False),
+            lambda path: np.load(path, mmap_mode="r"),
+        ),
+        "joblib": None
+        if joblib is None
+        else PersistImpl(
+            ".pkl",
+            lambda value, path: joblib.dump(value, path),
+            joblib.load,
+            lambda path: joblib.load(path, mmap_mode="r"),
+        ),
         "pickle": PersistImpl(".pickle", pickle_dump, pickle_load),
     }
 
@@ -244,12 +300,15 @@ def compressed_impls():
 
     joblib = optional_module("joblib")
     has_lz4 = importlib.util.find_spec("lz4") is not None
-    impls = {"joblite": PersistImpl(".joblite", lambda v, p: joblite.dump(v, p, compress=True),
-                                    joblite.load)}
-    impls["joblib zlib-3"] = None if joblib is None else PersistImpl(
-        ".pkl", lambda v, p: joblib.dump(v, p, compress=3), joblib.load)
-    impls["joblib lz4"] = None if joblib is None or not has_lz4 else PersistImpl(
-        ".pkl", lambda v, p: joblib.dump(v, p, compress=("lz4", 3)), joblib.load)
+    impls = {"joblite": PersistImpl(".joblite", lambda v, p: joblite.dump(v, p, compress=True), joblite.load)}
+    impls["joblib zlib-3"] = (
+        None if joblib is None else PersistImpl(".pkl", lambda v, p: joblib.dump(v, p, compress=3), joblib.load)
+    )
+    impls["joblib lz4"] = (
+        None
+        if joblib is None or not has_lz4
+        else PersistImpl(".pkl", lambda v, p: joblib.dump(v, p, compress=("lz4", 3)), joblib.load)
+    )
     return impls
 
 
@@ -370,7 +429,7 @@ def warm_up_array(a):
     first memory-mapped argument imports numpy's loading code): neither that
     nor the workers' start is timed or counted as the call's memory.
     """
-    return a[:WARM_UP_ARRAY_BYTES // a.itemsize].copy()
+    return a[: WARM_UP_ARRAY_BYTES // a.itemsize].copy()
 
 
 def parallel_impls():
@@ -389,6 +448,7 @@ def parallel_impls():
 
 # The calls timed; each returns a function of no argument that makes one call.
 # They are written as a user writes them, the same for both libraries.
+
 
 def tiny_tasks_call(lib, count, **parallel_kwargs):
     """``lib.Parallel(**parallel_kwargs)(lib.delayed(tiny_task)(x) for x in range(count))``."""
@@ -425,6 +485,7 @@ def array_results_call(lib, tasks, count, **parallel_kwargs):
 
 
 # -- memory of the array-argument call, in a fresh process ----------------------------------
+
 
 def parallel_array_memory(impl, nbytes, tasks, temp_folder=None):
     """Peak memory of one call of :func:`array_argument_call`, measured in a fresh process.
@@ -487,7 +548,7 @@ def array_call_memory(impl, nbytes, tasks, temp_folder):
         kwargs["temp_folder"] = temp_folder
     a = random_f64(nbytes)
     total = float(a.sum())
-    array_argument_call(lib, warm_up_array(a), tasks, **kwargs)()   # workers started, memmapping ready
+    array_argument_call(lib, warm_up_array(a), tasks, **kwargs)()  # workers started, memmapping ready
     call = array_argument_call(lib, a, tasks, **kwargs)
     gc.collect()
     sampler = procmem.MemorySampler(procmem.memmap_folder_parents(temp_folder))
@@ -498,10 +559,16 @@ def array_call_memory(impl, nbytes, tasks, temp_folder):
     if not abs(sum(results) - total) <= 1e-9 * abs(total):
         raise RuntimeError(f"{impl}: the tasks' sums do not add up to a.sum()")
     peak = sum(sampler.peak)
-    left = {os.path.basename(path): procmem.allocated_bytes(path)
-            for path in procmem.memmap_folders(sampler.parents, sampler.pid)}
+    left = {
+        os.path.basename(path): procmem.allocated_bytes(path)
+        for path in procmem.memmap_folders(sampler.parents, sampler.pid)
+    }
     return {
-        "nbytes": nbytes, "idle": idle, "peak": peak, "samples": sampler.samples, "left": left,
+        "nbytes": nbytes,
+        "idle": idle,
+        "peak": peak,
+        "samples": sampler.samples,
+        "left": left,
         "at_peak": dict(zip(("caller", "workers", "folder"), sampler.peak)),
         "before": dict(zip(("caller", "workers", "folder"), idle_parts)),
         "mem_over_array": (nbytes + peak - idle) / nbytes,
@@ -534,8 +601,12 @@ def local_cluster():
     """
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=DASK_WORKERS, threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=DASK_WORKERS, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         client.wait_for_workers(DASK_WORKERS, timeout=60)
         client.register_plugin(_arrived_bytes_plugin(), name=ARRIVED_BYTES_PLUGIN)
         yield client
@@ -585,9 +656,11 @@ DASK_IMPLS = ("joblite", "joblib", "client.map")
 
 def _on_dask(lib, client, call):
     """`call` made inside ``lib.parallel_config(backend='dask', client=client)``, as a user writes it."""
+
     def run():
         with lib.parallel_config(backend="dask", client=client):
             return call()
+
     return run
 
 
@@ -619,11 +692,12 @@ def dask_tiny_tasks_call(impl, client, count):
 
     chunks = DASK_WORKERS * MAP_CHUNKS_PER_WORKER
     xs = list(range(count))
-    parts = [xs[count * i // chunks:count * (i + 1) // chunks] for i in range(chunks)]
+    parts = [xs[count * i // chunks : count * (i + 1) // chunks] for i in range(chunks)]
 
     def call():
         futures = client.map(tiny_chunk, parts, pure=False)
         return [result for part in client.gather(futures) for result in pickle.loads(part)]
+
     return call
 
 
@@ -668,14 +742,15 @@ def dask_array_argument_call(impl, client, a, tasks, fresh=False):
         tasks' sums; ``None`` when `impl`'s library is not installed.
     """
     if impl == "client.map":
+
         def call():
             future = client.scatter(a, hash=False)
             try:
-                futures = client.map(array_part_sum, [future] * tasks, range(tasks), [tasks] * tasks,
-                                     pure=False)
+                futures = client.map(array_part_sum, [future] * tasks, range(tasks), [tasks] * tasks, pure=False)
                 return client.gather(futures)
             finally:
                 future.release()
+
         return call
     lib = parallel_impls()[impl]
     if lib is None:
@@ -687,6 +762,7 @@ def dask_array_argument_call(impl, client, a, tasks, fresh=False):
     def first_call():
         release_joblite_reuse(client)
         return call()
+
     return first_call
 
 

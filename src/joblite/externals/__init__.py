@@ -10,6 +10,7 @@ it sends to loky workers itself, with cloudpickle, so loky's pickler setting
 (``set_loky_pickler``) does not change how joblite's tasks travel (see the
 differences page).
 """
+
 import sys
 
 import cloudpickle

@@ -22,6 +22,7 @@ The names below are imported on first use, with the ``'local'`` backend
 (which needs the persistence code): importing a module of the package, such
 as :mod:`~joblite.store.cli` to build the command line's parser, stays cheap.
 """
+
 import importlib
 
 # public name -> module of the package that defines it; describe_os_error, warn_not_removed and
@@ -39,8 +40,15 @@ _LAZY = {
     "EntryLock": "locks",
 }
 
-__all__ = ["CacheWarning", "CacheItemInfo", "StoreBackendBase", "FileSystemStoreBackend",
-           "CodeRecordMissing", "register_store_backend", "store_backend"]
+__all__ = [
+    "CacheWarning",
+    "CacheItemInfo",
+    "StoreBackendBase",
+    "FileSystemStoreBackend",
+    "CodeRecordMissing",
+    "register_store_backend",
+    "store_backend",
+]
 
 
 def __getattr__(name):

@@ -6,6 +6,7 @@ A backend stores one entry per call, ``call_id = (func_id, args_id)``, for
 ``Memory(..., backend=name)``.  The ``'local'`` backend is
 :class:`joblite.store.local.FileSystemStoreBackend`.
 """
+
 import collections
 import errno
 import time
@@ -13,10 +14,20 @@ import warnings
 
 from .._validate import parse_age, parse_size
 
-__all__ = ["SCAN_SHARE", "CacheWarning", "CacheItemInfo", "CodeRecordMissing", "StoreBackendBase", "describe_os_error",
-           "naming", "register_store_backend", "store_backend", "warn_not_removed"]
+__all__ = [
+    "SCAN_SHARE",
+    "CacheWarning",
+    "CacheItemInfo",
+    "CodeRecordMissing",
+    "StoreBackendBase",
+    "describe_os_error",
+    "naming",
+    "register_store_backend",
+    "store_backend",
+    "warn_not_removed",
+]
 
-_AUTO_REDUCE_TO = 0.9          # automatic bytes_limit enforcement leaves this much headroom
+_AUTO_REDUCE_TO = 0.9  # automatic bytes_limit enforcement leaves this much headroom
 #: Automatic ``bytes_limit`` scans a store at most once per this many times the
 #: duration of its last scan: a writer spends at most 2% of its time scanning.
 SCAN_SHARE = 50
@@ -62,9 +73,12 @@ def describe_os_error(exc):
 def warn_not_removed(location, failed, stacklevel):
     """One CacheWarning about the entries `failed` (from :meth:`StoreBackendBase.evict`), if any."""
     if failed:
-        warnings.warn(f"{location}: {len(failed)} of the cache entries due for removal could not be "
-                      f"removed (others were removed instead); the first: {describe_os_error(failed[0][1])}",
-                      CacheWarning, stacklevel=stacklevel)
+        warnings.warn(
+            f"{location}: {len(failed)} of the cache entries due for removal could not be "
+            f"removed (others were removed instead); the first: {describe_os_error(failed[0][1])}",
+            CacheWarning,
+            stacklevel=stacklevel,
+        )
 
 
 def naming(exc, path):
@@ -225,8 +239,9 @@ class StoreBackendBase:
         """
         bytes_limit = parse_size(bytes_limit, "bytes_limit")
         age_limit = parse_age(age_limit, "age_limit")
-        if items_limit is not None and (isinstance(items_limit, bool) or not isinstance(items_limit, int)
-                                        or items_limit < 0):
+        if items_limit is not None and (
+            isinstance(items_limit, bool) or not isinstance(items_limit, int) or items_limit < 0
+        ):
             raise ValueError(f"items_limit={items_limit!r} must be an int >= 0")
         items = sorted(self.get_items(), key=lambda item: item.last_access)
         total = sum(item.size for item in items)
@@ -235,8 +250,11 @@ class StoreBackendBase:
         removed, failed = [], []
         for item in items:
             too_old = age_limit is not None and now - item.last_access > age_limit
-            if not (too_old or (bytes_limit is not None and total > bytes_limit)
-                    or (items_limit is not None and count > items_limit)):
+            if not (
+                too_old
+                or (bytes_limit is not None and total > bytes_limit)
+                or (items_limit is not None and count > items_limit)
+            ):
                 break
             try:
                 self.clear_item((item.func_id, item.args_id))
@@ -363,9 +381,9 @@ def store_backend(backend, location, verbose=0, backend_options=None):
         return backend
     cls = _BACKENDS.get(backend)
     if cls is None:
-        raise ValueError(f"backend={backend!r} is not a registered store backend "
-                         f"(registered: {', '.join(sorted(_BACKENDS))})")
+        raise ValueError(
+            f"backend={backend!r} is not a registered store backend (registered: {', '.join(sorted(_BACKENDS))})"
+        )
     instance = cls()
     instance.configure(location, verbose=verbose, backend_options=backend_options)
     return instance
-

@@ -23,6 +23,7 @@ the entry's last access.
 The root holds :data:`STORE_TAG`: joblite writes into, or clears, only a
 folder that has it (:func:`claim_root`, :func:`make_folder`).
 """
+
 import errno
 import json
 import os
@@ -31,21 +32,50 @@ import re
 from .. import _container, persistence
 from .._owners import owner
 
-__all__ = ["STORE_FOLDER", "STORE_TAG", "CODE_RECORD", "ENTRY_SUFFIX", "TMP_FOLDER", "LOCKS_FOLDER",
-           "USAGE_RECORD", "store_root", "function_folder", "is_module_folder", "is_shard", "entry_path", "args_id_of",
-           "entry_temporary", "is_temporary_of", "process_folder", "process_temporary", "note_name",
-           "is_note", "lock_path", "scan_lock_path", "is_scan_lock", "lock_temporary", "is_lock",
-           "is_lock_temporary", "is_store_root", "claim_root", "make_folder", "read_json_record",
-           "read_entry", "check_entry"]
+__all__ = [
+    "STORE_FOLDER",
+    "STORE_TAG",
+    "CODE_RECORD",
+    "ENTRY_SUFFIX",
+    "TMP_FOLDER",
+    "LOCKS_FOLDER",
+    "USAGE_RECORD",
+    "store_root",
+    "function_folder",
+    "is_module_folder",
+    "is_shard",
+    "entry_path",
+    "args_id_of",
+    "entry_temporary",
+    "is_temporary_of",
+    "process_folder",
+    "process_temporary",
+    "note_name",
+    "is_note",
+    "lock_path",
+    "scan_lock_path",
+    "is_scan_lock",
+    "lock_temporary",
+    "is_lock",
+    "is_lock_temporary",
+    "is_store_root",
+    "claim_root",
+    "make_folder",
+    "read_json_record",
+    "read_entry",
+    "check_entry",
+]
 
 #: The store's folder in a ``Memory`` location (joblib's is ``joblib``: both can share one).
 STORE_FOLDER = "joblite"
 #: Marks the root of a store (the Cache Directory Tagging specification, which
 #: backup tools honour): joblite only writes into, or clears, a folder that has it.
 STORE_TAG = "CACHEDIR.TAG"
-_TAG_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
-             "# This file is a cache directory tag created by joblite (Memory).\n"
-             "# For information about cache directory tags see https://bford.info/cachedir/\n")
+_TAG_TEXT = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by joblite (Memory).\n"
+    "# For information about cache directory tags see https://bford.info/cachedir/\n"
+)
 #: A function's code record, in its folder.
 CODE_RECORD = "func_code.json"
 #: The ending of an entry's file name, after its key.
@@ -56,7 +86,7 @@ TMP_FOLDER = ".tmp"
 LOCKS_FOLDER = ".locks"
 #: The size of the store at the last scan, in the root.
 USAGE_RECORD = ".usage.json"
-_SCAN_LOCK = "size-scan.lock"   # one process at a time scans for bytes_limit
+_SCAN_LOCK = "size-scan.lock"  # one process at a time scans for bytes_limit
 _NOTE_PREFIX = "writes-"
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._\-]")
 
@@ -90,7 +120,7 @@ def entry_path(folder, args_id):
 
 def args_id_of(name):
     """The key of the entry whose file is named `name`, or None if `name` is not an entry's."""
-    return name[:-len(ENTRY_SUFFIX)] if name.endswith(ENTRY_SUFFIX) else None
+    return name[: -len(ENTRY_SUFFIX)] if name.endswith(ENTRY_SUFFIX) else None
 
 
 def entry_temporary(path, args_id, writer, number):
@@ -177,16 +207,21 @@ def claim_root(root):
     if is_store_root(root):
         return
     if os.path.lexists(root) and not os.path.isdir(root):
-        raise ValueError(f"{root} exists and is not a folder, so it cannot hold a joblite cache store; "
-                         "choose another location for Memory")
+        raise ValueError(
+            f"{root} exists and is not a folder, so it cannot hold a joblite cache store; "
+            "choose another location for Memory"
+        )
     os.makedirs(root, exist_ok=True)
     with os.scandir(root) as entries:
-        foreign = sorted(entry.name for entry in entries
-                         if entry.name != STORE_TAG and not entry.name.startswith(f".{STORE_TAG}."))
-    if foreign and not is_store_root(root):   # another process may have just made it a store
-        raise ValueError(f"{root} exists and is not a joblite cache store (it has no {STORE_TAG} and "
-                         f"holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
-                         "choose another location for Memory")
+        foreign = sorted(
+            entry.name for entry in entries if entry.name != STORE_TAG and not entry.name.startswith(f".{STORE_TAG}.")
+        )
+    if foreign and not is_store_root(root):  # another process may have just made it a store
+        raise ValueError(
+            f"{root} exists and is not a joblite cache store (it has no {STORE_TAG} and "
+            f"holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
+            "choose another location for Memory"
+        )
     temporary = f"{root}/.{STORE_TAG}.{owner()}"
     with open(temporary, "w", encoding="ascii") as fileobj:
         fileobj.write(_TAG_TEXT)
@@ -202,8 +237,11 @@ def make_folder(root, folder):
     creates it again.  With `root` None, `folder` is created as it is.
     """
     if root is not None and not is_store_root(root):
-        raise FileNotFoundError(errno.ENOENT, "the cache store was removed or replaced while in use "
-                                "(a new Memory on its location creates it again)", root)
+        raise FileNotFoundError(
+            errno.ENOENT,
+            "the cache store was removed or replaced while in use (a new Memory on its location creates it again)",
+            root,
+        )
     os.makedirs(folder, exist_ok=True)
 
 
@@ -262,7 +300,8 @@ def check_entry(path):
     """
     with open(path, "rb") as fileobj:
         head, tail = _container.Container(fileobj, path).pickle_ends(16, 3)
-    start = 11 if head[2:3] == b"\x95" else 2   # after PROTO 5 and an optional FRAME
-    if head[:2] != b"\x80\x05" or head[start:start + 1] != b"}" or tail != b"\x86\x94.":
-        raise persistence.CorruptFileError(f"{path}: not a joblite cache entry: its pickle stream is not a "
-                                           "(metadata dict, result) pair")
+    start = 11 if head[2:3] == b"\x95" else 2  # after PROTO 5 and an optional FRAME
+    if head[:2] != b"\x80\x05" or head[start : start + 1] != b"}" or tail != b"\x86\x94.":
+        raise persistence.CorruptFileError(
+            f"{path}: not a joblite cache entry: its pickle stream is not a (metadata dict, result) pair"
+        )

@@ -3,6 +3,7 @@
 An entry that crashes or hangs the loader ends the child, not the command:
 :class:`Loader` reports it and starts a new child for the next entries.
 """
+
 import json
 import os
 import re
@@ -69,7 +70,7 @@ def check_loading(path):
 def _write_all(fd, data):
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def loader_main():
@@ -80,7 +81,7 @@ def loader_main():
     entry's own code may print or read standard input: the requests and
     verdicts have pipes of their own.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C stops the parent, which stops the loader
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which stops the loader
     requests = os.fdopen(int(sys.argv[1]), "rb")
     replies = int(sys.argv[2])
     for line in requests:
@@ -125,13 +126,16 @@ class Loader:
         replies, from_child = os.pipe()
         env = dict(os.environ)
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))
-        env["PYTHONPATH"] = os.pathsep.join([package_parent] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH")
-                                                                else []))
+        env["PYTHONPATH"] = os.pathsep.join([package_parent] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", _LOADER_CODE, str(to_child), str(from_child)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                pass_fds=(to_child, from_child), env=env)
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(to_child, from_child),
+                env=env,
+            )
         except BaseException:
             for fd in (requests, replies):
                 os.close(fd)
@@ -161,24 +165,24 @@ class Loader:
             return json.loads(line)
         self.close(kill=True)
         if line is None:
-            return {"status": "corrupt",
-                    "error": f"{path}: the loader did not finish loading it within {self.timeout:g} s"}
-        return {"status": "corrupt",
-                "error": f"{path}: crashed the loader ({_exit_reason(self._returncode)})"}
+            return {
+                "status": "corrupt",
+                "error": f"{path}: the loader did not finish loading it within {self.timeout:g} s",
+            }
+        return {"status": "corrupt", "error": f"{path}: crashed the loader ({_exit_reason(self._returncode)})"}
 
     def close(self, kill=False):
         """Stop the process: at the end of the requests, or killed at once with `kill`."""
         if self._proc is None:
             return
-        os.close(self._requests)   # end of requests: an idle loader exits
+        os.close(self._requests)  # end of requests: an idle loader exits
         self._replies.close()
         if kill and self._proc.poll() is None:
             self._proc.kill()
         try:
             self._proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:   # busy with an entry when the command was interrupted
+        except subprocess.TimeoutExpired:  # busy with an entry when the command was interrupted
             self._proc.kill()
             self._proc.wait()
         self._returncode = self._proc.returncode
         self._proc = None
-

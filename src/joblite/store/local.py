@@ -7,6 +7,7 @@ are :mod:`joblite.store.locks`'.  The file's modification time is the
 entry's last access, which joblite sets itself on loads (at most once a
 second), so ``noatime`` mounts do not matter.
 """
+
 import atexit
 import collections.abc
 import contextlib
@@ -27,20 +28,25 @@ from .locks import EntryLock, owner_gone
 
 __all__ = ["FileSystemStoreBackend", "remove_process_folder"]
 
-_TOUCH_INTERVAL_NS = 10 ** 9   # at most one access-time update of an entry a second
-_STREAMS_KEPT = 4096           # small entries whose verified stream a process keeps,
-_STREAM_KEPT_MAX = 4096        # each of at most this many bytes (16 MiB in all)
-_STALE_TEMPORARY = 3600.0      # seconds without change after which another host's temporaries go
+_TOUCH_INTERVAL_NS = 10**9  # at most one access-time update of an entry a second
+_STREAMS_KEPT = 4096  # small entries whose verified stream a process keeps,
+_STREAM_KEPT_MAX = 4096  # each of at most this many bytes (16 MiB in all)
+_STALE_TEMPORARY = 3600.0  # seconds without change after which another host's temporaries go
 
 
 def _seconds_option(options, name, default, zero_allowed):
     """``backend_options[name]``: a finite number of seconds, > 0 (or >= 0 when `zero_allowed`)."""
     value = options.pop(name, default)
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and \
-            (value > 0 or (zero_allowed and value == 0)):
+    if (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > 0 or (zero_allowed and value == 0))
+    ):
         return float(value)
-    raise ValueError(f"backend_options[{name!r}]={value!r} must be a finite number of seconds "
-                     f"{'>= 0' if zero_allowed else '> 0'}")
+    raise ValueError(
+        f"backend_options[{name!r}]={value!r} must be a finite number of seconds {'>= 0' if zero_allowed else '> 0'}"
+    )
 
 
 @contextlib.contextmanager
@@ -63,7 +69,7 @@ def remove_process_folder(path):
             remove_if_exists(os.path.join(path, name))
     try:
         os.rmdir(path)
-    except OSError:   # not empty (a temporary of a write still in progress in a thread) or gone
+    except OSError:  # not empty (a temporary of a write still in progress in a thread) or gone
         pass
 
 
@@ -93,8 +99,10 @@ class FileSystemStoreBackend(StoreBackendBase):
         self.lock_timeout = _seconds_option(options, "lock_timeout", 60.0, zero_allowed=False)
         self.size_check_interval = _seconds_option(options, "size_check_interval", 60.0, zero_allowed=True)
         if options:
-            raise ValueError(f"backend_options: unknown option(s) {sorted(options)} for the 'local' "
-                             "backend (known: lock, lock_timeout, size_check_interval)")
+            raise ValueError(
+                f"backend_options: unknown option(s) {sorted(options)} for the 'local' "
+                "backend (known: lock, lock_timeout, size_check_interval)"
+            )
         self.location = os.fspath(location)
         self.verbose = verbose
         self.root = layout.store_root(self.location)
@@ -103,7 +111,7 @@ class FileSystemStoreBackend(StoreBackendBase):
         self._counter = itertools.count()
         self._tmp_pid = None
         self._tmp_refreshed = 0.0
-        self._writing_into = set()   # function ids this process noted (see _note_writing_into)
+        self._writing_into = set()  # function ids this process noted (see _note_writing_into)
         self._owner = owner()
         self._scan_lock = None
         # entry path -> [(inode, size, mtime), verified pickle stream] of small entries
@@ -112,8 +120,7 @@ class FileSystemStoreBackend(StoreBackendBase):
 
     def options(self):
         """The backend options this store was configured with."""
-        return {"lock": self.lock, "lock_timeout": self.lock_timeout,
-                "size_check_interval": self.size_check_interval}
+        return {"lock": self.lock, "lock_timeout": self.lock_timeout, "size_check_interval": self.size_check_interval}
 
     # -- paths --------------------------------------------------------------------------
     def func_dir(self, func_id):
@@ -129,7 +136,7 @@ class FileSystemStoreBackend(StoreBackendBase):
 
     def _tmp_dir(self):
         pid = os.getpid()
-        if self._tmp_pid != pid:   # first write of this process (also after a fork)
+        if self._tmp_pid != pid:  # first write of this process (also after a fork)
             self._tmp_path = layout.process_folder(self.root)
             self.sweep()
             layout.make_folder(self.root, self._tmp_path)
@@ -156,7 +163,7 @@ class FileSystemStoreBackend(StoreBackendBase):
         with _removed_on_failure(temporary, path):
             try:
                 fileobj = open(temporary, "w", encoding="utf-8")
-            except FileNotFoundError:   # our temporary folder was swept meanwhile
+            except FileNotFoundError:  # our temporary folder was swept meanwhile
                 layout.make_folder(self.root, os.path.dirname(temporary))
                 fileobj = open(temporary, "w", encoding="utf-8")
             with fileobj:
@@ -167,7 +174,7 @@ class FileSystemStoreBackend(StoreBackendBase):
     def _load(self, call_id, mmap_mode):
         path = self._entry(call_id)
         if mmap_mode is not None:
-            mmap_mode = _validate.check_mmap_mode(mmap_mode)   # 'w+' would truncate the entry
+            mmap_mode = _validate.check_mmap_mode(mmap_mode)  # 'w+' would truncate the entry
         try:
             stat = os.stat(path)
         except FileNotFoundError:
@@ -235,7 +242,7 @@ class FileSystemStoreBackend(StoreBackendBase):
             If the store was removed or replaced (see :func:`joblite.store.layout.make_folder`).
         """
         if not layout.is_store_root(self.root):
-            layout.make_folder(self.root, shard)   # raises, naming the store
+            layout.make_folder(self.root, shard)  # raises, naming the store
         if not os.path.isfile(os.path.join(self.func_dir(func_id), layout.CODE_RECORD)):
             raise CodeRecordMissing(func_id)
         os.makedirs(shard, exist_ok=True)
@@ -249,7 +256,7 @@ class FileSystemStoreBackend(StoreBackendBase):
         """
         folder = self._tmp_dir()
         now = time.time()
-        if now - self._tmp_refreshed > _STALE_TEMPORARY / 4:   # alive: not swept by other hosts
+        if now - self._tmp_refreshed > _STALE_TEMPORARY / 4:  # alive: not swept by other hosts
             self._tmp_refreshed = now
             try:
                 os.utime(folder)
@@ -262,7 +269,7 @@ class FileSystemStoreBackend(StoreBackendBase):
         try:
             with open(note, "w", encoding="utf-8") as fileobj:
                 fileobj.write(relative)
-        except FileNotFoundError:   # our temporary folder was swept meanwhile
+        except FileNotFoundError:  # our temporary folder was swept meanwhile
             layout.make_folder(self.root, folder)
             with open(note, "w", encoding="utf-8") as fileobj:
                 fileobj.write(relative)
@@ -272,7 +279,7 @@ class FileSystemStoreBackend(StoreBackendBase):
         return os.path.exists(self._entry(call_id))
 
     def get_metadata(self, call_id):
-        return self._load(call_id, "r")[1]   # arrays are mapped, not read
+        return self._load(call_id, "r")[1]  # arrays are mapped, not read
 
     def clear_item(self, call_id):
         remove_if_exists(self._entry(call_id))
@@ -290,7 +297,7 @@ class FileSystemStoreBackend(StoreBackendBase):
         self._discard(self.func_dir(func_id))
 
     def clear(self):
-        layout.claim_root(self.root)   # never empties a folder that is not a store
+        layout.claim_root(self.root)  # never empties a folder that is not a store
         for entry in os.scandir(self.root):
             if entry.name in (layout.TMP_FOLDER, layout.STORE_TAG):
                 continue
@@ -349,7 +356,7 @@ class FileSystemStoreBackend(StoreBackendBase):
                         continue
                     try:
                         stat = entry.stat(follow_symlinks=False)
-                    except FileNotFoundError:   # removed since the listing
+                    except FileNotFoundError:  # removed since the listing
                         continue
                     yield CacheItemInfo(func, name[:cut], entry.path, stat.st_size, stat.st_mtime)
 
@@ -387,8 +394,10 @@ class FileSystemStoreBackend(StoreBackendBase):
                     removed += self._scan_entry_lock().break_if_stale()
                 elif layout.is_lock(lock.name):
                     removed += EntryLock(lock.path, self.lock_timeout).break_if_stale()
-                elif layout.is_lock_temporary(lock.name) and \
-                        time.time() - lock.stat(follow_symlinks=False).st_mtime > self.lock_timeout:
+                elif (
+                    layout.is_lock_temporary(lock.name)
+                    and time.time() - lock.stat(follow_symlinks=False).st_mtime > self.lock_timeout
+                ):
                     # left by a process killed while breaking or taking a lock
                     remove_if_exists(lock.path)
                     removed += 1
@@ -409,7 +418,7 @@ class FileSystemStoreBackend(StoreBackendBase):
                 continue
             function = os.path.normpath(os.path.join(self.root, relative))
             if os.path.dirname(os.path.dirname(function)) != os.path.normpath(self.root):
-                continue   # not a function folder of this store
+                continue  # not a function folder of this store
             for shard in scandir(function):
                 if not layout.is_shard(shard):
                     continue
@@ -434,20 +443,20 @@ class FileSystemStoreBackend(StoreBackendBase):
 
     def write_usage(self, total, scan_seconds):
         try:
-            self._write_json(os.path.join(self.root, layout.USAGE_RECORD),
-                             {"bytes": total, "time": time.time(), "scan_seconds": scan_seconds})
+            self._write_json(
+                os.path.join(self.root, layout.USAGE_RECORD),
+                {"bytes": total, "time": time.time(), "scan_seconds": scan_seconds},
+            )
         except OSError:
-            pass   # only saves other processes a scan; the store's own faults are reported where they stop a write
+            pass  # only saves other processes a scan; the store's own faults are reported where they stop a write
 
     def _scan_entry_lock(self):
         # A scan of a large store on NFS may take minutes: a long timeout.
-        return EntryLock(layout.scan_lock_path(self.root), max(self.lock_timeout, 600.0),
-                         self.root)
+        return EntryLock(layout.scan_lock_path(self.root), max(self.lock_timeout, 600.0), self.root)
 
     def begin_scan(self):
         self._scan_lock = self._scan_entry_lock()
-        return self._scan_lock.try_acquire() or \
-            (self._scan_lock.break_if_stale() and self._scan_lock.try_acquire())
+        return self._scan_lock.try_acquire() or (self._scan_lock.break_if_stale() and self._scan_lock.try_acquire())
 
     def end_scan(self):
         self._scan_lock.release()

@@ -6,6 +6,7 @@ of every lock the process holds (the heartbeat), so that a holder killed on
 another host is noticed after the lock's timeout, and one killed on this
 host at once (its pid is gone).  Names come from :mod:`joblite._owners`.
 """
+
 import errno
 import itertools
 import os
@@ -33,7 +34,7 @@ def owner_gone(name, mtime, stale_after, heartbeat):
         return True
     pid, _, host = name.partition("@")
     if host == _owners.HOST and pid.isdigit() and (int(pid) == os.getpid() or not heartbeat):
-        return False   # this process, or one alive here that does not refresh `mtime`
+        return False  # this process, or one alive here that does not refresh `mtime`
     return time.time() - mtime > stale_after
 
 
@@ -50,8 +51,7 @@ class _Heartbeat:
         with self._guard:
             self._held[path] = interval
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="joblite-lock-heartbeat",
-                                                daemon=True)
+                self._thread = threading.Thread(target=self._run, name="joblite-lock-heartbeat", daemon=True)
                 self._thread.start()
         self._wake.set()
 
@@ -167,7 +167,7 @@ class EntryLock:
             with open(aside, "rb") as fileobj:
                 if fileobj.read(512).decode("utf-8", "replace") != owner:
                     try:
-                        os.link(aside, self.path)   # give it back, unless taken again meanwhile
+                        os.link(aside, self.path)  # give it back, unless taken again meanwhile
                     except OSError:
                         pass
         finally:

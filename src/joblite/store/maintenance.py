@@ -6,6 +6,7 @@ return.  ``PATH`` is the folder given to ``Memory(location)``, or its
 child process (:mod:`joblite.store.loader`), so that an entry that crashes
 the loader is reported instead of ending the command.
 """
+
 import os
 
 from . import layout
@@ -14,9 +15,20 @@ from .loader import Loader
 from .local import remove_process_folder
 from .options import ENTRY_TIMEOUT, SORTS, TOP
 
-__all__ = ["StoreNotFoundError", "UnknownFunctionError", "find_store", "open_store", "resolve_function",
-           "select_items", "store_info", "list_entries", "prune_store", "clear_store", "verify_store",
-           "remove_own_temporaries"]
+__all__ = [
+    "StoreNotFoundError",
+    "UnknownFunctionError",
+    "find_store",
+    "open_store",
+    "resolve_function",
+    "select_items",
+    "store_info",
+    "list_entries",
+    "prune_store",
+    "clear_store",
+    "verify_store",
+    "remove_own_temporaries",
+]
 
 _SHOWN_CANDIDATES = 20  # function names listed in an error message
 
@@ -88,8 +100,10 @@ def find_store(path):
             return location
         problems.append(f"{root} is not a joblite store: {problem}")
     detail = "; ".join(problems) if problems else f"there is no folder {layout.store_root(path)}"
-    raise StoreNotFoundError(f"{path}: no joblite cache store here ({detail}); give the folder passed "
-                             f"to Memory(location) or its {layout.STORE_FOLDER!r} sub-folder")
+    raise StoreNotFoundError(
+        f"{path}: no joblite cache store here ({detail}); give the folder passed "
+        f"to Memory(location) or its {layout.STORE_FOLDER!r} sub-folder"
+    )
 
 
 def open_store(path):
@@ -139,11 +153,14 @@ def resolve_function(store, name):
     if len(matches) == 1:
         return matches[0]
     if matches:
-        raise UnknownFunctionError(f"function {name!r} is ambiguous in the cache at {store.location}: it "
-                                   f"matches {_listing(matches)}; give one of these in full", name, matches)
+        raise UnknownFunctionError(
+            f"function {name!r} is ambiguous in the cache at {store.location}: it "
+            f"matches {_listing(matches)}; give one of these in full",
+            name,
+            matches,
+        )
     known = f"its functions are {_listing(func_ids)}" if func_ids else "it holds no function"
-    raise UnknownFunctionError(f"no function {name!r} in the cache at {store.location}; {known}",
-                               name, func_ids)
+    raise UnknownFunctionError(f"no function {name!r} in the cache at {store.location}; {known}", name, func_ids)
 
 
 def _listing(names):
@@ -374,8 +391,12 @@ def clear_store(path, function=None):
         store.clear()
     else:
         store.clear_path(func_id)
-    return {"location": store.location, "function": func_id, "removed_entries": len(items),
-            "removed_size": sum(item.size for item in items)}
+    return {
+        "location": store.location,
+        "function": func_id,
+        "removed_entries": len(items),
+        "removed_size": sum(item.size for item in items),
+    }
 
 
 def _same_file(before, path):

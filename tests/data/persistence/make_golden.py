@@ -18,6 +18,7 @@ Python or numpy version (numpy scalars, object arrays, ``np.matrix``,
 ``pathlib``), so that the uncompressed file is reproduced bit for bit
 wherever the tests run.
 """
+
 import collections
 import datetime
 import decimal
@@ -35,8 +36,12 @@ CODECS = ["lz4", "zlib", "gzip", "bz2", "lzma", "xz"]
 
 def golden_value():
     """The value stored in every golden file; built without randomness."""
-    structured = np.zeros(4, dtype=np.dtype({"names": ["id", "x", "tag"], "formats": ["<i4", ">f8", "S3"],
-                                             "offsets": [0, 8, 17], "itemsize": 24}))
+    structured = np.zeros(
+        4,
+        dtype=np.dtype(
+            {"names": ["id", "x", "tag"], "formats": ["<i4", ">f8", "S3"], "offsets": [0, 8, 17], "itemsize": 24}
+        ),
+    )
     structured["id"] = [1, -2, 3, -4]
     structured["x"] = [0.5, -1.25, 1e300, -0.0]
     structured["tag"] = [b"a", b"bc", b"def", b""]
@@ -60,11 +65,22 @@ def golden_value():
         "empty": np.empty((0, 3), dtype=np.int16),
         "3-d": np.arange(2 * 3 * 4, dtype=np.uint16).reshape(2, 3, 4),
         "plain": {
-            "int": 42, "big": 2**100, "float": 1.5, "complex": 1 - 1j, "str": "golden ✓", "bytes": b"\x00\xff",
-            "none": None, "bool": True, "tuple": (1, (2, 3)), "list": [1, "two", 3.0], "set": {1, 2, 3},
-            "frozenset": frozenset({"a"}), "bytearray": bytearray(b"ba"),
+            "int": 42,
+            "big": 2**100,
+            "float": 1.5,
+            "complex": 1 - 1j,
+            "str": "golden ✓",
+            "bytes": b"\x00\xff",
+            "none": None,
+            "bool": True,
+            "tuple": (1, (2, 3)),
+            "list": [1, "two", 3.0],
+            "set": {1, 2, 3},
+            "frozenset": frozenset({"a"}),
+            "bytearray": bytearray(b"ba"),
             "datetime": datetime.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=datetime.timezone.utc),
-            "date": datetime.date(2000, 2, 29), "timedelta": datetime.timedelta(days=1, microseconds=1),
+            "date": datetime.date(2000, 2, 29),
+            "timedelta": datetime.timedelta(days=1, microseconds=1),
             "decimal": decimal.Decimal("3.14159265358979323846"),
             "ordered": collections.OrderedDict([("z", 1), ("a", 2)]),
         },
@@ -84,7 +100,8 @@ def array_digests(value, prefix=""):
     for key, item in value.items():
         if isinstance(item, np.ndarray):
             out[prefix + key] = {
-                "dtype": np.lib.format.dtype_to_descr(item.dtype) if not item.dtype.fields
+                "dtype": np.lib.format.dtype_to_descr(item.dtype)
+                if not item.dtype.fields
                 else str(np.lib.format.dtype_to_descr(item.dtype)),
                 "shape": list(item.shape),
                 "order": "F" if item.ndim > 1 and item.flags.f_contiguous and not item.flags.c_contiguous else "C",
@@ -118,8 +135,7 @@ def main():
         files[name] = file_entry(path, codec)
     manifest = {
         "format_version": persistence.FORMAT_VERSION,
-        "written_by": {"joblite": joblite.__version__, "numpy": np.__version__,
-                       "python": platform.python_version()},
+        "written_by": {"joblite": joblite.__version__, "numpy": np.__version__, "python": platform.python_version()},
         "value": "make_golden.golden_value()",
         "files": files,
         "arrays": array_digests(expected_value()),

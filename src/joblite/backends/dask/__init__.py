@@ -27,6 +27,7 @@ cancelled and the data it scattered is released.  Tasks already running
 finish in their worker thread (dask cannot interrupt a thread); their results
 are dropped.
 """
+
 import os
 import threading
 import time
@@ -34,10 +35,9 @@ import uuid
 
 try:
     import distributed
-    from distributed.threadpoolexecutor import thread_state as _POOL_THREAD   # .proceed: in the pool
-except ImportError as exc:   # pragma: no cover - the tests skip without distributed
-    raise ImportError("backend='dask' needs the distributed package: pip install 'joblite[dask]' "
-                      f"({exc})") from exc
+    from distributed.threadpoolexecutor import thread_state as _POOL_THREAD  # .proceed: in the pool
+except ImportError as exc:  # pragma: no cover - the tests skip without distributed
+    raise ImportError(f"backend='dask' needs the distributed package: pip install 'joblite[dask]' ({exc})") from exc
 
 from ... import _validate
 from ..._memmapping import parse_max_nbytes
@@ -105,20 +105,37 @@ class DaskBackend(ParallelBackendBase):
     """
 
     uses_processes = True
-    target_batch_seconds = 0.3   # a dask task costs about a millisecond
+    target_batch_seconds = 0.3  # a dask task costs about a millisecond
     max_batch_size = 32768
     default_n_jobs = -1
     sequential_with_one_worker = False
-    batch_cost_from_wall_time = False   # batches report their cost: see the base class
+    batch_cost_from_wall_time = False  # batches report their cost: see the base class
 
-    def __init__(self, client=None, scheduler_host=None, scheduler_file=None, scatter=None,
-                 wait_for_workers_timeout=10, reuse_nbytes=REUSE_NBYTES, retries=0, **submit_options):
+    def __init__(
+        self,
+        client=None,
+        scheduler_host=None,
+        scheduler_file=None,
+        scatter=None,
+        wait_for_workers_timeout=10,
+        reuse_nbytes=REUSE_NBYTES,
+        retries=0,
+        **submit_options,
+    ):
         super().__init__()
-        given = [name for name, value in (("client", client), ("scheduler_host", scheduler_host),
-                                          ("scheduler_file", scheduler_file)) if value is not None]
+        given = [
+            name
+            for name, value in (
+                ("client", client),
+                ("scheduler_host", scheduler_host),
+                ("scheduler_file", scheduler_file),
+            )
+            if value is not None
+        ]
         if len(given) > 1:
-            raise ValueError(f"backend='dask' takes one of client, scheduler_host and scheduler_file; "
-                             f"got {' and '.join(given)}")
+            raise ValueError(
+                f"backend='dask' takes one of client, scheduler_host and scheduler_file; got {' and '.join(given)}"
+            )
         if client is not None and not isinstance(client, distributed.Client):
             raise TypeError(f"client={client!r} must be a distributed.Client")
         if scheduler_host is not None and (not isinstance(scheduler_host, str) or not scheduler_host):
@@ -134,8 +151,10 @@ class DaskBackend(ParallelBackendBase):
             raise ValueError(f"retries={retries!r} must be an int >= 0")
         unknown = sorted(set(submit_options) - set(_SUBMIT_OPTIONS))
         if unknown:
-            raise ValueError(f"backend='dask' got unknown option(s) {', '.join(unknown)}; the options "
-                             f"passed to client.submit are {', '.join(_SUBMIT_OPTIONS)}")
+            raise ValueError(
+                f"backend='dask' got unknown option(s) {', '.join(unknown)}; the options "
+                f"passed to client.submit are {', '.join(_SUBMIT_OPTIONS)}"
+            )
         self._given = client
         self._found = None
         self.scheduler_host = scheduler_host
@@ -149,8 +168,8 @@ class DaskBackend(ParallelBackendBase):
         self._limit = None
         self._max_nbytes = None
         self._inner = None
-        self._seceded = None   # the thread this backend took out of its worker's pool
-        self._counted = None   # (time.monotonic(), threads of the cluster's workers)
+        self._seceded = None  # the thread this backend took out of its worker's pool
+        self._counted = None  # (time.monotonic(), threads of the cluster's workers)
 
     @property
     def client(self):
@@ -190,7 +209,7 @@ class DaskBackend(ParallelBackendBase):
     def configure(self, n_jobs, parallel):
         n_workers = self.effective_n_jobs(n_jobs)
         if n_jobs > 0:
-            self._threads()   # a worker must be there (or come): else the call would wait forever
+            self._threads()  # a worker must be there (or come): else the call would wait forever
         self._limit = n_jobs if n_jobs > 0 else None
         self._max_nbytes = parse_max_nbytes(parallel.max_nbytes)
         self._inner = parallel.inner_max_num_threads
@@ -226,7 +245,8 @@ class DaskBackend(ParallelBackendBase):
             return WorkerDiedError(
                 f"dask gave up on task {exc.task!r}: workers died while running it "
                 f"{exc.allowed_failures + 1} times, the last {worker} (distributed.KilledWorker). "
-                "It likely exhausts the workers' memory or crashes their process.")
+                "It likely exhausts the workers' memory or crashes their process."
+            )
         return exc
 
     def _threads(self):
@@ -252,7 +272,8 @@ class DaskBackend(ParallelBackendBase):
                 f"wait_for_workers_timeout={self.wait_for_workers_timeout:g} s: start workers (or check "
                 "that they can reach the scheduler), or wait longer with e.g. "
                 f"parallel_config(backend='dask', wait_for_workers_timeout="
-                f"{max(60, 2 * self.wait_for_workers_timeout):g})") from None
+                f"{max(60, 2 * self.wait_for_workers_timeout):g})"
+            ) from None
         finally:
             probe.cancel()
         threads = max(1, sum(client.nthreads().values()))

@@ -9,6 +9,7 @@ key ``joblite_<type>-<uuid>``, and the task gets its future as an argument:
 dask gives the worker the object (one copy per worker) and the batch's
 pickle refers to it by position.
 """
+
 import asyncio
 import collections
 import io
@@ -32,7 +33,7 @@ __all__ = ["Call"]
 
 _SCALARS = frozenset({int, float, bool, complex, type(None)})
 _BUFFERS = frozenset({str, bytes, bytearray})
-_INLINE_NBYTES = 1 << 20   # outcomes larger than this are unpickled in a thread, not the event loop
+_INLINE_NBYTES = 1 << 20  # outcomes larger than this are unpickled in a thread, not the event loop
 
 
 class _Task:
@@ -83,22 +84,22 @@ class Call:
         self.reuse_nbytes = reuse_nbytes
         self.options = options
         self.lock = threading.Lock()
-        self.token = uuid.uuid4().hex[:24]   # with a count: the batches' keys (a uuid4 costs 0.2 ms)
+        self.token = uuid.uuid4().hex[:24]  # with a count: the batches' keys (a uuid4 costs 0.2 ms)
         self.count = 0
-        self.tasks = {}   # key -> _Task, until done (or the call ends)
-        self.queued = collections.deque()   # held back by n_jobs
+        self.tasks = {}  # key -> _Task, until done (or the call ends)
+        self.queued = collections.deque()  # held back by n_jobs
         self.running = 0
         self.closed = False
-        self.objects = []   # the objects scattered or reused (kept alive: found by id)
-        self.futures = []   # index -> its dask future
-        self.digests = []   # index -> its content digest, or None
-        self.new = []   # indices scattered by this call (not reused)
+        self.objects = []  # the objects scattered or reused (kept alive: found by id)
+        self.futures = []  # index -> its dask future
+        self.digests = []  # index -> its content digest, or None
+        self.new = []  # indices scattered by this call (not reused)
         self.by_id = {}
         self.by_digest = {}
-        self.pinned = set()   # ids of scatter= objects: taken out whatever their size
-        self._local = None   # while pickling a batch: index -> position among its task's arguments
+        self.pinned = set()  # ids of scatter= objects: taken out whatever their size
+        self._local = None  # while pickling a batch: index -> position among its task's arguments
         self._table = dict(cloudpickle.Pickler.dispatch_table)
-        numpy = sys.modules.get("numpy")   # not imported if the caller did not: no array to meet
+        numpy = sys.modules.get("numpy")  # not imported if the caller did not: no array to meet
         if numpy is not None:
             self._table.update({numpy.ndarray: self._reduce_array, numpy.memmap: self._reduce_array})
         pandas = sys.modules.get("pandas")
@@ -160,7 +161,7 @@ class Call:
         items = None
         for position, item in enumerate(batch.items):
             if batch.single:
-                item = (item,)   # each task's only argument
+                item = (item,)  # each task's only argument
             function, args, kwargs = (batch.function, item, None) if batch.function is not None else item
             new_args = self._swap_values(args, known)
             new_kwargs = kwargs and self._swap_values(kwargs, known)
@@ -176,10 +177,10 @@ class Call:
 
     def _swap_values(self, values, known):
         out = None
-        for name, value in (values.items() if isinstance(values, dict) else enumerate(values)):
+        for name, value in values.items() if isinstance(values, dict) else enumerate(values):
             kind = type(value)
             if kind in _SCALARS or kind in self._table:
-                continue   # the pickler takes arrays and pandas objects out, at any depth
+                continue  # the pickler takes arrays and pandas objects out, at any depth
             if known is not None:
                 large = id(value) in known
             else:
@@ -237,14 +238,14 @@ class Call:
     def _send(self, task):
         try:
             dask_future = self.client.submit(run_batch, *task.args, key=task.key, pure=False, **self.options)
-        except BaseException as exc:   # a closed client...: the batch fails, the call raises it
+        except BaseException as exc:  # a closed client...: the batch fails, the call raises it
             _settle(task.future, ("raised", exc, None))
             return
         task.args = None
         with self.lock:
             task.dask_future = dask_future
             late = self.closed
-        if late:   # the call ended while this was sent (from the event loop)
+        if late:  # the call ended while this was sent (from the event loop)
             dask_future.cancel()
             return
         # Waited for in the client's event loop, where gathers of several batches overlap
@@ -256,32 +257,37 @@ class Call:
         data = error = None
         try:
             data = await self.client.gather(dask_future, asynchronous=True)
-        except BaseException as exc:   # the task's error (KilledWorker...), or it was cancelled
+        except BaseException as exc:  # the task's error (KilledWorker...), or it was cancelled
             error = exc
         with self.lock:
             if self.tasks.pop(task.key, None) is None:
-                return   # the call ended
+                return  # the call ended
             self.running -= 1
             following = self.queued.popleft() if self.queued and not self.closed else None
             if following is not None:
                 self.running += 1
         if following is not None:
             self._send(following)
-        task.dask_future = None   # (its key is released once the outcome is here)
+        task.dask_future = None  # (its key is released once the outcome is here)
         if task.future.done():
-            return   # failed already (its worker died)
+            return  # failed already (its worker died)
         try:
             if error is None:
-                if len(data) > _INLINE_NBYTES:   # unpickled off the event loop
+                if len(data) > _INLINE_NBYTES:  # unpickled off the event loop
                     outcome = await asyncio.get_running_loop().run_in_executor(None, _loads, data)
                 else:
                     outcome = _loads(data)
             elif dask_future.status == "error":
                 outcome = ("raised", error, None)
             else:
-                outcome = ("raised", CancelledError(
-                    f"dask {dask_future.status} {task.describe()}: another client cancelled it, or "
-                    "the cluster restarted or lost it"), None)
+                outcome = (
+                    "raised",
+                    CancelledError(
+                        f"dask {dask_future.status} {task.describe()}: another client cancelled it, or "
+                        "the cluster restarted or lost it"
+                    ),
+                    None,
+                )
         except BaseException as exc:
             outcome = ("raised", exc, None)
         _settle(task.future, outcome)
@@ -290,8 +296,10 @@ class Call:
         """A worker left the cluster unexpectedly: fail the batches it had (in the client's event loop)."""
         worker = msg.get("worker")
         processing = set(msg.get("processing-tasks") or ())
-        reported = (f"dask's scheduler reported: remove-worker, stimulus_id="
-                    f"{msg.get('stimulus_id')!r}, expected={msg.get('expected')}")
+        reported = (
+            f"dask's scheduler reported: remove-worker, stimulus_id="
+            f"{msg.get('stimulus_id')!r}, expected={msg.get('expected')}"
+        )
         with self.lock:
             if self.closed:
                 return
@@ -300,13 +308,24 @@ class Call:
             if lost and not dead and self.tasks:
                 dead = [next(iter(self.tasks.values()))]
         for task in dead:
-            what = (f"had {task.describe()}" if task.key in processing else
-                    f"held data of the call that {task.describe()} needs ({', '.join(sorted(lost))})")
-            _settle(task.future, ("raised", WorkerDiedError(
-                f"the dask worker {worker} died: it {what} ({reported}). A worker is usually lost to "
-                "its memory limit (the nanny restarts it), a SIGKILL from the batch system or the "
-                "kernel's out-of-memory killer, or os._exit in a task: see the worker's log. The "
-                "call's other tasks were cancelled."), None))
+            what = (
+                f"had {task.describe()}"
+                if task.key in processing
+                else f"held data of the call that {task.describe()} needs ({', '.join(sorted(lost))})"
+            )
+            _settle(
+                task.future,
+                (
+                    "raised",
+                    WorkerDiedError(
+                        f"the dask worker {worker} died: it {what} ({reported}). A worker is usually lost to "
+                        "its memory limit (the nanny restarts it), a SIGKILL from the batch system or the "
+                        "kernel's out-of-memory killer, or os._exit in a task: see the worker's log. The "
+                        "call's other tasks were cancelled."
+                    ),
+                    None,
+                ),
+            )
 
     def end(self, completed):
         """The call is over: cancel what is left of it; keep (`completed`) or release its new data."""
@@ -326,8 +345,8 @@ class Call:
         if release and self.client.status == "running":
             try:
                 self.client.cancel(release)
-            except Exception:   # (a lost scheduler) what the call raises matters more; dask
-                pass            # releases a disconnected client's keys itself
+            except Exception:  # (a lost scheduler) what the call raises matters more; dask
+                pass  # releases a disconnected client's keys itself
 
 
 def _loads(data):
@@ -349,7 +368,7 @@ def _settle(future, outcome):
             if extra is not None:
                 value.__cause__ = _RemoteTraceback(extra)
             future.set_exception(value)
-    except Exception:   # InvalidStateError: settled or cancelled meanwhile
+    except Exception:  # InvalidStateError: settled or cancelled meanwhile
         pass
 
 

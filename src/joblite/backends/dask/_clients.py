@@ -4,6 +4,7 @@ A client given (``client=``) or the current one is used as is; for
 ``scheduler_host`` and ``scheduler_file`` one client per scheduler address is
 made and kept for the process (closed at exit).
 """
+
 import atexit
 import collections
 import json
@@ -23,10 +24,10 @@ class ClientState:
     def __init__(self, client):
         self.client = weakref.ref(client)
         self.lock = threading.Lock()
-        self.kept = collections.OrderedDict()   # digest -> (future, nbytes), least recent first
+        self.kept = collections.OrderedDict()  # digest -> (future, nbytes), least recent first
         self.kept_nbytes = 0
         self.calls = set()
-        self._previous = None   # the handler of topic "all" found when subscribing (chained)
+        self._previous = None  # the handler of topic "all" found when subscribing (chained)
 
     def add(self, call):
         """`call` starts: the scheduler's events reach it (workers that die) until it ends."""
@@ -58,7 +59,7 @@ class ClientState:
             entry = self.kept.get(digest)
             if entry is None:
                 return None
-            if entry[0].status != "finished":   # lost with its worker
+            if entry[0].status != "finished":  # lost with its worker
                 self._drop(digest)
                 return None
             self.kept.move_to_end(digest)
@@ -95,7 +96,7 @@ class ClientState:
                 await result
         msg = event[1] if isinstance(event, tuple) and len(event) == 2 else None
         if not isinstance(msg, dict) or msg.get("action") != "remove-worker" or msg.get("expected"):
-            return   # an expected removal (scaling down): dask moves its tasks elsewhere
+            return  # an expected removal (scaling down): dask moves its tasks elsewhere
         lost = set(msg.get("lost-scattered-tasks") or ())
         with self.lock:
             for digest in [digest for digest, (future, _) in self.kept.items() if future.key in lost]:
@@ -106,7 +107,7 @@ class ClientState:
 
 
 _STATE_LOCK = threading.Lock()
-_CLIENTS = weakref.WeakSet()   # clients with a state, for release_scattered()
+_CLIENTS = weakref.WeakSet()  # clients with a state, for release_scattered()
 
 
 def client_state(client):
@@ -146,7 +147,7 @@ def release_scattered(client=None):
 
 
 # -- finding the cluster ---------------------------------------------------------------------------
-_OWN_CLIENTS = {}   # address -> Client made for scheduler_host / scheduler_file, kept for the process
+_OWN_CLIENTS = {}  # address -> Client made for scheduler_host / scheduler_file, kept for the process
 _OWN_LOCK = threading.Lock()
 
 
@@ -164,8 +165,7 @@ def find_client(scheduler_host, scheduler_file, wait_seconds):
         If the scheduler cannot be reached, naming its address.
     """
     if scheduler_file is not None:
-        return _own_client(_read_scheduler_file(scheduler_file, wait_seconds),
-                           f"scheduler_file={scheduler_file!r}")
+        return _own_client(_read_scheduler_file(scheduler_file, wait_seconds), f"scheduler_file={scheduler_file!r}")
     if scheduler_host is not None:
         return _own_client(scheduler_host, f"scheduler_host={scheduler_host!r}")
     try:
@@ -177,7 +177,8 @@ def find_client(scheduler_host, scheduler_file, wait_seconds):
             "    client = Client(LocalCluster())          # this machine\n"
             "    client = Client('tcp://scheduler:8786')  # a running scheduler\n\n"
             "or pass client=..., scheduler_host='tcp://host:8786' or scheduler_file='scheduler.json' "
-            "to Parallel or parallel_config") from None
+            "to Parallel or parallel_config"
+        ) from None
 
 
 def _read_scheduler_file(path, wait_seconds):
@@ -192,14 +193,16 @@ def _read_scheduler_file(path, wait_seconds):
         except FileNotFoundError:
             pass
         except (ValueError, KeyError, TypeError, OSError) as exc:
-            if time.monotonic() >= deadline:   # else it may be being written
-                raise ValueError(f"scheduler_file={path!r} is not a dask scheduler file "
-                                 f"(JSON with an 'address'): {exc!r}") from None
+            if time.monotonic() >= deadline:  # else it may be being written
+                raise ValueError(
+                    f"scheduler_file={path!r} is not a dask scheduler file (JSON with an 'address'): {exc!r}"
+                ) from None
         if time.monotonic() >= deadline:
             raise FileNotFoundError(
                 f"scheduler_file={path!r} does not exist after waiting wait_for_workers_timeout="
                 f"{wait_seconds:g} s: the scheduler writes it when it starts "
-                "(dask scheduler --scheduler-file PATH); is it started, with the same path?")
+                "(dask scheduler --scheduler-file PATH); is it started, with the same path?"
+            )
         time.sleep(0.1)
 
 
@@ -216,7 +219,8 @@ def _own_client(address, source):
             raise ConnectionError(
                 f"could not connect to the dask scheduler at {address!r} ({source}): {exc}. Is the "
                 "scheduler running and reachable from this host? (dask's connection timeout is the "
-                "config distributed.comm.timeouts.connect)") from exc
+                "config distributed.comm.timeouts.connect)"
+            ) from exc
         _OWN_CLIENTS[address] = client
         return client
 

@@ -1,4 +1,5 @@
 """What runs in a dask worker: unpickle a batch, run it under thread limits, send back its outcome."""
+
 import contextlib
 import pickle
 import sys
@@ -13,10 +14,10 @@ from .. import cpu_count
 
 __all__ = ["run_batch", "scattered_argument", "in_dask_task"]
 
-_LOADING = threading.local()   # the scattered objects of the batch being unpickled in this thread
-_CORES = []   # this host's cores, found once per process
-_CONTROLLER = []   # [modules loaded when made, threadpoolctl.ThreadpoolController]
-_CONTROLLER_LOCK = threading.Lock()   # (a worker may have several threads)
+_LOADING = threading.local()  # the scattered objects of the batch being unpickled in this thread
+_CORES = []  # this host's cores, found once per process
+_CONTROLLER = []  # [modules loaded when made, threadpoolctl.ThreadpoolController]
+_CONTROLLER_LOCK = threading.Lock()  # (a worker may have several threads)
 
 
 def in_dask_task():
@@ -85,8 +86,10 @@ def run_batch(payload, inner_threads, retries, *objects):
         try:
             return cloudpickle.dumps(("raised", exc, text), protocol=5)
         except Exception as error:
-            replacement = RuntimeError(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc} "
-                                       f"(the exception could not be pickled to be sent back: {error})")
+            replacement = RuntimeError(
+                f"{type(exc).__module__}.{type(exc).__qualname__}: {exc} "
+                f"(the exception could not be pickled to be sent back: {error})"
+            )
             return cloudpickle.dumps(("raised", replacement, text), protocol=5)
 
 
@@ -111,7 +114,7 @@ def _controller():
     """
     try:
         from threadpoolctl import ThreadpoolController
-    except ImportError:   # threadpoolctl is in joblite[dask]; a worker may lack it
+    except ImportError:  # threadpoolctl is in joblite[dask]; a worker may lack it
         return None
     with _CONTROLLER_LOCK:
         if not _CONTROLLER or _CONTROLLER[0] != len(sys.modules):

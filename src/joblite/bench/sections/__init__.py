@@ -11,6 +11,7 @@ that matter already computed.  Every section is given the same
 Nothing here imports numpy, joblib or dask at module import time; each
 section imports what it needs when it runs.
 """
+
 import contextlib
 import dataclasses
 from typing import Optional

@@ -4,14 +4,25 @@ Registered only when ``distributed`` is installed, and not part of the
 default run (it starts a cluster): ``python -m joblite bench --section
 distributed``.
 """
+
 import gc
 import time
 
 from ..report import MIB, Row, add_speedups, gib_per_s, progress, pure_twin_targets, ratio, size_label
 from ..timing import best_times_in_turns, rotated
-from ..workloads import (DASK_IMPLS, DASK_WORKERS, MAP_CHUNKS_PER_WORKER, arrived_bytes,
-                         dask_array_argument_call, dask_tiny_tasks_call, local_cluster, random_f64,
-                         release_joblite_reuse, tiny_tasks_loop, warm_up_array)
+from ..workloads import (
+    DASK_IMPLS,
+    DASK_WORKERS,
+    MAP_CHUNKS_PER_WORKER,
+    arrived_bytes,
+    dask_array_argument_call,
+    dask_tiny_tasks_call,
+    local_cluster,
+    random_f64,
+    release_joblite_reuse,
+    tiny_tasks_loop,
+    warm_up_array,
+)
 
 __all__ = ["BYTES_NOTE", "DISTRIBUTED_SIZES", "DISTRIBUTED_TARGETS", "distributed_section"]
 
@@ -24,10 +35,24 @@ SECTION = "distributed"
 # repeats once its calls took that long (joblib's dask backend takes about
 # 10 s on 100,000 tasks), 'array_repeat' is the rounds of the array cases.
 DISTRIBUTED_SIZES = {
-    "full": {"tasks": 2_000, "many": 100_000, "array_mib": 256, "array_tasks": 64, "repeat": 3,
-             "array_repeat": 2, "budget": 5.0},
-    "quick": {"tasks": 200, "many": 5_000, "array_mib": 16, "array_tasks": 64, "repeat": 2,
-              "array_repeat": 1, "budget": 1.0},
+    "full": {
+        "tasks": 2_000,
+        "many": 100_000,
+        "array_mib": 256,
+        "array_tasks": 64,
+        "repeat": 3,
+        "array_repeat": 2,
+        "budget": 5.0,
+    },
+    "quick": {
+        "tasks": 200,
+        "many": 5_000,
+        "array_mib": 16,
+        "array_tasks": 64,
+        "repeat": 2,
+        "array_repeat": 1,
+        "budget": 1.0,
+    },
 }
 
 # Goals from issue 11 ("Must reach"); see Row.targets for the sign convention.  A
@@ -41,23 +66,29 @@ DISTRIBUTED_TARGETS = {
 }
 
 #: How the bytes of the array rows are counted, in their note.
-BYTES_NOTE = ("bytes counted on the workers by a plugin: data entering a worker's memory other "
-              "than from its own tasks (scattered by the caller, or copied from another worker); "
-              "task messages and results are not counted")
+BYTES_NOTE = (
+    "bytes counted on the workers by a plugin: data entering a worker's memory other "
+    "than from its own tasks (scattered by the caller, or copied from another worker); "
+    "task messages and results are not counted"
+)
 
 
 def _check(name, key, same):
     if not same:
-        raise RuntimeError(f"distributed benchmark, {name}: {key} returned other results than the "
-                           "tasks compute; its figures would be meaningless")
+        raise RuntimeError(
+            f"distributed benchmark, {name}: {key} returned other results than the "
+            "tasks compute; its figures would be meaningless"
+        )
 
 
 def _rows(name, calls, seconds, nbytes=None):
     """One row per implementation: the timed ones, then those not installed (``None`` calls)."""
-    rows = [Row(SECTION, name, impl, seconds[impl], nbytes, gib_per_s(nbytes, seconds[impl]))
-            for impl, call in calls.items() if call is not None]
-    return rows + [Row(SECTION, name, impl, note="not installed")
-                   for impl, call in calls.items() if call is None]
+    rows = [
+        Row(SECTION, name, impl, seconds[impl], nbytes, gib_per_s(nbytes, seconds[impl]))
+        for impl, call in calls.items()
+        if call is not None
+    ]
+    return rows + [Row(SECTION, name, impl, note="not installed") for impl, call in calls.items() if call is None]
 
 
 def tiny_task_rows(client, count, sizes, targets):
@@ -69,8 +100,9 @@ def tiny_task_rows(client, count, sizes, targets):
     for impl in timed:
         dask_tiny_tasks_call(impl, client, 100)()
     progress(f"  distributed: {name}, {', '.join(timed)} in turns")
-    seconds = best_times_in_turns(timed, sizes["repeat"], sizes["budget"],
-                                  lambda key, result: _check(name, key, result == expected))
+    seconds = best_times_in_turns(
+        timed, sizes["repeat"], sizes["budget"], lambda key, result: _check(name, key, result == expected)
+    )
     rows = _rows(name, calls, seconds)
     add_speedups(rows, {"vs_joblib": "joblib"}, targets)
     for row in rows:
@@ -116,17 +148,20 @@ def array_rows(client, a, sizes, repeated):
 
     progress(f"  distributed: {name}, {', '.join(timed)} in turns")
     seconds, moved = _time_with_bytes(
-        client, timed, before, sizes["array_repeat"],
-        lambda key, result: _check(name, key, bool(np.isclose(sum(result), total))))
+        client,
+        timed,
+        before,
+        sizes["array_repeat"],
+        lambda key, result: _check(name, key, bool(np.isclose(sum(result), total))),
+    )
     rows = _rows(name, calls, seconds, nbytes)
     if not repeated:
-        rows[0].note = BYTES_NOTE   # once: it applies to every array row
+        rows[0].note = BYTES_NOTE  # once: it applies to every array row
     for row in rows:
         if row.seconds is not None:
             row.ratios["arrived_mib"] = moved[row.impl] / MIB
             row.ratios["copies_per_worker"] = moved[row.impl] / (nbytes * DASK_WORKERS)
-    add_speedups(rows, {"vs_joblib": "joblib"},
-                 DISTRIBUTED_TARGETS["repeated call" if repeated else "array argument"])
+    add_speedups(rows, {"vs_joblib": "joblib"}, DISTRIBUTED_TARGETS["repeated call" if repeated else "array argument"])
     return rows
 
 
@@ -181,8 +216,10 @@ def distributed_section(context):
         If ``distributed`` is not installed.
     """
     sizes = context.sizes(DISTRIBUTED_SIZES)
-    progress(f"distributed: starting a LocalCluster of {DASK_WORKERS} worker processes "
-             f"(client.map: {MAP_CHUNKS_PER_WORKER} chunks per worker)")
+    progress(
+        f"distributed: starting a LocalCluster of {DASK_WORKERS} worker processes "
+        f"(client.map: {MAP_CHUNKS_PER_WORKER} chunks per worker)"
+    )
     rows = []
     with local_cluster() as client:
         rows += tiny_task_rows(client, sizes["tasks"], sizes, DISTRIBUTED_TARGETS["tasks"])

@@ -1,4 +1,5 @@
 """Section ``hashing``: ``joblite.hash`` against ``joblib.hash`` and ``dask.base.tokenize``."""
+
 import gc
 
 from ..report import PURE_TARGETS, Row, gib_per_s, progress, ratio, with_ext
@@ -6,18 +7,31 @@ from ..timing import best_time, best_times_in_turns, per_call_time
 from ..workloads import SMALL_ARGS, hash_function, random_array, random_floats, small_dicts, str_int_dict
 from .hashing_frames import frame_rows
 
-__all__ = ["HASHING_SIZES", "HASHING_TARGETS", "LAYOUT_TARGETS", "hashing_section", "layout_rows",
-           "make_layouts"]
+__all__ = ["HASHING_SIZES", "HASHING_TARGETS", "LAYOUT_TARGETS", "hashing_section", "layout_rows", "make_layouts"]
 
 SECTION = "hashing"
 
 # Sizes of the hashing workload; 'quick' runs in a few seconds (its array,
 # 64 MiB, is still larger than CPU caches, so a.sum() reads from memory).
 HASHING_SIZES = {
-    "full": {"shape": (8192, 8192), "dicts": 100_000, "floats": 1_000_000,
-             "str_int": 100_000, "repeat": 3, "budget": 2.0, "layout_mib": 128},
-    "quick": {"shape": (4096, 2048), "dicts": 10_000, "floats": 100_000,
-              "str_int": 10_000, "repeat": 2, "budget": 0.5, "layout_mib": 16},
+    "full": {
+        "shape": (8192, 8192),
+        "dicts": 100_000,
+        "floats": 1_000_000,
+        "str_int": 100_000,
+        "repeat": 3,
+        "budget": 2.0,
+        "layout_mib": 128,
+    },
+    "quick": {
+        "shape": (4096, 2048),
+        "dicts": 10_000,
+        "floats": 100_000,
+        "str_int": 10_000,
+        "repeat": 2,
+        "budget": 0.5,
+        "layout_mib": 16,
+    },
 }
 
 # Goals from issue 2 ("Must reach"); see Row.targets for the sign convention.
@@ -99,7 +113,7 @@ def make_layouts(nbytes):
         ("F rows X[::2] of (2048, n) float64", a.reshape(-1, 2048).T[::2]),
         ("F wide (2048, n) float64", a.reshape(-1, 2048).T),
         ("F tall (n, 64) float64", a.reshape(64, -1).T),
-        ("F square (n, n) float64", a[:side * side].reshape(side, side).T),
+        ("F square (n, n) float64", a[: side * side].reshape(side, side).T),
         ("3-D A[:, ::2, 1:] of (64, n, 64) float64", a.reshape(64, -1, 64)[:, ::2, 1:]),
     ]
     for dtype in (np.uint8, np.int16, np.float32, np.complex128):
@@ -139,8 +153,10 @@ def layout_rows(sizes, impls):
         if impls["joblib"] is not None:
             calls["joblib"] = lambda: impls["joblib"](view)
         best = best_times_in_turns(calls, sizes["repeat"] + 1, sizes["budget"])
-        case = {impl: Row(SECTION, label, impl, seconds, view.nbytes, gib_per_s(view.nbytes, seconds))
-                for impl, seconds in best.items()}
+        case = {
+            impl: Row(SECTION, label, impl, seconds, view.nbytes, gib_per_s(view.nbytes, seconds))
+            for impl, seconds in best.items()
+        }
         if "joblib" not in case:
             case["joblib"] = Row(SECTION, label, "joblib", note="not installed")
         joblite = case["joblite"]
@@ -267,8 +283,12 @@ def hashing_section(context):
     a = workload["arrays"][0][1]
     memory = memory_read_row(a, sizes)
     rows = [memory]
-    array_impls = {"joblite": impls["joblite"], "pure": hash_function("pure"),
-                   "joblib": impls["joblib"], "tokenize": impls["tokenize"]}
+    array_impls = {
+        "joblite": impls["joblite"],
+        "pure": hash_function("pure"),
+        "joblib": impls["joblib"],
+        "tokenize": impls["tokenize"],
+    }
     for name, array in workload["arrays"]:
         label = f"{name} ({array.nbytes >> 20} MiB)"
         case = time_case(label, array, array_impls, sizes, array.nbytes, name)

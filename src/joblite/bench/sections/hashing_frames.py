@@ -1,4 +1,5 @@
 """Rows of the ``hashing`` section for pandas frames: one frame per column kind (issue 13, items 1 and 3)."""
+
 import importlib.util
 
 from ..report import Row, progress, ratio
@@ -20,8 +21,21 @@ FRAME_TARGETS = {"vs_joblib": 5}
 
 
 #: The column kinds of :func:`make_frame`, in the order of the table.
-FRAME_KINDS = ("numeric", "categorical", "string (object)", "string (str)", "string[pyarrow]", "datetime",
-               "datetime tz", "Int64", "Float64", "boolean", "interval", "period", "sparse")
+FRAME_KINDS = (
+    "numeric",
+    "categorical",
+    "string (object)",
+    "string (str)",
+    "string[pyarrow]",
+    "datetime",
+    "datetime tz",
+    "Int64",
+    "Float64",
+    "boolean",
+    "interval",
+    "period",
+    "sparse",
+)
 
 
 def make_frame(kind, rows):
@@ -125,6 +139,9 @@ def frame_rows(context, impls):
                 joblite.ratios[f"vs_{base}"] = ratio(case[base].seconds, joblite.seconds)
         joblite.targets = dict(FRAME_TARGETS)
         rows.append(joblite)
-        rows += [case[impl] if impl in case else Row(SECTION, label, impl, note="not installed")
-                 for impl in impls if impl != "joblite"]
+        rows += [
+            case[impl] if impl in case else Row(SECTION, label, impl, note="not installed")
+            for impl in impls
+            if impl != "joblite"
+        ]
     return rows

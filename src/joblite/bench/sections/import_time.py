@@ -1,4 +1,5 @@
 """Section ``import``: the time of ``import joblite`` against ``import joblib``, in fresh interpreters."""
+
 import subprocess
 import sys
 import time
@@ -40,8 +41,9 @@ def import_seconds(statements, repeat=5):
             if best[i] is None:
                 continue
             start = time.perf_counter()
-            result = subprocess.run([sys.executable, "-c", statement], env=env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            result = subprocess.run(
+                [sys.executable, "-c", statement], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             elapsed = time.perf_counter() - start
             best[i] = None if result.returncode else min(best[i], elapsed)
     return best
@@ -67,13 +69,11 @@ def import_section(context):
     """
     progress("import: timing fresh interpreters")
     impls = ["joblite", "joblib"]
-    startup, *totals = import_seconds(["pass"] + [f"import {m}" for m in impls],
-                                      repeat=5 if context.quick else 15)
+    startup, *totals = import_seconds(["pass"] + [f"import {m}" for m in impls], repeat=5 if context.quick else 15)
     rows = []
     for impl, total in zip(impls, totals):
         seconds = None if total is None else max(total - startup, 0.0)
-        rows.append(Row(SECTION, f"import {impl}", impl, seconds,
-                        note="" if total is not None else "not installed"))
+        rows.append(Row(SECTION, f"import {impl}", impl, seconds, note="" if total is not None else "not installed"))
     rows[0].ratios["time_vs_joblib"] = ratio(rows[0].seconds, rows[1].seconds)
     if rows[0].ratios["time_vs_joblib"] is not None:
         rows[0].targets = {"time_vs_joblib": -0.2}

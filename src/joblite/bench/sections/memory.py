@@ -1,4 +1,5 @@
 """Section ``memory``: ``joblite.Memory`` against ``joblib.Memory``, cache hits and misses."""
+
 import functools
 import gc
 import itertools
@@ -7,8 +8,15 @@ import shutil
 
 from ..report import MIB, Row, add_speedups, gib_per_s, progress, pure_twin_targets, size_label
 from ..timing import best_time, fill_in_turns, per_call_in_turns
-from ..workloads import (MEMORY_CALLS, SMALL_ARGS, memory_array_argument, memory_array_result, memory_impls,
-                         memory_small, random_f64)
+from ..workloads import (
+    MEMORY_CALLS,
+    SMALL_ARGS,
+    memory_array_argument,
+    memory_array_result,
+    memory_impls,
+    memory_small,
+    random_f64,
+)
 from .memory_store import large_store_rows
 
 __all__ = ["MEMORY_SIZES", "MEMORY_TARGETS", "memory_section"]
@@ -27,12 +35,32 @@ SECTION = "memory"
 # 'large_stores': whether to build the stores of a million entries (minutes;
 # see memory_store), in the full run only.
 MEMORY_SIZES = {
-    "full": {"array_mib": 1024, "repeat": 5, "budget": 6.0, "mmap_repeat": 25, "loops": 5,
-             "loop_seconds": 0.2, "fill": 2000, "fill_block": 100, "miss_loops": 20,
-             "miss_loop_seconds": 0.02, "large_stores": True},
-    "quick": {"array_mib": 16, "repeat": 3, "budget": 0.5, "mmap_repeat": 10, "loops": 3,
-              "loop_seconds": 0.05, "fill": 300, "fill_block": 50, "miss_loops": 6,
-              "miss_loop_seconds": 0.01, "large_stores": False},
+    "full": {
+        "array_mib": 1024,
+        "repeat": 5,
+        "budget": 6.0,
+        "mmap_repeat": 25,
+        "loops": 5,
+        "loop_seconds": 0.2,
+        "fill": 2000,
+        "fill_block": 100,
+        "miss_loops": 20,
+        "miss_loop_seconds": 0.02,
+        "large_stores": True,
+    },
+    "quick": {
+        "array_mib": 16,
+        "repeat": 3,
+        "budget": 0.5,
+        "mmap_repeat": 10,
+        "loops": 3,
+        "loop_seconds": 0.05,
+        "fill": 300,
+        "fill_block": 50,
+        "miss_loops": 6,
+        "miss_loop_seconds": 0.01,
+        "large_stores": False,
+    },
 }
 
 # Goals from issue 9; see Row.targets for the sign convention.
@@ -46,24 +74,24 @@ MEMORY_TARGETS = {
 
 def _memory_rows(name, impls):
     """Rows of implementations that are not installed, and the available ones."""
-    missing = [Row(SECTION, name, impl, note="not installed")
-               for impl, cls in impls.items() if cls is None]
+    missing = [Row(SECTION, name, impl, note="not installed") for impl, cls in impls.items() if cls is None]
     return missing, {impl: cls for impl, cls in impls.items() if cls is not None}
 
 
 def _check_calls(key, expected, name, impl):
     """Raise if the cached function ran another number of times than `expected`."""
     if MEMORY_CALLS[key] != expected:
-        raise RuntimeError(f"memory benchmark, {name}: {impl} ran the function "
-                           f"{MEMORY_CALLS[key] - expected:+d} times more than a "
-                           f"{'hit' if name.startswith('hit') else 'miss'} would; its figures "
-                           "would be meaningless")
+        raise RuntimeError(
+            f"memory benchmark, {name}: {impl} ran the function "
+            f"{MEMORY_CALLS[key] - expected:+d} times more than a "
+            f"{'hit' if name.startswith('hit') else 'miss'} would; its figures "
+            "would be meaningless"
+        )
 
 
 def _per_call_rows(name, seconds):
     """One row per implementation of per-call times `seconds`, with ``us_per_call``."""
-    return [Row(SECTION, name, impl, seconds[impl], ratios={"us_per_call": seconds[impl] * 1e6})
-            for impl in seconds]
+    return [Row(SECTION, name, impl, seconds[impl], ratios={"us_per_call": seconds[impl] * 1e6}) for impl in seconds]
 
 
 def memory_small_rows(impls, folder, sizes):
@@ -102,9 +130,11 @@ def memory_small_rows(impls, folder, sizes):
         funcs[impl](*args, **kwargs)  # the miss that stores the entry; first-call set-up
     progress(f"  memory: {hit_name}, {', '.join(funcs)} in turns")
     expected = MEMORY_CALLS["small"]
-    seconds = per_call_in_turns({impl: functools.partial(func, *args, **kwargs)
-                                 for impl, func in funcs.items()},
-                                sizes["loops"], sizes["loop_seconds"])
+    seconds = per_call_in_turns(
+        {impl: functools.partial(func, *args, **kwargs) for impl, func in funcs.items()},
+        sizes["loops"],
+        sizes["loop_seconds"],
+    )
     _check_calls("small", expected, hit_name, ", ".join(funcs))
     hits += _per_call_rows(hit_name, seconds)
     fresh = {impl: itertools.count(2) for impl in funcs}  # 1 is the entry of the hits
@@ -119,11 +149,11 @@ def memory_small_rows(impls, folder, sizes):
         # cases, another run's GiB files) would stall those creations at random.
         os.sync()
         if rows is fills:
-            seconds = fill_in_turns({impl: miss(impl) for impl in funcs}, sizes["fill"],
-                                    sizes["fill_block"])
+            seconds = fill_in_turns({impl: miss(impl) for impl in funcs}, sizes["fill"], sizes["fill_block"])
         else:
-            seconds = per_call_in_turns({impl: miss(impl) for impl in funcs},
-                                        sizes["miss_loops"], sizes["miss_loop_seconds"])
+            seconds = per_call_in_turns(
+                {impl: miss(impl) for impl in funcs}, sizes["miss_loops"], sizes["miss_loop_seconds"]
+            )
         rows += _per_call_rows(name, seconds)
     calls = sum(next(count) - 2 for count in fresh.values())
     _check_calls("small", expected + calls, miss_name, ", ".join(funcs))
@@ -196,12 +226,18 @@ def memory_array_result_rows(impls, folder, sizes, nbytes):
         expected = MEMORY_CALLS["array_result"]
         for func, mode in ((mapped, "r"), (plain, None)):
             loaded = func(nbytes)
-            if not (isinstance(loaded, np.ndarray) and loaded.dtype == np.float64
-                    and loaded.shape == (nbytes // 8,) and isinstance(loaded, np.memmap) == bool(mode)
-                    and np.array_equal(loaded[:head.size], head)):
-                raise RuntimeError(f"memory benchmark, {label} (mmap_mode={mode!r}): {impl} gave "
-                                   f"back {type(loaded).__name__} {getattr(loaded, 'shape', '')}, not "
-                                   "the stored array; its figures would be meaningless")
+            if not (
+                isinstance(loaded, np.ndarray)
+                and loaded.dtype == np.float64
+                and loaded.shape == (nbytes // 8,)
+                and isinstance(loaded, np.memmap) == bool(mode)
+                and np.array_equal(loaded[: head.size], head)
+            ):
+                raise RuntimeError(
+                    f"memory benchmark, {label} (mmap_mode={mode!r}): {impl} gave "
+                    f"back {type(loaded).__name__} {getattr(loaded, 'shape', '')}, not "
+                    "the stored array; its figures would be meaningless"
+                )
             del loaded
         progress(f"  memory: {mmap_name} with {impl}")
         seconds = best_time(lambda: mapped(nbytes), sizes["mmap_repeat"])
@@ -269,6 +305,6 @@ def memory_section(context):
         gc.collect()
         rows += memory_array_result_rows(impls, folder, sizes, nbytes)
         pure_twin_targets(rows)
-        if sizes["large_stores"]:   # their targets are about scale, the same for both twins
+        if sizes["large_stores"]:  # their targets are about scale, the same for both twins
             rows += large_store_rows(folder)
     return rows

@@ -10,6 +10,7 @@ store is compared with a store of :data:`SMALL_ENTRIES` entries built the
 same way, in the same run: hit and miss latency, and the time of the
 maintenance commands.
 """
+
 import concurrent.futures
 import functools
 import multiprocessing
@@ -37,8 +38,8 @@ _FILL_CHUNK = 25_000
 #: Hits of one timed loop of first hits (keys not loaded before by the process);
 #: seven loops take less than the small store's entries.
 _HIT_KEYS = 140
-_ROUNDS = 7        # timed loops of each figure, the large and the small store taking turns
-_CHECKED = 200     # entries of a built store loaded back as hits
+_ROUNDS = 7  # timed loops of each figure, the large and the small store taking turns
+_CHECKED = 200  # entries of a built store loaded back as hits
 
 # Issue 13: hits and misses of the large store within 1.5x of the small one's; `cache info` under 30 s.
 STORE_TARGETS = {"hit": {"vs_small_store": -1.5}, "miss": {"vs_small_store": -1.5}, "info": {"s": -30.0}}
@@ -97,31 +98,33 @@ def fill_store(impl, location, start, stop, workers):
         for future in concurrent.futures.as_completed(futures):
             first, last = futures[future]
             if future.result() != last - first:
-                raise RuntimeError(f"memory benchmark, building the {impl} store: calls {first} to {last} "
-                                   f"ran the function {future.result()} times, not once each")
+                raise RuntimeError(
+                    f"memory benchmark, building the {impl} store: calls {first} to {last} "
+                    f"ran the function {future.result()} times, not once each"
+                )
             done += last - first
             if done % (_FILL_CHUNK * 8) == 0 or done == stop - start:
-                progress(f"  memory: {impl} store, {start + done:,} entries, "
-                         f"{time.perf_counter() - began:.0f} s")
+                progress(f"  memory: {impl} store, {start + done:,} entries, {time.perf_counter() - began:.0f} s")
     seconds = time.perf_counter() - began
     func = memory_impls()[impl](location, verbose=0).cache(memory_small)
     before = MEMORY_CALLS["small"]
     for i in random.Random(stop).sample(range(start, stop), min(_CHECKED, stop - start)):
         args, kwargs = _small_args(i)
         if func(*args, **kwargs) != (*args, kwargs["x"]) or MEMORY_CALLS["small"] != before:
-            raise RuntimeError(f"memory benchmark, building the {impl} store: the entry of call {i} does not "
-                               "load back as a hit")
+            raise RuntimeError(
+                f"memory benchmark, building the {impl} store: the entry of call {i} does not load back as a hit"
+            )
     return seconds
 
 
 def _first_hits(impl, location, count, rng, rounds):
     """`rounds` functions, each making :data:`_HIT_KEYS` hits through a new ``Memory``, no key twice in all."""
     keys = rng.sample(range(count), _HIT_KEYS * rounds)
-    batches = [keys[start:start + _HIT_KEYS] for start in range(0, len(keys), _HIT_KEYS)]
+    batches = [keys[start : start + _HIT_KEYS] for start in range(0, len(keys), _HIT_KEYS)]
 
     def hits(batch):
         func = memory_impls()[impl](location, verbose=0).cache(memory_small)
-        func.check_call_in_cache(*_small_args(batch[0])[0], x=3)   # the function's code check, not timed
+        func.check_call_in_cache(*_small_args(batch[0])[0], x=3)  # the function's code check, not timed
         began = time.perf_counter()
         for i in batch:
             func(i, 2.0, "abc", x=3)
@@ -133,8 +136,10 @@ def _first_hits(impl, location, count, rng, rounds):
 def _first_hit_seconds(impl, large, small, count, rounds):
     """Best time per hit of a key not loaded before by the process, in each store, the stores taking turns."""
     rng = random.Random(count)
-    funcs = {"large": _first_hits(impl, large, count, rng, rounds),
-             "small": _first_hits(impl, small, SMALL_ENTRIES, rng, rounds)}
+    funcs = {
+        "large": _first_hits(impl, large, count, rng, rounds),
+        "small": _first_hits(impl, small, SMALL_ENTRIES, rng, rounds),
+    }
     best = dict.fromkeys(funcs, float("inf"))
     for round_ in range(rounds):
         for key in rotated(list(funcs), round_):
@@ -163,12 +168,19 @@ def _misses(impl, location, first):
 def _command(*args):
     """Seconds of ``python -m joblite cache <args>`` (output discarded); raises if it fails."""
     began = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "joblite", "cache", *args], env=child_environment(),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "joblite", "cache", *args],
+        env=child_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seconds = time.perf_counter() - began
     if done.returncode:
-        raise RuntimeError(f"memory benchmark: python -m joblite cache {' '.join(args)} failed "
-                           f"({done.returncode}): {done.stderr.strip()[-500:]}")
+        raise RuntimeError(
+            f"memory benchmark: python -m joblite cache {' '.join(args)} failed "
+            f"({done.returncode}): {done.stderr.strip()[-500:]}"
+        )
     return seconds
 
 
@@ -190,31 +202,55 @@ def _latency_rows(impl, large, small, count, kind):
     if kind == "first hit":
         seconds = _first_hit_seconds(impl, large, small, count, _ROUNDS)
     elif kind == "hit":
-        seconds = per_call_in_turns({"large": _hot_hits(impl, large, count, rng),
-                                     "small": _hot_hits(impl, small, SMALL_ENTRIES, rng)}, _ROUNDS, 0.1)
+        seconds = per_call_in_turns(
+            {"large": _hot_hits(impl, large, count, rng), "small": _hot_hits(impl, small, SMALL_ENTRIES, rng)},
+            _ROUNDS,
+            0.1,
+        )
     else:
-        seconds = per_call_in_turns({"large": _misses(impl, large, 10 * count),
-                                     "small": _misses(impl, small, 10 * count)}, _ROUNDS, 0.1)
+        seconds = per_call_in_turns(
+            {"large": _misses(impl, large, 10 * count), "small": _misses(impl, small, 10 * count)}, _ROUNDS, 0.1
+        )
     if kind != "miss" and MEMORY_CALLS["small"] != before:
         raise RuntimeError(f"memory benchmark: {impl} ran the function on a hit of a large store")
-    what = {"first hit": "a random key not loaded before by the process", "hit": "one random key, again",
-            "miss": "new keys"}[kind]
+    what = {
+        "first hit": "a random key not loaded before by the process",
+        "hit": "one random key, again",
+        "miss": "new keys",
+    }[kind]
     name = f"{kind}: small args, {what}, store of {count:,} entries"
     ratio = seconds["large"] / seconds["small"]
-    row = Row(SECTION, name, impl, seconds["large"],
-              ratios={"us_per_call": seconds["large"] * 1e6, "vs_small_store": ratio},
-              targets=STORE_TARGETS[kind.split()[-1]] if impl == "joblite" else {},
-              note=f"the same in a store of {SMALL_ENTRIES:,} entries: {seconds['small'] * 1e6:.0f} us")
-    base = Row(SECTION, f"{kind}: small args, {what}, store of {SMALL_ENTRIES:,} entries", impl,
-               seconds["small"], ratios={"us_per_call": seconds["small"] * 1e6})
+    row = Row(
+        SECTION,
+        name,
+        impl,
+        seconds["large"],
+        ratios={"us_per_call": seconds["large"] * 1e6, "vs_small_store": ratio},
+        targets=STORE_TARGETS[kind.split()[-1]] if impl == "joblite" else {},
+        note=f"the same in a store of {SMALL_ENTRIES:,} entries: {seconds['small'] * 1e6:.0f} us",
+    )
+    base = Row(
+        SECTION,
+        f"{kind}: small args, {what}, store of {SMALL_ENTRIES:,} entries",
+        impl,
+        seconds["small"],
+        ratios={"us_per_call": seconds["small"] * 1e6},
+    )
     return [row, base]
 
 
 def _store_rows(impl, large, small, count, build_seconds):
     """Rows of one implementation's large store: build, hits, misses, listing, info and prune."""
     label = f"store of {count:,} entries"
-    rows = [Row(SECTION, f"build: {label}, by cached calls in {_workers()} processes", impl, build_seconds,
-                ratios={"us_per_entry": build_seconds / count * 1e6})]
+    rows = [
+        Row(
+            SECTION,
+            f"build: {label}, by cached calls in {_workers()} processes",
+            impl,
+            build_seconds,
+            ratios={"us_per_entry": build_seconds / count * 1e6},
+        )
+    ]
     rows += _latency_rows(impl, large, small, count, "first hit")
     rows += _latency_rows(impl, large, small, count, "hit")
     rows += _latency_rows(impl, large, small, count, "miss")
@@ -225,22 +261,38 @@ def _store_rows(impl, large, small, count, build_seconds):
 
         progress(f"  memory: cache info, ls and prune of the {impl} {label}")
         seconds = _command("info", large)
-        rows.append(Row(SECTION, f"python -m joblite cache info, {label}", impl, seconds,
-                        ratios={"s": seconds}, targets=STORE_TARGETS["info"]))
+        rows.append(
+            Row(
+                SECTION,
+                f"python -m joblite cache info, {label}",
+                impl,
+                seconds,
+                ratios={"s": seconds},
+                targets=STORE_TARGETS["info"],
+            )
+        )
         seconds = _command("ls", large)
         rows.append(Row(SECTION, f"python -m joblite cache ls, {label}", impl, seconds, ratios={"s": seconds}))
         entries = store_info(large)["total"]["entries"]
         seconds = _command("prune", "--items-limit", str(prune_to), large)
-        rows.append(Row(SECTION, f"python -m joblite cache prune: 1% least recently used of {label}",
-                        impl, seconds, ratios={"s": seconds}))
+        rows.append(
+            Row(
+                SECTION,
+                f"python -m joblite cache prune: 1% least recently used of {label}",
+                impl,
+                seconds,
+                ratios={"s": seconds},
+            )
+        )
         if store_info(large)["total"]["entries"] != min(entries, prune_to):
             raise RuntimeError(f"memory benchmark: cache prune --items-limit {prune_to} left another count")
     progress(f"  memory: listing and reduce_size of the {impl} {label}")
     seconds = _timed(memory.store_backend.get_items)
     rows.append(Row(SECTION, f"store_backend.get_items(), {label}", impl, seconds, ratios={"s": seconds}))
     seconds = _timed(lambda: memory.reduce_size(items_limit=prune_to - count // 100))
-    rows.append(Row(SECTION, f"Memory.reduce_size: 1% least recently used of {label}", impl, seconds,
-                    ratios={"s": seconds}))
+    rows.append(
+        Row(SECTION, f"Memory.reduce_size: 1% least recently used of {label}", impl, seconds, ratios={"s": seconds})
+    )
     return rows
 
 
@@ -281,8 +333,10 @@ def large_store_rows(folder, entries=None):
             continue
         large, small = os.path.join(folder, f"large-{impl}"), os.path.join(folder, f"small-{impl}")
         try:
-            progress(f"memory: building a {impl} store of {count:,} entries with {_workers()} processes "
-                     f"(real cached calls) in {large}")
+            progress(
+                f"memory: building a {impl} store of {count:,} entries with {_workers()} processes "
+                f"(real cached calls) in {large}"
+            )
             fill_store(impl, small, 0, SMALL_ENTRIES, 1)
             build_seconds = fill_store(impl, large, 0, count, _workers())
             rows += _store_rows(impl, large, small, count, build_seconds)

@@ -1,4 +1,5 @@
 """Section ``parallel``: ``joblite.Parallel`` against ``joblib.Parallel``, the stdlib and a plain loop."""
+
 import contextlib
 import gc
 import math
@@ -6,13 +7,38 @@ import sys
 
 from ..report import MIB, Row, add_speedups, gib_per_s, progress, pure_twin_targets, ratio, size_label
 from ..timing import best_time, best_times_in_turns
-from ..workloads import (BUSY_SECONDS, PARALLEL_N_JOBS, array_argument_call, array_results_call, busy_task,
-                         busy_tasks_call, parallel_array_memory, parallel_impls, random_f64, tiny_task,
-                         tiny_tasks_call, tiny_tasks_executor_call, tiny_tasks_loop, warm_up_array)
+from ..workloads import (
+    BUSY_SECONDS,
+    PARALLEL_N_JOBS,
+    array_argument_call,
+    array_results_call,
+    busy_task,
+    busy_tasks_call,
+    parallel_array_memory,
+    parallel_impls,
+    random_f64,
+    tiny_task,
+    tiny_tasks_call,
+    tiny_tasks_executor_call,
+    tiny_tasks_loop,
+    warm_up_array,
+)
 
-__all__ = ["DISPATCH_TASKS", "EXECUTOR_CHUNKS_PER_WORKER", "LOKY_FIRST_NOTE", "PARALLEL_SIZES",
-           "PARALLEL_TARGETS", "dispatch_call", "dispatch_executor_call", "dispatch_loop", "light_task",
-           "making_tasks", "parallel_section", "start_joblib_workers_first", "trivial_task"]
+__all__ = [
+    "DISPATCH_TASKS",
+    "EXECUTOR_CHUNKS_PER_WORKER",
+    "LOKY_FIRST_NOTE",
+    "PARALLEL_SIZES",
+    "PARALLEL_TARGETS",
+    "dispatch_call",
+    "dispatch_executor_call",
+    "dispatch_loop",
+    "light_task",
+    "making_tasks",
+    "parallel_section",
+    "start_joblib_workers_first",
+    "trivial_task",
+]
 
 SECTION = "parallel"
 
@@ -26,10 +52,32 @@ SECTION = "parallel"
 # repeats once its calls took that long; 'array_repeat' and 'busy_repeat' are
 # the repeats of the slower cases.
 PARALLEL_SIZES = {
-    "full": {"tiny": 100_000, "dispatch": 100_000, "busy": 1000, "array_mib": 256, "array_tasks": 8,
-             "results": 16, "result_mib": 8, "repeat": 5, "busy_repeat": 3, "array_repeat": 3, "budget": 3.0},
-    "quick": {"tiny": 10_000, "dispatch": 10_000, "busy": 200, "array_mib": 64, "array_tasks": 8,
-              "results": 4, "result_mib": 8, "repeat": 3, "busy_repeat": 2, "array_repeat": 2, "budget": 0.5},
+    "full": {
+        "tiny": 100_000,
+        "dispatch": 100_000,
+        "busy": 1000,
+        "array_mib": 256,
+        "array_tasks": 8,
+        "results": 16,
+        "result_mib": 8,
+        "repeat": 5,
+        "busy_repeat": 3,
+        "array_repeat": 3,
+        "budget": 3.0,
+    },
+    "quick": {
+        "tiny": 10_000,
+        "dispatch": 10_000,
+        "busy": 200,
+        "array_mib": 64,
+        "array_tasks": 8,
+        "results": 4,
+        "result_mib": 8,
+        "repeat": 3,
+        "busy_repeat": 2,
+        "array_repeat": 2,
+        "budget": 0.5,
+    },
 }
 
 # Goals from issues 5 and 13 ("Must reach"); see Row.targets for the sign convention.
@@ -79,15 +127,20 @@ def dispatch_executor_call(executor, task, count, workers):
     chunksize = max(1, math.ceil(count / (EXECUTOR_CHUNKS_PER_WORKER * workers)))
     return lambda: list(executor.map(task, range(count), chunksize=chunksize))
 
+
 #: Note on joblib's process rows when the standalone loky was imported before joblib's workers started.
-LOKY_FIRST_NOTE = ("loky was imported before joblib's workers started: joblib's workers are the "
-                   "standalone loky's, which breaks the clean-up of joblib's memmaps")
+LOKY_FIRST_NOTE = (
+    "loky was imported before joblib's workers started: joblib's workers are the "
+    "standalone loky's, which breaks the clean-up of joblib's memmaps"
+)
 
 
 def _check_parallel(name, key, same):
     if not same:
-        raise RuntimeError(f"parallel benchmark, {name}: {key} returned other results than the "
-                           "tasks compute; its figures would be meaningless")
+        raise RuntimeError(
+            f"parallel benchmark, {name}: {key} returned other results than the "
+            "tasks compute; its figures would be meaningless"
+        )
 
 
 def _time_parallel_case(name, calls, warm_ups, check, repeat, budget, missing=(), nbytes=None):
@@ -99,8 +152,7 @@ def _time_parallel_case(name, calls, warm_ups, check, repeat, budget, missing=()
         warm()
     progress(f"  parallel: {name}, {', '.join(calls)} in turns")
     seconds = best_times_in_turns(calls, repeat, budget, check)
-    rows = [Row(SECTION, name, impl, seconds[impl], nbytes, gib_per_s(nbytes, seconds[impl]))
-            for impl in calls]
+    rows = [Row(SECTION, name, impl, seconds[impl], nbytes, gib_per_s(nbytes, seconds[impl])) for impl in calls]
     return rows + [Row(SECTION, name, impl, note="not installed") for impl in missing]
 
 
@@ -171,8 +223,9 @@ def tiny_process_rows(libs, missing, sizes, kwargs):
         warm_ups = [tiny_tasks_call(lib, 100, **kwargs) for lib in libs.values()]
         # all the executor's workers started (map submits every chunk at once)
         warm_ups.append(lambda: list(executor.map(tiny_task, range(100), chunksize=10)))
-        rows = _time_parallel_case(name, calls, warm_ups, _equal_results(name, expected),
-                                   sizes["repeat"], sizes["budget"], missing)
+        rows = _time_parallel_case(
+            name, calls, warm_ups, _equal_results(name, expected), sizes["repeat"], sizes["budget"], missing
+        )
     add_speedups(rows, {"vs_joblib": "joblib"}, {})
     _time_ratio(rows, "time_vs_executor", "executor", PARALLEL_TARGETS["tiny processes"])
     return rows
@@ -196,9 +249,10 @@ def dispatch_process_rows(libs, missing, sizes, kwargs):
             calls = {impl: dispatch_call(lib, task, count, **kwargs) for impl, lib in libs.items()}
             calls["executor"] = dispatch_executor_call(executor, task, count, PARALLEL_N_JOBS)
             warm_ups = [dispatch_call(lib, task, 100, **kwargs) for lib in libs.values()]
-            warm_ups.append(dispatch_executor_call(executor, task, 100, PARALLEL_N_JOBS))   # every worker up
-            case = _time_parallel_case(name, calls, warm_ups, _equal_results(name, expected),
-                                       sizes["repeat"], sizes["budget"], missing)
+            warm_ups.append(dispatch_executor_call(executor, task, 100, PARALLEL_N_JOBS))  # every worker up
+            case = _time_parallel_case(
+                name, calls, warm_ups, _equal_results(name, expected), sizes["repeat"], sizes["budget"], missing
+            )
             add_speedups(case, {"vs_joblib": "joblib"}, {})
             _time_ratio(case, "time_vs_executor", "executor", PARALLEL_TARGETS["dispatch processes"])
             rows += case
@@ -236,14 +290,19 @@ def dispatch_sequential_rows(libs, missing, sizes):
         calls[MAKING_TASKS] = making_tasks(libs["joblite"], task, count)
         warm_ups = [dispatch_call(lib, task, 100, n_jobs=1) for lib in libs.values()]
         check = _equal_results(name, expected)
-        case = _time_parallel_case(name, calls, warm_ups,
-                                   lambda key, result: key == MAKING_TASKS or check(key, result),
-                                   sizes["repeat"], sizes["budget"], missing)
+        case = _time_parallel_case(
+            name,
+            calls,
+            warm_ups,
+            lambda key, result: key == MAKING_TASKS or check(key, result),
+            sizes["repeat"],
+            sizes["budget"],
+            missing,
+        )
         add_speedups(case, {"vs_joblib": "joblib"}, {})
         _time_ratio(case, "time_vs_loop", "loop", PARALLEL_TARGETS["dispatch n_jobs=1"])
         by_impl = {row.impl: row for row in case}
-        by_impl[MAKING_TASKS].ratios["time_vs_loop"] = ratio(by_impl[MAKING_TASKS].seconds,
-                                                             by_impl["loop"].seconds)
+        by_impl[MAKING_TASKS].ratios["time_vs_loop"] = ratio(by_impl[MAKING_TASKS].seconds, by_impl["loop"].seconds)
         rows += case
     return rows
 
@@ -256,8 +315,9 @@ def tiny_thread_rows(libs, missing, sizes):
     kwargs = {"n_jobs": PARALLEL_N_JOBS, "backend": "threading"}
     calls = {impl: tiny_tasks_call(lib, count, **kwargs) for impl, lib in libs.items()}
     warm_ups = [tiny_tasks_call(lib, 100, **kwargs) for lib in libs.values()]
-    rows = _time_parallel_case(name, calls, warm_ups, _equal_results(name, expected),
-                               sizes["repeat"], sizes["budget"], missing)
+    rows = _time_parallel_case(
+        name, calls, warm_ups, _equal_results(name, expected), sizes["repeat"], sizes["budget"], missing
+    )
     add_speedups(rows, {"vs_joblib": "joblib"}, PARALLEL_TARGETS["tiny threads"])
     return rows
 
@@ -268,9 +328,15 @@ def busy_task_rows(libs, missing, sizes, kwargs):
     name = f"{count:,} tasks of {BUSY_SECONDS * 1e3:g} ms (busy loop), {PARALLEL_N_JOBS} processes"
     calls = {impl: busy_tasks_call(lib, count, **kwargs) for impl, lib in libs.items()}
     warm_ups = [busy_tasks_call(lib, 10, **kwargs) for lib in libs.values()]
-    rows = _time_parallel_case(name, calls, warm_ups,
-                               lambda key, result: _check_parallel(name, key, len(result) == count),
-                               sizes["busy_repeat"], sizes["budget"], missing)
+    rows = _time_parallel_case(
+        name,
+        calls,
+        warm_ups,
+        lambda key, result: _check_parallel(name, key, len(result) == count),
+        sizes["busy_repeat"],
+        sizes["budget"],
+        missing,
+    )
     progress(f"  parallel: {name}, plain loop")
     loop = best_time(lambda: [busy_task(BUSY_SECONDS) for _ in range(count)], 1)
     rows.insert(len(calls), Row(SECTION, name, "loop", loop))
@@ -292,9 +358,15 @@ def array_argument_rows(libs, missing, sizes, kwargs):
     calls = {impl: array_argument_call(lib, a, tasks, **kwargs) for impl, lib in libs.items()}
     warm_ups = [array_argument_call(lib, small, tasks, **kwargs) for lib in libs.values()]
     rows = _time_parallel_case(
-        name, calls, warm_ups,
+        name,
+        calls,
+        warm_ups,
         lambda key, result: _check_parallel(name, key, bool(np.isclose(sum(result), total))),
-        sizes["array_repeat"], sizes["budget"], missing, nbytes)
+        sizes["array_repeat"],
+        sizes["budget"],
+        missing,
+        nbytes,
+    )
     del a, small, calls
     gc.collect()
     for row in rows:
@@ -317,13 +389,17 @@ def _memory_note(figures):
         return f"{value / MIB:.0f} MiB"
 
     peak = figures["at_peak"]
-    note = (f"peak {mib(figures['peak'])} = caller {mib(peak['caller'])} + workers "
-            f"{mib(peak['workers'])} + memmap folder {mib(peak['folder'])}; before the call "
-            f"{mib(figures['idle'])} (array {mib(figures['nbytes'])}); "
-            f"{figures['samples']} samples")
+    note = (
+        f"peak {mib(figures['peak'])} = caller {mib(peak['caller'])} + workers "
+        f"{mib(peak['workers'])} + memmap folder {mib(peak['folder'])}; before the call "
+        f"{mib(figures['idle'])} (array {mib(figures['nbytes'])}); "
+        f"{figures['samples']} samples"
+    )
     if figures["left"]:
-        note += (f"; {len(figures['left'])} memmap folder(s) still there after the call, "
-                 f"{mib(sum(figures['left'].values()))} in them")
+        note += (
+            f"; {len(figures['left'])} memmap folder(s) still there after the call, "
+            f"{mib(sum(figures['left'].values()))} in them"
+        )
     return note
 
 
@@ -338,12 +414,17 @@ def array_result_rows(libs, missing, sizes, kwargs):
     warm_ups = [array_results_call(lib, 2, 10, **kwargs) for lib in libs.values()]
 
     def check(key, results):
-        _check_parallel(name, key, len(results) == tasks and all(
-            isinstance(r, np.ndarray) and r.shape == (count,) and r[0] == i and r[-1] == i
-            for i, r in enumerate(results)))
+        _check_parallel(
+            name,
+            key,
+            len(results) == tasks
+            and all(
+                isinstance(r, np.ndarray) and r.shape == (count,) and r[0] == i and r[-1] == i
+                for i, r in enumerate(results)
+            ),
+        )
 
-    rows = _time_parallel_case(name, calls, warm_ups, check, sizes["repeat"], sizes["budget"],
-                               missing, nbytes)
+    rows = _time_parallel_case(name, calls, warm_ups, check, sizes["repeat"], sizes["budget"], missing, nbytes)
     add_speedups(rows, {"vs_joblib": "joblib"}, {})
     return rows
 
@@ -357,8 +438,9 @@ def sequential_rows(libs, missing, sizes):
     calls = {impl: tiny_tasks_call(lib, count, n_jobs=1) for impl, lib in libs.items()}
     calls["loop"] = loop
     warm_ups = [tiny_tasks_call(lib, 100, n_jobs=1) for lib in libs.values()]
-    rows = _time_parallel_case(name, calls, warm_ups, _equal_results(name, expected),
-                               sizes["repeat"], sizes["budget"], missing)
+    rows = _time_parallel_case(
+        name, calls, warm_ups, _equal_results(name, expected), sizes["repeat"], sizes["budget"], missing
+    )
     add_speedups(rows, {"vs_joblib": "joblib"}, {})
     _time_ratio(rows, "time_vs_loop", "loop", PARALLEL_TARGETS["n_jobs=1"])
     return rows

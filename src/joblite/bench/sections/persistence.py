@@ -1,4 +1,5 @@
 """Section ``persistence``: ``joblite.dump``/``load`` against ``np.save``/``np.load``, joblib and pickle."""
+
 import gc
 import io
 import os
@@ -8,11 +9,27 @@ from .. import procmem
 from ..children import ChildFailed, run_child
 from ..report import GIB, MIB, Row, add_speedups, gib_per_s, progress, ratio
 from ..timing import best_time, rotated, time_fresh_write
-from ..workloads import (PersistImpl, compressed_impls, image_f32, optional_module, persistence_impls,
-                         random_f64, small_dicts, small_ints, smooth_f64)
+from ..workloads import (
+    PersistImpl,
+    compressed_impls,
+    image_f32,
+    optional_module,
+    persistence_impls,
+    random_f64,
+    small_dicts,
+    small_ints,
+    smooth_f64,
+)
 
-__all__ = ["BIG_FILE_MIN_FREE", "CODECS", "PERSISTENCE_SIZES", "PERSISTENCE_TARGETS", "SLOW_CODECS",
-           "load_peak_memory", "persistence_section"]
+__all__ = [
+    "BIG_FILE_MIN_FREE",
+    "CODECS",
+    "PERSISTENCE_SIZES",
+    "PERSISTENCE_TARGETS",
+    "SLOW_CODECS",
+    "load_peak_memory",
+    "persistence_section",
+]
 
 SECTION = "persistence"
 
@@ -24,10 +41,26 @@ SECTION = "persistence"
 # up to 15% between calls on a shared machine, so the best of 9 is a steadier
 # figure than the best of 5 (a round of the four writers takes about half a second).
 PERSISTENCE_SIZES = {
-    "full": {"array_mib": 256, "slow_codec_mib": 32, "dicts": 50_000, "big_gib": 4,
-             "repeat": 5, "dump_rounds": 9, "budget": 2.0, "mmap_repeat": 25},
-    "quick": {"array_mib": 8, "slow_codec_mib": 1, "dicts": 5_000, "big_gib": None,
-              "repeat": 3, "dump_rounds": 3, "budget": 0.5, "mmap_repeat": 10},
+    "full": {
+        "array_mib": 256,
+        "slow_codec_mib": 32,
+        "dicts": 50_000,
+        "big_gib": 4,
+        "repeat": 5,
+        "dump_rounds": 9,
+        "budget": 2.0,
+        "mmap_repeat": 25,
+    },
+    "quick": {
+        "array_mib": 8,
+        "slow_codec_mib": 1,
+        "dicts": 5_000,
+        "big_gib": None,
+        "repeat": 3,
+        "dump_rounds": 3,
+        "budget": 0.5,
+        "mmap_repeat": 10,
+    },
 }
 
 #: joblite codecs timed side by side on the smooth float64 array, at their
@@ -63,13 +96,19 @@ def _check_roundtrip(loaded, value, where):
     import numpy as np
 
     if isinstance(value, np.ndarray):
-        same = (isinstance(loaded, np.ndarray) and loaded.dtype == value.dtype
-                and loaded.shape == value.shape and np.array_equal(loaded, value))
+        same = (
+            isinstance(loaded, np.ndarray)
+            and loaded.dtype == value.dtype
+            and loaded.shape == value.shape
+            and np.array_equal(loaded, value)
+        )
     else:
         same = loaded == value
     if not same:
-        raise RuntimeError(f"persistence benchmark, {where}: joblite loaded a value that "
-                           "differs from the one it dumped; its figures would be meaningless")
+        raise RuntimeError(
+            f"persistence benchmark, {where}: joblite loaded a value that "
+            "differs from the one it dumped; its figures would be meaningless"
+        )
 
 
 def _missing(name, impl, note="not installed"):
@@ -96,6 +135,7 @@ def _write_and_load_rows(names, impl, entry, value, path, sizes, repeat):
 
 
 # -- cases ------------------------------------------------------------------------------------
+
 
 def uncompressed_rows(label, value, impls, folder, sizes):
     """Uncompressed dump, load and memory-mapped load, plus peak memory of a load.
@@ -130,12 +170,10 @@ def uncompressed_rows(label, value, impls, folder, sizes):
     dump_seconds = dict.fromkeys(available, float("inf"))
     for round_ in range(max(len(available), sizes["dump_rounds"])):
         for impl in rotated(list(available), round_):
-            dump_seconds[impl] = min(dump_seconds[impl],
-                                     time_fresh_write(available[impl].dump, value, paths[impl], 1))
+            dump_seconds[impl] = min(dump_seconds[impl], time_fresh_write(available[impl].dump, value, paths[impl], 1))
     for impl, entry in impls.items():
         if entry is None:
-            for rows, case in ((dumps, "dump"), (loads, "load"), (mmaps, "load mmap 'r'"),
-                               (peaks, "load peak memory")):
+            for rows, case in ((dumps, "dump"), (loads, "load"), (mmaps, "load mmap 'r'"), (peaks, "load peak memory")):
                 rows.append(_missing(f"{label}: {case}", impl))
             continue
         path = paths[impl]
@@ -148,8 +186,7 @@ def uncompressed_rows(label, value, impls, folder, sizes):
         loads.append(Row(SECTION, f"{label}: load", impl, seconds, nbytes, gib_per_s(nbytes, seconds)))
         if entry.load_mmap is not None:
             seconds = best_time(lambda: entry.load_mmap(path), sizes["mmap_repeat"])
-            mmaps.append(Row(SECTION, f"{label}: load mmap 'r'", impl, seconds,
-                             ratios={"ms": seconds * 1e3}))
+            mmaps.append(Row(SECTION, f"{label}: load mmap 'r'", impl, seconds, ratios={"ms": seconds * 1e3}))
         peaks.append(peak_memory_row(f"{label}: load peak memory", impl, entry, path, folder))
         remove_if_exists(path)
     add_speedups(dumps, _VS_NUMPY_AND_JOBLIB, PERSISTENCE_TARGETS["dump"])
@@ -194,9 +231,13 @@ def peak_memory_row(name, impl, entry, path, folder):
         return Row(SECTION, name, impl, note=str(exc))
     finally:
         remove_if_exists(warm)
-    return Row(SECTION, name, impl, ratios={
-        "peak_over_result": (figures["peak"] - figures["before"]) / figures["nbytes"]},
-        note="" if figures["method"] == "VmHWM reset" else "peak from ru_maxrss growth")
+    return Row(
+        SECTION,
+        name,
+        impl,
+        ratios={"peak_over_result": (figures["peak"] - figures["before"]) / figures["nbytes"]},
+        note="" if figures["method"] == "VmHWM reset" else "peak from ru_maxrss growth",
+    )
 
 
 def load_peak_memory(impl, warm, path):
@@ -255,21 +296,21 @@ def compressed_rows(label, value, impls, folder, sizes, targeted):
             continue
         path = os.path.join(folder, "compressed" + entry.suffix)
         progress(f"  persistence: {label} compressed with {impl}")
-        dump, load = _write_and_load_rows(names, impl, entry, value, path, sizes,
-                                          sizes["repeat"] if impl == "joblite" else 1)
+        dump, load = _write_and_load_rows(
+            names, impl, entry, value, path, sizes, sizes["repeat"] if impl == "joblite" else 1
+        )
         dump.ratios["compression_ratio"] = value.nbytes / os.path.getsize(path)
         dumps.append(dump)
         loads.append(load)
         remove_if_exists(path)
-    add_speedups(dumps, {"vs_joblib": "joblib zlib-3"},
-                 PERSISTENCE_TARGETS["dump compressed"] if targeted else {})
-    add_speedups(loads, {"vs_joblib": "joblib zlib-3"},
-                 PERSISTENCE_TARGETS["load compressed"] if targeted else {})
+    add_speedups(dumps, {"vs_joblib": "joblib zlib-3"}, PERSISTENCE_TARGETS["dump compressed"] if targeted else {})
+    add_speedups(loads, {"vs_joblib": "joblib zlib-3"}, PERSISTENCE_TARGETS["load compressed"] if targeted else {})
     mine = dumps[0] if dumps and dumps[0].impl == "joblite" else None
     zlib = next((row for row in dumps if row.impl == "joblib zlib-3"), None)
     if mine is not None and mine.seconds is not None and zlib is not None:
-        mine.ratios["size_vs_joblib"] = ratio(mine.ratios.get("compression_ratio"),
-                                              zlib.ratios.get("compression_ratio"))
+        mine.ratios["size_vs_joblib"] = ratio(
+            mine.ratios.get("compression_ratio"), zlib.ratios.get("compression_ratio")
+        )
     return dumps + loads
 
 
@@ -305,15 +346,20 @@ def codec_rows(label, value, folder, sizes, codecs):
         try:
             level = compressors.parse_compress(codec)[1]
         except ValueError:
-            dumps.append(_missing(f"{label}: dump compress={codec!r}", "joblite",
-                                  f"codec {codec!r} is not registered (package not installed)"))
+            dumps.append(
+                _missing(
+                    f"{label}: dump compress={codec!r}",
+                    "joblite",
+                    f"codec {codec!r} is not registered (package not installed)",
+                )
+            )
             continue
         case = f"compress={codec!r} (level {level})"
         progress(f"  persistence: {label} with {case}")
-        entry = PersistImpl(".joblite", lambda v, p, codec=codec: joblite.dump(v, p, compress=codec),
-                            joblite.load)
-        dump, load = _write_and_load_rows((f"{label}: dump {case}", f"{label}: load {case}"), "joblite",
-                                          entry, value, path, sizes, sizes["repeat"])
+        entry = PersistImpl(".joblite", lambda v, p, codec=codec: joblite.dump(v, p, compress=codec), joblite.load)
+        dump, load = _write_and_load_rows(
+            (f"{label}: dump {case}", f"{label}: load {case}"), "joblite", entry, value, path, sizes, sizes["repeat"]
+        )
         dump.ratios["compression_ratio"] = value.nbytes / os.path.getsize(path)
         dumps.append(dump)
         loads.append(load)
@@ -354,6 +400,7 @@ def dicts_rows(label, value, impls, folder, sizes):
 
 # -- the 4 GiB memory-mapped load -------------------------------------------------------------
 
+
 class _SparseZeroWriter:
     """A binary file wrapper that leaves a hole where a large all-zero write goes.
 
@@ -372,8 +419,7 @@ class _SparseZeroWriter:
 
         view = memoryview(data)
         count = view.nbytes
-        if (count >= self.HOLE_MIN and view.c_contiguous
-                and not np.frombuffer(view.cast("B"), np.uint8).any()):
+        if count >= self.HOLE_MIN and view.c_contiguous and not np.frombuffer(view.cast("B"), np.uint8).any():
             self._raw.seek(count, io.SEEK_CUR)
         else:
             self._raw.write(view)
@@ -420,8 +466,11 @@ def big_mmap_rows(gib, folder, sizes):
     name = f"zeros f64 {gib} GiB: load mmap 'r'"
     free = shutil.disk_usage(folder).free
     if free < BIG_FILE_MIN_FREE:
-        return [_missing(name, "joblite", f"skipped: {free / GIB:.1f} GiB free disk, "
-                                          f"{BIG_FILE_MIN_FREE / GIB:.0f} GiB wanted")]
+        return [
+            _missing(
+                name, "joblite", f"skipped: {free / GIB:.1f} GiB free disk, {BIG_FILE_MIN_FREE / GIB:.0f} GiB wanted"
+            )
+        ]
     count = (gib << 30) // 8
     zeros = np.zeros(count)  # calloc'ed: zero pages, no RAM
     joblib = optional_module("joblib")
@@ -431,12 +480,19 @@ def big_mmap_rows(gib, folder, sizes):
         del array
 
     writers = {
-        "joblite": (".joblite", lambda path: _write_sparse(joblite.dump, zeros, path),
-                    lambda path: joblite.load(path, mmap_mode="r")),
+        "joblite": (
+            ".joblite",
+            lambda path: _write_sparse(joblite.dump, zeros, path),
+            lambda path: joblite.load(path, mmap_mode="r"),
+        ),
         "numpy": (".npy", write_numpy, lambda path: np.load(path, mmap_mode="r")),
-        "joblib": None if joblib is None else (
-            ".pkl", lambda path: _write_sparse(joblib.dump, zeros, path),
-            lambda path: joblib.load(path, mmap_mode="r")),
+        "joblib": None
+        if joblib is None
+        else (
+            ".pkl",
+            lambda path: _write_sparse(joblib.dump, zeros, path),
+            lambda path: joblib.load(path, mmap_mode="r"),
+        ),
     }
     rows = []
     for impl, entry in writers.items():
@@ -450,8 +506,10 @@ def big_mmap_rows(gib, folder, sizes):
             write(path)
             loaded = load(path)
             if loaded.shape != (count,) or loaded.dtype != np.float64:
-                raise RuntimeError(f"persistence benchmark, {name}: {impl} loaded "
-                                   f"{loaded.dtype} {loaded.shape}, not float64 ({count},)")
+                raise RuntimeError(
+                    f"persistence benchmark, {name}: {impl} loaded "
+                    f"{loaded.dtype} {loaded.shape}, not float64 ({count},)"
+                )
             del loaded
             seconds = best_time(lambda: load(path), sizes["mmap_repeat"])
         finally:
@@ -462,6 +520,7 @@ def big_mmap_rows(gib, folder, sizes):
 
 
 # -- the section ------------------------------------------------------------------------------
+
 
 def persistence_section(context):
     """Time ``dump``/``load`` of joblite against np.save/np.load, joblib and pickle.
@@ -508,31 +567,29 @@ def persistence_section(context):
     rows = []
     with context.scratch_folder() as folder:
         progress(f"persistence: files in {folder}")
-        rows += uncompressed_rows(f"random f64 {mib}", random_f64(nbytes), persistence_impls(),
-                                  folder, sizes)
+        rows += uncompressed_rows(f"random f64 {mib}", random_f64(nbytes), persistence_impls(), folder, sizes)
         gc.collect()
         impls = compressed_impls()
-        workloads = [("small ints", "small ints i64", small_ints),
-                     ("image-like", "image-like f32", image_f32),
-                     ("smooth", "smooth f64", smooth_f64)]
+        workloads = [
+            ("small ints", "small ints i64", small_ints),
+            ("image-like", "image-like f32", image_f32),
+            ("smooth", "smooth f64", smooth_f64),
+        ]
         for key, label, build in workloads:
             progress(f"persistence: building {label} {mib}")
             value = build(nbytes)
-            rows += compressed_rows(f"{label} {mib}", value, impls, folder, sizes,
-                                    key in COMPRESSION_TARGETED)
+            rows += compressed_rows(f"{label} {mib}", value, impls, folder, sizes, key in COMPRESSION_TARGETED)
             if key == "smooth":
                 fast = [codec for codec in CODECS if codec not in SLOW_CODECS]
                 slow = [codec for codec in CODECS if codec in SLOW_CODECS]
                 rows += codec_rows(f"{label} {mib}", value, folder, sizes, fast)
-                part = value[:sizes["slow_codec_mib"] * MIB // value.itemsize]
-                rows += codec_rows(f"{label} {sizes['slow_codec_mib']} MiB slice", part, folder,
-                                   sizes, slow)
+                part = value[: sizes["slow_codec_mib"] * MIB // value.itemsize]
+                rows += codec_rows(f"{label} {sizes['slow_codec_mib']} MiB slice", part, folder, sizes, slow)
                 del part
             del value
             gc.collect()
         count = sizes["dicts"]
-        rows += dicts_rows(f"{count // 1000}k small dicts", small_dicts(count),
-                           persistence_impls(), folder, sizes)
+        rows += dicts_rows(f"{count // 1000}k small dicts", small_dicts(count), persistence_impls(), folder, sizes)
         if sizes["big_gib"]:
             rows += big_mmap_rows(sizes["big_gib"], folder, sizes)
     return rows
