@@ -23,7 +23,7 @@ import joblite  # noqa: E402
 project = "joblite"
 author = "the joblite developers"
 copyright = "the joblite developers"
-release = getattr(joblite, "__version__", "0.1.0")
+release = joblite.__version__
 version = ".".join(release.split(".")[:2])
 
 # -- General configuration ----------------------------------------------------

@@ -8,7 +8,7 @@ objects, with joblib's public names.  Attributes are imported lazily so that
 
 import importlib
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # public name -> module that defines it (relative: a joblite module)
 _LAZY = {
