@@ -33,6 +33,7 @@ extensions = [
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "numpydoc",
+    "myst_parser",  # CHANGELOG.md, included by changelog.rst
     "benchreport",  # _ext/benchreport.py: the performance page's tables from a bench --json run
 ]
 # The builds run without network access: no intersphinx_mapping.
