@@ -13,11 +13,14 @@ it.  The cache store reads its entries through :class:`Container` and names
 files with :func:`checksum`.
 """
 
+from __future__ import annotations
+
 import collections
 import errno
 import io
 import os
 import struct
+from typing import Any
 
 import xxhash
 
@@ -337,7 +340,7 @@ def _planned_length(pickle_length, block_lengths, table_length):
 #: its stored and raw lengths, its codec index, item size and ``xxh3_64`` checksum.
 BlockEntry = collections.namedtuple("BlockEntry", "offset length raw_length codec itemsize checksum")
 
-_CODEC_LISTS = {}  # bytes of a block table's codec list -> the parsed names
+_CODEC_LISTS: dict[bytes, Any] = {}  # bytes of a block table's codec list -> the parsed names
 
 
 class Container:

@@ -8,6 +8,8 @@ whole.  A temporary is named after its owner (``<pid>@<host>``, see
 from what a live one is still writing, and swept.
 """
 
+from __future__ import annotations
+
 import contextlib
 import errno
 import os
@@ -61,7 +63,7 @@ def temporary_name(path):
 _LOCAL_TEMPORARY = re.compile(rf"\.(\d+)@{re.escape(_owners.HOST)}\.[0-9a-f]{{12}}\.tmp\Z")
 
 # folder -> its modification time (ns) when this process last swept it or renamed into it
-_FOLDER_TIMES = {}
+_FOLDER_TIMES: dict[str, int] = {}
 
 
 @contextlib.contextmanager

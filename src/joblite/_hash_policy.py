@@ -8,6 +8,8 @@ specified on the hash format page (``docs/format_hashing.rst``, "Policy");
 :mod:`joblite.hashing` holds the public API built on them.
 """
 
+from __future__ import annotations
+
 import copyreg
 import dataclasses
 import datetime
@@ -21,13 +23,14 @@ import sys
 import types
 import uuid
 from collections import OrderedDict, defaultdict
+from typing import Any
 
 from . import _impl
 
 __all__ = ["cell_value", "reduce_object"]
 
 _MISSING = object()
-_handler_cache = {}
+_handler_cache: dict[type, Any] = {}
 _HANDLER_CACHE_MAX = 4096
 
 

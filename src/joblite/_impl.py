@@ -7,9 +7,13 @@ or when the compiled modules cannot be imported (then a ``RuntimeWarning`` is
 issued once).
 """
 
+from __future__ import annotations
+
 import importlib
 import os
 import warnings
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 __all__ = ["with_ext", "hasher", "codec", "fileio", "tasks", "get_twin", "available_twins"]
 
@@ -17,11 +21,11 @@ __all__ = ["with_ext", "hasher", "codec", "fileio", "tasks", "get_twin", "availa
 _KERNELS = ("_hasher", "_codec", "_fileio", "_tasks")
 
 
-def _load(twin):
+def _load(twin: str) -> dict[str, ModuleType]:
     return {name: importlib.import_module(f"joblite.{twin}.{name}") for name in _KERNELS}
 
 
-def _choose():
+def _choose() -> tuple[bool, dict[str, ModuleType]]:
     if os.environ.get("JOBLITE_PUREPYTHON", "") not in ("", "0"):
         return False, _load("_pure")
     try:
@@ -38,13 +42,20 @@ def _choose():
 
 
 with_ext, _modules = _choose()
-hasher = _modules["_hasher"]
-codec = _modules["_codec"]
-fileio = _modules["_fileio"]
-tasks = _modules["_tasks"]
+if TYPE_CHECKING:
+    # Type checkers see the compiled modules' stubs (_ext/*.pyi), which both twins match.
+    from ._ext import _codec as codec
+    from ._ext import _fileio as fileio
+    from ._ext import _hasher as hasher
+    from ._ext import _tasks as tasks
+else:
+    hasher = _modules["_hasher"]
+    codec = _modules["_codec"]
+    fileio = _modules["_fileio"]
+    tasks = _modules["_tasks"]
 
 
-def get_twin(name):
+def get_twin(name: str) -> dict[str, ModuleType]:
     """Return the kernel modules of one twin as a dict, for tests and benchmarks.
 
     Parameters
@@ -69,7 +80,7 @@ def get_twin(name):
     return _load("_" + name)
 
 
-def available_twins():
+def available_twins() -> list[str]:
     """Names of the twins that can be loaded here: ``['ext', 'pure']`` or ``['pure']``."""
     try:
         _load("_ext")

@@ -40,6 +40,8 @@ What is still there at exit is removed then, and folders of dead processes of
 this host are swept when a new folder is made.
 """
 
+from __future__ import annotations
+
 import atexit
 import errno
 import io
@@ -338,7 +340,7 @@ def _write_error(exc, folder, nbytes):
 
 
 # Folders made by this process and not removed yet: removed at exit whatever happened.
-_LIVE = set()
+_LIVE: set[tuple[int, str]] = set()
 _LIVE_LOCK = threading.Lock()
 
 

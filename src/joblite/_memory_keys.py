@@ -8,9 +8,12 @@ out, once per process, all that does not change from call to call (a
 :class:`FunctionKeys`); :meth:`FunctionKeys.call_id` keys each call.
 """
 
+from __future__ import annotations
+
 import inspect
 import warnings
 import weakref
+from typing import Any
 
 from . import func_inspect
 from .hashing import closure_digest, key_digest
@@ -21,11 +24,11 @@ __all__ = ["FunctionKeys", "UnhashableArguments", "check_code", "forget_checks",
 
 # (store root, func_id) -> (weak reference to the function, code digest), for this process:
 # a second, different function filed under the same name gets a name of its own.
-_LIVE_FUNCTIONS = {}
+_LIVE_FUNCTIONS: dict[tuple[str, str], tuple[weakref.ref[Any], str]] = {}
 # function -> (code digest, source): reading and parsing source takes a millisecond
-_CODE_DIGESTS = weakref.WeakKeyDictionary()
+_CODE_DIGESTS: weakref.WeakKeyDictionary[Any, tuple[str, str]] = weakref.WeakKeyDictionary()
 # (store location, func_id, code digest) already checked against the store in this process
-_CHECKED_CODE = set()
+_CHECKED_CODE: set[tuple[str, str, str]] = set()
 # Warnings given while preparing point at the first call: this module's function, prepare,
 # MemorizedFunc._prepare, the call's steps, _Steps, the driver, MemorizedFunc.__call__, its caller.
 _AT_FIRST_CALL = 8

@@ -28,6 +28,8 @@ One module, because the policy and the unpickler that enforces it must change
 together; it is long because numpy's pickled forms need one check each.
 """
 
+from __future__ import annotations
+
 import _compat_pickle
 import copyreg
 import io
@@ -38,6 +40,8 @@ import reprlib
 import struct
 import sys
 import types
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 __all__ = [
     "CorruptFileError",
@@ -421,7 +425,9 @@ class SafeUnpickler(pickle._Unpickler):
         The out-of-band buffers (``NEXT_BUFFER``), as for ``pickle.Unpickler``.
     """
 
-    dispatch = pickle._Unpickler.dispatch.copy()
+    # The opcode table with this class's handlers, which take a SafeUnpickler: typeshed's
+    # type for it (handlers of any pickle.Unpickler) would refuse them.
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = pickle._Unpickler.dispatch.copy()
 
     def __init__(self, file, *, admitted, where, buffers=None):
         super().__init__(file, buffers=buffers)

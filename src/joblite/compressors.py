@@ -29,6 +29,8 @@ bz2     none       its run-length stages hold 16 MiB of zeros in 45 bytes;
 ======  =========  ==============================================================
 """
 
+from __future__ import annotations
+
 import importlib.util
 
 from ._validate import as_int
@@ -74,10 +76,11 @@ class CompressorBase:
         files unreadable.  None (the default): no bound but the chunk length.
     """
 
-    name = None
-    default_level = None
-    levels = range(1, 10)
-    max_ratio = None
+    # None in the base class only: a subclass sets name and default_level.
+    name: str | None = None
+    default_level: int | None = None
+    levels: range = range(1, 10)
+    max_ratio: int | None = None
 
     def compress(self, data, level):
         """Compress one chunk.
@@ -257,7 +260,7 @@ class _Zstd(CompressorBase):
         return zstandard.ZstdDecompressor().decompress(data, allow_extra_data=False)
 
 
-_COMPRESSORS = {}
+_COMPRESSORS: dict[str, CompressorBase] = {}
 
 
 def _builtins():

@@ -8,9 +8,13 @@ module is the API on top: the digest algorithms, the limits, and the digests
 ``Memory`` keys its entries with (:func:`key_digest`, :func:`closure_digest`).
 """
 
+from __future__ import annotations
+
 import functools
 import hashlib
 import operator
+from collections.abc import Callable
+from typing import Any
 
 from . import _impl
 from ._hash_policy import cell_value, reduce_object
@@ -41,7 +45,7 @@ HashLimitError = _impl.hasher.HashLimitError
 #: Accepted values of ``hash_name``, the first is the default.
 HASH_NAMES = ("xxh3_128", "xxh3_64", "md5", "sha1", "sha256", "blake2b")
 
-_factories = {}  # hash name -> digest constructor, filled at first use
+_factories: dict[str, Callable[[], Any]] = {}  # hash name -> digest constructor, filled at first use
 
 
 def _digest_factory(hash_name):

@@ -9,6 +9,8 @@ parallel guide for batching, memmapping, progress, failures and thread
 limits.
 """
 
+from __future__ import annotations
+
 import builtins
 import collections
 import concurrent.futures
@@ -24,6 +26,7 @@ import threading
 import time
 import uuid
 import warnings
+from typing import Any
 
 from . import _impl, _validate
 from ._progress import Progress
@@ -79,7 +82,7 @@ delayed = _impl.tasks.Delayed
 
 RETURN_AS = ("list", "generator", "generator_unordered")
 _UNSET = object()
-_DEFAULTS = {
+_DEFAULTS: dict[str, Any] = {
     "backend": None,
     "n_jobs": None,
     "verbose": 0,

@@ -10,6 +10,8 @@ are written in every file, so they stay here under these names.  Files
 written by ``joblib.dump`` are detected and read by :mod:`joblite._joblib_format`.
 """
 
+from __future__ import annotations
+
 import errno
 import io
 import math
@@ -17,6 +19,7 @@ import os
 import pickle
 import reprlib
 import warnings
+from typing import Any
 
 from . import _container, _files, _safe_unpickle, _validate, compressors
 from ._container import FORMAT_VERSION
@@ -111,7 +114,7 @@ _ATOMS = frozenset({str, int, float, bool, type(None), bytes, complex})
 
 # numpy.typecodes['All'] without 'O': the dtypes whose scalars hold no Python object.
 _PLAIN_CHARS = frozenset("?bhilqnpBHILQNPefdgFDGSUVMm")
-_PLAIN_DTYPES = {}  # descr -> dtype, for the few descrs a process meets
+_PLAIN_DTYPES: dict[str, Any] = {}  # descr -> dtype, for the few descrs a process meets
 
 
 def _is_plain(dtype):

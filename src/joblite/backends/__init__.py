@@ -10,10 +10,14 @@ protocol (``joblite.backends._joblib_protocol``).  A multiprocessing
 context runs on ``joblite.backends.mp_context``.
 """
 
+from __future__ import annotations
+
 import operator
 import os
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from .. import _impl
 
@@ -29,7 +33,7 @@ __all__ = [
 ]
 
 #: name -> factory (a ParallelBackendBase subclass or a callable returning an instance)
-BACKENDS = {}
+BACKENDS: dict[str, Callable[..., Any]] = {}
 _DEFAULT = ["loky"]
 
 # Environment variables that size the thread pools of BLAS and OpenMP libraries.
@@ -107,7 +111,7 @@ def cpu_count(only_physical_cores=False):
 #: Seconds :func:`cpu_count` keeps an answer for the same affinity and ``LOKY_MAX_CPU_COUNT``.
 CPU_COUNT_SECONDS = 1.0
 # only_physical_cores -> ((affinity, LOKY_MAX_CPU_COUNT), time.monotonic() of the count, count)
-_CPU_COUNTS = {}
+_CPU_COUNTS: dict[bool, tuple[Any, float, int]] = {}
 
 
 class Batch:

@@ -10,6 +10,8 @@ so that backends published for joblib (ray's ``register_ray()``,
 joblib-spark...) run joblite's calls.  joblib itself is never imported here.
 """
 
+from __future__ import annotations
+
 import concurrent.futures
 import contextlib
 import inspect
@@ -17,6 +19,8 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
+from typing import Any
 
 from . import ParallelBackendBase, check_n_jobs, resolve_n_jobs
 
@@ -51,7 +55,7 @@ def is_joblib_backend(obj):
 
 # submit function of a backend class -> whether it takes a callback (inspect.signature
 # costs a tenth of a millisecond, and every Parallel() asks)
-_TAKES_CALLBACK = weakref.WeakKeyDictionary()
+_TAKES_CALLBACK: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 def _takes_callback(submit):
@@ -177,8 +181,8 @@ class JoblibProtocolBackend(ParallelBackendBase):
         size = compute()  # (None from joblite's own base class: no preference)
         return None if size is None else max(1, int(size))
 
-    def submit(self, batch):
-        future = concurrent.futures.Future()
+    def submit(self, batch: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         # Running: Parallel cannot cancel it (joblib backends cancel through abort_everything),
         # so the backend's callback always finds it able to take its outcome.
         future.set_running_or_notify_cancel()
@@ -206,6 +210,7 @@ class JoblibProtocolBackend(ParallelBackendBase):
             if callable(batch_completed):
                 batch_completed(batch.size, seconds)
 
+        callback: Callable[..., None]
         if getattr(backend, "supports_retrieve_callback", False):
 
             def callback(out, *args, **kwargs):

@@ -7,6 +7,8 @@ A backend stores one entry per call, ``call_id = (func_id, args_id)``, for
 :class:`joblite.store.local.FileSystemStoreBackend`.
 """
 
+from __future__ import annotations
+
 import collections
 import errno
 import time
@@ -350,7 +352,7 @@ class StoreBackendBase:
         """End what :meth:`begin_scan` began."""
 
 
-_BACKENDS = {}
+_BACKENDS: dict[str, type[StoreBackendBase]] = {}
 
 
 def register_store_backend(backend_name, backend):

@@ -5,12 +5,15 @@ A client given (``client=``) or the current one is used as is; for
 made and kept for the process (closed at exit).
 """
 
+from __future__ import annotations
+
 import atexit
 import collections
 import json
 import threading
 import time
 import weakref
+from typing import Any
 
 import distributed
 from dask.sizeof import sizeof
@@ -107,7 +110,7 @@ class ClientState:
 
 
 _STATE_LOCK = threading.Lock()
-_CLIENTS = weakref.WeakSet()  # clients with a state, for release_scattered()
+_CLIENTS: weakref.WeakSet[Any] = weakref.WeakSet()  # clients with a state, for release_scattered()
 
 
 def client_state(client):
@@ -147,7 +150,7 @@ def release_scattered(client=None):
 
 
 # -- finding the cluster ---------------------------------------------------------------------------
-_OWN_CLIENTS = {}  # address -> Client made for scheduler_host / scheduler_file, kept for the process
+_OWN_CLIENTS: dict[str, Any] = {}  # address -> Client made for scheduler_host / scheduler_file, kept for the process
 _OWN_LOCK = threading.Lock()
 
 

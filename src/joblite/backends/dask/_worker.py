@@ -1,11 +1,14 @@
 """What runs in a dask worker: unpickle a batch, run it under thread limits, send back its outcome."""
 
+from __future__ import annotations
+
 import contextlib
 import pickle
 import sys
 import threading
 import time
 import traceback
+from typing import Any
 
 import cloudpickle
 import distributed
@@ -15,8 +18,8 @@ from .. import cpu_count
 __all__ = ["run_batch", "scattered_argument", "in_dask_task"]
 
 _LOADING = threading.local()  # the scattered objects of the batch being unpickled in this thread
-_CORES = []  # this host's cores, found once per process
-_CONTROLLER = []  # [modules loaded when made, threadpoolctl.ThreadpoolController]
+_CORES: list[int] = []  # this host's cores, found once per process
+_CONTROLLER: list[Any] = []  # [modules loaded when made, threadpoolctl.ThreadpoolController]
 _CONTROLLER_LOCK = threading.Lock()  # (a worker may have several threads)
 
 
