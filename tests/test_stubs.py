@@ -1,4 +1,4 @@
-"""The ``.pyi`` stubs of the compiled kernels match both twins.
+"""Types: the ``.pyi`` stubs of the compiled kernels match both twins; the public API is annotated.
 
 Each ``src/joblite/_ext/<name>.pyi`` declares what type checkers see of the
 kernel ``<name>``, whichever twin runs.  For every function, class and method a
@@ -8,6 +8,10 @@ signature (its functions and methods; a class's constructor through the
 signature ``embedsignature`` writes at the head of its docstring).  Constants
 the stub gives a value must have it in the twins, and every public name of the
 pure twin must be in the stub.
+
+What mypy checks of users' code depends on the public API being annotated in
+full and on ``joblite/__init__.py`` showing type checkers its lazy attributes:
+both are checked at the end.
 """
 
 import ast
@@ -328,3 +332,80 @@ def test_a_stub_default_must_be_stated():
     pure = importlib.import_module("joblite._pure._hasher")
     text = _stub("_hasher").replace('root: str = "obj"', "root: str = ...")
     assert [p.split(":")[0] for p in stub_problems(text, pure)] == ["StreamHasher.update"]
+
+
+# -- the public API, as type checkers see it --------------------------------------------------
+_PUBLIC_DUNDERS = ("__init__", "__call__", "__enter__", "__exit__")
+
+
+def annotation_gaps(obj, where):
+    """``where(param)`` for each parameter of function `obj` without a type; ``where -> ?`` without a return type."""
+    signature = inspect.signature(obj)
+    gaps = [
+        f"{where}({p.name})"
+        for i, p in enumerate(signature.parameters.values())
+        if p.annotation is p.empty and not (i == 0 and p.name in ("self", "cls"))
+    ]
+    if signature.return_annotation is signature.empty:
+        gaps.append(f"{where} -> ?")
+    return gaps
+
+
+def public_api_gaps():
+    """The gaps of every function and public method that ``joblite.__all__`` names and joblite defines."""
+    import joblite
+
+    gaps = []
+    for name in joblite.__all__:
+        obj = getattr(joblite, name)
+        if not getattr(obj, "__module__", "").startswith("joblite.") or obj is joblite.delayed:
+            continue  # loky's wrap_non_picklable_objects; delayed is a kernel's class, typed by its stub
+        if inspect.isfunction(obj):
+            gaps += annotation_gaps(obj, name)
+        elif inspect.isclass(obj):
+            for attr, member in vars(obj).items():
+                if attr.startswith("_") and attr not in _PUBLIC_DUNDERS:
+                    continue
+                if isinstance(member, property):
+                    gaps += annotation_gaps(member.fget, f"{name}.{attr}")
+                elif inspect.isfunction(member):
+                    gaps += annotation_gaps(member, f"{name}.{attr}")
+    return gaps
+
+
+def test_public_api_is_annotated():
+    assert public_api_gaps() == []
+
+
+def test_annotation_gaps_are_found():
+    def untyped(a, b: int = 0): ...
+
+    def typed(self, a: int, *args: str, **kwargs: object) -> None: ...
+
+    assert annotation_gaps(untyped, "untyped") == ["untyped(a)", "untyped -> ?"]
+    assert annotation_gaps(typed, "typed") == []
+
+
+def test_type_checkers_see_every_lazy_attribute():
+    """``joblite/__init__.py`` imports, under ``if TYPE_CHECKING:``, each name of ``_LAZY`` from its module."""
+    import joblite
+
+    tree = ast.parse(inspect.getsource(joblite))
+    block = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    seen = {}
+    for node in block.body:
+        if isinstance(node, ast.ImportFrom):
+            module = "." * node.level + (node.module or "")
+            for alias in node.names:
+                assert alias.asname == alias.name, f"{alias.name}: re-exported as itself (import X as X)"
+                seen[alias.name] = module
+    assert seen == joblite._LAZY
+
+
+def test_hash_name_type_lists_the_hash_names():
+    """``hash_name``'s Literal type (in ``joblite/_typing.py``, which only type checkers import) is HASH_NAMES."""
+    from joblite import hashing
+
+    tree = ast.parse((STUB_DIR.parent / "_typing.py").read_text(encoding="utf-8"))
+    value = next(n.value for n in tree.body if isinstance(n, ast.Assign) and [t.id for t in n.targets] == ["HashName"])
+    assert tuple(ast.literal_eval(e) for e in value.slice.elts) == hashing.HASH_NAMES

@@ -49,8 +49,47 @@ _LAZY = {
 
 __all__ = sorted(_LAZY) + ["__with_ext__", "__version__"]
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    # What type checkers see of the lazy attributes (the same names as _LAZY's).
+    from loky import wrap_non_picklable_objects as wrap_non_picklable_objects
 
-def __getattr__(name):
+    from ._safe_unpickle import UnsafeLoadError as UnsafeLoadError
+    from .compressors import CompressorBase as CompressorBase
+    from .compressors import register_compressor as register_compressor
+    from .hashing import Hasher as Hasher
+    from .hashing import hash as hash
+    from .logger import Logger as Logger
+    from .logger import PrintTime as PrintTime
+    from .memory import AsyncMemorizedFunc as AsyncMemorizedFunc
+    from .memory import MemorizedFunc as MemorizedFunc
+    from .memory import MemorizedResult as MemorizedResult
+    from .memory import Memory as Memory
+    from .memory import NotMemorizedFunc as NotMemorizedFunc
+    from .memory import NotMemorizedResult as NotMemorizedResult
+    from .memory import expires_after as expires_after
+    from .parallel import Parallel as Parallel
+    from .parallel import ParallelBackendBase as ParallelBackendBase
+    from .parallel import cpu_count as cpu_count
+    from .parallel import delayed as delayed
+    from .parallel import effective_n_jobs as effective_n_jobs
+    from .parallel import parallel_backend as parallel_backend
+    from .parallel import parallel_config as parallel_config
+    from .parallel import register_parallel_backend as register_parallel_backend
+    from .persistence import CorruptFileError as CorruptFileError
+    from .persistence import dump as dump
+    from .persistence import dumps as dumps
+    from .persistence import load as load
+    from .persistence import loads as loads
+    from .store import CacheItemInfo as CacheItemInfo
+    from .store import CacheWarning as CacheWarning
+    from .store import StoreBackendBase as StoreBackendBase
+    from .store import register_store_backend as register_store_backend
+
+    __with_ext__: bool
+
+
+def __getattr__(name: str) -> object:
     if name == "__with_ext__":
         from . import _impl
 
@@ -63,5 +102,5 @@ def __getattr__(name):
     return value
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))

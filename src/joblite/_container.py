@@ -20,12 +20,15 @@ import errno
 import io
 import os
 import struct
-from typing import Any
 
 import xxhash
 
 from . import _blocks, _impl
 from ._safe_unpickle import CorruptFileError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "FORMAT_VERSION",

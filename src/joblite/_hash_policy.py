@@ -23,9 +23,12 @@ import sys
 import types
 import uuid
 from collections import OrderedDict, defaultdict
-from typing import Any
 
 from . import _impl
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["cell_value", "reduce_object"]
 

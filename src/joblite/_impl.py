@@ -13,7 +13,6 @@ import importlib
 import os
 import warnings
 from types import ModuleType
-from typing import TYPE_CHECKING
 
 __all__ = ["with_ext", "hasher", "codec", "fileio", "tasks", "get_twin", "available_twins"]
 
@@ -42,6 +41,7 @@ def _choose() -> tuple[bool, dict[str, ModuleType]]:
 
 
 with_ext, _modules = _choose()
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
 if TYPE_CHECKING:
     # Type checkers see the compiled modules' stubs (_ext/*.pyi), which both twins match.
     from ._ext import _codec as codec

@@ -8,6 +8,8 @@ function, waiting for a lock) are run by a driver: ``MemorizedFunc._drive``
 in the caller's thread, ``AsyncMemorizedFunc._drive`` in the event loop.
 """
 
+from __future__ import annotations
+
 import asyncio
 import functools
 import logging
@@ -28,6 +30,14 @@ from ._memory_results import (
 )
 from ._validate import check_mmap_mode
 from .store import CacheWarning, CodeRecordMissing, describe_os_error
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from ._typing import Compress, MmapMode, PathType, ValidationCallback
+    from .store import StoreBackendBase
 
 __all__ = ["MemorizedFunc", "AsyncMemorizedFunc", "check_verbose"]
 
@@ -179,18 +189,18 @@ class MemorizedFunc:
 
     def __init__(
         self,
-        func,
-        location,
-        backend="local",
-        ignore=None,
-        mmap_mode=None,
-        compress=False,
-        verbose=1,
-        timestamp=None,
-        cache_validation_callback=None,
+        func: Callable[..., Any],
+        location: PathType | StoreBackendBase,
+        backend: str = "local",
+        ignore: list[str] | None = None,
+        mmap_mode: MmapMode | None = None,
+        compress: Compress = False,
+        verbose: int = 1,
+        timestamp: float | None = None,
+        cache_validation_callback: ValidationCallback | None = None,
         *,
-        bytes_limit=None,
-    ):
+        bytes_limit: int | None = None,
+    ) -> None:
         if not callable(func):
             raise TypeError(f"func={func!r} is not callable")
         if cache_validation_callback is not None and not callable(cache_validation_callback):
@@ -219,7 +229,7 @@ class MemorizedFunc:
 
     # -- identity, once per process -------------------------------------------------------
     @property
-    def func_id(self):
+    def func_id(self) -> str:
         return self._prepare().func_id
 
     def _prepare(self):
@@ -243,7 +253,7 @@ class MemorizedFunc:
         return self._identity
 
     # -- the public calls: a plain hit returns in __call__, the rest is _cache_miss's ------
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         keys = self._keys
         if keys is not None and self.cache_validation_callback is None and self._verbose <= 1:
             # A plain hit returns here, with nothing in the way.  A plain miss goes on
@@ -261,7 +271,7 @@ class MemorizedFunc:
                     return self._drive(self._cache_miss(args, kwargs, False, key), args, kwargs)
         return self._drive(self._cache_miss(args, kwargs, False), args, kwargs)
 
-    def call_and_shelve(self, *args, **kwargs):
+    def call_and_shelve(self, *args: Any, **kwargs: Any) -> MemorizedResult:
         """Call (or find in the cache) and return a :class:`MemorizedResult` instead of the value.
 
         Returns
@@ -270,7 +280,7 @@ class MemorizedFunc:
         """
         return self._drive(self._cache_miss(args, kwargs, True), args, kwargs)
 
-    def call(self, *args, **kwargs):
+    def call(self, *args: Any, **kwargs: Any) -> tuple[Any, dict[str, Any] | None]:
         """Call the function, store its result whether cached or not, and return it with its metadata.
 
         Returns
@@ -284,7 +294,7 @@ class MemorizedFunc:
         """
         return self._drive(self._recompute(args, kwargs), args, kwargs)
 
-    def check_call_in_cache(self, *args, **kwargs):
+    def check_call_in_cache(self, *args: Any, **kwargs: Any) -> bool:
         """Return whether the result of this call is in the cache (without loading it).
 
         Raises
@@ -300,7 +310,7 @@ class MemorizedFunc:
             return False
         return self.store_backend.contains_item(call_id)
 
-    def clear(self, warn=True):
+    def clear(self, warn: bool = True) -> None:
         """Remove every cached result of this function.
 
         Parameters
@@ -626,13 +636,14 @@ class AsyncMemorizedFunc(MemorizedFunc):
     thread.  The cache lookup and store happen in the event loop's thread.
     """
 
-    async def __call__(self, *args, **kwargs):
+    # Calls return awaitables of what MemorizedFunc's return, as joblib's do.
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return await self._drive(self._cache_miss(args, kwargs, False), args, kwargs)
 
-    async def call_and_shelve(self, *args, **kwargs):
+    async def call_and_shelve(self, *args: Any, **kwargs: Any) -> MemorizedResult:  # type: ignore[override]
         return await self._drive(self._cache_miss(args, kwargs, True), args, kwargs)
 
-    async def call(self, *args, **kwargs):
+    async def call(self, *args: Any, **kwargs: Any) -> tuple[Any, dict[str, Any] | None]:  # type: ignore[override]
         return await self._drive(self._recompute(args, kwargs), args, kwargs)
 
     async def _drive(self, steps, args, kwargs):

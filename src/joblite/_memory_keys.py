@@ -13,12 +13,15 @@ from __future__ import annotations
 import inspect
 import warnings
 import weakref
-from typing import Any
 
 from . import func_inspect
 from .hashing import closure_digest, key_digest
 from .hashing import hash as _hash
 from .store import CacheWarning
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["FunctionKeys", "UnhashableArguments", "check_code", "forget_checks", "identify", "prepare"]
 

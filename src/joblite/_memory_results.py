@@ -1,9 +1,17 @@
 """What ``call_and_shelve`` returns: a reference to a stored result, or the value itself without a cache."""
 
+from __future__ import annotations
+
 import os
 
 from . import func_inspect
 from .store import StoreBackendBase, layout, store_backend
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ._typing import MmapMode, PathType
 
 __all__ = [
     "MemorizedResult",
@@ -62,8 +70,17 @@ class MemorizedResult:
     """
 
     def __init__(
-        self, location, call_id, backend="local", mmap_mode=None, verbose=0, timestamp=None, metadata=None, *, name=None
-    ):
+        self,
+        location: PathType | StoreBackendBase,
+        call_id: tuple[str, str],
+        backend: str = "local",
+        mmap_mode: MmapMode | None = None,
+        verbose: int = 0,
+        timestamp: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        *,
+        name: str | None = None,
+    ) -> None:
         self.store_backend = open_store(location, backend, verbose)
         self.func_id, self.args_id = call_id
         self.mmap_mode = mmap_mode
@@ -73,11 +90,11 @@ class MemorizedResult:
         self.name = self.func_id.rsplit("/", 1)[-1] if name is None else name
 
     @property
-    def location(self):
+    def location(self) -> str:
         return self.store_backend.location
 
     @property
-    def metadata(self):
+    def metadata(self) -> dict[str, Any]:
         """The entry's metadata, read from the store once.
 
         Raises
@@ -90,11 +107,11 @@ class MemorizedResult:
         return self._metadata
 
     @property
-    def duration(self):
+    def duration(self) -> float | None:
         """How long the function ran, in seconds (``metadata['duration']``)."""
         return self.metadata.get("duration")
 
-    def get(self):
+    def get(self) -> Any:
         """Load and return the result.
 
         Raises
@@ -124,7 +141,7 @@ class MemorizedResult:
                 f"in the cache at {self.location} (cleared or evicted)"
             ) from None
 
-    def clear(self):
+    def clear(self) -> None:
         """Remove the result from the cache."""
         self.store_backend.clear_item((self.func_id, self.args_id))
 
@@ -206,17 +223,17 @@ class NotMemorizedResult:
 
     __slots__ = ("value", "valid")
 
-    def __init__(self, value):
+    def __init__(self, value: Any) -> None:
         self.value = value
         self.valid = True
 
-    def get(self):
+    def get(self) -> Any:
         """Return the value; ``KeyError`` after :meth:`clear`."""
         if not self.valid:
             raise KeyError("the result has been cleared")
         return self.value
 
-    def clear(self):
+    def clear(self) -> None:
         """Forget the value."""
         self.valid = False
         self.value = None

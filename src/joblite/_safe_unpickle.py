@@ -40,8 +40,11 @@ import reprlib
 import struct
 import sys
 import types
-from collections.abc import Callable
-from typing import Any, ClassVar
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, ClassVar
 
 __all__ = [
     "CorruptFileError",
@@ -84,7 +87,7 @@ class UnsafeLoadError(Exception):
         The refused global.
     """
 
-    def __init__(self, module, name, where=None, reason=None):
+    def __init__(self, module: str, name: str, where: str | None = None, reason: str | None = None) -> None:
         self.module = module
         self.name = name
         self.where = where

@@ -35,6 +35,10 @@ import importlib.util
 
 from ._validate import as_int
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
 __all__ = [
     "DEFAULT_COMPRESSOR",
     "CompressorBase",
@@ -82,7 +86,7 @@ class CompressorBase:
     levels: range = range(1, 10)
     max_ratio: int | None = None
 
-    def compress(self, data, level):
+    def compress(self, data: Buffer, level: int) -> bytes:
         """Compress one chunk.
 
         Parameters
@@ -100,7 +104,7 @@ class CompressorBase:
         """
         raise NotImplementedError(f"{type(self).__name__}.compress")
 
-    def decompress(self, data, raw_length):
+    def decompress(self, data: Buffer, raw_length: int) -> Buffer:
         """Decompress one chunk.
 
         Parameters
@@ -270,7 +274,7 @@ def _builtins():
     return codecs
 
 
-def register_compressor(name, compressor, force=False):
+def register_compressor(name: str, compressor: CompressorBase, force: bool = False) -> None:
     """Add a codec to the registry, under `name`.
 
     Parameters

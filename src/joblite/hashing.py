@@ -13,11 +13,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import operator
-from collections.abc import Callable
-from typing import Any
 
 from . import _impl
 from ._hash_policy import cell_value, reduce_object
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from ._typing import HashName
 
 __all__ = [
     "hash",
@@ -135,13 +140,15 @@ class Hasher:
 
     __slots__ = ("hash_name", "max_depth", "max_reductions", "_kernel")
 
-    def __init__(self, hash_name="xxh3_128", *, max_depth=MAX_DEPTH, max_reductions=MAX_REDUCTIONS):
+    def __init__(
+        self, hash_name: HashName = "xxh3_128", *, max_depth: int = MAX_DEPTH, max_reductions: int = MAX_REDUCTIONS
+    ) -> None:
         self._kernel = _kernel(hash_name, max_depth, max_reductions)
         self.hash_name = hash_name
         self.max_depth = operator.index(max_depth)
         self.max_reductions = operator.index(max_reductions)
 
-    def update(self, obj):
+    def update(self, obj: object) -> Hasher:
         """Feed the canonical encoding of `obj`.
 
         Parameters
@@ -175,16 +182,23 @@ class Hasher:
         self._kernel.update(obj)
         return self
 
-    def digest(self):
+    def digest(self) -> bytes:
         """Return the digest of everything fed so far, as bytes."""
         return self._kernel.digest()
 
-    def hexdigest(self):
+    def hexdigest(self) -> str:
         """Return the digest of everything fed so far, as a lower-case hex string."""
         return self._kernel.hexdigest()
 
 
-def hash(obj, hash_name="xxh3_128", coerce_mmap=False, *, max_depth=MAX_DEPTH, max_reductions=MAX_REDUCTIONS):
+def hash(
+    obj: object,
+    hash_name: HashName = "xxh3_128",
+    coerce_mmap: bool = False,
+    *,
+    max_depth: int = MAX_DEPTH,
+    max_reductions: int = MAX_REDUCTIONS,
+) -> str:
     """Return a digest of `obj` that depends only on its value.
 
     Equal values give equal digests, in any process, run, ``PYTHONHASHSEED``

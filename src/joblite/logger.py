@@ -5,12 +5,18 @@ joblib's messages do, so that joblite's ``[Memory]`` lines read the same as
 joblib's for the same call.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import pprint
 import shutil
 import sys
 import time
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from ._typing import PathType
 
 __all__ = ["Logger", "PrintTime", "format_time", "pformat"]
 
@@ -113,23 +119,23 @@ class Logger:
         The :mod:`logging` logger to write to; default ``'joblite'``.
     """
 
-    def __init__(self, depth=3, name=None):
+    def __init__(self, depth: int = 3, name: str | None = None) -> None:
         self.depth = depth
         self._name = name if name else "joblite"
 
-    def warn(self, msg):
+    def warn(self, msg: str) -> None:
         """Log `msg` as a warning, prefixed with ``[repr(self)]``."""
         logging.getLogger(self._name).warning("[%s]: %s", self, msg)
 
-    def info(self, msg):
+    def info(self, msg: str) -> None:
         """Log `msg` at level INFO on the root logger, as joblib does."""
         logging.info("[%s]: %s", self, msg)
 
-    def debug(self, msg):
+    def debug(self, msg: str) -> None:
         """Log `msg` at level DEBUG."""
         logging.getLogger(self._name).debug("[%s]: %s", self, msg)
 
-    def format(self, obj, indent=0):
+    def format(self, obj: object, indent: int = 0) -> str:
         """Return the formatted representation of `obj` (:func:`pformat` to ``depth`` levels)."""
         return pformat(obj, indent=indent, depth=self.depth)
 
@@ -158,7 +164,7 @@ class PrintTime:
     line in the file; it is still printed.
     """
 
-    def __init__(self, logfile=None, logdir=None):
+    def __init__(self, logfile: PathType | None = None, logdir: PathType | None = None) -> None:
         if logfile is not None and logdir is not None:
             raise ValueError(f"PrintTime: give logfile={logfile!r} or logdir={logdir!r}, not both")
         self.last_time = self.start_time = time.time()
@@ -183,7 +189,7 @@ class PrintTime:
         except OSError:
             pass  # see the class notes: logging must not fail the computation
 
-    def __call__(self, msg="", total=False):
+    def __call__(self, msg: str = "", total: bool = False) -> None:
         """Print `msg` with the time since the last call (or, with `total`, since creation).
 
         Parameters

@@ -16,6 +16,8 @@ See the caching guide for keys, code changes, concurrency, locking and size
 limits.
 """
 
+from __future__ import annotations
+
 import collections.abc
 import datetime
 import functools
@@ -29,6 +31,14 @@ from ._memory_keys import forget_checks
 from ._memory_results import MemorizedResult, NotMemorizedResult
 from ._validate import check_mmap_mode, parse_size
 from .store import CacheWarning, register_store_backend, store_backend, warn_not_removed
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Literal, overload
+
+    from ._typing import AgeLimit, BytesLimit, Compress, MmapMode, PathType, ValidationCallback
+    from .store import CacheItemInfo
 
 __all__ = [
     "Memory",
@@ -51,26 +61,26 @@ class NotMemorizedFunc:
     func : callable
     """
 
-    def __init__(self, func):
+    def __init__(self, func: Callable[..., Any]) -> None:
         self.func = func
         functools.update_wrapper(self, func, updated=())  # not its __dict__: it may hold our names
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
 
-    def call_and_shelve(self, *args, **kwargs):
+    def call_and_shelve(self, *args: Any, **kwargs: Any) -> NotMemorizedResult:
         """Call and return a :class:`NotMemorizedResult` holding the value."""
         return NotMemorizedResult(self.func(*args, **kwargs))
 
-    def call(self, *args, **kwargs):
+    def call(self, *args: Any, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         """Call and return ``(output, {})``."""
         return self.func(*args, **kwargs), {}
 
-    def check_call_in_cache(self, *args, **kwargs):
+    def check_call_in_cache(self, *args: Any, **kwargs: Any) -> bool:
         """Always False: nothing is cached."""
         return False
 
-    def clear(self, warn=True):
+    def clear(self, warn: bool = True) -> None:
         """Nothing to clear."""
 
     def __repr__(self):
@@ -124,15 +134,15 @@ class Memory:
 
     def __init__(
         self,
-        location=None,
-        backend="local",
-        mmap_mode=None,
-        compress=False,
-        verbose=1,
-        backend_options=None,
+        location: PathType | None = None,
+        backend: str = "local",
+        mmap_mode: MmapMode | None = None,
+        compress: Compress = False,
+        verbose: int = 1,
+        backend_options: dict[str, Any] | None = None,
         *,
-        bytes_limit=None,
-    ):
+        bytes_limit: BytesLimit | None = None,
+    ) -> None:
         check_mmap_mode(mmap_mode)  # validates; the store maps 'w+' as 'r+'
         self.mmap_mode = mmap_mode
         compressors.parse_compress(compress)  # validates
@@ -152,7 +162,39 @@ class Memory:
             None if location is None else store_backend(backend, self.location, verbose, self.backend_options)
         )
 
-    def cache(self, func=None, *, ignore=None, verbose=None, mmap_mode=False, cache_validation_callback=None):
+    if TYPE_CHECKING:
+
+        @overload
+        def cache(
+            self,
+            func: None = None,
+            *,
+            ignore: list[str] | None = None,
+            verbose: int | None = None,
+            mmap_mode: MmapMode | Literal[False] | None = False,
+            cache_validation_callback: ValidationCallback | None = None,
+        ) -> Callable[[Callable[..., Any]], MemorizedFunc | NotMemorizedFunc]: ...
+
+        @overload
+        def cache(
+            self,
+            func: Callable[..., Any],
+            *,
+            ignore: list[str] | None = None,
+            verbose: int | None = None,
+            mmap_mode: MmapMode | Literal[False] | None = False,
+            cache_validation_callback: ValidationCallback | None = None,
+        ) -> MemorizedFunc | NotMemorizedFunc: ...
+
+    def cache(
+        self,
+        func: Callable[..., Any] | None = None,
+        *,
+        ignore: list[str] | None = None,
+        verbose: int | None = None,
+        mmap_mode: MmapMode | Literal[False] | None = False,
+        cache_validation_callback: ValidationCallback | None = None,
+    ) -> Any:
         """Decorate `func` so that its results are cached; also usable as ``@memory.cache(...)``.
 
         Parameters
@@ -205,7 +247,7 @@ class Memory:
             bytes_limit=self.bytes_limit,
         )
 
-    def clear(self, warn=True):
+    def clear(self, warn: bool = True) -> None:
         """Remove everything cached in this location.
 
         Parameters
@@ -220,7 +262,9 @@ class Memory:
         self.store_backend.clear()
         forget_checks(self.store_backend.location)
 
-    def reduce_size(self, bytes_limit=None, items_limit=None, age_limit=None):
+    def reduce_size(
+        self, bytes_limit: BytesLimit | None = None, items_limit: int | None = None, age_limit: AgeLimit | None = None
+    ) -> list[CacheItemInfo]:
         """Remove least-recently-used entries until the limits hold.
 
         Parameters
@@ -247,7 +291,7 @@ class Memory:
         warn_not_removed(self.location, failed, stacklevel=3)
         return removed
 
-    def eval(self, func, *args, **kwargs):
+    def eval(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Return ``func(*args, **kwargs)``, through the cache."""
         if self.store_backend is None:
             return func(*args, **kwargs)
@@ -275,7 +319,15 @@ def _rebuild_memory(location, backend, mmap_mode, compress, verbose, backend_opt
     return Memory(location, backend, mmap_mode, compress, verbose, backend_options, bytes_limit=bytes_limit)
 
 
-def expires_after(days=0, seconds=0, microseconds=0, milliseconds=0, minutes=0, hours=0, weeks=0):
+def expires_after(
+    days: float = 0,
+    seconds: float = 0,
+    microseconds: float = 0,
+    milliseconds: float = 0,
+    minutes: float = 0,
+    hours: float = 0,
+    weeks: float = 0,
+) -> ValidationCallback:
     """A ``cache_validation_callback`` that rejects results computed longer ago than the given time.
 
     Parameters

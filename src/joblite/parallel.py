@@ -26,7 +26,6 @@ import threading
 import time
 import uuid
 import warnings
-from typing import Any
 
 from . import _impl, _validate
 from ._progress import Progress
@@ -45,6 +44,15 @@ from .backends import (
     resolve_n_jobs,
     running_tasks,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any, Literal
+
+    from typing_extensions import Self
+
+    from ._typing import BackendSpec, Task, WorkerMmapMode
 
 __all__ = [
     "Parallel",
@@ -81,7 +89,7 @@ def __getattr__(name):
 delayed = _impl.tasks.Delayed
 
 RETURN_AS = ("list", "generator", "generator_unordered")
-_UNSET = object()
+_UNSET: Any = object()
 _DEFAULTS: dict[str, Any] = {
     "backend": None,
     "n_jobs": None,
@@ -130,7 +138,8 @@ class parallel_config:
     verbose : int, optional
     temp_folder : str, optional
     max_nbytes : int or str, optional
-    mmap_mode : {'r', 'r+', 'c'}, optional
+    mmap_mode : {'r', 'r+', 'w+', 'c'}, optional
+        ``'w+'`` is taken as ``'r+'``, as joblib does.
     prefer : {'processes', 'threads'}, optional
     require : {'sharedmem'}, optional
     inner_max_num_threads : int, optional
@@ -147,18 +156,18 @@ class parallel_config:
 
     def __init__(
         self,
-        backend=_UNSET,
+        backend: BackendSpec | None = _UNSET,
         *,
-        n_jobs=_UNSET,
-        verbose=_UNSET,
-        temp_folder=_UNSET,
-        max_nbytes=_UNSET,
-        mmap_mode=_UNSET,
-        prefer=_UNSET,
-        require=_UNSET,
-        inner_max_num_threads=_UNSET,
-        **backend_params,
-    ):
+        n_jobs: int | None = _UNSET,
+        verbose: int = _UNSET,
+        temp_folder: str | None = _UNSET,
+        max_nbytes: int | str | None = _UNSET,
+        mmap_mode: WorkerMmapMode = _UNSET,
+        prefer: Literal["processes", "threads"] | None = _UNSET,
+        require: Literal["sharedmem"] | None = _UNSET,
+        inner_max_num_threads: int | None = _UNSET,
+        **backend_params: Any,
+    ) -> None:
         settings = {
             "backend": backend,
             "n_jobs": n_jobs,
@@ -175,18 +184,20 @@ class parallel_config:
             self.settings["backend_kwargs"] = backend_params
         _check_settings(self.settings)
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         stack = _config_stack()
         merged = dict(stack[-1])
         merged.update(self.settings)
         stack.append(merged)
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         _config_stack().pop()
 
 
-def parallel_backend(backend, n_jobs=-1, inner_max_num_threads=None, **backend_params):
+def parallel_backend(
+    backend: BackendSpec, n_jobs: int = -1, inner_max_num_threads: int | None = None, **backend_params: Any
+) -> parallel_config:
     """Deprecated alias of :class:`parallel_config`, as in joblib.
 
     Returns
@@ -217,7 +228,7 @@ def _check_settings(settings):
         raise ValueError(f"inner_max_num_threads={inner!r} must be an int >= 1")
 
 
-def effective_n_jobs(n_jobs=-1):
+def effective_n_jobs(n_jobs: int | None = -1) -> int:
     """The number of workers `n_jobs` gives with the current backend (see :class:`Parallel`).
 
     Parameters
@@ -403,8 +414,8 @@ class Parallel:
         Arrays of at least this size (``'1M'`` default) are sent to process
         workers as read-only memmaps (on dask: sent to the cluster once per
         call); None never.
-    mmap_mode : {'r', 'r+', 'c'}, optional
-        How workers map them (default ``'r'``).
+    mmap_mode : {'r', 'r+', 'w+', 'c'}, optional
+        How workers map them (default ``'r'``; ``'w+'`` is taken as ``'r+'``, as joblib does).
     prefer : {'processes', 'threads'}, optional
         The default backend to use when none is given.
     require : {'sharedmem'}, optional
@@ -429,22 +440,22 @@ class Parallel:
 
     def __init__(
         self,
-        n_jobs=None,
-        backend=None,
-        return_as="list",
-        verbose=_UNSET,
-        timeout=None,
-        pre_dispatch="2 * n_jobs",
-        batch_size="auto",
-        temp_folder=_UNSET,
-        max_nbytes=_UNSET,
-        mmap_mode=_UNSET,
-        prefer=_UNSET,
-        require=_UNSET,
-        progress=False,
-        callback=None,
-        **backend_kwargs,
-    ):
+        n_jobs: int | None = None,
+        backend: BackendSpec | None = None,
+        return_as: Literal["list", "generator", "generator_unordered"] = "list",
+        verbose: int = _UNSET,
+        timeout: float | None = None,
+        pre_dispatch: int | str = "2 * n_jobs",
+        batch_size: int | Literal["auto"] = "auto",
+        temp_folder: str | None = _UNSET,
+        max_nbytes: int | str | None = _UNSET,
+        mmap_mode: WorkerMmapMode = _UNSET,
+        prefer: Literal["processes", "threads"] | None = _UNSET,
+        require: Literal["sharedmem"] | None = _UNSET,
+        progress: bool | Literal["force"] = False,
+        callback: Callable[[int, Any], object] | None = None,
+        **backend_kwargs: Any,
+    ) -> None:
         config = _current_config()
         pick = lambda value, name: config[name] if value is _UNSET else value  # noqa: E731
         self.verbose = pick(verbose, "verbose")
@@ -518,12 +529,12 @@ class Parallel:
         return instance
 
     # -- context manager: workers kept across calls ------------------------------------------
-    def __enter__(self):
+    def __enter__(self) -> Self:
         self._n_workers = self._backend.configure(self.n_jobs, self)
         self._managed = True
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self._managed = False
         self._backend.stop()
 
@@ -552,7 +563,7 @@ class Parallel:
             stream = sys.stderr if self.verbose < 50 else sys.stdout
             stream.write(f"[Parallel(n_jobs={self.n_jobs})]: {msg}\n")
 
-    def print_progress(self):
+    def print_progress(self) -> None:
         """Report progress: called after each finished batch, and once when the call ends.
 
         The default prints the ``verbose`` lines.  A subclass may override it
@@ -569,7 +580,7 @@ class Parallel:
         return not self._dispatching and self.n_completed_tasks == self.n_dispatched_tasks
 
     # -- a call ----------------------------------------------------------------------------
-    def __call__(self, iterable):
+    def __call__(self, iterable: Iterable[Task]) -> Any:
         """Run the tasks of `iterable`; return their results (see `return_as`).
 
         Raises

@@ -19,11 +19,18 @@ import os
 import pickle
 import reprlib
 import warnings
-from typing import Any
 
 from . import _container, _files, _safe_unpickle, _validate, compressors
 from ._container import FORMAT_VERSION
 from ._safe_unpickle import CorruptFileError, UnsafeLoadError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any
+
+    from typing_extensions import Buffer
+
+    from ._typing import Allowed, Compress, MmapMode, PathType, ReadableFile, WritableFile
 
 __all__ = ["dump", "load", "dumps", "loads", "CorruptFileError", "UnsafeLoadError", "FORMAT_VERSION"]
 
@@ -230,7 +237,9 @@ def _write(fileobj, value, codec, level, preallocate=False):
 _EXTENSIONS = {".z": "zlib", ".gz": "gzip", ".bz2": "bz2", ".lzma": "lzma", ".xz": "xz", ".lz4": "lz4"}
 
 
-def dump(value, filename, compress=0, protocol=None):
+def dump(
+    value: object, filename: PathType | WritableFile, compress: Compress = 0, protocol: int | None = None
+) -> list[str] | None:
     """Persist an arbitrary Python object, with its numpy arrays out of band, into one file.
 
     Parameters
@@ -282,18 +291,18 @@ def dump(value, filename, compress=0, protocol=None):
     """
     if protocol not in (None, 5, -1, pickle.HIGHEST_PROTOCOL):
         raise ValueError(f"protocol={protocol!r}: joblite files need pickle protocol 5 (use None)")
-    is_path = isinstance(filename, (str, os.PathLike))
-    if not is_path and not hasattr(filename, "write"):
-        # joblib's words, then ours
-        raise ValueError(
-            f"Second argument should be a filename or a file-like object, {reprlib.repr(filename)} "
-            f"(type {type(filename)}) was given: a str, a pathlib.Path or a binary file object "
-            "(arguments are (value, filename))"
-        )
-    if is_path and compress == 0 and not isinstance(compress, bool):
+    if not isinstance(filename, (str, os.PathLike)):
+        if not hasattr(filename, "write"):
+            # joblib's words, then ours
+            raise ValueError(
+                f"Second argument should be a filename or a file-like object, {reprlib.repr(filename)} "
+                f"(type {type(filename)}) was given: a str, a pathlib.Path or a binary file object "
+                "(arguments are (value, filename))"
+            )
+    elif compress == 0 and not isinstance(compress, bool):
         compress = _EXTENSIONS.get(os.path.splitext(os.fspath(filename))[1].lower(), 0)
     codec, level = compressors.parse_compress(compress)
-    if not is_path:
+    if not isinstance(filename, (str, os.PathLike)):
         _write(filename, value, codec, level)
         return None
     path = os.fspath(filename)
@@ -314,7 +323,7 @@ def write_file(value, path, codec, level):
         return _write(fileobj, value, codec, level, preallocate=True)
 
 
-def dumps(value, compress=0):
+def dumps(value: object, compress: Compress = 0) -> bytes:
     """Return the bytes :func:`dump` would write for `value` (see :func:`dump`)."""
     stream = io.BytesIO()
     codec, level = compressors.parse_compress(compress)
@@ -525,7 +534,9 @@ class _FilenameTypeError(TypeError, ValueError):
     """
 
 
-def load(filename, mmap_mode=None, *, allowed=None):
+def load(
+    filename: PathType | bytes | ReadableFile, mmap_mode: MmapMode | None = None, *, allowed: Allowed = None
+) -> Any:
     """Reconstruct an object persisted with :func:`dump` (or ``joblib.dump``).
 
     Parameters
@@ -654,7 +665,7 @@ def _named_file(fd, path, writable):
     return fileobj
 
 
-def loads(data, *, allowed=None):
+def loads(data: Buffer, *, allowed: Allowed = None) -> Any:
     """Reconstruct an object from the bytes :func:`dumps` returned (see :func:`load`)."""
     admitted = _safe_unpickle.resolve_allowed(allowed)
     return _load_fileobj(io.BytesIO(data), "<bytes>", None, admitted)

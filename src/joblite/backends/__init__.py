@@ -16,10 +16,16 @@ import operator
 import os
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
 from .. import _impl
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    import concurrent.futures
+    from collections.abc import Callable
+    from typing import Any
+
+    from ..parallel import Parallel
 
 __all__ = [
     "ParallelBackendBase",
@@ -76,7 +82,7 @@ def nested_backend():
     return getattr(_WORKER, "nested", None)
 
 
-def cpu_count(only_physical_cores=False):
+def cpu_count(only_physical_cores: bool = False) -> int:
     """The number of CPUs this process may use: affinity and cgroup (container) limits respected.
 
     Parameters
@@ -267,10 +273,10 @@ class ParallelBackendBase:
     batch_cost_from_wall_time = True
     runs_in_caller = False
 
-    def __init__(self, **backend_kwargs):
+    def __init__(self, **backend_kwargs: Any) -> None:
         self.backend_kwargs = backend_kwargs
 
-    def effective_n_jobs(self, n_jobs):
+    def effective_n_jobs(self, n_jobs: int) -> int:
         """The number of workers `n_jobs` means for this backend (>= 1).
 
         Raises
@@ -280,7 +286,7 @@ class ParallelBackendBase:
         """
         return resolve_n_jobs(n_jobs)
 
-    def configure(self, n_jobs, parallel):
+    def configure(self, n_jobs: int | None, parallel: Parallel) -> int:
         """Get the workers ready; return the number of workers.
 
         Parameters
@@ -293,18 +299,18 @@ class ParallelBackendBase:
         """
         raise NotImplementedError
 
-    def start_call(self):
+    def start_call(self) -> None:
         """A call starts: called after :meth:`configure`, before the call's first :meth:`submit`."""
 
-    def compute_batch_size(self):
+    def compute_batch_size(self) -> int | None:
         """Tasks per batch for ``batch_size='auto'``; None (here): sized by ``Parallel`` from measurements."""
         return None
 
-    def submit(self, batch):
+    def submit(self, batch: Batch) -> concurrent.futures.Future[Any]:
         """Start running `batch`; return a :class:`concurrent.futures.Future` of ``batch()``."""
         raise NotImplementedError
 
-    def end_call(self, completed):
+    def end_call(self, completed: bool) -> None:
         """A call ended: completed (every result taken), or not (an error, a generator closed early...).
 
         Called at the end of every call, also inside a ``with Parallel(...)``
@@ -318,14 +324,14 @@ class ParallelBackendBase:
         completed : bool
         """
 
-    def stop(self):
+    def stop(self) -> None:
         """The call is over; keep reusable workers (they end on their own when idle)."""
 
-    def abort(self):
+    def abort(self) -> None:
         """Stop everything now: cancel queued batches and end the workers if possible."""
         self.stop()
 
-    def translate(self, exc):
+    def translate(self, exc: BaseException) -> BaseException:
         """The exception ``Parallel`` raises for `exc`, the error of a batch's future (default: itself)."""
         return exc
 
@@ -351,7 +357,7 @@ def resolve_n_jobs(n_jobs):
     return n_jobs
 
 
-def register_parallel_backend(name, factory, make_default=False):
+def register_parallel_backend(name: str, factory: Callable[..., Any], make_default: bool = False) -> None:
     """Make `factory` available as ``Parallel(backend=name)`` and ``parallel_config(backend=name)``.
 
     Parameters

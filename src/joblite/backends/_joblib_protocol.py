@@ -19,10 +19,13 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from typing import Any
 
 from . import ParallelBackendBase, check_n_jobs, resolve_n_jobs
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 __all__ = ["JoblibProtocolBackend", "is_joblib_backend"]
 

@@ -16,6 +16,13 @@ import warnings
 
 from .._validate import parse_age, parse_size
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
+    from .._typing import AgeLimit, BytesLimit, CallId, Compress, EntryLock, MmapMode, PathType
+
 __all__ = [
     "SCAN_SHARE",
     "CacheWarning",
@@ -105,9 +112,9 @@ class StoreBackendBase:
         Set by :meth:`configure`.
     """
 
-    location = None
+    location: str | None = None
 
-    def configure(self, location, verbose=0, backend_options=None):
+    def configure(self, location: PathType, verbose: int = 0, backend_options: dict[str, Any] | None = None) -> None:
         """Set up the store at `location`, creating it if needed.
 
         Parameters
@@ -119,7 +126,7 @@ class StoreBackendBase:
         """
         raise NotImplementedError
 
-    def load_item(self, call_id, mmap_mode=None):
+    def load_item(self, call_id: CallId, mmap_mode: MmapMode | None = None) -> Any:
         """Return the stored result, recording the access for :meth:`reduce_size`.
 
         Raises
@@ -132,11 +139,11 @@ class StoreBackendBase:
         """
         raise NotImplementedError
 
-    def load_item_and_metadata(self, call_id, mmap_mode=None):
+    def load_item_and_metadata(self, call_id: CallId, mmap_mode: MmapMode | None = None) -> tuple[Any, dict[str, Any]]:
         """Return ``(result, metadata)``; raises as :meth:`load_item`."""
         return self.load_item(call_id, mmap_mode), self.get_metadata(call_id)
 
-    def dump_item(self, call_id, value, metadata, compress=0):
+    def dump_item(self, call_id: CallId, value: object, metadata: dict[str, Any], compress: Compress = 0) -> int:
         """Store `value` and its `metadata` (a JSON-able dict) atomically; return the bytes written.
 
         Raises
@@ -146,39 +153,39 @@ class StoreBackendBase:
         """
         raise NotImplementedError
 
-    def contains_item(self, call_id):
+    def contains_item(self, call_id: CallId) -> bool:
         """Return whether the entry exists (without reading it)."""
         raise NotImplementedError
 
-    def get_metadata(self, call_id):
+    def get_metadata(self, call_id: CallId) -> dict[str, Any]:
         """Return the metadata dict stored with the entry; ``KeyError`` if there is none."""
         raise NotImplementedError
 
-    def clear_item(self, call_id):
+    def clear_item(self, call_id: CallId) -> None:
         """Remove one entry; no error if it is already gone."""
         raise NotImplementedError
 
-    def clear_path(self, func_id):
+    def clear_path(self, func_id: str) -> None:
         """Remove every entry of one function and its code record."""
         raise NotImplementedError
 
-    def clear(self):
+    def clear(self) -> None:
         """Remove everything in the store."""
         raise NotImplementedError
 
-    def get_cached_func_code(self, func_id):
+    def get_cached_func_code(self, func_id: str) -> dict[str, Any] | None:
         """Return the code record stored by :meth:`store_cached_func_code`, or None."""
         raise NotImplementedError
 
-    def store_cached_func_code(self, func_id, record):
+    def store_cached_func_code(self, func_id: str, record: dict[str, Any]) -> None:
         """Store the code record (a JSON-able dict) of a function."""
         raise NotImplementedError
 
-    def get_items(self, func_id=None):
+    def get_items(self, func_id: str | None = None) -> list[CacheItemInfo]:
         """Return a list of :data:`CacheItemInfo`, of one function or of all."""
         raise NotImplementedError
 
-    def iter_items(self, func_id=None):
+    def iter_items(self, func_id: str | None = None) -> Iterator[CacheItemInfo]:
         """Yield what :meth:`get_items` returns; a backend that can list its entries lazily overrides it.
 
         Summaries of large stores (:meth:`enforce_bytes_limit`'s scan, ``cache
@@ -186,7 +193,7 @@ class StoreBackendBase:
         """
         return iter(self.get_items(func_id))
 
-    def entry_lock(self, call_id):
+    def entry_lock(self, call_id: CallId) -> EntryLock | None:
         """Return a lock on computing this entry, or None when the backend does not lock.
 
         The lock has ``acquire_or_wait(is_done) -> bool`` (True: the caller
@@ -195,7 +202,9 @@ class StoreBackendBase:
         """
         return None
 
-    def reduce_size(self, bytes_limit=None, items_limit=None, age_limit=None):
+    def reduce_size(
+        self, bytes_limit: BytesLimit | None = None, items_limit: int | None = None, age_limit: AgeLimit | None = None
+    ) -> list[CacheItemInfo]:
         """Remove least-recently-used entries until the limits hold.
 
         Entries that cannot be removed (an ``OSError``) are skipped: the next
@@ -228,7 +237,9 @@ class StoreBackendBase:
         warn_not_removed(self.location, failed, stacklevel=3)
         return removed
 
-    def evict(self, bytes_limit=None, items_limit=None, age_limit=None):
+    def evict(
+        self, bytes_limit: BytesLimit | None = None, items_limit: int | None = None, age_limit: AgeLimit | None = None
+    ) -> tuple[list[CacheItemInfo], list[tuple[CacheItemInfo, OSError]]]:
         """:meth:`reduce_size`, returning the entries it could not remove instead of warning.
 
         Returns
@@ -276,7 +287,7 @@ class StoreBackendBase:
     _usage_checked = 0.0
     _scan_seconds = 0.0
 
-    def enforce_bytes_limit(self, bytes_limit, written):
+    def enforce_bytes_limit(self, bytes_limit: int, written: int) -> list[tuple[CacheItemInfo, OSError]]:
         """Keep the store under `bytes_limit` after a write of `written` bytes.
 
         The store's size is known from the last scan (shared between processes
@@ -337,25 +348,25 @@ class StoreBackendBase:
         self._usage_base, self._usage_written, self._usage_checked = total, 0, time.time()
         self.write_usage(total, self._scan_seconds)
 
-    def read_usage(self):
+    def read_usage(self) -> tuple[int, float, float] | None:
         """Return ``(bytes, time of the scan, seconds the scan took)`` from the last scan by any process, or None."""
         return None
 
-    def write_usage(self, total, scan_seconds):
+    def write_usage(self, total: int, scan_seconds: float) -> None:
         """Record that a scan found `total` bytes now, taking `scan_seconds` seconds to list the store."""
 
-    def begin_scan(self):
+    def begin_scan(self) -> bool:
         """Return whether this process may scan now (no other process is scanning)."""
         return True
 
-    def end_scan(self):
+    def end_scan(self) -> None:
         """End what :meth:`begin_scan` began."""
 
 
 _BACKENDS: dict[str, type[StoreBackendBase]] = {}
 
 
-def register_store_backend(backend_name, backend):
+def register_store_backend(backend_name: str, backend: type[StoreBackendBase]) -> None:
     """Make `backend` available as ``Memory(..., backend=backend_name)``.
 
     Parameters

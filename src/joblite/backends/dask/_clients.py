@@ -13,10 +13,13 @@ import json
 import threading
 import time
 import weakref
-from typing import Any
 
 import distributed
 from dask.sizeof import sizeof
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["ClientState", "client_state", "release_scattered", "find_client", "close_own_clients"]
 

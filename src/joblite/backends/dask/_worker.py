@@ -8,12 +8,15 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any
 
 import cloudpickle
 import distributed
 
 from .. import cpu_count
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["run_batch", "scattered_argument", "in_dask_task"]
 
