@@ -24,7 +24,7 @@ import pytest
 from joblite import _impl
 
 STUB_DIR = pathlib.Path(_impl.__file__).parent / "_ext"
-KERNELS = ("_codec", "_fileio", "_hasher", "_tasks")
+KERNELS = _impl._KERNELS  # every kernel module joblite loads: each needs its stub
 
 _NO_DEFAULT = inspect.Parameter.empty
 _KINDS = inspect.Parameter
