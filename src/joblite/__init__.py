@@ -87,6 +87,7 @@ if TYPE_CHECKING:
     from .store import register_store_backend as register_store_backend
 
     __with_ext__: bool
+del TYPE_CHECKING  # not one of joblite's names
 
 
 def __getattr__(name: str) -> object:
