@@ -45,6 +45,9 @@ templates_path = []
 
 autosummary_generate = False
 autodoc_default_options = {"member-order": "bysource"}
+# Signatures as joblib's docs show them; the type of each parameter is in its numpydoc section
+# (the annotations name aliases of joblite._typing that only type checkers import).
+autodoc_typehints = "none"
 
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
