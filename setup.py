@@ -1,12 +1,22 @@
 """Build script: compiles every ``src/joblite/_ext/*.pyx`` into ``joblite._ext.<name>``.
 
 Metadata lives in ``pyproject.toml``; this file only declares the extensions.
+Two environment variables, read at install time (each is on when set to a
+non-empty value other than ``0``), choose the build:
 
-* ``JOBLITE_PUREPYTHON=1`` (any non-empty value other than ``0``) at install
-  time builds no extension: a pure-Python package.
-* Otherwise a missing Cython or numpy, or a compile error, fails the install;
-  there is no silent fallback to the pure-Python twin.
-* The Cython compiler directives are declared here, once, for all modules.
+* ``JOBLITE_PUREPYTHON=1`` builds no extension: a pure-Python package.
+* ``JOBLITE_DEBUG=1`` builds the compiled modules for development: Cython's
+  ``boundscheck``, ``wraparound`` and ``initializedcheck`` on in every
+  function, ``-O0 -g``, and AddressSanitizer with UndefinedBehaviorSanitizer
+  (GCC or Clang).  It adds ``joblite._ext._debug_probe``, deliberately broken
+  kernels that the sanitizer tests call, which no other build contains.  The
+  modules then load only into a process with the ASan runtime preloaded:
+  ``LD_PRELOAD=$(gcc -print-file-name=libasan.so)``.  Slow; never for users.
+  It cannot be combined with ``JOBLITE_PUREPYTHON``.
+* Otherwise (the default) a missing Cython or numpy, or a compile error, fails
+  the install; there is no silent fallback to the pure-Python twin.
+
+The Cython compiler directives are declared here, once, for all modules.
 """
 
 import glob
@@ -18,22 +28,58 @@ from setuptools.command.build_ext import build_ext as _build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-PURE = os.environ.get("JOBLITE_PUREPYTHON", "") not in ("", "0")
 
+def _env_flag(name):
+    return os.environ.get(name, "") not in ("", "0")
+
+
+PURE = _env_flag("JOBLITE_PUREPYTHON")
+DEBUG = _env_flag("JOBLITE_DEBUG")
+if PURE and DEBUG:
+    raise SystemExit(
+        f"joblite: JOBLITE_DEBUG={os.environ['JOBLITE_DEBUG']!r} asks for a debug build of the compiled "
+        f"modules and JOBLITE_PUREPYTHON={os.environ['JOBLITE_PUREPYTHON']!r} for no compiled module; "
+        "unset one of them"
+    )
+
+# The module built only in debug mode (see the module docstring).
+DEBUG_ONLY = ("_debug_probe",)
+
+# Bounds, negative-index and initialization checks are on in every function.  The few
+# hot kernels that turn them off do it with decorators whose argument is the compile-time
+# name JOBLITE_DEBUG (given to cythonize below): ``@cython.boundscheck(JOBLITE_DEBUG)``.
+# Cython replaces the name by its value while parsing, so in the debug build those
+# decorators turn the checks on like everywhere else; a literal False would win over
+# any directive passed here, since a function's directives override the module's.
 CYTHON_DIRECTIVES = {
     "language_level": 3,
-    "boundscheck": False,
-    "wraparound": False,
+    "boundscheck": True,
+    "wraparound": True,
     "cdivision": True,
-    "initializedcheck": False,
+    "initializedcheck": True,
     "embedsignature": True,
 }
 
-EXTRA_COMPILE_ARGS = ["/O2"] if sys.platform == "win32" else ["-O3"]
+if DEBUG:
+    # -O0 comes after the interpreter's own -O3 in the compiler's arguments, so it wins.
+    EXTRA_COMPILE_ARGS = [
+        "-O0",
+        "-g",
+        "-fno-omit-frame-pointer",
+        "-fsanitize=address,undefined",
+        "-fno-sanitize-recover=all",
+    ]
+    EXTRA_LINK_ARGS = ["-fsanitize=address,undefined"]
+    # Its own build tree: neither mode's generated C or objects can end up in the other.
+    BUILD_BASE = os.path.join("build", "debug")
+elif sys.platform == "win32":
+    EXTRA_COMPILE_ARGS, EXTRA_LINK_ARGS, BUILD_BASE = ["/O2"], [], "build"
+else:
+    EXTRA_COMPILE_ARGS, EXTRA_LINK_ARGS, BUILD_BASE = ["-O3"], [], "build"
 
 
 def _extensions():
-    """One Extension per ``src/joblite/_ext/*.pyx`` (paths relative to this file)."""
+    """One Extension per ``src/joblite/_ext/*.pyx`` of this mode (paths relative to this file)."""
     pyx_files = sorted(glob.glob(os.path.join(HERE, "src", "joblite", "_ext", "*.pyx")))
     if not pyx_files:
         raise RuntimeError(
@@ -43,11 +89,14 @@ def _extensions():
     extensions = []
     for path in pyx_files:
         name = os.path.splitext(os.path.basename(path))[0]
+        if name in DEBUG_ONLY and not DEBUG:
+            continue
         extensions.append(
             Extension(
                 f"joblite._ext.{name}",
                 sources=[os.path.relpath(path, HERE).replace(os.sep, "/")],
                 extra_compile_args=list(EXTRA_COMPILE_ARGS),
+                extra_link_args=list(EXTRA_LINK_ARGS),
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
             )
         )
@@ -57,8 +106,11 @@ def _extensions():
 class build_ext(_build_ext):
     """Cythonize at build time only, so that ``sdist``/``egg_info`` need no Cython.
 
-    The generated C files go to ``build/cython``, not next to the sources.  They
-    are regenerated when a ``.pyx``/``.pxd`` or this file (the directives) changed.
+    The generated C files go to ``build/cython`` (``build/debug/cython`` in debug
+    mode), not next to the sources.  They are regenerated when a ``.pyx``/``.pxd``
+    or this file (the directives) changed.  An in-place build that switches
+    between the debug and the normal mode rebuilds every module, since the
+    modules in place cannot tell which mode made them otherwise.
     """
 
     def finalize_options(self):
@@ -70,7 +122,9 @@ class build_ext(_build_ext):
                 f"joblite: building the compiled modules needs Cython and numpy ({exc}); "
                 "install them, or set JOBLITE_PUREPYTHON=1 for the pure-Python package"
             ) from exc
-        c_dir = os.path.join("build", "cython")
+        if self.inplace and _switch_inplace_mode():
+            self.force = True
+        c_dir = os.path.join(BUILD_BASE, "cython")
         exts = self.distribution.ext_modules
         for ext in exts:
             ext.include_dirs.append(numpy.get_include())
@@ -78,11 +132,27 @@ class build_ext(_build_ext):
             exts,
             build_dir=c_dir,
             compiler_directives=CYTHON_DIRECTIVES,
+            compile_time_env={"JOBLITE_DEBUG": DEBUG},
             include_path=[os.path.join(HERE, "src", "joblite", "_ext")],
             force=self.force or _older_than_setup_py(os.path.join(HERE, c_dir)),
             quiet=True,
         )
         super().finalize_options()
+
+
+def _switch_inplace_mode():
+    """True if the modules in place were built in the other mode; removes a stale probe.
+
+    The debug-only probe module in place marks a debug build there.
+    """
+    ext_dir = os.path.join(HERE, "src", "joblite", "_ext")
+    probes = [path for name in DEBUG_ONLY for path in glob.glob(os.path.join(ext_dir, name + ".*"))]
+    probes = [path for path in probes if not path.endswith(".pyx")]
+    if DEBUG:
+        return not probes
+    for path in probes:
+        os.remove(path)
+    return bool(probes)
 
 
 def _older_than_setup_py(c_dir):
@@ -100,4 +170,8 @@ if PURE:
         options={"build": {"build_base": "build/pure"}},
     )
 else:
-    setup(ext_modules=_extensions(), cmdclass={"build_ext": build_ext})
+    setup(
+        ext_modules=_extensions(),
+        cmdclass={"build_ext": build_ext},
+        options={"build": {"build_base": BUILD_BASE}},
+    )

@@ -203,13 +203,13 @@ def _same_state(state):
 def worker_main():
     """Load the inputs sent on stdin (4-byte length + pickled ``(data, combos)``); one JSON line per load."""
     import importlib
-    import resource
     import warnings
 
+    import _persistence_helpers as H
     import joblite
 
     warnings.simplefilter("ignore")
-    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # a huge claim fails here, not the machine
+    H.limit_address_space(4 << 30)  # a huge claim fails here, not the machine
     for module in _SAFE_MODULES:
         try:
             importlib.import_module(module)

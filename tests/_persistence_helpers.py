@@ -232,3 +232,20 @@ def versioned_value(n):
     pickle stream.
     """
     return {"version": VERSION[0], "a": np.full(n, VERSION[0], dtype=np.int64)}
+
+
+def limit_address_space(nbytes):
+    """Cap this process's address space at `nbytes` bytes, so that a claim fails here, not the machine.
+
+    Not under AddressSanitizer (the debug build, as ``.ci/sanitize`` runs it):
+    its shadow memory takes terabytes of address space when the process
+    starts, so any cap would refuse every later allocation.  There each
+    allocation is capped instead (``ASAN_OPTIONS=max_allocation_size_mb``,
+    with ``allocator_may_return_null=1``: a ``MemoryError``, as under the cap).
+    """
+    import ctypes
+    import resource
+
+    if hasattr(ctypes.CDLL(None), "__asan_init"):  # the ASan runtime is loaded
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (nbytes, nbytes))

@@ -329,11 +329,11 @@ def test_rebuilt_containers_and_joblib_pieces_are_valid(seeds):
 
 # -- sizes claimed by a file are checked before anything is allocated --------------------------
 CLAIM_SCRIPT = r"""
-import io, resource, struct, sys
-resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # never let a claim eat this machine
+import io, struct, sys
 sys.path.insert(0, {tests!r})
-import numpy as np
 import _persistence_helpers as H
+H.limit_address_space(3 << 30)  # never let a claim eat this machine
+import numpy as np
 from joblite import _blocks
 from joblite.persistence import CorruptFileError, loads
 
@@ -388,9 +388,10 @@ def test_small_compressed_container_claiming_31_gib_is_corrupt():
 
 
 JOBLIB_CLAIM_SCRIPT = r"""
-import io, resource, sys
-resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+import io, sys
 sys.path.insert(0, {tests!r})
+import _persistence_helpers as H
+H.limit_address_space(3 << 30)
 import joblib, numpy as np
 import _fuzz_mutators as M
 from joblite.persistence import CorruptFileError, loads

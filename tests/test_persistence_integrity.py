@@ -477,11 +477,11 @@ def test_huge_declared_raw_length(where):
 
 
 CLAIM_SCRIPT = r"""
-import resource, struct, sys
-resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # never let a claim eat this machine
+import struct, sys
 sys.path.insert(0, {tests!r})
-import numpy as np
 import _persistence_helpers as H
+H.limit_address_space(3 << 30)  # never let a claim eat this machine
+import numpy as np
 from joblite.persistence import CorruptFileError, dumps, loads
 
 data = dumps({{"a": np.arange(1000) % 7, "s": "x" * 200}}, compress="zlib")

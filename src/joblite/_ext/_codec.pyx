@@ -25,7 +25,8 @@ from operator import index as _index
 
 U32_MAX = 0xFFFFFFFF
 
-DEF L1_BLOCK = 16384  # bytes of source items per block in the generic loop
+cdef enum:
+    L1_BLOCK = 16384  # bytes of source items per block in the generic loop
 
 ctypedef void (*kernel_t)(const uint8_t *src, uint8_t *dst, Py_ssize_t n, Py_ssize_t itemsize) noexcept nogil
 

@@ -45,7 +45,7 @@ cdef extern from "Python.h":
     PyObject *list_item "PyList_GET_ITEM"(PyObject *lst, Py_ssize_t i) noexcept
     double float_value "PyFloat_AS_DOUBLE"(PyObject *f) noexcept
     long long long_value "PyLong_AsLongLongAndOverflow"(PyObject *n, int *overflow) noexcept
-    PyObject *type_of "Py_TYPE"(PyObject *o) noexcept
+    PyObject *type_of "(PyObject *)Py_TYPE"(PyObject *o) noexcept  # the type as an object pointer
 
 cdef extern from *:
     """
@@ -84,19 +84,22 @@ DATA_STRIDED = 1
 DATA_CAST = 2
 DATA_MASKED = 3
 
-DEF C_BUFFER_SIZE = 65536
-DEF C_CHUNK_SIZE = 1048576   # gather scratch: half of a core's L2 here
-DEF BAND_SIZE = 2097152      # transposing scratch of long rows: a core's L2 here
-DEF MAX_SCRATCH = 9437184    # most gather scratch: 128 rows of 64 KiB, for bytes
-DEF TILE_MIN_RUN = 128       # bytes of each source column a transposing chunk reads at least
-DEF LINE = 64                # bytes of a cache line
-DEF ROW_PAD = 64             # bytes between long gathered rows: no cache-set aliasing
-DEF DIRECT_ROW = 4096        # contiguous rows this long go to the digest uncopied
-DEF PREFETCH_AHEAD = 8
-DEF BIG_WRITE = 16384
-DEF LINEAR_SCAN = 64
-DEF MASKED_PIECE = 131072    # values zeroed under a mask per digest update: stays in L2 (1 MiB measured 1.6x slower)
-DEF PATH_ENDS = 12           # steps of a path shown at each end of a HashLimitError message
+# Compile-time constants (C enum values: array sizes and loop bounds the C compiler sees).
+cdef enum:
+    C_BUFFER_SIZE = 65536
+    C_CHUNK_SIZE = 1048576   # gather scratch: half of a core's L2 here
+    BAND_SIZE = 2097152      # transposing scratch of long rows: a core's L2 here
+    MAX_SCRATCH = 9437184    # most gather scratch: 128 rows of 64 KiB, for bytes
+    TILE_MIN_RUN = 128       # bytes of each source column a transposing chunk reads at least
+    LINE = 64                # bytes of a cache line
+    ROW_PAD = 64             # bytes between long gathered rows: no cache-set aliasing
+    DIRECT_ROW = 4096        # contiguous rows this long go to the digest uncopied
+    PREFETCH_AHEAD = 8
+    BIG_WRITE = 16384
+    LINEAR_SCAN = 64
+    MASKED_PIECE = 131072    # values zeroed under a mask per digest update: stays in L2 (1 MiB measured 1.6x slower)
+    PATH_ENDS = 12           # steps of a path shown at each end of a HashLimitError message
+
 
 cdef enum FrameKind:
     F_SEQ = 0
