@@ -112,7 +112,8 @@ IMPORT_CASES = [
 def test_the_json_document_keeps_its_schema(tmp_path):
     # The cheapest section; what tools reading the JSON rely on, key by key.
     report = run_bench(tmp_path, "--section", "import")
-    assert list(report) == ["machine", "rows"]
+    assert list(report) == ["schema", "machine", "rows"]
+    assert report["schema"] == "joblite.bench/1"
     assert list(report["machine"]) == MACHINE_KEYS
     assert report["machine"]["joblite_with_ext"] == joblite.__with_ext__  # the twin of this run
     rows = report["rows"]
@@ -131,12 +132,25 @@ def test_the_table_keeps_its_layout(tmp_path):
     lines = run_bench(tmp_path, "--section", "import", as_json=False).splitlines()
     assert lines[0].startswith("machine: ") and lines[1].startswith("python ")
     assert lines[2].startswith("joblite ") and lines[3] == ""
-    assert lines[4] == "[import]"
+    assert re.fullmatch(r"\[import\] [01] of 1 targets met(, 1 MISSED)?", lines[4]), lines[4]
     # one table per section, with only the columns it uses: the import section has no GiB/s
-    assert re.split(r"\s{2,}", lines[5]) == ["case", "impl", "time", "t / joblib", "target"]
+    assert re.split(r"\s{2,}", lines[5]) == ["case", "impl", "time", "figure", "value", "target"]
     assert [re.split(r"\s{2,}", line)[0] for line in lines[6:9]] == [name for name, _ in IMPORT_CASES]
     assert lines[9:] == [
         "",
         "t / joblib: import time over joblib's, interpreter start-up subtracted (lower is better);",
         "target: the issues' goal for the row's figures and whether it is met (>= a minimum, <= a maximum).",
     ]
+    assert max(len(line) for line in lines) <= 100
+
+
+def test_the_markdown_report(tmp_path):
+    text = run_bench(tmp_path, "--section", "import", "--markdown", as_json=False)
+    assert text.startswith("- machine: ")
+    assert "### import" in text
+    assert "| case | impl | time | t / joblib | target |" in text
+    # --json and --markdown are one choice
+    result = subprocess.run(
+        [sys.executable, "-m", "joblite", "bench", "--json", "--markdown"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 2 and "not allowed with argument" in result.stderr

@@ -5,14 +5,18 @@ only the columns the section uses: a change to it shows here.
 """
 
 import json
+import pathlib
 
 import pytest
 
 import joblite
 from joblite.bench.report import (
     PURE_TARGETS,
+    SCHEMA,
+    WIDTH,
     Row,
     add_speedups,
+    format_markdown,
     format_rst,
     format_table,
     pure_twin_targets,
@@ -67,32 +71,83 @@ machine: 4 CPUs (2 usable), Linux-test
 python 3.11.7 (CPython), numpy 2.0.0, joblib 1.6.0, dask -, xxhash 3.4.1
 joblite 0.1.0: compiled (ext) twin in use (__with_ext__=True), twins available: ext, pure
 
-[hashing]
-case                    impl             time  GiB/s  x joblib  / a.sum()  µs/call         target
-array C order (64 MiB)  joblite (ext)    4 ms   15.6        20        0.9           >=15 >=0.8 ok
-array C order (64 MiB)  joblib          80 ms  0.781
-array C order (64 MiB)  dask tokenize       -
-small args              joblite (ext)  2.5 µs                                  2.5  <=2 µs MISSED
+[hashing] 2 of 3 targets met, 1 MISSED
+case                    impl             time  GiB/s  figure     value  target
+array C order (64 MiB)  joblite (ext)    4 ms   15.6  x joblib      20  >=15 ok
+                                                      / a.sum()    0.9  >=0.8 ok
+                        joblib          80 ms  0.781
+                        dask tokenize       -
+small args              joblite (ext)  2.5 µs         µs/call      2.5  <=2 µs MISSED
 
-[parallel]
-case                         impl             time  t / loop  mem / array       target
+[parallel] 1 of 2 targets met, 1 not measured
+case                         impl             time  figure       value  target
 10,000 tiny tasks, n_jobs=1  plain loop     1.5 ms
-10,000 tiny tasks, n_jobs=1  joblite (ext)    3 ms         2            -  <=3 <=2.2 ?
+                             joblite (ext)    3 ms  t / loop         2  <=3 ok
+                                                    mem / array      -  <=2.2 ?
 
 x joblib: times faster than joblib (compressed cases: than joblib zlib-3);
 / a.sum(): GiB/s over the a.sum() memory-read GiB/s;
 µs/call: microseconds per call;
 t / loop: time over the plain loop's [f(x) for x in xs] in the caller (lower is better);
-mem / array: peak memory of a call in a fresh process (the array plus what the call adds to the caller, \
-the workers and the memmap folder) over the array's size;
+mem / array: peak memory of a call in a fresh process (the array plus what the call adds to the
+  caller, the workers and the memmap folder) over the array's size;
 target: the issues' goal for the row's figures and whether it is met (>= a minimum, <= a maximum).
 
 notes:
   array C order (64 MiB), dask tokenize: not installed"""
 
+MARKDOWN_HASHING = """\
+### hashing
+
+2 of 3 targets met, 1 MISSED
+
+| case | impl | time | GiB/s | x joblib | / a.sum() | µs/call | target |
+|---|---|---:|---:|---:|---:|---:|---:|
+| array C order (64 MiB) | joblite (ext) | 4 ms | 15.6 | 20 | 0.9 |  | \\>=15 \\>=0.8 ok |
+| array C order (64 MiB) | joblib | 80 ms | 0.781 |  |  |  |  |
+| array C order (64 MiB) | dask tokenize | - |  |  |  |  |  |
+| small args | joblite (ext) | 2.5 µs |  |  |  | 2.5 | \\<=2 µs MISSED |
+"""
+
+RECORDED_RUN = pathlib.Path(__file__).resolve().parent.parent / "docs" / "_data" / "bench.json"
+
 
 def test_the_table_is_unchanged():
     assert format_table(ROWS, FACTS) == TABLE
+
+
+def test_every_line_of_a_full_run_fits_a_terminal_of_100_columns():
+    """The recorded run of every section (long case names, long keys and notes) included."""
+    rows, facts = rows_from_json(RECORDED_RUN.read_text())
+    text = format_table(rows, facts)
+    assert WIDTH == 100
+    assert max(len(line) for line in text.splitlines()) <= WIDTH
+    # nothing is lost to the wrapping: every case and every figure's value is there
+    for row in rows:
+        assert row.name.split()[0] in text
+    figure_lines = [line for line in text.splitlines() if not line.startswith("[")]
+    assert sum(line.endswith(" MISSED") for line in figure_lines) == sum(
+        1
+        for row in rows
+        for key, goal in row.targets.items()
+        if row.ratios.get(key) is not None and not (row.ratios[key] >= goal if goal >= 0 else row.ratios[key] <= -goal)
+    )
+
+
+def test_each_section_says_in_one_line_how_many_targets_it_meets():
+    lines = format_table(ROWS, FACTS).splitlines()
+    assert "[hashing] 2 of 3 targets met, 1 MISSED" in lines
+    assert "[parallel] 1 of 2 targets met, 1 not measured" in lines
+    untargeted = [Row("import", "import joblite", "joblite", 0.01)]
+    assert "[import] no targets" in format_table(untargeted, FACTS).splitlines()
+
+
+def test_the_markdown_report_has_a_table_per_section_with_only_its_columns():
+    text = format_markdown(ROWS, FACTS)
+    assert MARKDOWN_HASHING in text
+    assert "| case | impl | time | t / loop | mem / array | target |" in text
+    assert text.startswith("- machine: 4 CPUs (2 usable), Linux-test\n")
+    assert "- array C order (64 MiB), dask tokenize: not installed" in text
 
 
 @pytest.mark.parametrize("with_ext", [True, False])
@@ -116,7 +171,8 @@ def test_the_table_names_the_pure_twin_when_it_is_the_one_measured():
 
 def test_the_json_document_has_the_machine_and_every_field_of_every_row():
     document = json.loads(to_json(ROWS, FACTS))
-    assert list(document) == ["machine", "rows"]
+    assert list(document) == ["schema", "machine", "rows"]
+    assert document["schema"] == SCHEMA == "joblite.bench/1"
     assert document["machine"] == FACTS
     assert [list(row) for row in document["rows"]] == [
         ["section", "name", "impl", "seconds", "nbytes", "gib_per_s", "ratios", "targets", "note", "meets_targets"]
@@ -170,10 +226,17 @@ def test_the_json_document_reads_back_into_the_same_rows_and_facts():
     assert rows == ROWS and facts == FACTS
 
 
+def test_a_run_recorded_before_the_schema_field_reads_as_its_first_version():
+    document = json.loads(to_json(ROWS, FACTS))
+    del document["schema"]
+    assert rows_from_json(json.dumps(document)) == (ROWS, FACTS)
+
+
 @pytest.mark.parametrize(
     "document, message",
     [
-        ('{"rows": []}', "the keys 'machine' and 'rows'"),
+        ('{"rows": []}', "the keys 'schema', 'machine' and 'rows'"),
+        ('{"schema": "joblite.bench/9", "machine": {}, "rows": []}', "not 'joblite.bench/9'"),
         ('{"machine": {}, "rows": [{"section": "s"}]}', "row 0 of the benchmark JSON document has the keys"),
     ],
 )

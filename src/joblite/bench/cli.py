@@ -51,7 +51,17 @@ def add_bench_parser(subparsers):
         "table of times, GiB/s and ratios. Progress goes to stderr.",
     )
     parser.add_argument("--quick", action="store_true", help="small workloads and few repeats (a few seconds)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument(
+        "--json",
+        dest="output",
+        action="store_const",
+        const="json",
+        help="print one JSON document instead of the tables",
+    )
+    output.add_argument(
+        "--markdown", dest="output", action="store_const", const="markdown", help="print the tables as Markdown"
+    )
     parser.add_argument(
         "--section",
         action="append",
@@ -63,9 +73,11 @@ def add_bench_parser(subparsers):
         "--tmpdir", metavar="DIR", help="where benchmark files are written (default: the system temp folder)"
     )
     parser.set_defaults(func=main)
+    # Tools that measure the user's own data and function: `bench TOOL ...`.
+    tools = parser.add_subparsers(dest="tool", metavar="TOOL", required=False)
 
 
-def run(sections=None, quick=False, as_json=False, file=None, tmpdir=None):
+def run(sections=None, quick=False, output="table", file=None, tmpdir=None):
     """Run benchmark sections and print the results.
 
     Parameters
@@ -75,8 +87,10 @@ def run(sections=None, quick=False, as_json=False, file=None, tmpdir=None):
         :data:`DEFAULT_SECTIONS` by default.
     quick : bool, default False
         Small workloads and few repeats.
-    as_json : bool, default False
-        Print one JSON document instead of a table.
+    output : {'table', 'json', 'markdown'}, default 'table'
+        What to print: tables that fit a terminal of
+        :data:`~joblite.bench.report.WIDTH` columns, one JSON document
+        (:func:`~joblite.bench.report.to_json`), or Markdown tables.
     file : file-like, optional
         Where to print; ``sys.stdout`` by default.  Progress goes to stderr.
     tmpdir : str, optional
@@ -92,13 +106,15 @@ def run(sections=None, quick=False, as_json=False, file=None, tmpdir=None):
     Raises
     ------
     ValueError
-        If a section name is unknown.
+        If a section name or `output` is unknown.
     """
+    if output not in ("table", "json", "markdown"):
+        raise ValueError(f"unknown output {output!r}; choose from 'table', 'json', 'markdown'")
     names = list(sections) if sections else list(DEFAULT_SECTIONS)
     unknown = [name for name in names if name not in SECTIONS]
     if unknown:
         raise ValueError(f"unknown benchmark section(s) {unknown}; choose from {list(SECTIONS)}")
-    from .report import format_table, machine_facts, to_json
+    from .report import format_markdown, format_table, machine_facts, to_json
     from .sections import Context
 
     facts = machine_facts()
@@ -107,7 +123,8 @@ def run(sections=None, quick=False, as_json=False, file=None, tmpdir=None):
     for name in names:
         module, function = SECTIONS[name]
         rows += getattr(importlib.import_module(f"{__package__}.sections.{module}"), function)(context)
-    text = to_json(rows, facts) if as_json else format_table(rows, facts)
+    render = {"table": format_table, "json": to_json, "markdown": format_markdown}[output]
+    text = render(rows, facts)
     print(text, file=file or sys.stdout)
     return rows
 
@@ -118,7 +135,8 @@ def main(args):
     Parameters
     ----------
     args : argparse.Namespace
-        With ``quick``, ``json``, ``section`` (list of str or None) and
+        With ``quick``, ``output`` (None for the table, ``'json'`` or
+        ``'markdown'``), ``section`` (list of str or None) and
         optionally ``tmpdir`` (str or None; when absent or None, the
         ``JOBLITE_BENCH_TMPDIR`` environment variable, then the system's
         temporary directory).
@@ -129,5 +147,5 @@ def main(args):
         Exit status, 0.
     """
     tmpdir = getattr(args, "tmpdir", None) or os.environ.get("JOBLITE_BENCH_TMPDIR") or None
-    run(sections=args.section, quick=args.quick, as_json=args.json, tmpdir=tmpdir)
+    run(sections=args.section, quick=args.quick, output=args.output or "table", tmpdir=tmpdir)
     return 0

@@ -13,6 +13,7 @@ import os
 import platform
 import re
 import sys
+import textwrap
 from typing import Optional
 
 __all__ = [
@@ -21,6 +22,9 @@ __all__ = [
     "PURE_TARGETS",
     "Row",
     "add_speedups",
+    "SCHEMA",
+    "WIDTH",
+    "format_markdown",
     "format_table",
     "gib_per_s",
     "format_rst",
@@ -37,6 +41,13 @@ __all__ = [
 
 GIB = float(1 << 30)
 MIB = 1 << 20
+
+#: The JSON document's layout and its version (:func:`to_json`); a change of its keys or of
+#: their meaning gets a new version.
+SCHEMA = "joblite.bench/1"
+
+#: Columns of the terminal the text report fits (:func:`format_table`).
+WIDTH = 100
 
 #: The goal of the pure-Python twin when it is the active one (the issues' goals are for the
 #: compiled twin): not slower than joblib.
@@ -335,8 +346,42 @@ def _legend(rows):
     return lines
 
 
-def format_table(rows, facts):
-    """Render rows and machine facts as plain-text tables, one per section.
+def format_table(rows, facts, width=WIDTH):
+    """Render rows and machine facts as plain text that fits `width` columns.
+
+    Parameters
+    ----------
+    rows : list of Row
+        The measurements, in print order.
+    facts : dict
+        From :func:`machine_facts`.
+    width : int, default :data:`WIDTH`
+        Columns of the terminal; long case names, the key and the notes wrap.
+
+    Returns
+    -------
+    str
+        Machine facts; then per section a title line with its verdict (how
+        many targeted figures are met) and a table: per implementation of a
+        case its time (and GiB/s), then one line per figure (a ratio against
+        a baseline of the same run), its value and target; then a key to the
+        figures and the notes.
+    """
+    lines = _wrapped(_format_facts(facts).splitlines(), width)
+    for section, members in _sections(rows):
+        lines += ["", _fit(f"[{section}] {_verdict(members)}", width)]
+        lines += _compact_table(members, facts, width)
+    lines.append("")
+    lines += _wrapped(_legend(rows), width)
+    notes = [row for row in rows if row.note]
+    if notes:
+        lines += ["", "notes:"]
+        lines += _wrapped([f"  {row.name}, {_impl_label(row.impl, facts)}: {row.note}" for row in notes], width)
+    return "\n".join(lines)
+
+
+def format_markdown(rows, facts):
+    """Render rows and machine facts as Markdown, for an issue or a lab notebook.
 
     Parameters
     ----------
@@ -348,27 +393,121 @@ def format_table(rows, facts):
     Returns
     -------
     str
-        Machine facts, then per section its name in brackets and a table with
-        only the columns the section uses, then a key to the ratio columns
-        and the notes.
+        The machine facts as a list; per section a heading, its verdict and a
+        table with only the columns the section uses (those of
+        :func:`section_tables`); then the key to the columns and the notes.
     """
-    lines = [_format_facts(facts)]
-    for section, header, cells in section_tables(rows, facts):
-        table = [header] + cells
-        widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-        lines += ["", f"[{section}]"]
-        lines += [
-            "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
-            for line in table
-        ]
-    lines.append("")
-    lines += _legend(rows)
+    lines = [f"- {line}" for line in _format_facts(facts).splitlines()]
+    tables = dict((section, (header, cells)) for section, header, cells in section_tables(rows, facts))
+    for section, members in _sections(rows):
+        header, cells = tables[section]
+        lines += ["", f"### {section}", "", _verdict(members), ""]
+        lines.append("| " + " | ".join(_markdown_text(title) for title in header) + " |")
+        lines.append("|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|")
+        lines += ["| " + " | ".join(_markdown_text(cell) for cell in line) + " |" for line in cells]
+    lines += ["", "Columns:", ""] + [f"- {_markdown_text(text)}" for text in _legend(rows)]
     notes = [row for row in rows if row.note]
     if notes:
-        lines.append("")
-        lines.append("notes:")
-        lines += [f"  {row.name}, {_impl_label(row.impl, facts)}: {row.note}" for row in notes]
-    return "\n".join(lines)
+        lines += ["", "Notes:", ""]
+        lines += [f"- {_markdown_text(f'{row.name}, {_impl_label(row.impl, facts)}: {row.note}')}" for row in notes]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_text(text):
+    # Escape what Markdown would take for markup inside a table cell.
+    return re.sub(r"([\\`*_|<>\[\]#])", r"\\\1", text)
+
+
+def _sections(rows):
+    """(section, its rows) in order of first appearance."""
+    sections = {}
+    for row in rows:
+        sections.setdefault(row.section, []).append(row)
+    return list(sections.items())
+
+
+def _figure_met(value, goal):
+    """Whether `value` reaches `goal` (see :attr:`Row.targets`); None when it is missing."""
+    if value is None:
+        return None
+    return value >= goal if goal >= 0 else value <= -goal
+
+
+def _verdict(rows):
+    """One line: how many targeted figures of `rows` are met, missed, not measured."""
+    outcomes = [_figure_met(row.ratios.get(key), goal) for row in rows for key, goal in row.targets.items()]
+    if not outcomes:
+        return "no targets"
+    met, missed = outcomes.count(True), outcomes.count(False)
+    unknown = len(outcomes) - met - missed
+    text = f"{met} of {len(outcomes)} targets met"
+    if missed:
+        text += f", {missed} MISSED"
+    if unknown:
+        text += f", {unknown} not measured"
+    return text
+
+
+def _compact_table(rows, facts, width):
+    """Lines of one section's table: a line per implementation, then one per further figure."""
+    columns = [column for column in _RATIO_COLUMNS if any(column[0] in row.ratios for row in rows)]
+    with_rate = any(row.nbytes is not None for row in rows)
+    with_target = any(row.targets for row in rows)
+    header = ["case", "impl", "time"] + (["GiB/s"] if with_rate else [])
+    header += (["figure", "value"] if columns else []) + (["target"] if with_target else [])
+    cells = []
+    previous = None
+    for row in rows:
+        lead = [row.name if row.name != previous else "", _impl_label(row.impl, facts), _format_seconds(row.seconds)]
+        if with_rate:
+            lead.append(_format_number(row.gib_per_s) if row.nbytes is not None else "")
+        previous = row.name
+        figures = [(key, title) for key, title, _ in columns if key in row.ratios] or [(None, "")]
+        for index, (key, title) in enumerate(figures):
+            line = list(lead) if index == 0 else [""] * len(lead)
+            if columns:
+                line += [title, _format_number(row.ratios.get(key)) if key else ""]
+            if with_target:
+                line.append(_format_goal(key, row.targets[key], row.ratios.get(key)) if key in row.targets else "")
+            cells.append(line)
+    widths = [max(len(line[i]) for line in [header] + cells) for i in range(1, len(header))]
+    longest = max(len(line[0]) for line in [header] + cells)
+    case_width = min(longest, max(16, width - sum(widths) - 2 * len(widths)))
+    left = {0, header.index("figure") - 1} if columns else {0}  # impl and figure read left to right
+    if with_target:
+        left.add(len(header) - 2)
+    lines = []
+    pending = []  # the rest of a wrapped case name, shown on the case's next lines
+    for line in [header] + cells:
+        if line[0]:
+            lines += pending
+            pending = textwrap.wrap(line[0], case_width, subsequent_indent="  ")
+        name = pending.pop(0) if pending else ""
+        rest = [cell.ljust(w) if i in left else cell.rjust(w) for i, (cell, w) in enumerate(zip(line[1:], widths))]
+        lines.append("  ".join([name.ljust(case_width)] + rest).rstrip())
+    return lines + pending
+
+
+def _format_goal(key, goal, value):
+    if key in ("us_per_call", "s"):
+        text = f"<={-goal:g} {'µs' if key == 'us_per_call' else 's'}"
+    else:
+        text = f"<={-goal:g}" if goal < 0 else f">={goal:g}"
+    met = _figure_met(value, goal)
+    return f"{text} {'?' if met is None else ('ok' if met else 'MISSED')}"
+
+
+def _wrapped(lines, width):
+    """Each line wrapped to `width`; continuations indented by two spaces more than the line."""
+    out = []
+    for line in lines:
+        indent = " " * (len(line) - len(line.lstrip()))
+        out += textwrap.wrap(line, width, initial_indent="", subsequent_indent=indent + "  ") or [""]
+    return out
+
+
+def _fit(text, width):
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def format_rst(rows, facts, underline="-"):
@@ -434,8 +573,13 @@ def rows_from_json(text):
         If `text` is not such a document (names the missing or unknown key).
     """
     document = json.loads(text)
-    if not isinstance(document, dict) or set(document) != {"machine", "rows"}:
-        raise ValueError("a benchmark JSON document is an object with the keys 'machine' and 'rows'")
+    # Runs recorded before the schema field had this same layout.
+    if not isinstance(document, dict) or set(document) - {"schema"} != {"machine", "rows"}:
+        raise ValueError("a benchmark JSON document is an object with the keys 'schema', 'machine' and 'rows'")
+    if document.get("schema", SCHEMA) != SCHEMA:
+        raise ValueError(
+            f"this joblite reads benchmark JSON documents of schema {SCHEMA!r}, not {document['schema']!r}"
+        )
     names = {field.name for field in dataclasses.fields(Row)}
     rows = []
     for index, item in enumerate(document["rows"]):
@@ -514,14 +658,15 @@ def to_json(rows, facts):
     Returns
     -------
     str
-        An object ``{"machine": {...}, "rows": [...]}``; each row has
-        ``section``, ``name``, ``impl``, ``seconds``, ``nbytes``,
+        An object ``{"schema": SCHEMA, "machine": {...}, "rows": [...]}``; each
+        row has ``section``, ``name``, ``impl``, ``seconds``, ``nbytes``,
         ``gib_per_s``, ``ratios``, ``targets``, ``meets_targets`` and
-        ``note``; missing values are ``null``.
+        ``note``; missing values are ``null``.  The docs' Tuning guide
+        describes every field.
     """
     out = []
     for row in rows:
         item = dataclasses.asdict(row)
         item["meets_targets"] = row.meets_targets()
         out.append(item)
-    return json.dumps({"machine": facts, "rows": out}, indent=2)
+    return json.dumps({"schema": SCHEMA, "machine": facts, "rows": out}, indent=2)
