@@ -101,7 +101,19 @@ MACHINE_KEYS = [
     "dask",
     "xxhash",
 ]
-ROW_KEYS = ["section", "name", "impl", "seconds", "nbytes", "gib_per_s", "ratios", "targets", "note", "meets_targets"]
+ROW_KEYS = [
+    "section",
+    "name",
+    "impl",
+    "seconds",
+    "nbytes",
+    "gib_per_s",
+    "ratios",
+    "targets",
+    "note",
+    "spread",
+    "meets_targets",
+]
 IMPORT_CASES = [
     ("import joblite", "joblite"),
     ("import joblib", "joblib"),

@@ -175,7 +175,19 @@ def test_the_json_document_has_the_machine_and_every_field_of_every_row():
     assert document["schema"] == SCHEMA == "joblite.bench/1"
     assert document["machine"] == FACTS
     assert [list(row) for row in document["rows"]] == [
-        ["section", "name", "impl", "seconds", "nbytes", "gib_per_s", "ratios", "targets", "note", "meets_targets"]
+        [
+            "section",
+            "name",
+            "impl",
+            "seconds",
+            "nbytes",
+            "gib_per_s",
+            "ratios",
+            "targets",
+            "note",
+            "spread",
+            "meets_targets",
+        ]
     ] * len(ROWS)
     assert document["rows"][0] == {
         "section": "hashing",
@@ -187,6 +199,7 @@ def test_the_json_document_has_the_machine_and_every_field_of_every_row():
         "ratios": {"vs_joblib": 20.0, "vs_memory_read": 0.9},
         "targets": {"vs_joblib": 15, "vs_memory_read": 0.8},
         "note": "",
+        "spread": None,
         "meets_targets": True,
     }
     assert [row["meets_targets"] for row in document["rows"]] == [True, None, None, False, None, None]

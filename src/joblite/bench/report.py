@@ -28,6 +28,7 @@ __all__ = [
     "format_table",
     "gib_per_s",
     "format_rst",
+    "layout_table",
     "machine_facts",
     "progress",
     "pure_twin_targets",
@@ -82,6 +83,11 @@ class Row:
         (the ratio or time must be at most ``x``).
     note : str
         Free text, e.g. why an implementation is missing.
+    spread : list of float or None
+        ``[min, median, max]`` seconds of the measures whose best is
+        `seconds`; taken from `seconds` when it is a
+        :class:`~joblite.bench.timing.Timing` (then stored as a plain float).
+        ``None`` for a single measure.
     """
 
     section: str
@@ -93,6 +99,14 @@ class Row:
     ratios: dict = dataclasses.field(default_factory=dict)
     targets: dict = dataclasses.field(default_factory=dict)
     note: str = ""
+    spread: Optional[list] = None
+
+    def __post_init__(self):
+        samples = getattr(self.seconds, "samples", None)
+        if samples is not None:
+            if self.spread is None and len(samples) > 1:
+                self.spread = self.seconds.spread
+            self.seconds = float(self.seconds)
 
     def meets_targets(self):
         """Whether every ratio with a target reaches it.
@@ -470,12 +484,34 @@ def _compact_table(rows, facts, width):
             if with_target:
                 line.append(_format_goal(key, row.targets[key], row.ratios.get(key)) if key in row.targets else "")
             cells.append(line)
+    left = {1, header.index("figure")} if columns else {1}  # impl and figure read left to right
+    if with_target:
+        left.add(len(header) - 1)
+    return layout_table(header, cells, width, left)
+
+
+def layout_table(header, cells, width, left=frozenset({1})):
+    """Lines of a text table whose first column (the case) wraps to fit `width` columns.
+
+    Parameters
+    ----------
+    header : list of str
+        Column titles.
+    cells : list of list of str
+        The rows; an empty first cell continues the case above (its wrapped
+        name goes on there).
+    width : int
+        Columns of the terminal.
+    left : set of int
+        Columns aligned left besides the first; the others align right.
+
+    Returns
+    -------
+    list of str
+    """
     widths = [max(len(line[i]) for line in [header] + cells) for i in range(1, len(header))]
     longest = max(len(line[0]) for line in [header] + cells)
     case_width = min(longest, max(16, width - sum(widths) - 2 * len(widths)))
-    left = {0, header.index("figure") - 1} if columns else {0}  # impl and figure read left to right
-    if with_target:
-        left.add(len(header) - 2)
     lines = []
     pending = []  # the rest of a wrapped case name, shown on the case's next lines
     for line in [header] + cells:
@@ -483,7 +519,7 @@ def _compact_table(rows, facts, width):
             lines += pending
             pending = textwrap.wrap(line[0], case_width, subsequent_indent="  ")
         name = pending.pop(0) if pending else ""
-        rest = [cell.ljust(w) if i in left else cell.rjust(w) for i, (cell, w) in enumerate(zip(line[1:], widths))]
+        rest = [cell.ljust(w) if i + 1 in left else cell.rjust(w) for i, (cell, w) in enumerate(zip(line[1:], widths))]
         lines.append("  ".join([name.ljust(case_width)] + rest).rstrip())
     return lines + pending
 
@@ -584,6 +620,8 @@ def rows_from_json(text):
     rows = []
     for index, item in enumerate(document["rows"]):
         item = {key: value for key, value in item.items() if key != "meets_targets"}
+        if "schema" not in document:
+            item.setdefault("spread", None)  # runs recorded before the schema field kept no spread
         if set(item) != names:
             raise ValueError(
                 f"row {index} of the benchmark JSON document has the keys {sorted(item)}; expected {sorted(names)}"
@@ -660,8 +698,8 @@ def to_json(rows, facts):
     str
         An object ``{"schema": SCHEMA, "machine": {...}, "rows": [...]}``; each
         row has ``section``, ``name``, ``impl``, ``seconds``, ``nbytes``,
-        ``gib_per_s``, ``ratios``, ``targets``, ``meets_targets`` and
-        ``note``; missing values are ``null``.  The docs' Tuning guide
+        ``gib_per_s``, ``ratios``, ``targets``, ``note``, ``spread`` and
+        ``meets_targets``; missing values are ``null``.  The docs' Tuning guide
         describes every field.
     """
     out = []

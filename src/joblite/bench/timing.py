@@ -1,17 +1,21 @@
 """Timing of the benchmark: best wall times of calls, alone or taking turns.
 
 Every figure is the best of several calls or loops (``time.perf_counter``):
-the least disturbed measure of a noisy machine.  Implementations compared in
-one case take turns, in an order rotated each round, so that a slow period
-of the machine (or the write-back of files the previous one wrote) weighs on
-all alike.
+the least disturbed measure of a noisy machine.  It is a :class:`Timing`,
+which keeps every measure, so that the report can give the spread
+(min, median, max) that ``bench --compare`` weighs changes against.
+Implementations compared in one case take turns, in an order rotated each
+round, so that a slow period of the machine (or the write-back of files the
+previous one wrote) weighs on all alike.
 """
 
+import statistics
 import time
 
 from .._files import remove_if_exists
 
 __all__ = [
+    "Timing",
     "best_time",
     "best_times_in_turns",
     "fill_in_turns",
@@ -21,6 +25,39 @@ __all__ = [
     "time_fresh_write",
     "time_loop",
 ]
+
+
+class Timing(float):
+    """The best of several measures, in seconds, that keeps them all.
+
+    A float (the shortest measure), so that it is used as the time it is;
+    arithmetic on it gives plain floats.
+
+    Parameters
+    ----------
+    samples : iterable of float
+        The measures, in seconds, in the order taken; at least one.
+
+    Attributes
+    ----------
+    samples : tuple of float
+        The measures.
+    """
+
+    samples: tuple
+
+    def __new__(cls, samples):
+        samples = tuple(float(sample) for sample in samples)
+        if not samples:
+            raise ValueError("a Timing needs at least one measure")
+        timing = super().__new__(cls, min(samples))
+        timing.samples = samples
+        return timing
+
+    @property
+    def spread(self):
+        """``[min, median, max]`` of the measures, in seconds."""
+        return [min(self.samples), statistics.median(self.samples), max(self.samples)]
 
 
 def rotated(order, round_):
@@ -54,22 +91,19 @@ def best_time(func, repeat=3, budget=None, setup=None):
 
     Returns
     -------
-    float
-        The shortest call, in seconds (``time.perf_counter``).
+    Timing
+        The shortest call, in seconds (``time.perf_counter``), with every call's.
     """
-    best = float("inf")
-    spent = 0.0
+    samples = []
     for _ in range(max(1, repeat)):
         if setup is not None:
             setup()
         start = time.perf_counter()
         func()
-        elapsed = time.perf_counter() - start
-        best = min(best, elapsed)
-        spent += elapsed
-        if budget is not None and spent > budget:
+        samples.append(time.perf_counter() - start)
+        if budget is not None and sum(samples) > budget:
             break
-    return best
+    return Timing(samples)
 
 
 def per_call_time(func, repeat=5, target=0.1):
@@ -87,11 +121,11 @@ def per_call_time(func, repeat=5, target=0.1):
 
     Returns
     -------
-    float
-        Seconds per call.
+    Timing
+        Seconds per call, the best loop's, with every loop's.
     """
     number = _calls_per_loop(func, target)
-    return min(time_loop(func, number) for _ in range(repeat)) / number
+    return Timing(time_loop(func, number) / number for _ in range(max(1, repeat)))
 
 
 def _calls_per_loop(func, target):
@@ -122,15 +156,15 @@ def per_call_in_turns(funcs, repeat=5, target=0.1):
 
     Returns
     -------
-    dict of str to float
-        Seconds per call, by the keys of `funcs`.
+    dict of str to Timing
+        Seconds per call (the best loop's, with every loop's), by the keys of `funcs`.
     """
     numbers = {key: _calls_per_loop(func, target) for key, func in funcs.items()}
-    best = dict.fromkeys(funcs, float("inf"))
+    samples = {key: [] for key in funcs}
     for round_ in range(max(1, repeat)):
         for key in rotated(list(funcs), round_):
-            best[key] = min(best[key], time_loop(funcs[key], numbers[key]) / numbers[key])
-    return best
+            samples[key].append(time_loop(funcs[key], numbers[key]) / numbers[key])
+    return {key: Timing(samples[key]) for key in funcs}
 
 
 def fill_in_turns(funcs, count, block):
@@ -181,14 +215,13 @@ def best_times_in_turns(calls, repeat=3, budget=None, check=None):
 
     Returns
     -------
-    dict of str to float
-        The shortest call of each function, in seconds.
+    dict of str to Timing
+        The shortest call of each function, in seconds, with every call's.
     """
-    best = dict.fromkeys(calls, float("inf"))
-    spent = dict.fromkeys(calls, 0.0)
+    samples = {key: [] for key in calls}
     for round_ in range(max(1, repeat)):
         for key in rotated(list(calls), round_):
-            if round_ and budget is not None and spent[key] > budget:
+            if round_ and budget is not None and sum(samples[key]) > budget:
                 continue
             start = time.perf_counter()
             result = calls[key]()
@@ -196,9 +229,8 @@ def best_times_in_turns(calls, repeat=3, budget=None, check=None):
             if check is not None and round_ == 0:
                 check(key, result)
             del result
-            best[key] = min(best[key], elapsed)
-            spent[key] += elapsed
-    return best
+            samples[key].append(elapsed)
+    return {key: Timing(samples[key]) for key in calls}
 
 
 def time_fresh_write(write, value, path, repeat=3, budget=None):
@@ -223,7 +255,7 @@ def time_fresh_write(write, value, path, repeat=3, budget=None):
 
     Returns
     -------
-    float
-        The shortest call, in seconds.
+    Timing
+        The shortest call, in seconds, with every call's.
     """
     return best_time(lambda: write(value, path), repeat, budget, setup=lambda: remove_if_exists(path))
