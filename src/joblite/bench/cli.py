@@ -43,6 +43,8 @@ def add_bench_parser(subparsers):
     subparsers : argparse._SubParsersAction
         From ``ArgumentParser.add_subparsers``.
     """
+    from . import codecs
+
     parser = subparsers.add_parser(
         "bench",
         help="benchmark joblite against joblib and dask on real workloads",
@@ -75,6 +77,7 @@ def add_bench_parser(subparsers):
     parser.set_defaults(func=main)
     # Tools that measure the user's own data and function: `bench TOOL ...`.
     tools = parser.add_subparsers(dest="tool", metavar="TOOL", required=False)
+    codecs.add_parser(tools)
 
 
 def run(sections=None, quick=False, output="table", file=None, tmpdir=None):
