@@ -247,6 +247,10 @@ def test_the_round_trip_check_sees_any_difference():
     assert codecs.same_object({"a": [base, "x"], "b": float("nan")}, {"a": [base.copy(), "x"], "b": float("nan")})
     assert not codecs.same_object({"a": [base, "x"]}, {"a": (base, "x")})
     assert not codecs.same_object({"a": 1, "b": 2}, {"b": 2, "a": 1})  # key order is kept by a round trip
+    big = np.zeros(3 << 20)  # 24 MiB, compared in slices: the last one counts too
+    other = big.copy()
+    other[-1] = 1.0
+    assert codecs.same_object(big, big.copy()) and not codecs.same_object(big, other)
     objects = np.array([{"k": 1}, None], dtype=object)
     assert codecs.same_object(objects, np.array([{"k": 1}, None], dtype=object))
     assert not codecs.same_object(objects, np.array([{"k": 2}, None], dtype=object))

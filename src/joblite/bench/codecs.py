@@ -321,7 +321,10 @@ def same_object(original: object, loaded: object) -> bool:
             return False
         if original.dtype.hasobject:
             return all(same_object(a, b) for a, b in zip(original.flat, loaded.flat))
-        return bool(np.array_equal(_bytes_of(original), _bytes_of(loaded)))
+        mine, theirs = _bytes_of(original), _bytes_of(loaded)
+        # in slices: the comparison's temporary stays small next to a large array
+        step = 1 << 24
+        return all(np.array_equal(mine[i : i + step], theirs[i : i + step]) for i in range(0, mine.size, step))
     if isinstance(original, dict) and isinstance(loaded, dict):
         return list(original) == list(loaded) and all(same_object(original[key], loaded[key]) for key in original)
     if isinstance(original, (list, tuple)) and isinstance(loaded, (list, tuple)):
