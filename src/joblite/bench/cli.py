@@ -43,7 +43,7 @@ def add_bench_parser(subparsers):
     subparsers : argparse._SubParsersAction
         From ``ArgumentParser.add_subparsers``.
     """
-    from . import codecs
+    from . import codecs, function
 
     parser = subparsers.add_parser(
         "bench",
@@ -78,6 +78,7 @@ def add_bench_parser(subparsers):
     # Tools that measure the user's own data and function: `bench TOOL ...`.
     tools = parser.add_subparsers(dest="tool", metavar="TOOL", required=False)
     codecs.add_parser(tools)
+    function.add_parser(tools)
 
 
 def run(sections=None, quick=False, output="table", file=None, tmpdir=None):
