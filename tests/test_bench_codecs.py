@@ -210,6 +210,25 @@ def test_a_joblib_dict_of_arrays_in_process_with_markdown_and_chosen_codecs(file
     assert sum(line.startswith("- **") for line in lines) == 3
 
 
+def test_a_load_that_gives_back_another_object_is_flagged_and_fails_the_command(files, monkeypatch, capsys):
+    joblib = pytest.importorskip("joblib")
+
+    def lossy_joblib():  # joblib's rows, with a load that drops an element
+        return (lambda value, path, compress: joblib.dump(value, path, compress=compress)), (
+            lambda path: joblib.load(path)[:-1]
+        )
+
+    monkeypatch.setattr(codecs, "_joblib_io", lossy_joblib)
+    status = cli_main(["bench", "codecs", files["ints.npy"], "--repeat", "2", "--codec", "zlib"])
+    out = capsys.readouterr().out
+    assert status == 1
+    table, picks = parse_table(out)
+    assert {row["compress"]: row["mark"] for row in table if row["impl"] == "joblib"} == {"('zlib', 3)": "!"}
+    assert "!" not in {row["mark"] for row in table if row["impl"] == "joblite"}
+    assert "note: joblib compress=('zlib', 3): the object loaded differs" in out
+    assert set(picks) == {"speed", "size", "balance"}
+
+
 @pytest.mark.parametrize("kind", ["not a joblite file", "missing", "folder"])
 def test_a_file_the_command_cannot_load_is_named_without_a_traceback(files, tmp_path, kind):
     path = {

@@ -43,7 +43,7 @@ The JSON document (``--json``), schema :data:`SCHEMA`::
                    "write_seconds": [float, ...], "read_seconds": [float, ...],
                    "write_mb_per_s": best, "write_mb_per_s_median": float,
                    "read_mb_per_s": best, "read_mb_per_s_median": float,
-                   "round_trip": bool (the load gave back an equal object),
+                   "round_trip": bool (every load gave back an equal object),
                    "pareto": bool}, ...],
      "recommendations": {"speed" | "size" | "balance":
                          {"compress": text, "index": index in "settings",
@@ -146,7 +146,7 @@ class Setting:
     write_seconds, read_seconds : list of float
         Wall time of each ``dump`` and each ``load`` (seconds).
     round_trip : bool
-        Whether the first load gave back an object equal to the original
+        Whether every load gave back an object equal to the original
         (:func:`same_object`).
     pareto : bool
         Whether the setting is Pareto-optimal (:func:`pareto_optimal`).
@@ -365,7 +365,8 @@ def _joblib_io():
 
 def _time_setting(setting, value, path, repeat, dump, load):
     """Dump `value` to `path` and load it back `repeat` times; fill in `setting`'s figures."""
-    for attempt in range(repeat):
+    checks = []
+    for _ in range(repeat):
         start = time.perf_counter()
         dump(value, path, setting.argument)
         setting.write_seconds.append(time.perf_counter() - start)
@@ -373,10 +374,10 @@ def _time_setting(setting, value, path, repeat, dump, load):
         start = time.perf_counter()
         loaded = load(path)
         setting.read_seconds.append(time.perf_counter() - start)
-        if attempt == 0:
-            setting.round_trip = same_object(value, loaded)
+        checks.append(same_object(value, loaded))  # untimed
         del loaded
     os.unlink(path)
+    setting.round_trip = all(checks)
 
 
 def _planned(codecs, notes):
