@@ -9,10 +9,19 @@ The package, one job a module (imports point down this list):
     ``parallel``, ``import_time``, and ``distributed``, run only when named),
     each a function ``section(context) -> list of Row``;
     ``sections.Context`` is what every section is given.
+``codecs``, ``function``
+    The tools ``bench codecs PATH`` (which ``compress=`` for the user's own
+    data) and ``bench parallel MODULE:FUNCTION`` (how many jobs for the
+    user's own function).
+``plot``
+    Charts of a run or of a comparison (``--plot``; matplotlib).
+``compare``
+    ``--compare``: the figures of two runs, weighed against their spread.
 ``report``
-    The rows, the machine's facts, the table and the JSON document.
+    The rows, the machine's facts, the tables (text, Markdown,
+    reStructuredText) and the JSON document.
 ``timing``
-    Best wall times of calls, alone or taking turns.
+    Best wall times of calls, alone or taking turns, with their spread.
 ``workloads``
     The seeded data, the implementations compared and the calls timed; the
     only module that ``asv_benchmarks/`` imports.

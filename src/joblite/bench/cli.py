@@ -74,6 +74,20 @@ def add_bench_parser(subparsers):
     parser.add_argument(
         "--tmpdir", metavar="DIR", help="where benchmark files are written (default: the system temp folder)"
     )
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="JSON",
+        help="OLD.json [NEW.json]: compare two runs recorded with --json (or OLD with a run made now, "
+        "of the sections asked); flags figures that changed beyond the runs' spread; exit status 1 "
+        "on a regression",
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="DIR",
+        help="also draw the run (one PNG per section), or with --compare the changes (compare.png), "
+        "into DIR; needs matplotlib: pip install 'joblite[plot]'",
+    )
     parser.set_defaults(func=main)
     # Tools that measure the user's own data and function: `bench TOOL ...`.
     tools = parser.add_subparsers(dest="tool", metavar="TOOL", required=False)
@@ -148,8 +162,81 @@ def main(args):
     Returns
     -------
     int
-        Exit status, 0.
+        Exit status: 0, or with ``compare`` (a list of paths) that of :func:`compare`.
     """
     tmpdir = getattr(args, "tmpdir", None) or os.environ.get("JOBLITE_BENCH_TMPDIR") or None
-    run(sections=args.section, quick=args.quick, output=args.output or "table", tmpdir=tmpdir)
+    plot = getattr(args, "plot", None)
+    if plot is not None:
+        from .plot import require_matplotlib
+
+        try:
+            require_matplotlib()  # before a run of minutes, not after
+        except RuntimeError as exc:
+            print(f"python -m joblite bench --plot: {exc}", file=sys.stderr)
+            return 2
+    if getattr(args, "compare", None):
+        return compare(
+            args.compare, sections=args.section, quick=args.quick, tmpdir=tmpdir, output=args.output, plot=plot
+        )
+    rows = run(sections=args.section, quick=args.quick, output=args.output or "table", tmpdir=tmpdir)
+    if plot is not None:
+        from .plot import plot_sections
+
+        for path in plot_sections(rows, plot):
+            print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def compare(paths, sections=None, quick=False, tmpdir=None, output=None, file=None, plot=None):
+    """Compare two recorded runs, or one recorded run with a run made now, and print the changes.
+
+    Parameters
+    ----------
+    paths : list of str
+        ``[OLD]`` or ``[OLD, NEW]``: JSON documents of ``python -m joblite
+        bench --json``.  With OLD alone, the sections asked are run now
+        (as :func:`run`, its report going to stderr) and compared with it.
+    sections, quick, tmpdir
+        As for :func:`run`, for the run made now.
+    output : None
+        Only the comparison's table is printed (``--json`` and
+        ``--markdown`` do not apply).
+    file : file-like, optional
+        Where to print; ``sys.stdout`` by default.
+    plot : str, optional
+        A folder where ``compare.png`` is drawn (:func:`~joblite.bench.plot.plot_comparison`).
+
+    Returns
+    -------
+    int
+        Exit status: 1 when a figure regressed beyond the runs' spread
+        (:func:`~joblite.bench.compare.compare_runs`), else 0; 2 for a bad
+        argument or file (a message on stderr names it).
+    """
+    from .compare import compare_runs, format_changes
+    from .report import machine_facts, rows_from_json
+
+    if output is not None:
+        print(f"python -m joblite bench: --compare prints a table; --{output} does not apply", file=sys.stderr)
+        return 2
+    if len(paths) > 2:
+        print(f"python -m joblite bench: --compare takes OLD.json [NEW.json], got {len(paths)} files", file=sys.stderr)
+        return 2
+    runs = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as stream:
+                runs.append(rows_from_json(stream.read()))
+        except (OSError, ValueError) as exc:
+            print(f"python -m joblite bench: cannot read the run {path!r}: {exc}", file=sys.stderr)
+            return 2
+    if len(runs) == 1:
+        runs.append((run(sections, quick, file=sys.stderr, tmpdir=tmpdir), machine_facts()))
+    (old_rows, _), (new_rows, new_facts) = runs
+    changes = compare_runs(old_rows, new_rows)
+    print(format_changes(changes, new_facts), file=file or sys.stdout)
+    if plot is not None:
+        from .plot import plot_comparison
+
+        print(f"wrote {plot_comparison(changes, plot)}", file=sys.stderr)
+    return 1 if any(change.verdict == "regressed" for change in changes) else 0
