@@ -166,3 +166,21 @@ def test_the_markdown_report(tmp_path):
         [sys.executable, "-m", "joblite", "bench", "--json", "--markdown"], capture_output=True, text=True, cwd=tmp_path
     )
     assert result.returncode == 2 and "not allowed with argument" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "options, tool",
+    [
+        (["--compare=old.json"], ["codecs", "data.npy"]),
+        (["--plot", "charts"], ["parallel", "math:sqrt", "--args", "4"]),
+        (["--quick", "--section", "hashing"], ["codecs", "data.npy"]),
+    ],
+)
+def test_the_sections_options_are_refused_by_the_tools_not_ignored(tmp_path, options, tool):
+    result = subprocess.run(
+        [sys.executable, "-m", "joblite", "bench", *options, *tool], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"bench {tool[0]}: " in result.stderr and "apply to the bench's sections" in result.stderr
+    assert all(option.split("=")[0] in result.stderr for option in options if option.startswith("--"))
+    assert not (tmp_path / "charts").exists()

@@ -237,7 +237,7 @@ def test_a_file_the_command_cannot_load_is_named_without_a_traceback(files, tmp_
         "folder": os.path.dirname(files["notes.txt"]),
     }[kind]
     result = run_codecs(tmp_path, path)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stdout == ""
     assert "Traceback" not in result.stderr
     assert f"error: {path}: " in result.stderr
@@ -253,7 +253,7 @@ def test_bad_options_are_refused(files, tmp_path):
     result = run_codecs(tmp_path, files["ints.npy"], "--repeat", "0")
     assert result.returncode == 2 and "--repeat" in result.stderr and "'0'" in result.stderr
     result = run_codecs(tmp_path, files["ints.npy"], "--tmpdir", str(tmp_path / "nowhere"))
-    assert result.returncode == 1 and "nowhere: not a folder" in result.stderr
+    assert result.returncode == 2 and "nowhere: not a folder" in result.stderr
 
 
 def test_the_round_trip_check_sees_any_difference():

@@ -95,6 +95,34 @@ def add_bench_parser(subparsers):
     function.add_parser(tools)
 
 
+def refuse_bench_only_options(args, tool):
+    """Print an error and return True when `args` carries ``bench`` options that `tool` does not use.
+
+    ``python -m joblite bench --compare OLD codecs PATH`` parses, since the
+    options of ``bench`` come before its tool: this says that they do not
+    apply, rather than ignoring them.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed arguments of ``python -m joblite bench TOOL``.
+    tool : str
+        The tool's name, for the message.
+
+    Returns
+    -------
+    bool
+    """
+    given = [f"--{name}" for name in ("compare", "plot", "section") if getattr(args, name, None)]
+    given += ["--quick"] if getattr(args, "quick", False) else []
+    if not given:
+        return False
+    print(
+        f"python -m joblite bench {tool}: {', '.join(given)} apply to the bench's sections, not here", file=sys.stderr
+    )
+    return True
+
+
 def run(sections=None, quick=False, output="table", file=None, tmpdir=None):
     """Run benchmark sections and print the results.
 

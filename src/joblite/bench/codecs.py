@@ -834,20 +834,26 @@ def main(args: argparse.Namespace, file: TextIO | None = None) -> int:
     Returns
     -------
     int
-        Exit status: 0; 1 when the file cannot be loaded, `tmpdir` is not a
-        folder, or the uncompressed round trip does not give the object back
-        (the message, on stderr, names the path and why), or when any round
-        trip gave back a different object (the report is printed).
+        Exit status: 0; 2 for a bad argument: a file that cannot be loaded,
+        a `tmpdir` that is not a folder, or ``bench`` options that do not
+        apply here (``--compare``, ``--plot``; the message, on stderr, names
+        it); 1 when the uncompressed round trip does not give the object back
+        (the message names the path and why), or when any round trip gave back
+        a different object (the report is printed).
     """
+    from .cli import refuse_bench_only_options
+
+    if refuse_bench_only_options(args, "codecs"):
+        return 2
     tmpdir = getattr(args, "tmpdir", None) or os.environ.get("JOBLITE_BENCH_TMPDIR") or None
     if tmpdir is not None and not os.path.isdir(tmpdir):
         print(f"python -m joblite bench codecs: error: --tmpdir {tmpdir}: not a folder", file=sys.stderr)
-        return 1
+        return 2
     try:
         value = load_user_file(args.path)
     except ValueError as exc:
         print(f"python -m joblite bench codecs: error: {exc}", file=sys.stderr)
-        return 1
+        return 2
 
     def progress(line):
         print(line, file=sys.stderr, flush=True)

@@ -144,9 +144,14 @@ def main(args: argparse.Namespace) -> int:
     Returns
     -------
     int
-        0; 2 for a bad spec, file or option (the message on stderr names
-        it); 1 when the plain loop itself fails.
+        0; 2 for a bad spec, file or option, or ``bench`` options that do
+        not apply here (``--compare``, ``--plot``; the message on stderr
+        names it); 1 when the plain loop itself fails.
     """
+    from .cli import refuse_bench_only_options
+
+    if refuse_bench_only_options(args, "parallel"):
+        return 2
     try:
         if args.repeat < 1:
             raise BenchInputError(f"--repeat {args.repeat}: must be at least 1")
