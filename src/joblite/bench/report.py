@@ -387,10 +387,9 @@ def format_table(rows, facts, width=WIDTH):
         lines += _compact_table(members, facts, width)
     lines.append("")
     lines += _wrapped(_legend(rows), width)
-    notes = [row for row in rows if row.note]
+    notes = _notes(rows, facts)
     if notes:
-        lines += ["", "notes:"]
-        lines += _wrapped([f"  {row.name}, {_impl_label(row.impl, facts)}: {row.note}" for row in notes], width)
+        lines += ["", "notes:"] + _wrapped([f"  {note}" for note in notes], width)
     return "\n".join(lines)
 
 
@@ -420,11 +419,15 @@ def format_markdown(rows, facts):
         lines.append("|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|")
         lines += ["| " + " | ".join(_markdown_text(cell) for cell in line) + " |" for line in cells]
     lines += ["", "Columns:", ""] + [f"- {_markdown_text(text)}" for text in _legend(rows)]
-    notes = [row for row in rows if row.note]
+    notes = _notes(rows, facts)
     if notes:
-        lines += ["", "Notes:", ""]
-        lines += [f"- {_markdown_text(f'{row.name}, {_impl_label(row.impl, facts)}: {row.note}')}" for row in notes]
+        lines += ["", "Notes:", ""] + [f"- {_markdown_text(note)}" for note in notes]
     return "\n".join(lines) + "\n"
+
+
+def _notes(rows, facts):
+    """``'<case>, <implementation>: <note>'`` for each row with a note."""
+    return [f"{row.name}, {_impl_label(row.impl, facts)}: {row.note}" for row in rows if row.note]
 
 
 def _markdown_text(text):
@@ -578,10 +581,9 @@ def format_rst(rows, facts, underline="-"):
         lines.append("")
     lines += ["Columns", underline * len("Columns"), ""]
     lines += [f"- {_rst_text(text)}" for text in _legend(rows)]
-    notes = [row for row in rows if row.note]
+    notes = _notes(rows, facts)
     if notes:
-        lines += ["", "Notes:", ""]
-        lines += [f"- {_rst_text(f'{row.name}, {_impl_label(row.impl, facts)}: {row.note}')}" for row in notes]
+        lines += ["", "Notes:", ""] + [f"- {_rst_text(note)}" for note in notes]
     return "\n".join(lines) + "\n"
 
 
