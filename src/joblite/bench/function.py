@@ -452,6 +452,7 @@ def measure(
     from joblite import Parallel, delayed
 
     from .._progress import Progress
+    from .timing import rotated
 
     call = (lambda item: func(*item)) if unpack else func
     task = (lambda item: delayed(func)(*item)) if unpack else delayed(func)
@@ -492,8 +493,7 @@ def measure(
                 progress.finished(0, (None,))
             turns: list[Setting | None] = [None, *group]  # None: the loop
             for round_ in range(repeat):
-                shift = round_ % len(turns)
-                for turn in turns[shift:] + turns[:shift]:
+                for turn in rotated(turns, round_):
                     if turn is None:
                         run_loop()
                     elif turn.error is None:
@@ -518,9 +518,9 @@ def measure(
 
 
 def _spread(times):
-    import statistics
+    from .timing import Timing
 
-    return {"min": min(times), "median": statistics.median(times), "max": max(times)}
+    return dict(zip(("min", "median", "max"), Timing(times).spread))
 
 
 def _setting_report(setting, loop):
