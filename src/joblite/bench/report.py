@@ -118,13 +118,8 @@ class Row:
         """
         if not self.targets:
             return None
-        for key, goal in self.targets.items():
-            value = self.ratios.get(key)
-            if value is None:
-                return None
-            if (goal >= 0 and value < goal) or (goal < 0 and value > -goal):
-                return False
-        return True
+        outcomes = [_figure_met(self.ratios.get(key), goal) for key, goal in self.targets.items()]
+        return None if None in outcomes else all(outcomes)
 
 
 # -- figures --------------------------------------------------------------------------------
@@ -330,14 +325,9 @@ def section_tables(rows, facts):
         Per section, in order of first appearance: its name, the column titles
         and the rows' cells (strings; ``'-'`` for a missing figure).
     """
-    sections = {}
-    for row in rows:
-        sections.setdefault(row.section, []).append(row)
     tables = []
-    for section, members in sections.items():
-        columns = [column for column in _RATIO_COLUMNS if any(column[0] in row.ratios for row in members)]
-        with_rate = any(row.nbytes is not None for row in members)
-        with_target = any(row.targets for row in members)
+    for section, members in _sections(rows):
+        columns, with_rate, with_target = _used_columns(members)
         header = ["case", "impl", "time"] + (["GiB/s"] if with_rate else [])
         header += [title for _, title, _ in columns] + (["target"] if with_target else [])
         cells = []
@@ -467,9 +457,7 @@ def _verdict(rows):
 
 def _compact_table(rows, facts, width):
     """Lines of one section's table: a line per implementation, then one per further figure."""
-    columns = [column for column in _RATIO_COLUMNS if any(column[0] in row.ratios for row in rows)]
-    with_rate = any(row.nbytes is not None for row in rows)
-    with_target = any(row.targets for row in rows)
+    columns, with_rate, with_target = _used_columns(rows)
     header = ["case", "impl", "time"] + (["GiB/s"] if with_rate else [])
     header += (["figure", "value"] if columns else []) + (["target"] if with_target else [])
     cells = []
@@ -527,13 +515,24 @@ def layout_table(header, cells, width, left=frozenset({1})):
     return lines + pending
 
 
-def _format_goal(key, goal, value):
+def _used_columns(rows):
+    """The ratio columns `rows` use, and whether any has a throughput, and any a target."""
+    columns = [column for column in _RATIO_COLUMNS if any(column[0] in row.ratios for row in rows)]
+    return columns, any(row.nbytes is not None for row in rows), any(row.targets for row in rows)
+
+
+def _goal_text(key, goal):
     if key in ("us_per_call", "s"):
-        text = f"<={-goal:g} {'µs' if key == 'us_per_call' else 's'}"
-    else:
-        text = f"<={-goal:g}" if goal < 0 else f">={goal:g}"
-    met = _figure_met(value, goal)
-    return f"{text} {'?' if met is None else ('ok' if met else 'MISSED')}"
+        return f"<={-goal:g} {'µs' if key == 'us_per_call' else 's'}"
+    return f"<={-goal:g}" if goal < 0 else f">={goal:g}"
+
+
+def _met_word(met):
+    return "?" if met is None else ("ok" if met else "MISSED")
+
+
+def _format_goal(key, goal, value):
+    return f"{_goal_text(key, goal)} {_met_word(_figure_met(value, goal))}"
 
 
 def _wrapped(lines, width):
@@ -654,17 +653,8 @@ def _impl_label(impl, facts):
 def _format_target(row):
     if not row.targets:
         return ""
-    goals = []
-    for key, goal in row.targets.items():
-        if key in ("us_per_call", "s"):
-            goals.append(f"<={-goal:g} {'µs' if key == 'us_per_call' else 's'}")
-        elif goal < 0:
-            goals.append(f"<={-goal:g}")
-        else:
-            goals.append(f">={goal:g}")
-    met = row.meets_targets()
-    verdict = "?" if met is None else ("ok" if met else "MISSED")
-    return f"{' '.join(goals)} {verdict}"
+    goals = " ".join(_goal_text(key, goal) for key, goal in row.targets.items())
+    return f"{goals} {_met_word(row.meets_targets())}"
 
 
 def _format_facts(facts):
