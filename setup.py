@@ -4,7 +4,9 @@ Metadata lives in ``pyproject.toml``; this file only declares the extensions.
 Two environment variables, read at install time (each is on when set to a
 non-empty value other than ``0``), choose the build:
 
-* ``JOBLITE_PUREPYTHON=1`` builds no extension: a pure-Python package.
+* ``JOBLITE_PUREPYTHON=1`` builds no extension: a pure-Python package, which
+  leaves out the package of the compiled modules, ``joblite._ext``, so that
+  joblite knows it was installed pure by choice (``joblite._impl``).
 * ``JOBLITE_DEBUG=1`` builds the compiled modules for development: Cython's
   ``boundscheck``, ``wraparound`` and ``initializedcheck`` on in every
   function, ``-O0 -g``, and AddressSanitizer with UndefinedBehaviorSanitizer
@@ -25,6 +27,7 @@ import sys
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext as _build_ext
+from setuptools.command.build_py import build_py as _build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -162,9 +165,19 @@ def _older_than_setup_py(c_dir):
     return any(os.path.getmtime(path) < setup_mtime for path in c_files)
 
 
+class build_py_pure(_build_py):
+    """Leave out ``joblite._ext`` (its ``.pyi`` stubs describe modules a pure package lacks)."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        self.packages = [package for package in self.packages if package != "joblite._ext"]
+        self.package_data.pop("joblite._ext", None)
+
+
 if PURE:
     setup(
         ext_modules=[],
+        cmdclass={"build_py": build_py_pure},
         # a separate build tree, so no compiled module left in build/ by an
         # earlier compiled build can end up in the pure package
         options={"build": {"build_base": "build/pure"}},

@@ -3,6 +3,7 @@
 import importlib.machinery
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -102,3 +103,49 @@ def test_every_compiled_module_has_a_pure_twin():
         assert pure[name].__name__ == f"joblite._pure.{name}"
         if hasattr(ext[name], "__all__") and hasattr(pure[name], "__all__"):
             assert sorted(ext[name].__all__) == sorted(pure[name].__all__)
+
+
+def _copy_package(tmp_path, keep_ext):
+    """A copy of the joblite under test, without its compiled modules; its parent folder.
+
+    Without ``_ext`` at all it is laid out as a pure install (``JOBLITE_PUREPYTHON=1`` at
+    install time); with ``_ext`` but none of its shared libraries, as an unbuilt checkout.
+    """
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+
+    def ignore(folder, names):
+        if os.path.basename(folder) == "_ext" and os.path.dirname(folder) == PACKAGE_DIR and not keep_ext:
+            return names
+        return [name for name in names if name.endswith(suffixes) or name == "__pycache__"]
+
+    shutil.copytree(PACKAGE_DIR, tmp_path / "joblite", ignore=ignore)
+    if not keep_ext:
+        os.rmdir(tmp_path / "joblite" / "_ext")
+    return str(tmp_path)
+
+
+def _import_copy(parent):
+    """Import the copy in `parent` with warnings as errors; its (__with_ext__, stderr)."""
+    env = {key: value for key, value in os.environ.items() if key not in ("JOBLITE_PUREPYTHON", "PYTHONPATH")}
+    env["PYTHONPATH"] = parent
+    proc = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", "import joblite; print(joblite.__with_ext__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=parent,
+        timeout=120,
+    )
+    return proc.stdout.strip(), proc.stderr
+
+
+def test_a_pure_install_uses_the_pure_twin_without_a_warning(tmp_path):
+    with_ext, stderr = _import_copy(_copy_package(tmp_path, keep_ext=False))
+    assert with_ext == "False", stderr
+
+
+def test_compiled_modules_missing_from_their_package_give_a_warning(tmp_path):
+    with_ext, stderr = _import_copy(_copy_package(tmp_path, keep_ext=True))
+    assert with_ext == ""
+    assert "RuntimeWarning: joblite: the compiled modules could not be imported" in stderr
+    assert "JOBLITE_PUREPYTHON=1" in stderr

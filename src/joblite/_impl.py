@@ -3,8 +3,10 @@
 Nothing else in joblite imports ``joblite._ext`` or ``joblite._pure``: modules
 take the kernels from here.  The pure-Python twin is used when the environment
 variable ``JOBLITE_PUREPYTHON`` is set to a non-empty value other than ``0``,
-or when the compiled modules cannot be imported (then a ``RuntimeWarning`` is
-issued once).
+when the package was installed pure (``JOBLITE_PUREPYTHON=1`` at install time,
+which leaves out ``joblite._ext`` altogether), or when the compiled modules cannot
+be imported: a source checkout that was not built, or a broken install (then a
+``RuntimeWarning`` is issued once).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def _choose() -> tuple[bool, dict[str, ModuleType]]:
     try:
         return True, _load("_ext")
     except ImportError as exc:
+        if getattr(exc, "name", None) == "joblite._ext":  # a pure install, by choice
+            return False, _load("_pure")
         warnings.warn(
             f"joblite: the compiled modules could not be imported ({exc}); "
             "using the pure-Python twin, which is slower. Set JOBLITE_PUREPYTHON=1 "
