@@ -6,6 +6,9 @@ Twins: a test that takes the fixture ``twin`` runs once on each twin (ids
 compiled twin is not built.  A test that compares the two takes ``twins``,
 ``(ext, pure)``, and is skipped when the compiled twin is not built.  The rest
 of the suite runs on the active twin: run it again with ``JOBLITE_PUREPYTHON=1``.
+Since the tests that take ``twin`` or ``twins`` pick their kernels themselves,
+such a second pass may leave them out with ``--active-twin-only`` (``.ci/run``
+does): they already ran on both twins in the first.
 
 The suite tests the joblite that ``import joblite`` finds: the installed one
 (the src layout keeps the checkout's ``src/joblite`` off ``sys.path``), or the
@@ -39,6 +42,25 @@ def twin(request):
 def twins():
     """Both twins' kernel modules, ``(ext, pure)``, for a test that compares them."""
     return _load_twin("ext"), _load_twin("pure")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--active-twin-only",
+        action="store_true",
+        help="deselect the tests that pick their twin themselves (fixtures twin, twins), for a second "
+        "pass of the suite with the other twin active: they ran on both twins in the first",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--active-twin-only"):
+        return
+    picked = {"twin", "twins"}
+    deselected = [item for item in items if picked & set(getattr(item, "fixturenames", ()))]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not picked & set(getattr(item, "fixturenames", ()))]
 
 
 def pytest_report_header(config):

@@ -40,13 +40,13 @@ from joblite.bench.workloads import (
     warm_up_array,
 )
 
-from . import available
+from . import available, scaled
 
 #: Tiny tasks per call of the two task cases.
-TINY_TASKS = 2_000
-MANY_TASKS = 20_000
+TINY_TASKS = scaled(2_000)
+MANY_TASKS = scaled(20_000)
 #: Bytes of the shared array argument, and tasks given it.
-ARRAY_BYTES = 64 << 20
+ARRAY_BYTES = scaled(64 << 20)
 ARRAY_TASKS = 64
 
 _DATA_CACHE = {}

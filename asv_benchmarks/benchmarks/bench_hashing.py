@@ -15,12 +15,12 @@ from joblite.bench.sections.hashing import make_layouts
 from joblite.bench.sections.hashing_frames import FRAME_KINDS, make_frame
 from joblite.bench.workloads import SMALL_ARGS, hash_function, random_array, random_floats, small_dicts, str_int_dict
 
-from . import available
+from . import available, scaled
 
 IMPLS = ["ext", "pure", "joblib"]
 
-#: Shape of the benchmark array: 2048 x 4096 float64 = 64 MiB.
-ARRAY_SHAPE = (2048, 4096)
+#: Shape of the benchmark array: 2048 x 4096 float64 = 64 MiB (the rows scaled in the smoke run).
+ARRAY_SHAPE = (scaled(2048), 4096)
 
 
 def get_hash_function(impl):
@@ -93,7 +93,7 @@ class HashArrayStrided(_ArrayCase):
 
 #: Source array of the layout benchmarks: 16 MiB, so that each case runs in
 #: milliseconds under CI's smoke run; ``python -m joblite bench`` uses 128 MiB.
-LAYOUT_MIB = 16
+LAYOUT_MIB = scaled(16)
 #: The layouts of :func:`joblite.bench.sections.hashing.make_layouts`, by name.
 LAYOUT_NAMES = [name for name, _ in make_layouts(1 << 20)]
 
@@ -135,21 +135,21 @@ class HashListOfDicts(_HashCase):
     """10,000 small dicts ``{'id', 'name', 'score', 'tags'}``."""
 
     def make_object(self):
-        return small_dicts(10_000)
+        return small_dicts(scaled(10_000))
 
 
 class HashListOfFloats(_HashCase):
     """100,000 Python floats."""
 
     def make_object(self):
-        return random_floats(100_000)
+        return random_floats(scaled(100_000))
 
 
 class HashDictStrInt(_HashCase):
     """Dict of 10,000 str keys to int values."""
 
     def make_object(self):
-        return str_int_dict(10_000)
+        return str_int_dict(scaled(10_000))
 
 
 class HashSmallArgs(_HashCase):
@@ -191,7 +191,7 @@ class HashPandasFrame:
     def setup(self, impl, kind):
         self.hash = get_hash_function(impl)
         available(importlib.util.find_spec("pandas"), "pandas")
-        self.frame = available(make_frame(kind, 20_000), "pyarrow")
+        self.frame = available(make_frame(kind, scaled(20_000)), "pyarrow")
 
     def time_hash(self, impl, kind):
         self.hash(self.frame)

@@ -42,12 +42,12 @@ from joblite.bench.workloads import (
     random_f64,
 )
 
-from . import available
+from . import available, scaled
 
 IMPLS = ["joblite", "joblib"]
 
 #: Bytes of the large argument and of the large result: 128 MiB of float64.
-ARRAY_BYTES = 128 << 20
+ARRAY_BYTES = scaled(128 << 20)
 
 #: ``mmap_mode`` of the hits returning the large array.
 MMAP_MODES = [None, "r"]
@@ -191,7 +191,7 @@ class StoreSize:
     working folder asv gives it.
     """
 
-    params = [["joblite"], [1_000, 5_000]]
+    params = [["joblite"], [scaled(1_000), scaled(5_000)]]
     param_names = ["impl", "entries"]
     timeout = 600
 
@@ -214,7 +214,7 @@ class StoreSize:
             raise NotImplementedError(f"no store was written for {impl}")
         self.memory = get_memory_class(impl)(locations[impl, entries], verbose=0)
         self.func = self.memory.cache(memory_small)
-        keys = random.Random(entries).sample(range(entries), 1000)
+        keys = random.Random(entries).sample(range(entries), min(entries, 1000))
         check_hit(self.func, keys[0], 2.0, "abc", x=3)
         self.keys = itertools.cycle(keys)
         self.fresh = itertools.count(10 * entries + random.randrange(10**9) * 100)

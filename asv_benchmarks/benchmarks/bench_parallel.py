@@ -48,25 +48,25 @@ from joblite.bench.workloads import (
     warm_up_array,
 )
 
-from . import available
+from . import available, scaled
 
 IMPLS = ["joblite", "joblib"]
 
 N_JOBS = 2
 #: Tiny tasks per call (processes, threads and n_jobs=1).
-TINY_TASKS = 20_000
+TINY_TASKS = scaled(20_000)
 #: Trivial and light tasks per call of the dispatch benchmarks (the bench's figure).
-DISPATCH_COUNT = 100_000
+DISPATCH_COUNT = scaled(100_000)
 #: The dispatch benchmarks' tasks, by a short name.
 DISPATCH_KINDS = {"trivial": DISPATCH_TASKS["trivial (x + 1)"], "light": DISPATCH_TASKS["light (~1 µs)"]}
 #: Tasks of 1 ms of CPU per call.
 BUSY_TASKS = 200
 #: Bytes of the array argument, and tasks given it.
-ARRAY_BYTES = 64 << 20
+ARRAY_BYTES = scaled(64 << 20)
 ARRAY_TASKS = 8
 #: Tasks returning an array, and float64 items of each result (8 MiB).
 RESULT_TASKS = 8
-RESULT_ITEMS = (8 << 20) // 8
+RESULT_ITEMS = scaled(8 << 20) // 8
 
 _DATA_CACHE = {}
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from joblite.bench.workloads import image_f32, persistence_impls, random_f64, small_dicts, small_ints, smooth_f64
 
-from . import available
+from . import available, scaled
 
 IMPLS = ["joblite", "joblib", "numpy", "pickle"]
 
@@ -52,10 +52,10 @@ FAST_CODECS = ["default", "lz4", "zlib", "zstd"]
 ARCHIVE_CODECS = ["gzip", "bz2", "lzma", "xz"]
 COMPRESSED_IMPLS = ["joblite", "joblib"]
 
-ARRAY_BYTES = 64 << 20
-LARGE_BYTES = 256 << 20  # the uncompressed dump against np.save, at the bench's size
-SLOW_SLICE_BYTES = 8 << 20
-N_DICTS = 50_000
+ARRAY_BYTES = scaled(64 << 20)
+LARGE_BYTES = scaled(256 << 20)  # the uncompressed dump against np.save, at the bench's size
+SLOW_SLICE_BYTES = scaled(8 << 20)
+N_DICTS = scaled(50_000)
 
 _DATA_CACHE = {}
 
