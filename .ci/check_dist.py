@@ -16,8 +16,8 @@ source or test file is expected without editing a list here:
   ``py.typed``, one compiled module per ``src/joblite/_ext/*.pyx`` but the debug-only ones,
   and its ``.dist-info`` with the license; no ``.pyx``, ``.pxd``, ``.c`` nor tests; its tag
   names a platform;
-* a **pure wheel** (``--pure``, built with ``JOBLITE_PUREPYTHON=1``) is the same without any
-  compiled module, tagged ``py3-none-any``.
+* a **pure wheel** (``--pure``, built with ``JOBLITE_PUREPYTHON=1``) is the same without the
+  compiled modules' package ``joblite._ext`` (its modules and stubs), tagged ``py3-none-any``.
 
 Both kinds must carry the version of ``src/joblite/_version.py`` in their names and metadata,
 and the license metadata of ``pyproject.toml``.  Exits 1, listing every missing and unexpected
@@ -87,7 +87,7 @@ def wheel_problems(names, filename, tracked, version, pure, metadata):
     version : str
         The version the wheel must carry.
     pure : bool
-        True for the pure-Python wheel: no compiled module, tagged ``py3-none-any``.
+        True for the pure-Python wheel: no ``joblite._ext``, tagged ``py3-none-any``.
     metadata : str or None
         The text of its ``.dist-info/METADATA``; None when it has none.
     """
@@ -110,6 +110,8 @@ def wheel_problems(names, filename, tracked, version, pure, metadata):
         if not path.startswith("src/joblite/"):
             continue
         member = path[len("src/") :]
+        if pure and member.startswith("joblite/_ext/"):
+            continue  # a pure package leaves out the compiled modules' package (setup.py)
         stem, ext = os.path.splitext(os.path.basename(member))
         if ext in (".py", ".pyi") or member == "joblite/py.typed":
             required.add(member)
