@@ -36,6 +36,7 @@ import tempfile
 
 import numpy as np
 
+from joblite.bench.sections.persistence_peers import PEER_DATA, blosc_impls
 from joblite.bench.workloads import image_f32, persistence_impls, random_f64, small_dicts, small_ints, smooth_f64
 
 from . import available, scaled
@@ -374,6 +375,78 @@ class ArchiveCodecLoad(_CompressedLoad):
         return self.write_files()
 
     setup_cache.timeout = 600
+
+
+# -- against Blosc (issue 17) ----------------------------------------------------------------
+#: The data kinds and implementations of the bench's Blosc comparison (lz4, shuffle, 2 threads).
+PEER_KINDS = [key for key, _, _ in PEER_DATA]
+PEER_IMPLS = ["joblite", "blosc file", "blosc2 file"]
+
+
+def peer_case(kind, impl):
+    """``(array, PersistImpl)`` of one combination, the array 64 MiB; NotImplementedError if n/a."""
+    key = ("peer", kind)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = dict((name, build) for name, _, build in PEER_DATA)[kind](ARRAY_BYTES)
+    value = _DATA_CACHE[key]
+    return value, available(blosc_impls(value)[impl], impl)
+
+
+class PeerDump(_FreshWrites):
+    """Compressed dump against Blosc's compress + write and blosc2's file, per data kind."""
+
+    params = [PEER_KINDS, PEER_IMPLS]
+    param_names = ["data", "impl"]
+    repeat = (1, 5, 10.0)
+    timeout = 600
+
+    def setup(self, data, impl):
+        self.value, entry = peer_case(data, impl)
+        self.suffix, self.dump = entry.suffix, entry.dump
+        self.make_folder()
+        self.warm_up()
+
+    def time_dump(self, data, impl):
+        self.dump(self.value, self.fresh_path(self.suffix))
+
+
+class PeerLoad:
+    """Load (read + decompress) against Blosc's and blosc2's, and the compression ratios."""
+
+    params = [PEER_KINDS, PEER_IMPLS]
+    param_names = ["data", "impl"]
+    repeat = (1, 5, 10.0)
+    timeout = 600
+
+    def setup_cache(self):
+        files = {}
+        for params in itertools.product(*self.params):
+            try:
+                value, entry = peer_case(*params)
+            except NotImplementedError:
+                continue
+            path = os.path.abspath("peer-" + "-".join(params).replace(" ", "_") + entry.suffix)
+            entry.dump(value, path)
+            files[params] = (path, value.nbytes / os.path.getsize(path))
+        return files
+
+    setup_cache.timeout = 600
+
+    def setup(self, files, *params):
+        if params not in files:
+            peer_case(*params)  # raises NotImplementedError with the reason
+            raise NotImplementedError(f"no file was written for {params}")
+        self.path, self.ratio = files[params]
+        self.load = peer_case(*params)[1].load
+        self.load(self.path)  # first call in the process outside the timing
+
+    def time_load(self, files, *params):
+        self.load(self.path)
+
+    def track_compression_ratio(self, files, *params):
+        return self.ratio
+
+    track_compression_ratio.unit = "array bytes / file bytes"
 
 
 # -- small objects --------------------------------------------------------------------------

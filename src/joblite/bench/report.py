@@ -278,6 +278,13 @@ _RATIO_COLUMNS = [
     ("us_per_entry", "µs/entry", "microseconds per entry (building a store: wall time over entries)"),
     ("compression_ratio", "raw/file", "compression ratio: array bytes over file bytes"),
     ("size_vs_joblib", "raw/file / joblib", "compression ratio over joblib zlib-3's on the same data"),
+    (
+        "vs_blosc",
+        "x blosc",
+        "times faster than Blosc (lz4, shuffle, 2 threads) end to end with a file: compress and write, "
+        "or read and decompress",
+    ),
+    ("size_vs_blosc", "raw/file / blosc", "compression ratio over Blosc's (lz4 level 5, shuffle) on the same data"),
     ("peak_over_result", "peak / result", "peak memory of the load in a fresh process, over the size of its result"),
     (
         "time_vs_executor",

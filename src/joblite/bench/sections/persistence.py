@@ -539,6 +539,10 @@ def persistence_section(context):
       float64 random walk, with joblite's default (``compress=True``:
       byte-shuffle + lz4) against ``joblib.dump(compress=3)`` (zlib 3) and
       ``joblib.dump(compress=('lz4', 3))``;
+    * joblite's ``compress=True`` against Blosc (lz4, shuffle, 2 threads: ``blosc`` in
+      memory and to a file, ``blosc2`` to a file) on small ints, image-like, smooth and
+      random float64, and 23-byte mixed-dtype records
+      (:mod:`~joblite.bench.sections.persistence_peers`);
     * every joblite codec at its default level on the smooth float64 array;
       bz2, lzma and xz on a 32 MiB slice of it (they are slow);
     * a list of 50,000 small dicts against pickle protocol 5 (and joblib).
@@ -587,6 +591,13 @@ def persistence_section(context):
                 rows += codec_rows(f"{label} {sizes['slow_codec_mib']} MiB slice", part, folder, sizes, slow)
                 del part
             del value
+            gc.collect()
+        # the peer's comparison (issue 17); imported here: that module builds on this one
+        from .persistence_peers import PEER_DATA, peer_rows
+
+        for _, label, build in PEER_DATA:
+            progress(f"persistence: building {label} {mib} for the Blosc comparison")
+            rows += peer_rows(f"{label} {mib}", build(nbytes), folder, sizes)
             gc.collect()
         count = sizes["dicts"]
         rows += dicts_rows(f"{count // 1000}k small dicts", small_dicts(count), persistence_impls(), folder, sizes)

@@ -1,0 +1,210 @@
+"""The persistence section's peer: joblite's compressed ``dump``/``load`` against Blosc.
+
+Blosc is what numeric-data users pick for compressed arrays: c-blosc through the ``blosc``
+package, c-blosc2 through ``blosc2`` (the same codecs as in numcodecs, zarr and hdf5plugin).
+Each data kind is written and read four ways, with the same codec (lz4), the same byte
+shuffle by the item size and the same number of threads (2):
+
+* ``joblite``: ``dump(value, path, compress=True)`` and ``load(path)``;
+* ``blosc file``: ``blosc.compress`` of the array's bytes, then one write of the result to a
+  file; one read of the file, then ``blosc.decompress_ptr`` into a new array (the end-to-end
+  baseline of issue 17);
+* ``blosc memory``: the same compression and decompression, without the file;
+* ``blosc2 file``: ``blosc2.asarray(value, urlpath=...)`` and ``blosc2.open(path)[:]``.
+
+Blosc's level is its default, 5; the rows give each file's compression ratio, and the
+joblite rows ``vs_blosc`` (times faster than ``blosc file``) and ``size_vs_blosc`` (joblite's
+compression ratio over Blosc's).
+"""
+
+import os
+
+from ..._files import remove_if_exists
+from ..report import Row, add_speedups, progress, ratio
+from ..workloads import PersistImpl, image_f32, optional_module, random_f64, small_ints, smooth_f64
+from .persistence import SECTION, _missing, _write_and_load_rows
+
+__all__ = ["PEER_CODEC", "PEER_DATA", "PEER_TARGETS", "PEER_THREADS", "blosc_impls", "peer_rows", "records"]
+
+#: Blosc's codec and level, the same codec as ``compress=True`` (byte shuffle + lz4).
+PEER_CODEC = ("lz4", 5)
+#: Threads of every implementation: joblite's default ``workers`` and Blosc's ``nthreads``.
+PEER_THREADS = 2
+
+#: Issue 17's goals for joblite's rows: at least Blosc's end-to-end throughput, at 0.98 times
+#: its compression ratio.
+PEER_TARGETS = {"dump": {"vs_blosc": 1.0, "size_vs_blosc": 0.98}, "load": {"vs_blosc": 1.0}}
+
+
+def records(nbytes):
+    """A seeded mixed-dtype record array, `nbytes` bytes: 23-byte items, unaligned.
+
+    Fields: ``id`` (int64, increasing), ``x`` (float64, a random walk), ``flag`` (bool),
+    ``code`` (int16, 16 values) and ``v`` (float32 in [0, 1) rounded to 1/1024): a table of
+    measurements as numpy holds one.
+    """
+    import numpy as np
+
+    dtype = np.dtype([("id", "<i8"), ("x", "<f8"), ("flag", "?"), ("code", "<i2"), ("v", "<f4")])
+    count = nbytes // dtype.itemsize
+    rng = np.random.default_rng(0)
+    out = np.empty(count, dtype)
+    out["id"] = np.arange(count) * 3 + 1_000_000
+    out["x"] = np.cumsum(rng.normal(0, 1e-3, count))
+    out["flag"] = rng.random(count) < 0.1
+    out["code"] = rng.integers(0, 16, count)
+    out["v"] = np.round(rng.random(count, dtype=np.float32) * 1024) / 1024
+    return out
+
+
+#: The data kinds of the comparison: (key, label, builder of `nbytes` bytes).
+PEER_DATA = (
+    ("small ints", "small ints i64", small_ints),
+    ("image-like", "image-like f32", image_f32),
+    ("smooth", "smooth f64", smooth_f64),
+    ("random", "random f64", random_f64),
+    ("records", "records 23 B", records),
+)
+
+
+def _blosc_file(blosc, value):
+    shape, dtype = value.shape, value.dtype
+
+    def dump(value, path):
+        blosc.set_nthreads(PEER_THREADS)
+        data = blosc.compress(
+            memoryview(value).cast("B"),
+            typesize=value.itemsize,
+            clevel=PEER_CODEC[1],
+            shuffle=blosc.SHUFFLE,
+            cname=PEER_CODEC[0],
+        )
+        with open(path, "wb") as file:
+            file.write(data)
+
+    def load(path):
+        import numpy as np
+
+        blosc.set_nthreads(PEER_THREADS)
+        with open(path, "rb") as file:
+            data = file.read()
+        out = np.empty(shape, dtype)
+        blosc.decompress_ptr(data, out.ctypes.data)
+        return out
+
+    return PersistImpl(".blosc", dump, load)
+
+
+def _blosc2_file(blosc2):
+    def dump(value, path):
+        cparams = blosc2.CParams(
+            codec=blosc2.Codec.LZ4, clevel=PEER_CODEC[1], filters=[blosc2.Filter.SHUFFLE], nthreads=PEER_THREADS
+        )
+        blosc2.asarray(value, urlpath=path, mode="w", cparams=cparams)
+
+    def load(path):
+        return blosc2.open(path, dparams=blosc2.DParams(nthreads=PEER_THREADS))[:]
+
+    return PersistImpl(".b2nd", dump, load)
+
+
+def blosc_impls(value):
+    """The compressed writers compared on `value`, by implementation name.
+
+    Returns
+    -------
+    dict of str to PersistImpl or None
+        ``'joblite'`` (``compress=True``), ``'blosc file'`` and ``'blosc2 file'``; ``None``
+        for a peer that is not installed.
+    """
+    import joblite
+
+    blosc, blosc2 = optional_module("blosc"), optional_module("blosc2")
+    return {
+        "joblite": PersistImpl(".joblite", lambda v, p: joblite.dump(v, p, compress=True), joblite.load),
+        "blosc file": None if blosc is None else _blosc_file(blosc, value),
+        "blosc2 file": None if blosc2 is None else _blosc2_file(blosc2),
+    }
+
+
+def _memory_rows(names, value, sizes):
+    """``blosc memory``: compress and decompress `value` without a file."""
+    import numpy as np
+
+    from ..timing import best_time
+
+    blosc = optional_module("blosc")
+    if blosc is None:
+        return _missing(names[0], "blosc memory"), _missing(names[1], "blosc memory")
+    blosc.set_nthreads(PEER_THREADS)
+    source = memoryview(value).cast("B")
+    kept = {}
+
+    def compress():
+        kept["data"] = blosc.compress(
+            source, typesize=value.itemsize, clevel=PEER_CODEC[1], shuffle=blosc.SHUFFLE, cname=PEER_CODEC[0]
+        )
+
+    def decompress():
+        out = np.empty(value.shape, value.dtype)
+        blosc.decompress_ptr(kept["data"], out.ctypes.data)
+
+    nbytes = value.nbytes
+    dump = Row(SECTION, names[0], "blosc memory", best_time(compress, sizes["repeat"], sizes["budget"]), nbytes)
+    dump.ratios["compression_ratio"] = nbytes / len(kept["data"])
+    load = Row(SECTION, names[1], "blosc memory", best_time(decompress, sizes["repeat"], sizes["budget"]), nbytes)
+    for row in (dump, load):
+        row.gib_per_s = nbytes / row.seconds / (1 << 30)
+    return dump, load
+
+
+def peer_rows(label, value, folder, sizes):
+    """joblite's compressed dump and load of `value` against Blosc's (see the module docstring).
+
+    Parameters
+    ----------
+    label : str
+        Workload name, e.g. ``'smooth f64 256 MiB'``.
+    value : numpy.ndarray
+        The array written.
+    folder : str
+        Temporary folder (each file removed once measured).
+    sizes : dict
+        From :data:`~joblite.bench.sections.persistence.PERSISTENCE_SIZES`.
+
+    Returns
+    -------
+    list of Row
+        Dump rows with ``compression_ratio``, then load rows; the joblite rows with
+        ``vs_blosc`` and, for the dump, ``size_vs_blosc``.
+    """
+    names = (f"{label}: dump vs Blosc", f"{label}: load vs Blosc")
+    dumps, loads = [], []
+    for impl, entry in blosc_impls(value).items():
+        if entry is None:
+            dumps.append(_missing(names[0], impl))
+            loads.append(_missing(names[1], impl))
+            continue
+        path = os.path.join(folder, "peer" + entry.suffix)
+        progress(f"  persistence: {label} with {impl}")
+        dump, load = _write_and_load_rows(names, impl, entry, value, path, sizes, sizes["repeat"])
+        dump.ratios["compression_ratio"] = value.nbytes / _size(path)
+        dumps.append(dump)
+        loads.append(load)
+        remove_if_exists(path)
+    memory = _memory_rows(names, value, sizes)
+    dumps.append(memory[0])
+    loads.append(memory[1])
+    add_speedups(dumps, {"vs_blosc": "blosc file"}, PEER_TARGETS["dump"])
+    add_speedups(loads, {"vs_blosc": "blosc file"}, PEER_TARGETS["load"])
+    mine, peer = dumps[0], next((row for row in dumps if row.impl == "blosc file"), None)
+    if mine.seconds is not None and peer is not None and peer.seconds is not None:
+        mine.ratios["size_vs_blosc"] = ratio(mine.ratios.get("compression_ratio"), peer.ratios.get("compression_ratio"))
+    return dumps + loads
+
+
+def _size(path):
+    """Bytes of the file or folder at `path` (blosc2 may write either)."""
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
+    return os.path.getsize(path)

@@ -1,0 +1,63 @@
+"""The persistence section's comparison with Blosc (joblite.bench.sections.persistence_peers)."""
+
+import numpy as np
+import pytest
+
+from joblite.bench.sections import persistence_peers
+from joblite.bench.sections.persistence_peers import PEER_DATA, blosc_impls, peer_rows, records
+
+SIZES = {"repeat": 1, "budget": 0.1}
+IMPLS = ("joblite", "blosc file", "blosc2 file", "blosc memory")
+
+
+def test_records_are_seeded_mixed_dtype_items_of_23_bytes():
+    first, second = records(1 << 16), records(1 << 16)
+    assert first.dtype.itemsize == 23
+    assert first.dtype.names == ("id", "x", "flag", "code", "v")
+    assert len(first) == (1 << 16) // 23
+    assert first.tobytes() == second.tobytes()
+
+
+@pytest.mark.parametrize("kind", [key for key, _, _ in PEER_DATA])
+def test_each_peer_gives_back_the_array_it_wrote(tmp_path, kind):
+    pytest.importorskip("blosc")
+    pytest.importorskip("blosc2")
+    value = dict((key, build) for key, _, build in PEER_DATA)[kind](1 << 18)
+    for impl, entry in blosc_impls(value).items():
+        path = str(tmp_path / (impl.replace(" ", "_") + entry.suffix))
+        entry.dump(value, path)
+        loaded = entry.load(path)
+        assert loaded.dtype == value.dtype and loaded.shape == value.shape, impl
+        assert loaded.tobytes() == value.tobytes(), impl
+
+
+def test_rows_compare_joblite_with_blosc_at_the_same_codec(tmp_path):
+    pytest.importorskip("blosc")
+    pytest.importorskip("blosc2")
+    rows = peer_rows("small ints", PEER_DATA[0][2](1 << 20), str(tmp_path), SIZES)
+    dumps = {row.impl: row for row in rows if "dump" in row.name}
+    loads = {row.impl: row for row in rows if "load" in row.name}
+    assert tuple(dumps) == IMPLS and tuple(loads) == IMPLS
+    assert all(row.seconds > 0 and row.gib_per_s > 0 for row in rows)
+    mine, peer = dumps["joblite"], dumps["blosc file"]
+    # the same codec and shuffle: about the same compression ratio
+    assert 0.9 < mine.ratios["compression_ratio"] / peer.ratios["compression_ratio"] < 1.1
+    assert mine.ratios["size_vs_blosc"] == pytest.approx(
+        mine.ratios["compression_ratio"] / peer.ratios["compression_ratio"]
+    )
+    assert mine.ratios["vs_blosc"] == pytest.approx(peer.seconds / mine.seconds)
+    assert loads["joblite"].ratios["vs_blosc"] == pytest.approx(loads["blosc file"].seconds / loads["joblite"].seconds)
+    assert mine.targets == {"vs_blosc": 1.0, "size_vs_blosc": 0.98}
+    assert not list(tmp_path.iterdir())  # every file removed once measured
+
+
+def test_a_peer_not_installed_gives_rows_with_a_note(tmp_path, monkeypatch):
+    real = persistence_peers.optional_module
+    monkeypatch.setattr(
+        persistence_peers, "optional_module", lambda name: None if name.startswith("blosc") else real(name)
+    )
+    rows = peer_rows("small ints", np.arange(1 << 14), str(tmp_path), SIZES)
+    missing = [row for row in rows if row.impl != "joblite"]
+    assert len(missing) == 6
+    assert all(row.seconds is None and row.note == "not installed" for row in missing)
+    assert all(row.ratios.get("vs_blosc") is None for row in rows)
