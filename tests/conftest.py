@@ -7,8 +7,10 @@ compiled twin is not built.  A test that compares the two takes ``twins``,
 ``(ext, pure)``, and is skipped when the compiled twin is not built.  The rest
 of the suite runs on the active twin: run it again with ``JOBLITE_PUREPYTHON=1``.
 Since the tests that take ``twin`` or ``twins`` pick their kernels themselves,
-such a second pass may leave them out with ``--active-twin-only`` (``.ci/run``
-does): they already ran on both twins in the first.
+and those marked ``twin_independent`` check policy that no kernel decides
+(worker failures, cross-process locking of the store), such a second pass may
+leave them out with ``--active-twin-only`` (``.ci/run`` does): they already
+ran in the first.
 
 The suite tests the joblite that ``import joblite`` finds: the installed one
 (the src layout keeps the checkout's ``src/joblite`` off ``sys.path``), or the
@@ -48,8 +50,8 @@ def pytest_addoption(parser):
     parser.addoption(
         "--active-twin-only",
         action="store_true",
-        help="deselect the tests that pick their twin themselves (fixtures twin, twins), for a second "
-        "pass of the suite with the other twin active: they ran on both twins in the first",
+        help="deselect the tests that pick their twin themselves (fixtures twin, twins) and those marked "
+        "twin_independent, for a second pass of the suite with the other twin active: they ran in the first",
     )
 
 
@@ -57,10 +59,14 @@ def pytest_collection_modifyitems(config, items):
     if not config.getoption("--active-twin-only"):
         return
     picked = {"twin", "twins"}
-    deselected = [item for item in items if picked & set(getattr(item, "fixturenames", ()))]
+
+    def ran_in_the_first_pass(item):
+        return bool(picked & set(getattr(item, "fixturenames", ()))) or item.get_closest_marker("twin_independent")
+
+    deselected = [item for item in items if ran_in_the_first_pass(item)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if not picked & set(getattr(item, "fixturenames", ()))]
+        items[:] = [item for item in items if not ran_in_the_first_pass(item)]
 
 
 def pytest_report_header(config):

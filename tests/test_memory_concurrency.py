@@ -40,9 +40,14 @@ import joblite
 from joblite import Memory
 from joblite.__main__ import main
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(signal, "SIGKILL") or sys.platform == "win32", reason="needs POSIX processes and SIGKILL"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not hasattr(signal, "SIGKILL") or sys.platform == "win32", reason="needs POSIX processes and SIGKILL"
+    ),
+    # Locks, files and processes are the store's policy; the digests that name its entries are
+    # the same on both twins (the golden hashing tests), and test_memory.py runs on the active one.
+    pytest.mark.twin_independent,
+]
 
 HOST = socket.gethostname()
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_memory_workers.py")

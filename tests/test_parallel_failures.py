@@ -42,9 +42,14 @@ import joblite
 from joblite import Parallel, delayed
 from joblite.backends.processes import WorkerDiedError
 
-pytestmark = pytest.mark.skipif(
-    sys.platform == "win32" or not hasattr(signal, "SIGKILL"), reason="needs POSIX processes, signals and /proc"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        sys.platform == "win32" or not hasattr(signal, "SIGKILL"), reason="needs POSIX processes, signals and /proc"
+    ),
+    # The handling of failed calls is the process backend's policy; the task kernels' error paths
+    # run on each twin in test_parallel_dispatch.py and test_parallel.py.
+    pytest.mark.twin_independent,
+]
 
 try:
     import psutil

@@ -34,6 +34,15 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as npst  # noqa: E402
 
 SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck), database=None)
+# JOBLITE_EXAMPLES_DIVISOR divides the examples of every generated test (at least 10 remain):
+# .ci/sanitize sets 4, where each call is several times slower under the sanitizers.
+DIVISOR = int(os.environ.get("JOBLITE_EXAMPLES_DIVISOR", "1") or 1)
+
+
+def examples(count):
+    """`count` hypothesis examples divided by ``JOBLITE_EXAMPLES_DIVISOR``, at least 10."""
+    return max(10, count // DIVISOR)
+
 
 # Every test compares the twins by name: skipped when the compiled one is not built.
 pytestmark = pytest.mark.usefixtures("twins")
@@ -360,13 +369,13 @@ some_hash_names = st.lists(st.sampled_from(HASH_NAMES), min_size=1, max_size=2, 
 
 
 # -- generated objects ------------------------------------------------------------------
-@settings(max_examples=1000, **SETTINGS)
+@settings(max_examples=examples(1000), **SETTINGS)
 @given(obj=objects, hash_names=some_hash_names)
 def test_generated_objects_hash_identically(obj, hash_names):
     assert_twins_agree(obj, ("xxh3_128",) + tuple(hash_names))
 
 
-@settings(max_examples=500, **SETTINGS)
+@settings(max_examples=examples(500), **SETTINGS)
 @given(array=numeric_arrays, hash_name=st.sampled_from(HASH_NAMES))
 def test_generated_arrays_and_views_hash_identically(array, hash_name):
     assert_twins_agree(array, (hash_name,))
@@ -379,13 +388,13 @@ def test_generated_arrays_and_views_hash_identically(array, hash_name):
 poisoned_leaves = st.one_of(scalars, st.builds(Poison, st.integers(0, 3)))
 
 
-@settings(max_examples=400, **SETTINGS)
+@settings(max_examples=examples(400), **SETTINGS)
 @given(obj=st.recursive(poisoned_leaves, containers, max_leaves=10), root=st.sampled_from(["obj", "args"]))
 def test_errors_and_paths_are_identical(obj, root):
     assert_twins_agree(obj, expect_ok=False, root=root)
 
 
-@settings(max_examples=150, **SETTINGS)
+@settings(max_examples=examples(150), **SETTINGS)
 @given(parts=st.lists(st.recursive(poisoned_leaves | numeric_arrays, containers, max_leaves=6), min_size=1, max_size=5))
 def test_streaming_updates_and_error_recovery_are_identical(parts):
     assert stream("ext", parts) == stream("pure", parts)
@@ -789,7 +798,7 @@ CHANGED = re.compile(
 )
 
 
-@settings(max_examples=500, **SETTINGS)
+@settings(max_examples=examples(500), **SETTINGS)
 @given(obj=meddled_objects())
 def test_containers_changed_while_hashing_give_identical_outcomes(obj):
     # each twin hashes its own copy: the meddlers change what they hash
@@ -828,7 +837,7 @@ def test_objects_replacing_themselves_give_identical_errors():
     assert outcome("ext", in_dict())[1] == "dict at obj[0] changed during hashing (items replaced or reordered)"
 
 
-@settings(max_examples=400, **SETTINGS)
+@settings(max_examples=examples(400), **SETTINGS)
 @given(
     obj=objects, max_depth=st.integers(1, 8), max_reductions=st.integers(1, 12), root=st.sampled_from(["obj", "args"])
 )
