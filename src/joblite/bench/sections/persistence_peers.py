@@ -20,7 +20,7 @@ compression ratio over Blosc's).
 import os
 
 from ..._files import remove_if_exists
-from ..report import Row, add_speedups, progress, ratio
+from ..report import Row, add_speedups, gib_per_s, progress, ratio
 from ..workloads import PersistImpl, image_f32, optional_module, random_f64, small_ints, smooth_f64
 from .persistence import SECTION, _missing, _write_and_load_rows
 
@@ -150,12 +150,12 @@ def _memory_rows(names, value, sizes):
         blosc.decompress_ptr(kept["data"], out.ctypes.data)
 
     nbytes = value.nbytes
-    dump = Row(SECTION, names[0], "blosc memory", best_time(compress, sizes["repeat"], sizes["budget"]), nbytes)
-    dump.ratios["compression_ratio"] = nbytes / len(kept["data"])
-    load = Row(SECTION, names[1], "blosc memory", best_time(decompress, sizes["repeat"], sizes["budget"]), nbytes)
-    for row in (dump, load):
-        row.gib_per_s = nbytes / row.seconds / (1 << 30)
-    return dump, load
+    rows = []
+    for name, call in zip(names, (compress, decompress)):
+        seconds = best_time(call, sizes["repeat"], sizes["budget"])
+        rows.append(Row(SECTION, name, "blosc memory", seconds, nbytes, gib_per_s(nbytes, seconds)))
+    rows[0].ratios["compression_ratio"] = nbytes / len(kept["data"])
+    return tuple(rows)
 
 
 def peer_rows(label, value, folder, sizes):
