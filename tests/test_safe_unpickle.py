@@ -17,6 +17,7 @@ import pickle
 import pickletools
 import re
 import resource
+import struct
 import subprocess
 import sys
 import textwrap
@@ -662,6 +663,32 @@ def test_object_arrays_that_may_hold_themselves_keep_numpys_form():
     for allowed in (None, "numpy"):
         got = loads(data, allowed=allowed)["a"]
         assert got[0][0] is got and got[0][1] == "x" and got[1] == (1, 2)
+
+
+def test_an_object_dtype_of_gigabyte_items_is_refused_before_numpy_allocates_it():
+    """A forged item size (found by the fuzz campaign): 2 items of 2 GiB from a stream of 1 KB."""
+    value = {"a": np.array([(1, [1]), (2, [2])], dtype=[("n", "<i8"), ("o", "O")])}
+    stream = pickle.dumps(value, protocol=3)  # numpy's own form, without frames to keep in step
+    itemsize = b"K\x10K\x01K\x1bt"  # the dtype state's end: itemsize 16, alignment 1, flags 27
+    assert stream.count(itemsize) == 1
+    forged = stream.replace(itemsize, pickle.BININT + struct.pack("<i", (1 << 31) - 1) + itemsize[2:])
+    for allowed in (None, "numpy"):
+        with pytest.raises(CorruptFileError, match="needs 4294967294 bytes, more than its stream can hold"):
+            loads(H.with_stream(forged), allowed=allowed)
+        H.assert_same(loads(H.with_stream(stream), allowed=allowed), value)
+
+
+def test_large_honest_object_arrays_still_load():
+    """A million pointers to one object: 8 MB from a stream of about 2 bytes per item."""
+    shared = ["shared"]
+    array = np.empty(1_000_000, dtype=object)
+    array[:] = [shared] * len(array)
+    structured = np.zeros(100_000, dtype=np.dtype([("o", "O"), ("pad", "u1")], align=True))  # 16-byte items
+    structured["o"] = [shared] * len(structured)
+    for allowed in (None, "numpy"):
+        got = loads(dumps({"a": array, "s": structured}), allowed=allowed)
+        assert got["a"].shape == array.shape and got["a"][-1] == ["shared"] and got["a"][0] is got["a"][-1]
+        assert got["s"].dtype == structured.dtype and got["s"]["o"][-1] == ["shared"]
 
 
 @pytest.mark.parametrize(

@@ -436,6 +436,7 @@ class SafeUnpickler(pickle._Unpickler):
         super().__init__(file, buffers=buffers)
         import numpy
 
+        self._file = file
         self.np = numpy
         self.where = where
         self.admitted = admitted
@@ -676,14 +677,30 @@ class SafeUnpickler(pickle._Unpickler):
         # receives its own form, in which the ndarray states are found and checked.
         own = type(array).__setstate__
         ma = sys.modules.get("numpy.ma")
+        budget = self._object_budget()
         if own is np.ndarray.__setstate__:
-            _check_ndarray_state(np, state)
+            _check_ndarray_state(np, state, budget)
         elif ma is not None and own is ma.MaskedArray.__setstate__:
-            _check_masked_state(np, state)
+            _check_masked_state(np, state, budget)
         else:
             for found in _array_states(np, state):
-                _check_ndarray_state(np, found)
+                _check_ndarray_state(np, found, budget)
         array.__setstate__(state)
+
+    def _object_budget(self):
+        """The most bytes an array of Python objects may take here; None if the stream cannot tell.
+
+        Its items are in the stream, at least one byte for each 8-byte
+        pointer (a non-object field's bytes are there whole), so a stream of
+        *n* bytes read so far holds an honest array of at most ``8 * n``
+        bytes, give or take a struct's padding (1 MiB allowed): a forged
+        dtype whose item size is gigabytes cannot make numpy allocate them.
+        """
+        try:
+            read = self._file.tell()
+        except (AttributeError, OSError, ValueError):  # a stream without tell()
+            return None
+        return 8 * read + (1 << 20)
 
     def load(self):
         value = pickle._Unpickler.load(self)
@@ -834,12 +851,17 @@ def _elements(np, shape):
     return math.prod(int(n) for n in shape)
 
 
-def _check_data(np, count, dtype, raw, what):
-    """`raw` must hold exactly `count` items of `dtype`: a list of them, or their bytes."""
+def _check_data(np, count, dtype, raw, what, budget):
+    """`raw` must hold exactly `count` items of `dtype`: a list of them (within `budget` bytes), or their bytes."""
     if dtype.hasobject:
         if type(raw) is not list or len(raw) != count:
             raise pickle.UnpicklingError(
                 f"an object {what} of {count} elements whose pickled items are not a list of {count}"
+            )
+        if budget is not None and count * dtype.itemsize > budget:
+            raise pickle.UnpicklingError(
+                f"an object {what} of {count} elements of {dtype.itemsize} bytes needs {count * dtype.itemsize} "
+                f"bytes, more than its stream can hold ({budget})"
             )
         return
     nbytes = count * dtype.itemsize
@@ -847,7 +869,7 @@ def _check_data(np, count, dtype, raw, what):
         raise pickle.UnpicklingError(f"a numpy {what} of {count} elements of {dtype} whose data are not {nbytes} bytes")
 
 
-def _check_ndarray_state(np, state):
+def _check_ndarray_state(np, state, budget):
     """``ndarray.__setstate__``'s argument: ``([version,] shape, dtype, is_fortran, data)``."""
     if type(state) is not tuple or len(state) not in (4, 5):
         raise pickle.UnpicklingError("a numpy array state that is not a 4- or 5-tuple")
@@ -861,16 +883,16 @@ def _check_ndarray_state(np, state):
         raise pickle.UnpicklingError("a numpy array state without a dtype")
     if type(fortran) not in (bool, int):
         raise pickle.UnpicklingError("a numpy array state whose order flag is not a bool")
-    _check_data(np, count, dtype, raw, "array")
+    _check_data(np, count, dtype, raw, "array", budget)
 
 
-def _check_masked_state(np, state):
+def _check_masked_state(np, state, budget):
     """``MaskedArray.__setstate__``'s: ``(version, shape, dtype, is_fortran, data, mask, fill_value)``."""
     if type(state) is not tuple or len(state) != 7:
         raise pickle.UnpicklingError("a numpy masked array state that is not a 7-tuple")
-    _check_ndarray_state(np, state[:5])
+    _check_ndarray_state(np, state[:5], budget)
     shape, dtype, mask = state[1], state[2], state[5]
-    _check_data(np, _elements(np, shape), np.ma.make_mask_descr(dtype), mask, "array mask")
+    _check_data(np, _elements(np, shape), np.ma.make_mask_descr(dtype), mask, "array mask", budget)
 
 
 def _array_states(np, state, depth=0):
