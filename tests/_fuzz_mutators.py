@@ -585,6 +585,8 @@ def container_seeds():
         if name in ("object array", "dtypes", "arrays", "masked"):
             seeds[name + " (lz4)"] = dumps(value, compress="lz4")
             seeds[name + " (zlib)"] = dumps(value, compress="zlib")
+            seeds[name + " (blosc-lz4)"] = dumps(value, compress="blosc-lz4")
+            seeds[name + " (blosc-zstd-bitshuffle)"] = dumps(value, compress="blosc-zstd-bitshuffle")
     return seeds
 
 
@@ -775,6 +777,18 @@ def _container_fields(data):
         fields += [(entry, "<Q"), (entry + 8, "<Q"), (entry + 16, "<Q"), (entry + 24, "<B"), (entry + 25, "<B")]
         if block["codec"] and block["length"] >= 8:
             fields += [(block["offset"], "<I"), (block["offset"] + 4, "<I")]  # frame: n_chunks, first size
+            first = block["offset"] + 4 + 4 * int.from_bytes(data[block["offset"] : block["offset"] + 4], "little")
+            names = layout["codecs"]
+            blosc = block["codec"] < len(names) and names[block["codec"]].startswith("blosc-")
+            if blosc and first + 16 <= block["offset"] + block["length"]:
+                # the first chunk's Blosc header: flags, typesize, nbytes, blocksize, cbytes
+                fields += [
+                    (first + 2, "<B"),
+                    (first + 3, "<B"),
+                    (first + 4, "<I"),
+                    (first + 8, "<I"),
+                    (first + 12, "<I"),
+                ]
     if layout["pickle_codec"]:
         fields += [(64, "<I"), (68, "<I")]
     return fields

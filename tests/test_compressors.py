@@ -239,12 +239,14 @@ def test_twins_frame_identically(twins, sizes, raw_length, chunk_size, cut, flip
         (False, ("", 0)),
         (0, ("", 0)),
         (None, ("", 0)),
-        (True, ("lz4", 1)),
-        (1, ("lz4", 1)),
-        (3, ("lz4", 3)),
-        (9, ("lz4", 9)),
-        (np.int64(5), ("lz4", 5)),
+        (True, ("blosc-lz4", 5)),
+        (1, ("blosc-lz4", 1)),
+        (3, ("blosc-lz4", 3)),
+        (9, ("blosc-lz4", 9)),
+        (np.int64(5), ("blosc-lz4", 5)),
         ("lz4", ("lz4", 1)),
+        ("blosc-zstd-bitshuffle", ("blosc-zstd-bitshuffle", 5)),
+        (("blosc-lz4-bitshuffle", 9), ("blosc-lz4-bitshuffle", 9)),
         ("zlib", ("zlib", 3)),
         ("gzip", ("gzip", 3)),
         ("bz2", ("bz2", 3)),
@@ -381,7 +383,7 @@ def test_register_compressor_rejects(registry, name, compressor, error):
 
 
 def test_get_compressor_lists_names():
-    with pytest.raises(ValueError, match="unknown compressor 'nope'; registered: bz2, gzip, lz4"):
+    with pytest.raises(ValueError, match="unknown compressor 'nope'; registered: blosc-lz4, blosc-lz4-bitshuffle, blosc-zstd, "):
         C.get_compressor("nope")
     with pytest.raises(ValueError):
         C.get_compressor(["unhashable"])

@@ -375,7 +375,9 @@ def test_small_compressed_container_claiming_31_gib_is_corrupt():
     is found wrong before the claim's memory is used.
     """
     codecs = [
-        name for name in ("lz4", "zlib", "gzip", "bz2", "lzma", "xz", "zstd") if name in compressors.compressor_names()
+        name
+        for name in ("blosc-lz4", "blosc-zstd-bitshuffle", "lz4", "zlib", "gzip", "bz2", "lzma", "xz", "zstd")
+        if name in compressors.compressor_names()
     ]
     lines = _run_limited(CLAIM_SCRIPT.format(tests=TESTS, codecs=codecs))
     assert len(lines) == 2 * len(codecs)
@@ -442,7 +444,9 @@ def test_highly_compressed_valid_files_still_load():
     """Files at the bound (constant data, 1 MiB chunks) are read, by both readers."""
     value = {"zeros": np.zeros(1 << 19), "ones": np.ones((1 << 20, 3), dtype=np.uint8)}
     for codec in [
-        name for name in ("lz4", "zlib", "gzip", "bz2", "lzma", "xz", "zstd") if name in compressors.compressor_names()
+        name
+        for name in ("blosc-lz4", "blosc-zstd-bitshuffle", "lz4", "zlib", "gzip", "bz2", "lzma", "xz", "zstd")
+        if name in compressors.compressor_names()
     ]:
         H.assert_same(loads(dumps(value, compress=codec)), value)
 

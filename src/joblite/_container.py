@@ -66,6 +66,7 @@ _MAX_WRITE = 1 << 30  # per os.pwrite call: Linux writes at most 2 GiB - 4 KiB a
 _PIECE = 1 << 20  # hashed, then written by the same thread while still in its cache (`_write_hashed`)
 _PARALLEL_READ_PIECE = 1 << 24
 _PREALLOCATE_MIN = 1 << 20  # reserving blocks first pays off for large files only
+_PIPELINE_MIN = 1 << 22  # compressed blocks from this size on are read by the threads that decode them
 
 
 def checksum(buffer):
@@ -106,8 +107,8 @@ def write(fileobj, pickled, blocks, codec, level, preallocate=False):
         The number of bytes written.
     """
     codecs = ["none", codec] if codec else ["none"]
-    chunk_size = _blocks.CHUNK_SIZE
-    stored = _blocks.compress_block(pickled, 1, codec, level) if codec else pickled
+    chunk_size = _blocks.default_chunk_size(codec) if codec else _blocks.CHUNK_SIZE
+    stored = _blocks.compress_block(pickled, 1, codec, level, chunk_size) if codec else pickled
     header = _HEADER.pack(
         MAGIC, FORMAT_VERSION, 0, 0, len(stored), len(pickled), checksum(stored), len(codecs) - 1, chunk_size, 0
     )
@@ -128,9 +129,7 @@ def write(fileobj, pickled, blocks, codec, level, preallocate=False):
         offset = out.position
         digest = xxhash.xxh3_64()
         if codec:
-            data = _compressed_block(array, itemsize, codec, level)
-            digest.update(data)
-            out.write(data)
+            _write_compressed(out, array, itemsize, codec, level, chunk_size, digest)
             raw_length = array.nbytes
         else:
             raw_length = _write_array(out, array, digest)
@@ -171,8 +170,38 @@ def _write_array(out, array, digest):
     return array.nbytes
 
 
-def _compressed_block(array, itemsize, codec, level):
-    """The framed compressed block of `array`'s bytes in C order.
+def _write_compressed(out, array, itemsize, codec, level, chunk_size, digest):
+    """Write the framed compressed block of `array`'s bytes in C order and feed it to `digest`.
+
+    To a file of our own (``out.fd``), a large contiguous block is written
+    chunk by chunk as the threads compress them, in the space after a
+    reserved frame header, which is written last at its offset: the writes
+    overlap the compression.  The digest (a stream, header first) is taken
+    afterwards, from the chunks kept.  Otherwise the block is compressed
+    whole, then written.  The bytes are the same either way.
+    """
+    if out.fd is None or not array.flags.c_contiguous or array.nbytes < _OVERLAP_MIN:
+        pieces = _compressed_pieces(array, itemsize, codec, level, chunk_size)
+        for piece in pieces:
+            out.write(piece)
+    else:
+        count = -(-array.nbytes // _blocks.chunk_length(itemsize, chunk_size))
+        out.write(bytes(4 + 4 * count))
+        out.flush()
+        header_offset = os.lseek(out.fd, 0, os.SEEK_CUR) - (4 + 4 * count)
+        pieces = [b""]
+        for chunk in _blocks.iter_compressed_chunks(array, itemsize, codec, level, chunk_size):
+            out.write(chunk)
+            pieces.append(chunk)
+        pieces[0] = _blocks.frame_header([len(chunk) for chunk in pieces[1:]])
+        out.flush()
+        _pwrite_all(out.fd, memoryview(pieces[0]), header_offset)
+    for piece in pieces:
+        digest.update(piece)
+
+
+def _compressed_pieces(array, itemsize, codec, level, chunk_size):
+    """The framed compressed block of `array`'s bytes in C order: its frame header, then its chunks.
 
     A contiguous block (a uint8 view) is compressed by several threads; a
     non-contiguous array is gathered a chunk at a time into one chunk of
@@ -181,8 +210,11 @@ def _compressed_block(array, itemsize, codec, level):
     import numpy as np
 
     if array.flags.c_contiguous:
-        return _blocks.compress_block(array if array.nbytes else b"", itemsize, codec, level)
-    step = _blocks.chunk_length(itemsize)
+        chunks = list(
+            _blocks.iter_compressed_chunks(array if array.nbytes else b"", itemsize, codec, level, chunk_size)
+        )
+        return [_blocks.frame_header([len(chunk) for chunk in chunks]), *chunks]
+    step = _blocks.chunk_length(itemsize, chunk_size)
     scratch = np.empty(step, dtype=np.uint8)
     chunks, filled = [], 0
     for piece in np.nditer(
@@ -196,11 +228,11 @@ def _compressed_block(array, itemsize, codec, level):
             filled += take
             start += take
             if filled == step:
-                chunks.extend(_blocks.iter_compressed_chunks(scratch, itemsize, codec, level, workers=1))
+                chunks.extend(_blocks.iter_compressed_chunks(scratch, itemsize, codec, level, chunk_size, workers=1))
                 filled = 0
     if filled:
-        chunks.extend(_blocks.iter_compressed_chunks(scratch[:filled], itemsize, codec, level, workers=1))
-    return _blocks.frame_header([len(chunk) for chunk in chunks]) + b"".join(chunks)
+        chunks.extend(_blocks.iter_compressed_chunks(scratch[:filled], itemsize, codec, level, chunk_size, workers=1))
+    return [_blocks.frame_header([len(chunk) for chunk in chunks]), *chunks]
 
 
 def _write_hashed(out, data, digest):
@@ -650,9 +682,62 @@ class Container:
             verify = not self.flags & FLAG_MAPPED_WRITABLE
             self._read_verified(offset, memoryview(out), expected if verify else None, part)
             return out
-        stored = np.empty(length, dtype=np.uint8)  # read (by two threads when large) and hashed
-        self._read_verified(offset, memoryview(stored), expected, part)
-        return self._decompressed(stored, raw_length, itemsize, codec, part)
+        stored = np.empty(length, dtype=np.uint8)
+        fd = self._fileno() if self.data is None and length >= _PIPELINE_MIN else None
+        if fd is None:  # read (by two threads when large) and hashed, then decompressed
+            self._read_verified(offset, memoryview(stored), expected, part)
+            return self._decompressed(stored, raw_length, itemsize, codec, part)
+        return self._read_decompressed(fd, offset, stored, raw_length, itemsize, codec, expected, part)
+
+    def _read_decompressed(self, fd, offset, stored, raw_length, itemsize, codec, expected, part):
+        """Read a large compressed block into `stored` while its chunks are decompressed.
+
+        The frame header is read first; then each thread reads the chunks it
+        decompresses, so that reading (a copy from the page cache) is shared
+        by the threads and overlaps decoding, while this thread hashes the
+        chunks already decoded, in order.  The checksum is compared once the
+        whole block is read, before the array is handed out; a chunk that
+        fails to decompress is reported as a checksum mismatch when the block
+        is corrupt.  The codecs check every chunk's lengths before decoding it
+        (see `joblite._blocks`), so that unverified bytes are safe to decode.
+        """
+        import numpy as np
+
+        view = memoryview(stored)
+        self._pread(fd, view[:4], offset, part)
+        header = min(4 + 4 * int.from_bytes(view[:4], "little"), len(view))
+        self._pread(fd, view[4:header], offset + 4, part)
+        try:
+            out = np.empty(raw_length, dtype=np.uint8)
+        except MemoryError:  # tell a corrupt block from a valid one that needs more memory
+            self._read_verified(offset, view, expected, part)
+            return self._decompressed(stored, raw_length, itemsize, codec, part)
+        source = _BlockSource(self, fd, offset, view, part)
+        source.decoded(0, header)
+        try:
+            _blocks.decompress_block(
+                stored, raw_length, itemsize, self.codecs[codec], out, self.chunk_size, source=source
+            )
+        except ValueError as exc:  # a corrupt block says so first; else the codec's error
+            self._read_verified(offset, view, expected, part)
+            self.fail(part, str(exc))
+        if source.digest.intdigest() != expected:
+            self.fail(part, "checksum mismatch")
+        return out
+
+
+class _BlockSource:
+    """Reads a block's chunks into its buffer for `joblite._blocks.decompress_block`, and hashes them."""
+
+    def __init__(self, container, fd, offset, view, part):
+        self.container, self.fd, self.offset, self.view, self.part = container, fd, offset, view, part
+        self.digest = xxhash.xxh3_64()
+
+    def fill(self, start, stop):
+        self.container._pread(self.fd, self.view[start:stop], self.offset + start, self.part)
+
+    def decoded(self, start, stop):
+        self.digest.update(self.view[start:stop])
 
 
 def verify_file(path):

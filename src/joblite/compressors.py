@@ -4,8 +4,15 @@ A codec (`CompressorBase`) compresses one chunk of bytes into one
 self-contained stream; the chunked, byte-shuffled block format that frames
 the chunks lives in :mod:`joblite._blocks`.  Codecs are looked up by name in a
 registry (`register_compressor`), the name that files record; their modules
-(lz4, bz2, lzma, zstandard) are imported on first use.  `parse_compress` reads
+(blosc, lz4, bz2, lzma, zstandard) are imported on first use.  `parse_compress` reads
 ``compress=`` as joblib's ``dump`` takes it.
+
+The default codec, ``'blosc-lz4'``, and the other ``'blosc-*'`` codecs are
+c-blosc 1.x (the ``blosc`` package): each chunk is one Blosc buffer, shuffled
+by Blosc's own SIMD byte or bit shuffle and compressed by lz4 or zstd.
+joblite stands on it rather than on kernels of its own because it is the
+codec that numeric-data users already measure against, and its shuffles and
+codecs are SIMD code that joblite's twins would have to equal twice.
 
 Each codec states the most bytes one stored byte can decompress to
 (``max_ratio``), so that a reader can refuse a block claiming more before it
@@ -24,6 +31,10 @@ xz                 exceeds 2017/2048, so a coded bit costs at least 0.022 bits,
                    at most 7091 bytes out per byte in (16 MiB of zeros: 6837)
 zstd    32768      RFC 8878: a 4-byte RLE block (3-byte header, 1 byte) decodes
                    to at most 128 KiB, the largest block
+blosc-  255        its lz4 streams (above); Blosc's 16-byte header and 4-byte
+lz4*               block and stream sizes only lower the ratio
+blosc-  32768      its zstd streams (above), likewise
+zstd*
 bz2     none       its run-length stages hold 16 MiB of zeros in 45 bytes;
                    only the chunk length bounds it
 ======  =========  ==============================================================
@@ -32,6 +43,7 @@ bz2     none       its run-length stages hold 16 MiB of zeros in 45 bytes;
 from __future__ import annotations
 
 import importlib.util
+import struct
 
 from ._validate import as_int
 
@@ -49,7 +61,7 @@ __all__ = [
     "register_compressor",
 ]
 
-DEFAULT_COMPRESSOR = "lz4"
+DEFAULT_COMPRESSOR = "blosc-lz4"
 
 
 # -- codecs -----------------------------------------------------------------------------
@@ -264,11 +276,105 @@ class _Zstd(CompressorBase):
         return zstandard.ZstdDecompressor().decompress(data, allow_extra_data=False)
 
 
+# c-blosc 1.x buffer header (blosc.h, "Blosc header format"): version, versionlz, flags,
+# typesize, nbytes, blocksize, cbytes; the top 3 bits of flags name the codec
+_BLOSC_HEADER = struct.Struct("<BBBBIII")
+_BLOSC_CODES = {"lz4": 1, "zstd": 4}
+
+
+def _blosc():
+    """The ``blosc`` package, set for joblite's calls: one thread per call, GIL released.
+
+    Both settings are process-wide in the package, so they are set before
+    every call.  ``releasegil`` also makes the package use c-blosc's
+    ``*_ctx`` functions, which ignore the ``BLOSC_*`` environment variables
+    that would otherwise change the bytes written.
+    """
+    import blosc
+
+    blosc.set_releasegil(True)
+    blosc.set_nthreads(1)
+    return blosc
+
+
+class _Blosc(CompressorBase):
+    """A c-blosc 1.x buffer (the ``blosc`` package) per chunk: Blosc's shuffle, then `cname`.
+
+    Blosc shuffles by the item size itself (byte shuffle, or bit shuffle
+    with ``bitshuffle``), so `joblite._blocks` hands it unshuffled chunks
+    and the item size.  Levels are Blosc's ``clevel`` 1 to 9.  Every chunk's
+    16-byte header is checked against the frame before c-blosc reads it
+    (`check`): the package trusts a header's lengths.
+    """
+
+    default_level = 5
+    cname = "lz4"
+    bitshuffle = False
+
+    def compress(self, data, level, itemsize=1):
+        """Compress one unshuffled chunk, shuffled by Blosc by `itemsize` (bytes, 1 to 255)."""
+        blosc = _blosc()
+        shuffle = blosc.BITSHUFFLE if self.bitshuffle else blosc.SHUFFLE
+        return blosc.compress(data, typesize=itemsize, clevel=level, shuffle=shuffle, cname=self.cname)
+
+    def check(self, data, raw_length):
+        """Raise ValueError unless `data` is one whole Blosc buffer of this codec holding `raw_length` bytes."""
+        view = memoryview(data)
+        if view.nbytes < _BLOSC_HEADER.size:
+            raise ValueError(f"{view.nbytes} bytes are shorter than a Blosc header ({_BLOSC_HEADER.size})")
+        _, _, flags, _, nbytes, _, cbytes = _BLOSC_HEADER.unpack_from(view)
+        if cbytes != view.nbytes:
+            raise ValueError(f"the Blosc header says {cbytes} compressed bytes, the chunk has {view.nbytes}")
+        if nbytes != raw_length:
+            raise ValueError(f"the Blosc header says {nbytes} raw bytes, expected {raw_length}")
+        if flags >> 5 != _BLOSC_CODES[self.cname]:
+            raise ValueError(f"the Blosc header names codec number {flags >> 5}, not {self.cname}")
+
+    def decompress(self, data, raw_length):
+        self.check(data, raw_length)
+        return _blosc().decompress(data)
+
+    def decompress_into(self, data, address, raw_length):
+        """Decompress one chunk to the `raw_length` writable bytes at `address`, after `check`."""
+        self.check(data, raw_length)
+        _blosc().decompress_ptr(data, address)
+
+
+class _BloscLZ4(_Blosc):
+    """Blosc: byte shuffle, then lz4 (Blosc's clevel picks lz4's acceleration and the block size)."""
+
+    name = "blosc-lz4"
+    max_ratio = 255
+
+
+class _BloscLZ4Bit(_BloscLZ4):
+    """Blosc: bit shuffle, then lz4: for integers with few significant bits, and bytes."""
+
+    name = "blosc-lz4-bitshuffle"
+    bitshuffle = True
+
+
+class _BloscZstd(_Blosc):
+    """Blosc: byte shuffle, then zstd at Blosc's clevel: smaller, slower to write."""
+
+    name = "blosc-zstd"
+    cname = "zstd"
+    max_ratio = 32768
+
+
+class _BloscZstdBit(_BloscZstd):
+    """Blosc: bit shuffle, then zstd: the smallest files of smooth floats."""
+
+    name = "blosc-zstd-bitshuffle"
+    bitshuffle = True
+
+
 _COMPRESSORS: dict[str, CompressorBase] = {}
 
 
 def _builtins():
-    codecs = [_LZ4(), _Zlib(), _Gzip(), _BZ2(), _LZMA(), _XZ()]
+    codecs: list[CompressorBase] = [_BloscLZ4(), _BloscLZ4Bit(), _BloscZstd(), _BloscZstdBit()]
+    codecs += [_LZ4(), _Zlib(), _Gzip(), _BZ2(), _LZMA(), _XZ()]
     if importlib.util.find_spec("zstandard") is not None:  # found, not imported
         codecs.append(_Zstd())
     return codecs
@@ -402,17 +508,17 @@ def parse_compress(compress):
     `compress`                  result
     ==========================  ==================================================
     ``False``, ``0``, ``None``  ``('', 0)``: no compression
-    ``True``                    ``('lz4', 1)``: byte-shuffle + lz4, fast mode
-    int 1 to 9                  ``('lz4', compress)``; see below
+    ``True``                    ``('blosc-lz4', 5)``: Blosc's byte shuffle + lz4
+    int 1 to 9                  ``('blosc-lz4', compress)``; see below
     ``'name'``                  ``('name', default level of that codec)``
     ``('name', level)``         ``('name', level)``; level 0 means no compression
                                 (``('', 0)``), level None the codec's default
     ==========================  ==================================================
 
     joblib compresses with zlib when given an int; joblite uses its default
-    codec, lz4, at the same level number: 1 to 3 are lz4's fast mode, 4 to 9
-    lz4-HC, slower to write and a little smaller.  Pass ``('zlib', level)``
-    for joblib's choice.  Unlike joblib's ``dump``, this does not look at file
+    codec, ``'blosc-lz4'``, at that level as Blosc's ``clevel``: higher levels
+    use larger blocks and a slower lz4 mode, and write smaller files more
+    slowly.  Pass ``('zlib', level)`` for joblib's choice.  Unlike joblib's ``dump``, this does not look at file
     name extensions.
 
     Parameters

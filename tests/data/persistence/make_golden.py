@@ -7,7 +7,7 @@ writes, next to this script:
 * ``uncompressed.jl``: ``dump(golden_value(), ...)``, no compression; the
   test also checks that dumping the same value today gives these exact bytes;
 * ``compressed-<codec>.jl``: the same value with every codec that is always
-  available (lz4, zlib, gzip, bz2, lzma, xz); their bytes depend on the codec
+  available (the four blosc-* codecs, lz4, zlib, gzip, bz2, lzma, xz); their bytes depend on the codec
   libraries' versions, so only their content is checked;
 * ``manifest.json``: the format version, the versions that wrote the files,
   each file's size and sha256, and a digest of every array of the value.
@@ -28,10 +28,22 @@ import os
 import platform
 import sys
 
+import blosc
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CODECS = ["lz4", "zlib", "gzip", "bz2", "lzma", "xz"]
+CODECS = [
+    "blosc-lz4",
+    "blosc-lz4-bitshuffle",
+    "blosc-zstd",
+    "blosc-zstd-bitshuffle",
+    "lz4",
+    "zlib",
+    "gzip",
+    "bz2",
+    "lzma",
+    "xz",
+]
 
 
 def golden_value():
@@ -135,7 +147,12 @@ def main():
         files[name] = file_entry(path, codec)
     manifest = {
         "format_version": persistence.FORMAT_VERSION,
-        "written_by": {"joblite": joblite.__version__, "numpy": np.__version__, "python": platform.python_version()},
+        "written_by": {
+            "joblite": joblite.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+            "c-blosc": blosc.blosclib_version,
+        },
         "value": "make_golden.golden_value()",
         "files": files,
         "arrays": array_digests(expected_value()),
