@@ -24,11 +24,11 @@ from joblite.compressors import compressor_names
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))
 AVAILABLE = [name for name in codecs.LEVELS if name in compressor_names()]
 ROW = re.compile(
-    r"^([ *!]) (0|\('\w+', \d+\))\s+(joblite|joblib)\s+([\d,]+)\s+([\d.]+)"
+    r"^([ *!]) (0|\('[\w-]+', \d+\))\s+(joblite|joblib)\s+([\d,]+)\s+([\d.]+)"
     r"\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$"
 )
 RECOMMENDED = re.compile(
-    r"^  (speed|size|balance)\s+compress=(0|\('\w+', \d+\))\s+ratio ([\d.]+), "
+    r"^  (speed|size|balance)\s+compress=(0|\('[\w-]+', \d+\))\s+ratio ([\d.]+), "
     r"write ([\d.]+) MB/s, read ([\d.]+) MB/s$"
 )
 

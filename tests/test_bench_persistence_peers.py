@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from joblite.bench.sections import persistence_peers
-from joblite.bench.sections.persistence_peers import PEER_DATA, blosc_impls, peer_rows, records
+from joblite.bench.sections.persistence_peers import PEER_DATA, PEER_VARIANTS, blosc_impls, peer_rows, records
 
 SIZES = {"repeat": 1, "budget": 0.1}
 IMPLS = ("joblite", "blosc file", "blosc2 file", "blosc memory")
@@ -19,11 +19,11 @@ def test_records_are_seeded_mixed_dtype_items_of_23_bytes():
 
 
 @pytest.mark.parametrize("kind", [key for key, _, _ in PEER_DATA])
-def test_each_peer_gives_back_the_array_it_wrote(tmp_path, kind):
-    pytest.importorskip("blosc")
+@pytest.mark.parametrize("codec", ["blosc-lz4", *PEER_VARIANTS])
+def test_each_peer_gives_back_the_array_it_wrote(tmp_path, kind, codec):
     pytest.importorskip("blosc2")
     value = dict((key, build) for key, _, build in PEER_DATA)[kind](1 << 18)
-    for impl, entry in blosc_impls(value).items():
+    for impl, entry in blosc_impls(value, codec).items():
         path = str(tmp_path / (impl.replace(" ", "_") + entry.suffix))
         entry.dump(value, path)
         loaded = entry.load(path)
@@ -32,7 +32,6 @@ def test_each_peer_gives_back_the_array_it_wrote(tmp_path, kind):
 
 
 def test_rows_compare_joblite_with_blosc_at_the_same_codec(tmp_path):
-    pytest.importorskip("blosc")
     pytest.importorskip("blosc2")
     rows = peer_rows("small ints", PEER_DATA[0][2](1 << 20), str(tmp_path), SIZES)
     dumps = {row.impl: row for row in rows if "dump" in row.name}
@@ -51,13 +50,25 @@ def test_rows_compare_joblite_with_blosc_at_the_same_codec(tmp_path):
     assert not list(tmp_path.iterdir())  # every file removed once measured
 
 
-def test_a_peer_not_installed_gives_rows_with_a_note(tmp_path, monkeypatch):
+@pytest.mark.parametrize("codec", list(PEER_VARIANTS))
+def test_the_other_codecs_are_compared_with_blosc_at_the_same_settings(tmp_path, codec):
+    value = np.cumsum(np.random.default_rng(0).normal(0, 1e-3, 1 << 17))
+    rows = peer_rows("smooth", value, str(tmp_path), SIZES, codec)
+    assert [(row.name, row.impl) for row in rows] == [
+        (f"smooth, {codec}: dump vs Blosc", "joblite"),
+        (f"smooth, {codec}: dump vs Blosc", "blosc file"),
+        (f"smooth, {codec}: load vs Blosc", "joblite"),
+        (f"smooth, {codec}: load vs Blosc", "blosc file"),
+    ]
+    # the same c-blosc settings, chunk by chunk: within a few header bytes of Blosc's size
+    assert rows[0].ratios["size_vs_blosc"] == pytest.approx(1.0, abs=0.01)
+
+
+def test_blosc2_not_installed_gives_rows_with_a_note(tmp_path, monkeypatch):
     real = persistence_peers.optional_module
-    monkeypatch.setattr(
-        persistence_peers, "optional_module", lambda name: None if name.startswith("blosc") else real(name)
-    )
+    monkeypatch.setattr(persistence_peers, "optional_module", lambda name: None if name == "blosc2" else real(name))
     rows = peer_rows("small ints", np.arange(1 << 14), str(tmp_path), SIZES)
-    missing = [row for row in rows if row.impl != "joblite"]
-    assert len(missing) == 6
+    missing = [row for row in rows if row.impl == "blosc2 file"]
+    assert len(missing) == 2
     assert all(row.seconds is None and row.note == "not installed" for row in missing)
-    assert all(row.ratios.get("vs_blosc") is None for row in rows)
+    assert all(row.seconds is not None for row in rows if row.impl != "blosc2 file")

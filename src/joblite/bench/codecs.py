@@ -90,13 +90,19 @@ __all__ = [
 #: Version of the JSON document's layout.
 SCHEMA = "joblite.bench.codecs/1"
 
-#: The levels measured for each of joblite's codecs.  lz4: 1 is its fast mode
+#: The levels measured for each of joblite's codecs.  The ``blosc-*`` codecs:
+#: Blosc's clevel 1, 5 (the default) and 9; bit shuffle and zstd at 5 and 9.
+#: lz4: 1 is its fast mode
 #: (1 to 3 write the same bytes), 4 and 9 lz4-HC.  zlib and gzip (the same
 #: deflate, two wrappers): 1, 3, 6, 9.  bz2: its level is the block size,
 #: 1 and 9 are the extremes.  lzma and xz: 1 and 3 (fast mode), 6 (normal
 #: mode, xz's default); 7 to 9 only grow the dictionary beyond the 1 MiB
 #: chunks joblite compresses.  zstd: 1, 3 (its default), 9, 19.
 LEVELS = {
+    "blosc-lz4": (1, 5, 9),
+    "blosc-lz4-bitshuffle": (5, 9),
+    "blosc-zstd": (5, 9),
+    "blosc-zstd-bitshuffle": (5, 9),
     "lz4": (1, 4, 9),
     "zlib": (1, 3, 6, 9),
     "gzip": (1, 3, 6, 9),
@@ -582,9 +588,10 @@ def _speed(value):
     return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
+# the widest compress= is ('blosc-zstd-bitshuffle', 5): 28 characters
 _HEADER = (
-    f"  {'compress=':<13}  {'by':<7}  {'file bytes':>13}  {'ratio':>6}  "
-    f"{'write MB/s':>10}  {'median':>7}  {'read MB/s':>10}  {'median':>7}"
+    f"  {'compress=':<28} {'by':<7} {'file bytes':>12} {'ratio':>6} "
+    f"{'write MB/s':>10} {'median':>6} {'read MB/s':>9} {'median':>6}"
 )
 
 
@@ -627,10 +634,10 @@ def format_table(report: CodecReport) -> str:
         median_write = _median(setting.write_seconds)
         median_read = _median(setting.read_seconds)
         lines.append(
-            f"{_mark(setting)} {setting.compress:<13}  {setting.impl:<7}  {setting.file_bytes:>13,}  "
-            f"{report.ratio(setting):>6.2f}  {_speed(report.mb_per_s(setting.best_write)):>10}  "
-            f"{_speed(report.mb_per_s(median_write)):>7}  {_speed(report.mb_per_s(setting.best_read)):>10}  "
-            f"{_speed(report.mb_per_s(median_read)):>7}"
+            f"{_mark(setting)} {setting.compress:<28} {setting.impl:<7} {setting.file_bytes:>12,} "
+            f"{report.ratio(setting):>6.2f} {_speed(report.mb_per_s(setting.best_write)):>10} "
+            f"{_speed(report.mb_per_s(median_write)):>6} {_speed(report.mb_per_s(setting.best_read)):>9} "
+            f"{_speed(report.mb_per_s(median_read)):>6}"
         )
     lines.append("")
     lines.append("* Pareto-optimal: no other joblite setting is as small, as fast to write and to read,")
@@ -643,7 +650,7 @@ def format_table(report: CodecReport) -> str:
     for name in ("speed", "size", "balance"):
         setting = report.recommendations[name]
         lines.append(
-            f"  {name:<8} compress={setting.compress:<13}  ratio {report.ratio(setting):.2f}, "
+            f"  {name:<8} compress={setting.compress}  ratio {report.ratio(setting):.2f}, "
             f"write {_speed(report.mb_per_s(setting.best_write))} MB/s, "
             f"read {_speed(report.mb_per_s(setting.best_read))} MB/s"
         )

@@ -195,7 +195,7 @@ def fill_in_turns(funcs, count, block):
     return {key: total[key] / count for key in funcs}
 
 
-def best_times_in_turns(calls, repeat=3, budget=None, check=None):
+def best_times_in_turns(calls, repeat=3, budget=None, check=None, setup=None):
     """Best wall time of each of several calls, the calls taking turns.
 
     Round ``i`` calls every function once, in an order rotated by ``i``.
@@ -212,6 +212,9 @@ def best_times_in_turns(calls, repeat=3, budget=None, check=None):
     check : callable, optional
         ``check(key, result)`` after the first call of each function; raises
         if the result is wrong.
+    setup : callable, optional
+        ``setup(key)`` before each call of the function `key`, not timed (e.g.
+        removing the file the previous call wrote).
 
     Returns
     -------
@@ -223,6 +226,8 @@ def best_times_in_turns(calls, repeat=3, budget=None, check=None):
         for key in rotated(list(calls), round_):
             if round_ and budget is not None and sum(samples[key]) > budget:
                 continue
+            if setup is not None:
+                setup(key)
             start = time.perf_counter()
             result = calls[key]()
             elapsed = time.perf_counter() - start

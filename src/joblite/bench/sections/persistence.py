@@ -593,11 +593,16 @@ def persistence_section(context):
             del value
             gc.collect()
         # the peer's comparison (issue 17); imported here: that module builds on this one
-        from .persistence_peers import PEER_DATA, peer_rows
+        from .persistence_peers import PEER_DATA, PEER_VARIANTS, peer_rows
 
-        for _, label, build in PEER_DATA:
+        for key, label, build in PEER_DATA:
             progress(f"persistence: building {label} {mib} for the Blosc comparison")
-            rows += peer_rows(f"{label} {mib}", build(nbytes), folder, sizes)
+            value = build(nbytes)
+            rows += peer_rows(f"{label} {mib}", value, folder, sizes)
+            for codec, kinds in PEER_VARIANTS.items():
+                if key in kinds:
+                    rows += peer_rows(f"{label} {mib}", value, folder, sizes, codec)
+            del value
             gc.collect()
         count = sizes["dicts"]
         rows += dicts_rows(f"{count // 1000}k small dicts", small_dicts(count), persistence_impls(), folder, sizes)

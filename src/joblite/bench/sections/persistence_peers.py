@@ -2,10 +2,12 @@
 
 Blosc is what numeric-data users pick for compressed arrays: c-blosc through the ``blosc``
 package, c-blosc2 through ``blosc2`` (the same codecs as in numcodecs, zarr and hdf5plugin).
-Each data kind is written and read four ways, with the same codec (lz4), the same byte
-shuffle by the item size and the same number of threads (2):
+joblite's ``'blosc-*'`` codecs stand on the same c-blosc, one Blosc buffer per chunk of a
+block, the chunks shared by joblite's threads.  Each data kind is written and read four ways,
+with the same codec (lz4), the same byte shuffle by the item size and the same number of
+threads (2):
 
-* ``joblite``: ``dump(value, path, compress=True)`` and ``load(path)``;
+* ``joblite``: ``dump(value, path, compress=True)`` (``'blosc-lz4'``) and ``load(path)``;
 * ``blosc file``: ``blosc.compress`` of the array's bytes, then one write of the result to a
   file; one read of the file, then ``blosc.decompress_ptr`` into a new array (the end-to-end
   baseline of issue 17);
@@ -14,20 +16,32 @@ shuffle by the item size and the same number of threads (2):
 
 Blosc's level is its default, 5; the rows give each file's compression ratio, and the
 joblite rows ``vs_blosc`` (times faster than ``blosc file``) and ``size_vs_blosc`` (joblite's
-compression ratio over Blosc's).
+compression ratio over Blosc's).  The other codecs (`PEER_VARIANTS`: bit shuffle, zstd) are
+compared with ``blosc file`` at the same settings on the data kinds they are meant for.
 """
 
 import os
+from functools import partial
 
 from ..._files import remove_if_exists
 from ..report import Row, add_speedups, gib_per_s, progress, ratio
+from ..timing import best_times_in_turns
 from ..workloads import PersistImpl, image_f32, optional_module, random_f64, small_ints, smooth_f64
-from .persistence import SECTION, _missing, _write_and_load_rows
+from .persistence import SECTION, _check_roundtrip, _missing
 
-__all__ = ["PEER_CODEC", "PEER_DATA", "PEER_TARGETS", "PEER_THREADS", "blosc_impls", "peer_rows", "records"]
+__all__ = [
+    "PEER_DATA",
+    "PEER_LEVEL",
+    "PEER_TARGETS",
+    "PEER_THREADS",
+    "PEER_VARIANTS",
+    "blosc_impls",
+    "peer_rows",
+    "records",
+]
 
-#: Blosc's codec and level, the same codec as ``compress=True`` (byte shuffle + lz4).
-PEER_CODEC = ("lz4", 5)
+#: Blosc's level, its default, and that of joblite's ``'blosc-*'`` codecs.
+PEER_LEVEL = 5
 #: Threads of every implementation: joblite's default ``workers`` and Blosc's ``nthreads``.
 PEER_THREADS = 2
 
@@ -66,26 +80,44 @@ PEER_DATA = (
     ("records", "records 23 B", records),
 )
 
+#: The other codecs compared, with the data kinds they are meant for: integers with few
+#: significant bits and smooth floats (bit shuffle), smaller files (zstd).
+PEER_VARIANTS = {
+    "blosc-lz4-bitshuffle": ("small ints", "image-like", "smooth"),
+    "blosc-zstd": ("small ints", "image-like", "smooth"),
+    "blosc-zstd-bitshuffle": ("small ints", "image-like", "smooth"),
+}
 
-def _blosc_file(blosc, value):
+
+def _blosc_settings(blosc, codec):
+    """The ``blosc.compress`` arguments of the joblite codec named `codec`, but the item size."""
+    from ...compressors import get_compressor
+
+    compressor = get_compressor(codec)
+    shuffle = blosc.BITSHUFFLE if compressor.bitshuffle else blosc.SHUFFLE
+    return {"clevel": PEER_LEVEL, "shuffle": shuffle, "cname": compressor.cname}
+
+
+def _use_blosc(blosc):
+    # the package's own defaults, whatever joblite's last call set (both are process-wide)
+    blosc.set_nthreads(PEER_THREADS)
+    blosc.set_releasegil(False)
+
+
+def _blosc_file(blosc, value, codec):
     shape, dtype = value.shape, value.dtype
+    settings = _blosc_settings(blosc, codec)
 
     def dump(value, path):
-        blosc.set_nthreads(PEER_THREADS)
-        data = blosc.compress(
-            memoryview(value).cast("B"),
-            typesize=value.itemsize,
-            clevel=PEER_CODEC[1],
-            shuffle=blosc.SHUFFLE,
-            cname=PEER_CODEC[0],
-        )
+        _use_blosc(blosc)
+        data = blosc.compress(memoryview(value).cast("B"), typesize=value.itemsize, **settings)
         with open(path, "wb") as file:
             file.write(data)
 
     def load(path):
         import numpy as np
 
-        blosc.set_nthreads(PEER_THREADS)
+        _use_blosc(blosc)
         with open(path, "rb") as file:
             data = file.read()
         out = np.empty(shape, dtype)
@@ -98,7 +130,7 @@ def _blosc_file(blosc, value):
 def _blosc2_file(blosc2):
     def dump(value, path):
         cparams = blosc2.CParams(
-            codec=blosc2.Codec.LZ4, clevel=PEER_CODEC[1], filters=[blosc2.Filter.SHUFFLE], nthreads=PEER_THREADS
+            codec=blosc2.Codec.LZ4, clevel=PEER_LEVEL, filters=[blosc2.Filter.SHUFFLE], nthreads=PEER_THREADS
         )
         blosc2.asarray(value, urlpath=path, mode="w", cparams=cparams)
 
@@ -108,44 +140,53 @@ def _blosc2_file(blosc2):
     return PersistImpl(".b2nd", dump, load)
 
 
-def blosc_impls(value):
+def blosc_impls(value, codec="blosc-lz4"):
     """The compressed writers compared on `value`, by implementation name.
+
+    Parameters
+    ----------
+    value : numpy.ndarray
+        The array written.
+    codec : str, default 'blosc-lz4'
+        joblite's codec (``compress=codec``), and Blosc's settings for the same.
 
     Returns
     -------
     dict of str to PersistImpl or None
-        ``'joblite'`` (``compress=True``), ``'blosc file'`` and ``'blosc2 file'``; ``None``
-        for a peer that is not installed.
+        ``'joblite'``, ``'blosc file'`` and, for ``'blosc-lz4'`` only, ``'blosc2 file'``;
+        ``None`` for a peer that is not installed.
     """
+    import blosc
+
     import joblite
 
-    blosc, blosc2 = optional_module("blosc"), optional_module("blosc2")
-    return {
-        "joblite": PersistImpl(".joblite", lambda v, p: joblite.dump(v, p, compress=True), joblite.load),
-        "blosc file": None if blosc is None else _blosc_file(blosc, value),
-        "blosc2 file": None if blosc2 is None else _blosc2_file(blosc2),
+    impls = {
+        "joblite": PersistImpl(".joblite", lambda v, p: joblite.dump(v, p, compress=codec), joblite.load),
+        "blosc file": _blosc_file(blosc, value, codec),
     }
+    if codec == "blosc-lz4":
+        blosc2 = optional_module("blosc2")
+        impls["blosc2 file"] = None if blosc2 is None else _blosc2_file(blosc2)
+    return impls
 
 
 def _memory_rows(names, value, sizes):
     """``blosc memory``: compress and decompress `value` without a file."""
+    import blosc
     import numpy as np
 
     from ..timing import best_time
 
-    blosc = optional_module("blosc")
-    if blosc is None:
-        return _missing(names[0], "blosc memory"), _missing(names[1], "blosc memory")
-    blosc.set_nthreads(PEER_THREADS)
+    settings = _blosc_settings(blosc, "blosc-lz4")
     source = memoryview(value).cast("B")
     kept = {}
 
     def compress():
-        kept["data"] = blosc.compress(
-            source, typesize=value.itemsize, clevel=PEER_CODEC[1], shuffle=blosc.SHUFFLE, cname=PEER_CODEC[0]
-        )
+        _use_blosc(blosc)
+        kept["data"] = blosc.compress(source, typesize=value.itemsize, **settings)
 
     def decompress():
+        _use_blosc(blosc)
         out = np.empty(value.shape, value.dtype)
         blosc.decompress_ptr(kept["data"], out.ctypes.data)
 
@@ -158,7 +199,7 @@ def _memory_rows(names, value, sizes):
     return tuple(rows)
 
 
-def peer_rows(label, value, folder, sizes):
+def peer_rows(label, value, folder, sizes, codec="blosc-lz4"):
     """joblite's compressed dump and load of `value` against Blosc's (see the module docstring).
 
     Parameters
@@ -171,6 +212,9 @@ def peer_rows(label, value, folder, sizes):
         Temporary folder (each file removed once measured).
     sizes : dict
         From :data:`~joblite.bench.sections.persistence.PERSISTENCE_SIZES`.
+    codec : str, default 'blosc-lz4'
+        joblite's codec; for another than ``'blosc-lz4'``, only ``blosc file`` is compared,
+        at the same settings, and the case names name the codec.
 
     Returns
     -------
@@ -178,23 +222,41 @@ def peer_rows(label, value, folder, sizes):
         Dump rows with ``compression_ratio``, then load rows; the joblite rows with
         ``vs_blosc`` and, for the dump, ``size_vs_blosc``.
     """
-    names = (f"{label}: dump vs Blosc", f"{label}: load vs Blosc")
+    case = label if codec == "blosc-lz4" else f"{label}, {codec}"
+    names = (f"{case}: dump vs Blosc", f"{case}: load vs Blosc")
+    impls = blosc_impls(value, codec)
+    entries = {impl: entry for impl, entry in impls.items() if entry is not None}
+    paths = {
+        impl: os.path.join(folder, "peer-" + impl.replace(" ", "-") + entry.suffix) for impl, entry in entries.items()
+    }
+    progress(f"  persistence: {case}, {', '.join(entries)} taking turns")
+    # the writers take turns, each to a path that does not exist, and then the readers do, so
+    # that a slow spell of this shared machine weighs on all of them alike
+    dump_times = best_times_in_turns(
+        {impl: partial(entry.dump, value, paths[impl]) for impl, entry in entries.items()},
+        sizes["repeat"],
+        sizes["budget"],
+        setup=lambda impl: remove_if_exists(paths[impl]),
+    )
+    _check_roundtrip(entries["joblite"].load(paths["joblite"]), value, names[1])
+    load_times = best_times_in_turns(
+        {impl: partial(entry.load, paths[impl]) for impl, entry in entries.items()}, sizes["repeat"], sizes["budget"]
+    )
     dumps, loads = [], []
-    for impl, entry in blosc_impls(value).items():
-        if entry is None:
+    for impl in impls:
+        if impl not in entries:
             dumps.append(_missing(names[0], impl))
             loads.append(_missing(names[1], impl))
             continue
-        path = os.path.join(folder, "peer" + entry.suffix)
-        progress(f"  persistence: {label} with {impl}")
-        dump, load = _write_and_load_rows(names, impl, entry, value, path, sizes, sizes["repeat"])
-        dump.ratios["compression_ratio"] = value.nbytes / _size(path)
-        dumps.append(dump)
-        loads.append(load)
-        remove_if_exists(path)
-    memory = _memory_rows(names, value, sizes)
-    dumps.append(memory[0])
-    loads.append(memory[1])
+        nbytes = value.nbytes
+        dumps.append(Row(SECTION, names[0], impl, dump_times[impl], nbytes, gib_per_s(nbytes, dump_times[impl])))
+        dumps[-1].ratios["compression_ratio"] = nbytes / _size(paths[impl])
+        loads.append(Row(SECTION, names[1], impl, load_times[impl], nbytes, gib_per_s(nbytes, load_times[impl])))
+        remove_if_exists(paths[impl])
+    if codec == "blosc-lz4":
+        memory = _memory_rows(names, value, sizes)
+        dumps.append(memory[0])
+        loads.append(memory[1])
     add_speedups(dumps, {"vs_blosc": "blosc file"}, PEER_TARGETS["dump"])
     add_speedups(loads, {"vs_blosc": "blosc file"}, PEER_TARGETS["load"])
     mine, peer = dumps[0], next((row for row in dumps if row.impl == "blosc file"), None)
