@@ -47,7 +47,7 @@ def test_the_default_codec_is_blosc_lz4_at_level_5():
 @pytest.mark.parametrize(
     "value",
     [
-        np.arange(3 << 20, dtype=np.int64) % 1000,  # 24 MiB: 6 chunks of 4 MiB
+        np.arange(3 << 20, dtype=np.int64) % 1000,  # 24 MiB: 24 chunks of 1 MiB
         np.linspace(0, 1, 1 << 20, dtype=np.float32).reshape(1024, 1024)[:, ::-1],  # a view, not contiguous
         records(100_000),  # 23-byte items: chunks of whole items
         np.arange(300, dtype=np.uint8),
@@ -148,7 +148,7 @@ def test_a_forged_chunk_in_a_resealed_file_is_corrupt():
     block = layout["blocks"][0]
     first_chunk = block["offset"] + 4 + 4 * int.from_bytes(data[block["offset"] : block["offset"] + 4], "little")
     struct.pack_into("<I", data, first_chunk + 4, 1 << 30)  # nbytes: Blosc would write 1 GiB there
-    with pytest.raises(CorruptFileError, match="block 0: cannot decompress chunk 0 of 2 with compressor 'blosc-lz4'"):
+    with pytest.raises(CorruptFileError, match="block 0: cannot decompress chunk 0 of 8 with compressor 'blosc-lz4'"):
         loads(H.reseal(bytes(data)))
 
 
@@ -213,9 +213,19 @@ def test_files_of_the_former_default_lz4_stay_readable(tmp_path):
 def test_blosc_ratio_bounds_hold_for_constant_data():
     for name in BLOSC_CODECS:
         codec = C.get_compressor(name)
-        for itemsize in (1, 8, 23):
-            stored = codec.compress(bytes(B.BLOSC_CHUNK_SIZE), 9, itemsize)
-            assert B.BLOSC_CHUNK_SIZE <= codec.max_ratio * len(stored), (name, itemsize, len(stored))
+        for itemsize, size in [(1, 1 << 20), (8, 1 << 24), (23, 1 << 24)]:  # the smallest and largest chunks
+            stored = codec.compress(bytes(size), 9, itemsize)
+            assert size <= codec.max_ratio * len(stored), (name, itemsize, len(stored))
+
+
+def test_the_chunks_grow_with_the_largest_block():
+    """A sixteenth of the largest block, a power of two from 1 to 16 MiB; joblite's own codecs: 1 MiB."""
+    expected = {0: 1, 16: 1, 32: 2, 100: 4, 256: 16, 4096: 16}
+    assert {mib: B.default_chunk_size("blosc-lz4", mib << 20) >> 20 for mib in expected} == expected
+    assert B.default_chunk_size("lz4", 1 << 30) == B.CHUNK_SIZE
+    value = {"small": np.arange(10), "large": np.zeros(64 << 17)}  # 64 MiB of float64
+    assert H.parse(dumps(value, compress=True))["chunk_size"] == 4 << 20
+    assert H.parse(dumps(value, compress="zlib"))["chunk_size"] == 1 << 20
 
 
 @pytest.mark.parametrize("name", ["blosc-lz4", "lz4"])

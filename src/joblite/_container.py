@@ -107,7 +107,8 @@ def write(fileobj, pickled, blocks, codec, level, preallocate=False):
         The number of bytes written.
     """
     codecs = ["none", codec] if codec else ["none"]
-    chunk_size = _blocks.default_chunk_size(codec) if codec else _blocks.CHUNK_SIZE
+    largest = max((array.nbytes for array, _ in blocks), default=len(pickled))
+    chunk_size = _blocks.default_chunk_size(codec, largest) if codec else _blocks.CHUNK_SIZE
     stored = _blocks.compress_block(pickled, 1, codec, level, chunk_size) if codec else pickled
     header = _HEADER.pack(
         MAGIC, FORMAT_VERSION, 0, 0, len(stored), len(pickled), checksum(stored), len(codecs) - 1, chunk_size, 0
