@@ -8,7 +8,8 @@ compiled twin is not built.  A test that compares the two takes ``twins``,
 of the suite runs on the active twin: run it again with ``JOBLITE_PUREPYTHON=1``.
 Since the tests that take ``twin`` or ``twins`` pick their kernels themselves,
 and those marked ``twin_independent`` check policy that no kernel decides
-(worker failures, cross-process locking of the store), such a second pass may
+(worker failures, cross-process locking of the store, the bench's reports),
+such a second pass may
 leave them out with ``--active-twin-only`` (``.ci/run`` does): they already
 ran in the first.
 

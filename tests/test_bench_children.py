@@ -9,6 +9,10 @@ import joblite
 from joblite.bench.children import ChildFailed, child_environment, run_child
 from joblite.bench.sections.persistence import load_peak_memory
 
+# The bench's policy and reports, the same on either twin: the kernels it times are checked by the
+# twin tests, and .ci/artifacts runs the bench itself on the pure wheel.
+pytestmark = pytest.mark.twin_independent
+
 
 def test_the_child_imports_the_joblite_in_use():
     root = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))

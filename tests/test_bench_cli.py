@@ -11,6 +11,10 @@ import pytest
 
 import joblite
 
+# The bench's policy and reports, the same on either twin: the kernels it times are checked by the
+# twin tests, and .ci/artifacts runs the bench itself on the pure wheel (with the twin it reports).
+pytestmark = pytest.mark.twin_independent
+
 # Memmap folders of joblite's Parallel: joblite_memmapping_<pid>@<host>_<random>.
 MEMMAP_PREFIX = "joblite_memmapping_"
 

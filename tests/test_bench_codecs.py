@@ -20,6 +20,10 @@ from joblite.__main__ import main as cli_main
 from joblite.bench import codecs
 from joblite.compressors import compressor_names
 
+# The bench's policy and reports, the same on either twin: the kernels it times are checked by the
+# twin tests, and .ci/artifacts runs the bench itself on the pure wheel.
+pytestmark = pytest.mark.twin_independent
+
 # The joblite under test, for the child processes: the checkout's src/ or site-packages.
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))
 AVAILABLE = [name for name in codecs.LEVELS if name in compressor_names()]

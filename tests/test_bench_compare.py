@@ -13,8 +13,14 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from joblite.bench.compare import LOWER_IS_BETTER, MIN_TOLERANCE, compare_runs, format_changes
 from joblite.bench.report import WIDTH, rows_from_json, to_json
+
+# The bench's policy and reports, the same on either twin: the kernels it times are checked by the
+# twin tests, and .ci/artifacts runs the bench itself on the pure wheel.
+pytestmark = pytest.mark.twin_independent
 
 DATA = pathlib.Path(__file__).resolve().parent / "data" / "bench"
 RUN_A = DATA / "run_a.json"

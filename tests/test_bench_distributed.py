@@ -11,6 +11,10 @@ import joblite
 from joblite.bench import cli
 from joblite.bench.sections.distributed import DISTRIBUTED_TARGETS
 
+# The bench's policy and reports, the same on either twin: the kernels it times are checked by the
+# twin tests, and .ci/artifacts runs the bench itself on the pure wheel.
+pytestmark = pytest.mark.twin_independent
+
 pytest.importorskip("distributed")
 
 IMPLS = ["joblite", "joblib", "client.map"]

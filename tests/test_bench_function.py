@@ -13,6 +13,10 @@ import pytest
 import joblite
 from joblite.bench.function import RULE, SCHEMA, recommend, settings_grid
 
+# The bench's policy and reports, the same on either twin: the kernels it times are checked by the
+# twin tests, and .ci/artifacts runs the bench itself on the pure wheel.
+pytestmark = pytest.mark.twin_independent
+
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(joblite.__file__)))
 
 USERMOD = textwrap.dedent(

@@ -6,6 +6,10 @@ import pytest
 from joblite.bench.sections import persistence_peers
 from joblite.bench.sections.persistence_peers import PEER_DATA, PEER_VARIANTS, blosc_impls, peer_rows, records
 
+# The bench's policy and reports, the same on either twin: the kernels it times are checked by the
+# twin tests, and .ci/artifacts runs the bench itself on the pure wheel.
+pytestmark = pytest.mark.twin_independent
+
 SIZES = {"repeat": 1, "budget": 0.1}
 IMPLS = ("joblite", "blosc file", "blosc2 file", "blosc memory")
 

@@ -10,6 +10,10 @@ from joblite.bench import plot
 from joblite.bench.compare import compare_runs
 from joblite.bench.report import rows_from_json
 
+# The bench's policy and reports, the same on either twin: the kernels it times are checked by the
+# twin tests, and .ci/artifacts runs the bench itself on the pure wheel.
+pytestmark = pytest.mark.twin_independent
+
 DATA = pathlib.Path(__file__).resolve().parent / "data" / "bench"
 PNG = b"\x89PNG\r\n\x1a\n"
 

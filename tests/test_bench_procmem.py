@@ -8,9 +8,12 @@ import pytest
 
 from joblite.bench import procmem
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists("/proc/self/smaps_rollup"), reason="needs Linux's /proc/<pid>/smaps_rollup"
-)
+# The bench's policy and reports, the same on either twin: the kernels it times are checked by the
+# twin tests, and .ci/artifacts runs the bench itself on the pure wheel.
+pytestmark = [
+    pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="needs Linux's /proc/<pid>/smaps_rollup"),
+    pytest.mark.twin_independent,
+]
 
 MIB = 1 << 20
 

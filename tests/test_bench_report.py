@@ -25,6 +25,10 @@ from joblite.bench.report import (
     to_json,
 )
 
+# The bench's policy and reports, the same on either twin: the kernels it times are checked by the
+# twin tests, and .ci/artifacts runs the bench itself on the pure wheel.
+pytestmark = pytest.mark.twin_independent
+
 FACTS = {
     "cpu_count": 4,
     "usable_cpus": 2,

@@ -7,6 +7,8 @@ these check the calls that the figures are made of.
 import os
 import time
 
+import pytest
+
 from joblite.bench.timing import (
     best_time,
     best_times_in_turns,
@@ -15,6 +17,10 @@ from joblite.bench.timing import (
     rotated,
     time_fresh_write,
 )
+
+# The bench's policy and reports, the same on either twin: the kernels it times are checked by the
+# twin tests, and .ci/artifacts runs the bench itself on the pure wheel.
+pytestmark = pytest.mark.twin_independent
 
 
 def test_best_time_stops_once_the_budget_is_spent_but_calls_at_least_once():

@@ -6,6 +6,10 @@ import pytest
 import joblite
 from joblite.bench import workloads
 
+# The bench's policy and reports, the same on either twin: the kernels it times are checked by the
+# twin tests, and .ci/artifacts runs the bench itself on the pure wheel.
+pytestmark = pytest.mark.twin_independent
+
 
 @pytest.mark.parametrize(
     "build, dtype",
