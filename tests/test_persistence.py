@@ -1177,7 +1177,7 @@ def test_compressed_views_are_written_without_a_full_copy(compress):
     import tracemalloc
 
     base = np.random.default_rng(0).integers(0, 300, (4096, 2048)).astype(">i4")  # 32 MiB
-    view = base[:, ::2]  # 16 MiB, not contiguous: 4 chunks of the 'blosc-*' codecs
+    view = base[:, ::2]  # 16 MiB, not contiguous: 8 chunks of the 'blosc-*' codecs
     copy = np.ascontiguousarray(view)
 
     def peak_of(array):
