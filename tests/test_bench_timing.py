@@ -10,9 +10,11 @@ import time
 import pytest
 
 from joblite.bench.timing import (
+    Timing,
     best_time,
     best_times_in_turns,
     fill_in_turns,
+    paired_ratios,
     per_call_in_turns,
     rotated,
     time_fresh_write,
@@ -64,6 +66,31 @@ def test_a_call_over_its_budget_is_not_repeated():
         {"slow": slow, "fast": lambda: counts.__setitem__("fast", counts["fast"] + 1)}, repeat=4, budget=0.01
     )
     assert counts == {"slow": 1, "fast": 4}
+
+
+def test_paired_ratios_divide_base_by_mine_round_by_round_over_the_rounds_both_ran():
+    base = Timing([2.0, 3.0, 8.0])
+    mine = Timing([1.0, 6.0])  # over its budget after the second round
+    assert paired_ratios(base, mine) == pytest.approx([2.0, 0.5])
+    # round by round, not the samples in sorted order (that would be 2 / 1 and 3 / 6)
+    assert paired_ratios(Timing([2.0, 3.0]), Timing([6.0, 1.0])) == pytest.approx([1 / 3, 3.0])
+
+
+def test_paired_ratios_say_how_many_times_faster_mine_is():
+    # mine takes half of base's time in every round, whatever the round's slow spell
+    base, mine = Timing([4.0, 10.0, 6.0]), Timing([2.0, 5.0, 3.0])
+    assert paired_ratios(base, mine) == pytest.approx([2.0, 2.0, 2.0])
+    assert paired_ratios(mine, base) == pytest.approx([0.5, 0.5, 0.5])
+
+
+def test_paired_ratios_of_turns_cover_the_rounds_both_calls_ran():
+    def slow():
+        time.sleep(0.05)
+
+    times = best_times_in_turns({"slow": slow, "fast": lambda: time.sleep(0.001)}, repeat=3, budget=0.04)
+    assert len(times["slow"].samples) == 1 and len(times["fast"].samples) == 3
+    ratios = paired_ratios(times["slow"], times["fast"])
+    assert ratios == [times["slow"].samples[0] / times["fast"].samples[0]]
 
 
 def test_per_call_times_cover_every_function():

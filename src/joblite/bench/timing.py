@@ -19,6 +19,7 @@ __all__ = [
     "best_time",
     "best_times_in_turns",
     "fill_in_turns",
+    "paired_ratios",
     "per_call_in_turns",
     "per_call_time",
     "rotated",
@@ -236,6 +237,29 @@ def best_times_in_turns(calls, repeat=3, budget=None, check=None, setup=None):
             del result
             samples[key].append(elapsed)
     return {key: Timing(samples[key]) for key in calls}
+
+
+def paired_ratios(base, mine):
+    """Per round of one :func:`best_times_in_turns`, the time of `base` over that of `mine`.
+
+    Two calls of one round are adjacent in time, so a slow spell of the machine
+    weighs on both and mostly cancels out of their ratio, which the best time of
+    each, taken in different rounds, does not.
+
+    Parameters
+    ----------
+    base, mine : Timing
+        Two timings of the same :func:`best_times_in_turns` call; their samples
+        are in round order, and a call over its budget misses every later round,
+        so the rounds both ran are the common prefix of their samples.
+
+    Returns
+    -------
+    list of float
+        ``base.samples[i] / mine.samples[i]`` for each round ``i`` both ran (at
+        least the first).
+    """
+    return [first / second for first, second in zip(base.samples, mine.samples)]
 
 
 def time_fresh_write(write, value, path, repeat=3, budget=None):

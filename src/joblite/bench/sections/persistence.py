@@ -7,7 +7,7 @@ import os
 from ..._files import remove_if_exists
 from .. import procmem
 from ..children import ChildFailed, run_child
-from ..report import GIB, MIB, Row, add_speedups, gib_per_s, progress, ratio
+from ..report import GIB, MIB, Row, add_speedups, gib_per_s, progress, ratio, size_label
 from ..timing import best_time, rotated, time_fresh_write
 from ..workloads import (
     PersistImpl,
@@ -40,6 +40,10 @@ SECTION = "persistence"
 # rounds in which the uncompressed writers take turns: a 256 MiB dump varies by
 # up to 15% between calls on a shared machine, so the best of 9 is a steadier
 # figure than the best of 5 (a round of the four writers takes about half a second).
+# 'peer_rounds' is the number of rounds of the Blosc comparison, whose figures are the
+# median of the rounds' ratios, and 'peer_budget' its budget, large enough that the zstd
+# codecs (about 0.5 s a 256 MiB dump) run every round; 'peer_mib' its array sizes in MiB,
+# the largest first (the other codecs are compared at that size only).
 PERSISTENCE_SIZES = {
     "full": {
         "array_mib": 256,
@@ -48,6 +52,9 @@ PERSISTENCE_SIZES = {
         "big_gib": 4,
         "repeat": 5,
         "dump_rounds": 9,
+        "peer_rounds": 9,
+        "peer_budget": 6.0,
+        "peer_mib": (256, 16),
         "budget": 2.0,
         "mmap_repeat": 25,
     },
@@ -58,6 +65,9 @@ PERSISTENCE_SIZES = {
         "big_gib": None,
         "repeat": 3,
         "dump_rounds": 3,
+        "peer_rounds": 3,
+        "peer_budget": 0.5,
+        "peer_mib": (8,),
         "budget": 0.5,
         "mmap_repeat": 10,
     },
@@ -596,14 +606,16 @@ def persistence_section(context):
         from .persistence_peers import PEER_DATA, PEER_VARIANTS, peer_rows
 
         for key, label, build in PEER_DATA:
-            progress(f"persistence: building {label} {mib} for the Blosc comparison")
-            value = build(nbytes)
-            rows += peer_rows(f"{label} {mib}", value, folder, sizes)
-            for codec, kinds in PEER_VARIANTS.items():
-                if key in kinds:
-                    rows += peer_rows(f"{label} {mib}", value, folder, sizes, codec)
-            del value
-            gc.collect()
+            for index, peer_mib in enumerate(sizes["peer_mib"]):
+                case = f"{label} {size_label(peer_mib * MIB)}"
+                progress(f"persistence: building {case} for the Blosc comparison")
+                value = build(peer_mib * MIB)
+                rows += peer_rows(case, value, folder, sizes)
+                for codec, kinds in PEER_VARIANTS.items():
+                    if index == 0 and key in kinds:
+                        rows += peer_rows(case, value, folder, sizes, codec)
+                del value
+                gc.collect()
         count = sizes["dicts"]
         rows += dicts_rows(f"{count // 1000}k small dicts", small_dicts(count), persistence_impls(), folder, sizes)
         if sizes["big_gib"]:

@@ -14,18 +14,29 @@ threads (2):
 * ``blosc memory``: the same compression and decompression, without the file;
 * ``blosc2 file``: ``blosc2.asarray(value, urlpath=...)`` and ``blosc2.open(path)[:]``.
 
-Blosc's level is its default, 5; the rows give each file's compression ratio, and the
-joblite rows ``vs_blosc`` (times faster than ``blosc file``) and ``size_vs_blosc`` (joblite's
-compression ratio over Blosc's).  The other codecs (`PEER_VARIANTS`: bit shuffle, zstd) are
-compared with ``blosc file`` at the same settings on the data kinds they are meant for.
+Blosc's level is its default, 5.  The implementations take turns
+(:func:`~joblite.bench.timing.best_times_in_turns`, ``peer_rounds`` rounds): the writers and
+the in-memory compression, then the readers and the in-memory decompression, so that a slow
+spell of the machine weighs on all of them alike; each row's time is its best call.
+Before each call, not timed, the ``blosc`` package is put in the state that implementation
+keeps in a process of its own (`_settle`).  The
+rows give each file's compression ratio (``blosc memory``: that of its compressed bytes),
+and the joblite rows ``vs_blosc``, how many times faster than ``blosc file``: the median
+over the rounds of Blosc's time over joblite's in the same round, steadier than the ratio
+of the best times, which may come from different rounds (the lowest and highest of the
+rounds' ratios are ``vs_blosc_low`` and ``vs_blosc_high``); and ``size_vs_blosc``
+(joblite's compression ratio over Blosc's).  The other codecs (`PEER_VARIANTS`: bit
+shuffle, zstd) are compared with ``blosc file`` at the same settings on the data kinds
+they are meant for.
 """
 
 import os
+import statistics
 from functools import partial
 
 from ..._files import remove_if_exists
-from ..report import Row, add_speedups, gib_per_s, progress, ratio
-from ..timing import best_times_in_turns
+from ..report import Row, gib_per_s, progress, ratio
+from ..timing import best_times_in_turns, paired_ratios
 from ..workloads import PersistImpl, image_f32, optional_module, random_f64, small_ints, smooth_f64
 from .persistence import SECTION, _check_roundtrip, _missing
 
@@ -104,6 +115,29 @@ def _use_blosc(blosc):
     blosc.set_releasegil(False)
 
 
+_POOL_WARMUP = bytes(4 << 20)  # four of c-blosc's blocks at item size 8: its thread pool starts
+
+
+def _settle(impl):
+    """Put the ``blosc`` package in the state `impl` keeps in a process of its own (not timed).
+
+    The package's thread count and GIL setting are process-wide: a change of
+    thread count stops c-blosc's thread pool (about 1 ms here), and the next
+    parallel call starts it again.  A process that uses only joblite, or only
+    Blosc, pays neither, so neither is timed: before each call, Blosc gets its
+    defaults and a started pool, joblite its one thread per call.
+    """
+    import blosc
+
+    from ...compressors import _blosc
+
+    if impl == "joblite":
+        _blosc()
+    elif impl.startswith("blosc "):
+        _use_blosc(blosc)
+        blosc.compress(_POOL_WARMUP, typesize=8)
+
+
 def _blosc_file(blosc, value, codec):
     shape, dtype = value.shape, value.dtype
     settings = _blosc_settings(blosc, codec)
@@ -170,12 +204,17 @@ def blosc_impls(value, codec="blosc-lz4"):
     return impls
 
 
-def _memory_rows(names, value, sizes):
-    """``blosc memory``: compress and decompress `value` without a file."""
+def _blosc_memory(value):
+    """``blosc memory``: compress and decompress `value` without a file.
+
+    Returns
+    -------
+    compress, decompress, stored : callable
+        Called with no arguments: `decompress` decompresses what the last call of
+        `compress` made, `stored` gives its size in bytes.
+    """
     import blosc
     import numpy as np
-
-    from ..timing import best_time
 
     settings = _blosc_settings(blosc, "blosc-lz4")
     source = memoryview(value).cast("B")
@@ -190,13 +229,16 @@ def _memory_rows(names, value, sizes):
         out = np.empty(value.shape, value.dtype)
         blosc.decompress_ptr(kept["data"], out.ctypes.data)
 
-    nbytes = value.nbytes
-    rows = []
-    for name, call in zip(names, (compress, decompress)):
-        seconds = best_time(call, sizes["repeat"], sizes["budget"])
-        rows.append(Row(SECTION, name, "blosc memory", seconds, nbytes, gib_per_s(nbytes, seconds)))
-    rows[0].ratios["compression_ratio"] = nbytes / len(kept["data"])
-    return tuple(rows)
+    return compress, decompress, lambda: len(kept["data"])
+
+
+def _vs_blosc(row, times, targets):
+    """Set joblite's `row` ``vs_blosc`` (and its low and high) from the turns' `times`, and its `targets`."""
+    per_round = paired_ratios(times["blosc file"], times["joblite"])
+    row.ratios["vs_blosc"] = statistics.median(per_round)
+    row.ratios["vs_blosc_low"] = min(per_round)
+    row.ratios["vs_blosc_high"] = max(per_round)
+    row.targets = dict(targets)
 
 
 def peer_rows(label, value, folder, sizes, codec="blosc-lz4"):
@@ -211,7 +253,9 @@ def peer_rows(label, value, folder, sizes, codec="blosc-lz4"):
     folder : str
         Temporary folder (each file removed once measured).
     sizes : dict
-        From :data:`~joblite.bench.sections.persistence.PERSISTENCE_SIZES`.
+        From :data:`~joblite.bench.sections.persistence.PERSISTENCE_SIZES`: ``'peer_rounds'``
+        (rounds of the writers' turns, then of the readers') and ``'peer_budget'`` (seconds
+        of calls after which an implementation misses the next rounds).
     codec : str, default 'blosc-lz4'
         joblite's codec; for another than ``'blosc-lz4'``, only ``blosc file`` is compared,
         at the same settings, and the case names name the codec.
@@ -219,8 +263,9 @@ def peer_rows(label, value, folder, sizes, codec="blosc-lz4"):
     Returns
     -------
     list of Row
-        Dump rows with ``compression_ratio``, then load rows; the joblite rows with
-        ``vs_blosc`` and, for the dump, ``size_vs_blosc``.
+        Dump rows with ``compression_ratio``, then load rows, in the same order of
+        implementations; the joblite rows with ``vs_blosc``, ``vs_blosc_low`` and
+        ``vs_blosc_high`` and, for the dump, ``size_vs_blosc``.
     """
     case = label if codec == "blosc-lz4" else f"{label}, {codec}"
     names = (f"{case}: dump vs Blosc", f"{case}: load vs Blosc")
@@ -229,39 +274,45 @@ def peer_rows(label, value, folder, sizes, codec="blosc-lz4"):
     paths = {
         impl: os.path.join(folder, "peer-" + impl.replace(" ", "-") + entry.suffix) for impl, entry in entries.items()
     }
-    progress(f"  persistence: {case}, {', '.join(entries)} taking turns")
-    # the writers take turns, each to a path that does not exist, and then the readers do, so
-    # that a slow spell of this shared machine weighs on all of them alike
-    dump_times = best_times_in_turns(
-        {impl: partial(entry.dump, value, paths[impl]) for impl, entry in entries.items()},
-        sizes["repeat"],
-        sizes["budget"],
-        setup=lambda impl: remove_if_exists(paths[impl]),
-    )
+    dump_calls = {impl: partial(entry.dump, value, paths[impl]) for impl, entry in entries.items()}
+    load_calls = {impl: partial(entry.load, paths[impl]) for impl, entry in entries.items()}
+    stored = {impl: partial(_size, path) for impl, path in paths.items()}  # bytes written, once written
+    order = list(impls)
+    if codec == "blosc-lz4":
+        dump_calls["blosc memory"], load_calls["blosc memory"], stored["blosc memory"] = _blosc_memory(value)
+        order.append("blosc memory")
+    progress(f"  persistence: {case}, {', '.join(dump_calls)} taking turns")
+
+    def remove_file(impl):
+        if impl in paths:
+            remove_if_exists(paths[impl])
+
+    def fresh_path(impl):
+        remove_file(impl)
+        _settle(impl)
+
+    # the writers take turns, each to a path that does not exist, and then the readers do (after
+    # every writer, the in-memory compression included, ran at least once), so that a slow spell
+    # of this shared machine weighs on all of them alike; each in its own settled state
+    rounds, budget = sizes["peer_rounds"], sizes["peer_budget"]
+    dump_times = best_times_in_turns(dump_calls, rounds, budget, setup=fresh_path)
     _check_roundtrip(entries["joblite"].load(paths["joblite"]), value, names[1])
-    load_times = best_times_in_turns(
-        {impl: partial(entry.load, paths[impl]) for impl, entry in entries.items()}, sizes["repeat"], sizes["budget"]
-    )
+    load_times = best_times_in_turns(load_calls, rounds, budget, setup=_settle)
+    nbytes = value.nbytes
     dumps, loads = [], []
-    for impl in impls:
-        if impl not in entries:
+    for impl in order:
+        if impl not in dump_calls:
             dumps.append(_missing(names[0], impl))
             loads.append(_missing(names[1], impl))
             continue
-        nbytes = value.nbytes
         dumps.append(Row(SECTION, names[0], impl, dump_times[impl], nbytes, gib_per_s(nbytes, dump_times[impl])))
-        dumps[-1].ratios["compression_ratio"] = nbytes / _size(paths[impl])
+        dumps[-1].ratios["compression_ratio"] = nbytes / stored[impl]()
         loads.append(Row(SECTION, names[1], impl, load_times[impl], nbytes, gib_per_s(nbytes, load_times[impl])))
-        remove_if_exists(paths[impl])
-    if codec == "blosc-lz4":
-        memory = _memory_rows(names, value, sizes)
-        dumps.append(memory[0])
-        loads.append(memory[1])
-    add_speedups(dumps, {"vs_blosc": "blosc file"}, PEER_TARGETS["dump"])
-    add_speedups(loads, {"vs_blosc": "blosc file"}, PEER_TARGETS["load"])
-    mine, peer = dumps[0], next((row for row in dumps if row.impl == "blosc file"), None)
-    if mine.seconds is not None and peer is not None and peer.seconds is not None:
-        mine.ratios["size_vs_blosc"] = ratio(mine.ratios.get("compression_ratio"), peer.ratios.get("compression_ratio"))
+        remove_file(impl)
+    mine, peer = dumps[0], dumps[order.index("blosc file")]
+    _vs_blosc(mine, dump_times, PEER_TARGETS["dump"])
+    _vs_blosc(loads[0], load_times, PEER_TARGETS["load"])
+    mine.ratios["size_vs_blosc"] = ratio(mine.ratios["compression_ratio"], peer.ratios["compression_ratio"])
     return dumps + loads
 
 
