@@ -13,6 +13,8 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import threading
+import time
 import zlib
 
 import numpy as np
@@ -489,6 +491,42 @@ def test_streaming_the_chunks_gives_the_block():
     assert B.frame_header([len(p) for p in pieces]) + b"".join(pieces) == B.compress_block(
         data, 4, "zlib", 3, chunk_size=4000
     )
+
+
+class Counting(Reverse):
+    """Counts the chunks compressed, to see how far the threads run ahead of the reader."""
+
+    name = "counting"
+
+    def __init__(self):
+        self.started = 0
+        self.lock = threading.Lock()
+
+    def compress(self, data, level):
+        with self.lock:
+            self.started += 1
+        return super().compress(data, level)
+
+
+@pytest.mark.parametrize(
+    ("chunk_size", "ahead_bytes", "most"),
+    [(1000, 1 << 26, 16), (1000, 5000, 5), (1000, 100, 4)],  # 8 a thread; 64 MiB of input; never under 2 a thread
+)
+def test_the_threads_run_a_bounded_way_ahead_of_the_reader(registry, monkeypatch, chunk_size, ahead_bytes, most):
+    codec = Counting()
+    C.register_compressor("counting", codec)
+    monkeypatch.setattr(B, "_AHEAD_BYTES", ahead_bytes)
+    chunks = B.iter_compressed_chunks(sample(100_000, seed=8), 1, "counting", 1, chunk_size=chunk_size, workers=2)
+    try:
+        next(chunks)
+        deadline = time.monotonic() + 10
+        while codec.started < most and time.monotonic() < deadline:  # give the threads time to run on
+            time.sleep(0.01)
+        time.sleep(0.05)
+        # `most` chunks, the one taken included, were given to the threads: the others wait for the reader
+        assert codec.started == most
+    finally:
+        chunks.close()
 
 
 def test_stopping_the_stream_early():
