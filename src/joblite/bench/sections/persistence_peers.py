@@ -17,17 +17,16 @@ threads (2):
 Blosc's level is its default, 5.  The implementations take turns
 (:func:`~joblite.bench.timing.best_times_in_turns`, ``peer_rounds`` rounds): the writers and
 the in-memory compression, then the readers and the in-memory decompression, so that a slow
-spell of the machine weighs on all of them alike; each row's time is its best call.
-Before each call, not timed, the ``blosc`` package is put in the state that implementation
-keeps in a process of its own (`_settle`).  The
-rows give each file's compression ratio (``blosc memory``: that of its compressed bytes),
-and the joblite rows ``vs_blosc``, how many times faster than ``blosc file``: the median
-over the rounds of Blosc's time over joblite's in the same round, steadier than the ratio
-of the best times, which may come from different rounds (the lowest and highest of the
-rounds' ratios are ``vs_blosc_low`` and ``vs_blosc_high``); and ``size_vs_blosc``
-(joblite's compression ratio over Blosc's).  The other codecs (`PEER_VARIANTS`: bit
-shuffle, zstd) are compared with ``blosc file`` at the same settings on the data kinds
-they are meant for.
+spell of the machine weighs on all of them alike; each row's time is its best call.  Before
+each call, not timed, the ``blosc`` package is put in the state that implementation keeps in
+a process of its own (`_settle`).  The rows give each file's compression ratio (``blosc
+memory``: that of its compressed bytes), and the joblite rows ``vs_blosc``, how many times
+faster than ``blosc file``: the median over the rounds of Blosc's time over joblite's in
+the same round, steadier than the ratio of the best times, which may come from different
+rounds (the lowest and highest of the rounds' ratios are ``vs_blosc_low`` and
+``vs_blosc_high``); and ``size_vs_blosc`` (joblite's compression ratio over Blosc's).  The
+other codecs (`PEER_VARIANTS`: bit shuffle, zstd) are compared with ``blosc file`` at the
+same settings on the data kinds they are meant for.
 """
 
 import os
