@@ -92,10 +92,9 @@ SCHEMA = "joblite.bench.codecs/1"
 
 #: The levels measured for each of joblite's codecs.  The ``blosc-*`` codecs:
 #: Blosc's clevel 1, 5 (the default) and 9; bit shuffle and zstd at 5 and 9.
-#: lz4: 1 is its fast mode
-#: (1 to 3 write the same bytes), 4 and 9 lz4-HC.  zlib and gzip (the same
-#: deflate, two wrappers): 1, 3, 6, 9.  bz2: its level is the block size,
-#: 1 and 9 are the extremes.  lzma and xz: 1 and 3 (fast mode), 6 (normal
+#: lz4: 1 is its fast mode (1 to 3 write the same bytes), 4 and 9 lz4-HC.
+#: zlib and gzip (the same deflate, two wrappers): 1, 3, 6, 9.  bz2: its level
+#: is the block size, 1 and 9 are the extremes.  lzma and xz: 1 and 3 (fast mode), 6 (normal
 #: mode, xz's default); 7 to 9 only grow the dictionary beyond the 1 MiB
 #: chunks joblite compresses.  zstd: 1, 3 (its default), 9, 19.
 LEVELS = {

@@ -242,7 +242,7 @@ def best_times_in_turns(calls, repeat=3, budget=None, check=None, setup=None):
 def paired_ratios(base, mine):
     """Per round of one :func:`best_times_in_turns`, the time of `base` over that of `mine`.
 
-    Two calls of one round are adjacent in time, so a slow spell of the machine
+    Two calls of one round are close in time, so a slow spell of the machine
     weighs on both and mostly cancels out of their ratio, which the best time of
     each, taken in different rounds, does not.
 
