@@ -529,6 +529,44 @@ def test_the_threads_run_a_bounded_way_ahead_of_the_reader(registry, monkeypatch
         chunks.close()
 
 
+class ByThread(Reverse):
+    """Counts the chunks each thread compressed and decompressed; the pool's threads are slow."""
+
+    name = "by-thread"
+
+    def __init__(self):
+        self.caller = threading.get_ident()
+        self.by_caller = {"compress": 0, "decompress": 0}
+
+    def _count(self, what):
+        if threading.get_ident() == self.caller:
+            self.by_caller[what] += 1
+        else:
+            time.sleep(0.005)
+
+    def compress(self, data, level):
+        self._count("compress")
+        return super().compress(data, level)
+
+    def decompress(self, data, raw_length):
+        self._count("decompress")
+        return super().decompress(data, raw_length)
+
+
+def test_the_calling_thread_takes_chunks_while_it_waits(registry):
+    # two workers are the caller and one pool thread: the caller does not sit idle while the pool works
+    codec = ByThread()
+    C.register_compressor(codec.name, codec)
+    data = sample(64_000, seed=9)
+    frame = B.compress_block(data, 1, codec.name, 1, chunk_size=1000, workers=2)
+    assert codec.by_caller["compress"] > 0
+    assert frame == B.compress_block(data, 1, codec.name, 1, chunk_size=1000, workers=1)
+    out = bytearray(len(data))
+    B.decompress_block(frame, len(data), 1, codec.name, out, chunk_size=1000, workers=2)
+    assert codec.by_caller["decompress"] > 0
+    assert bytes(out) == bytes(data)
+
+
 def test_stopping_the_stream_early():
     data = sample(400_000, seed=7)
     chunks = B.iter_compressed_chunks(data, 8, "lz4", 1, chunk_size=1000)
