@@ -587,6 +587,10 @@ def container_seeds():
             seeds[name + " (zlib)"] = dumps(value, compress="zlib")
             seeds[name + " (blosc-lz4)"] = dumps(value, compress="blosc-lz4")
             seeds[name + " (blosc-zstd-bitshuffle)"] = dumps(value, compress="blosc-zstd-bitshuffle")
+        if name == "arrays":  # a pickle stream of 4 KiB or more is compressed too
+            long_stream = {"arrays": value, "text": "joblite " * 600}
+            seeds[name + ", long stream (lz4)"] = dumps(long_stream, compress="lz4")
+            seeds[name + ", long stream (blosc-lz4)"] = dumps(long_stream, compress="blosc-lz4")
     return seeds
 
 

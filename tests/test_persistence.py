@@ -463,6 +463,21 @@ def test_arrays_are_out_of_band():
     assert {b["raw_length"] for b in layout["blocks"]} == {array.nbytes, array.nbytes // 2}
 
 
+@pytest.mark.parametrize("codec", ["blosc-lz4", "lz4", "zlib"])
+def test_a_short_pickle_stream_is_stored_as_it_is_in_a_compressed_file(codec):
+    """Under 4 KiB the stream is not compressed (cheaper both ways); from 4 KiB on it is; both load."""
+    short = {"a": np.arange(1000) % 7, "s": "x" * 100}
+    long = dict(short, s="x" * 5000)
+    for value, stream_codec in ((short, 0), (long, 1)):
+        data = dumps(value, compress=codec)
+        layout = H.parse(data)
+        assert layout["codecs"] == ["none", codec] and layout["pickle_codec"] == stream_codec
+        assert all(block["codec"] == 1 for block in layout["blocks"])
+        assert (layout["pickle_length"] == layout["pickle_raw_length"]) == (stream_codec == 0)
+        got = loads(data)
+        assert got["s"] == value["s"] and np.array_equal(got["a"], value["a"])
+
+
 # -- mmap_mode ----------------------------------------------------------------------------
 @pytest.fixture
 def dumped(tmp_path):

@@ -40,12 +40,12 @@ VALUE = {
 COMPRESS = [0, "lz4", "zlib"]
 
 
-def expected_value():
-    return dict(VALUE, view=np.ascontiguousarray(VALUE["view"]))
+def expected_value(value=VALUE):
+    return dict(value, view=np.ascontiguousarray(value["view"]))
 
 
-def same(got):
-    expected = expected_value()
+def same(got, value=VALUE):
+    expected = expected_value(value)
     if got.keys() != expected.keys():
         return False
     for key, value in expected.items():
@@ -431,10 +431,19 @@ def structural_cases(data):
     return cases
 
 
+# a pickle stream long enough to be compressed in a compressed file (from 4 KiB on)
+LONG_STREAM_VALUE = dict(VALUE, text="joblite " * 600)
+
+
+def dumps_long_stream(compress):
+    data = dumps(LONG_STREAM_VALUE, compress=compress)
+    assert bool(H.parse(data)["pickle_codec"]) == bool(compress)
+    return data
+
+
 @pytest.fixture(scope="module", params=COMPRESS, ids=lambda c: f"compress={c}")
 def structural(request):
-    data = dumps(VALUE, compress=request.param)
-    return structural_cases(data)
+    return structural_cases(dumps_long_stream(request.param))
 
 
 def test_resealing_alone_changes_nothing(small):
@@ -457,7 +466,7 @@ def test_structural_damage(structural):
                 got = loads(data, allowed="numpy")
             except CorruptFileError:
                 continue
-            assert not same(got), name
+            assert not same(got, LONG_STREAM_VALUE), name
             continue
         assert_corrupt(data, name)
 
@@ -465,7 +474,7 @@ def test_structural_damage(structural):
 @pytest.mark.parametrize("where", ["block raw length", "pickle raw length"])
 def test_huge_declared_raw_length(where):
     """A compressed block (or pickle stream) claiming a huge raw length is refused before allocation."""
-    data = dumps(VALUE, compress="lz4")
+    data = dumps_long_stream("lz4")
     layout = H.parse(data)
     if where == "pickle raw length":
         offsets = [(24, value) for value in (2**40, 2**62, 2**64 - 1)]

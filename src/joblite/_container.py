@@ -67,6 +67,7 @@ _PIECE = 1 << 20  # hashed, then written by the same thread while still in its c
 _PARALLEL_READ_PIECE = 1 << 24
 _PREALLOCATE_MIN = 1 << 20  # reserving blocks first pays off for large files only
 _PIPELINE_MIN = 1 << 22  # compressed blocks from this size on are read by the threads that decode them
+_COMPRESSED_STREAM_MIN = 1 << 12  # a shorter pickle stream is stored as it is: compressing costs more than it saves
 
 
 def checksum(buffer):
@@ -93,8 +94,9 @@ def write(fileobj, pickled, blocks, codec, level, preallocate=False):
         by: a contiguous array as a flat uint8 view of its memory, a
         non-contiguous one as itself (written in C order, in bounded chunks).
     codec : str or None
-        A codec name of :mod:`joblite.compressors` for the stream and every
-        block, or None; `level` is its level.
+        A codec name of :mod:`joblite.compressors` for every block, and for
+        the stream when it is 4 KiB or longer (a shorter one is stored as
+        it is), or None; `level` is its level.
     preallocate : bool, optional
         `fileobj` is a regular file of our own: reserve the disk blocks of a
         large uncompressed file first, which makes the large writes faster,
@@ -109,9 +111,10 @@ def write(fileobj, pickled, blocks, codec, level, preallocate=False):
     codecs = ["none", codec] if codec else ["none"]
     largest = max((array.nbytes for array, _ in blocks), default=len(pickled))
     chunk_size = _blocks.default_chunk_size(codec, largest) if codec else _blocks.CHUNK_SIZE
-    stored = _blocks.compress_block(pickled, 1, codec, level, chunk_size) if codec else pickled
+    stream_codec = len(codecs) - 1 if len(pickled) >= _COMPRESSED_STREAM_MIN else 0
+    stored = _blocks.compress_block(pickled, 1, codec, level, chunk_size) if stream_codec else pickled
     header = _HEADER.pack(
-        MAGIC, FORMAT_VERSION, 0, 0, len(stored), len(pickled), checksum(stored), len(codecs) - 1, chunk_size, 0
+        MAGIC, FORMAT_VERSION, 0, 0, len(stored), len(pickled), checksum(stored), stream_codec, chunk_size, 0
     )
     if preallocate and not codec:
         names_length = sum(1 + len(name) for name in codecs) + 2
