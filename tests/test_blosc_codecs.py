@@ -230,8 +230,8 @@ def test_the_chunks_grow_with_the_largest_block():
 
 @pytest.mark.parametrize("name", ["blosc-lz4", "lz4"])
 def test_a_file_written_as_it_is_compressed_has_the_bytes_of_one_written_whole(name, tmp_path):
-    """A large block to a file of our own streams its chunks, its frame header last; a file object does not."""
-    value = {"a": np.arange(3 << 20, dtype=np.int64) % 1000, "b": np.ones(10)}  # 24 MiB: above the streaming size
+    """A block of several chunks to a file of our own streams them, its frame header last; a file object does not."""
+    value = {"a": np.arange(3 << 17, dtype=np.int64) % 1000, "b": np.ones(10)}  # 3 chunks of 1 MiB, and one chunk
     path = tmp_path / "a.jl"
     dump(value, path, compress=name)
     assert path.read_bytes() == dumps(value, compress=name)
