@@ -213,9 +213,10 @@ def _in_order(task, items, workers, ahead):
     the shared pool take the queued tasks in order, and while the next
     result is not ready, the calling thread runs the earliest task no
     thread has started.  On two cores this keeps two threads busy, not
-    three competing for them: loads of 4 to 32 MiB ran 1.0 to 1.2 and
-    dumps 1.0 to 1.1 times as fast as with two threads of the pool and a
-    waiting caller (the median of 31 paired runs here).  The queue is deep
+    three competing for them: loads of 4 to 32 MiB ran 0.97 to 1.23 (most
+    1.01 to 1.08) and dumps 0.97 to 1.11 times as fast as with two threads
+    of the pool and a waiting caller (the median of 31 paired runs here),
+    256 MiB 0.92 to 1.13 by codec and data.  The queue is deep
     for the same reason: a thread that submits the next task while the
     others run gets the CPU late, and a shallow queue runs dry.
     """
