@@ -697,10 +697,11 @@ class Seeds:
         self.spans = [op_spans(stream) for stream in self.streams.values()]
         self.raw = dict(self.containers)
         data_folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "persistence")
-        for name in sorted(os.listdir(data_folder)):
-            if name.endswith(".jl"):
-                with open(os.path.join(data_folder, name), "rb") as handle:
-                    self.raw["golden " + name] = handle.read()
+        for folder, _, names in sorted(os.walk(data_folder)):  # a folder per format version
+            for name in sorted(names):
+                if name.endswith(".jl"):
+                    with open(os.path.join(folder, name), "rb") as handle:
+                        self.raw["golden " + os.path.relpath(os.path.join(folder, name), data_folder)] = handle.read()
         for name, (pieces, compression) in self.joblib.items():
             whole = b"".join(piece for _, piece in pieces)
             self.raw["joblib " + name] = whole
@@ -714,6 +715,8 @@ class Seeds:
         stored = data[slice(*layout["pickle"])]
         if not layout["pickle_codec"]:
             return stored
+        if layout["version"] >= 2:  # the frame, without its chunk checksums
+            stored = stored[: len(stored) - 8 * int.from_bytes(stored[:4], "little")]
         out = bytearray(layout["pickle_raw_length"])
         self.blocks.decompress_block(
             stored, len(out), 1, layout["codecs"][layout["pickle_codec"]], out, chunk_size=layout["chunk_size"]
@@ -727,11 +730,13 @@ class Seeds:
             (data[slice(*block["range"])], block["raw_length"], block["codec"], block["itemsize"])
             for block in layout["blocks"]
         ]
-        codec = layout["pickle_codec"]
+        codec, version = layout["pickle_codec"], layout["version"]
         if codec:
             stored = self.blocks.compress_block(stream, 1, layout["codecs"][codec], 1, chunk_size=layout["chunk_size"])
-            return H.build(stored, blocks, layout["codecs"], codec, len(stream), layout["chunk_size"])
-        return H.build(stream, blocks, layout["codecs"], 0, None, layout["chunk_size"])
+            if version >= 2:
+                stored = H.with_checksums(stored)
+            return H.build(stored, blocks, layout["codecs"], codec, len(stream), layout["chunk_size"], version)
+        return H.build(stream, blocks, layout["codecs"], 0, None, layout["chunk_size"], version)
 
 
 def container_stream_case(seeds, rng):

@@ -1,7 +1,7 @@
 """Helpers shared by the persistence tests: the container layout, read and built from the spec.
 
-Everything here follows ``docs/format_persistence.rst`` (format version 1) and
-is written independently of ``joblite.persistence``, so that the tests check the
+Everything here follows ``docs/format_persistence.rst`` (format version 2, and
+version 1 where a test builds one) and is written independently of ``joblite.persistence``, so that the tests check the
 documented format rather than the implementation against itself.
 """
 
@@ -24,6 +24,45 @@ FOOTER = struct.Struct("<8sQQQQQ8xQ")  # magic, table_offset, table_length, n_bl
 
 def checksum(data):
     return xxhash.xxh3_64_intdigest(bytes(data))
+
+
+def part_checksum(stored, version, compressed):
+    """The checksum that the header or the block table stores for a part.
+
+    Version 2 checksums a compressed part's frame header and the list of
+    its chunk checksums after its frame; anything else is checksummed whole.
+    """
+    stored = bytes(stored)
+    if version < 2 or not compressed:
+        return checksum(stored)
+    count = int.from_bytes(stored[:4], "little")
+    return checksum(stored[: 4 + 4 * count] + stored[len(stored) - 8 * count :])
+
+
+def with_checksums(frame):
+    """A version-2 compressed part: the frame, then the ``u64`` checksum of each of its chunks."""
+    frame = bytes(frame)
+    count = int.from_bytes(frame[:4], "little")
+    sizes = struct.unpack_from(f"<{count}I", frame, 4)
+    position, sums = 4 + 4 * count, []
+    for size in sizes:
+        sums.append(checksum(frame[position : position + size]))
+        position += size
+    return frame + struct.pack(f"<{count}Q", *sums)
+
+
+def _reseal_chunks(data, offset, length):
+    """Recompute in place the chunk checksums of the version-2 compressed part at `offset`, where it can."""
+    count = int.from_bytes(data[offset : offset + 4], "little")
+    if length < 4 + 12 * count:
+        return
+    frame_end = offset + length - 8 * count
+    position = offset + 4 + 4 * count
+    for index, size in enumerate(struct.unpack_from(f"<{count}I", data, offset + 4)):
+        if position + size > frame_end:
+            return
+        struct.pack_into("<Q", data, frame_end + 8 * index, checksum(data[position : position + size]))
+        position += size
 
 
 def parse(data):
@@ -88,18 +127,22 @@ def build(
 ):
     """A container from its parts, as the spec lays it out.
 
-    `blocks` is a list of ``(stored_bytes, raw_length, codec_index, itemsize)``.
+    `blocks` is a list of ``(stored_bytes, raw_length, codec_index, itemsize)``;
+    with ``version=2``, a compressed part's stored bytes end with its chunk
+    checksums (`with_checksums`).
     """
     stream = bytes(stream)
     raw = len(stream) if pickle_raw_length is None else pickle_raw_length
+    stream_checksum = part_checksum(stream, version, pickle_codec)
     head = struct.pack(
-        "<8sHHIQQQB7xQ", MAGIC, version, flags, 0, len(stream), raw, checksum(stream), pickle_codec, chunk_size
+        "<8sHHIQQQB7xQ", MAGIC, version, flags, 0, len(stream), raw, stream_checksum, pickle_codec, chunk_size
     )
     out = bytearray(head + struct.pack("<Q", checksum(head)) + stream)
     table = bytearray()
     for stored, raw_length, codec, itemsize in blocks:
         out += bytes(-len(out) % ALIGNMENT)
-        table += ENTRY.pack(len(out), len(stored), raw_length, codec, itemsize, checksum(stored), 0)
+        stored_checksum = part_checksum(stored, version, codec)
+        table += ENTRY.pack(len(out), len(stored), raw_length, codec, itemsize, stored_checksum, 0)
         out += stored
     table += struct.pack("<H", len(codecs))
     for name in codecs:
@@ -123,18 +166,26 @@ def reseal(data, fix_length=True):
     """Recompute every checksum (and the footer's file length) of a mutated container, best effort.
 
     Lets a mutation get past the checksums and reach the deeper checks: the
-    block table, the compressed frames, the decompressors, the unpickler.
-    Fields that point out of the file are left as they are (the checksums they
-    guard then stay wrong).
+    block table, the compressed frames, the decompressors, the unpickler.  In
+    a version-2 file, the chunk checksums of compressed parts are recomputed
+    too.  Fields that point out of the file are left as they are (the
+    checksums they guard then stay wrong).
     """
     data = bytearray(data)
     size = len(data)
     if size < 2 * ALIGNMENT:
         return bytes(data)
+    version = struct.unpack_from("<H", data, 8)[0]
+
+    def reseal_part(offset, length, compressed):
+        if compressed and version >= 2:
+            _reseal_chunks(data, offset, length)
+        return part_checksum(data[offset : offset + length], version, compressed)
+
     # header
     pickle_length = struct.unpack_from("<Q", data, 16)[0]
     if ALIGNMENT + pickle_length <= size:
-        struct.pack_into("<Q", data, 32, checksum(data[ALIGNMENT : ALIGNMENT + pickle_length]))
+        struct.pack_into("<Q", data, 32, reseal_part(ALIGNMENT, pickle_length, data[40]))
     struct.pack_into("<Q", data, 56, checksum(data[:56]))
     # blocks and table
     footer_start = size - ALIGNMENT
@@ -145,7 +196,7 @@ def reseal(data, fix_length=True):
             base = table_offset + index * ENTRY.size
             offset, length = struct.unpack_from("<QQ", data, base)
             if offset + length <= size:
-                struct.pack_into("<Q", data, base + 32, checksum(data[offset : offset + length]))
+                struct.pack_into("<Q", data, base + 32, reseal_part(offset, length, data[base + 24]))
         table = data[table_offset : table_offset + table_length]
         struct.pack_into("<Q", data, footer_start + 32, checksum(table))
     if fix_length:

@@ -239,18 +239,28 @@ def test_a_file_written_as_it_is_compressed_has_the_bytes_of_one_written_whole(n
 
 
 @pytest.mark.parametrize("name", ["blosc-lz4", "blosc-zstd-bitshuffle", "lz4", "zlib"])
-def test_a_large_block_read_while_decoded_is_checked_whole(name, tmp_path):
-    """Chunks are decoded as they are read: a damaged byte is still a checksum mismatch, a forged one the codec's."""
+def test_a_large_block_read_while_decoded_is_checked_chunk_by_chunk(name, tmp_path):
+    """Chunks are checked as they are read: a damaged chunk is its checksum's mismatch, a forged one the codec's."""
     value = np.random.default_rng(0).integers(0, 1 << 40, 3 << 20)  # 24 MiB, stored in about 15
-    data = bytearray(dumps(value, compress=name))
-    block = H.parse(bytes(data))["blocks"][0]
+    good = dumps(value, compress=name)
+    block = H.parse(good)["blocks"][0]
     assert block["length"] >= 1 << 22  # read by the decoding threads
-    target = block["offset"] + block["length"] - 100  # inside the last chunk
-    data[target] ^= 0xFF
+    count = int.from_bytes(good[block["offset"] : block["offset"] + 4], "little")
+    sizes = struct.unpack_from(f"<{count}I", good, block["offset"] + 4)
+    last_chunk = block["offset"] + 4 + 4 * count + sum(sizes[:-1])
     path = tmp_path / "damaged.jl"
-    path.write_bytes(bytes(data))
-    with pytest.raises(CorruptFileError, match="block 0: checksum mismatch"):
-        load(path)
+    for target, message in [
+        (last_chunk + sizes[-1] // 2, f"block 0: chunk {count - 1} of {count}: checksum mismatch"),
+        (block["offset"] + block["length"] - 3, "block 0: checksum mismatch"),  # the checksum list
+        (block["offset"] + 5, "block 0: checksum mismatch"),  # the frame header
+    ]:
+        data = bytearray(good)
+        data[target] ^= 0xFF
+        path.write_bytes(bytes(data))
+        with pytest.raises(CorruptFileError, match=message):
+            load(path)
+    data = bytearray(good)
+    data[last_chunk + sizes[-1] // 2] ^= 0xFF
     path.write_bytes(H.reseal(bytes(data)))
     try:
         got = load(path)

@@ -158,7 +158,7 @@ def test_a_pure_wheel_with_a_platform_tag_fails(tmp_path):
     "dropped",
     [
         "src/joblite/_ext/_hasher.pyx",
-        "tests/data/persistence/uncompressed.jl",
+        "tests/data/persistence/v1/uncompressed.jl",
         "tests/test_twins.py",
         "setup.py",
         "LICENSE",

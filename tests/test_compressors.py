@@ -19,6 +19,7 @@ import zlib
 
 import numpy as np
 import pytest
+import xxhash
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -483,14 +484,37 @@ def test_output_does_not_depend_on_threads_or_twin(twin, name, monkeypatch):
     assert len(blocks) == 1
 
 
-def test_streaming_the_chunks_gives_the_block():
+def test_streaming_the_chunks_gives_the_block_and_each_chunks_checksum():
     data = sample(30_000, seed=6)
     chunks = B.iter_compressed_chunks(data, 4, "zlib", 3, chunk_size=4000)
-    pieces = list(chunks)
+    pieces = [chunk for chunk, _ in chunks]
     assert len(pieces) == 8
     assert B.frame_header([len(p) for p in pieces]) + b"".join(pieces) == B.compress_block(
         data, 4, "zlib", 3, chunk_size=4000
     )
+    checksums = [digest for _, digest in B.iter_compressed_chunks(data, 4, "zlib", 3, chunk_size=4000, workers=1)]
+    assert checksums == [xxhash.xxh3_64_intdigest(piece) for piece in pieces]
+
+
+@pytest.mark.parametrize("name", ["lz4", "blosc-lz4", "zlib"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_chunk_that_does_not_match_its_checksum_is_refused_before_it_is_decoded(name, workers):
+    data = sample(30_000, seed=9)
+    pairs = list(B.iter_compressed_chunks(data, 8, name, 1, chunk_size=4000))
+    frame = B.frame_header([len(chunk) for chunk, _ in pairs]) + b"".join(chunk for chunk, _ in pairs)
+    checksums = [digest for _, digest in pairs]
+    out = bytearray(len(data))
+    B.decompress_block(frame, len(data), 8, name, out, chunk_size=4000, workers=workers, checksums=checksums)
+    assert bytes(out) == bytes(data)
+    checksums[2] ^= 1
+    out = bytearray(b"\xab" * len(data))
+    with pytest.raises(ValueError, match=f"^chunk 2 of {len(pairs)}: checksum mismatch$"):
+        B.decompress_block(frame, len(data), 8, name, out, chunk_size=4000, workers=workers, checksums=checksums)
+    assert out[8000:12000] == b"\xab" * 4000  # chunk 2 was never decoded
+    with pytest.raises(ValueError, match=f"^chunk 2 of {len(pairs)}: checksum mismatch$"):
+        B.verify_block(frame, len(data), 8, name, chunk_size=4000, workers=workers, checksums=checksums)
+    with pytest.raises(ValueError, match=f"^{len(pairs) - 1} chunk checksums for {len(pairs)} chunks$"):
+        B.decompress_block(frame, len(data), 8, name, out, chunk_size=4000, checksums=checksums[1:])
 
 
 class Counting(Reverse):
@@ -565,6 +589,112 @@ def test_the_calling_thread_takes_chunks_while_it_waits(registry):
     B.decompress_block(frame, len(data), 1, codec.name, out, chunk_size=1000, workers=2)
     assert codec.by_caller["decompress"] > 0
     assert bytes(out) == bytes(data)
+
+
+@pytest.mark.parametrize("name", ["blosc-lz4", "lz4", "zlib"])
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_compress_into_places_each_chunk_of_the_block_once(name, workers):
+    data = sample(200_000, seed=11)
+    pairs = list(B.iter_compressed_chunks(data, 8, name, 1, chunk_size=4000))
+    written, threads = {}, set()
+
+    def write(chunk, position):
+        assert position not in written
+        written[position] = chunk
+        threads.add(threading.get_ident())
+
+    sizes, digests = B.compress_into(data, 8, name, 1, write, chunk_size=4000, workers=workers)
+    assert sizes == [len(chunk) for chunk, _ in pairs] and digests == [digest for _, digest in pairs]
+    assert [written[position] for position in sorted(written)] == [chunk for chunk, _ in pairs]
+    assert sorted(written) == [sum(sizes[:index]) for index in range(len(sizes))]
+    assert B.compress_into(b"", 8, name, 1, write) == ([], [])
+    if workers == 1:
+        assert threads == {threading.get_ident()}
+
+
+class Failing(Reverse):
+    """Fails on the chunks that start with given bytes; counts the chunks it compressed."""
+
+    name = "failing-some"
+
+    def __init__(self, bad):
+        self.bad, self.done = bad, []
+
+    def compress(self, data, level):
+        data = bytes(data)
+        if data[:1] in self.bad:
+            raise RuntimeError(f"bad chunk {data[:1]!r}")
+        self.done.append(data[:1])
+        return super().compress(data, level)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_compress_into_raises_the_first_chunks_error(registry, workers):
+    data = b"".join(bytes([index]) * 1000 for index in range(40))  # chunk i holds bytes of value i
+    codec = Failing({bytes([7]), bytes([3])})
+    C.register_compressor(codec.name, codec)
+    for _ in range(5):
+        with pytest.raises(RuntimeError, match=r"^bad chunk b'\\x03'$"):
+            B.compress_into(data, 1, codec.name, 1, lambda chunk, position: None, chunk_size=1000, workers=workers)
+    assert all(chunk[0] < 30 for chunk in codec.done)  # the threads stopped taking chunks soon after
+
+
+class Gate(Reverse):
+    """Holds chunk 0 (the chunk of zeros) for 0.3 s; records the other chunks as they start."""
+
+    name = "gate"
+
+    def __init__(self):
+        self.started = []
+
+    def compress(self, data, level):
+        data = bytes(data)
+        if data[0] == 0:
+            time.sleep(0.3)
+        else:
+            self.started.append(data[0])
+        return super().compress(data, level)
+
+
+def test_compress_into_holds_a_bounded_window_of_chunks_while_one_is_slow(registry, monkeypatch):
+    monkeypatch.setattr(B, "_AHEAD_BYTES", 8_000)  # a window of 8 chunks of 1000 bytes
+    codec = Gate()
+    C.register_compressor(codec.name, codec)
+    data = b"".join(bytes([index]) * 1000 for index in range(40))
+    placed = []
+    B.compress_into(data, 1, codec.name, 1, lambda chunk, position: placed.append(position), chunk_size=1000)
+    # while chunk 0 was held, the other thread took chunks 1 to 7 only, none of them placed
+    assert codec.started[:7] == list(range(1, 8)) and len(placed) == 40
+    assert max(codec.started[:7]) < 8
+
+
+class Interrupted(Reverse):
+    """Raises KeyboardInterrupt in the calling thread at its fifth chunk; counts the chunks started."""
+
+    name = "interrupted"
+
+    def __init__(self):
+        self.caller, self.by_caller, self.started = threading.get_ident(), 0, []
+
+    def compress(self, data, level):
+        self.started.append(threading.get_ident())
+        if threading.get_ident() == self.caller:
+            self.by_caller += 1
+            if self.by_caller == 5:
+                raise KeyboardInterrupt
+        time.sleep(0.001)
+        return super().compress(data, level)
+
+
+def test_an_interrupted_compress_into_leaves_no_thread_running(registry):
+    codec = Interrupted()
+    C.register_compressor(codec.name, codec)
+    data = sample(400_000, seed=12)
+    with pytest.raises(KeyboardInterrupt):
+        B.compress_into(data, 1, codec.name, 1, lambda chunk, position: None, chunk_size=1000, workers=3)
+    count = len(codec.started)
+    time.sleep(0.05)
+    assert len(codec.started) == count < 400  # the pool's threads stopped, and before the call returned
 
 
 def test_stopping_the_stream_early():

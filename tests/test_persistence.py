@@ -438,7 +438,7 @@ def test_file_layout_matches_the_documented_format():
     data = dumps(value)
     layout = H.parse(data)
     assert data[:8] == b"\x89JOBLITE" and data[-64:-56] == b"JLBLOCKS"
-    assert layout["version"] == persistence.FORMAT_VERSION == 1
+    assert layout["version"] == persistence.FORMAT_VERSION == 2
     assert layout["flags"] == 0 and layout["codecs"] == ["none"]
     assert len(layout["blocks"]) == 4
     for block in layout["blocks"]:
@@ -450,7 +450,34 @@ def test_file_layout_matches_the_documented_format():
     assert all(data[start:stop] == bytes(stop - start) for start, stop in layout["padding"])
     stream = data[slice(*layout["pickle"])]
     rebuilt = H.build(
-        stream, [(data[slice(*b["range"])], b["raw_length"], b["codec"], b["itemsize"]) for b in layout["blocks"]]
+        stream,
+        [(data[slice(*b["range"])], b["raw_length"], b["codec"], b["itemsize"]) for b in layout["blocks"]],
+        version=2,
+    )
+    assert rebuilt == data
+
+
+@pytest.mark.parametrize("codec", ["blosc-lz4", "lz4", "zlib"])
+def test_compressed_parts_carry_their_chunk_checksums_as_documented(codec):
+    """Each compressed part is its frame, then its chunks' checksums; its own checksum covers header and list."""
+    value = {"a": np.arange(300_000) % 1000, "b": np.linspace(0, 1, 5000)[::3], "s": list(range(2000))}
+    data = dumps(value, compress=codec)
+    layout = H.parse(data)
+    assert layout["pickle_codec"] == 1 and layout["codecs"] == ["none", codec]
+    stream = data[slice(*layout["pickle"])]
+    parts = [data[slice(*b["range"])] for b in layout["blocks"]]
+    for part in [stream, *parts]:
+        count = int.from_bytes(part[:4], "little")
+        frame = part[: len(part) - 8 * count]
+        assert H.with_checksums(frame) == part  # each chunk's xxh3_64, after the frame
+    rebuilt = H.build(
+        stream,
+        [(part, b["raw_length"], b["codec"], b["itemsize"]) for part, b in zip(parts, layout["blocks"])],
+        codecs=("none", codec),
+        pickle_codec=1,
+        pickle_raw_length=layout["pickle_raw_length"],
+        chunk_size=layout["chunk_size"],
+        version=2,
     )
     assert rebuilt == data
 

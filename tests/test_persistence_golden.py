@@ -1,9 +1,16 @@
 """Golden persistence files: files written by an earlier joblite keep loading, and the format cannot drift.
 
-``data/persistence/`` holds files written by ``make_golden.py`` (run only when
-the format changes on purpose, with a bump of ``FORMAT_VERSION``) and a
-manifest.  Each file must load to ``make_golden.golden_value()`` exactly, on
-both kernel twins; the uncompressed one must also be reproduced bit for bit
+``data/persistence/`` holds one folder per format version, ``v1/``, ``v2/``,
+..., each with the files that ``make_golden.py`` wrote under that version and
+its own ``manifest.json`` (file names in it are relative to the folder).  The
+script only ever writes the folder of today's ``FORMAT_VERSION`` (run it only
+when the format changes on purpose, with a bump of ``FORMAT_VERSION``); the
+folders of older versions are kept byte for byte, as the files users already
+have on disk.
+
+Every file of every version must load to ``make_golden.golden_value()``
+exactly, on both kernel twins, and say its folder's version in its header; the
+uncompressed file of the current version must also be reproduced bit for bit
 by dumping that value today.  A failure here means that files on users' disks
 would no longer load, or that the byte layout changed without a new version.
 """
@@ -13,10 +20,12 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import struct
 
 import numpy as np
 import pytest
+import xxhash
 
 import _persistence_helpers as H
 from joblite import persistence
@@ -33,57 +42,140 @@ def _load_generator():
     return module
 
 
+def _load_manifests():
+    """``version -> manifest`` of every version folder ``v<version>/``."""
+    manifests = {}
+    for folder in os.listdir(DATA):
+        match = re.fullmatch(r"v([1-9][0-9]*)", folder)
+        if match and os.path.isdir(os.path.join(DATA, folder)):
+            with open(os.path.join(DATA, folder, "manifest.json"), encoding="utf-8") as handle:
+                manifests[int(match.group(1))] = json.load(handle)
+    return manifests
+
+
 GENERATOR = _load_generator()
-with open(os.path.join(DATA, "manifest.json"), encoding="utf-8") as _handle:
-    MANIFEST = json.load(_handle)
-CONTAINERS = sorted(name for name in MANIFEST["files"] if name.endswith(".jl"))
+MANIFESTS = _load_manifests()
+VERSIONS = sorted(MANIFESTS)
+CURRENT = persistence.FORMAT_VERSION
+# every golden file, named with its folder: "v1/uncompressed.jl"
+CONTAINERS = sorted(f"v{version}/{name}" for version, manifest in MANIFESTS.items() for name in manifest["files"])
 
 
 def path_of(name):
     return os.path.join(DATA, *name.split("/"))
 
 
-def test_format_version_is_1():
-    assert persistence.FORMAT_VERSION == 1
-    assert MANIFEST["format_version"] == persistence.FORMAT_VERSION
+def version_of(name):
+    """The format version of golden file `name` ("v2/uncompressed.jl"): its folder's."""
+    return int(name.split("/")[0][1:])
 
 
-def test_every_codec_that_is_always_available_has_a_golden_file():
-    assert {MANIFEST["files"][name]["codec"] for name in CONTAINERS} == {"none"} | set(GENERATOR.CODECS)
+def entry_of(name):
+    """The manifest entry (codec, size, sha256) of golden file `name`."""
+    return MANIFESTS[version_of(name)]["files"][name.split("/", 1)[1]]
+
+
+def read(name):
+    with open(path_of(name), "rb") as handle:
+        return handle.read()
+
+
+def test_format_version_is_2_and_has_the_newest_golden_folder():
+    assert persistence.FORMAT_VERSION == 2
+    assert VERSIONS[-1] == persistence.FORMAT_VERSION
+    assert VERSIONS == list(range(1, CURRENT + 1))  # no version's files were dropped
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_each_manifest_is_its_folders_version(version):
+    assert MANIFESTS[version]["format_version"] == version
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_codec_that_is_always_available_has_a_golden_file(version):
+    files = MANIFESTS[version]["files"]
+    assert {entry["codec"] for entry in files.values()} == {"none"} | set(GENERATOR.CODECS)
     # zstd needs the optional zstandard package; every other built-in codec is always there
     assert set(GENERATOR.CODECS) == {codec.name for codec in _builtins()} - {"zstd"}
 
 
 def test_golden_files_are_unchanged_and_small():
     total = 0
-    for name, entry in MANIFEST["files"].items():
-        with open(path_of(name), "rb") as handle:
-            data = handle.read()
+    for version in VERSIONS:
+        listed = set(MANIFESTS[version]["files"])
+        assert set(os.listdir(os.path.join(DATA, f"v{version}"))) == listed | {"manifest.json"}, version
+    for name in CONTAINERS:
+        data = read(name)
+        entry = entry_of(name)
         assert len(data) == entry["size"], name
         assert hashlib.sha256(data).hexdigest() == entry["sha256"], f"{name} was modified"
         total += len(data)
+    # the budget covers the files of every version together: about 50 KiB a version
+    # (v1 + v2: about 98 KiB), so it holds a few more versions before it needs a look
     assert total < 200 * 1024
 
 
 @pytest.mark.parametrize("name", CONTAINERS)
-def test_header_says_version_1(name):
-    with open(path_of(name), "rb") as handle:
-        data = handle.read()
+def test_header_version_is_its_folders_version(name):
+    data = read(name)
     assert data[:8] == b"\x89JOBLITE"
     (version, flags) = struct.unpack_from("<HH", data, 8)
-    assert (version, flags) == (1, 0)
+    assert (version, flags) == (version_of(name), 0)
     layout = H.parse(data)
-    codec = MANIFEST["files"][name]["codec"]
+    codec = entry_of(name)["codec"]
     assert layout["codecs"] == (["none"] if codec == "none" else ["none", codec])
     assert all(block["offset"] % 64 == 0 for block in layout["blocks"])
 
 
-def test_expected_value_matches_the_manifest():
+def part_checksum(stored, version, compressed):
+    """A part's checksum as its version defines it (written here from the spec, not from joblite).
+
+    Version 1, and an uncompressed part: ``xxh3_64`` of the stored bytes.  A
+    compressed part of version 2 is its frame (``u32 n``, ``n`` x ``u32``
+    sizes, the chunks) followed by ``n`` x ``u64`` ``xxh3_64`` of each
+    chunk; its checksum is that of the frame header and that list.
+    """
+    if version == 1 or not compressed:
+        return xxhash.xxh3_64_intdigest(stored)
+    (count,) = struct.unpack_from("<I", stored, 0)
+    sizes = struct.unpack_from(f"<{count}I", stored, 4)
+    frame_end = 4 + 4 * count + sum(sizes)
+    assert len(stored) == frame_end + 8 * count
+    position = 4 + 4 * count
+    for index, size in enumerate(sizes):
+        (chunk_checksum,) = struct.unpack_from("<Q", stored, frame_end + 8 * index)
+        assert chunk_checksum == xxhash.xxh3_64_intdigest(stored[position : position + size])
+        position += size
+    return xxhash.xxh3_64_intdigest(stored[: 4 + 4 * count] + stored[frame_end:])
+
+
+@pytest.mark.parametrize("name", CONTAINERS)
+def test_part_checksums_follow_their_versions_rule(name):
+    data, version = read(name), version_of(name)
+    layout = H.parse(data)
+    (stream_checksum,) = struct.unpack_from("<Q", data, 32)
+    assert stream_checksum == part_checksum(data[slice(*layout["pickle"])], version, layout["pickle_codec"])
+    for block in layout["blocks"]:
+        assert block["checksum"] == part_checksum(data[slice(*block["range"])], version, block["codec"])
+
+
+def test_version_2_changed_only_compressed_parts():
+    """The uncompressed files of versions 1 and 2 differ only in the header's version (and its checksum)."""
+    old, new = read("v1/uncompressed.jl"), read("v2/uncompressed.jl")
+    assert len(old) == len(new)
+    patched = bytearray(old)
+    struct.pack_into("<H", patched, 8, 2)
+    struct.pack_into("<Q", patched, 56, xxhash.xxh3_64_intdigest(bytes(patched[:56])))
+    assert bytes(patched) == new
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_expected_value_matches_the_manifest(version):
     """The generator's value is still the one the files were written from."""
-    assert GENERATOR.array_digests(GENERATOR.expected_value()) == MANIFEST["arrays"]
+    assert GENERATOR.array_digests(GENERATOR.expected_value()) == MANIFESTS[version]["arrays"]
 
 
-def check_content(got, mmap=False):
+def check_content(got, name, mmap=False):
     expected = GENERATOR.expected_value()
     H.assert_same(got, expected)
     for key, value in got.items():
@@ -91,31 +183,29 @@ def check_content(got, mmap=False):
             assert (type(value) is np.memmap) == mmap, key
     assert got["fortran"].flags.f_contiguous
     assert got["strided-view"].flags.c_contiguous
-    assert GENERATOR.array_digests(got) == MANIFEST["arrays"]
+    assert GENERATOR.array_digests(got) == MANIFESTS[version_of(name)]["arrays"]
 
 
 @pytest.mark.parametrize("name", CONTAINERS)
 def test_golden_file_loads_exactly(name):
-    check_content(load(path_of(name)))
-    with open(path_of(name), "rb") as handle:
-        check_content(loads(handle.read(), allowed="numpy"))
+    check_content(load(path_of(name)), name)
+    check_content(loads(read(name), allowed="numpy"), name)
 
 
 @pytest.mark.parametrize("name", CONTAINERS)
 def test_golden_file_with_mmap(name):
-    compressed = MANIFEST["files"][name]["codec"] != "none"
+    compressed = entry_of(name)["codec"] != "none"
     with (
         pytest.warns(UserWarning, match="compressed arrays cannot be memory-mapped")
         if compressed
         else contextlib.nullcontext()
     ):
         got = load(path_of(name), mmap_mode="r")
-    check_content(got, mmap=not compressed)
+    check_content(got, name, mmap=not compressed)
 
 
 def test_uncompressed_golden_file_is_reproduced_bit_for_bit(tmp_path):
-    with open(path_of("uncompressed.jl"), "rb") as handle:
-        golden = handle.read()
+    golden = read(f"v{CURRENT}/uncompressed.jl")
     value = GENERATOR.golden_value()
     assert dumps(value) == golden
     dump(value, tmp_path / "again.jl")
@@ -129,10 +219,12 @@ def test_compressed_golden_files_round_trip_today(codec):
     (Not compared bit for bit: compressed bytes depend on the codec library's version.)
     """
     data = dumps(GENERATOR.golden_value(), compress=codec)
-    check_content(loads(data))
-    with open(path_of(f"compressed-{codec}.jl"), "rb") as handle:
-        golden = H.parse(handle.read())
+    check_content(loads(data), f"v{CURRENT}/compressed-{codec}.jl")
+    golden = H.parse(read(f"v{CURRENT}/compressed-{codec}.jl"))
     today = H.parse(data)
+    assert today["version"] == golden["version"] == CURRENT
     assert [b["raw_length"] for b in today["blocks"]] == [b["raw_length"] for b in golden["blocks"]]
     assert [b["itemsize"] for b in today["blocks"]] == [b["itemsize"] for b in golden["blocks"]]
+    assert [b["codec"] for b in today["blocks"]] == [b["codec"] for b in golden["blocks"]]
     assert today["pickle_raw_length"] == golden["pickle_raw_length"]
+    assert today["pickle_codec"] == golden["pickle_codec"]

@@ -350,7 +350,7 @@ def structural_cases(data):
     table_offset, table_end = layout["table"]
     footer = size - 64
     cases = {
-        "version 2": field(data, 8, "<H", 2),
+        "version 3": field(data, 8, "<H", 3),
         "version 0": field(data, 8, "<H", 0),
         "unknown flag 2": field(data, 10, "<H", 2),
         "pickle codec out of range": field(data, 40, "<B", 7),
@@ -397,6 +397,9 @@ def structural_cases(data):
         cases.update(
             {
                 "unknown codec name": field(data, codec_name, "<B", ord("q")),
+                # resealed as version 1: each compressed part is checksummed whole, and its
+                # frame does not add up, with the chunk checksums after it
+                "labelled version 1": field(data, 8, "<H", 1),
                 "chunk size zero": field(data, 48, "<Q", 0),
                 "chunk size huge": field(data, 48, "<Q", 2**63),
                 "chunk size one": field(data, 48, "<Q", 1),

@@ -153,12 +153,13 @@ def test_compressed_arrays_round_trip_in_any_twin(twin, shape, dtype, tmp_path, 
         assert np.array_equal(loaded, view)
 
 
-def test_golden_lz4_file_loads_through_each_twin(twin, monkeypatch):
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_golden_lz4_file_loads_through_each_twin(twin, monkeypatch, version):
     """A file written by an earlier joblite decodes through the new path to the arrays it held."""
-    with open(os.path.join(DATA, "manifest.json"), encoding="utf-8") as handle:
+    with open(os.path.join(DATA, version, "manifest.json"), encoding="utf-8") as handle:
         expected = json.load(handle)["arrays"]
     monkeypatch.setattr(B, "_codec", twin.codec)
-    got = joblite.load(os.path.join(DATA, "compressed-lz4.jl"))
+    got = joblite.load(os.path.join(DATA, version, "compressed-lz4.jl"))
     assert _golden_generator().array_digests(got) == expected
 
 

@@ -23,6 +23,11 @@ writes and validates it)::
 
 The frame does not name its codec, item size or chunk length: the container
 records them, with the raw length, and passes them back to `decompress_block`.
+`iter_compressed_chunks` gives each chunk's ``xxh3_64`` checksum with it,
+computed by the thread that compressed it while the chunk is in its cache;
+`decompress_block` checks each chunk against its checksum, when given the
+list, in the thread that decodes it, before it decodes it (the container
+stores the list after the frame).
 The chunk length is ``chunk_size`` rounded down to a multiple of the item size
 (`chunk_length`); chunks are compressed independently, so the result is
 deterministic: the same input, codec, level, item size and chunk size give the
@@ -39,10 +44,13 @@ byte into more than that many.
 """
 
 import concurrent.futures
+import itertools
 import os
 import sys
 import threading
 from collections import deque
+
+from xxhash import xxh3_64_intdigest as _checksum
 
 from . import _impl
 from ._validate import as_int
@@ -55,6 +63,7 @@ __all__ = [
     "MAX_WORKERS",
     "chunk_length",
     "compress_block",
+    "compress_into",
     "decompress_block",
     "default_chunk_size",
     "frame_header",
@@ -262,7 +271,7 @@ def _scratch_view(nbytes):
 
 
 def iter_compressed_chunks(data, itemsize, name, level, chunk_size=CHUNK_SIZE, workers=2):
-    """Shuffle and compress `data` chunk by chunk; yield the compressed chunks in order.
+    """Shuffle and compress `data` chunk by chunk; yield the compressed chunks and their checksums, in order.
 
     The arguments are checked at the call, before the first chunk.  Besides
     what the caller keeps, at most ``8 * workers`` compressed chunks, and no
@@ -291,8 +300,9 @@ def iter_compressed_chunks(data, itemsize, name, level, chunk_size=CHUNK_SIZE, w
 
     Yields
     ------
-    bytes
-        Each compressed chunk; there are ``ceil(len(data) / chunk_length)``.
+    (bytes, int)
+        Each compressed chunk and its ``xxh3_64`` digest, computed by the
+        thread that compressed it; there are ``ceil(len(data) / chunk_length)``.
 
     Raises
     ------
@@ -302,6 +312,17 @@ def iter_compressed_chunks(data, itemsize, name, level, chunk_size=CHUNK_SIZE, w
         If `data` is not C-contiguous, `name` is not registered, `level` is
         not valid for it, or `itemsize`, `chunk_size` or `workers` is out of
         range (see `chunk_length`).
+    """
+    compress_chunk, starts, workers = _chunk_compressor(data, itemsize, name, level, chunk_size, workers)
+    ahead = min(_AHEAD_PER_WORKER * workers, _AHEAD_BYTES // max(starts.step, 1))
+    return _in_order(compress_chunk, starts, workers, ahead)
+
+
+def _chunk_compressor(data, itemsize, name, level, chunk_size, workers):
+    """Check the arguments; return ``compress_chunk(start)``, the chunks' start offsets and `workers`.
+
+    ``compress_chunk`` gives the compressed chunk that starts at byte
+    ``start`` of `data`, and its ``xxh3_64`` digest.
     """
     codec, level = compressor_and_level(name, level)
     view = _byte_view(data, "data")
@@ -321,10 +342,68 @@ def iter_compressed_chunks(data, itemsize, name, level, chunk_size=CHUNK_SIZE, w
             result = codec.compress(piece, level)
         if not isinstance(result, bytes):
             raise TypeError(f"compressor {name!r} returned {type(result).__qualname__}, not bytes")
-        return result
+        return result, _checksum(result)
 
-    ahead = min(_AHEAD_PER_WORKER * workers, _AHEAD_BYTES // step)
-    return _in_order(compress_chunk, range(0, len(view), step), workers, ahead)
+    return compress_chunk, range(0, len(view), step), workers
+
+
+def compress_into(data, itemsize, name, level, write, chunk_size=CHUNK_SIZE, workers=2):
+    """Shuffle and compress `data` chunk by chunk; hand each chunk to `write` at its place, from any thread.
+
+    The threads share the chunks as `decompress_block`'s do (a shared
+    counter, no task object or wake-up per chunk).  Once every chunk before
+    it is compressed, a chunk's place is known: the thread that completes
+    that prefix calls ``write(chunk, position)`` for each chunk it places,
+    ``position`` being the chunk's byte offset from the first chunk's, so
+    that the writes of both threads overlap the compression (a file of
+    one's own: ``os.pwrite``; calls for different chunks may run at once).
+    Compressed chunks wait to be placed for at most 64 MiB of `data`
+    (``2 * workers`` chunks at least).  The chunks and their order are
+    those of `iter_compressed_chunks`.
+
+    Parameters
+    ----------
+    data, itemsize, name, level, chunk_size, workers :
+        As for `iter_compressed_chunks`.
+    write : callable
+        ``write(chunk, position)``: `chunk` is bytes, `position` an int.
+
+    Returns
+    -------
+    (list of int, list of int)
+        The compressed size (bytes) and the ``xxh3_64`` digest of each chunk, in order.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `iter_compressed_chunks`, at the call; then what the codec or
+        `write` raised for the first chunk that failed (the other threads
+        stop taking chunks).
+    """
+    compress_chunk, starts, workers = _chunk_compressor(data, itemsize, name, level, chunk_size, workers)
+    count = len(starts)
+    sizes, digests = [0] * count, [0] * count
+    ready = {}  # index -> a compressed chunk whose place is not known yet
+    placed = [0, 0]  # chunks placed, and the position after them
+    lock = threading.Lock()
+
+    def task(index):
+        chunk, digests[index] = compress_chunk(starts[index])
+        mine = []
+        with lock:
+            ready[index] = chunk
+            while placed[0] in ready:
+                chunk = ready.pop(placed[0])
+                sizes[placed[0]] = len(chunk)
+                mine.append((chunk, placed[1]))
+                placed[0] += 1
+                placed[1] += len(chunk)
+        for chunk, position in mine:
+            write(chunk, position)
+
+    window = max(2 * workers, _AHEAD_BYTES // max(starts.step, 1))
+    _shared(task, range(count), workers, window)
+    return sizes, digests
 
 
 def compress_block(data, itemsize, name, level, chunk_size=CHUNK_SIZE, workers=2):
@@ -337,7 +416,7 @@ def compress_block(data, itemsize, name, level, chunk_size=CHUNK_SIZE, workers=2
     bytes
         The frame: ``frame_header`` followed by the compressed chunks.
     """
-    chunks = list(iter_compressed_chunks(data, itemsize, name, level, chunk_size, workers))
+    chunks = [chunk for chunk, _ in iter_compressed_chunks(data, itemsize, name, level, chunk_size, workers)]
     return frame_header([len(chunk) for chunk in chunks]) + b"".join(chunks)
 
 
@@ -385,7 +464,7 @@ def _undecodable(index, count, name, exc):
     )
 
 
-def _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, out, source=None):
+def _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, out, source=None, checksums=None):
     """Decompress every chunk of a frame and check its length; unshuffle into `out` unless None."""
     codec = get_compressor(name)
     size = _int_in(itemsize, "itemsize", 1, MAX_CHUNK_SIZE)
@@ -399,6 +478,8 @@ def _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, out, sour
             raise ValueError(f"out holds {len(target)} bytes, but raw_length is {raw_length!r}")
     chunks = _codec.unpack_chunks(frame, raw_length, step)
     count = len(chunks)
+    if checksums is not None and len(checksums) != count:
+        raise ValueError(f"{len(checksums)} chunk checksums for {count} chunks")
 
     def decompress_chunk(index):
         offset, length = chunks[index]
@@ -426,22 +507,100 @@ def _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, out, sour
         def decode(first, stop):
             decompress_chunk(first)
 
-    _run(tasks, decode, chunks, workers, source)
+    _run(tasks, decode, frame, chunks, workers, source, checksums)
 
 
-def _run(tasks, decode, chunks, workers, source):
-    """``decode(first, stop)`` each task, a range of chunks, `workers` at a time, reading through `source`."""
+def _run(tasks, decode, frame, chunks, workers, source, checksums):
+    """``decode(first, stop)`` each task, a range of chunks, `workers` at a time, reading through `source`.
+
+    Each thread reads its range (``source.fill``) and checks each of its
+    chunks against `checksums` (None: no check) just before it decodes them,
+    while they are in its cache.
+    """
+    count = len(chunks)
 
     def task(bounds):
-        span = (chunks[bounds[0]][0], chunks[bounds[1] - 1][0] + chunks[bounds[1] - 1][1])
+        first, stop = bounds
         if source is not None:
-            source.fill(*span)
-        decode(*bounds)
-        return span
+            source.fill(chunks[first][0], chunks[stop - 1][0] + chunks[stop - 1][1])
+        if checksums is not None:
+            for index in range(first, stop):
+                offset, length = chunks[index]
+                if _checksum(frame[offset : offset + length]) != checksums[index]:
+                    raise ValueError(f"chunk {index} of {count}: checksum mismatch")
+        decode(first, stop)
 
-    for span in _in_order(task, tasks, workers, _AHEAD_PER_WORKER * workers):
-        if source is not None:
-            source.decoded(*span)
+    _shared(task, tasks, workers)
+
+
+def _shared(task, items, workers, window=None):
+    """``task(item)`` for each item, by the calling thread and ``workers - 1`` threads of the pool.
+
+    Each thread takes the next item not taken (a shared counter) until none
+    is left, as c-blosc's threads share a buffer's blocks: no task object,
+    queue or wake-up per item, and a thread that finishes early takes the
+    next item.  With a `window`, a thread waits to take item ``i`` until
+    every item before ``i - window + 1`` is finished (a bound on what tasks
+    hold).  Results are not kept.  Items are taken in order, so every item
+    before one that failed was taken and is finished when this returns: the
+    exception raised is that of the first item that failed, whatever the
+    threads' timing.  The calling thread waits for the pool's threads
+    before it returns, even when interrupted.
+    """
+    if workers == 1 or len(items) <= 1:
+        for item in items:
+            task(item)
+        return
+    counter = itertools.count()
+    failures = []  # (index, exception): the threads take no item after a failed one
+    stop = []  # set when the calling thread is interrupted
+    finished = set()  # items finished after the first unfinished one, `done[0]`
+    done = [0]
+    turn = threading.Condition()
+
+    def work():
+        for index in counter:
+            if index >= len(items):
+                return
+            if window is not None and index >= done[0] + window:
+                with turn:
+                    while index >= done[0] + window and not (failures or stop):
+                        turn.wait()
+            if stop or any(failed < index for failed, _ in failures):
+                return
+            try:
+                task(items[index])
+            except Exception as exc:
+                failures.append((index, exc))
+                with turn:
+                    turn.notify_all()
+                return
+            if window is not None:
+                with turn:
+                    finished.add(index)
+                    while done[0] in finished:
+                        finished.remove(done[0])
+                        done[0] += 1
+                    turn.notify_all()
+
+    pool = _executor(workers - 1)
+    helpers = [pool.submit(work) for _ in range(min(workers - 1, len(items) - 1))]
+    try:
+        work()
+    except BaseException:
+        stop.append(True)
+        with turn:
+            turn.notify_all()
+        raise
+    finally:
+        for helper in helpers:
+            helper.cancel()  # one that has not started by now has nothing left to take
+        concurrent.futures.wait(helpers)
+    if failures:
+        raise min(failures, key=lambda failure: failure[0])[1]
+    for helper in helpers:
+        if not helper.cancelled():
+            helper.result()  # what a helper raised that is not an Exception (work() lets it through)
 
 
 def _blosc_decoder(codec, frame, chunks, step, raw_length, target):
@@ -488,10 +647,13 @@ def _lz4_tasks(frame, chunks, step, size, target, workers, decompress_chunk):
     return [(bounds[part], bounds[part + 1]) for part in range(parts)], decode
 
 
-def decompress_block(data, raw_length, itemsize, name, out, chunk_size=CHUNK_SIZE, workers=2, source=None):
+def decompress_block(
+    data, raw_length, itemsize, name, out, chunk_size=CHUNK_SIZE, workers=2, source=None, checksums=None
+):
     """Decompress a framed block and unshuffle it straight into `out`.
 
     The frame is validated before any chunk is decompressed; each chunk is
+    checked against its checksum when `checksums` is given, then
     decompressed (``workers`` at a time), its length checked, and unshuffled
     into its place in `out`: no full-size intermediate copy.  Chunks of the
     built-in lz4 codec are decoded by ranges of chunks, each range in one call
@@ -518,10 +680,12 @@ def decompress_block(data, raw_length, itemsize, name, out, chunk_size=CHUNK_SIZ
         yet, so that reading overlaps decompressing: ``source.fill(start,
         stop)`` puts the frame's bytes ``start:stop`` into `data` (e.g.
         reads them from a file), called by each thread just before it
-        decodes those chunks; ``source.decoded(start, stop)`` is called by
-        the calling thread, in order, once they are decoded (e.g. to hash
-        them).  `data` must then already hold the frame header.  None:
-        `data` holds the whole frame.
+        checks and decodes those chunks.  `data` must then already hold the
+        frame header.  None: `data` holds the whole frame.
+    checksums : sequence of int, optional
+        The ``xxh3_64`` digest of each compressed chunk, as
+        `iter_compressed_chunks` gives them: each chunk is checked by the
+        thread that decodes it, before it decodes it.  None: no check.
 
     Raises
     ------
@@ -531,15 +695,16 @@ def decompress_block(data, raw_length, itemsize, name, out, chunk_size=CHUNK_SIZ
         If an argument is invalid (as for `compress_block`; `out` read-only,
         not C-contiguous or of another length than `raw_length`), the frame is
         inconsistent (truncated, wrong chunk count, sizes that do not add up),
-        a chunk cannot be decompressed (the codec's own exception, such as
-        ``zlib.error`` or ``LZ4BlockError``, is chained), or a chunk
-        decompresses to another length than expected.  The message names the
-        codec and the chunk.
+        `checksums` does not hold one digest per chunk, a chunk does not
+        match its checksum, a chunk cannot be decompressed (the codec's own
+        exception, such as ``zlib.error`` or ``LZ4BlockError``, is chained),
+        or a chunk decompresses to another length than expected.  The
+        message names the chunk, and the codec when it failed.
     """
-    _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, out, source)
+    _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, out, source, checksums)
 
 
-def verify_block(data, raw_length, itemsize, name, chunk_size=CHUNK_SIZE, workers=2):
+def verify_block(data, raw_length, itemsize, name, chunk_size=CHUNK_SIZE, workers=2, checksums=None):
     """Check that a framed block decompresses to `raw_length` bytes, keeping none of them.
 
     What `decompress_block` checks, in the memory of a few chunks: a reader
@@ -548,4 +713,4 @@ def verify_block(data, raw_length, itemsize, name, chunk_size=CHUNK_SIZE, worker
 
     Parameters and exceptions are those of `decompress_block`, without `out`.
     """
-    _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, None)
+    _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, None, checksums=checksums)

@@ -1,8 +1,9 @@
-"""Write the golden persistence files: run only when the format changes on purpose.
+"""Write the golden persistence files of the current format version: run only when the format changes on purpose.
 
     python tests/data/persistence/make_golden.py
 
-writes, next to this script:
+writes, into ``v<N>/`` next to this script, where ``N`` is today's
+``persistence.FORMAT_VERSION`` (``v2/`` for version 2):
 
 * ``uncompressed.jl``: ``dump(golden_value(), ...)``, no compression; the
   test also checks that dumping the same value today gives these exact bytes;
@@ -10,13 +11,19 @@ writes, next to this script:
   available (the four blosc-* codecs, lz4, zlib, gzip, bz2, lzma, xz); their bytes depend on the codec
   libraries' versions, so only their content is checked;
 * ``manifest.json``: the format version, the versions that wrote the files,
-  each file's size and sha256, and a digest of every array of the value.
+  each file's size and sha256 (names relative to ``v<N>/``), and a digest of
+  every array of the value.
 
-``golden_value()`` is the expected content; ``test_persistence_golden.py``
-imports it from here.  It avoids globals whose pickled name depends on the
-Python or numpy version (numpy scalars, object arrays, ``np.matrix``,
-``pathlib``), so that the uncompressed file is reproduced bit for bit
-wherever the tests run.
+Layout: one folder per format version, each with its own manifest.  The
+folders of older versions (``v1/``, ...) are kept as they are, byte for byte,
+manifest included: they prove that files written before still load.  This
+script never reads, writes or deletes them; it only (re)writes ``v<N>/``.
+
+``golden_value()`` is the expected content of every version's files;
+``test_persistence_golden.py`` imports it from here.  It avoids globals whose
+pickled name depends on the Python or numpy version (numpy scalars, object
+arrays, ``np.matrix``, ``pathlib``), so that the uncompressed file is
+reproduced bit for bit wherever the tests run.
 """
 
 import collections
@@ -44,6 +51,11 @@ CODECS = [
     "lzma",
     "xz",
 ]
+
+
+def version_folder(version):
+    """The folder of format version `version`'s golden files: ``v<version>/`` next to this script."""
+    return os.path.join(HERE, f"v{version}")
 
 
 def golden_value():
@@ -135,18 +147,21 @@ def main():
     import joblite
     from joblite import persistence
 
+    version = persistence.FORMAT_VERSION
+    folder = version_folder(version)
+    os.makedirs(folder, exist_ok=True)
     value = golden_value()
     files = {}
-    path = os.path.join(HERE, "uncompressed.jl")
+    path = os.path.join(folder, "uncompressed.jl")
     persistence.dump(value, path)
     files["uncompressed.jl"] = file_entry(path, "none")
     for codec in CODECS:
         name = f"compressed-{codec}.jl"
-        path = os.path.join(HERE, name)
+        path = os.path.join(folder, name)
         persistence.dump(value, path, compress=codec)
         files[name] = file_entry(path, codec)
     manifest = {
-        "format_version": persistence.FORMAT_VERSION,
+        "format_version": version,
         "written_by": {
             "joblite": joblite.__version__,
             "numpy": np.__version__,
@@ -157,11 +172,11 @@ def main():
         "files": files,
         "arrays": array_digests(expected_value()),
     }
-    with open(os.path.join(HERE, "manifest.json"), "w", encoding="utf-8") as handle:
+    with open(os.path.join(folder, "manifest.json"), "w", encoding="utf-8") as handle:
         json.dump(manifest, handle, indent=1, sort_keys=True, ensure_ascii=False)
         handle.write("\n")
     total = sum(entry["size"] for entry in files.values())
-    print(f"wrote {len(files)} files, {total} bytes, format version {persistence.FORMAT_VERSION}")
+    print(f"wrote {len(files)} files, {total} bytes, format version {version}, into {folder}")
 
 
 if __name__ == "__main__":
