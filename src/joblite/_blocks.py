@@ -33,7 +33,11 @@ The chunk length is ``chunk_size`` rounded down to a multiple of the item size
 deterministic: the same input, codec, level, item size and chunk size give the
 same bytes with any number of threads and with either kernel twin.  The
 chunks of a block are compressed and decompressed by the calling thread and
-a thread pool shared by all blocks.
+a thread pool shared by all blocks: taken from a shared counter when each
+thread can finish what it takes (`decompress_block`; `compress_into`, which
+writes each chunk at its place), or handed to the caller in order
+(`iter_compressed_chunks`, for a consumer that writes them one after the
+other).
 
 A reader allocates a block's raw length before it decompresses into it, so
 that length is checked against the stored bytes first (`max_raw_length`): each
