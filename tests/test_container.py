@@ -8,13 +8,14 @@ on the active twin (run again with ``JOBLITE_PUREPYTHON=1``).
 
 import io
 import pickle
+import struct
 
 import numpy as np
 import pytest
 
 import _persistence_helpers as H
 from joblite import _container
-from joblite.persistence import CorruptFileError, dump, dumps
+from joblite.persistence import CorruptFileError, dump, dumps, load
 
 VALUE = {"a": np.arange(1000, dtype=np.int32), "f": np.asfortranarray(np.ones((30, 7))), "text": "x" * 300}
 
@@ -77,6 +78,41 @@ def test_verify_file_checks_every_block(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptFileError, match=rf"{path}: block 1: checksum mismatch"):
         _container.verify_file(path)
+
+
+@pytest.mark.parametrize("codec", ["blosc-lz4", "zlib"])
+def test_verify_file_checks_each_chunk_of_a_compressed_block(tmp_path, codec):
+    path = tmp_path / "entry.jl"
+    value = {"arrays": [np.arange(600_000) % 977, np.ones(10)]}
+    dump(value, path, compress=codec)
+    good = path.read_bytes()
+    assert _container.verify_file(path) == len(good)
+    block = H.parse(good)["blocks"][0]
+    count = int.from_bytes(good[block["offset"] : block["offset"] + 4], "little")
+    assert count >= 2
+    sizes = struct.unpack_from(f"<{count}I", good, block["offset"] + 4)
+    second_chunk = block["offset"] + 4 + 4 * count + sizes[0]
+    for target, message in [
+        (second_chunk + 7, f"block 0: chunk 1 of {count}: checksum mismatch"),
+        (block["offset"] + block["length"] - 1, "block 0: checksum mismatch"),  # the checksum list
+        (block["offset"] + 4, "block 0: checksum mismatch"),  # the frame header
+    ]:
+        data = bytearray(good)
+        data[target] ^= 0x01
+        path.write_bytes(bytes(data))
+        with pytest.raises(CorruptFileError, match=rf"{path}: {message}"):
+            _container.verify_file(path)
+    # the same blocks in a version 1 file, without their checksum lists: one checksum over the stored bytes
+    layout = H.parse(good)
+    blocks = []
+    for entry in layout["blocks"]:
+        part = good[slice(*entry["range"])]
+        frame = part[: len(part) - 8 * int.from_bytes(part[:4], "little")]
+        blocks.append((frame, entry["raw_length"], 1, entry["itemsize"]))
+    old = H.build(good[slice(*layout["pickle"])], blocks, ("none", codec), chunk_size=layout["chunk_size"])
+    path.write_bytes(old)
+    assert _container.verify_file(path) == len(old)
+    H.assert_same(load(path), value)
 
 
 def test_verify_file_imports_nothing_the_stream_names(tmp_path):

@@ -361,9 +361,10 @@ def compress_into(data, itemsize, name, level, write, chunk_size=CHUNK_SIZE, wor
     ``position`` being the chunk's byte offset from the first chunk's, so
     that the writes of both threads overlap the compression (a file of
     one's own: ``os.pwrite``; calls for different chunks may run at once).
-    Compressed chunks wait to be placed for at most 64 MiB of `data`
-    (``2 * workers`` chunks at least).  The chunks and their order are
-    those of `iter_compressed_chunks`.
+    No thread takes a chunk more than 64 MiB of `data` (``2 * workers``
+    chunks at least) past the first chunk not yet written, which bounds
+    the compressed chunks held.  The chunks and their order are those of
+    `iter_compressed_chunks`.
 
     Parameters
     ----------
@@ -598,7 +599,7 @@ def _shared(task, items, workers, window=None):
         raise
     finally:
         for helper in helpers:
-            helper.cancel()  # one that has not started by now has nothing left to take
+            helper.cancel()  # not started by now: every item is taken, or the work stopped
         concurrent.futures.wait(helpers)
     if failures:
         raise min(failures, key=lambda failure: failure[0])[1]
