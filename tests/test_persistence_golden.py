@@ -128,25 +128,14 @@ def test_header_version_is_its_folders_version(name):
 
 
 def part_checksum(stored, version, compressed):
-    """A part's checksum as its version defines it (written here from the spec, not from joblite).
-
-    Version 1, and an uncompressed part: ``xxh3_64`` of the stored bytes.  A
-    compressed part of version 2 is its frame (``u32 n``, ``n`` x ``u32``
-    sizes, the chunks) followed by ``n`` x ``u64`` ``xxh3_64`` of each
-    chunk; its checksum is that of the frame header and that list.
-    """
-    if version == 1 or not compressed:
-        return xxhash.xxh3_64_intdigest(stored)
-    (count,) = struct.unpack_from("<I", stored, 0)
-    sizes = struct.unpack_from(f"<{count}I", stored, 4)
-    frame_end = 4 + 4 * count + sum(sizes)
-    assert len(stored) == frame_end + 8 * count
-    position = 4 + 4 * count
-    for index, size in enumerate(sizes):
-        (chunk_checksum,) = struct.unpack_from("<Q", stored, frame_end + 8 * index)
-        assert chunk_checksum == xxhash.xxh3_64_intdigest(stored[position : position + size])
-        position += size
-    return xxhash.xxh3_64_intdigest(stored[: 4 + 4 * count] + stored[frame_end:])
+    """A part's checksum as its version defines it, its chunk checksums checked first (version 2)."""
+    if version > 1 and compressed:
+        count = int.from_bytes(stored[:4], "little")
+        frame = stored[: len(stored) - 8 * count]
+        sizes = struct.unpack_from(f"<{count}I", frame, 4)
+        assert len(frame) == 4 + 4 * count + sum(sizes)
+        assert H.with_checksums(frame) == stored  # each chunk's xxh3_64, after the frame
+    return H.part_checksum(stored, version, compressed)
 
 
 @pytest.mark.parametrize("name", CONTAINERS)
