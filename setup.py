@@ -19,13 +19,20 @@ non-empty value other than ``0``), choose the build:
   the install; there is no silent fallback to the pure-Python twin.
 
 The Cython compiler directives are declared here, once, for all modules.
+
+``joblite._ext._codec`` is linked with c-blosc, compiled from the sources in
+``vendor/c-blosc`` (see its README) as two static libraries: the shuffles for
+AVX2 need ``-mavx2`` and are only called on CPUs that have it (c-blosc checks
+at run time).
 """
 
 import glob
 import os
+import platform
 import sys
 
 from setuptools import Extension, setup
+from setuptools.command.build_clib import build_clib as _build_clib
 from setuptools.command.build_ext import build_ext as _build_ext
 from setuptools.command.build_py import build_py as _build_py
 
@@ -81,6 +88,49 @@ else:
     EXTRA_COMPILE_ARGS, EXTRA_LINK_ARGS, BUILD_BASE = ["-O3"], [], "build"
 
 
+CBLOSC = os.path.join("vendor", "c-blosc")
+_LZ4 = os.path.join(CBLOSC, "internal-complibs", "lz4-1.10.0")
+_ZSTD = os.path.join(CBLOSC, "internal-complibs", "zstd-1.5.6")
+CBLOSC_INCLUDE = [os.path.join(CBLOSC, "blosc"), _LZ4, _ZSTD, os.path.join(_ZSTD, "common")]
+
+
+def _cblosc_libraries():
+    """c-blosc with lz4 and zstd (the codecs of joblite's ``'blosc-*'`` compressors), as build_clib libraries.
+
+    The macros are those of c-blosc's own CMake build for these codecs;
+    zstd's assembly decoder is left out (``ZSTD_DISABLE_ASM``: its C loop
+    instead), so that only C files are compiled.  The symbols are hidden:
+    the extension does not export c-blosc to other modules.
+    """
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+    macros = [("HAVE_LZ4", "1"), ("HAVE_ZSTD", "1"), ("ZSTD_DISABLE_ASM", "1"), ("ZSTD_MULTITHREAD", "0")]
+    names = ["blosc", "blosclz", "fastcopy", "shuffle", "shuffle-generic", "bitshuffle-generic"]
+    if x86:
+        macros += [("SHUFFLE_SSE2_ENABLED", "1"), ("SHUFFLE_AVX2_ENABLED", "1")]
+        names += ["shuffle-sse2", "bitshuffle-sse2"]
+    sources = [os.path.join(CBLOSC, "blosc", name + ".c") for name in names]
+    sources += [os.path.join(_LZ4, "lz4.c"), os.path.join(_LZ4, "lz4hc.c")]
+    for part in ("common", "compress", "decompress"):
+        sources += sorted(glob.glob(os.path.join(_ZSTD, part, "*.c")))
+    if sys.platform == "win32":
+        cflags = list(EXTRA_COMPILE_ARGS)
+    elif DEBUG:
+        # Not instrumented: the sanitizers check joblite's kernels, not c-blosc (fuzzed upstream).
+        cflags = ["-O2", "-g", "-fvisibility=hidden", "-w"]
+    else:
+        # -w: another project's warnings; -g0 after the interpreter's -g: no debug symbols (half
+        # the compile time)
+        cflags = [*EXTRA_COMPILE_ARGS, "-fvisibility=hidden", "-w", "-g0"]
+    info = {"macros": macros, "include_dirs": CBLOSC_INCLUDE, "cflags": cflags}
+    libraries = [("joblite_cblosc", {**info, "sources": [path.replace(os.sep, "/") for path in sources]})]
+    if x86:
+        avx2 = [os.path.join(CBLOSC, "blosc", name + ".c") for name in ("shuffle-avx2", "bitshuffle-avx2")]
+        flags = cflags + (["/arch:AVX2"] if sys.platform == "win32" else ["-mavx2"])
+        avx2 = [path.replace(os.sep, "/") for path in avx2]
+        libraries.append(("joblite_cblosc_avx2", {**info, "sources": avx2, "cflags": flags}))
+    return libraries
+
+
 def _extensions():
     """One Extension per ``src/joblite/_ext/*.pyx`` of this mode (paths relative to this file)."""
     pyx_files = sorted(glob.glob(os.path.join(HERE, "src", "joblite", "_ext", "*.pyx")))
@@ -94,15 +144,17 @@ def _extensions():
         name = os.path.splitext(os.path.basename(path))[0]
         if name in DEBUG_ONLY and not DEBUG:
             continue
-        extensions.append(
-            Extension(
-                f"joblite._ext.{name}",
-                sources=[os.path.relpath(path, HERE).replace(os.sep, "/")],
-                extra_compile_args=list(EXTRA_COMPILE_ARGS),
-                extra_link_args=list(EXTRA_LINK_ARGS),
-                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-            )
+        extension = Extension(
+            f"joblite._ext.{name}",
+            sources=[os.path.relpath(path, HERE).replace(os.sep, "/")],
+            extra_compile_args=list(EXTRA_COMPILE_ARGS),
+            extra_link_args=list(EXTRA_LINK_ARGS),
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
+        if name == "_codec":
+            # build_ext links build_clib's libraries into every module; xxhash.h is used inline (header only)
+            extension.include_dirs += [os.path.join(CBLOSC, "blosc"), os.path.join("vendor", "xxhash")]
+        extensions.append(extension)
     return extensions
 
 
@@ -141,6 +193,46 @@ class build_ext(_build_ext):
             quiet=True,
         )
         super().finalize_options()
+
+    def run(self):
+        self.run_command("build_clib")  # c-blosc: ``build_ext --inplace`` alone would not build it
+        super().run()
+
+
+class build_clib(_build_clib):
+    """Compile c-blosc's sources one per CPU at a time, and only those newer than their object files.
+
+    The objects also go stale when this file changes (the flags may have).
+    """
+
+    def build_libraries(self, libraries):
+        from concurrent.futures import ThreadPoolExecutor
+
+        for name, info in libraries:
+            sources = info["sources"]
+            objects = self.compiler.object_filenames(sources, output_dir=self.build_temp)
+            stale = [source for source, obj in zip(sources, objects) if _stale(obj, source)]
+
+            def compile_one(source, info=info):
+                self.compiler.compile(
+                    [source],
+                    output_dir=self.build_temp,
+                    macros=info["macros"],
+                    include_dirs=info["include_dirs"],
+                    extra_postargs=info["cflags"],
+                    debug=self.debug,
+                )
+
+            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+                list(pool.map(compile_one, stale))
+            self.compiler.create_static_lib(objects, name, output_dir=self.build_clib, debug=self.debug)
+
+
+def _stale(obj, source):
+    """True if `obj` is missing, or older than `source` or this setup.py."""
+    if not os.path.exists(obj):
+        return True
+    return os.path.getmtime(obj) < max(os.path.getmtime(source), os.path.getmtime(os.path.abspath(__file__)))
 
 
 def _switch_inplace_mode():
@@ -185,6 +277,7 @@ if PURE:
 else:
     setup(
         ext_modules=_extensions(),
-        cmdclass={"build_ext": build_ext},
+        libraries=_cblosc_libraries(),
+        cmdclass={"build_ext": build_ext, "build_clib": build_clib},
         options={"build": {"build_base": BUILD_BASE}},
     )

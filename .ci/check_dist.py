@@ -41,7 +41,20 @@ SDIST_OMITS = {".gitignore"}
 DEBUG_ONLY = {"_debug_probe"}
 # What setuptools adds to an sdist besides the tracked files.
 SDIST_ADDED = re.compile(r"^(PKG-INFO|setup\.cfg|src/joblite\.egg-info/[^/]+)$")
-LICENSE_FIELDS = ("License-Expression: BSD-3-Clause", "License-File: LICENSE")
+# joblite's license and those of the C libraries compiled into joblite._ext._codec (vendor/):
+# the license-files of pyproject.toml, which every artifact names and every wheel carries.
+LICENSE_FILES = (
+    "LICENSE",
+    "vendor/c-blosc/LICENSE.txt",
+    "vendor/c-blosc/LICENSES/BITSHUFFLE.txt",
+    "vendor/c-blosc/LICENSES/FASTLZ.txt",
+    "vendor/c-blosc/LICENSES/LZ4.txt",
+    "vendor/c-blosc/LICENSES/ZSTD.txt",
+    "vendor/xxhash/LICENSE",
+)
+LICENSE_FIELDS = ("License-Expression: BSD-3-Clause AND BSD-2-Clause AND MIT",) + tuple(
+    f"License-File: {path}" for path in LICENSE_FILES
+)
 
 
 def tracked_files(root=ROOT):
@@ -104,7 +117,8 @@ def wheel_problems(names, filename, tracked, version, pure, metadata):
         problems.append(f"{filename}: tagged py3-none-any, but a compiled wheel is made for one platform")
 
     dist_info = f"joblite-{version}.dist-info/"
-    required = {dist_info + name for name in ("METADATA", "WHEEL", "RECORD", "top_level.txt", "licenses/LICENSE")}
+    required = {dist_info + name for name in ("METADATA", "WHEEL", "RECORD", "top_level.txt")}
+    required |= {f"{dist_info}licenses/{path}" for path in LICENSE_FILES}
     compiled = {}  # module name -> the member that holds it
     for path in tracked:
         if not path.startswith("src/joblite/"):

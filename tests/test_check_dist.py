@@ -38,7 +38,7 @@ except RuntimeError:  # the tests of an unpacked sdist: nothing to derive the ma
     TRACKED = None
 pytestmark = pytest.mark.skipif(TRACKED is None, reason="needs the git checkout the artifacts are made from")
 VERSION = check_dist.project_version(ROOT)
-METADATA = "Metadata-Version: 2.4\nName: joblite\nLicense-Expression: BSD-3-Clause\nLicense-File: LICENSE\n"
+METADATA = "Metadata-Version: 2.4\nName: joblite\n" + "".join(field + "\n" for field in check_dist.LICENSE_FIELDS)
 
 
 def wheel_members(pure):
@@ -53,7 +53,7 @@ def wheel_members(pure):
             if "_debug_probe" not in path:
                 members[path[len("src/") : -len(".pyx")] + SUFFIX] = b"\x7fELF"
     info = f"joblite-{VERSION}.dist-info/"
-    for name in ("WHEEL", "RECORD", "top_level.txt", "licenses/LICENSE"):
+    for name in ("WHEEL", "RECORD", "top_level.txt", *(f"licenses/{path}" for path in check_dist.LICENSE_FILES)):
         members[info + name] = b""
     members[info + "METADATA"] = METADATA.encode()
     return members
@@ -116,6 +116,7 @@ def test_a_complete_sdist_passes(tmp_path):
         "joblite/persistence.py",
         f"joblite/_ext/_hasher{SUFFIX}",
         "licenses/LICENSE",
+        "licenses/vendor/c-blosc/LICENSES/ZSTD.txt",
     ],
 )
 def test_a_wheel_without_a_needed_file_fails_naming_it(tmp_path, dropped):
@@ -162,6 +163,7 @@ def test_a_pure_wheel_with_a_platform_tag_fails(tmp_path):
         "tests/test_twins.py",
         "setup.py",
         "LICENSE",
+        "vendor/c-blosc/blosc/blosc.c",
         "PKG-INFO",
     ],
 )

@@ -502,17 +502,37 @@ def _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, out, sour
         if out is not None:
             _codec.unshuffle(raw, size, target[start : start + expected])
 
+    if out is not None and isinstance(codec, _Blosc):
+        _blosc_chunks(codec, frame, chunks, step, raw_length, target, workers, source, checksums)
+        return
     if out is not None and type(codec) is _LZ4:
         tasks, decode = _lz4_tasks(frame, chunks, step, size, target, workers, decompress_chunk)
     else:
-        if out is not None and isinstance(codec, _Blosc):
-            decompress_chunk = _blosc_decoder(codec, frame, chunks, step, raw_length, target)
         tasks = [(index, index + 1) for index in range(count)]
 
         def decode(first, stop):
             decompress_chunk(first)
 
     _run(tasks, decode, frame, chunks, workers, source, checksums)
+
+
+def _blosc_chunks(codec, frame, chunks, step, raw_length, target, workers, source, checksums):
+    """Read, check and decode c-blosc chunks into `target` through `_codec.BloscDecoder`, `workers` threads at once.
+
+    Each thread runs the decoder's loop (no GIL, no Python step per chunk).
+    A chunk that fails there goes through the codec's own path
+    (`source` read, checksum, `_Blosc.decompress_into`), which raises the
+    error that the failure deserves, as for every other codec.
+    """
+    fd, offset = source if source is not None else (-1, 0)
+    decoder = _codec.BloscDecoder(frame, chunks, step, target, codec.cname, checksums, fd, offset)
+    failed = []
+    _shared(lambda _: failed.append(decoder.run()), range(workers), workers)
+    first = min((index for index in failed if index >= 0), default=-1)
+    if first >= 0:
+        decode_one = _blosc_decoder(codec, frame, chunks, step, raw_length, target)
+        _run([(first, first + 1)], lambda index, _: decode_one(index), frame, chunks, 1, source, checksums)
+        raise ValueError(f"cannot decompress chunk {first} of {len(chunks)} with compressor {codec.name!r}")
 
 
 def _run(tasks, decode, frame, chunks, workers, source, checksums):
@@ -527,7 +547,7 @@ def _run(tasks, decode, frame, chunks, workers, source, checksums):
     def task(bounds):
         first, stop = bounds
         if source is not None:
-            source.fill(chunks[first][0], chunks[stop - 1][0] + chunks[stop - 1][1])
+            _fill(source, frame, chunks[first][0], chunks[stop - 1][0] + chunks[stop - 1][1])
         if checksums is not None:
             for index in range(first, stop):
                 offset, length = chunks[index]
@@ -536,6 +556,18 @@ def _run(tasks, decode, frame, chunks, workers, source, checksums):
         decode(first, stop)
 
     _shared(task, tasks, workers)
+
+
+def _fill(source, frame, start, stop):
+    """Read bytes ``start:stop`` of `frame` from ``source = (fd, offset)``, the frame being at `offset` of `fd`."""
+    fd, offset = source
+    piece = frame[start:stop]
+    done, total = 0, len(piece)
+    while done < total:
+        count = os.preadv(fd, [piece[done:]], offset + start + done)
+        if not count:
+            raise ValueError(f"truncated: {done} of {total} bytes at offset {offset + start}")
+        done += count
 
 
 def _shared(task, items, workers, window=None):
@@ -680,13 +712,13 @@ def decompress_block(
         Threads decompressing chunks at once: the calling thread and
         ``workers - 1`` threads of a shared pool; 1 works in the calling
         thread only.
-    source : object, optional
-        Where the frame's chunks come from, when `data` does not hold them
-        yet, so that reading overlaps decompressing: ``source.fill(start,
-        stop)`` puts the frame's bytes ``start:stop`` into `data` (e.g.
-        reads them from a file), called by each thread just before it
-        checks and decodes those chunks.  `data` must then already hold the
-        frame header.  None: `data` holds the whole frame.
+    source : (int, int), optional
+        ``(fd, offset)``: the frame's chunks are still in the file open as
+        `fd`, where the frame starts at `offset` (bytes), so that reading
+        overlaps decompressing: each thread reads the chunks it takes into
+        `data` (writable) just before it checks and decodes them.  `data`
+        must then already hold the frame header.  None: `data` holds the
+        whole frame.
     checksums : sequence of int, optional
         The ``xxh3_64`` digest of each compressed chunk, as
         `iter_compressed_chunks` gives them: each chunk is checked by the

@@ -802,7 +802,6 @@ class Container:
         except MemoryError:  # tell a corrupt block from a valid one that needs more memory
             self._read_verified(offset, view, None, part)
             return self._decompressed(view[:frame_length], raw_length, itemsize, codec, part, checksums)
-        source = _BlockSource(self, fd, offset, view, part)
         try:
             _blocks.decompress_block(
                 view[:frame_length],
@@ -811,22 +810,12 @@ class Container:
                 self.codecs[codec],
                 out,
                 self.chunk_size,
-                source=source,
+                source=(fd, offset),
                 checksums=checksums,
             )
         except ValueError as exc:
             self.fail(part, str(exc))
         return out
-
-
-class _BlockSource:
-    """Reads a block's chunks into its buffer for `joblite._blocks.decompress_block`."""
-
-    def __init__(self, container, fd, offset, view, part):
-        self.container, self.fd, self.offset, self.view, self.part = container, fd, offset, view, part
-
-    def fill(self, start, stop):
-        self.container._pread(self.fd, self.view[start:stop], self.offset + start, self.part)
 
 
 def verify_file(path):

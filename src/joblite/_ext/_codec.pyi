@@ -3,7 +3,7 @@
 Both twins have these names and signatures; ``tests/test_stubs.py`` checks them.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 from typing_extensions import Buffer
@@ -23,3 +23,19 @@ def lz4_unshuffle(
     itemsize: int,
     out: Buffer,
 ) -> int: ...
+
+BLOSC_CODES: Final[dict[str, int]]
+
+class BloscDecoder:
+    def __init__(
+        self,
+        frame: Buffer,
+        chunks: list[tuple[int, int]],
+        chunk_size: int,
+        out: Buffer,
+        cname: str,
+        checksums: Sequence[int] | None = None,
+        fd: int = -1,
+        offset: int = 0,
+    ) -> None: ...
+    def run(self) -> int: ...

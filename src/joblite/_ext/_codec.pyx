@@ -640,3 +640,187 @@ def lz4_unshuffle(data, chunks, first, stop, chunk_size, itemsize, out):
             PyBuffer_Release(&d)
     finally:
         PyBuffer_Release(&s)
+
+
+cdef extern from "blosc.h" nogil:
+    int blosc_decompress_ctx(const void *src, void *dest, size_t destsize, int numinternalthreads)
+
+cdef extern from *:
+    """
+    #define XXH_INLINE_ALL
+    #include "xxhash.h"
+    #include <errno.h>
+    #include <unistd.h>
+
+    /* Bytes read at `offset`: `len`, fewer at the end of the file, or -1 (errno set). */
+    static long long joblite_pread_all(int fd, uint8_t *buf, long long len, long long offset) {
+        long long done = 0;
+        while (done < len) {
+            ssize_t got = pread(fd, buf + done, (size_t)(len - done), (off_t)(offset + done));
+            if (got < 0) {
+                if (errno == EINTR) continue;
+                return -1;
+            }
+            if (got == 0) break;
+            done += got;
+        }
+        return done;
+    }
+    #define JOBLITE_TAKE(p) __atomic_fetch_add((p), 1, __ATOMIC_RELAXED)
+    #define JOBLITE_READ(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+    static void joblite_lower(long long *p, long long v) {
+        long long seen = __atomic_load_n(p, __ATOMIC_RELAXED);
+        while (v < seen && !__atomic_compare_exchange_n(p, &seen, v, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+    }
+    """
+    uint64_t XXH3_64bits(const void *data, size_t length) noexcept nogil
+    long long pread_all "joblite_pread_all"(int fd, uint8_t *buf, long long length, long long offset) noexcept nogil
+    long long take "JOBLITE_TAKE"(long long *counter) noexcept nogil
+    long long read_now "JOBLITE_READ"(long long *value) noexcept nogil
+    void lower "joblite_lower"(long long *value, long long to) noexcept nogil
+
+# c-blosc 1.x buffer header (blosc.h): the top 3 bits of byte 2 name the codec
+BLOSC_CODES = {"lz4": 1, "zstd": 4}
+cdef enum:
+    BLOSC_HEADER = 16
+
+
+cdef class BloscDecoder:
+    """Decodes the c-blosc chunks of a frame into their places in `out`, shared by the threads that call `run`.
+
+    Chunk ``i`` holds ``out[i * chunk_size:(i + 1) * chunk_size]`` (the last
+    one may be shorter) as one c-blosc 1.x buffer of codec `cname`.  Each
+    thread that calls `run` takes the next chunk not taken (a shared
+    counter, as c-blosc's own threads share a buffer's blocks), reads it
+    from `fd` when one is given, checks it against its ``xxh3_64`` checksum,
+    checks its 16-byte Blosc header against the frame (c-blosc trusts the
+    lengths a header gives) and decodes it with ``blosc_decompress_ctx``,
+    all without the GIL.  Here through c-blosc compiled into this module (the
+    sources of ``vendor/c-blosc``); the pure twin calls the ``blosc``
+    package, one chunk at a time.
+
+    Parameters
+    ----------
+    frame : bytes-like
+        The frame (C-contiguous); writable when `fd` is given, since the
+        chunks are read into it.
+    chunks : list of (int, int)
+        ``(offset, length)`` of each chunk in `frame` (bytes), from
+        `unpack_chunks`.
+    chunk_size : int
+        Uncompressed length of every chunk but the last (bytes), >= 1.
+    out : writable bytes-like
+        The whole destination, C-contiguous: ``len(chunks)`` chunks.
+    cname : {'lz4', 'zstd'}
+        The codec every chunk's Blosc header must name.
+    checksums : sequence of int, optional
+        The ``xxh3_64`` digest of each compressed chunk; None: no check.
+    fd : int, default -1
+        A file descriptor to read each chunk from, just before it is
+        checked, at ``offset + chunk offset``; -1: `frame` holds the chunks.
+    offset : int, default 0
+        Where the frame starts in the file of `fd` (bytes).
+
+    Raises
+    ------
+    TypeError
+        If an argument is not an integer, a buffer or a sequence.
+    ValueError
+        If `chunk_size` < 1, `cname` is not a Blosc codec of joblite, a
+        buffer is not C-contiguous or must be writable and is not, the
+        number of chunks does not fit `out`, a chunk lies outside `frame`,
+        `checksums` does not hold one digest per chunk, or `offset` < 0.
+    """
+
+    cdef Py_buffer frame_view, out_view
+    cdef bint have_frame, have_out
+    cdef uint64_t *offsets
+    cdef uint64_t *lengths
+    cdef uint64_t *digests
+    cdef Py_ssize_t count, step
+    cdef int fd, code
+    cdef long long base, next_chunk, failed
+
+    def __cinit__(self, frame, chunks, chunk_size, out, cname, checksums=None, fd=-1, offset=0):
+        cdef Py_ssize_t i
+        self.step = _index(chunk_size)
+        self.fd = _index(fd)
+        self.base = _index(offset)
+        if self.step < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+        if cname not in BLOSC_CODES:
+            raise ValueError(f"cname must be one of {sorted(BLOSC_CODES)}, got {cname!r}")
+        if self.base < 0:
+            raise ValueError(f"offset must be >= 0, got {offset!r}")
+        self.code = BLOSC_CODES[cname]
+        get_bytes(frame, &self.frame_view, "frame", self.fd >= 0)
+        self.have_frame = True
+        get_bytes(out, &self.out_view, "out", True)
+        self.have_out = True
+        self.count = len(chunks)
+        if self.count != self.out_view.len // self.step + (self.out_view.len % self.step != 0):
+            raise ValueError(f"{self.count} chunks of {self.step} bytes cannot fill out's {self.out_view.len} bytes")
+        if checksums is not None and len(checksums) != self.count:
+            raise ValueError(f"{len(checksums)} chunk checksums for {self.count} chunks")
+        self.offsets = <uint64_t *>PyMem_Malloc(3 * max(self.count, 1) * sizeof(uint64_t))
+        if self.offsets == NULL:
+            raise MemoryError()
+        self.lengths = self.offsets + self.count
+        self.digests = self.lengths + self.count if checksums is not None else NULL
+        for i in range(self.count):
+            start, length = chunks[i]
+            if not (0 <= start <= self.frame_view.len and 0 <= length <= self.frame_view.len - start):
+                raise ValueError(f"chunk {i} of {self.count} lies outside the frame of {self.frame_view.len} bytes")
+            self.offsets[i] = start
+            self.lengths[i] = length
+            if checksums is not None:
+                self.digests[i] = checksums[i]
+        self.next_chunk = 0
+        self.failed = self.count  # no chunk failed
+
+    def __dealloc__(self):
+        PyMem_Free(self.offsets)
+        if self.have_out:
+            PyBuffer_Release(&self.out_view)
+        if self.have_frame:
+            PyBuffer_Release(&self.frame_view)
+
+    def run(self):
+        """Decode the chunks not taken yet until none is left, or one fails.
+
+        Returns
+        -------
+        int
+            -1, or the index of the chunk this call failed on (not read
+            whole, a checksum mismatch, a header that does not match the
+            frame, or a chunk c-blosc cannot decode to its length).  No
+            thread takes a chunk after the first that failed, so every chunk
+            before it is decoded when the last `run` returns.  The caller
+            reports the failure with the error of the codec's own path.
+        """
+        cdef long long failed
+        with nogil:
+            failed = self.decode_taken()
+        return failed
+
+    cdef long long decode_taken(self) noexcept nogil:
+        cdef long long i, expected
+        cdef uint8_t *src
+        cdef Py_ssize_t raw = self.out_view.len
+        while True:
+            i = take(&self.next_chunk)
+            if i >= self.count or i > read_now(&self.failed):
+                return -1
+            src = <uint8_t *>self.frame_view.buf + self.offsets[i]
+            expected = min(self.step, raw - i * self.step)
+            if not (
+                (self.fd < 0 or pread_all(self.fd, src, self.lengths[i], self.base + self.offsets[i]) == <long long>self.lengths[i])
+                and (self.digests == NULL or XXH3_64bits(src, self.lengths[i]) == self.digests[i])
+                and self.lengths[i] >= BLOSC_HEADER
+                and load32(src + 12) == self.lengths[i]
+                and load32(src + 4) == <uint64_t>expected
+                and src[2] >> 5 == self.code
+                and blosc_decompress_ctx(src, <uint8_t *>self.out_view.buf + i * self.step, <size_t>expected, 1) == expected
+            ):
+                lower(&self.failed, i)
+                return i

@@ -259,3 +259,99 @@ def lz4_unshuffle(data, chunks, first, stop, chunk_size, itemsize, out):
             return i
         unshuffle(raw, size, target[start : start + expected])
     return -1
+
+
+# c-blosc 1.x buffer header (blosc.h, "Blosc header format"): version, versionlz, flags,
+# typesize, nbytes, blocksize, cbytes; the top 3 bits of flags name the codec
+BLOSC_CODES = {"lz4": 1, "zstd": 4}
+_BLOSC_HEADER = struct.Struct("<BBBBIII")
+
+
+class BloscDecoder:
+    """Decodes the c-blosc chunks of a frame into their places in `out`, shared by the threads that call `run`.
+
+    The pure twin of the compiled class (same parameters, results and
+    exceptions; see its docstring): here each chunk is read with
+    ``os.preadv``, hashed with the ``xxhash`` package and decoded with
+    ``blosc.decompress_ptr`` of the ``blosc`` package (c-blosc, one thread
+    per call, the GIL released), so the threads take the GIL between those
+    steps.
+    """
+
+    def __init__(self, frame, chunks, chunk_size, out, cname, checksums=None, fd=-1, offset=0):
+        import itertools
+        import threading
+
+        self._step = operator.index(chunk_size)
+        self._fd = operator.index(fd)
+        self._base = operator.index(offset)
+        if self._step < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+        if cname not in BLOSC_CODES:
+            raise ValueError(f"cname must be one of {sorted(BLOSC_CODES)}, got {cname!r}")
+        if self._base < 0:
+            raise ValueError(f"offset must be >= 0, got {offset!r}")
+        self._code = BLOSC_CODES[cname]
+        self._frame = _byte_array(frame, "frame", self._fd >= 0)
+        self._out = _byte_array(out, "out", True)
+        self._address = self._out.ctypes.data
+        count = len(chunks)
+        if count != -(-len(self._out) // self._step):
+            raise ValueError(f"{count} chunks of {self._step} bytes cannot fill out's {len(self._out)} bytes")
+        if checksums is not None and len(checksums) != count:
+            raise ValueError(f"{len(checksums)} chunk checksums for {count} chunks")
+        self._chunks = []
+        for i in range(count):
+            start, length = (operator.index(value) for value in chunks[i])
+            if not (0 <= start <= len(self._frame) and 0 <= length <= len(self._frame) - start):
+                raise ValueError(f"chunk {i} of {count} lies outside the frame of {len(self._frame)} bytes")
+            self._chunks.append((start, length))
+        self._checksums = None if checksums is None else [operator.index(value) for value in checksums]
+        self._next = itertools.count()
+        self._failed = count  # the lowest index that failed (count: none)
+        self._lock = threading.Lock()
+
+    def run(self):
+        """Decode the chunks not taken yet until none is left, or one fails; see the compiled twin."""
+        for i in self._next:
+            if i >= len(self._chunks) or i > self._failed:
+                return -1
+            if not self._decoded(i):
+                with self._lock:
+                    self._failed = min(self._failed, i)
+                return i
+        return -1  # not reached: the counter is endless
+
+    def _decoded(self, i):
+        import os
+
+        import blosc
+        import xxhash
+
+        start, length = self._chunks[i]
+        chunk = memoryview(self._frame[start : start + length])
+        if self._fd >= 0:
+            done = 0
+            try:
+                while done < length:
+                    got = os.preadv(self._fd, [chunk[done:]], self._base + start + done)
+                    if not got:
+                        return False
+                    done += got
+            except OSError:
+                return False
+        if self._checksums is not None and xxhash.xxh3_64_intdigest(chunk) != self._checksums[i]:
+            return False
+        expected = min(self._step, len(self._out) - i * self._step)
+        if length < _BLOSC_HEADER.size:
+            return False
+        _, _, flags, _, nbytes, _, cbytes = _BLOSC_HEADER.unpack_from(chunk)
+        if cbytes != length or nbytes != expected or flags >> 5 != self._code:
+            return False
+        blosc.set_releasegil(True)  # c-blosc's *_ctx functions: one thread, no BLOSC_* variables
+        blosc.set_nthreads(1)
+        try:
+            blosc.decompress_ptr(chunk, self._address + i * self._step)
+        except Exception:  # blosc_extension.error, whatever the chunk holds
+            return False
+        return True
