@@ -99,7 +99,11 @@ def test_the_package_settings_do_not_change_the_bytes():
     expected = dumps(value, compress=True)
     blosc.set_nthreads(4)
     blosc.set_releasegil(False)
-    assert dumps(value, compress=True) == expected
+    blosc.set_blocksize(4096)
+    try:
+        assert dumps(value, compress=True) == expected
+    finally:
+        blosc.set_blocksize(0)
     code = (
         "import sys, numpy as np; from joblite import dumps; "
         "sys.stdout.buffer.write(dumps(np.arange(1 << 20, dtype=np.int64) % 977, compress=True))"

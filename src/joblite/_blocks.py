@@ -7,7 +7,9 @@ bounded scratch memory.  Every chunk is first byte-shuffled by the item size
 of the data (Blosc's shuffle: byte ``j`` of every item goes to plane ``j``),
 then compressed by a codec of :mod:`joblite.compressors`; the ``'blosc-*'``
 codecs shuffle each chunk themselves (c-blosc's SIMD byte or bit shuffle),
-and decompress straight into the final array.  Shuffling groups
+and decompress straight into the final array.  Their chunks are loaded, and
+dumped to files, by the kernels ``BloscDecoder`` and ``BloscEncoder``, whose
+threads read or write, check and code the chunks without the GIL.  Shuffling groups
 the bytes that vary slowly (exponents, the high bytes of small integers), so
 every codec finds longer repeats, lz4 most of all: lz4 has no entropy coder,
 and without the shuffle it cannot use a mostly-constant byte that recurs every
@@ -34,8 +36,8 @@ deterministic: the same input, codec, level, item size and chunk size give the
 same bytes with any number of threads and with either kernel twin.  The
 chunks of a block are compressed and decompressed by the calling thread and
 a thread pool shared by all blocks: taken from a shared counter when each
-thread can finish what it takes (`decompress_block`; `compress_into`, which
-writes each chunk at its place), or handed to the caller in order
+thread can finish what it takes (`decompress_block`; `compress_to_file` and
+`compress_into`, which write each chunk at its place), or handed to the caller in order
 (`iter_compressed_chunks`, for a consumer that writes them one after the
 other).
 
@@ -48,6 +50,7 @@ byte into more than that many.
 """
 
 import concurrent.futures
+import errno
 import itertools
 import os
 import sys
@@ -68,6 +71,7 @@ __all__ = [
     "chunk_length",
     "compress_block",
     "compress_into",
+    "compress_to_file",
     "decompress_block",
     "default_chunk_size",
     "frame_header",
@@ -409,6 +413,69 @@ def compress_into(data, itemsize, name, level, write, chunk_size=CHUNK_SIZE, wor
     window = max(2 * workers, _AHEAD_BYTES // max(starts.step, 1))
     _shared(task, range(count), workers, window)
     return sizes, digests
+
+
+def compress_to_file(data, itemsize, name, level, fd, offset, chunk_size=CHUNK_SIZE, workers=2):
+    """Shuffle and compress `data` chunk by chunk into the file open as `fd`, from several threads.
+
+    The chunks, back to back from `offset`, are those of
+    `iter_compressed_chunks`.  The ``'blosc-*'`` codecs go through
+    `_codec.BloscEncoder`, whose threads compress, hash and write without
+    the GIL; the other codecs through `compress_into` and ``os.pwrite``.
+    Either way the threads write the chunks whose place they complete,
+    holding no more than 64 MiB of `data` compressed (``2 * workers``
+    chunks at least) besides.
+
+    Parameters
+    ----------
+    data, itemsize, name, level, chunk_size, workers :
+        As for `iter_compressed_chunks` (`itemsize` 1 to 255 for the
+        ``'blosc-*'`` codecs).
+    fd : int
+        A regular file open for writing.
+    offset : int
+        Where the first chunk goes (bytes); the file position is left alone.
+
+    Returns
+    -------
+    (list of int, list of int)
+        The compressed size (bytes) and the ``xxh3_64`` digest of each chunk, in order.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `iter_compressed_chunks`, at the call; then what the codec raised
+        for the first chunk that failed.
+    OSError
+        If a write failed (the other threads stop taking chunks).
+    """
+    codec, level = compressor_and_level(name, level)
+    if not isinstance(codec, _Blosc):
+
+        def write(chunk, position):
+            view, at = memoryview(chunk), offset + position
+            while view:
+                put = os.pwrite(fd, view, at)
+                view, at = view[put:], at + put
+
+        return compress_into(data, itemsize, name, level, write, chunk_size, workers)
+    view = _byte_view(data, "data")
+    size = _int_in(itemsize, "itemsize", 1, MAX_CHUNK_SIZE)
+    step = chunk_length(size, chunk_size)
+    workers = _int_in(workers, "workers", 1, MAX_WORKERS)
+    window = max(2 * workers, _AHEAD_BYTES // step)
+    encoder = _codec.BloscEncoder(view, step, size, codec.cname, codec.bitshuffle, level, fd, offset, window)
+    _shared(lambda _: encoder.run(), range(workers), workers)
+    failure = encoder.failure()
+    if failure is None:
+        return encoder.result()
+    index, error = failure
+    if error == errno.ENOMEM:
+        raise MemoryError(f"no memory to compress chunk {index} with compressor {name!r}")
+    if error:
+        raise OSError(error, os.strerror(error))
+    codec.compress(view[index * step : (index + 1) * step], level, size)  # raises the codec's own error
+    raise ValueError(f"compressor {name!r} could not compress chunk {index}")
 
 
 def compress_block(data, itemsize, name, level, chunk_size=CHUNK_SIZE, workers=2):

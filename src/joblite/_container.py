@@ -204,8 +204,8 @@ def _write_compressed(out, array, itemsize, codec, level, chunk_size):
 
     To a file of our own (``out.fd``), a contiguous block of more than one
     chunk is written chunk by chunk as the threads compress them
-    (`joblite._blocks.compress_into`: each chunk is written with
-    ``os.pwrite`` at its offset by the thread that places it), after the
+    (`joblite._blocks.compress_to_file`: each chunk is written with
+    ``pwrite`` at its offset by the thread that places it), after the
     space of the frame header, which is written last: the writes overlap
     the compression and are shared by the threads.  Each chunk's checksum
     comes from the thread that compressed it.  Otherwise the block is
@@ -220,11 +220,7 @@ def _write_compressed(out, array, itemsize, codec, level, chunk_size):
     out.flush()
     header_offset = os.lseek(out.fd, 0, os.SEEK_CUR)
     first = header_offset + 4 + 4 * count
-
-    def write(chunk, position):
-        _pwrite_all(out.fd, memoryview(chunk), first + position)
-
-    sizes, digests = _blocks.compress_into(array, itemsize, codec, level, write, chunk_size)
+    sizes, digests = _blocks.compress_to_file(array, itemsize, codec, level, out.fd, first, chunk_size)
     header, trailer = _blocks.frame_header(sizes), _checksum_list(digests)
     _pwrite_all(out.fd, memoryview(trailer), first + sum(sizes))
     _pwrite_all(out.fd, memoryview(header), header_offset)

@@ -283,17 +283,20 @@ _BLOSC_CODES = {"lz4": 1, "zstd": 4}
 
 
 def _blosc():
-    """The ``blosc`` package, set for joblite's calls: one thread per call, GIL released.
+    """The ``blosc`` package, set for joblite's calls: one thread per call, GIL released, c-blosc's block size.
 
-    Both settings are process-wide in the package, so they are set before
+    The settings are process-wide in the package, so they are set before
     every call.  ``releasegil`` also makes the package use c-blosc's
     ``*_ctx`` functions, which ignore the ``BLOSC_*`` environment variables
-    that would otherwise change the bytes written.
+    that would otherwise change the bytes written; a block size of 0 lets
+    c-blosc choose it, as joblite's compiled kernels do, whatever a user
+    set with ``blosc.set_blocksize``.
     """
     import blosc
 
     blosc.set_releasegil(True)
     blosc.set_nthreads(1)
+    blosc.set_blocksize(0)
     return blosc
 
 

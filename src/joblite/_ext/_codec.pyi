@@ -39,3 +39,20 @@ class BloscDecoder:
         offset: int = 0,
     ) -> None: ...
     def run(self) -> int: ...
+
+class BloscEncoder:
+    def __init__(
+        self,
+        data: Buffer,
+        chunk_size: int,
+        itemsize: int,
+        cname: str,
+        bitshuffle: bool,
+        level: int,
+        fd: int,
+        offset: int = 0,
+        window: int = 1,
+    ) -> None: ...
+    def run(self) -> int: ...
+    def failure(self) -> tuple[int, int] | None: ...
+    def result(self) -> tuple[list[int], list[int]]: ...

@@ -19,6 +19,7 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyOb
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_RawFree, PyMem_RawMalloc
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
 from operator import index as _index
@@ -644,6 +645,7 @@ def lz4_unshuffle(data, chunks, first, stop, chunk_size, itemsize, out):
 
 cdef extern from "blosc.h" nogil:
     int blosc_decompress_ctx(const void *src, void *dest, size_t destsize, int numinternalthreads)
+    int BLOSC_MAX_OVERHEAD
 
 cdef extern from *:
     """
@@ -692,18 +694,22 @@ cdef class BloscDecoder:
     one may be shorter) as one c-blosc 1.x buffer of codec `cname`.  Each
     thread that calls `run` takes the next chunk not taken (a shared
     counter, as c-blosc's own threads share a buffer's blocks), reads it
-    from `fd` when one is given, checks it against its ``xxh3_64`` checksum,
-    checks its 16-byte Blosc header against the frame (c-blosc trusts the
-    lengths a header gives) and decodes it with ``blosc_decompress_ctx``,
-    all without the GIL.  Here through c-blosc compiled into this module (the
+    from `fd` when one is given, checks it against its ``xxh3_64``
+    checksum, checks its 16-byte Blosc header against the frame (c-blosc
+    trusts the lengths a header gives) and decodes it with
+    ``blosc_decompress_ctx``, all without the GIL.  A chunk read from `fd`
+    goes to a buffer of the thread's, reused for its next chunks, not to
+    `frame`: the memory of `frame` past its chunk table is not touched, so
+    a frame allocated for the read costs no page faults.  Here through c-blosc compiled into this module (the
     sources of ``vendor/c-blosc``); the pure twin calls the ``blosc``
     package, one chunk at a time.
 
     Parameters
     ----------
     frame : bytes-like
-        The frame (C-contiguous); writable when `fd` is given, since the
-        chunks are read into it.
+        The frame (C-contiguous), or with `fd` a writable buffer of its
+        length that holds its chunk table (a chunk is read into its place
+        there only when the thread's buffer cannot be allocated).
     chunks : list of (int, int)
         ``(offset, length)`` of each chunk in `frame` (bytes), from
         `unpack_chunks`.
@@ -804,14 +810,23 @@ cdef class BloscDecoder:
         return failed
 
     cdef long long decode_taken(self) noexcept nogil:
-        cdef long long i, expected
+        cdef long long i, expected, failed = -1
         cdef uint8_t *src
+        cdef uint8_t *scratch = NULL  # this thread's chunk read from the file, reused for the next
+        cdef uint64_t capacity = 0
         cdef Py_ssize_t raw = self.out_view.len
         while True:
             i = take(&self.next_chunk)
             if i >= self.count or i > read_now(&self.failed):
-                return -1
+                break
             src = <uint8_t *>self.frame_view.buf + self.offsets[i]
+            if self.fd >= 0 and self.lengths[i] <= capacity:
+                src = scratch
+            elif self.fd >= 0:
+                free(scratch)
+                scratch = <uint8_t *>malloc(self.lengths[i] + 1)
+                capacity = self.lengths[i] if scratch != NULL else 0
+                src = scratch if scratch != NULL else src  # else read into the frame
             expected = min(self.step, raw - i * self.step)
             if not (
                 (self.fd < 0 or pread_all(self.fd, src, self.lengths[i], self.base + self.offsets[i]) == <long long>self.lengths[i])
@@ -823,4 +838,279 @@ cdef class BloscDecoder:
                 and blosc_decompress_ctx(src, <uint8_t *>self.out_view.buf + i * self.step, <size_t>expected, 1) == expected
             ):
                 lower(&self.failed, i)
-                return i
+                failed = i
+                break
+        free(scratch)
+        return failed
+
+
+cdef extern from *:
+    """
+    #include <pthread.h>
+    #include <stdlib.h>
+
+    /* The state that the threads of one BloscEncoder share; every field under `lock`. */
+    typedef struct {
+        const uint8_t *src;
+        long long nbytes, step, count, window, base;
+        int typesize, clevel, doshuffle, fd;
+        const char *compressor;
+        uint8_t **chunks;        /* compressed chunks not written yet (NULL: none) */
+        long long *sizes;
+        uint64_t *digests;
+        pthread_mutex_t lock;
+        pthread_cond_t room;     /* a chunk was written, or one failed */
+        long long next;          /* the next chunk to take */
+        long long placed;        /* chunks given a place (written, or being written) */
+        long long position;      /* bytes of the chunks placed */
+        long long written;       /* chunks written */
+        int writing;             /* a thread is writing placed chunks */
+        long long failed;        /* the first chunk that failed; count: none */
+        int error;               /* its errno; 0: c-blosc could not compress it */
+        int ready;               /* the lock and the condition are initialized */
+    } joblite_encoder;
+
+    static int joblite_encoder_init(joblite_encoder *e) {
+        long long n = e->count > 0 ? e->count : 1;
+        e->chunks = (uint8_t **)calloc((size_t)n, sizeof(uint8_t *));
+        e->sizes = (long long *)calloc((size_t)n, sizeof(long long));
+        e->digests = (uint64_t *)calloc((size_t)n, sizeof(uint64_t));
+        if (!e->chunks || !e->sizes || !e->digests) return -1;
+        if (pthread_mutex_init(&e->lock, NULL)) return -1;
+        if (pthread_cond_init(&e->room, NULL)) { pthread_mutex_destroy(&e->lock); return -1; }
+        e->failed = e->count;
+        e->ready = 1;
+        return 0;
+    }
+
+    static void joblite_encoder_free(joblite_encoder *e) {
+        long long i;
+        if (e->chunks) for (i = 0; i < e->count; i++) free(e->chunks[i]);
+        free(e->chunks);
+        free(e->sizes);
+        free(e->digests);
+        if (e->ready) {
+            pthread_cond_destroy(&e->room);
+            pthread_mutex_destroy(&e->lock);
+        }
+    }
+
+    static int joblite_pwrite_all(int fd, const uint8_t *buf, long long len, long long offset) {
+        long long done = 0;
+        while (done < len) {
+            ssize_t put = pwrite(fd, buf + done, (size_t)(len - done), (off_t)(offset + done));
+            if (put < 0) {
+                if (errno == EINTR) continue;
+                return errno;
+            }
+            if (put == 0) return EIO;
+            done += put;
+        }
+        return 0;
+    }
+
+    /* Under the lock: record chunk `i` as failed with `error` if it is the first. */
+    static void joblite_encoder_fail(joblite_encoder *e, long long i, int error) {
+        if (i < e->failed) {
+            e->failed = i;
+            e->error = error;
+        }
+        pthread_cond_broadcast(&e->room);
+    }
+
+    /* Compress the chunks not taken yet; the thread that completes the prefix of compressed
+       chunks writes them at their places.  Returns -1, or the chunk this thread failed on. */
+    static long long joblite_encode(joblite_encoder *e) {
+        long long mine = -1, i, k, start, length, at;
+        int size, error;
+        uint64_t digest;
+        uint8_t *chunk;
+        pthread_mutex_lock(&e->lock);
+        for (;;) {
+            while (e->next < e->count && e->failed == e->count && e->next >= e->written + e->window)
+                pthread_cond_wait(&e->room, &e->lock);
+            if (e->next >= e->count || e->failed < e->count) break;
+            i = e->next++;
+            pthread_mutex_unlock(&e->lock);
+            start = i * e->step;
+            length = e->nbytes - start < e->step ? e->nbytes - start : e->step;
+            chunk = (uint8_t *)malloc((size_t)length + BLOSC_MAX_OVERHEAD);
+            size = chunk ? blosc_compress_ctx(e->clevel, e->doshuffle, (size_t)e->typesize, (size_t)length,
+                                              e->src + start, chunk, (size_t)length + BLOSC_MAX_OVERHEAD,
+                                              e->compressor, 0, 1) : -1;
+            digest = size > 0 ? XXH3_64bits(chunk, (size_t)size) : 0;  /* while it is in this thread's cache */
+            pthread_mutex_lock(&e->lock);
+            if (size <= 0) {
+                free(chunk);
+                joblite_encoder_fail(e, i, chunk ? 0 : ENOMEM);
+                mine = i;
+                break;
+            }
+            e->chunks[i] = chunk;
+            e->sizes[i] = size;
+            e->digests[i] = digest;
+            if (e->writing) continue;
+            e->writing = 1;
+            while (e->placed < e->count && e->chunks[e->placed] && e->failed == e->count) {
+                k = e->placed++;
+                at = e->base + e->position;
+                e->position += e->sizes[k];
+                pthread_mutex_unlock(&e->lock);
+                error = joblite_pwrite_all(e->fd, e->chunks[k], e->sizes[k], at);
+                pthread_mutex_lock(&e->lock);
+                free(e->chunks[k]);
+                e->chunks[k] = NULL;
+                if (error) {
+                    joblite_encoder_fail(e, k, error);
+                    mine = k;
+                    break;
+                }
+                e->written = k + 1;
+                pthread_cond_broadcast(&e->room);
+            }
+            e->writing = 0;
+            if (mine >= 0) break;
+        }
+        pthread_mutex_unlock(&e->lock);
+        return mine;
+    }
+    """
+    ctypedef struct joblite_encoder:
+        const uint8_t *src
+        long long nbytes, step, count, window, base
+        int typesize, clevel, doshuffle, fd
+        const char *compressor
+        long long *sizes
+        uint64_t *digests
+        long long failed
+        int error
+    int encoder_init "joblite_encoder_init"(joblite_encoder *e) noexcept nogil
+    void encoder_free "joblite_encoder_free"(joblite_encoder *e) noexcept nogil
+    long long encode "joblite_encode"(joblite_encoder *e) noexcept nogil
+
+
+cdef class BloscEncoder:
+    """Compresses a block into c-blosc chunks and writes them to a file, shared by the threads that call `run`.
+
+    Chunk ``i`` is ``data[i * chunk_size:(i + 1) * chunk_size]`` (the last one
+    may be shorter), compressed as one c-blosc 1.x buffer: Blosc's shuffle
+    (byte, or bit with `bitshuffle`) by `itemsize`, then `cname` at `level`,
+    the block size chosen by c-blosc, one thread per buffer.  Each thread
+    that calls `run` takes the next chunk not taken (a shared counter),
+    compresses it and computes its ``xxh3_64`` digest; once every chunk
+    before it is compressed, a chunk's place is known, and the thread that
+    completes that prefix writes the chunks it places with ``pwrite``, the
+    first at `offset` of `fd` and each after the one before.  No thread
+    takes a chunk `window` chunks or more past the first one not written,
+    which bounds the compressed chunks held.  Here through c-blosc compiled
+    into this module, without the GIL; the pure twin calls the ``blosc``
+    package and gives the same bytes when the package carries the same
+    c-blosc (``vendor/README.md``).
+
+    Parameters
+    ----------
+    data : bytes-like
+        The block, C-contiguous; it must not change while `run` works.
+    chunk_size : int
+        Uncompressed length of every chunk but the last (bytes), >= 1.
+    itemsize : int
+        Blosc's type size (bytes), 1 to 255.
+    cname : {'lz4', 'zstd'}
+        Blosc's codec.
+    bitshuffle : bool
+        Bit shuffle instead of byte shuffle.
+    level : int
+        Blosc's ``clevel``, 0 to 9.
+    fd : int
+        A file descriptor open for writing.
+    offset : int, default 0
+        Where the first chunk goes in the file (bytes).
+    window : int, default 1
+        The bound above (chunks), >= 1.
+
+    Raises
+    ------
+    TypeError
+        If an argument is not an integer or `data` is not a buffer.
+    ValueError
+        If an argument is out of range, or `data` is not C-contiguous.
+    MemoryError
+        If the chunk table cannot be allocated.
+    """
+
+    cdef joblite_encoder state
+    cdef Py_buffer data_view
+    cdef bint have_data
+    cdef bytes compressor
+
+    def __cinit__(self, data, chunk_size, itemsize, cname, bitshuffle, level, fd, offset=0, window=1):
+        cdef Py_ssize_t step = _index(chunk_size), size = _index(itemsize), clevel = _index(level)
+        cdef Py_ssize_t descriptor = _index(fd), base = _index(offset), ahead = _index(window)
+        if step < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+        if not 1 <= size <= 255:
+            raise ValueError(f"itemsize must be 1 to 255, got {itemsize!r}")
+        if cname not in BLOSC_CODES:
+            raise ValueError(f"cname must be one of {sorted(BLOSC_CODES)}, got {cname!r}")
+        if not 0 <= clevel <= 9:
+            raise ValueError(f"level must be 0 to 9, got {level!r}")
+        if descriptor < 0 or base < 0 or ahead < 1:
+            raise ValueError(f"fd and offset must be >= 0 and window >= 1, got {fd!r}, {offset!r} and {window!r}")
+        get_bytes(data, &self.data_view, "data", False)
+        self.have_data = True
+        self.compressor = cname.encode("ascii")
+        self.state.src = <const uint8_t *>self.data_view.buf
+        self.state.nbytes = self.data_view.len
+        self.state.step = step
+        self.state.count = self.data_view.len // step + (self.data_view.len % step != 0)
+        self.state.window = ahead
+        self.state.base = base
+        self.state.typesize = <int>size
+        self.state.clevel = <int>clevel
+        self.state.doshuffle = 2 if bitshuffle else 1  # BLOSC_BITSHUFFLE, BLOSC_SHUFFLE
+        self.state.fd = <int>descriptor
+        self.state.compressor = self.compressor
+        if encoder_init(&self.state) != 0:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        encoder_free(&self.state)
+        if self.have_data:
+            PyBuffer_Release(&self.data_view)
+
+    def run(self):
+        """Compress and write the chunks not taken yet until none is left, or one fails.
+
+        Returns
+        -------
+        int
+            -1, or the index of the chunk this call failed on (c-blosc could
+            not compress it, or its write failed: see `failure`).  No thread
+            takes a chunk after one failed.
+        """
+        cdef long long failed
+        with nogil:
+            failed = encode(&self.state)
+        return failed
+
+    def failure(self):
+        """``(index, errno)`` of the first chunk that failed (errno 0: not compressed), or None."""
+        if self.state.failed == self.state.count:
+            return None
+        return self.state.failed, self.state.error
+
+    def result(self):
+        """The compressed size (bytes) and the ``xxh3_64`` digest of each chunk, once every `run` returned -1.
+
+        Raises
+        ------
+        ValueError
+            If a chunk failed.
+        """
+        cdef long long i
+        if self.failure() is not None:
+            raise ValueError(f"chunk {self.state.failed} of {self.state.count} failed")
+        return (
+            [self.state.sizes[i] for i in range(self.state.count)],
+            [self.state.digests[i] for i in range(self.state.count)],
+        )

@@ -330,7 +330,8 @@ class BloscDecoder:
 
         start, length = self._chunks[i]
         chunk = memoryview(self._frame[start : start + length])
-        if self._fd >= 0:
+        if self._fd >= 0:  # into a buffer of its own, as the compiled twin: the frame is not touched
+            chunk = memoryview(bytearray(length))
             done = 0
             try:
                 while done < length:
@@ -355,3 +356,136 @@ class BloscDecoder:
         except Exception:  # blosc_extension.error, whatever the chunk holds
             return False
         return True
+
+
+class BloscEncoder:
+    """Compresses a block into c-blosc chunks and writes them to a file, shared by the threads that call `run`.
+
+    The pure twin of the compiled class (same parameters, results and
+    exceptions; see its docstring): here each chunk is compressed by
+    ``blosc.compress`` of the ``blosc`` package, hashed with the ``xxhash``
+    package and written with ``os.pwrite``, the threads taking turns under
+    a lock.
+    """
+
+    def __init__(self, data, chunk_size, itemsize, cname, bitshuffle, level, fd, offset=0, window=1):
+        import threading
+
+        step, size, clevel = operator.index(chunk_size), operator.index(itemsize), operator.index(level)
+        descriptor, base, ahead = operator.index(fd), operator.index(offset), operator.index(window)
+        if step < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+        if not 1 <= size <= 255:
+            raise ValueError(f"itemsize must be 1 to 255, got {itemsize!r}")
+        if cname not in BLOSC_CODES:
+            raise ValueError(f"cname must be one of {sorted(BLOSC_CODES)}, got {cname!r}")
+        if not 0 <= clevel <= 9:
+            raise ValueError(f"level must be 0 to 9, got {level!r}")
+        if descriptor < 0 or base < 0 or ahead < 1:
+            raise ValueError(f"fd and offset must be >= 0 and window >= 1, got {fd!r}, {offset!r} and {window!r}")
+        self._data = _byte_array(data, "data")
+        self._step, self._size, self._level, self._cname = step, size, clevel, cname
+        self._bitshuffle, self._fd, self._base, self._window = bool(bitshuffle), descriptor, base, ahead
+        self._count = -(-len(self._data) // step)
+        self._chunks = [None] * self._count
+        self._sizes = [0] * self._count
+        self._digests = [0] * self._count
+        self._turn = threading.Condition()
+        self._next = self._placed = self._position = self._written = 0
+        self._writing = False
+        self._failed, self._error = self._count, 0
+
+    def _fail(self, index, error):
+        """Under the lock: record chunk `index` as failed with `error` if it is the first."""
+        if index < self._failed:
+            self._failed, self._error = index, error
+        self._turn.notify_all()
+
+    def run(self):
+        """Compress and write the chunks not taken yet until none is left, or one fails; see the compiled twin."""
+        import os
+
+        import blosc
+        import xxhash
+
+        with self._turn:
+            while True:
+                self._turn.wait_for(
+                    lambda: not (
+                        self._next < self._count
+                        and self._failed == self._count
+                        and self._next >= self._written + self._window
+                    )
+                )
+                if self._next >= self._count or self._failed < self._count:
+                    return -1
+                index = self._next
+                self._next += 1
+                self._turn.release()
+                try:
+                    start = index * self._step
+                    blosc.set_releasegil(True)  # as joblite.compressors._blosc sets the package
+                    blosc.set_nthreads(1)
+                    blosc.set_blocksize(0)
+                    shuffle = blosc.BITSHUFFLE if self._bitshuffle else blosc.SHUFFLE
+                    try:
+                        chunk = blosc.compress(
+                            self._data[start : start + self._step].tobytes(),
+                            typesize=self._size,
+                            clevel=self._level,
+                            shuffle=shuffle,
+                            cname=self._cname,
+                        )
+                    except Exception:  # blosc_extension.error
+                        chunk = None
+                    digest = xxhash.xxh3_64_intdigest(chunk) if chunk is not None else 0
+                finally:
+                    self._turn.acquire()
+                if chunk is None:
+                    self._fail(index, 0)
+                    return index
+                self._chunks[index], self._sizes[index], self._digests[index] = chunk, len(chunk), digest
+                if self._writing:
+                    continue
+                self._writing = True
+                failed = -1
+                while self._placed < self._count and self._chunks[self._placed] is not None and self._failed == self._count:
+                    placed = self._placed
+                    self._placed += 1
+                    at = self._base + self._position
+                    self._position += self._sizes[placed]
+                    self._turn.release()
+                    error = 0
+                    try:
+                        view = memoryview(self._chunks[placed])
+                        while view:
+                            put = os.pwrite(self._fd, view, at)
+                            if not put:
+                                raise OSError(5, os.strerror(5))  # EIO, as the compiled twin
+                            view, at = view[put:], at + put
+                    except OSError as exc:
+                        error = exc.errno or 5
+                    finally:
+                        self._turn.acquire()
+                    self._chunks[placed] = None
+                    if error:
+                        self._fail(placed, error)
+                        failed = placed
+                        break
+                    self._written = placed + 1
+                    self._turn.notify_all()
+                self._writing = False
+                if failed >= 0:
+                    return failed
+
+    def failure(self):
+        """``(index, errno)`` of the first chunk that failed (errno 0: not compressed), or None."""
+        if self._failed == self._count:
+            return None
+        return self._failed, self._error
+
+    def result(self):
+        """The compressed size (bytes) and the ``xxh3_64`` digest of each chunk; see the compiled twin."""
+        if self.failure() is not None:
+            raise ValueError(f"chunk {self._failed} of {self._count} failed")
+        return list(self._sizes), list(self._digests)

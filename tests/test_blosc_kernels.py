@@ -1,15 +1,20 @@
-"""``BloscDecoder``, the kernel that loads 'blosc-*' blocks: both twins, checked against the definition.
+"""``BloscDecoder`` and ``BloscEncoder``, the kernels that load and dump 'blosc-*' blocks: both twins.
 
-Each thread that calls ``run`` takes the next chunk, reads it (from a file
-descriptor, or the frame in memory), checks its checksum and its Blosc
-header, and decodes it into its place.  The compiled twin does this with
-c-blosc compiled into joblite, without the GIL; the pure twin with the
-``blosc`` package.  Both must give the bytes that ``blosc.decompress`` gives,
-report the same first failing chunk, and refuse the same bad arguments.
+Each thread that calls ``run`` takes the next chunk.  The decoder reads it
+(from a file descriptor, or the frame in memory), checks its checksum and
+its Blosc header, and decodes it into its place; the encoder compresses it,
+hashes it, and writes the chunks whose place it completes.  The compiled
+twin does this with c-blosc compiled into joblite, without the GIL; the pure
+twin with the ``blosc`` package.  Both must give the bytes that the package
+gives, report the same first failing chunk, and refuse the same bad
+arguments.
 """
 
+import errno
 import os
 import struct
+import subprocess
+import sys
 import threading
 
 import blosc
@@ -19,8 +24,10 @@ import xxhash
 
 from joblite import _blocks as B
 from joblite import compressors as C
+from joblite import dump, dumps, load
 
 BLOSC_CODECS = ["blosc-lz4", "blosc-lz4-bitshuffle", "blosc-zstd", "blosc-zstd-bitshuffle"]
+JOBLITE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(B.__file__)))
 
 
 def block_of(raw, itemsize, name, chunk_size):
@@ -76,7 +83,7 @@ def test_threads_share_the_chunks_of_a_file(twin, threads, tmp_path):
     finally:
         os.close(fd)
     assert results == [-1] * threads
-    assert bytes(out) == raw and into == frame
+    assert bytes(out) == raw and into == frame[:header] + bytes(len(frame) - header)  # chunks not read into it
 
 
 def forged(frame, chunks, index, edit):
@@ -189,3 +196,113 @@ def test_chunks_the_blosc_package_writes_decode_alike(twins):
             out = bytearray(len(data))
             assert twin.codec.BloscDecoder(chunk, [(0, len(chunk))], len(data), out, "lz4", [digest]).run() == -1
             assert out == data
+
+
+# -- BloscEncoder ------------------------------------------------------------------------------
+def encode(twin, data, chunk_size, itemsize, name, level, path, offset=0, window=1, threads=2):
+    """Run a BloscEncoder of `twin` in `threads` threads into the file `path`; its results."""
+    codec = C.get_compressor(name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        encoder = twin.codec.BloscEncoder(
+            data, chunk_size, itemsize, codec.cname, codec.bitshuffle, level, fd, offset, window
+        )
+        results = []
+        workers = [threading.Thread(target=lambda: results.append(encoder.run())) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        os.close(fd)
+    return encoder, results
+
+
+@pytest.mark.parametrize("name", BLOSC_CODECS)
+@pytest.mark.parametrize("itemsize", [1, 2, 4, 8, 23, 255])
+def test_the_encoder_writes_the_chunks_of_the_blosc_package(twin, name, itemsize, tmp_path):
+    raw = sample(50_000, seed=itemsize)
+    step = B.chunk_length(itemsize, 4096)
+    expected = list(B.iter_compressed_chunks(raw, itemsize, name, 7, chunk_size=4096))  # the package's chunks
+    for threads, window in ((1, 1), (2, 1), (3, 2), (4, 100)):
+        path = tmp_path / f"{threads}-{window}"
+        encoder, results = encode(twin, raw, step, itemsize, name, 7, path, 10, window, threads)
+        assert results == [-1] * threads and encoder.failure() is None
+        sizes, digests = encoder.result()
+        assert sizes == [len(chunk) for chunk, _ in expected]
+        assert digests == [digest for _, digest in expected]
+        assert path.read_bytes() == bytes(10) + b"".join(chunk for chunk, _ in expected)
+
+
+def test_the_encoder_of_an_empty_block_writes_nothing(twin, tmp_path):
+    encoder, results = encode(twin, b"", 4096, 8, "blosc-lz4", 5, tmp_path / "empty")
+    assert results == [-1, -1] and encoder.result() == ([], [])
+    assert (tmp_path / "empty").read_bytes() == b""
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_failed_write_stops_the_encoder_and_names_its_errno(twin):
+    fd = os.open("/dev/full", os.O_WRONLY)
+    try:
+        encoder = twin.codec.BloscEncoder(sample(40_000), 4096, 1, "lz4", False, 5, fd, 0, 2)
+        results = [encoder.run(), encoder.run()]
+    finally:
+        os.close(fd)
+    assert results[0] == 0 and results[1] == -1
+    assert encoder.failure() == (0, errno.ENOSPC)
+    with pytest.raises(ValueError, match="chunk 0 of 10 failed"):
+        encoder.result()
+
+
+@pytest.mark.parametrize(
+    "change, error, message",
+    [
+        ({"chunk_size": 0}, ValueError, "chunk_size must be >= 1, got 0"),
+        ({"itemsize": 256}, ValueError, "itemsize must be 1 to 255, got 256"),
+        ({"cname": "blosclz"}, ValueError, r"cname must be one of \['lz4', 'zstd'\], got 'blosclz'"),
+        ({"level": 10}, ValueError, "level must be 0 to 9, got 10"),
+        ({"window": 0}, ValueError, "fd and offset must be >= 0 and window >= 1, got 1, 0 and 0"),
+        ({"fd": -1}, ValueError, "fd and offset must be >= 0 and window >= 1, got -1, 0 and 1"),
+        ({"data": np.arange(10)[::2]}, ValueError, "data must be a C-contiguous buffer"),
+        ({"data": "text"}, TypeError, None),
+    ],
+)
+def test_the_encoder_refuses_bad_arguments_alike(twin, change, error, message):
+    arguments = {"data": b"x" * 100, "chunk_size": 10, "itemsize": 1, "cname": "lz4", "bitshuffle": False}
+    arguments.update({"level": 5, "fd": 1, "offset": 0, "window": 1}, **change)
+    with pytest.raises(error, match=message):
+        twin.codec.BloscEncoder(**arguments)
+
+
+@pytest.mark.parametrize("name", BLOSC_CODECS)
+def test_a_dump_to_a_file_holds_the_bytes_of_dumps(name, tmp_path):
+    """The encoder's file (either twin) against the in-memory writer, which compresses with the package."""
+    records = np.zeros(40_000, [("id", "<i8"), ("x", "<f8"), ("flag", "?"), ("code", "<i2"), ("v", "<f4")])
+    records["id"], records["x"] = np.arange(40_000), np.linspace(0, 1, 40_000)
+    value = {"ints": np.arange(3 << 18, dtype=np.int64) % 1013, "records": records, "tail": "t"}
+    path = tmp_path / "a.jl"
+    dump(value, path, compress=name)
+    assert path.read_bytes() == dumps(value, compress=name)
+    loaded = load(path)
+    assert (
+        loaded["ints"].tobytes() == value["ints"].tobytes()
+        and loaded["records"].tobytes() == value["records"].tobytes()
+    )
+
+
+def test_a_compressed_dump_to_a_full_file_system_raises_and_leaves_no_file(tmp_path):
+    """A write past RLIMIT_FSIZE fails with EFBIG (Python ignores SIGXFSZ) from the encoder's threads."""
+    code = (
+        "import resource, sys, os, numpy as np, joblite\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))\n"
+        "try:\n"
+        "    joblite.dump(np.random.default_rng(0).random(1 << 20), sys.argv[1], compress=True)\n"
+        "except OSError as exc:\n"
+        "    print(exc.errno, os.listdir(os.path.dirname(sys.argv[1])))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([JOBLITE_ROOT] + sys.path))
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "a.jl")], capture_output=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().split() == [str(errno.EFBIG), "[]"]
