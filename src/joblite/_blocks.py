@@ -465,7 +465,7 @@ def compress_to_file(data, itemsize, name, level, fd, offset, chunk_size=CHUNK_S
     workers = _int_in(workers, "workers", 1, MAX_WORKERS)
     window = max(2 * workers, _AHEAD_BYTES // step)
     encoder = _codec.BloscEncoder(view, step, size, codec.cname, codec.bitshuffle, level, fd, offset, window)
-    _shared(lambda _: encoder.run(), range(workers), workers)
+    _shared(lambda _: encoder.run(), range(min(workers, -(-len(view) // step))), workers)
     failure = encoder.failure()
     if failure is None:
         return encoder.result()
@@ -594,7 +594,7 @@ def _blosc_chunks(codec, frame, chunks, step, raw_length, target, workers, sourc
     fd, offset = source if source is not None else (-1, 0)
     decoder = _codec.BloscDecoder(frame, chunks, step, target, codec.cname, checksums, fd, offset)
     failed = []
-    _shared(lambda _: failed.append(decoder.run()), range(workers), workers)
+    _shared(lambda _: failed.append(decoder.run()), range(min(workers, len(chunks))), workers)
     first = min((index for index in failed if index >= 0), default=-1)
     if first >= 0:
         decode_one = _blosc_decoder(codec, frame, chunks, step, raw_length, target)
@@ -761,7 +761,9 @@ def decompress_block(
     decompressed (``workers`` at a time), its length checked, and unshuffled
     into its place in `out`: no full-size intermediate copy.  Chunks of the
     built-in lz4 codec are decoded by ranges of chunks, each range in one call
-    of the kernel (``lz4_unshuffle``: no GIL, no object per chunk).
+    of the kernel (``lz4_unshuffle``: no GIL, no object per chunk), and those
+    of the ``'blosc-*'`` codecs by each thread's loop of ``BloscDecoder``
+    (read, check and decode without the GIL).
 
     Parameters
     ----------
@@ -782,10 +784,10 @@ def decompress_block(
     source : (int, int), optional
         ``(fd, offset)``: the frame's chunks are still in the file open as
         `fd`, where the frame starts at `offset` (bytes), so that reading
-        overlaps decompressing: each thread reads the chunks it takes into
-        `data` (writable) just before it checks and decodes them.  `data`
-        must then already hold the frame header.  None: `data` holds the
-        whole frame.
+        overlaps decompressing: each thread reads the chunks it takes just
+        before it checks and decodes them, into `data` (writable), or for
+        the ``'blosc-*'`` codecs into a buffer of its own.  `data` must then
+        already hold the frame header.  None: `data` holds the whole frame.
     checksums : sequence of int, optional
         The ``xxh3_64`` digest of each compressed chunk, as
         `iter_compressed_chunks` gives them: each chunk is checked by the

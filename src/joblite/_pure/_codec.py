@@ -403,18 +403,18 @@ class BloscEncoder:
 
     def run(self):
         """Compress and write the chunks not taken yet until none is left, or one fails; see the compiled twin."""
-        import os
-
         import blosc
         import xxhash
 
         with self._turn:
             while True:
                 self._turn.wait_for(
-                    lambda: not (
-                        self._next < self._count
-                        and self._failed == self._count
-                        and self._next >= self._written + self._window
+                    lambda: (
+                        not (
+                            self._next < self._count
+                            and self._failed == self._count
+                            and self._next >= self._written + self._window
+                        )
                     )
                 )
                 if self._next >= self._count or self._failed < self._count:
@@ -448,35 +448,44 @@ class BloscEncoder:
                 if self._writing:
                     continue
                 self._writing = True
-                failed = -1
-                while self._placed < self._count and self._chunks[self._placed] is not None and self._failed == self._count:
-                    placed = self._placed
-                    self._placed += 1
-                    at = self._base + self._position
-                    self._position += self._sizes[placed]
-                    self._turn.release()
-                    error = 0
-                    try:
-                        view = memoryview(self._chunks[placed])
-                        while view:
-                            put = os.pwrite(self._fd, view, at)
-                            if not put:
-                                raise OSError(5, os.strerror(5))  # EIO, as the compiled twin
-                            view, at = view[put:], at + put
-                    except OSError as exc:
-                        error = exc.errno or 5
-                    finally:
-                        self._turn.acquire()
-                    self._chunks[placed] = None
-                    if error:
-                        self._fail(placed, error)
-                        failed = placed
-                        break
-                    self._written = placed + 1
-                    self._turn.notify_all()
+                failed = self._write_placed()
                 self._writing = False
                 if failed >= 0:
                     return failed
+
+    def _ready(self):
+        """Under the lock: whether the next chunk to place is compressed, and nothing failed."""
+        return self._placed < self._count and self._chunks[self._placed] is not None and self._failed == self._count
+
+    def _write_placed(self):
+        """Under the lock (released while writing): write the chunks whose place is known; -1 or the failed one."""
+        import os
+
+        while self._ready():
+            placed = self._placed
+            self._placed += 1
+            at = self._base + self._position
+            self._position += self._sizes[placed]
+            self._turn.release()
+            error = 0
+            try:
+                view = memoryview(self._chunks[placed])
+                while view:
+                    put = os.pwrite(self._fd, view, at)
+                    if not put:
+                        raise OSError(5, os.strerror(5))  # EIO, as the compiled twin
+                    view, at = view[put:], at + put
+            except OSError as exc:
+                error = exc.errno or 5
+            finally:
+                self._turn.acquire()
+            self._chunks[placed] = None
+            if error:
+                self._fail(placed, error)
+                return placed
+            self._written = placed + 1
+            self._turn.notify_all()
+        return -1
 
     def failure(self):
         """``(index, errno)`` of the first chunk that failed (errno 0: not compressed), or None."""
