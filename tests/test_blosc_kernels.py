@@ -42,6 +42,17 @@ def block_of(raw, itemsize, name, chunk_size):
     return bytearray(frame), B._codec.unpack_chunks(frame, len(raw), step), digests, step
 
 
+def in_threads(run, threads):
+    """The results of `run`, called at once by `threads` threads (in the order they return)."""
+    results = []
+    workers = [threading.Thread(target=lambda: results.append(run())) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return results
+
+
 def sample(length, seed=0):
     rng = np.random.default_rng(seed)
     return (rng.integers(0, 4, length) * 7 + np.arange(length) % 5).astype(np.uint8).tobytes()
@@ -74,12 +85,7 @@ def test_threads_share_the_chunks_of_a_file(twin, threads, tmp_path):
     fd = os.open(path, os.O_RDONLY)
     try:
         decoder = twin.codec.BloscDecoder(into, chunks, step, out, "lz4", digests, fd, 100)
-        results = []
-        workers = [threading.Thread(target=lambda: results.append(decoder.run())) for _ in range(threads)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+        results = in_threads(decoder.run, threads)
     finally:
         os.close(fd)
     assert results == [-1] * threads
@@ -207,12 +213,7 @@ def encode(twin, data, chunk_size, itemsize, name, level, path, offset=0, window
         encoder = twin.codec.BloscEncoder(
             data, chunk_size, itemsize, codec.cname, codec.bitshuffle, level, fd, offset, window
         )
-        results = []
-        workers = [threading.Thread(target=lambda: results.append(encoder.run())) for _ in range(threads)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+        results = in_threads(encoder.run, threads)
     finally:
         os.close(fd)
     return encoder, results

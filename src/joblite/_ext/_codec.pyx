@@ -681,8 +681,10 @@ cdef extern from *:
     long long read_now "JOBLITE_READ"(long long *value) noexcept nogil
     void lower "joblite_lower"(long long *value, long long to) noexcept nogil
 
-# c-blosc 1.x buffer header (blosc.h): the top 3 bits of byte 2 name the codec
-BLOSC_CODES = {"lz4": 1, "zstd": 4}
+# c-blosc 1.x buffer header (blosc.h): the top 3 bits of byte 2 name the codec (BLOSC_CODES).  The
+# checks of the kernels' scalar arguments are the pure twin's, so that both raise alike.
+from joblite._pure._codec import BLOSC_CODES, _blosc_decoder_arguments, _blosc_encoder_arguments
+
 cdef enum:
     BLOSC_HEADER = 16
 
@@ -749,16 +751,7 @@ cdef class BloscDecoder:
 
     def __cinit__(self, frame, chunks, chunk_size, out, cname, checksums=None, fd=-1, offset=0):
         cdef Py_ssize_t i
-        self.step = _index(chunk_size)
-        self.fd = _index(fd)
-        self.base = _index(offset)
-        if self.step < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
-        if cname not in BLOSC_CODES:
-            raise ValueError(f"cname must be one of {sorted(BLOSC_CODES)}, got {cname!r}")
-        if self.base < 0:
-            raise ValueError(f"offset must be >= 0, got {offset!r}")
-        self.code = BLOSC_CODES[cname]
+        self.step, self.code, self.fd, self.base = _blosc_decoder_arguments(chunk_size, cname, fd, offset)
         get_bytes(frame, &self.frame_view, "frame", self.fd >= 0)
         self.have_frame = True
         get_bytes(out, &self.out_view, "out", True)
@@ -1044,18 +1037,10 @@ cdef class BloscEncoder:
     cdef bytes compressor
 
     def __cinit__(self, data, chunk_size, itemsize, cname, bitshuffle, level, fd, offset=0, window=1):
-        cdef Py_ssize_t step = _index(chunk_size), size = _index(itemsize), clevel = _index(level)
-        cdef Py_ssize_t descriptor = _index(fd), base = _index(offset), ahead = _index(window)
-        if step < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
-        if not 1 <= size <= 255:
-            raise ValueError(f"itemsize must be 1 to 255, got {itemsize!r}")
-        if cname not in BLOSC_CODES:
-            raise ValueError(f"cname must be one of {sorted(BLOSC_CODES)}, got {cname!r}")
-        if not 0 <= clevel <= 9:
-            raise ValueError(f"level must be 0 to 9, got {level!r}")
-        if descriptor < 0 or base < 0 or ahead < 1:
-            raise ValueError(f"fd and offset must be >= 0 and window >= 1, got {fd!r}, {offset!r} and {window!r}")
+        cdef Py_ssize_t step, size, clevel, descriptor, base, ahead
+        step, size, clevel, descriptor, base, ahead = _blosc_encoder_arguments(
+            chunk_size, itemsize, cname, level, fd, offset, window
+        )
         get_bytes(data, &self.data_view, "data", False)
         self.have_data = True
         self.compressor = cname.encode("ascii")

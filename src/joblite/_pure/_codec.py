@@ -267,6 +267,35 @@ BLOSC_CODES = {"lz4": 1, "zstd": 4}
 _BLOSC_HEADER = struct.Struct("<BBBBIII")
 
 
+def _blosc_decoder_arguments(chunk_size, cname, fd, offset):
+    """`BloscDecoder`'s checks of its scalar arguments (both twins); ``(chunk_size, codec code, fd, offset)``."""
+    step, descriptor, base = operator.index(chunk_size), operator.index(fd), operator.index(offset)
+    if step < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+    if cname not in BLOSC_CODES:
+        raise ValueError(f"cname must be one of {sorted(BLOSC_CODES)}, got {cname!r}")
+    if base < 0:
+        raise ValueError(f"offset must be >= 0, got {offset!r}")
+    return step, BLOSC_CODES[cname], descriptor, base
+
+
+def _blosc_encoder_arguments(chunk_size, itemsize, cname, level, fd, offset, window):
+    """`BloscEncoder`'s checks of its scalar arguments (both twins); the integers, in order."""
+    step, size, clevel = operator.index(chunk_size), operator.index(itemsize), operator.index(level)
+    descriptor, base, ahead = operator.index(fd), operator.index(offset), operator.index(window)
+    if step < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+    if not 1 <= size <= 255:
+        raise ValueError(f"itemsize must be 1 to 255, got {itemsize!r}")
+    if cname not in BLOSC_CODES:
+        raise ValueError(f"cname must be one of {sorted(BLOSC_CODES)}, got {cname!r}")
+    if not 0 <= clevel <= 9:
+        raise ValueError(f"level must be 0 to 9, got {level!r}")
+    if descriptor < 0 or base < 0 or ahead < 1:
+        raise ValueError(f"fd and offset must be >= 0 and window >= 1, got {fd!r}, {offset!r} and {window!r}")
+    return step, size, clevel, descriptor, base, ahead
+
+
 class BloscDecoder:
     """Decodes the c-blosc chunks of a frame into their places in `out`, shared by the threads that call `run`.
 
@@ -282,16 +311,7 @@ class BloscDecoder:
         import itertools
         import threading
 
-        self._step = operator.index(chunk_size)
-        self._fd = operator.index(fd)
-        self._base = operator.index(offset)
-        if self._step < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
-        if cname not in BLOSC_CODES:
-            raise ValueError(f"cname must be one of {sorted(BLOSC_CODES)}, got {cname!r}")
-        if self._base < 0:
-            raise ValueError(f"offset must be >= 0, got {offset!r}")
-        self._code = BLOSC_CODES[cname]
+        self._step, self._code, self._fd, self._base = _blosc_decoder_arguments(chunk_size, cname, fd, offset)
         self._frame = _byte_array(frame, "frame", self._fd >= 0)
         self._out = _byte_array(out, "out", True)
         self._address = self._out.ctypes.data
@@ -371,18 +391,9 @@ class BloscEncoder:
     def __init__(self, data, chunk_size, itemsize, cname, bitshuffle, level, fd, offset=0, window=1):
         import threading
 
-        step, size, clevel = operator.index(chunk_size), operator.index(itemsize), operator.index(level)
-        descriptor, base, ahead = operator.index(fd), operator.index(offset), operator.index(window)
-        if step < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
-        if not 1 <= size <= 255:
-            raise ValueError(f"itemsize must be 1 to 255, got {itemsize!r}")
-        if cname not in BLOSC_CODES:
-            raise ValueError(f"cname must be one of {sorted(BLOSC_CODES)}, got {cname!r}")
-        if not 0 <= clevel <= 9:
-            raise ValueError(f"level must be 0 to 9, got {level!r}")
-        if descriptor < 0 or base < 0 or ahead < 1:
-            raise ValueError(f"fd and offset must be >= 0 and window >= 1, got {fd!r}, {offset!r} and {window!r}")
+        step, size, clevel, descriptor, base, ahead = _blosc_encoder_arguments(
+            chunk_size, itemsize, cname, level, fd, offset, window
+        )
         self._data = _byte_array(data, "data")
         self._step, self._size, self._level, self._cname = step, size, clevel, cname
         self._bitshuffle, self._fd, self._base, self._window = bool(bitshuffle), descriptor, base, ahead
