@@ -187,7 +187,7 @@ def direct_writes(monkeypatch):
     written by ``os.pwrite`` calls of at most 1000 bytes."""
     monkeypatch.setattr(_container, "_OVERLAP_MIN", 1024)
     monkeypatch.setattr(_container, "_PIECE", 4096)
-    monkeypatch.setattr(_container, "_MAX_WRITE", 1000)
+    monkeypatch.setattr(B, "MAX_WRITE", 1000)
 
 
 @pytest.mark.parametrize(
@@ -219,7 +219,7 @@ def test_a_failed_direct_write_leaves_no_file(direct_writes, tmp_path, monkeypat
     def full_disk(fd, view, offset):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(_container, "_pwrite_all", full_disk)
+    monkeypatch.setattr(B, "pwrite_all", full_disk)
     with pytest.raises(OSError, match="No space left"):
         joblite.dump(np.arange(10_000.0), tmp_path / "a.jl")
     assert os.listdir(tmp_path) == []
@@ -229,7 +229,7 @@ def test_a_direct_write_failing_after_some_pieces_raises_its_error_and_leaves_no
     direct_writes, tmp_path, monkeypatch
 ):
     written = []
-    pwrite_all = _container._pwrite_all
+    pwrite_all = B.pwrite_all
 
     def fills_up(fd, view, offset):
         if len(written) == 3:
@@ -238,7 +238,7 @@ def test_a_direct_write_failing_after_some_pieces_raises_its_error_and_leaves_no
         written.append(len(view))
         pwrite_all(fd, view, offset)
 
-    monkeypatch.setattr(_container, "_pwrite_all", fills_up)
+    monkeypatch.setattr(B, "pwrite_all", fills_up)
     with pytest.raises(OSError, match="No space left"):
         joblite.dump(np.arange(10_000.0), tmp_path / "a.jl")
     assert written == [4096] * 3 and os.listdir(tmp_path) == []
@@ -260,7 +260,7 @@ def test_an_interrupted_dump_raises_once_every_piece_is_written_and_leaves_no_fi
     direct_writes, tmp_path, monkeypatch
 ):
     written = []
-    pwrite_all = _container._pwrite_all
+    pwrite_all = B.pwrite_all
     caller = threading.get_ident()
 
     def interrupting(fd, view, offset):
@@ -270,7 +270,7 @@ def test_an_interrupted_dump_raises_once_every_piece_is_written_and_leaves_no_fi
         written.append(offset)
         pwrite_all(fd, view, offset)
 
-    monkeypatch.setattr(_container, "_pwrite_all", interrupting)
+    monkeypatch.setattr(B, "pwrite_all", interrupting)
     with pytest.raises(KeyboardInterrupt):
         joblite.dump(np.arange(10_000.0), tmp_path / "a.jl")
     assert len(written) == 20 and os.listdir(tmp_path) == []  # 80,000 bytes in pieces of 4 KiB
@@ -281,7 +281,7 @@ def test_pwrite_all_writes_everything_at_its_offset(tmp_path):
     fd = os.open(tmp_path / "raw", os.O_WRONLY | os.O_CREAT)
     try:
         os.write(fd, b"head")
-        _container._pwrite_all(fd, data, 4)
+        B.pwrite_all(fd, data, 4)
         assert os.lseek(fd, 0, os.SEEK_CUR) == 4
     finally:
         os.close(fd)

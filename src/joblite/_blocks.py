@@ -453,10 +453,7 @@ def compress_to_file(data, itemsize, name, level, fd, offset, chunk_size=CHUNK_S
     if not isinstance(codec, _Blosc):
 
         def write(chunk, position):
-            view, at = memoryview(chunk), offset + position
-            while view:
-                put = os.pwrite(fd, view, at)
-                view, at = view[put:], at + put
+            pwrite_all(fd, memoryview(chunk), offset + position)
 
         return compress_into(data, itemsize, name, level, write, chunk_size, workers)
     view = _byte_view(data, "data")
@@ -628,13 +625,31 @@ def _run(tasks, decode, frame, chunks, workers, source, checksums):
 def _fill(source, frame, start, stop):
     """Read bytes ``start:stop`` of `frame` from ``source = (fd, offset)``, the frame being at `offset` of `fd`."""
     fd, offset = source
-    piece = frame[start:stop]
-    done, total = 0, len(piece)
+    pread_all(fd, frame[start:stop], offset + start)
+
+
+def pread_all(fd, view, offset):
+    """Read exactly ``len(view)`` bytes at `offset` of the file descriptor `fd` into `view`.
+
+    The file position is left alone.  Raises ValueError (``truncated: ...``)
+    if the file ends first, and OSError if a read fails.
+    """
+    done, total = 0, len(view)
     while done < total:
-        count = os.preadv(fd, [piece[done:]], offset + start + done)
+        count = os.preadv(fd, [view[done:]], offset + done)
         if not count:
-            raise ValueError(f"truncated: {done} of {total} bytes at offset {offset + start}")
+            raise ValueError(f"truncated: {done} of {total} bytes at offset {offset}")
         done += count
+
+
+MAX_WRITE = 1 << 30  # per os.pwrite call: Linux writes at most 2 GiB - 4 KiB at once
+
+
+def pwrite_all(fd, view, offset):
+    """Write all of `view` to the file descriptor `fd` at `offset`, leaving the file position alone."""
+    done, total = 0, len(view)
+    while done < total:
+        done += os.pwrite(fd, view[done : done + MAX_WRITE], offset + done)
 
 
 def _shared(task, items, workers, window=None):

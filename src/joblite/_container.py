@@ -65,7 +65,6 @@ SMALL_FILE = 1 << 16
 _MAX_READ_CHUNK = 1 << 24
 _READ_PIECE = 1 << 20  # hashed while still in L2: measured fastest here
 _OVERLAP_MIN = 1 << 23  # from this size on, I/O and checksum run side by side
-_MAX_WRITE = 1 << 30  # per os.pwrite call: Linux writes at most 2 GiB - 4 KiB at once
 _PIECE = 1 << 20  # hashed, then written by the same thread while still in its cache (`_write_hashed`)
 _PARALLEL_READ_PIECE = 1 << 24
 _PREALLOCATE_MIN = 1 << 20  # reserving blocks first pays off for large files only
@@ -222,8 +221,8 @@ def _write_compressed(out, array, itemsize, codec, level, chunk_size):
     first = header_offset + 4 + 4 * count
     sizes, digests = _blocks.compress_to_file(array, itemsize, codec, level, out.fd, first, chunk_size)
     header, trailer = _blocks.frame_header(sizes), _checksum_list(digests)
-    _pwrite_all(out.fd, memoryview(trailer), first + sum(sizes))
-    _pwrite_all(out.fd, memoryview(header), header_offset)
+    _blocks.pwrite_all(out.fd, memoryview(trailer), first + sum(sizes))
+    _blocks.pwrite_all(out.fd, memoryview(header), header_offset)
     end = first + sum(sizes) + len(trailer)
     os.lseek(out.fd, end, os.SEEK_SET)
     out.position += end - header_offset
@@ -305,7 +304,7 @@ def _write_hashed(out, data, digest):
                 turns[1 - parity].release()
             try:
                 if not failure:
-                    _pwrite_all(fd, piece, start + offset)
+                    _blocks.pwrite_all(fd, piece, start + offset)
             except BaseException as exc:
                 failure.append(exc)
 
@@ -356,13 +355,6 @@ def _write_hashed(out, data, digest):
         raise failure[0]
     os.lseek(out.fd, start + len(view), os.SEEK_SET)
     out.position += len(view)
-
-
-def _pwrite_all(fd, view, offset):
-    """Write all of `view` to the file descriptor `fd` at `offset`, leaving the file position alone."""
-    done, total = 0, len(view)
-    while done < total:
-        done += os.pwrite(fd, view[done : done + _MAX_WRITE], offset + done)
 
 
 class _Writer:
@@ -636,13 +628,11 @@ class Container:
             return None
 
     def _pread(self, fd, piece, offset, part):
-        """Read exactly ``len(piece)`` bytes at `offset` of `fd`, leaving the file position alone."""
-        done, total = 0, len(piece)
-        while done < total:
-            count = os.preadv(fd, [piece[done:]], offset + done)
-            if not count:
-                self.fail(part, f"truncated: {done} of {total} bytes at offset {offset}")
-            done += count
+        """Read exactly ``len(piece)`` bytes at `offset` of `fd`, or :meth:`fail` naming `part` as truncated."""
+        try:
+            _blocks.pread_all(fd, piece, offset)
+        except ValueError as exc:
+            self.fail(part, str(exc))
 
     def _fill(self, piece, offset, part):
         """Read exactly ``len(piece)`` bytes, the file being at `offset`."""
