@@ -223,12 +223,12 @@ def test_blosc_ratio_bounds_hold_for_constant_data():
 
 
 def test_the_chunks_grow_with_the_largest_block():
-    """An eighth of the largest block, a power of two from 1 to 16 MiB; joblite's own codecs: 1 MiB."""
-    expected = {0: 1, 8: 1, 16: 2, 32: 4, 100: 8, 128: 16, 4096: 16}
+    """A sixteenth of the largest block, a power of two from 1 to 16 MiB; joblite's own codecs: 1 MiB."""
+    expected = {0: 1, 16: 1, 32: 2, 64: 4, 200: 8, 256: 16, 4096: 16}
     assert {mib: B.default_chunk_size("blosc-lz4", mib << 20) >> 20 for mib in expected} == expected
     assert B.default_chunk_size("lz4", 1 << 30) == B.CHUNK_SIZE
     value = {"small": np.arange(10), "large": np.zeros(64 << 17)}  # 64 MiB of float64
-    assert H.parse(dumps(value, compress=True))["chunk_size"] == 8 << 20
+    assert H.parse(dumps(value, compress=True))["chunk_size"] == 4 << 20
     assert H.parse(dumps(value, compress="zlib"))["chunk_size"] == 1 << 20
 
 

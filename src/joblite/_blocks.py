@@ -83,7 +83,7 @@ __all__ = [
 CHUNK_SIZE = 1 << 20
 """Default uncompressed chunk length (bytes): fits in L2, and 256 chunks per 256 MiB."""
 
-BLOSC_CHUNKS = 8
+BLOSC_CHUNKS = 16
 """Chunks in the largest block of a file written with a ``'blosc-*'`` codec, about (`default_chunk_size`)."""
 
 MAX_CHUNK_SIZE = 1 << 30
@@ -132,17 +132,20 @@ def default_chunk_size(name, largest=0):
     """The chunk length (bytes) of a file written with the codec `name` whose largest block has `largest` bytes.
 
     `CHUNK_SIZE` for joblite's own codecs.  The ``'blosc-*'`` codecs split
-    each chunk into blocks of their own, so a larger chunk costs no cache
-    but saves c-blosc's per-call set-up (about 60 us a chunk when it
-    decompresses): their chunk length is the power of two nearest below
-    ``largest / BLOSC_CHUNKS``, from 1 MiB to 16 MiB (the most a reader
-    accepts), so that two threads still share 8 chunks and a dump still
-    writes while it compresses.  Measured here, on 256 MiB arrays against
-    Blosc's own file: 16 MiB chunks dumped 3 to 10% and loaded 5 to 25%
-    faster than 4 MiB ones; on 16 to 64 MiB of five kinds of data, an
-    eighth of the array dumped 1.00 to 1.07 and loaded 1.01 to 1.10 times
-    as fast as a sixteenth (the median of 20 paired runs), while a quarter
-    dumped 64 MiB 10 to 19% slower.
+    each chunk into blocks of their own, so the chunk length barely changes
+    the work (one thread decoded 16 MiB of small integers in chunks of
+    256 KiB to 4 MiB in the same time, within 10%): their chunk length is
+    the power of two nearest below ``largest / BLOSC_CHUNKS``, from 1 MiB
+    to 16 MiB (the most a reader accepts), so that two threads share 16
+    chunks or more and a dump still writes while it compresses.  Measured
+    here against Blosc's own file, on five kinds of data (the ratio of the
+    medians of paired runs): on 256 MiB arrays, 16 MiB chunks dumped 3 to
+    10% and loaded 5 to 25% faster than 4 MiB ones; on 16 MiB arrays (200
+    runs), a sixteenth of the array dumped 0.99 to 1.09 and loaded 1.02 to
+    1.21 times as fast as an eighth (the thread that finishes first waits
+    less for the other), and a thirty-second was no faster than a
+    sixteenth; on 64 MiB arrays (50 runs), a sixteenth dumped 1.00 to 1.03
+    and loaded 0.98 to 1.02 times as fast as an eighth.
 
     Parameters
     ----------
