@@ -45,7 +45,7 @@ SECTION = "persistence"
 # that the zstd codecs (about 0.5 s a 256 MiB dump) run every round; 'peer_mib' its array
 # sizes in MiB, the largest first (the other codecs are compared at that size only).  A
 # smaller size runs proportionally more rounds (144 at 16 MiB), in about the same time: its
-# single rounds vary more (0.18 to 3.2 times at 16 MiB in one run, 0.60 to 4.1 at 256 MiB),
+# single rounds vary more (0.27 to 2.8 times at 16 MiB in one run, 0.52 to 4.2 at 256 MiB),
 # and the median of 9 moved by 15% between runs.
 PERSISTENCE_SIZES = {
     "full": {
