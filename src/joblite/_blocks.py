@@ -144,8 +144,11 @@ def default_chunk_size(name, largest=0):
     runs), a sixteenth of the array dumped 0.99 to 1.09 and loaded 1.02 to
     1.21 times as fast as an eighth (the thread that finishes first waits
     less for the other), and a thirty-second was no faster than a
-    sixteenth; on 64 MiB arrays (50 runs), a sixteenth dumped 1.00 to 1.03
-    and loaded 0.98 to 1.02 times as fast as an eighth.
+    sixteenth; in a process whose heap had first held larger arrays (no
+    page faults on either side; 150 runs, small integers, image-like floats
+    and records), 0.98 to 1.01 and 0.96 to 1.01, small integers the
+    lowest; on 64 MiB arrays (50 runs), a sixteenth dumped 1.00 to 1.03 and
+    loaded 0.98 to 1.02 times as fast as an eighth.
 
     Parameters
     ----------
