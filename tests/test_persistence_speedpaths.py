@@ -11,6 +11,7 @@
   chunk is reported with the codec's own error, never a crash.
 """
 
+import errno
 import importlib.util
 import json
 import os
@@ -286,3 +287,15 @@ def test_pwrite_all_writes_everything_at_its_offset(tmp_path):
     finally:
         os.close(fd)
     assert (tmp_path / "raw").read_bytes() == b"head" + bytes(data)
+
+
+def test_pwrite_all_raises_when_a_write_writes_nothing(tmp_path, monkeypatch):
+    """A write of nothing (not an error) is reported as EIO, not retried forever."""
+    monkeypatch.setattr(B.os, "pwrite", lambda fd, view, offset: 0)
+    fd = os.open(tmp_path / "raw", os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(OSError, match="wrote nothing at offset 4") as caught:
+            B.pwrite_all(fd, memoryview(b"data"), 4)
+    finally:
+        os.close(fd)
+    assert caught.value.errno == errno.EIO

@@ -637,8 +637,23 @@ def _fill(source, frame, start, stop):
 def pread_all(fd, view, offset):
     """Read exactly ``len(view)`` bytes at `offset` of the file descriptor `fd` into `view`.
 
-    The file position is left alone.  Raises ValueError (``truncated: ...``)
-    if the file ends first, and OSError if a read fails.
+    The file position is left alone.
+
+    Parameters
+    ----------
+    fd : int
+        A file descriptor open for reading.
+    view : writable bytes-like
+        Where the bytes go, C-contiguous; its length is the count to read.
+    offset : int
+        Where to read in the file (bytes).
+
+    Raises
+    ------
+    ValueError
+        ``truncated: ...`` if the file ends first.
+    OSError
+        If a read fails.
     """
     done, total = 0, len(view)
     while done < total:
@@ -652,10 +667,29 @@ MAX_WRITE = 1 << 30  # per os.pwrite call: Linux writes at most 2 GiB - 4 KiB at
 
 
 def pwrite_all(fd, view, offset):
-    """Write all of `view` to the file descriptor `fd` at `offset`, leaving the file position alone."""
+    """Write all of `view` to the file descriptor `fd` at `offset`, leaving the file position alone.
+
+    Parameters
+    ----------
+    fd : int
+        A file descriptor open for writing.
+    view : bytes-like
+        The bytes to write, C-contiguous.
+    offset : int
+        Where the first byte goes in the file (bytes).
+
+    Raises
+    ------
+    OSError
+        If a write fails, or writes nothing (``EIO``, as `_codec.BloscEncoder`
+        reports it), which would otherwise loop forever.
+    """
     done, total = 0, len(view)
     while done < total:
-        done += os.pwrite(fd, view[done : done + MAX_WRITE], offset + done)
+        put = os.pwrite(fd, view[done : done + MAX_WRITE], offset + done)
+        if not put:
+            raise OSError(errno.EIO, f"{os.strerror(errno.EIO)}: wrote nothing at offset {offset + done}")
+        done += put
 
 
 def _shared(task, items, workers, window=None):

@@ -629,7 +629,8 @@ def load_path(path, mmap_mode, admitted, keep=None):
     fd, writable = _open_to_load(path, mmap_mode)
     try:
         data = os.read(fd, _container.SMALL_FILE)
-        if _is_container(data) and len(data) < _container.SMALL_FILE:
+        container = _is_container(data)
+        if container and len(data) < _container.SMALL_FILE:
             # The whole file in one read (a short read of a regular file is its
             # end): small containers are what a Memory cache hit loads most often.
             if mmap_mode is None:
@@ -637,7 +638,7 @@ def load_path(path, mmap_mode, admitted, keep=None):
             with _named_file(fd, path, writable) as mapfile:
                 return _load_container(None, path, mapfile, mmap_mode, admitted, data, keep)
         with _named_file(fd, path, writable) as fileobj:
-            if _is_container(data):  # read at its offsets (what _load_fileobj would find again)
+            if container:  # read at its offsets (what _load_fileobj would find again)
                 return _load_container(fileobj, path, fileobj if mmap_mode else None, mmap_mode, admitted)
             fileobj.seek(0)
             return _load_fileobj(fileobj, path, mmap_mode, admitted, own_file=True)
