@@ -75,6 +75,21 @@ def test_sweep_removes_a_dead_owners_temporary_and_keeps_the_others(tmp_path):
     assert _listing(tmp_path) == sorted(keep)
 
 
+def test_sweep_lists_a_folder_at_most_once_per_interval(tmp_path, monkeypatch):
+    _files.sweep_temporaries(str(tmp_path))
+    left = tmp_path / f"data.jl.{_dead_pid()}@{HOST}.0123456789ab.tmp"
+    left.write_bytes(b"x")  # the folder changed, but was listed just now: not listed again
+    _files.sweep_temporaries(str(tmp_path))
+    assert left.exists()
+    monkeypatch.setattr(_files, "SWEEP_INTERVAL", 0.0)
+    _files.sweep_temporaries(str(tmp_path))
+    assert not left.exists()
+    left.write_bytes(b"x")
+    os.utime(tmp_path, ns=(0, _files._FOLDER_TIMES[str(tmp_path)][0]))  # as if unchanged since
+    _files.sweep_temporaries(str(tmp_path))
+    assert left.exists()
+
+
 def test_remove_if_exists_and_scandir_take_missing_paths(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"x")
