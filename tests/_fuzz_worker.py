@@ -119,11 +119,22 @@ class _Watch:
         elif event.startswith(_AUDITED):
             if event == "import" and args and args[0] in sys.modules:
                 return
+            if _under(sys._getframe(1), "zoneinfo._common", "load_tzdata"):
+                return  # ZoneInfo's fallback for a key not on disk: imports tzdata.zoneinfo.* (data) only
             self.events.append(f"{event} {str(args)[:200]}")
 
 
 def _caller_is(frame, module, function):
     return frame.f_code.co_name == function and frame.f_globals.get("__name__") == module
+
+
+def _under(frame, module, function):
+    """Whether `function` of `module` is on the stack from `frame` up."""
+    while frame is not None:
+        if _caller_is(frame, module, function):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _touch(value, budget):
@@ -200,6 +211,23 @@ def _same_state(state):
         return False
 
 
+def _warm_zoneinfo_fallback():
+    """Import what ``ZoneInfo`` reads a key not on disk with: ``importlib.resources`` and ``tzdata``.
+
+    The safe set admits ``ZoneInfo``; for a key not in the system's time zone
+    database it falls back to the ``tzdata`` package, importing
+    ``tzdata.zoneinfo.<the key's folders>``: packages of data under one
+    prefix, whatever the key (``ZoneInfo`` refuses absolute keys and ``..``).
+    Those imports are not code execution of the input's choosing.
+    """
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo.no_cache("joblite-not-a-zone")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        pass
+
+
 def worker_main():
     """Load the inputs sent on stdin (4-byte length + pickled ``(data, combos)``); one JSON line per load."""
     import importlib
@@ -225,6 +253,7 @@ def worker_main():
         for allowed, mmap_mode in COMBOS:
             _touch(joblite.load(path, mmap_mode=mmap_mode, allowed=allowed), [200])
     del warm
+    _warm_zoneinfo_fallback()
     watch = _Watch(path)
     modules = set(sys.modules)
     sys_path = (list(sys.path), list(sys.meta_path), list(sys.path_hooks))
@@ -262,7 +291,7 @@ def worker_main():
                 outcome = "loaded"
             violations = list(watch.events)
             if restricted:
-                new = sorted(set(sys.modules) - modules)
+                new = sorted(name for name in set(sys.modules) - modules if not name.startswith("tzdata."))
                 if new:
                     violations.append(f"imported {new[:5]}")
                     modules.update(new)  # reported once, by the load that imported it
