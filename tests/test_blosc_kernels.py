@@ -255,6 +255,9 @@ def test_a_failed_write_stops_the_encoder_and_names_its_errno(twin):
         encoder.result()
 
 
+BAD_FILE = r"fd must be >= -1 \(-1: given later\), offset >= 0 and window >= 1, "
+
+
 @pytest.mark.parametrize(
     "change, error, message",
     [
@@ -262,8 +265,8 @@ def test_a_failed_write_stops_the_encoder_and_names_its_errno(twin):
         ({"itemsize": 256}, ValueError, "itemsize must be 1 to 255, got 256"),
         ({"cname": "blosclz"}, ValueError, r"cname must be one of \['lz4', 'zstd'\], got 'blosclz'"),
         ({"level": 10}, ValueError, "level must be 0 to 9, got 10"),
-        ({"window": 0}, ValueError, "fd and offset must be >= 0 and window >= 1, got 1, 0 and 0"),
-        ({"fd": -1}, ValueError, "fd and offset must be >= 0 and window >= 1, got -1, 0 and 1"),
+        ({"window": 0}, ValueError, BAD_FILE + "got 1, 0 and 0"),
+        ({"fd": -2}, ValueError, BAD_FILE + "got -2, 0 and 1"),
         ({"data": np.arange(10)[::2]}, ValueError, "data must be a C-contiguous buffer"),
         ({"data": "text"}, TypeError, None),
     ],
@@ -273,6 +276,100 @@ def test_the_encoder_refuses_bad_arguments_alike(twin, change, error, message):
     arguments.update({"level": 5, "fd": 1, "offset": 0, "window": 1}, **change)
     with pytest.raises(error, match=message):
         twin.codec.BloscEncoder(**arguments)
+
+
+def test_an_encoder_without_a_file_holds_its_chunks_until_it_is_given_one(twin, tmp_path):
+    raw = sample(50_000, seed=3)
+    expected = list(B.iter_compressed_chunks(raw, 2, "blosc-lz4", 5, chunk_size=4096))
+    encoder = twin.codec.BloscEncoder(raw, 4096, 2, "lz4", False, 5, window=100)
+    assert in_threads(encoder.run, 2) == [-1, -1]  # every chunk compressed, none written
+    with pytest.raises(ValueError, match="13 of 13 chunks are not written"):
+        encoder.result()
+    path = tmp_path / "late"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        encoder.set_file(fd, 5)
+        with pytest.raises(ValueError, match="the encoder has a file already"):
+            encoder.set_file(fd, 5)
+        assert encoder.run() == -1
+    finally:
+        os.close(fd)
+    assert encoder.result() == ([len(chunk) for chunk, _ in expected], [digest for _, digest in expected])
+    assert path.read_bytes() == bytes(5) + b"".join(chunk for chunk, _ in expected)
+
+
+def test_without_a_file_the_window_bounds_the_chunks_held(twin, tmp_path):
+    raw = sample(50_000, seed=4)
+    encoder = twin.codec.BloscEncoder(raw, 4096, 1, "lz4", False, 5, window=2)
+    results = []
+    early = threading.Thread(target=lambda: results.append(encoder.run()))
+    early.start()
+    early.join(0.5)
+    assert early.is_alive()  # two chunks held, waiting for the file to write them
+    path = tmp_path / "late"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        encoder.set_file(fd, 0)
+        results.append(encoder.run())
+        early.join()
+    finally:
+        os.close(fd)
+    assert results == [-1, -1]
+    assert path.read_bytes() == b"".join(chunk for chunk, _ in B.iter_compressed_chunks(raw, 1, "blosc-lz4", 5, 4096))
+
+
+def test_a_cancelled_encoder_stops_its_threads_and_writes_nothing(twin):
+    encoder = twin.codec.BloscEncoder(sample(50_000), 4096, 1, "lz4", False, 5, window=2)
+    results = []
+    early = threading.Thread(target=lambda: results.append(encoder.run()))
+    early.start()
+    early.join(0.2)
+    encoder.cancel()
+    early.join(10)
+    assert not early.is_alive() and results == [-1]
+    assert encoder.failure() == (0, errno.ECANCELED)
+    with pytest.raises(ValueError, match="chunk 0 of 13 failed"):
+        encoder.result()
+
+
+@pytest.mark.parametrize("fd, offset", [(-1, 0), (3, -1)])
+def test_set_file_refuses_a_bad_file_alike(twin, fd, offset):
+    encoder = twin.codec.BloscEncoder(b"x" * 100, 10, 1, "lz4", False, 5)
+    with pytest.raises(ValueError, match=f"fd and offset must be >= 0, got {fd} and {offset}"):
+        encoder.set_file(fd, offset)
+
+
+def _pool_is_free():
+    """Whether the shared pool's thread runs a task within 10 s (no encoder thread is left waiting)."""
+    return B._executor(1).submit(lambda: True).result(timeout=10)
+
+
+@pytest.mark.parametrize("name", ["blosc-lz4", "lz4"])
+def test_a_compression_started_early_writes_the_chunks_of_iter_compressed_chunks(name, tmp_path, monkeypatch):
+    monkeypatch.setattr(B, "_AHEAD_BYTES", 1)  # a window of 4 chunks: the pool's thread waits for the file
+    raw = sample(50_000, seed=5)
+    expected = list(B.iter_compressed_chunks(raw, 8, name, 5, chunk_size=4096))
+    compression = B.start_compression(raw, 8, name, 5, chunk_size=4096)
+    path = tmp_path / "early"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        assert compression.finish(fd, 64) == ([len(c) for c, _ in expected], [d for _, d in expected])
+    finally:
+        os.close(fd)
+    compression.cancel()  # after finish: nothing to stop
+    assert path.read_bytes() == bytes(64) + b"".join(chunk for chunk, _ in expected)
+    assert _pool_is_free()
+
+
+def test_a_dump_whose_file_cannot_be_opened_cancels_the_compression_it_started(tmp_path, monkeypatch):
+    monkeypatch.setattr(B, "_AHEAD_BYTES", 1)  # the pool's thread waits for the file after 4 chunks
+    value = np.arange(4 << 20, dtype=np.int64)  # 32 MiB: 16 chunks of 2 MiB
+    with pytest.raises(FileNotFoundError):
+        dump(value, tmp_path / "missing" / "a.jl", compress=True)
+    assert _pool_is_free()
+    dump(value, tmp_path / "a.jl", compress=True)
+    assert np.array_equal(load(tmp_path / "a.jl"), value)
+    assert os.listdir(tmp_path) == ["a.jl"]
 
 
 @pytest.mark.parametrize("name", BLOSC_CODECS)

@@ -36,7 +36,7 @@ deterministic: the same input, codec, level, item size and chunk size give the
 same bytes with any number of threads and with either kernel twin.  The
 chunks of a block are compressed and decompressed by the calling thread and
 a thread pool shared by all blocks: taken from a shared counter when each
-thread can finish what it takes (`decompress_block`; `compress_to_file` and
+thread can finish what it takes (`decompress_block`; `start_compression` and
 `compress_into`, which write each chunk at its place), or handed to the caller in order
 (`iter_compressed_chunks`, for a consumer that writes them one after the
 other).
@@ -71,12 +71,12 @@ __all__ = [
     "chunk_length",
     "compress_block",
     "compress_into",
-    "compress_to_file",
     "decompress_block",
     "default_chunk_size",
     "frame_header",
     "iter_compressed_chunks",
     "max_raw_length",
+    "start_compression",
     "verify_block",
 ]
 
@@ -421,64 +421,128 @@ def compress_into(data, itemsize, name, level, write, chunk_size=CHUNK_SIZE, wor
     return sizes, digests
 
 
-def compress_to_file(data, itemsize, name, level, fd, offset, chunk_size=CHUNK_SIZE, workers=2):
-    """Shuffle and compress `data` chunk by chunk into the file open as `fd`, from several threads.
+class Compression:
+    """A block's compression into a file, started before the file is open: see `start_compression`."""
 
-    The chunks, back to back from `offset`, are those of
-    `iter_compressed_chunks`.  The ``'blosc-*'`` codecs go through
-    `_codec.BloscEncoder`, whose threads compress, hash and write without
-    the GIL; the other codecs through `compress_into` and ``os.pwrite``.
-    Either way the threads write the chunks whose place they complete,
-    holding no more than 64 MiB of `data` compressed (``2 * workers``
-    chunks at least) besides.
+    def __init__(self, data, itemsize, name, level, chunk_size, workers):
+        codec, level = compressor_and_level(name, level)
+        if not isinstance(codec, _Blosc):
+            _chunk_compressor(data, itemsize, name, level, chunk_size, workers)  # the checks, at the call
+            self._encoder, self._arguments = None, (data, itemsize, name, level, chunk_size, workers)
+            return
+        view = _byte_view(data, "data")
+        size = _int_in(itemsize, "itemsize", 1, MAX_CHUNK_SIZE)
+        step = chunk_length(size, chunk_size)
+        workers = _int_in(workers, "workers", 1, MAX_WORKERS)
+        window = max(2 * workers, _AHEAD_BYTES // step)
+        self._encoder = _codec.BloscEncoder(view, step, size, codec.cname, codec.bitshuffle, level, -1, 0, window)
+        self._codec, self._name, self._level, self._view, self._step, self._size = codec, name, level, view, step, size
+        self._helpers = []
+        count = -(-len(view) // step)
+        if workers > 1 and count > 1:
+            pool = _executor(workers - 1)
+            self._helpers = [pool.submit(self._encoder.run) for _ in range(min(workers - 1, count - 1))]
+
+    def finish(self, fd, offset):
+        """Write the chunks, back to back from `offset` of the file open as `fd`; the calling thread joins in.
+
+        Returns
+        -------
+        (list of int, list of int)
+            The compressed size (bytes) and the ``xxh3_64`` digest of each chunk, in order.
+
+        Raises
+        ------
+        TypeError, ValueError
+            What the codec raised for the first chunk that failed.
+        MemoryError
+            If a chunk's buffer could not be allocated.
+        OSError
+            If a write failed (the other threads stop taking chunks).
+        """
+        if self._encoder is None:
+
+            def write(chunk, position):
+                pwrite_all(fd, memoryview(chunk), offset + position)
+
+            data, itemsize, name, level, chunk_size, workers = self._arguments
+            return compress_into(data, itemsize, name, level, write, chunk_size, workers)
+        encoder = self._encoder
+        try:
+            encoder.set_file(fd, offset)
+            encoder.run()
+        except BaseException:
+            encoder.cancel()
+            raise
+        finally:
+            self._join()
+        failure = encoder.failure()
+        if failure is None:
+            return encoder.result()
+        index, error = failure
+        if error == errno.ENOMEM:
+            raise MemoryError(f"no memory to compress chunk {index} with compressor {self._name!r}")
+        if error:
+            raise OSError(error, os.strerror(error))
+        chunk = self._view[index * self._step : (index + 1) * self._step]
+        self._codec.compress(chunk, self._level, self._size)  # raises the codec's own error
+        raise ValueError(f"compressor {self._name!r} could not compress chunk {index}")
+
+    def cancel(self):
+        """Stop the threads and drop the chunks held, once `finish` is not going to be called; no-op after it."""
+        if self._encoder is not None and self._helpers is not None:
+            self._encoder.cancel()
+            self._join()
+
+    def _join(self):
+        """Wait for the pool's threads (those that have not started, cancelled); what they raised, raised."""
+        helpers, self._helpers = self._helpers, None
+        for helper in helpers:
+            helper.cancel()  # not started by now: the calling thread took every chunk, or the work stopped
+        concurrent.futures.wait(helpers)
+        for helper in helpers:
+            if not helper.cancelled():
+                helper.result()
+
+
+def start_compression(data, itemsize, name, level, chunk_size=CHUNK_SIZE, workers=2):
+    """Start compressing `data` for a file that is not open yet; `Compression.finish` writes it there.
+
+    The chunks, written back to back from the offset given to ``finish``,
+    are those of `iter_compressed_chunks`.  The ``'blosc-*'`` codecs go
+    through `_codec.BloscEncoder`: ``workers - 1`` threads of the shared
+    pool start compressing at once, without the GIL, holding their chunks
+    (no more than 64 MiB of `data`, ``2 * workers`` chunks at least) until
+    ``finish(fd, offset)`` gives the file; then the calling thread joins
+    them, and the threads write the chunks whose place they complete, as
+    they go.  So a dump opens its file, writes its header and so on while
+    the first chunks compress.  The other codecs start at ``finish``,
+    through `compress_into` and ``os.pwrite``.  When ``finish`` is not
+    going to be called (the file could not be opened), ``cancel()`` stops
+    the threads and drops what they hold.
 
     Parameters
     ----------
     data, itemsize, name, level, chunk_size, workers :
         As for `iter_compressed_chunks` (`itemsize` 1 to 255 for the
-        ``'blosc-*'`` codecs).
-    fd : int
-        A regular file open for writing.
-    offset : int
-        Where the first chunk goes (bytes); the file position is left alone.
+        ``'blosc-*'`` codecs); `data` must not change until ``finish``
+        or ``cancel`` returns.
 
     Returns
     -------
-    (list of int, list of int)
-        The compressed size (bytes) and the ``xxh3_64`` digest of each chunk, in order.
+    Compression
+        ``finish(fd, offset)``: `fd` a regular file open for writing,
+        `offset` where the first chunk goes (bytes; the file position is
+        left alone); it returns the compressed size (bytes) and the
+        ``xxh3_64`` digest of each chunk, in order, and raises what the
+        codec or a write raised for the first chunk that failed.
 
     Raises
     ------
     TypeError, ValueError
-        As `iter_compressed_chunks`, at the call; then what the codec raised
-        for the first chunk that failed.
-    OSError
-        If a write failed (the other threads stop taking chunks).
+        As `iter_compressed_chunks`, at the call.
     """
-    codec, level = compressor_and_level(name, level)
-    if not isinstance(codec, _Blosc):
-
-        def write(chunk, position):
-            pwrite_all(fd, memoryview(chunk), offset + position)
-
-        return compress_into(data, itemsize, name, level, write, chunk_size, workers)
-    view = _byte_view(data, "data")
-    size = _int_in(itemsize, "itemsize", 1, MAX_CHUNK_SIZE)
-    step = chunk_length(size, chunk_size)
-    workers = _int_in(workers, "workers", 1, MAX_WORKERS)
-    window = max(2 * workers, _AHEAD_BYTES // step)
-    encoder = _codec.BloscEncoder(view, step, size, codec.cname, codec.bitshuffle, level, fd, offset, window)
-    _shared(lambda _: encoder.run(), range(min(workers, -(-len(view) // step))), workers)
-    failure = encoder.failure()
-    if failure is None:
-        return encoder.result()
-    index, error = failure
-    if error == errno.ENOMEM:
-        raise MemoryError(f"no memory to compress chunk {index} with compressor {name!r}")
-    if error:
-        raise OSError(error, os.strerror(error))
-    codec.compress(view[index * step : (index + 1) * step], level, size)  # raises the codec's own error
-    raise ValueError(f"compressor {name!r} could not compress chunk {index}")
+    return Compression(data, itemsize, name, level, chunk_size, workers)
 
 
 def compress_block(data, itemsize, name, level, chunk_size=CHUNK_SIZE, workers=2):

@@ -18,6 +18,7 @@ files with :func:`checksum`.
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import io
 import os
@@ -41,6 +42,7 @@ __all__ = [
     "BlockEntry",
     "Container",
     "checksum",
+    "compressing",
     "verify_file",
     "write",
 ]
@@ -99,7 +101,59 @@ def _compressed_part(chunks):
 
 
 # -- writing ---------------------------------------------------------------------------
-def write(fileobj, pickled, blocks, codec, level, preallocate=False):
+def _chunk_size(pickled, blocks, codec):
+    """The chunk length (bytes) of every compressed part of the container of `pickled` and `blocks`."""
+    if not codec:
+        return _blocks.CHUNK_SIZE
+    return _blocks.default_chunk_size(codec, max((array.nbytes for array, _ in blocks), default=len(pickled)))
+
+
+def _shuffled_itemsize(itemsize):
+    """The item size a block is shuffled by: its items' size, 1 for items of 256 bytes or more."""
+    return itemsize if 0 < itemsize < 256 else 1
+
+
+def _compressed_to_file(array, itemsize, chunk_size):
+    """Whether `_write_compressed` writes the block of `array` chunk by chunk as it compresses, to a file."""
+    return array.flags.c_contiguous and array.nbytes > _blocks.chunk_length(itemsize, chunk_size)
+
+
+@contextlib.contextmanager
+def compressing(pickled, blocks, codec, level):
+    """Start compressing the first block that :func:`write` will write to a file as it compresses it.
+
+    A dump's first large block starts compressing, on the shared pool's
+    thread, before its file is open: meanwhile the calling thread sweeps the
+    folder, names and opens the temporary file and writes the header.  On
+    exit, a compression that :func:`write` did not finish is cancelled.
+
+    Parameters
+    ----------
+    pickled, blocks, codec, level :
+        As for :func:`write`, which must be called with ``preallocate=True``.
+
+    Yields
+    ------
+    (int, joblite._blocks.Compression) or None
+        The block's index and its compression, to give :func:`write` as
+        `started`; None when no block qualifies (no codec, or no contiguous
+        block of two chunks or more).
+    """
+    started = None
+    try:
+        chunk_size = _chunk_size(pickled, blocks, codec)
+        for index, (array, itemsize) in enumerate(blocks if codec else ()):
+            itemsize = _shuffled_itemsize(itemsize)
+            if _compressed_to_file(array, itemsize, chunk_size):
+                started = index, _blocks.start_compression(array, itemsize, codec, level, chunk_size)
+                break
+        yield started
+    finally:
+        if started is not None:
+            started[1].cancel()
+
+
+def write(fileobj, pickled, blocks, codec, level, preallocate=False, started=None):
     """Write a container to the binary file object `fileobj`, from its current position.
 
     Parameters
@@ -121,6 +175,10 @@ def write(fileobj, pickled, blocks, codec, level, preallocate=False):
         large uncompressed file first, which makes the large writes faster,
         and write large uncompressed blocks straight to its descriptor while
         they are hashed (see `_write_hashed`).
+    started : (int, joblite._blocks.Compression), optional
+        What :func:`compressing` yielded for the same arguments: the block
+        whose compression started before `fileobj` was open (`preallocate`
+        must be true).
 
     Returns
     -------
@@ -128,8 +186,7 @@ def write(fileobj, pickled, blocks, codec, level, preallocate=False):
         The number of bytes written.
     """
     codecs = ["none", codec] if codec else ["none"]
-    largest = max((array.nbytes for array, _ in blocks), default=len(pickled))
-    chunk_size = _blocks.default_chunk_size(codec, largest) if codec else _blocks.CHUNK_SIZE
+    chunk_size = _chunk_size(pickled, blocks, codec)
     stream_codec = len(codecs) - 1 if len(pickled) >= _COMPRESSED_STREAM_MIN else 0
     if stream_codec:
         pieces, stream_checksum = _compressed_part(
@@ -152,12 +209,13 @@ def write(fileobj, pickled, blocks, codec, level, preallocate=False):
     out.write(header[:-8] + struct.pack("<Q", checksum(header[:-8])))
     out.write(stored)
     table = bytearray()
-    for array, itemsize in blocks:
+    for index, (array, itemsize) in enumerate(blocks):
         out.pad()
-        itemsize = itemsize if 0 < itemsize < 256 else 1
+        itemsize = _shuffled_itemsize(itemsize)
         offset = out.position
         if codec:
-            digest = _write_compressed(out, array, itemsize, codec, level, chunk_size)
+            compression = started[1] if started is not None and started[0] == index else None
+            digest = _write_compressed(out, array, itemsize, codec, level, chunk_size, compression)
             raw_length = array.nbytes
         else:
             hasher = xxhash.xxh3_64()
@@ -198,28 +256,31 @@ def _write_array(out, array, digest):
     return array.nbytes
 
 
-def _write_compressed(out, array, itemsize, codec, level, chunk_size):
+def _write_compressed(out, array, itemsize, codec, level, chunk_size, compression=None):
     """Write the compressed part of `array`'s bytes in C order; return its checksum.
 
     To a file of our own (``out.fd``), a contiguous block of more than one
     chunk is written chunk by chunk as the threads compress them
-    (`joblite._blocks.compress_to_file`: each chunk is written with
-    ``pwrite`` at its offset by the thread that places it), after the
-    space of the frame header, which is written last: the writes overlap
-    the compression and are shared by the threads.  Each chunk's checksum
-    comes from the thread that compressed it.  Otherwise the block is
-    compressed whole, then written.  The bytes are the same either way.
+    (`joblite._blocks.start_compression`, or `compression` if it started
+    already: each chunk is written with ``pwrite`` at its offset by the
+    thread that places it), after the space of the frame header, which is
+    written last: the writes overlap the compression and are shared by the
+    threads.  Each chunk's checksum comes from the thread that compressed
+    it.  Otherwise the block is compressed whole, then written.  The bytes
+    are the same either way.
     """
-    count = -(-array.nbytes // _blocks.chunk_length(itemsize, chunk_size))
-    if out.fd is None or not array.flags.c_contiguous or count < 2:
+    if out.fd is None or not _compressed_to_file(array, itemsize, chunk_size):
         pieces, digest = _compressed_part(_compressed_chunks(array, itemsize, codec, level, chunk_size))
         for piece in pieces:
             out.write(piece)
         return digest
+    count = -(-array.nbytes // _blocks.chunk_length(itemsize, chunk_size))
     out.flush()
     header_offset = os.lseek(out.fd, 0, os.SEEK_CUR)
     first = header_offset + 4 + 4 * count
-    sizes, digests = _blocks.compress_to_file(array, itemsize, codec, level, out.fd, first, chunk_size)
+    if compression is None:
+        compression = _blocks.start_compression(array, itemsize, codec, level, chunk_size)
+    sizes, digests = compression.finish(out.fd, first)
     header, trailer = _blocks.frame_header(sizes), _checksum_list(digests)
     _blocks.pwrite_all(out.fd, memoryview(trailer), first + sum(sizes))
     _blocks.pwrite_all(out.fd, memoryview(header), header_offset)

@@ -222,15 +222,20 @@ class _Pickler(pickle.Pickler):
             self._keep = None
 
 
-def _write(fileobj, value, codec, level, preallocate=False):
-    """Pickle `value`, then write its container to `fileobj`; return the bytes written.
-
-    Nothing is written when `value` cannot be pickled.
-    """
+def _pickled(value):
+    """The pickle stream of `value` and its out-of-band blocks, as `_container.write` takes them."""
     blocks = []
     stream = io.BytesIO()
     _Pickler(stream, blocks).dump(value)
-    return _container.write(fileobj, stream.getbuffer(), blocks, codec, level, preallocate)
+    return stream.getbuffer(), blocks
+
+
+def _write(fileobj, value, codec, level):
+    """Pickle `value`, then write its container to the file object `fileobj`; return the bytes written.
+
+    Nothing is written when `value` cannot be pickled.
+    """
+    return _container.write(fileobj, *_pickled(value), codec, level)
 
 
 # joblib picks a compressor from the file name when compress= names none.
@@ -306,9 +311,12 @@ def dump(
         _write(filename, value, codec, level)
         return None
     path = os.fspath(filename)
-    _files.sweep_temporaries(os.path.dirname(path) or os.curdir)  # first: a killed dump's space comes back
-    with _files.atomic_path(path) as temporary:
-        write_file(value, temporary, codec, level)
+    pickled, blocks = _pickled(value)
+    with _container.compressing(pickled, blocks, codec, level) as started:
+        # the first large block compresses on the pool's thread meanwhile
+        _files.sweep_temporaries(os.path.dirname(path) or os.curdir)  # first: a killed dump's space comes back
+        with _files.atomic_path(path) as temporary:
+            _write_path(temporary, pickled, blocks, codec, level, started)
     return [path]
 
 
@@ -319,8 +327,15 @@ def write_file(value, path, codec, level):
     write to a temporary name and rename; `codec` and `level` come from
     :func:`joblite.compressors.parse_compress`.  Returns the file's length in bytes.
     """
+    pickled, blocks = _pickled(value)
+    with _container.compressing(pickled, blocks, codec, level) as started:
+        return _write_path(path, pickled, blocks, codec, level, started)
+
+
+def _write_path(path, pickled, blocks, codec, level, started):
+    """Write the container to `path` (created or truncated), with what `_container.compressing` started."""
     with open(path, "wb") as fileobj:
-        return _write(fileobj, value, codec, level, preallocate=True)
+        return _container.write(fileobj, pickled, blocks, codec, level, preallocate=True, started=started)
 
 
 def dumps(value: object, compress: Compress = 0) -> bytes:

@@ -683,7 +683,12 @@ cdef extern from *:
 
 # c-blosc 1.x buffer header (blosc.h): the top 3 bits of byte 2 name the codec (BLOSC_CODES).  The
 # checks of the kernels' scalar arguments are the pure twin's, so that both raise alike.
-from joblite._pure._codec import BLOSC_CODES, _blosc_decoder_arguments, _blosc_encoder_arguments
+from joblite._pure._codec import (
+    BLOSC_CODES,
+    _blosc_decoder_arguments,
+    _blosc_encoder_arguments,
+    _blosc_file_arguments,
+)
 
 cdef enum:
     BLOSC_HEADER = 16
@@ -911,8 +916,14 @@ cdef extern from *:
         pthread_cond_broadcast(&e->room);
     }
 
-    /* Compress the chunks not taken yet; the thread that completes the prefix of compressed
-       chunks writes them at their places.  Returns -1, or the chunk this thread failed on. */
+    /* Under the lock: whether a thread may write the next chunk to place (the file is known). */
+    static int joblite_encoder_can_write(joblite_encoder *e) {
+        return !e->writing && e->fd >= 0 && e->failed == e->count && e->placed < e->count && e->chunks[e->placed];
+    }
+
+    /* Compress the chunks not taken yet; the thread that finds the next chunks to place compressed
+       (and the file known) writes them at their places.  Returns -1, or the chunk this thread
+       failed on. */
     static long long joblite_encode(joblite_encoder *e) {
         long long mine = -1, i, k, start, length, at;
         int size, error;
@@ -920,8 +931,32 @@ cdef extern from *:
         uint8_t *chunk;
         pthread_mutex_lock(&e->lock);
         for (;;) {
-            while (e->next < e->count && e->failed == e->count && e->next >= e->written + e->window)
+            while (!joblite_encoder_can_write(e) && e->next < e->count && e->failed == e->count
+                   && e->next >= e->written + e->window)
                 pthread_cond_wait(&e->room, &e->lock);
+            if (joblite_encoder_can_write(e)) {
+                e->writing = 1;
+                while (e->placed < e->count && e->chunks[e->placed] && e->failed == e->count) {
+                    k = e->placed++;
+                    at = e->base + e->position;
+                    e->position += e->sizes[k];
+                    pthread_mutex_unlock(&e->lock);
+                    error = joblite_pwrite_all(e->fd, e->chunks[k], e->sizes[k], at);
+                    pthread_mutex_lock(&e->lock);
+                    free(e->chunks[k]);
+                    e->chunks[k] = NULL;
+                    if (error) {
+                        joblite_encoder_fail(e, k, error);
+                        mine = k;
+                        break;
+                    }
+                    e->written = k + 1;
+                    pthread_cond_broadcast(&e->room);
+                }
+                e->writing = 0;
+                if (mine >= 0) break;
+                continue;
+            }
             if (e->next >= e->count || e->failed < e->count) break;
             i = e->next++;
             pthread_mutex_unlock(&e->lock);
@@ -942,30 +977,34 @@ cdef extern from *:
             e->chunks[i] = chunk;
             e->sizes[i] = size;
             e->digests[i] = digest;
-            if (e->writing) continue;
-            e->writing = 1;
-            while (e->placed < e->count && e->chunks[e->placed] && e->failed == e->count) {
-                k = e->placed++;
-                at = e->base + e->position;
-                e->position += e->sizes[k];
-                pthread_mutex_unlock(&e->lock);
-                error = joblite_pwrite_all(e->fd, e->chunks[k], e->sizes[k], at);
-                pthread_mutex_lock(&e->lock);
-                free(e->chunks[k]);
-                e->chunks[k] = NULL;
-                if (error) {
-                    joblite_encoder_fail(e, k, error);
-                    mine = k;
-                    break;
-                }
-                e->written = k + 1;
-                pthread_cond_broadcast(&e->room);
-            }
-            e->writing = 0;
-            if (mine >= 0) break;
         }
         pthread_mutex_unlock(&e->lock);
         return mine;
+    }
+
+    /* Give the file of an encoder made without one; 0, or -1 if it had one. */
+    static int joblite_encoder_set_file(joblite_encoder *e, int fd, long long base) {
+        int had;
+        pthread_mutex_lock(&e->lock);
+        had = e->fd >= 0;
+        if (!had) {
+            e->fd = fd;
+            e->base = base;
+            pthread_cond_broadcast(&e->room);
+        }
+        pthread_mutex_unlock(&e->lock);
+        return had ? -1 : 0;
+    }
+
+    /* Stop the threads taking chunks: a failure (chunk 0, ECANCELED) unless one is recorded. */
+    static void joblite_encoder_cancel(joblite_encoder *e) {
+        pthread_mutex_lock(&e->lock);
+        if (e->failed == e->count && e->count > 0) {
+            e->failed = 0;
+            e->error = ECANCELED;
+        }
+        pthread_cond_broadcast(&e->room);
+        pthread_mutex_unlock(&e->lock);
     }
     """
     ctypedef struct joblite_encoder:
@@ -975,11 +1014,14 @@ cdef extern from *:
         const char *compressor
         long long *sizes
         uint64_t *digests
+        long long written
         long long failed
         int error
     int encoder_init "joblite_encoder_init"(joblite_encoder *e) noexcept nogil
     void encoder_free "joblite_encoder_free"(joblite_encoder *e) noexcept nogil
     long long encode "joblite_encode"(joblite_encoder *e) noexcept nogil
+    int encoder_set_file "joblite_encoder_set_file"(joblite_encoder *e, int fd, long long base) noexcept nogil
+    void encoder_cancel "joblite_encoder_cancel"(joblite_encoder *e) noexcept nogil
 
 
 cdef class BloscEncoder:
@@ -991,14 +1033,16 @@ cdef class BloscEncoder:
     the block size chosen by c-blosc, one thread per buffer.  Each thread
     that calls `run` takes the next chunk not taken (a shared counter),
     compresses it and computes its ``xxh3_64`` digest; once every chunk
-    before it is compressed, a chunk's place is known, and the thread that
-    completes that prefix writes the chunks it places with ``pwrite``, the
+    before it is compressed, a chunk's place is known, and a thread that
+    finds chunks placed but not written writes them with ``pwrite``, the
     first at `offset` of `fd` and each after the one before.  No thread
     takes a chunk `window` chunks or more past the first one not written,
-    which bounds the compressed chunks held.  Here through c-blosc compiled
-    into this module, without the GIL; the pure twin calls the ``blosc``
-    package and gives the same bytes when the package carries the same
-    c-blosc (``vendor/README.md``).
+    which bounds the compressed chunks held.  An encoder made without a file
+    (``fd=-1``) compresses and holds its first `window` chunks until
+    `set_file` gives one, so that compression can start before the file is
+    open.  Here through c-blosc compiled into this module, without the GIL;
+    the pure twin calls the ``blosc`` package and gives the same bytes when
+    the package carries the same c-blosc (``vendor/README.md``).
 
     Parameters
     ----------
@@ -1014,8 +1058,8 @@ cdef class BloscEncoder:
         Bit shuffle instead of byte shuffle.
     level : int
         Blosc's ``clevel``, 0 to 9.
-    fd : int
-        A file descriptor open for writing.
+    fd : int, default -1
+        A file descriptor open for writing, or -1: given later by `set_file`.
     offset : int, default 0
         Where the first chunk goes in the file (bytes).
     window : int, default 1
@@ -1036,7 +1080,7 @@ cdef class BloscEncoder:
     cdef bint have_data
     cdef bytes compressor
 
-    def __cinit__(self, data, chunk_size, itemsize, cname, bitshuffle, level, fd, offset=0, window=1):
+    def __cinit__(self, data, chunk_size, itemsize, cname, bitshuffle, level, fd=-1, offset=0, window=1):
         cdef Py_ssize_t step, size, clevel, descriptor, base, ahead
         step, size, clevel, descriptor, base, ahead = _blosc_encoder_arguments(
             chunk_size, itemsize, cname, level, fd, offset, window
@@ -1064,19 +1108,50 @@ cdef class BloscEncoder:
             PyBuffer_Release(&self.data_view)
 
     def run(self):
-        """Compress and write the chunks not taken yet until none is left, or one fails.
+        """Compress the chunks not taken yet, and write those placed while the file is known, until none is left.
 
         Returns
         -------
         int
             -1, or the index of the chunk this call failed on (c-blosc could
             not compress it, or its write failed: see `failure`).  No thread
-            takes a chunk after one failed.
+            takes a chunk after one failed.  Without a file, chunks compressed
+            stay held; a call after `set_file` writes them.
         """
         cdef long long failed
         with nogil:
             failed = encode(&self.state)
         return failed
+
+    def set_file(self, fd, offset):
+        """Give the file of an encoder made with ``fd=-1``: the threads waiting for it go on.
+
+        Parameters
+        ----------
+        fd : int
+            A file descriptor open for writing.
+        offset : int
+            Where the first chunk goes in it (bytes).
+
+        Raises
+        ------
+        TypeError
+            If an argument is not an integer.
+        ValueError
+            If `fd` or `offset` is negative, or the encoder has a file.
+        """
+        cdef Py_ssize_t descriptor, base
+        cdef int had
+        descriptor, base = _blosc_file_arguments(fd, offset)
+        with nogil:
+            had = encoder_set_file(&self.state, <int>descriptor, base)
+        if had:
+            raise ValueError("the encoder has a file already")
+
+    def cancel(self):
+        """Stop every thread taking chunks (`failure` gives ``(0, errno.ECANCELED)`` if nothing failed before)."""
+        with nogil:
+            encoder_cancel(&self.state)
 
     def failure(self):
         """``(index, errno)`` of the first chunk that failed (errno 0: not compressed), or None."""
@@ -1085,16 +1160,18 @@ cdef class BloscEncoder:
         return self.state.failed, self.state.error
 
     def result(self):
-        """The compressed size (bytes) and the ``xxh3_64`` digest of each chunk, once every `run` returned -1.
+        """The compressed size (bytes) and the ``xxh3_64`` digest of each chunk, once every chunk is written.
 
         Raises
         ------
         ValueError
-            If a chunk failed.
+            If a chunk failed, or chunks are not written yet.
         """
         cdef long long i
         if self.failure() is not None:
             raise ValueError(f"chunk {self.state.failed} of {self.state.count} failed")
+        if self.state.written < self.state.count:
+            raise ValueError(f"{self.state.count - self.state.written} of {self.state.count} chunks are not written")
         return (
             [self.state.sizes[i] for i in range(self.state.count)],
             [self.state.digests[i] for i in range(self.state.count)],

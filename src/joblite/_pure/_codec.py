@@ -291,9 +291,19 @@ def _blosc_encoder_arguments(chunk_size, itemsize, cname, level, fd, offset, win
         raise ValueError(f"cname must be one of {sorted(BLOSC_CODES)}, got {cname!r}")
     if not 0 <= clevel <= 9:
         raise ValueError(f"level must be 0 to 9, got {level!r}")
-    if descriptor < 0 or base < 0 or ahead < 1:
-        raise ValueError(f"fd and offset must be >= 0 and window >= 1, got {fd!r}, {offset!r} and {window!r}")
+    if descriptor < -1 or base < 0 or ahead < 1:
+        raise ValueError(
+            f"fd must be >= -1 (-1: given later), offset >= 0 and window >= 1, got {fd!r}, {offset!r} and {window!r}"
+        )
     return step, size, clevel, descriptor, base, ahead
+
+
+def _blosc_file_arguments(fd, offset):
+    """`BloscEncoder.set_file`'s checks (both twins); the integers, in order."""
+    descriptor, base = operator.index(fd), operator.index(offset)
+    if descriptor < 0 or base < 0:
+        raise ValueError(f"fd and offset must be >= 0, got {fd!r} and {offset!r}")
+    return descriptor, base
 
 
 class BloscDecoder:
@@ -388,7 +398,7 @@ class BloscEncoder:
     a lock.
     """
 
-    def __init__(self, data, chunk_size, itemsize, cname, bitshuffle, level, fd, offset=0, window=1):
+    def __init__(self, data, chunk_size, itemsize, cname, bitshuffle, level, fd=-1, offset=0, window=1):
         import threading
 
         step, size, clevel, descriptor, base, ahead = _blosc_encoder_arguments(
@@ -412,67 +422,78 @@ class BloscEncoder:
             self._failed, self._error = index, error
         self._turn.notify_all()
 
-    def run(self):
-        """Compress and write the chunks not taken yet until none is left, or one fails; see the compiled twin."""
-        import blosc
-        import xxhash
+    def _can_write(self):
+        """Under the lock: whether a thread may write the next chunk to place (the file is known)."""
+        return (
+            not self._writing
+            and self._fd >= 0
+            and self._failed == self._count
+            and self._placed < self._count
+            and self._chunks[self._placed] is not None
+        )
 
+    def _must_wait(self):
+        """Under the lock: nothing to write, and the next chunk is past the window."""
+        return (
+            not self._can_write()
+            and self._next < self._count
+            and self._failed == self._count
+            and self._next >= self._written + self._window
+        )
+
+    def run(self):
+        """Compress the chunks not taken yet, and write those placed while the file is known; see the compiled twin."""
         with self._turn:
             while True:
-                self._turn.wait_for(
-                    lambda: (
-                        not (
-                            self._next < self._count
-                            and self._failed == self._count
-                            and self._next >= self._written + self._window
-                        )
-                    )
-                )
+                self._turn.wait_for(lambda: not self._must_wait())
+                if self._can_write():
+                    self._writing = True
+                    failed = self._write_placed()
+                    self._writing = False
+                    if failed >= 0:
+                        return failed
+                    continue
                 if self._next >= self._count or self._failed < self._count:
                     return -1
                 index = self._next
                 self._next += 1
                 self._turn.release()
                 try:
-                    start = index * self._step
-                    blosc.set_releasegil(True)  # as joblite.compressors._blosc sets the package
-                    blosc.set_nthreads(1)
-                    blosc.set_blocksize(0)
-                    shuffle = blosc.BITSHUFFLE if self._bitshuffle else blosc.SHUFFLE
-                    try:
-                        chunk = blosc.compress(
-                            self._data[start : start + self._step].tobytes(),
-                            typesize=self._size,
-                            clevel=self._level,
-                            shuffle=shuffle,
-                            cname=self._cname,
-                        )
-                    except Exception:  # blosc_extension.error
-                        chunk = None
-                    digest = xxhash.xxh3_64_intdigest(chunk) if chunk is not None else 0
+                    chunk, digest = self._compress(index)
                 finally:
                     self._turn.acquire()
                 if chunk is None:
                     self._fail(index, 0)
                     return index
                 self._chunks[index], self._sizes[index], self._digests[index] = chunk, len(chunk), digest
-                if self._writing:
-                    continue
-                self._writing = True
-                failed = self._write_placed()
-                self._writing = False
-                if failed >= 0:
-                    return failed
 
-    def _ready(self):
-        """Under the lock: whether the next chunk to place is compressed, and nothing failed."""
-        return self._placed < self._count and self._chunks[self._placed] is not None and self._failed == self._count
+    def _compress(self, index):
+        """Chunk `index` compressed and its digest, or (None, 0) if c-blosc could not compress it."""
+        import blosc
+        import xxhash
+
+        start = index * self._step
+        blosc.set_releasegil(True)  # as joblite.compressors._blosc sets the package
+        blosc.set_nthreads(1)
+        blosc.set_blocksize(0)
+        shuffle = blosc.BITSHUFFLE if self._bitshuffle else blosc.SHUFFLE
+        try:
+            chunk = blosc.compress(
+                self._data[start : start + self._step].tobytes(),
+                typesize=self._size,
+                clevel=self._level,
+                shuffle=shuffle,
+                cname=self._cname,
+            )
+        except Exception:  # blosc_extension.error
+            return None, 0
+        return chunk, xxhash.xxh3_64_intdigest(chunk)
 
     def _write_placed(self):
         """Under the lock (released while writing): write the chunks whose place is known; -1 or the failed one."""
         import os
 
-        while self._ready():
+        while self._placed < self._count and self._chunks[self._placed] is not None and self._failed == self._count:
             placed = self._placed
             self._placed += 1
             at = self._base + self._position
@@ -498,6 +519,24 @@ class BloscEncoder:
             self._turn.notify_all()
         return -1
 
+    def set_file(self, fd, offset):
+        """Give the file of an encoder made with ``fd=-1``; see the compiled twin."""
+        descriptor, base = _blosc_file_arguments(fd, offset)
+        with self._turn:
+            if self._fd >= 0:
+                raise ValueError("the encoder has a file already")
+            self._fd, self._base = descriptor, base
+            self._turn.notify_all()
+
+    def cancel(self):
+        """Stop every thread taking chunks; see the compiled twin."""
+        import errno
+
+        with self._turn:
+            if self._failed == self._count and self._count > 0:
+                self._failed, self._error = 0, errno.ECANCELED
+            self._turn.notify_all()
+
     def failure(self):
         """``(index, errno)`` of the first chunk that failed (errno 0: not compressed), or None."""
         if self._failed == self._count:
@@ -508,4 +547,6 @@ class BloscEncoder:
         """The compressed size (bytes) and the ``xxh3_64`` digest of each chunk; see the compiled twin."""
         if self.failure() is not None:
             raise ValueError(f"chunk {self._failed} of {self._count} failed")
+        if self._written < self._count:
+            raise ValueError(f"{self._count - self._written} of {self._count} chunks are not written")
         return list(self._sizes), list(self._digests)
