@@ -122,3 +122,35 @@ def test_each_call_is_timed_in_the_blosc_state_its_implementation_keeps(tmp_path
     peer_rows("small ints", np.arange(1 << 16), str(tmp_path), sizes, "blosc-zstd")
     # two rounds of the writers, then two of the readers: each call settled first
     assert sorted(settled) == sorted([("joblite", 1), ("blosc file", persistence_peers.PEER_THREADS)] * 4)
+
+
+def test_fresh_processes_share_the_rounds_and_their_figures_are_pooled(tmp_path, monkeypatch):
+    pytest.importorskip("blosc2")
+    from joblite.bench import children
+
+    parts = []  # what each fresh process measured
+    real = children.run_child
+
+    def recorded(function, *args):
+        parts.append(real(function, *args))
+        return parts[-1]
+
+    monkeypatch.setattr(children, "run_child", recorded)
+    value = PEER_DATA[0][2](1 << 20)
+    sizes = {"peer_rounds": 3, "peer_budget": 10.0, "peer_processes": 2}
+    pooled = peer_rows("small ints", value, str(tmp_path), sizes, key="small ints")
+    alone = peer_rows("small ints", value, str(tmp_path), sizes)  # no key: in this process
+    assert [(row.name, row.impl) for row in pooled] == [(row.name, row.impl) for row in alone]
+    assert len(parts) == 2
+    assert all(len(times) == 2 for part in parts for what in ("dump", "load") for times in part[what].values())
+    for what, rows in (("dump", pooled[: len(IMPLS)]), ("load", pooled[len(IMPLS) :])):
+        for row in rows:
+            assert row.seconds == min(sample for part in parts for sample in part[what][row.impl]), row.impl
+        per_round = [b / j for part in parts for b, j in zip(part[what]["blosc file"], part[what]["joblite"])]
+        assert rows[0].impl == "joblite"
+        assert rows[0].ratios["vs_blosc"] == pytest.approx(statistics.median(per_round))
+        assert rows[0].ratios["vs_blosc_low"] == pytest.approx(min(per_round))
+        assert rows[0].ratios["vs_blosc_high"] == pytest.approx(max(per_round))
+    # the processes built the same array and wrote the same files as this one
+    assert pooled[0].ratios["compression_ratio"] == alone[0].ratios["compression_ratio"]
+    assert not list(tmp_path.iterdir())

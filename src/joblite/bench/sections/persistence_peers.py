@@ -17,7 +17,10 @@ threads (2):
 Blosc's level is its default, 5.  The implementations take turns
 (:func:`~joblite.bench.timing.best_times_in_turns`, ``peer_rounds`` rounds): the writers and
 the in-memory compression, then the readers and the in-memory decompression, so that a slow
-spell of the machine weighs on all of them alike; each row's time is its best call.  Before
+spell of the machine weighs on all of them alike; each row's time is its best call.  In the
+full bench, ``peer_processes`` fresh processes share the rounds, one after the other, and
+the figures pool them: the state of a process (its heap, where its threads run) moved the
+16 MiB ratios by a third between processes of the same code.  Before
 each call, not timed, the ``blosc`` package is put in the state that implementation keeps in
 a process of its own (`_settle`).  The rows give each file's compression ratio (``blosc
 memory``: that of its compressed bytes), and the joblite rows ``vs_blosc``, how many times
@@ -35,7 +38,7 @@ from functools import partial
 
 from ..._files import remove_if_exists
 from ..report import Row, gib_per_s, progress, ratio
-from ..timing import best_times_in_turns, paired_ratios
+from ..timing import Timing, best_times_in_turns, paired_ratios
 from ..workloads import PersistImpl, image_f32, optional_module, random_f64, small_ints, smooth_f64
 from .persistence import SECTION, _check_roundtrip, _missing
 
@@ -47,6 +50,7 @@ __all__ = [
     "PEER_VARIANTS",
     "blosc_impls",
     "peer_rows",
+    "peer_samples",
     "records",
 ]
 
@@ -231,43 +235,25 @@ def _blosc_memory(value):
     return compress, decompress, lambda: len(kept["data"])
 
 
-def _vs_blosc(row, times, targets):
-    """Set joblite's `row` ``vs_blosc`` (and its low and high) from the turns' `times`, and its `targets`."""
-    per_round = paired_ratios(times["blosc file"], times["joblite"])
+def _vs_blosc(row, per_round, targets):
+    """Set joblite's `row` ``vs_blosc`` (and its low and high) from the rounds' ratios, and its `targets`."""
     row.ratios["vs_blosc"] = statistics.median(per_round)
     row.ratios["vs_blosc_low"] = min(per_round)
     row.ratios["vs_blosc_high"] = max(per_round)
     row.targets = dict(targets)
 
 
-def peer_rows(label, value, folder, sizes, codec="blosc-lz4"):
-    """joblite's compressed dump and load of `value` against Blosc's (see the module docstring).
-
-    Parameters
-    ----------
-    label : str
-        Workload name, e.g. ``'smooth f64 256 MiB'``.
-    value : numpy.ndarray
-        The array written.
-    folder : str
-        Temporary folder (each file removed once measured).
-    sizes : dict
-        From :data:`~joblite.bench.sections.persistence.PERSISTENCE_SIZES`: ``'peer_rounds'``
-        (rounds of the writers' turns, then of the readers') and ``'peer_budget'`` (seconds
-        of calls after which an implementation misses the next rounds).
-    codec : str, default 'blosc-lz4'
-        joblite's codec; for another than ``'blosc-lz4'``, only ``blosc file`` is compared,
-        at the same settings, and the case names name the codec.
+def _peer_samples(value, folder, rounds, budget, codec):
+    """Time the implementations on `value`, taking turns, in this process.
 
     Returns
     -------
-    list of Row
-        Dump rows with ``compression_ratio``, then load rows, in the same order of
-        implementations; the joblite rows with ``vs_blosc``, ``vs_blosc_low`` and
-        ``vs_blosc_high`` and, for the dump, ``size_vs_blosc``.
+    dict
+        ``'order'``: the implementations' names, in order (``'blosc memory'``
+        last, for ``'blosc-lz4'``); ``'dump'`` and ``'load'``: each installed
+        implementation's times (seconds), one per round it ran; ``'stored'``:
+        the bytes each wrote.
     """
-    case = label if codec == "blosc-lz4" else f"{label}, {codec}"
-    names = (f"{case}: dump vs Blosc", f"{case}: load vs Blosc")
     impls = blosc_impls(value, codec)
     entries = {impl: entry for impl, entry in impls.items() if entry is not None}
     paths = {
@@ -280,7 +266,7 @@ def peer_rows(label, value, folder, sizes, codec="blosc-lz4"):
     if codec == "blosc-lz4":
         dump_calls["blosc memory"], load_calls["blosc memory"], stored["blosc memory"] = _blosc_memory(value)
         order.append("blosc memory")
-    progress(f"  persistence: {case}, {', '.join(dump_calls)} taking turns")
+    progress(f"  persistence: {', '.join(dump_calls)} taking turns")
 
     def remove_file(impl):
         if impl in paths:
@@ -293,24 +279,104 @@ def peer_rows(label, value, folder, sizes, codec="blosc-lz4"):
     # the writers take turns, each to a path that does not exist, and then the readers do (after
     # every writer, the in-memory compression included, ran at least once), so that a slow spell
     # of this shared machine weighs on all of them alike; each in its own settled state
-    rounds, budget = sizes["peer_rounds"], sizes["peer_budget"]
     dump_times = best_times_in_turns(dump_calls, rounds, budget, setup=fresh_path)
-    _check_roundtrip(entries["joblite"].load(paths["joblite"]), value, names[1])
+    _check_roundtrip(entries["joblite"].load(paths["joblite"]), value, "joblite's file")
     load_times = best_times_in_turns(load_calls, rounds, budget, setup=_settle)
+    sizes = {impl: stored[impl]() for impl in dump_calls}
+    for impl in paths:
+        remove_file(impl)
+    return {
+        "order": order,
+        "dump": {impl: list(times.samples) for impl, times in dump_times.items()},
+        "load": {impl: list(times.samples) for impl, times in load_times.items()},
+        "stored": sizes,
+    }
+
+
+def peer_samples(key, nbytes, folder, rounds, budget, codec):
+    """`_peer_samples` in a fresh process (:func:`joblite.bench.children.run_child`), the array built there.
+
+    Parameters
+    ----------
+    key : str
+        The `PEER_DATA` key of the data kind.
+    nbytes, rounds : str
+        Integers: the array's size (bytes) and the rounds.
+    folder, codec : str
+    budget : str
+        A float (seconds).
+    """
+    build = {name: make for name, _, make in PEER_DATA}[key]
+    return _peer_samples(build(int(nbytes)), folder, int(rounds), float(budget), codec)
+
+
+def peer_rows(label, value, folder, sizes, codec="blosc-lz4", key=None):
+    """joblite's compressed dump and load of `value` against Blosc's (see the module docstring).
+
+    Parameters
+    ----------
+    label : str
+        Workload name, e.g. ``'smooth f64 256 MiB'``.
+    value : numpy.ndarray
+        The array written.
+    folder : str
+        Temporary folder (each file removed once measured).
+    sizes : dict
+        From :data:`~joblite.bench.sections.persistence.PERSISTENCE_SIZES`: ``'peer_rounds'``
+        (rounds of the writers' turns, then of the readers'), ``'peer_budget'`` (seconds
+        of calls after which an implementation misses the next rounds) and, optionally,
+        ``'peer_processes'`` (see `key`).
+    codec : str, default 'blosc-lz4'
+        joblite's codec; for another than ``'blosc-lz4'``, only ``blosc file`` is compared,
+        at the same settings, and the case names name the codec.
+    key : str, optional
+        The `PEER_DATA` key that built `value`.  With it and ``sizes['peer_processes']``
+        above 1, the rounds are shared by that many fresh processes, one after the other,
+        each building the array itself (:func:`peer_samples`): the figures pool their
+        rounds, so that no one process's state (its heap, its threads' cores) decides them.
+
+    Returns
+    -------
+    list of Row
+        Dump rows with ``compression_ratio``, then load rows, in the same order of
+        implementations; the joblite rows with ``vs_blosc``, ``vs_blosc_low`` and
+        ``vs_blosc_high`` and, for the dump, ``size_vs_blosc``.
+    """
+    from ..children import run_child
+
+    case = label if codec == "blosc-lz4" else f"{label}, {codec}"
+    names = (f"{case}: dump vs Blosc", f"{case}: load vs Blosc")
+    processes = sizes.get("peer_processes", 1) if key is not None else 1
+    rounds, budget = sizes["peer_rounds"], sizes["peer_budget"]
+    progress(f"  persistence: {case}, in {processes} process{'es' if processes > 1 else ''}")
+    if processes > 1:
+        share = -(-rounds // processes)
+        parts = [
+            run_child(peer_samples, key, value.nbytes, folder, share, budget / processes, codec)
+            for _ in range(processes)
+        ]
+    else:
+        parts = [_peer_samples(value, folder, rounds, budget, codec)]
     nbytes = value.nbytes
     dumps, loads = [], []
-    for impl in order:
-        if impl not in dump_calls:
+    for impl in parts[0]["order"]:
+        if impl not in parts[0]["dump"]:
             dumps.append(_missing(names[0], impl))
             loads.append(_missing(names[1], impl))
             continue
-        dumps.append(Row(SECTION, names[0], impl, dump_times[impl], nbytes, gib_per_s(nbytes, dump_times[impl])))
-        dumps[-1].ratios["compression_ratio"] = nbytes / stored[impl]()
-        loads.append(Row(SECTION, names[1], impl, load_times[impl], nbytes, gib_per_s(nbytes, load_times[impl])))
-        remove_file(impl)
-    mine, peer = dumps[0], dumps[order.index("blosc file")]
-    _vs_blosc(mine, dump_times, PEER_TARGETS["dump"])
-    _vs_blosc(loads[0], load_times, PEER_TARGETS["load"])
+        dump = Timing([sample for part in parts for sample in part["dump"][impl]])
+        load = Timing([sample for part in parts for sample in part["load"][impl]])
+        dumps.append(Row(SECTION, names[0], impl, dump, nbytes, gib_per_s(nbytes, dump)))
+        dumps[-1].ratios["compression_ratio"] = nbytes / parts[0]["stored"][impl]
+        loads.append(Row(SECTION, names[1], impl, load, nbytes, gib_per_s(nbytes, load)))
+    for rows, what in ((dumps, "dump"), (loads, "load")):
+        per_round = [
+            ratio
+            for part in parts
+            for ratio in paired_ratios(Timing(part[what]["blosc file"]), Timing(part[what]["joblite"]))
+        ]
+        _vs_blosc(rows[0], per_round, PEER_TARGETS[what])
+    mine, peer = dumps[0], dumps[parts[0]["order"].index("blosc file")]
     mine.ratios["size_vs_blosc"] = ratio(mine.ratios["compression_ratio"], peer.ratios["compression_ratio"])
     return dumps + loads
 
