@@ -47,8 +47,8 @@ SECTION = "persistence"
 # smaller size runs proportionally more rounds (144 at 16 MiB), in about the same time: its
 # single rounds vary more (0.27 to 2.8 times at 16 MiB in one run, 0.52 to 4.2 at 256 MiB),
 # and the median of 9 moved by 15% between runs.  'peer_processes' fresh processes share the
-# rounds: in one process of three the 16 MiB small-integer load ran 0.82 to 0.84 times as fast
-# as Blosc, in the others 1.22 to 1.38 (144 rounds each), so one process's state decided it.
+# rounds: c-blosc's own 16 MiB load of small integers took 1.3 to 1.45 ms in some processes and
+# 1.9 to 2.4 ms in others, so one process decided the ratio (0.82 to 1.38 by process).
 PERSISTENCE_SIZES = {
     "full": {
         "array_mib": 256,
