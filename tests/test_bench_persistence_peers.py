@@ -151,6 +151,9 @@ def test_fresh_processes_share_the_rounds_and_their_figures_are_pooled(tmp_path,
         assert rows[0].ratios["vs_blosc"] == pytest.approx(statistics.median(per_round))
         assert rows[0].ratios["vs_blosc_low"] == pytest.approx(min(per_round))
         assert rows[0].ratios["vs_blosc_high"] == pytest.approx(max(per_round))
+        medians = [statistics.median(b / j for b, j in zip(p[what]["blosc file"], p[what]["joblite"])) for p in parts]
+        assert rows[0].ratios["vs_blosc_process_low"] == pytest.approx(min(medians))
+    assert all("vs_blosc_process_low" not in row.ratios for row in alone)
     # the processes built the same array and wrote the same files as this one
     assert pooled[0].ratios["compression_ratio"] == alone[0].ratios["compression_ratio"]
     assert not list(tmp_path.iterdir())

@@ -341,7 +341,8 @@ def peer_rows(label, value, folder, sizes, codec="blosc-lz4", key=None):
     list of Row
         Dump rows with ``compression_ratio``, then load rows, in the same order of
         implementations; the joblite rows with ``vs_blosc``, ``vs_blosc_low`` and
-        ``vs_blosc_high`` and, for the dump, ``size_vs_blosc``.
+        ``vs_blosc_high``, with several processes ``vs_blosc_process_low`` (the lowest
+        of the processes' own medians) and, for the dump, ``size_vs_blosc``.
     """
     from ..children import run_child
 
@@ -371,12 +372,10 @@ def peer_rows(label, value, folder, sizes, codec="blosc-lz4", key=None):
         dumps[-1].ratios["compression_ratio"] = nbytes / parts[0]["stored"][impl]
         loads.append(Row(SECTION, names[1], impl, load, nbytes, gib_per_s(nbytes, load)))
     for rows, what in ((dumps, "dump"), (loads, "load")):
-        per_round = [
-            ratio
-            for part in parts
-            for ratio in paired_ratios(Timing(part[what]["blosc file"]), Timing(part[what]["joblite"]))
-        ]
-        _vs_blosc(rows[0], per_round, PEER_TARGETS[what])
+        by_process = [paired_ratios(Timing(part[what]["blosc file"]), Timing(part[what]["joblite"])) for part in parts]
+        _vs_blosc(rows[0], [ratio for ratios in by_process for ratio in ratios], PEER_TARGETS[what])
+        if len(parts) > 1:
+            rows[0].ratios["vs_blosc_process_low"] = min(statistics.median(ratios) for ratios in by_process)
     mine, peer = dumps[0], dumps[parts[0]["order"].index("blosc file")]
     mine.ratios["size_vs_blosc"] = ratio(mine.ratios["compression_ratio"], peer.ratios["compression_ratio"])
     return dumps + loads
