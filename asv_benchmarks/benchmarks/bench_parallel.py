@@ -31,6 +31,7 @@ joblib raises ``NotImplementedError`` in ``setup`` when it is not installed;
 asv then skips it.
 """
 
+import sys
 from concurrent.futures import ProcessPoolExecutor
 
 from joblite.bench.sections.parallel import DISPATCH_TASKS, dispatch_call, dispatch_executor_call, dispatch_loop
@@ -89,6 +90,19 @@ def get_lib(impl):
     return available(parallel_impls()[impl], impl)
 
 
+def shut_down_joblib_workers():
+    """Stop joblib's reusable loky executor, if this process started one, and wait for it.
+
+    asv ends each benchmark process with ``os._exit``, which skips joblib's
+    own clean-up: its memmap folder and its loky semaphores stayed in
+    ``/dev/shm``, one set per process (joblite's standalone loky left none).
+    """
+    module = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(module, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True)
+
+
 class _Calls:
     """A call per parameter combination, made in ``setup`` after a warm-up call."""
 
@@ -98,6 +112,9 @@ class _Calls:
 
     def time_call(self, *params):
         self.call()
+
+    def teardown(self, *params):
+        shut_down_joblib_workers()
 
 
 class TinyTasksProcesses(_Calls):
@@ -119,6 +136,7 @@ class TinyTasksProcesses(_Calls):
     def teardown(self, impl):
         if self.executor is not None:
             self.executor.shutdown()
+        super().teardown(impl)
 
 
 class TinyTasksThreads(_Calls):
@@ -217,6 +235,7 @@ class DispatchProcesses(_Calls):
     def teardown(self, impl, kind):
         if self.executor is not None:
             self.executor.shutdown()
+        super().teardown(impl, kind)
 
 
 class DispatchSequential(_Calls):
