@@ -105,9 +105,10 @@ def sweep_temporaries(folder):
     again when only this process changed it since it last looked (same
     modification time), nor within `SWEEP_INTERVAL` seconds of this
     process's last listing: writes into a folder of many files, or one that
-    other processes write into at the same time, stay cheap (listing the
-    folder was a tenth of a 16 MiB compressed dump's time here), and what a
-    killed writer left is removed a second later at most.
+    other processes write into at the same time, stay cheap (listing a
+    folder of a few files took about 40 µs of a 1.7 ms 16 MiB compressed
+    dump here), and what a killed writer left is removed a second later at
+    most.
     """
     folder = os.path.abspath(folder)
     try:

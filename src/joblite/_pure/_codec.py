@@ -422,15 +422,13 @@ class BloscEncoder:
             self._failed, self._error = index, error
         self._turn.notify_all()
 
+    def _ready(self):
+        """Under the lock: whether the next chunk to place is compressed, and nothing failed."""
+        return self._placed < self._count and self._chunks[self._placed] is not None and self._failed == self._count
+
     def _can_write(self):
         """Under the lock: whether a thread may write the next chunk to place (the file is known)."""
-        return (
-            not self._writing
-            and self._fd >= 0
-            and self._failed == self._count
-            and self._placed < self._count
-            and self._chunks[self._placed] is not None
-        )
+        return not self._writing and self._fd >= 0 and self._ready()
 
     def _must_wait(self):
         """Under the lock: nothing to write, and the next chunk is past the window."""
@@ -493,7 +491,7 @@ class BloscEncoder:
         """Under the lock (released while writing): write the chunks whose place is known; -1 or the failed one."""
         import os
 
-        while self._placed < self._count and self._chunks[self._placed] is not None and self._failed == self._count:
+        while self._ready():
             placed = self._placed
             self._placed += 1
             at = self._base + self._position

@@ -244,8 +244,11 @@ def _vs_blosc(row, per_round, targets):
     row.targets = dict(targets)
 
 
-def _peer_samples(value, folder, rounds, budget, codec):
+def _peer_samples(value, folder, rounds, budget, codec, where):
     """Time the implementations on `value`, taking turns, in this process.
+
+    `where` names the case in the error raised when joblite's file does not
+    give `value` back.
 
     Returns
     -------
@@ -281,7 +284,7 @@ def _peer_samples(value, folder, rounds, budget, codec):
     # every writer, the in-memory compression included, ran at least once), so that a slow spell
     # of this shared machine weighs on all of them alike; each in its own settled state
     dump_times = best_times_in_turns(dump_calls, rounds, budget, setup=fresh_path)
-    _check_roundtrip(entries["joblite"].load(paths["joblite"]), value, "joblite's file")
+    _check_roundtrip(entries["joblite"].load(paths["joblite"]), value, where)
     load_times = best_times_in_turns(load_calls, rounds, budget, setup=_settle)
     sizes = {impl: stored[impl]() for impl in dump_calls}
     for impl in paths:
@@ -294,7 +297,7 @@ def _peer_samples(value, folder, rounds, budget, codec):
     }
 
 
-def peer_samples(key, nbytes, folder, rounds, budget, codec):
+def peer_samples(key, nbytes, folder, rounds, budget, codec, where):
     """`_peer_samples` in a fresh process (:func:`joblite.bench.children.run_child`), the array built there.
 
     Parameters
@@ -303,12 +306,25 @@ def peer_samples(key, nbytes, folder, rounds, budget, codec):
         The `PEER_DATA` key of the data kind.
     nbytes, rounds : str
         Integers: the array's size (bytes) and the rounds.
-    folder, codec : str
+    folder, codec, where : str
+        As for `_peer_samples`.
     budget : str
         A float (seconds).
+
+    Returns
+    -------
+    dict
+        What `_peer_samples` returns: JSON-able.
+
+    Raises
+    ------
+    KeyError
+        If `key` is not a `PEER_DATA` key.
+    RuntimeError
+        If joblite's file does not give the array back.
     """
     build = {name: make for name, _, make in PEER_DATA}[key]
-    return _peer_samples(build(int(nbytes)), folder, int(rounds), float(budget), codec)
+    return _peer_samples(build(int(nbytes)), folder, int(rounds), float(budget), codec, where)
 
 
 def peer_rows(label, value, folder, sizes, codec="blosc-lz4", key=None):
@@ -354,11 +370,11 @@ def peer_rows(label, value, folder, sizes, codec="blosc-lz4", key=None):
     if processes > 1:
         share = -(-rounds // processes)
         parts = [
-            run_child(peer_samples, key, value.nbytes, folder, share, budget / processes, codec)
+            run_child(peer_samples, key, value.nbytes, folder, share, budget / processes, codec, names[1])
             for _ in range(processes)
         ]
     else:
-        parts = [_peer_samples(value, folder, rounds, budget, codec)]
+        parts = [_peer_samples(value, folder, rounds, budget, codec, names[1])]
     nbytes = value.nbytes
     dumps, loads = [], []
     for impl in parts[0]["order"]:
