@@ -62,9 +62,9 @@ def test_rows_compare_joblite_with_blosc_at_the_same_codec(tmp_path, monkeypatch
     assert mine.ratios["size_vs_blosc"] == pytest.approx(
         mine.ratios["compression_ratio"] / peer.ratios["compression_ratio"]
     )
-    # every implementation, blosc memory included, takes its turns: the writers, then the readers
-    assert [tuple(times) for times in turns] == [IMPLS, IMPLS]
-    for rows_, times in zip((dumps, loads), turns):
+    # joblite and blosc file take turns, then the others: the writers, then the readers
+    assert [tuple(times) for times in turns] == [IMPLS[:2], IMPLS[2:]] * 2
+    for rows_, times in zip((dumps, loads), ({**turns[0], **turns[1]}, {**turns[2], **turns[3]})):
         for impl, row in rows_.items():
             assert len(times[impl].samples) == 3, impl
             assert row.seconds == min(times[impl].samples) and row.spread == times[impl].spread, impl
@@ -105,55 +105,67 @@ def test_blosc2_not_installed_gives_rows_with_a_note(tmp_path, monkeypatch):
     assert all(row.seconds is not None for row in rows if row.impl != "blosc2 file")
 
 
-def test_each_call_is_timed_in_the_blosc_state_its_implementation_keeps(tmp_path, monkeypatch):
-    import blosc
-
-    settled = []
-    real = persistence_peers._settle
-
-    def recorded(impl):
-        real(impl)
-        left = blosc.set_nthreads(1)  # the thread count it left, put back
-        blosc.set_nthreads(left)
-        settled.append((impl, left))
-
-    monkeypatch.setattr(persistence_peers, "_settle", recorded)
-    sizes = {"peer_rounds": 2, "peer_budget": 10.0}
-    peer_rows("small ints", np.arange(1 << 16), str(tmp_path), sizes, "blosc-zstd")
-    # two rounds of the writers, then two of the readers: each call settled first
-    assert sorted(settled) == sorted([("joblite", 1), ("blosc file", persistence_peers.PEER_THREADS)] * 4)
-
-
-def test_fresh_processes_share_the_rounds_and_their_figures_are_pooled(tmp_path, monkeypatch):
-    pytest.importorskip("blosc2")
+def test_each_implementation_is_timed_in_a_process_of_its_own(tmp_path, monkeypatch):
     from joblite.bench import children
 
-    parts = []  # what each fresh process measured
-    real = children.run_child
+    started = []  # the arguments of each process's factory
 
-    def recorded(function, *args):
-        parts.append(real(function, *args))
+    class Recorded(children.ChildServer):
+        def __init__(self, factory, *args):
+            started.append((factory, args))
+            super().__init__(factory, *args)
+
+    monkeypatch.setattr(children, "ChildServer", Recorded)
+    sizes = {"peer_rounds": 2, "peer_budget": 10.0, "peer_processes": 2}
+    rows = peer_rows("small ints", np.arange(1 << 16), str(tmp_path), sizes, "blosc-zstd")
+    # two sets of processes, one process per implementation in each: joblite and blosc file
+    expected = [(persistence_peers.peer_server, impl) for impl in ("joblite", "blosc file")]
+    assert [(factory, args[3]) for factory, args in started] == expected * 2
+    assert all(args[2] == "blosc-zstd" and args[4] == "small ints, blosc-zstd: load vs Blosc" for _, args in started)
+    assert all(row.seconds > 0 for row in rows)
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_sets_of_processes_share_the_rounds_and_their_figures_are_pooled(tmp_path, monkeypatch):
+    pytest.importorskip("blosc2")
+    parts = []  # what each set of processes measured
+    real = persistence_peers._peer_samples
+
+    def recorded(*args):
+        parts.append(real(*args))
         return parts[-1]
 
-    monkeypatch.setattr(children, "run_child", recorded)
+    monkeypatch.setattr(persistence_peers, "_peer_samples", recorded)
     value = PEER_DATA[0][2](1 << 20)
     sizes = {"peer_rounds": 3, "peer_budget": 10.0, "peer_processes": 2}
-    pooled = peer_rows("small ints", value, str(tmp_path), sizes, key="small ints")
-    alone = peer_rows("small ints", value, str(tmp_path), sizes)  # no key: in this process
+    pooled = peer_rows("small ints", value, str(tmp_path), sizes)
+    alone = peer_rows("small ints", value, str(tmp_path), dict(sizes, peer_processes=1))
     assert [(row.name, row.impl) for row in pooled] == [(row.name, row.impl) for row in alone]
-    assert len(parts) == 2
-    assert all(len(times) == 2 for part in parts for what in ("dump", "load") for times in part[what].values())
+    assert len(parts) == 3  # two sets, then one
+    assert all(len(times) == 2 for part in parts[:2] for what in ("dump", "load") for times in part[what].values())
+    assert all(len(times) == 3 for what in ("dump", "load") for times in parts[2][what].values())
     for what, rows in (("dump", pooled[: len(IMPLS)]), ("load", pooled[len(IMPLS) :])):
         for row in rows:
-            assert row.seconds == min(sample for part in parts for sample in part[what][row.impl]), row.impl
-        per_round = [b / j for part in parts for b, j in zip(part[what]["blosc file"], part[what]["joblite"])]
+            assert row.seconds == min(sample for part in parts[:2] for sample in part[what][row.impl]), row.impl
+        per_round = [b / j for part in parts[:2] for b, j in zip(part[what]["blosc file"], part[what]["joblite"])]
         assert rows[0].impl == "joblite"
         assert rows[0].ratios["vs_blosc"] == pytest.approx(statistics.median(per_round))
         assert rows[0].ratios["vs_blosc_low"] == pytest.approx(min(per_round))
         assert rows[0].ratios["vs_blosc_high"] == pytest.approx(max(per_round))
-        medians = [statistics.median(b / j for b, j in zip(p[what]["blosc file"], p[what]["joblite"])) for p in parts]
+        medians = [
+            statistics.median(b / j for b, j in zip(p[what]["blosc file"], p[what]["joblite"])) for p in parts[:2]
+        ]
         assert rows[0].ratios["vs_blosc_process_low"] == pytest.approx(min(medians))
     assert all("vs_blosc_process_low" not in row.ratios for row in alone)
-    # the processes built the same array and wrote the same files as this one
+    # the processes read the same array and wrote the same files in both
     assert pooled[0].ratios["compression_ratio"] == alone[0].ratios["compression_ratio"]
     assert not list(tmp_path.iterdir())
+
+
+def test_a_process_whose_joblite_file_is_wrong_names_the_case(tmp_path, monkeypatch):
+    import joblite
+
+    np.save(tmp_path / "value.npy", np.arange(100))
+    monkeypatch.setattr(joblite, "load", lambda path: np.arange(99))  # in this process: peer_server runs here
+    with pytest.raises(RuntimeError, match="the case"):
+        persistence_peers.peer_server(tmp_path / "value.npy", tmp_path / "a", "blosc-lz4", "joblite", "the case")

@@ -93,6 +93,14 @@ def test_paired_ratios_of_turns_cover_the_rounds_both_calls_ran():
     assert ratios == [times["slow"].samples[0] / times["fast"].samples[0]]
 
 
+def test_reported_times_are_the_calls_own_not_the_wall_time_here():
+    reported = {"a": iter([0.5, 0.25, 0.75]), "b": iter([2.0, 1.0, 3.0])}
+    calls = {key: (lambda key=key: next(reported[key])) for key in reported}
+    times = best_times_in_turns(calls, repeat=3, budget=1.5, reported=True)
+    assert times["a"].samples == (0.5, 0.25, 0.75)
+    assert times["b"].samples == (2.0,)  # its reported 2 s are over the budget: it misses the next rounds
+
+
 def test_per_call_times_cover_every_function():
     counts = {"a": 0, "b": 0}
     seconds = per_call_in_turns(

@@ -46,9 +46,9 @@ SECTION = "persistence"
 # sizes in MiB, the largest first (the other codecs are compared at that size only).  A
 # smaller size runs proportionally more rounds (144 at 16 MiB), in about the same time: its
 # single rounds vary more (0.27 to 2.8 times at 16 MiB in one run, 0.52 to 4.2 at 256 MiB),
-# and the median of 9 moved by 15% between runs.  'peer_processes' fresh processes share the
-# rounds: c-blosc's own 16 MiB load of small integers took 1.3 to 1.45 ms in some processes and
-# 1.9 to 2.4 ms in others, so one process decided the ratio (0.82 to 1.38 by process).
+# and the median of 9 moved by 15% between runs.  Each implementation runs in a process of its
+# own, and 'peer_processes' sets of such processes share the rounds, so that no one process's
+# heap decides a figure (see persistence_peers).
 PERSISTENCE_SIZES = {
     "full": {
         "array_mib": 256,
@@ -618,10 +618,10 @@ def persistence_section(context):
                 progress(f"persistence: building {case} for the Blosc comparison")
                 value = build(peer_mib * MIB)
                 rounds = sizes["peer_rounds"] * sizes["peer_mib"][0] // peer_mib
-                rows += peer_rows(case, value, folder, dict(sizes, peer_rounds=rounds), key=key)
+                rows += peer_rows(case, value, folder, dict(sizes, peer_rounds=rounds))
                 for codec, kinds in PEER_VARIANTS.items():
                     if index == 0 and key in kinds:
-                        rows += peer_rows(case, value, folder, sizes, codec, key=key)
+                        rows += peer_rows(case, value, folder, sizes, codec)
                 del value
                 gc.collect()
         count = sizes["dicts"]

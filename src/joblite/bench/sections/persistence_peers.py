@@ -14,17 +14,23 @@ threads (2):
 * ``blosc memory``: the same compression and decompression, without the file;
 * ``blosc2 file``: ``blosc2.asarray(value, urlpath=...)`` and ``blosc2.open(path)[:]``.
 
-Blosc's level is its default, 5.  The implementations take turns
-(:func:`~joblite.bench.timing.best_times_in_turns`, ``peer_rounds`` rounds): the writers and
-the in-memory compression, then the readers and the in-memory decompression, so that a slow
-spell of the machine weighs on all of them alike; each row's time is its best call.  In the
-full bench, ``peer_processes`` fresh processes share the rounds, one after the other, and
-the figures pool them: c-blosc's own 16 MiB load of small integers took 1.3 to 1.45 ms in
-some processes and 1.9 to 2.4 ms in others (joblite's 1.5 to 1.7 ms in all), so one process
-would decide the ratio.  Before
-each call, not timed, the ``blosc`` package is put in the state that implementation keeps in
-a process of its own (`_settle`).  The rows give each file's compression ratio (``blosc
-memory``: that of its compressed bytes), and the joblite rows ``vs_blosc``, how many times
+Blosc's level is its default, 5.  Each implementation runs in a process of its own
+(:func:`peer_server` behind a :class:`~joblite.bench.children.ChildServer`), which loads
+the array from a ``.npy`` file, makes one untimed dump and load, then times the calls it
+is asked for (``time.perf_counter``, in that process) while the others wait.  Sharing one
+process, the implementations changed each other's state: the ``blosc`` package's thread
+pool (stopped by joblite's settings, started again by Blosc's), and the heap, where an
+output array came from memory that an earlier call had mapped, or from fresh pages (a
+16 MiB load of records: about 520 page faults and 1.4 ms more, on either side).  c-blosc's
+16 MiB load of small integers took 1.3 ms in some processes and 2.2 ms in others, without
+page faults; in processes of their own, 1.2 to 1.4 ms in all but one of about ten.  The processes take turns
+(:func:`~joblite.bench.timing.best_times_in_turns`, ``peer_rounds`` rounds), the writers,
+then the readers, so that a slow spell of the machine weighs on all of them alike:
+``joblite`` and ``blosc file`` with each other, then ``blosc2 file`` and ``blosc memory``
+(`_TURNS`).  In the full bench, ``peer_processes`` sets of processes share the rounds, one
+set after the other, and the figures pool them; ``vs_blosc_process_low`` is the lowest of
+the sets' own medians.  The rows give each file's compression ratio (``blosc memory``: that
+of its compressed bytes), and the joblite rows ``vs_blosc``, how many times
 faster than ``blosc file``: the median over the rounds of Blosc's time over joblite's in
 the same round, steadier than the ratio of the best times, which may come from different
 rounds (the lowest and highest of the rounds' ratios are ``vs_blosc_low`` and
@@ -33,8 +39,10 @@ other codecs (`PEER_VARIANTS`: bit shuffle, zstd) are compared with ``blosc file
 same settings on the data kinds they are meant for.
 """
 
+import contextlib
 import os
 import statistics
+import time
 from functools import partial
 
 from ..._files import remove_if_exists
@@ -51,7 +59,7 @@ __all__ = [
     "PEER_VARIANTS",
     "blosc_impls",
     "peer_rows",
-    "peer_samples",
+    "peer_server",
     "records",
 ]
 
@@ -117,29 +125,6 @@ def _use_blosc(blosc):
     # the package's own defaults, whatever joblite's last call set (both are process-wide)
     blosc.set_nthreads(PEER_THREADS)
     blosc.set_releasegil(False)
-
-
-_POOL_WARMUP = bytes(4 << 20)  # four of c-blosc's blocks at item size 8: its thread pool starts
-
-
-def _settle(impl):
-    """Put the ``blosc`` package in the state `impl` keeps in a process of its own (not timed).
-
-    The package's thread count and GIL setting are process-wide: a change of
-    thread count stops c-blosc's thread pool (about 1 ms here), and the next
-    parallel call starts it again.  A process that uses only joblite, or only
-    Blosc, pays neither, so neither is timed: before each call, Blosc gets its
-    defaults and a started pool, joblite its one thread per call.
-    """
-    import blosc
-
-    from ...compressors import _blosc
-
-    if impl == "joblite":
-        _blosc()
-    elif impl.startswith("blosc "):
-        _use_blosc(blosc)
-        blosc.compress(_POOL_WARMUP, typesize=8)
 
 
 def _blosc_file(blosc, value, codec):
@@ -244,90 +229,117 @@ def _vs_blosc(row, per_round, targets):
     row.targets = dict(targets)
 
 
-def _peer_samples(value, folder, rounds, budget, codec, where):
-    """Time the implementations on `value`, taking turns, in this process.
+def peer_server(value_path, path, codec, impl, where):
+    """The handler of one implementation's process of its own (a `~joblite.bench.children.ChildServer` factory).
 
-    `where` names the case in the error raised when joblite's file does not
-    give `value` back.
-
-    Returns
-    -------
-    dict
-        ``'order'``: the implementations' names, in order (``'blosc memory'``
-        last, for ``'blosc-lz4'``); ``'dump'`` and ``'load'``: each installed
-        implementation's times (seconds), one per round it ran; ``'stored'``:
-        the bytes each wrote.
-    """
-    impls = blosc_impls(value, codec)
-    entries = {impl: entry for impl, entry in impls.items() if entry is not None}
-    paths = {
-        impl: os.path.join(folder, "peer-" + impl.replace(" ", "-") + entry.suffix) for impl, entry in entries.items()
-    }
-    dump_calls = {impl: partial(entry.dump, value, paths[impl]) for impl, entry in entries.items()}
-    load_calls = {impl: partial(entry.load, paths[impl]) for impl, entry in entries.items()}
-    stored = {impl: partial(_size, path) for impl, path in paths.items()}  # bytes written, once written
-    order = list(impls)
-    if codec == "blosc-lz4":
-        dump_calls["blosc memory"], load_calls["blosc memory"], stored["blosc memory"] = _blosc_memory(value)
-        order.append("blosc memory")
-    progress(f"  persistence: {', '.join(dump_calls)} taking turns")
-
-    def remove_file(impl):
-        if impl in paths:
-            remove_if_exists(paths[impl])
-
-    def fresh_path(impl):
-        remove_file(impl)
-        _settle(impl)
-
-    # the writers take turns, each to a path that does not exist, and then the readers do (after
-    # every writer, the in-memory compression included, ran at least once), so that a slow spell
-    # of this shared machine weighs on all of them alike; each in its own settled state
-    dump_times = best_times_in_turns(dump_calls, rounds, budget, setup=fresh_path)
-    _check_roundtrip(entries["joblite"].load(paths["joblite"]), value, where)
-    load_times = best_times_in_turns(load_calls, rounds, budget, setup=_settle)
-    sizes = {impl: stored[impl]() for impl in dump_calls}
-    for impl in paths:
-        remove_file(impl)
-    return {
-        "order": order,
-        "dump": {impl: list(times.samples) for impl, times in dump_times.items()},
-        "load": {impl: list(times.samples) for impl, times in load_times.items()},
-        "stored": sizes,
-    }
-
-
-def peer_samples(key, nbytes, folder, rounds, budget, codec, where):
-    """`_peer_samples` in a fresh process (:func:`joblite.bench.children.run_child`), the array built there.
+    It loads the array saved at `value_path`, dumps it to `path` and loads
+    it once (not timed: threads started, file cached; joblite's file is
+    checked to give the array back), then answers calls.
 
     Parameters
     ----------
-    key : str
-        The `PEER_DATA` key of the data kind.
-    nbytes, rounds : str
-        Integers: the array's size (bytes) and the rounds.
-    folder, codec, where : str
-        As for `_peer_samples`.
-    budget : str
-        A float (seconds).
+    value_path : str
+        A ``.npy`` file of the array compared.
+    path : str
+        The implementation's file (unused by ``'blosc memory'``).
+    codec : str
+        joblite's codec, and Blosc's settings for the same (see `blosc_impls`).
+    impl : str
+        ``'joblite'``, ``'blosc file'``, ``'blosc2 file'`` or ``'blosc memory'``.
+    where : str
+        Names the case in the error raised when joblite's file does not give the array back.
+
+    Returns
+    -------
+    callable
+        ``handler(what)``: for ``'dump'`` (`path` removed first, not timed)
+        and ``'load'``, one call, and its duration in seconds
+        (``time.perf_counter``); for ``'stored'``, the bytes written (int).
+
+    Raises
+    ------
+    RuntimeError
+        If joblite's file does not give the array back.
+    """
+    import numpy as np
+
+    value = np.load(value_path)
+    if impl == "blosc memory":
+        dump, load, stored = _blosc_memory(value)
+    else:
+        entry = blosc_impls(value, codec)[impl]
+        dump, load, stored = partial(entry.dump, value, path), partial(entry.load, path), partial(_size, path)
+    dump()
+    loaded = load()
+    if impl == "joblite":
+        _check_roundtrip(loaded, value, where)
+    del loaded
+    calls = {"dump": dump, "load": load}
+
+    def handler(what):
+        if what == "stored":
+            return stored()
+        if what == "dump" and impl != "blosc memory":
+            remove_if_exists(path)
+        start = time.perf_counter()
+        result = calls[what]()
+        elapsed = time.perf_counter() - start
+        del result
+        return elapsed
+
+    return handler
+
+
+#: The implementations that take turns with each other: joblite and its baseline alone, so that
+#: each always follows the other (with more, a rotated order gives each the same predecessor
+#: every round, and blosc2's calls slowed the one after them by 10 to 25%), then the others.
+_TURNS = (("joblite", "blosc file"), ("blosc2 file", "blosc memory"))
+
+
+def _peer_samples(value_path, impls, folder, rounds, budget, codec, where):
+    """Time the implementations on the array saved at `value_path`, each in a process of its own, taking turns.
 
     Returns
     -------
     dict
-        What `_peer_samples` returns: JSON-able.
-
-    Raises
-    ------
-    KeyError
-        If `key` is not a `PEER_DATA` key.
-    RuntimeError
-        If joblite's file does not give the array back.
+        ``'dump'`` and ``'load'``: each installed implementation's times
+        (seconds), one per round it ran; ``'stored'``: the bytes each wrote.
     """
-    build = {name: make for name, _, make in PEER_DATA}[key]
-    return _peer_samples(build(int(nbytes)), folder, int(rounds), float(budget), codec, where)
+    from ..children import ChildServer
+
+    paths = {
+        impl: os.path.join(folder, "peer-" + impl.replace(" ", "-") + entry.suffix)
+        for impl, entry in impls.items()
+        if entry is not None
+    }
+    if codec == "blosc-lz4":
+        paths["blosc memory"] = ""
+    progress(f"  persistence: {', '.join(paths)} taking turns, each in a process of its own")
+    try:
+        with contextlib.ExitStack() as stack:
+            servers = {
+                impl: stack.enter_context(ChildServer(peer_server, value_path, path, codec, impl, where))
+                for impl, path in paths.items()
+            }
+            # the first answers: every process has loaded the array and made its untimed calls
+            stored = {impl: server.call("stored") for impl, server in servers.items()}
+            times = {}
+            for what in ("dump", "load"):
+                times[what] = {}
+                for group in _TURNS:
+                    calls = {impl: partial(servers[impl].call, what) for impl in group if impl in servers}
+                    if calls:
+                        times[what].update(best_times_in_turns(calls, rounds, budget, reported=True))
+    finally:
+        for path in paths.values():
+            if path:
+                remove_if_exists(path)
+    result = {what: {impl: list(timing.samples) for impl, timing in times[what].items()} for what in times}
+    result["stored"] = stored
+    return result
 
 
-def peer_rows(label, value, folder, sizes, codec="blosc-lz4", key=None):
+def peer_rows(label, value, folder, sizes, codec="blosc-lz4"):
     """joblite's compressed dump and load of `value` against Blosc's (see the module docstring).
 
     Parameters
@@ -342,42 +354,49 @@ def peer_rows(label, value, folder, sizes, codec="blosc-lz4", key=None):
         From :data:`~joblite.bench.sections.persistence.PERSISTENCE_SIZES`: ``'peer_rounds'``
         (rounds of the writers' turns, then of the readers'), ``'peer_budget'`` (seconds
         of calls after which an implementation misses the next rounds) and, optionally,
-        ``'peer_processes'`` (see `key`).
+        ``'peer_processes'`` (default 1): that many sets of processes, one process per
+        implementation, share the rounds, one set after the other, and the figures pool
+        their rounds, so that no one process's state (its heap, its threads' cores)
+        decides them.
     codec : str, default 'blosc-lz4'
         joblite's codec; for another than ``'blosc-lz4'``, only ``blosc file`` is compared,
         at the same settings, and the case names name the codec.
-    key : str, optional
-        The `PEER_DATA` key that built `value`.  With it and ``sizes['peer_processes']``
-        above 1, the rounds are shared by that many fresh processes, one after the other,
-        each building the array itself (:func:`peer_samples`): the figures pool their
-        rounds, so that no one process's state (its heap, its threads' cores) decides them.
 
     Returns
     -------
     list of Row
         Dump rows with ``compression_ratio``, then load rows, in the same order of
         implementations; the joblite rows with ``vs_blosc``, ``vs_blosc_low`` and
-        ``vs_blosc_high``, with several processes ``vs_blosc_process_low`` (the lowest
-        of the processes' own medians) and, for the dump, ``size_vs_blosc``.
+        ``vs_blosc_high``, with several sets of processes ``vs_blosc_process_low`` (the
+        lowest of the sets' own medians) and, for the dump, ``size_vs_blosc``.
+
+    Raises
+    ------
+    joblite.bench.children.ChildFailed
+        If a process fails, e.g. when joblite's file does not give `value` back.
     """
-    from ..children import run_child
+    import numpy as np
 
     case = label if codec == "blosc-lz4" else f"{label}, {codec}"
     names = (f"{case}: dump vs Blosc", f"{case}: load vs Blosc")
-    processes = sizes.get("peer_processes", 1) if key is not None else 1
+    processes = sizes.get("peer_processes", 1)
     rounds, budget = sizes["peer_rounds"], sizes["peer_budget"]
-    progress(f"  persistence: {case}, in {processes} process{'es' if processes > 1 else ''}")
-    if processes > 1:
+    progress(f"  persistence: {case}, in {processes} set{'s' if processes > 1 else ''} of processes")
+    impls = blosc_impls(value, codec)
+    value_path = os.path.join(folder, "peer-value.npy")
+    np.save(value_path, value)
+    try:
         share = -(-rounds // processes)
         parts = [
-            run_child(peer_samples, key, value.nbytes, folder, share, budget / processes, codec, names[1])
+            _peer_samples(value_path, impls, folder, share, budget / processes, codec, names[1])
             for _ in range(processes)
         ]
-    else:
-        parts = [_peer_samples(value, folder, rounds, budget, codec, names[1])]
+    finally:
+        remove_if_exists(value_path)
+    order = [*impls, "blosc memory"] if codec == "blosc-lz4" else list(impls)
     nbytes = value.nbytes
     dumps, loads = [], []
-    for impl in parts[0]["order"]:
+    for impl in order:
         if impl not in parts[0]["dump"]:
             dumps.append(_missing(names[0], impl))
             loads.append(_missing(names[1], impl))
@@ -392,7 +411,7 @@ def peer_rows(label, value, folder, sizes, codec="blosc-lz4", key=None):
         _vs_blosc(rows[0], [ratio for ratios in by_process for ratio in ratios], PEER_TARGETS[what])
         if len(parts) > 1:
             rows[0].ratios["vs_blosc_process_low"] = min(statistics.median(ratios) for ratios in by_process)
-    mine, peer = dumps[0], dumps[parts[0]["order"].index("blosc file")]
+    mine, peer = dumps[0], dumps[order.index("blosc file")]
     mine.ratios["size_vs_blosc"] = ratio(mine.ratios["compression_ratio"], peer.ratios["compression_ratio"])
     return dumps + loads
 
