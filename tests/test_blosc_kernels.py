@@ -1,11 +1,12 @@
 """``BloscDecoder`` and ``BloscEncoder``, the kernels that load and dump 'blosc-*' blocks: both twins.
 
-Each thread that calls ``run`` takes the next chunk.  The decoder reads it
-(from a file descriptor, or the frame in memory), checks its checksum and
-its Blosc header, and decodes it into its place; the encoder compresses it,
-hashes it, and writes the chunks whose place it completes.  The compiled
-twin does this with c-blosc compiled into joblite, without the GIL; the pure
-twin with the ``blosc`` package.  Both must give the bytes that the package
+Each thread (those that ``start`` puts to work, then the one that calls
+``run``) takes the next chunk.  The decoder reads it (from a file
+descriptor, or the frame in memory), checks its checksum and its Blosc
+header, and decodes it into its place; the encoder compresses it, hashes
+it, and writes the chunks whose place it completes.  The compiled twin does
+this with c-blosc compiled into joblite, in threads of its own that never
+run Python; the pure twin with the ``blosc`` package, in Python threads.  Both must give the bytes that the package
 gives, report the same first failing chunk, and refuse the same bad
 arguments.
 """
@@ -16,6 +17,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 
 import blosc
 import numpy as np
@@ -42,15 +44,10 @@ def block_of(raw, itemsize, name, chunk_size):
     return bytearray(frame), B._codec.unpack_chunks(frame, len(raw), step), digests, step
 
 
-def in_threads(run, threads):
-    """The results of `run`, called at once by `threads` threads (in the order they return)."""
-    results = []
-    workers = [threading.Thread(target=lambda: results.append(run())) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return results
+def started(kernel, threads):
+    """``kernel.run()`` with ``threads - 1`` threads started first (their count checked); its result."""
+    assert kernel.start(threads - 1) == threads - 1
+    return kernel.run()
 
 
 def sample(length, seed=0):
@@ -85,10 +82,9 @@ def test_threads_share_the_chunks_of_a_file(twin, threads, tmp_path):
     fd = os.open(path, os.O_RDONLY)
     try:
         decoder = twin.codec.BloscDecoder(into, chunks, step, out, "lz4", digests, fd, 100)
-        results = in_threads(decoder.run, threads)
+        assert started(decoder, threads) == -1
     finally:
         os.close(fd)
-    assert results == [-1] * threads
     assert bytes(out) == raw and into == frame[:header] + bytes(len(frame) - header)  # chunks not read into it
 
 
@@ -124,7 +120,7 @@ def test_reports_the_first_bad_chunk_and_decodes_those_before_it(twins, edit, wi
         decoder = twin.codec.BloscDecoder(bad, chunks, step, out, "lz4", digests if with_checksums else None)
         assert decoder.run() == 6, twin.name
         assert bytes(out[: 6 * step]) == raw[: 6 * step]
-        assert decoder.run() == -1  # no thread takes a chunk after the one that failed
+        assert decoder.run() == 6  # still the first failure: no thread takes a chunk after it
         assert set(out[7 * step :]) <= {0}
 
 
@@ -213,10 +209,10 @@ def encode(twin, data, chunk_size, itemsize, name, level, path, offset=0, window
         encoder = twin.codec.BloscEncoder(
             data, chunk_size, itemsize, codec.cname, codec.bitshuffle, level, fd, offset, window
         )
-        results = in_threads(encoder.run, threads)
+        result = started(encoder, threads)
     finally:
         os.close(fd)
-    return encoder, results
+    return encoder, result
 
 
 @pytest.mark.parametrize("name", BLOSC_CODECS)
@@ -227,8 +223,8 @@ def test_the_encoder_writes_the_chunks_of_the_blosc_package(twin, name, itemsize
     expected = list(B.iter_compressed_chunks(raw, itemsize, name, 7, chunk_size=4096))  # the package's chunks
     for threads, window in ((1, 1), (2, 1), (3, 2), (4, 100)):
         path = tmp_path / f"{threads}-{window}"
-        encoder, results = encode(twin, raw, step, itemsize, name, 7, path, 10, window, threads)
-        assert results == [-1] * threads and encoder.failure() is None
+        encoder, result = encode(twin, raw, step, itemsize, name, 7, path, 10, window, threads)
+        assert result == -1 and encoder.failure() is None
         sizes, digests = encoder.result()
         assert sizes == [len(chunk) for chunk, _ in expected]
         assert digests == [digest for _, digest in expected]
@@ -236,8 +232,8 @@ def test_the_encoder_writes_the_chunks_of_the_blosc_package(twin, name, itemsize
 
 
 def test_the_encoder_of_an_empty_block_writes_nothing(twin, tmp_path):
-    encoder, results = encode(twin, b"", 4096, 8, "blosc-lz4", 5, tmp_path / "empty")
-    assert results == [-1, -1] and encoder.result() == ([], [])
+    encoder, result = encode(twin, b"", 4096, 8, "blosc-lz4", 5, tmp_path / "empty")
+    assert result == -1 and encoder.result() == ([], [])
     assert (tmp_path / "empty").read_bytes() == b""
 
 
@@ -246,10 +242,10 @@ def test_a_failed_write_stops_the_encoder_and_names_its_errno(twin):
     fd = os.open("/dev/full", os.O_WRONLY)
     try:
         encoder = twin.codec.BloscEncoder(sample(40_000), 4096, 1, "lz4", False, 5, fd, 0, 2)
-        results = [encoder.run(), encoder.run()]
+        assert started(encoder, 2) == 0
+        assert encoder.run() == 0  # still the first failure: no thread takes a chunk after it
     finally:
         os.close(fd)
-    assert results[0] == 0 and results[1] == -1
     assert encoder.failure() == (0, errno.ENOSPC)
     with pytest.raises(ValueError, match="chunk 0 of 10 failed"):
         encoder.result()
@@ -282,7 +278,7 @@ def test_an_encoder_without_a_file_holds_its_chunks_until_it_is_given_one(twin, 
     raw = sample(50_000, seed=3)
     expected = list(B.iter_compressed_chunks(raw, 2, "blosc-lz4", 5, chunk_size=4096))
     encoder = twin.codec.BloscEncoder(raw, 4096, 2, "lz4", False, 5, window=100)
-    assert in_threads(encoder.run, 2) == [-1, -1]  # every chunk compressed, none written
+    assert started(encoder, 2) == -1  # every chunk compressed, none written
     with pytest.raises(ValueError, match="13 of 13 chunks are not written"):
         encoder.result()
     path = tmp_path / "late"
@@ -326,7 +322,7 @@ def test_a_cancelled_encoder_stops_its_threads_and_writes_nothing(twin):
     early.join(0.2)
     encoder.cancel()
     early.join(10)
-    assert not early.is_alive() and results == [-1]
+    assert not early.is_alive() and results == [0]
     assert encoder.failure() == (0, errno.ECANCELED)
     with pytest.raises(ValueError, match="chunk 0 of 13 failed"):
         encoder.result()
@@ -339,9 +335,50 @@ def test_set_file_refuses_a_bad_file_alike(twin, fd, offset):
         encoder.set_file(fd, offset)
 
 
-def _pool_is_free():
-    """Whether the shared pool's thread runs a task within 10 s (no encoder thread is left waiting)."""
-    return B._executor(1).submit(lambda: True).result(timeout=10)
+@pytest.mark.parametrize("kernel", ["decoder", "encoder"])
+def test_start_refuses_a_bad_count_and_a_second_start_alike(twin, kernel):
+    raw = sample(3 * 4096)
+    frame, chunks, _, step = block_of(raw, 1, "blosc-lz4", 4096)
+    if kernel == "decoder":
+        made = twin.codec.BloscDecoder(frame, chunks, step, bytearray(len(raw)), "lz4")
+    else:
+        made = twin.codec.BloscEncoder(raw, 4096, 1, "lz4", False, 5, window=100)
+    for bad in (-1, 64):
+        with pytest.raises(ValueError, match=f"threads must be 0 to 63, got {bad}"):
+            made.start(bad)
+    with pytest.raises(TypeError):
+        made.start(1.0)
+    assert made.start(1) == 1
+    with pytest.raises(ValueError, match=f"the {kernel} has started already"):
+        made.start(1)
+    assert made.run() == -1
+
+
+def test_a_cancelled_decoder_stops_its_threads_before_it_returns(twin):
+    raw = (np.arange(1 << 21, dtype=np.int64) % 1013).tobytes()  # 16 MiB: 256 chunks of 64 KiB
+    frame, chunks, _, step = block_of(raw, 8, "blosc-lz4", 1 << 16)
+    out = bytearray(len(raw))
+    decoder = twin.codec.BloscDecoder(frame, chunks, step, out, "lz4")
+    assert decoder.start(2) == 2
+    decoder.cancel()
+    after = bytes(out)
+    time.sleep(0.05)
+    assert bytes(out) == after  # no thread writes once cancel has returned
+    assert decoder.run() == -1 and bytes(out) == after  # and no chunk is taken after it
+
+
+def test_a_started_decoder_that_is_dropped_waits_for_its_threads(twin):
+    if twin.name == "pure":
+        pytest.skip("the pure twin's threads hold the decoder, and so its buffers")
+    raw = (np.arange(1 << 21, dtype=np.int64) % 1013).tobytes()
+    frame, chunks, _, step = block_of(raw, 8, "blosc-lz4", 1 << 16)
+    out = bytearray(len(raw))
+    decoder = twin.codec.BloscDecoder(frame, chunks, step, out, "lz4")
+    decoder.start(2)
+    del decoder  # its memory goes: the threads must be done with it
+    out[:] = bytes(len(out))
+    time.sleep(0.05)
+    assert not any(out)
 
 
 @pytest.mark.parametrize("name", ["blosc-lz4", "lz4"])
@@ -358,15 +395,17 @@ def test_a_compression_started_early_writes_the_chunks_of_iter_compressed_chunks
         os.close(fd)
     compression.cancel()  # after finish: nothing to stop
     assert path.read_bytes() == bytes(64) + b"".join(chunk for chunk, _ in expected)
-    assert _pool_is_free()
 
 
 def test_a_dump_whose_file_cannot_be_opened_cancels_the_compression_it_started(tmp_path, monkeypatch):
     monkeypatch.setattr(B, "_AHEAD_BYTES", 1)  # the pool's thread waits for the file after 4 chunks
+    compressions = []
+    real = B.start_compression
+    monkeypatch.setattr(B, "start_compression", lambda *args: compressions.append(real(*args)) or compressions[-1])
     value = np.arange(4 << 20, dtype=np.int64)  # 32 MiB: 16 chunks of 2 MiB
     with pytest.raises(FileNotFoundError):
         dump(value, tmp_path / "missing" / "a.jl", compress=True)
-    assert _pool_is_free()
+    assert [compression._encoder.failure() for compression in compressions] == [(0, errno.ECANCELED)]
     dump(value, tmp_path / "a.jl", compress=True)
     assert np.array_equal(load(tmp_path / "a.jl"), value)
     assert os.listdir(tmp_path) == ["a.jl"]

@@ -437,11 +437,8 @@ class Compression:
         window = max(2 * workers, _AHEAD_BYTES // step)
         self._encoder = _codec.BloscEncoder(view, step, size, codec.cname, codec.bitshuffle, level, -1, 0, window)
         self._codec, self._name, self._level, self._view, self._step, self._size = codec, name, level, view, step, size
-        self._helpers = []
-        count = -(-len(view) // step)
-        if workers > 1 and count > 1:
-            pool = _executor(workers - 1)
-            self._helpers = [pool.submit(self._encoder.run) for _ in range(min(workers - 1, count - 1))]
+        self._finished = False
+        self._encoder.start(max(min(workers, -(-len(view) // step)) - 1, 0))
 
     def finish(self, fd, offset):
         """Write the chunks, back to back from `offset` of the file open as `fd`; the calling thread joins in.
@@ -468,14 +465,13 @@ class Compression:
             data, itemsize, name, level, chunk_size, workers = self._arguments
             return compress_into(data, itemsize, name, level, write, chunk_size, workers)
         encoder = self._encoder
+        self._finished = True
         try:
             encoder.set_file(fd, offset)
             encoder.run()
         except BaseException:
             encoder.cancel()
             raise
-        finally:
-            self._join()
         failure = encoder.failure()
         if failure is None:
             return encoder.result()
@@ -490,19 +486,9 @@ class Compression:
 
     def cancel(self):
         """Stop the threads and drop the chunks held, once `finish` is not going to be called; no-op after it."""
-        if self._encoder is not None and self._helpers is not None:
+        if self._encoder is not None and not self._finished:
+            self._finished = True
             self._encoder.cancel()
-            self._join()
-
-    def _join(self):
-        """Wait for the pool's threads (those that have not started, cancelled); what they raised, raised."""
-        helpers, self._helpers = self._helpers, None
-        for helper in helpers:
-            helper.cancel()  # not started by now: the calling thread took every chunk, or the work stopped
-        concurrent.futures.wait(helpers)
-        for helper in helpers:
-            if not helper.cancelled():
-                helper.result()
 
 
 def start_compression(data, itemsize, name, level, chunk_size=CHUNK_SIZE, workers=2):
@@ -510,8 +496,9 @@ def start_compression(data, itemsize, name, level, chunk_size=CHUNK_SIZE, worker
 
     The chunks, written back to back from the offset given to ``finish``,
     are those of `iter_compressed_chunks`.  The ``'blosc-*'`` codecs go
-    through `_codec.BloscEncoder`: ``workers - 1`` threads of the shared
-    pool start compressing at once, without the GIL, holding their chunks
+    through `_codec.BloscEncoder`: ``workers - 1`` threads of the kernels'
+    own pool (threads that never run Python, see the encoder) start
+    compressing at once, holding their chunks
     (no more than 64 MiB of `data`, ``2 * workers`` chunks at least) until
     ``finish(fd, offset)`` gives the file; then the calling thread joins
     them, and the threads write the chunks whose place they complete, as
@@ -653,16 +640,21 @@ def _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, out, sour
 def _blosc_chunks(codec, frame, chunks, step, raw_length, target, workers, source, checksums):
     """Read, check and decode c-blosc chunks into `target` through `_codec.BloscDecoder`, `workers` threads at once.
 
-    Each thread runs the decoder's loop (no GIL, no Python step per chunk).
+    The calling thread and ``workers - 1`` threads of the kernels' own pool
+    (see the decoder) run the decoder's loop: no GIL, no Python step per
+    chunk, and no wait for a Python thread to take the GIL at either end.
     A chunk that fails there goes through the codec's own path
     (`source` read, checksum, `_Blosc.decompress_into`), which raises the
     error that the failure deserves, as for every other codec.
     """
     fd, offset = source if source is not None else (-1, 0)
     decoder = _codec.BloscDecoder(frame, chunks, step, target, codec.cname, checksums, fd, offset)
-    failed = []
-    _shared(lambda _: failed.append(decoder.run()), range(min(workers, len(chunks))), workers)
-    first = min((index for index in failed if index >= 0), default=-1)
+    decoder.start(max(min(workers, len(chunks)) - 1, 0))
+    try:
+        first = decoder.run()
+    except BaseException:  # the pure twin's loop, interrupted: its threads stop before this returns
+        decoder.cancel()
+        raise
     if first >= 0:
         decode_one = _blosc_decoder(codec, frame, chunks, step, raw_length, target)
         _run([(first, first + 1)], lambda index, _: decode_one(index), frame, chunks, 1, source, checksums)
@@ -898,8 +890,9 @@ def decompress_block(
         the final array).  Left partly written if an error is raised.
     workers : int, default 2
         Threads decompressing chunks at once: the calling thread and
-        ``workers - 1`` threads of a shared pool; 1 works in the calling
-        thread only.
+        ``workers - 1`` threads of a shared pool (for the ``'blosc-*'``
+        codecs, of the kernels' own pool: see `_codec.BloscDecoder`); 1
+        works in the calling thread only.
     source : (int, int), optional
         ``(fd, offset)``: the frame's chunks are still in the file open as
         `fd`, where the frame starts at `offset` (bytes), so that reading

@@ -122,8 +122,8 @@ def _compressed_to_file(array, itemsize, chunk_size):
 def compressing(pickled, blocks, codec, level):
     """Start compressing the first block that :func:`write` will write to a file as it compresses it.
 
-    A dump's first large block starts compressing, on the shared pool's
-    thread, before its file is open: meanwhile the calling thread sweeps the
+    A dump's first large block starts compressing, on a thread of the
+    kernels' pool, before its file is open: meanwhile the calling thread sweeps the
     folder, names and opens the temporary file and writes the header.  On
     exit, a compression that :func:`write` did not finish is cancelled.
 

@@ -670,16 +670,152 @@ cdef extern from *:
     }
     #define JOBLITE_TAKE(p) __atomic_fetch_add((p), 1, __ATOMIC_RELAXED)
     #define JOBLITE_READ(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+    #define JOBLITE_SET(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
     static void joblite_lower(long long *p, long long v) {
         long long seen = __atomic_load_n(p, __ATOMIC_RELAXED);
         while (v < seen && !__atomic_compare_exchange_n(p, &seen, v, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+    }
+
+    /* The kernels' own threads, as c-blosc has: a job runs `run(arg)` in up to `wanted` of them,
+       without the GIL and without any Python step, so that a thread starts on a job as soon as it
+       is woken and the caller waits for none of their Python (a pool thread of `concurrent.futures`
+       takes the GIL after the loop, and the caller waits for it).  A thread that takes a job counts
+       itself in `*active` under the pool's lock, and out (its last touch of the job) once done. */
+    #include <pthread.h>
+    #include <signal.h>
+
+    typedef struct joblite_job {
+        void (*run)(void *);
+        void *arg;
+        long long *active;
+        int wanted;                   /* threads still to take it; > 0 while it is queued */
+        int submitted;
+        struct joblite_job *next;
+    } joblite_job;
+
+    static pthread_mutex_t joblite_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+    static pthread_cond_t joblite_pool_work = PTHREAD_COND_INITIALIZER;  /* a job was queued */
+    static pthread_cond_t joblite_pool_done = PTHREAD_COND_INITIALIZER;  /* a thread left a job */
+    static joblite_job *joblite_pool_head = NULL, *joblite_pool_tail = NULL;
+    static int joblite_pool_threads = 0, joblite_pool_registered = 0;
+
+    static void joblite_pool_after_fork(void) {  /* the child has none of the threads */
+        pthread_mutex_init(&joblite_pool_lock, NULL);
+        pthread_cond_init(&joblite_pool_work, NULL);
+        pthread_cond_init(&joblite_pool_done, NULL);
+        joblite_pool_head = joblite_pool_tail = NULL;
+        joblite_pool_threads = 0;
+    }
+
+    static void *joblite_pool_thread(void *unused) {
+        joblite_job *job;
+        void (*run)(void *);
+        void *arg;
+        long long *active;
+        (void)unused;
+        pthread_mutex_lock(&joblite_pool_lock);
+        for (;;) {
+            while (!joblite_pool_head) pthread_cond_wait(&joblite_pool_work, &joblite_pool_lock);
+            job = joblite_pool_head;
+            if (--job->wanted == 0) {
+                joblite_pool_head = job->next;
+                if (!joblite_pool_head) joblite_pool_tail = NULL;
+            }
+            run = job->run;
+            arg = job->arg;
+            active = job->active;
+            __atomic_fetch_add(active, 1, __ATOMIC_SEQ_CST);
+            pthread_mutex_unlock(&joblite_pool_lock);
+            run(arg);
+            pthread_mutex_lock(&joblite_pool_lock);
+            __atomic_fetch_sub(active, 1, __ATOMIC_SEQ_CST);
+            pthread_cond_broadcast(&joblite_pool_done);
+        }
+        return NULL;
+    }
+
+    /* Queue `job` for `threads` threads, starting threads up to that many (all signals blocked in
+       them: Python's handlers run in its own threads).  Returns how many threads may take it; 0
+       when none could start.  At most once per job. */
+    static int joblite_pool_submit(joblite_job *job, void (*run)(void *), void *arg, long long *active,
+                                   int threads) {
+        pthread_t thread;
+        pthread_attr_t attr;
+        sigset_t all, old;
+        int k;
+        pthread_mutex_lock(&joblite_pool_lock);
+        if (!joblite_pool_registered && pthread_atfork(NULL, NULL, joblite_pool_after_fork) == 0)
+            joblite_pool_registered = 1;
+        if (joblite_pool_threads < threads && joblite_pool_registered && pthread_attr_init(&attr) == 0) {
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            sigfillset(&all);
+            pthread_sigmask(SIG_SETMASK, &all, &old);
+            while (joblite_pool_threads < threads
+                   && pthread_create(&thread, &attr, joblite_pool_thread, NULL) == 0)
+                joblite_pool_threads++;
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            pthread_attr_destroy(&attr);
+        }
+        if (threads > joblite_pool_threads) threads = joblite_pool_threads;
+        job->run = run;
+        job->arg = arg;
+        job->active = active;
+        job->submitted = 1;
+        job->wanted = threads > 0 ? threads : 0;
+        job->next = NULL;
+        if (threads > 0) {
+            if (joblite_pool_tail) joblite_pool_tail->next = job;
+            else joblite_pool_head = job;
+            joblite_pool_tail = job;
+            for (k = 0; k < threads; k++) pthread_cond_signal(&joblite_pool_work);
+        }
+        pthread_mutex_unlock(&joblite_pool_lock);
+        return threads;
+    }
+
+    #if defined(__x86_64__) || defined(__i386__)
+    #define JOBLITE_RELAX() __builtin_ia32_pause()
+    #else
+    #define JOBLITE_RELAX() ((void)0)
+    #endif
+    #define JOBLITE_SPINS 4096  /* about 0.2 ms: the last chunk of the other thread, typically */
+
+    /* Take `job` back from the queue if no thread took it yet, then wait until no thread runs it:
+       spinning a little first (the caller's core has nothing else to do, and a sleeping caller
+       takes tens of microseconds to wake), then sleeping. */
+    static void joblite_pool_join(joblite_job *job) {
+        joblite_job *previous = NULL, *current;
+        int spins;
+        if (!job->submitted) return;
+        pthread_mutex_lock(&joblite_pool_lock);
+        if (job->wanted > 0) {
+            for (current = joblite_pool_head; current != job; current = current->next) previous = current;
+            if (previous) previous->next = job->next;
+            else joblite_pool_head = job->next;
+            if (joblite_pool_tail == job) joblite_pool_tail = previous;
+            job->wanted = 0;
+        }
+        pthread_mutex_unlock(&joblite_pool_lock);
+        for (spins = 0; spins < JOBLITE_SPINS && __atomic_load_n(job->active, __ATOMIC_SEQ_CST); spins++)
+            JOBLITE_RELAX();
+        if (!__atomic_load_n(job->active, __ATOMIC_SEQ_CST)) return;
+        pthread_mutex_lock(&joblite_pool_lock);
+        while (__atomic_load_n(job->active, __ATOMIC_SEQ_CST))
+            pthread_cond_wait(&joblite_pool_done, &joblite_pool_lock);
+        pthread_mutex_unlock(&joblite_pool_lock);
     }
     """
     uint64_t XXH3_64bits(const void *data, size_t length) noexcept nogil
     long long pread_all "joblite_pread_all"(int fd, uint8_t *buf, long long length, long long offset) noexcept nogil
     long long take "JOBLITE_TAKE"(long long *counter) noexcept nogil
     long long read_now "JOBLITE_READ"(long long *value) noexcept nogil
+    void store "JOBLITE_SET"(long long *value, long long to) noexcept nogil
     void lower "joblite_lower"(long long *value, long long to) noexcept nogil
+    ctypedef struct joblite_job:
+        int submitted
+    int pool_submit "joblite_pool_submit"(joblite_job *job, void (*run)(void *) noexcept nogil, void *arg,
+                                          long long *active, int threads) noexcept nogil
+    void pool_join "joblite_pool_join"(joblite_job *job) noexcept nogil
 
 # c-blosc 1.x buffer header (blosc.h): the top 3 bits of byte 2 name the codec (BLOSC_CODES).  The
 # checks of the kernels' scalar arguments are the pure twin's, so that both raise alike.
@@ -688,28 +824,83 @@ from joblite._pure._codec import (
     _blosc_decoder_arguments,
     _blosc_encoder_arguments,
     _blosc_file_arguments,
+    _pool_threads,
 )
 
 cdef enum:
     BLOSC_HEADER = 16
 
 
+ctypedef struct decoder_state:
+    uint8_t *frame
+    uint8_t *out
+    Py_ssize_t frame_len, out_len, count, step
+    uint64_t *offsets
+    uint64_t *lengths
+    uint64_t *digests
+    int fd, code
+    long long base, next_chunk, failed, active
+
+
+cdef long long decode_taken(decoder_state *d) noexcept nogil:
+    """Decode the chunks not taken yet until none is left, or one fails: -1, or the chunk that failed."""
+    cdef long long i, expected, failed = -1
+    cdef uint8_t *src
+    cdef uint8_t *scratch = NULL  # this thread's chunk read from the file, reused for the next
+    cdef uint64_t capacity = 0
+    while True:
+        i = take(&d.next_chunk)
+        if i >= d.count or i > read_now(&d.failed):
+            break
+        src = d.frame + d.offsets[i]
+        if d.fd >= 0 and d.lengths[i] <= capacity:
+            src = scratch
+        elif d.fd >= 0:
+            free(scratch)
+            scratch = <uint8_t *>malloc(d.lengths[i] + 1)
+            capacity = d.lengths[i] if scratch != NULL else 0
+            src = scratch if scratch != NULL else src  # else read into the frame
+        expected = min(d.step, d.out_len - i * d.step)
+        if not (
+            (d.fd < 0 or pread_all(d.fd, src, d.lengths[i], d.base + d.offsets[i]) == <long long>d.lengths[i])
+            and (d.digests == NULL or XXH3_64bits(src, d.lengths[i]) == d.digests[i])
+            and d.lengths[i] >= BLOSC_HEADER
+            and load32(src + 12) == d.lengths[i]
+            and load32(src + 4) == <uint64_t>expected
+            and src[2] >> 5 == d.code
+            and blosc_decompress_ctx(src, d.out + i * d.step, <size_t>expected, 1) == expected
+        ):
+            lower(&d.failed, i)
+            failed = i
+            break
+    free(scratch)
+    return failed
+
+
+cdef void decode_job(void *state) noexcept nogil:
+    decode_taken(<decoder_state *>state)
+
+
 cdef class BloscDecoder:
-    """Decodes the c-blosc chunks of a frame into their places in `out`, shared by the threads that call `run`.
+    """Decodes the c-blosc chunks of a frame into their places in `out`: threads of the kernels' pool, then the caller.
 
     Chunk ``i`` holds ``out[i * chunk_size:(i + 1) * chunk_size]`` (the last
-    one may be shorter) as one c-blosc 1.x buffer of codec `cname`.  Each
-    thread that calls `run` takes the next chunk not taken (a shared
-    counter, as c-blosc's own threads share a buffer's blocks), reads it
-    from `fd` when one is given, checks it against its ``xxh3_64``
-    checksum, checks its 16-byte Blosc header against the frame (c-blosc
-    trusts the lengths a header gives) and decodes it with
-    ``blosc_decompress_ctx``, all without the GIL.  A chunk read from `fd`
-    goes to a buffer of the thread's, reused for its next chunks, not to
-    `frame`: the memory of `frame` past its chunk table is not touched, so
-    a frame allocated for the read costs no page faults.  Here through c-blosc compiled into this module (the
-    sources of ``vendor/c-blosc``); the pure twin calls the ``blosc``
-    package, one chunk at a time.
+    one may be shorter) as one c-blosc 1.x buffer of codec `cname`.  The
+    threads that `start` puts to work, and then the thread that calls
+    `run`, each take the next chunk not taken (a shared counter, as
+    c-blosc's own threads share a buffer's blocks), read it from `fd` when
+    one is given, check it against its ``xxh3_64`` checksum, check its
+    16-byte Blosc header against the frame (c-blosc trusts the lengths a
+    header gives) and decode it with ``blosc_decompress_ctx``, all without
+    the GIL.  The started threads are this module's own (POSIX threads
+    that never run Python, as c-blosc's pool): they start as soon as they
+    are woken, and `run` waits for them without the GIL.  A chunk read from
+    `fd` goes to a buffer of the thread's, reused for its next chunks, not
+    to `frame`: the memory of `frame` past its chunk table is not touched,
+    so a frame allocated for the read costs no page faults.  Here through
+    c-blosc compiled into this module (the sources of ``vendor/c-blosc``);
+    the pure twin calls the ``blosc`` package, one chunk at a time, from
+    Python threads.
 
     Parameters
     ----------
@@ -745,101 +936,100 @@ cdef class BloscDecoder:
         `checksums` does not hold one digest per chunk, or `offset` < 0.
     """
 
+    cdef decoder_state st
+    cdef joblite_job job
     cdef Py_buffer frame_view, out_view
     cdef bint have_frame, have_out
-    cdef uint64_t *offsets
-    cdef uint64_t *lengths
-    cdef uint64_t *digests
-    cdef Py_ssize_t count, step
-    cdef int fd, code
-    cdef long long base, next_chunk, failed
 
     def __cinit__(self, frame, chunks, chunk_size, out, cname, checksums=None, fd=-1, offset=0):
-        cdef Py_ssize_t i
-        self.step, self.code, self.fd, self.base = _blosc_decoder_arguments(chunk_size, cname, fd, offset)
-        get_bytes(frame, &self.frame_view, "frame", self.fd >= 0)
+        cdef Py_ssize_t i, count
+        self.st.step, self.st.code, self.st.fd, self.st.base = _blosc_decoder_arguments(chunk_size, cname, fd, offset)
+        get_bytes(frame, &self.frame_view, "frame", self.st.fd >= 0)
         self.have_frame = True
         get_bytes(out, &self.out_view, "out", True)
         self.have_out = True
-        self.count = len(chunks)
-        if self.count != self.out_view.len // self.step + (self.out_view.len % self.step != 0):
-            raise ValueError(f"{self.count} chunks of {self.step} bytes cannot fill out's {self.out_view.len} bytes")
-        if checksums is not None and len(checksums) != self.count:
-            raise ValueError(f"{len(checksums)} chunk checksums for {self.count} chunks")
-        self.offsets = <uint64_t *>PyMem_Malloc(3 * max(self.count, 1) * sizeof(uint64_t))
-        if self.offsets == NULL:
+        self.st.frame, self.st.frame_len = <uint8_t *>self.frame_view.buf, self.frame_view.len
+        self.st.out, self.st.out_len = <uint8_t *>self.out_view.buf, self.out_view.len
+        count = len(chunks)
+        if count != self.st.out_len // self.st.step + (self.st.out_len % self.st.step != 0):
+            raise ValueError(f"{count} chunks of {self.st.step} bytes cannot fill out's {self.st.out_len} bytes")
+        if checksums is not None and len(checksums) != count:
+            raise ValueError(f"{len(checksums)} chunk checksums for {count} chunks")
+        self.st.offsets = <uint64_t *>PyMem_Malloc(3 * max(count, 1) * sizeof(uint64_t))
+        if self.st.offsets == NULL:
             raise MemoryError()
-        self.lengths = self.offsets + self.count
-        self.digests = self.lengths + self.count if checksums is not None else NULL
-        for i in range(self.count):
+        self.st.lengths = self.st.offsets + count
+        self.st.digests = self.st.lengths + count if checksums is not None else NULL
+        for i in range(count):
             start, length = chunks[i]
-            if not (0 <= start <= self.frame_view.len and 0 <= length <= self.frame_view.len - start):
-                raise ValueError(f"chunk {i} of {self.count} lies outside the frame of {self.frame_view.len} bytes")
-            self.offsets[i] = start
-            self.lengths[i] = length
+            if not (0 <= start <= self.st.frame_len and 0 <= length <= self.st.frame_len - start):
+                raise ValueError(f"chunk {i} of {count} lies outside the frame of {self.st.frame_len} bytes")
+            self.st.offsets[i] = start
+            self.st.lengths[i] = length
             if checksums is not None:
-                self.digests[i] = checksums[i]
-        self.next_chunk = 0
-        self.failed = self.count  # no chunk failed
+                self.st.digests[i] = checksums[i]
+        self.st.count = count
+        self.st.failed = count  # no chunk failed
 
     def __dealloc__(self):
-        PyMem_Free(self.offsets)
+        with nogil:  # no thread of the pool may be left on this decoder's memory
+            store(&self.st.next_chunk, self.st.count)
+            pool_join(&self.job)
+        PyMem_Free(self.st.offsets)
         if self.have_out:
             PyBuffer_Release(&self.out_view)
         if self.have_frame:
             PyBuffer_Release(&self.frame_view)
 
-    def run(self):
-        """Decode the chunks not taken yet until none is left, or one fails.
+    def start(self, threads):
+        """Put `threads` threads of the kernels' pool to decoding now (at most once).
+
+        Parameters
+        ----------
+        threads : int
+            0 to 63.
 
         Returns
         -------
         int
-            -1, or the index of the chunk this call failed on (not read
-            whole, a checksum mismatch, a header that does not match the
-            frame, or a chunk c-blosc cannot decode to its length).  No
-            thread takes a chunk after the first that failed, so every chunk
-            before it is decoded when the last `run` returns.  The caller
-            reports the failure with the error of the codec's own path.
-        """
-        cdef long long failed
-        with nogil:
-            failed = self.decode_taken()
-        return failed
+            How many threads may take part: `threads`, fewer if the pool
+            could not start that many.
 
-    cdef long long decode_taken(self) noexcept nogil:
-        cdef long long i, expected, failed = -1
-        cdef uint8_t *src
-        cdef uint8_t *scratch = NULL  # this thread's chunk read from the file, reused for the next
-        cdef uint64_t capacity = 0
-        cdef Py_ssize_t raw = self.out_view.len
-        while True:
-            i = take(&self.next_chunk)
-            if i >= self.count or i > read_now(&self.failed):
-                break
-            src = <uint8_t *>self.frame_view.buf + self.offsets[i]
-            if self.fd >= 0 and self.lengths[i] <= capacity:
-                src = scratch
-            elif self.fd >= 0:
-                free(scratch)
-                scratch = <uint8_t *>malloc(self.lengths[i] + 1)
-                capacity = self.lengths[i] if scratch != NULL else 0
-                src = scratch if scratch != NULL else src  # else read into the frame
-            expected = min(self.step, raw - i * self.step)
-            if not (
-                (self.fd < 0 or pread_all(self.fd, src, self.lengths[i], self.base + self.offsets[i]) == <long long>self.lengths[i])
-                and (self.digests == NULL or XXH3_64bits(src, self.lengths[i]) == self.digests[i])
-                and self.lengths[i] >= BLOSC_HEADER
-                and load32(src + 12) == self.lengths[i]
-                and load32(src + 4) == <uint64_t>expected
-                and src[2] >> 5 == self.code
-                and blosc_decompress_ctx(src, <uint8_t *>self.out_view.buf + i * self.step, <size_t>expected, 1) == expected
-            ):
-                lower(&self.failed, i)
-                failed = i
-                break
-        free(scratch)
-        return failed
+        Raises
+        ------
+        ValueError
+            If `threads` is out of range, or the decoder has started already.
+        """
+        cdef int wanted = _pool_threads(threads)
+        if self.job.submitted:
+            raise ValueError("the decoder has started already")
+        with nogil:
+            wanted = pool_submit(&self.job, decode_job, &self.st, &self.st.active, wanted)
+        return wanted
+
+    def run(self):
+        """Decode the chunks not taken yet, then wait (without the GIL) until the started threads are done.
+
+        Returns
+        -------
+        int
+            -1, or the index of the first chunk that failed in any thread
+            (not read whole, a checksum mismatch, a header that does not
+            match the frame, or a chunk c-blosc cannot decode to its
+            length).  No thread takes a chunk after one that failed, so
+            every chunk before it is decoded.  The caller reports the
+            failure with the error of the codec's own path.
+        """
+        with nogil:
+            decode_taken(&self.st)
+            pool_join(&self.job)
+        return -1 if self.st.failed >= self.st.count else self.st.failed
+
+    def cancel(self):
+        """Stop the started threads (no chunk is taken after this; each finishes the one it holds) and wait for them."""
+        with nogil:
+            store(&self.st.next_chunk, self.st.count)
+            pool_join(&self.job)
 
 
 cdef extern from *:
@@ -866,6 +1056,7 @@ cdef extern from *:
         long long failed;        /* the first chunk that failed; count: none */
         int error;               /* its errno; 0: c-blosc could not compress it */
         int ready;               /* the lock and the condition are initialized */
+        long long active;        /* threads of the pool on this encoder (joblite_pool_thread) */
     } joblite_encoder;
 
     static int joblite_encoder_init(joblite_encoder *e) {
@@ -982,6 +1173,10 @@ cdef extern from *:
         return mine;
     }
 
+    static void joblite_encode_job(void *e) {
+        joblite_encode((joblite_encoder *)e);
+    }
+
     /* Give the file of an encoder made without one; 0, or -1 if it had one. */
     static int joblite_encoder_set_file(joblite_encoder *e, int fd, long long base) {
         int had;
@@ -1017,7 +1212,9 @@ cdef extern from *:
         long long written
         long long failed
         int error
+        long long active
     int encoder_init "joblite_encoder_init"(joblite_encoder *e) noexcept nogil
+    void encode_job "joblite_encode_job"(void *e) noexcept nogil
     void encoder_free "joblite_encoder_free"(joblite_encoder *e) noexcept nogil
     long long encode "joblite_encode"(joblite_encoder *e) noexcept nogil
     int encoder_set_file "joblite_encoder_set_file"(joblite_encoder *e, int fd, long long base) noexcept nogil
@@ -1025,13 +1222,15 @@ cdef extern from *:
 
 
 cdef class BloscEncoder:
-    """Compresses a block into c-blosc chunks and writes them to a file, shared by the threads that call `run`.
+    """Compresses a block into c-blosc chunks and writes them to a file: threads of the kernels' pool, then the caller.
 
     Chunk ``i`` is ``data[i * chunk_size:(i + 1) * chunk_size]`` (the last one
     may be shorter), compressed as one c-blosc 1.x buffer: Blosc's shuffle
     (byte, or bit with `bitshuffle`) by `itemsize`, then `cname` at `level`,
     the block size chosen by c-blosc, one thread per buffer.  Each thread
-    that calls `run` takes the next chunk not taken (a shared counter),
+    (those that `start` puts to work, threads of this module's own pool that
+    never run Python, then the one that calls `run`) takes the next chunk
+    not taken (a shared counter),
     compresses it and computes its ``xxh3_64`` digest; once every chunk
     before it is compressed, a chunk's place is known, and a thread that
     finds chunks placed but not written writes them with ``pwrite``, the
@@ -1076,6 +1275,7 @@ cdef class BloscEncoder:
     """
 
     cdef joblite_encoder state
+    cdef joblite_job job
     cdef Py_buffer data_view
     cdef bint have_data
     cdef bytes compressor
@@ -1103,25 +1303,61 @@ cdef class BloscEncoder:
             raise MemoryError()
 
     def __dealloc__(self):
+        if self.job.submitted:  # no thread of the pool may be left on this encoder's memory
+            with nogil:
+                encoder_cancel(&self.state)
+                pool_join(&self.job)
         encoder_free(&self.state)
         if self.have_data:
             PyBuffer_Release(&self.data_view)
 
-    def run(self):
-        """Compress the chunks not taken yet, and write those placed while the file is known, until none is left.
+    def start(self, threads):
+        """Put `threads` threads of the kernels' pool to compressing now (at most once).
+
+        Without a file, they hold what they compress (see the class); with
+        one, they write it.
+
+        Parameters
+        ----------
+        threads : int
+            0 to 63.
 
         Returns
         -------
         int
-            -1, or the index of the chunk this call failed on (c-blosc could
-            not compress it, or its write failed: see `failure`).  No thread
-            takes a chunk after one failed.  Without a file, chunks compressed
-            stay held; a call after `set_file` writes them.
+            How many threads may take part: `threads`, fewer if the pool
+            could not start that many.
+
+        Raises
+        ------
+        ValueError
+            If `threads` is out of range, or the encoder has started already.
         """
-        cdef long long failed
+        cdef int wanted = _pool_threads(threads)
+        if self.job.submitted:
+            raise ValueError("the encoder has started already")
         with nogil:
-            failed = encode(&self.state)
-        return failed
+            wanted = pool_submit(&self.job, encode_job, &self.state, &self.state.active, wanted)
+        return wanted
+
+    def run(self):
+        """Compress the chunks not taken yet and write those placed, then wait (without the GIL) for the started threads.
+
+        Without a file, the calling thread too holds what it compresses, and
+        waits for a file (`set_file` from another thread) or a cancel once
+        the window is full.
+
+        Returns
+        -------
+        int
+            -1, or the index of the first chunk that failed in any thread
+            (c-blosc could not compress it, or its write failed: see
+            `failure`).  No thread takes a chunk after one failed.
+        """
+        with nogil:
+            encode(&self.state)
+            pool_join(&self.job)
+        return -1 if self.state.failed >= self.state.count else self.state.failed
 
     def set_file(self, fd, offset):
         """Give the file of an encoder made with ``fd=-1``: the threads waiting for it go on.
@@ -1149,9 +1385,10 @@ cdef class BloscEncoder:
             raise ValueError("the encoder has a file already")
 
     def cancel(self):
-        """Stop every thread taking chunks (`failure` gives ``(0, errno.ECANCELED)`` if nothing failed before)."""
+        """Stop every thread taking chunks and wait for the started ones (`failure` gives ``(0, errno.ECANCELED)`` if nothing failed before)."""
         with nogil:
             encoder_cancel(&self.state)
+            pool_join(&self.job)
 
     def failure(self):
         """``(index, errno)`` of the first chunk that failed (errno 0: not compressed), or None."""

@@ -306,15 +306,45 @@ def _blosc_file_arguments(fd, offset):
     return descriptor, base
 
 
+def _pool_threads(threads):
+    """`start`'s `threads` of `BloscDecoder` and `BloscEncoder`, checked (both twins)."""
+    wanted = operator.index(threads)
+    if not 0 <= wanted < 64:
+        raise ValueError(f"threads must be 0 to 63, got {threads!r}")
+    return wanted
+
+
+class _Started:
+    """The threads that `start` put to work on a decoder's or encoder's `_share` (the pure twins')."""
+
+    def __init__(self):
+        self.threads = None
+
+    def start(self, target, threads, what):
+        import threading
+
+        wanted = _pool_threads(threads)
+        if self.threads is not None:
+            raise ValueError(f"the {what} has started already")
+        self.threads = [threading.Thread(target=target, daemon=True) for _ in range(wanted)]
+        for thread in self.threads:
+            thread.start()
+        return wanted
+
+    def join(self):
+        for thread in self.threads or ():
+            thread.join()
+
+
 class BloscDecoder:
-    """Decodes the c-blosc chunks of a frame into their places in `out`, shared by the threads that call `run`.
+    """Decodes the c-blosc chunks of a frame into their places in `out`: started threads, then the caller.
 
     The pure twin of the compiled class (same parameters, results and
     exceptions; see its docstring): here each chunk is read with
     ``os.preadv``, hashed with the ``xxhash`` package and decoded with
     ``blosc.decompress_ptr`` of the ``blosc`` package (c-blosc, one thread
-    per call, the GIL released), so the threads take the GIL between those
-    steps.
+    per call, the GIL released), and `start` starts Python threads, which
+    take the GIL between those steps.
     """
 
     def __init__(self, frame, chunks, chunk_size, out, cname, checksums=None, fd=-1, offset=0):
@@ -339,18 +369,34 @@ class BloscDecoder:
         self._checksums = None if checksums is None else [operator.index(value) for value in checksums]
         self._next = itertools.count()
         self._failed = count  # the lowest index that failed (count: none)
+        self._stopped = False
         self._lock = threading.Lock()
+        self._started = _Started()
+
+    def start(self, threads):
+        """Put `threads` threads to decoding now (at most once); see the compiled twin."""
+        return self._started.start(self._share, threads, "decoder")
 
     def run(self):
-        """Decode the chunks not taken yet until none is left, or one fails; see the compiled twin."""
+        """Decode the chunks not taken yet, then wait for the started threads; see the compiled twin."""
+        self._share()
+        self._started.join()
+        return -1 if self._failed >= len(self._chunks) else self._failed
+
+    def cancel(self):
+        """Stop the started threads (each finishes the chunk it holds) and wait for them."""
+        self._stopped = True
+        self._started.join()
+
+    def _share(self):
+        """Decode the chunks not taken yet until none is left, or one fails."""
         for i in self._next:
-            if i >= len(self._chunks) or i > self._failed:
-                return -1
+            if i >= len(self._chunks) or i > self._failed or self._stopped:
+                return
             if not self._decoded(i):
                 with self._lock:
                     self._failed = min(self._failed, i)
-                return i
-        return -1  # not reached: the counter is endless
+                return
 
     def _decoded(self, i):
         import os
@@ -389,13 +435,13 @@ class BloscDecoder:
 
 
 class BloscEncoder:
-    """Compresses a block into c-blosc chunks and writes them to a file, shared by the threads that call `run`.
+    """Compresses a block into c-blosc chunks and writes them to a file: started threads, then the caller.
 
     The pure twin of the compiled class (same parameters, results and
     exceptions; see its docstring): here each chunk is compressed by
     ``blosc.compress`` of the ``blosc`` package, hashed with the ``xxhash``
-    package and written with ``os.pwrite``, the threads taking turns under
-    a lock.
+    package and written with ``os.pwrite``, the threads (Python threads,
+    from `start`) taking turns under a lock.
     """
 
     def __init__(self, data, chunk_size, itemsize, cname, bitshuffle, level, fd=-1, offset=0, window=1):
@@ -415,6 +461,17 @@ class BloscEncoder:
         self._next = self._placed = self._position = self._written = 0
         self._writing = False
         self._failed, self._error = self._count, 0
+        self._started = _Started()
+
+    def start(self, threads):
+        """Put `threads` threads to compressing now (at most once); see the compiled twin."""
+        return self._started.start(self._share, threads, "encoder")
+
+    def run(self):
+        """Compress and write the chunks not taken yet, then wait for the started threads; see the compiled twin."""
+        self._share()
+        self._started.join()
+        return -1 if self._failed >= self._count else self._failed
 
     def _fail(self, index, error):
         """Under the lock: record chunk `index` as failed with `error` if it is the first."""
@@ -439,8 +496,11 @@ class BloscEncoder:
             and self._next >= self._written + self._window
         )
 
-    def run(self):
-        """Compress the chunks not taken yet, and write those placed while the file is known; see the compiled twin."""
+    def _share(self):
+        """Compress the chunks not taken yet, and write those placed while the file is known.
+
+        Returns -1, or the chunk this thread failed on.
+        """
         with self._turn:
             while True:
                 self._turn.wait_for(lambda: not self._must_wait())
@@ -527,13 +587,14 @@ class BloscEncoder:
             self._turn.notify_all()
 
     def cancel(self):
-        """Stop every thread taking chunks; see the compiled twin."""
+        """Stop every thread taking chunks and wait for the started ones; see the compiled twin."""
         import errno
 
         with self._turn:
             if self._failed == self._count and self._count > 0:
                 self._failed, self._error = 0, errno.ECANCELED
             self._turn.notify_all()
+        self._started.join()
 
     def failure(self):
         """``(index, errno)`` of the first chunk that failed (errno 0: not compressed), or None."""
