@@ -288,9 +288,9 @@ _RATIO_COLUMNS = [
     ("vs_blosc_high", "max", "the highest of the rounds' ratios that x blosc is the median of"),
     (
         "vs_blosc_process_low",
-        "worst process",
-        "the lowest of the fresh processes' own medians, when several share the rounds "
-        "(a process's state changes Blosc's time)",
+        "worst set",
+        "the lowest of the sets of processes' own medians, when several share the rounds "
+        "(each set: one fresh process per implementation)",
     ),
     ("size_vs_blosc", "raw/file / blosc", "compression ratio over Blosc's (lz4 level 5, shuffle) on the same data"),
     ("peak_over_result", "peak / result", "peak memory of the load in a fresh process, over the size of its result"),
