@@ -831,6 +831,17 @@ cdef enum:
     BLOSC_HEADER = 16
 
 
+cdef int start_job(joblite_job *job, void (*run)(void *) noexcept nogil, void *state, long long *active,
+                   threads, what) except -1:
+    """`start` of both kernels: `threads` of the pool on `run(state)`, once per `job`; how many may take part."""
+    cdef int wanted = _pool_threads(threads)
+    if job.submitted:
+        raise ValueError(f"the {what} has started already")
+    with nogil:
+        wanted = pool_submit(job, run, state, active, wanted)
+    return wanted
+
+
 ctypedef struct decoder_state:
     uint8_t *frame
     uint8_t *out
@@ -1000,12 +1011,7 @@ cdef class BloscDecoder:
         ValueError
             If `threads` is out of range, or the decoder has started already.
         """
-        cdef int wanted = _pool_threads(threads)
-        if self.job.submitted:
-            raise ValueError("the decoder has started already")
-        with nogil:
-            wanted = pool_submit(&self.job, decode_job, &self.st, &self.st.active, wanted)
-        return wanted
+        return start_job(&self.job, decode_job, &self.st, &self.st.active, threads, "decoder")
 
     def run(self):
         """Decode the chunks not taken yet, then wait (without the GIL) until the started threads are done.
@@ -1312,33 +1318,12 @@ cdef class BloscEncoder:
             PyBuffer_Release(&self.data_view)
 
     def start(self, threads):
-        """Put `threads` threads of the kernels' pool to compressing now (at most once).
+        """Put `threads` threads of the kernels' pool to compressing now (at most once), as `BloscDecoder.start`.
 
         Without a file, they hold what they compress (see the class); with
         one, they write it.
-
-        Parameters
-        ----------
-        threads : int
-            0 to 63.
-
-        Returns
-        -------
-        int
-            How many threads may take part: `threads`, fewer if the pool
-            could not start that many.
-
-        Raises
-        ------
-        ValueError
-            If `threads` is out of range, or the encoder has started already.
         """
-        cdef int wanted = _pool_threads(threads)
-        if self.job.submitted:
-            raise ValueError("the encoder has started already")
-        with nogil:
-            wanted = pool_submit(&self.job, encode_job, &self.state, &self.state.active, wanted)
-        return wanted
+        return start_job(&self.job, encode_job, &self.state, &self.state.active, threads, "encoder")
 
     def run(self):
         """Compress the chunks not taken yet and write those placed, then wait (without the GIL) for the started threads.
