@@ -367,6 +367,28 @@ def test_a_cancelled_decoder_stops_its_threads_before_it_returns(twin):
     assert decoder.run() == -1 and bytes(out) == after  # and no chunk is taken after it
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_while_the_threads_decode_does_not_wait_for_them(twin):
+    raw = (np.arange(1 << 21, dtype=np.int64) % 1013).tobytes()
+    frame, chunks, _, step = block_of(raw, 8, "blosc-lz4", 1 << 16)
+    out = bytearray(len(raw))
+    decoder = twin.codec.BloscDecoder(frame, chunks, step, out, "lz4")
+    decoder.start(1)
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's threads are not here, so there is nothing to wait for
+        decoder.cancel()
+        del decoder
+        os._exit(0)
+    deadline = time.monotonic() + 20
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if done[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0
+    assert decoder.run() == -1 and bytes(out) == raw  # the parent's threads went on
+
+
 def test_a_started_decoder_that_is_dropped_waits_for_its_threads(twin):
     if twin.name == "pure":
         pytest.skip("the pure twin's threads hold the decoder, and so its buffers")

@@ -690,6 +690,7 @@ cdef extern from *:
         long long *active;
         int wanted;                   /* threads still to take it; > 0 while it is queued */
         int submitted;
+        unsigned long generation;     /* joblite_pool_generation when it was queued */
         struct joblite_job *next;
     } joblite_job;
 
@@ -698,13 +699,15 @@ cdef extern from *:
     static pthread_cond_t joblite_pool_done = PTHREAD_COND_INITIALIZER;  /* a thread left a job */
     static joblite_job *joblite_pool_head = NULL, *joblite_pool_tail = NULL;
     static int joblite_pool_threads = 0, joblite_pool_registered = 0;
+    static unsigned long joblite_pool_generation = 0;  /* forks so far: a job of an earlier one has no thread here */
 
-    static void joblite_pool_after_fork(void) {  /* the child has none of the threads */
+    static void joblite_pool_after_fork(void) {  /* the child has none of the threads, nor their jobs */
         pthread_mutex_init(&joblite_pool_lock, NULL);
         pthread_cond_init(&joblite_pool_work, NULL);
         pthread_cond_init(&joblite_pool_done, NULL);
         joblite_pool_head = joblite_pool_tail = NULL;
         joblite_pool_threads = 0;
+        joblite_pool_generation++;
     }
 
     static void *joblite_pool_thread(void *unused) {
@@ -761,6 +764,7 @@ cdef extern from *:
         job->arg = arg;
         job->active = active;
         job->submitted = 1;
+        job->generation = joblite_pool_generation;
         job->wanted = threads > 0 ? threads : 0;
         job->next = NULL;
         if (threads > 0) {
@@ -778,7 +782,7 @@ cdef extern from *:
     #else
     #define JOBLITE_RELAX() ((void)0)
     #endif
-    #define JOBLITE_SPINS 4096  /* about 0.2 ms: the last chunk of the other thread, typically */
+    #define JOBLITE_SPINS 4096  /* about 0.2 ms here: the other thread's last chunk, typically */
 
     /* Take `job` back from the queue if no thread took it yet, then wait until no thread runs it:
        spinning a little first (the caller's core has nothing else to do, and a sleeping caller
@@ -788,6 +792,10 @@ cdef extern from *:
         int spins;
         if (!job->submitted) return;
         pthread_mutex_lock(&joblite_pool_lock);
+        if (job->generation != joblite_pool_generation) {  /* queued before a fork: no thread of this process has it */
+            pthread_mutex_unlock(&joblite_pool_lock);
+            return;
+        }
         if (job->wanted > 0) {
             for (current = joblite_pool_head; current != job; current = current->next) previous = current;
             if (previous) previous->next = job->next;
