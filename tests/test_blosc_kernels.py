@@ -25,6 +25,7 @@ import pytest
 import xxhash
 
 from joblite import _blocks as B
+from joblite import _container
 from joblite import compressors as C
 from joblite import dump, dumps, load
 
@@ -352,6 +353,48 @@ def test_start_refuses_a_bad_count_and_a_second_start_alike(twin, kernel):
     with pytest.raises(ValueError, match=f"the {kernel} has started already"):
         made.start(1)
     assert made.run() == -1
+
+
+def test_wake_threads_refuses_a_bad_count_alike(twin):
+    for bad in (-1, 64):
+        with pytest.raises(ValueError, match=f"threads must be 0 to 63, got {bad}"):
+            twin.codec.wake_threads(bad)
+    with pytest.raises(TypeError):
+        twin.codec.wake_threads(1.0)
+    assert twin.codec.wake_threads(0) is None
+
+
+def test_woken_threads_take_the_next_job_then_stop_waiting(twin):
+    raw = (np.arange(1 << 21, dtype=np.int64) % 1013).tobytes()
+    frame, chunks, _, step = block_of(raw, 8, "blosc-lz4", 1 << 16)
+    out = bytearray(len(raw))
+    twin.codec.wake_threads(2)
+    decoder = twin.codec.BloscDecoder(frame, chunks, step, out, "lz4")
+    assert started(decoder, 3) == -1 and bytes(out) == raw
+    twin.codec.wake_threads(2)  # and no job comes: the threads wait a while, then sleep
+    before = time.process_time()
+    time.sleep(0.2)
+    assert time.process_time() - before < 0.1  # two threads waiting on by spinning would use 0.4 s
+
+
+def test_large_loads_share_a_spare_frame_that_only_the_frame_header_reaches(tmp_path):
+    small = np.random.default_rng(1).integers(0, 256, 1 << 21)  # 16 MiB each, 2 MiB compressed
+    noise = np.random.default_rng(0).standard_normal(1 << 21)  # incompressible: a larger frame
+    for name, value in (("small", small), ("noise", noise)):
+        dump(value, tmp_path / name, compress=True)
+    dump(noise, tmp_path / "lz4", compress="lz4")
+    _container._SPARE_FRAMES.clear()
+    assert np.array_equal(load(tmp_path / "small"), small)
+    (first,) = _container._SPARE_FRAMES
+    assert np.array_equal(load(tmp_path / "small"), small)
+    assert _container._SPARE_FRAMES == [first]
+    assert np.array_equal(load(tmp_path / "lz4"), noise)  # read into its frame: not a spare one
+    assert _container._SPARE_FRAMES == [first]
+    assert np.array_equal(load(tmp_path / "noise"), noise)
+    (second,) = _container._SPARE_FRAMES
+    assert len(second) > len(first)
+    header = 4 + 4 * 16  # 16 chunks of 1 MiB
+    assert not any(second[header:])  # the threads read the chunks into buffers of their own
 
 
 def test_a_cancelled_decoder_stops_its_threads_before_it_returns(twin):

@@ -158,7 +158,7 @@ def test_truncated_files_every_64_bytes(small, tmp_path):
             assert_corrupt_file(path, f"cut at {cut}, mmap_mode={mode}", mmap_mode=mode)
 
 
-@pytest.mark.parametrize("compress", [0, "lz4"])
+@pytest.mark.parametrize("compress", [0, "lz4", "blosc-lz4"])
 def test_truncated_large_file_random_cuts(tmp_path, compress):
     rng = np.random.default_rng(7)
     value = {
@@ -188,6 +188,26 @@ def test_truncated_large_file_random_cuts(tmp_path, compress):
 
 
 # -- byte and bit flips -------------------------------------------------------------------
+@pytest.mark.parametrize("compress", [0, "blosc-lz4"])
+def test_flips_in_a_large_file_name_their_region(tmp_path, compress):
+    """A file larger than the loader's first read: its first and last bytes come from two reads, the rest at offsets."""
+    value = {"x": np.random.default_rng(3).standard_normal(400_000), "i": np.arange(300_000) % 97, "s": "tail"}
+    path = tmp_path / "large.jl"
+    dump(value, path, compress=compress)
+    data = path.read_bytes()
+    assert len(data) > 1 << 20
+    named, _ = regions(data)
+    damaged = tmp_path / "damaged.jl"
+    for name, start, stop in named:
+        for position in sorted({start, (start + stop) // 2, stop - 1}):
+            flipped = bytearray(data)
+            flipped[position] ^= 0x5A
+            damaged.write_bytes(flipped)
+            message = assert_corrupt_file(damaged, f"{name} at {position}")
+            no_magic = name == "header" and position < 8 and "not a joblite or joblib file" in message
+            assert name in message or no_magic, (position, message)
+
+
 def test_flip_every_byte(small):
     """Every byte of every checksummed region is detected; the zero padding is not data."""
     for position in range(len(small)):

@@ -76,8 +76,10 @@ __all__ = [
     "frame_header",
     "iter_compressed_chunks",
     "max_raw_length",
+    "reads_into_thread_buffers",
     "start_compression",
     "verify_block",
+    "wake_threads",
 ]
 
 CHUNK_SIZE = 1 << 20
@@ -489,6 +491,34 @@ class Compression:
         if self._encoder is not None and not self._finished:
             self._finished = True
             self._encoder.cancel()
+
+
+def reads_into_thread_buffers(name):
+    """Whether `decompress_block`, given a `source`, reads the chunks of the codec `name` into buffers of its threads.
+
+    True for the ``'blosc-*'`` codecs: their frame buffer (`data`) is then
+    not touched past the frame header.  False for the others, whose chunks
+    are read into their places in `data`, or for a name that is not
+    registered.
+    """
+    try:
+        return isinstance(get_compressor(name), _Blosc)
+    except ValueError:
+        return False
+
+
+def wake_threads(name, workers=2):
+    """Wake the threads that a large block of the codec `name` will be decoded or compressed with, ahead of time.
+
+    For the ``'blosc-*'`` codecs: the ``workers - 1`` threads of the
+    kernels' pool that `decompress_block` or `start_compression` will
+    start (see `_codec.wake_threads`), woken now so that they are awake
+    when the job comes, after the Python work that leads to it.  Nothing
+    for the other codecs, or a name that is not registered (a reader
+    reports it when it decodes the block).
+    """
+    if reads_into_thread_buffers(name) and workers > 1:  # the codecs of the kernels' pool
+        _codec.wake_threads(min(workers, MAX_WORKERS) - 1)
 
 
 def start_compression(data, itemsize, name, level, chunk_size=CHUNK_SIZE, workers=2):

@@ -72,6 +72,7 @@ _PARALLEL_READ_PIECE = 1 << 24
 _PREALLOCATE_MIN = 1 << 20  # reserving blocks first pays off for large files only
 _PIPELINE_MIN = 1 << 20  # compressed blocks from this size on are read by the threads that decode them
 _COMPRESSED_STREAM_MIN = 1 << 12  # a shorter pickle stream is stored as it is: compressing costs more than it saves
+_TAIL = 1 << 13  # read at once when a reader opens a file: its footer, block table and last checksum list
 
 
 def checksum(buffer):
@@ -458,18 +459,67 @@ BlockEntry = collections.namedtuple("BlockEntry", "offset length raw_length code
 _CODEC_LISTS: dict[bytes, Any] = {}  # bytes of a block table's codec list -> the parsed names
 
 
+#: A frame buffer of `Container._read_decompressed`, kept for the next large block.
+_SPARE_FRAMES: list[Any] = []
+
+
+def _spare_frame(length):
+    """A writable buffer of at least `length` bytes for a frame whose chunks the threads read from the file.
+
+    For the codecs whose threads read the chunks into buffers of their own
+    (`joblite._blocks.reads_into_thread_buffers`), only the frame's header
+    is written there.  So it is an anonymous memory map, whose pages cost
+    nothing until they are touched, kept for the next large block, not
+    memory of the heap: a temporary of the frame's size allocated and
+    freed on each load, beside the array that outlives it, made the heap
+    give that array fresh pages in some processes here (page faults on 3
+    of its 16 MiB, which doubled the time of a 16 MiB load of random
+    floats), and a new map for each load cost more than it saved
+    (mapping, the header page's fault and unmapping: 7% of a 16 MiB load).
+    """
+    import mmap
+
+    try:
+        frame = _SPARE_FRAMES.pop()
+    except IndexError:  # none yet, or another thread's load has it
+        frame = None
+    if frame is None or len(frame) < length:
+        frame = mmap.mmap(-1, length)
+    return frame
+
+
+def _pread_bytes(fd, length, offset):
+    """Up to `length` bytes at `offset` of the file descriptor `fd`: fewer only where the file ends."""
+    pieces, done = [], 0
+    while done < length:
+        piece = os.pread(fd, min(length - done, _MAX_READ_CHUNK), offset + done)
+        if not piece:
+            break
+        pieces.append(piece)
+        done += len(piece)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
 class Container:
     """The validated header, footer and block table of a container file.
 
     Parameters
     ----------
-    fileobj : binary file object or None
-        Seekable, the container starting at offset 0; None when `data` is given.
+    fileobj : int, binary file object or None
+        An OS file descriptor, or a seekable file object, of the file, the
+        container starting at offset 0; None when `data` is given.  Parts
+        are read at their offsets with ``os.pread`` when there is a
+        descriptor (a file object's ``fileno()``), so the position of
+        `fileobj` is not relied on.
     where : str
         How errors name the file.
     data : bytes or bytearray, optional
         The whole file, when it is already read (a small file, or one read
         from a stream that cannot seek cheaply): then `fileobj` is not read.
+    head : bytes, optional
+        The file's first bytes, when they are already read: the parts that
+        lie within them (the header, a short pickle stream, the first
+        block's frame header) are not read again.
 
     Attributes
     ----------
@@ -493,10 +543,12 @@ class Container:
         version, naming `where`, the part and what is wrong.
     """
 
-    def __init__(self, fileobj, where, data=None):
-        self.file = fileobj
+    def __init__(self, fileobj, where, data=None, head=b""):
         self.where = where
         self.data = data
+        self.file = fileobj if not isinstance(fileobj, int) else None
+        self.fd = fileobj if isinstance(fileobj, int) else self._fileno()
+        self._read_already = ((0, head),)
         header = self.read(0, ALIGNMENT, "header")
         (
             magic,
@@ -523,9 +575,13 @@ class Container:
                 f"format version {self.version} (flags {self.flags}) is not supported by this "
                 f"joblite, which reads versions {' and '.join(map(str, _READ_VERSIONS))}",
             )
-        size = len(data) if data is not None else fileobj.seek(0, io.SEEK_END)
+        size = self._size()
         if size < 2 * ALIGNMENT:
             self.fail("footer", f"file is truncated ({size} bytes)")
+        if self.fd is not None and size > len(head):
+            # One read for the footer, the block table before it and the last block's checksums.
+            start = max(size - _TAIL, len(head))
+            self._read_already = ((0, head), (start, _pread_bytes(self.fd, size - start, start)))
         footer = self.read(size - ALIGNMENT, ALIGNMENT, "footer")
         magic, table_offset, table_length, n_blocks, table_checksum, file_length, footer_checksum = _FOOTER.unpack(
             footer
@@ -565,6 +621,20 @@ class Container:
             previous_end = offset + length
             self.blocks.append(entry)
 
+    def wake_threads(self):
+        """Wake the threads that :meth:`block` will read and decode this file's first large compressed block with.
+
+        A loader calls it before the Python work that precedes the block
+        (unpickling up to it), so that the threads are awake when it comes
+        (see `joblite._blocks.wake_threads`).
+        """
+        if self.fd is None or self.version < 2:
+            return
+        for entry in self.blocks:
+            if entry.codec and entry.length >= _PIPELINE_MIN:
+                _blocks.wake_threads(self.codecs[entry.codec])
+                return
+
     def _check_raw_length(self, part, codec, length, raw_length, itemsize=1):
         """Refuse a raw length the stored bytes cannot hold, before memory is allocated for it."""
         if codec:
@@ -581,10 +651,23 @@ class Container:
         """Raise :class:`CorruptFileError` naming the file, `part` and `what` is wrong."""
         raise CorruptFileError(f"{self.where}: {part}: {what}")
 
+    def _size(self):
+        """The file's length (bytes)."""
+        if self.data is not None:
+            return len(self.data)
+        if self.fd is not None:
+            return os.fstat(self.fd).st_size
+        return self.file.seek(0, io.SEEK_END)
+
     def read(self, offset, length, part):
         """Exactly `length` bytes at `offset`, or :meth:`fail` naming `part` as truncated."""
         if self.data is not None:
             return self._slice(self.data, offset, length, part)
+        for start, piece in self._read_already:
+            if start <= offset and offset + length <= start + len(piece):
+                return piece[offset - start : offset - start + length]
+        if self.fd is not None:
+            return self._slice(_pread_bytes(self.fd, length, offset), 0, length, part, offset)
         self.file.seek(offset)
         return self._slice(self.file.read(length), 0, length, part, offset)
 
@@ -657,8 +740,7 @@ class Container:
                     piece = view[start : start + _READ_PIECE]
                     piece[:] = self._slice(data, offset + start, len(piece), part)
                     digest.update(piece)
-        elif total < _OVERLAP_MIN or (fd := self._fileno()) is None:
-            self.file.seek(offset)
+        elif total < _OVERLAP_MIN or self.fd is None:
             for start in range(0, total, _READ_PIECE):
                 piece = view[start : start + _READ_PIECE]
                 self._fill(piece, offset + start, part)
@@ -673,7 +755,7 @@ class Container:
             starts = range(0, total, piece)
             with ThreadPoolExecutor(2, thread_name_prefix="joblite-read") as readers:
                 reads = [
-                    readers.submit(self._pread, fd, view[start : start + piece], offset + start, part)
+                    readers.submit(self._pread, self.fd, view[start : start + piece], offset + start, part)
                     for start in starts
                 ]
                 for start, read in zip(starts, reads):
@@ -683,6 +765,8 @@ class Container:
             self.fail(part, "checksum mismatch")
 
     def _fileno(self):
+        if self.file is None:
+            return None
         try:
             return self.file.fileno()
         except (AttributeError, OSError, io.UnsupportedOperation):
@@ -696,7 +780,11 @@ class Container:
             self.fail(part, str(exc))
 
     def _fill(self, piece, offset, part):
-        """Read exactly ``len(piece)`` bytes, the file being at `offset`."""
+        """Read exactly ``len(piece)`` bytes at `offset` into `piece`."""
+        if self.fd is not None:
+            self._pread(self.fd, piece, offset, part)
+            return
+        self.file.seek(offset)
         done, total = 0, len(piece)
         while done < total:
             count = self.file.readinto(piece[done:])
@@ -755,15 +843,19 @@ class Container:
         frame_length = len(view) - 8 * count
         return frame_length, self._chunk_checksums(view[: 4 + 4 * count], view[frame_length:], expected, part)
 
-    def verify_chunks(self, entry, part):
-        """Verify a version-2 compressed block chunk by chunk, reading at most 16 MiB at a time."""
+    def _frame_ends(self, entry, part):
+        """The frame header and the chunk checksums of the version-2 compressed block `entry`, read from the file."""
         offset, length = entry.offset, entry.length
         count = self._chunk_count(self.read(offset, min(4, length), part), length, part)
         header = self.read(offset, 4 + 4 * count, part)
-        frame_length = length - 8 * count
-        checksums = self._chunk_checksums(
-            header, self.read(offset + frame_length, 8 * count, part), entry.checksum, part
-        )
+        trailer = self.read(offset + length - 8 * count, 8 * count, part)
+        return header, self._chunk_checksums(header, trailer, entry.checksum, part)
+
+    def verify_chunks(self, entry, part):
+        """Verify a version-2 compressed block chunk by chunk, reading at most 16 MiB at a time."""
+        header, checksums = self._frame_ends(entry, part)
+        offset, count = entry.offset, len(checksums)
+        frame_length = entry.length - 8 * count
         sizes = struct.unpack(f"<{count}I", header[4:])
         if 4 + 4 * count + sum(sizes) != frame_length:
             self.fail(part, f"chunk sizes add up to {sum(sizes)} bytes, the frame holds {frame_length - 4 - 4 * count}")
@@ -814,41 +906,43 @@ class Container:
             verify = not self.flags & FLAG_MAPPED_WRITABLE
             self._read_verified(offset, memoryview(out), expected if verify else None, part)
             return out
+        if self.version > 1 and self.fd is not None and length >= _PIPELINE_MIN:
+            return self._read_decompressed(self.blocks[index], part)
         stored = np.empty(length, dtype=np.uint8)
         view = memoryview(stored)
         if self.version == 1:  # one checksum of the whole part: read and verify it, then decompress it
             self._read_verified(offset, view, expected, part)
             return self._decompressed(stored, raw_length, itemsize, codec, part)
-        fd = self._fileno() if self.data is None and length >= _PIPELINE_MIN else None
-        if fd is None:
-            self._read_verified(offset, view, None, part)
-            frame_length, checksums = self._frame_checksums(view, expected, part)
-            return self._decompressed(view[:frame_length], raw_length, itemsize, codec, part, checksums)
-        return self._read_decompressed(fd, offset, view, raw_length, itemsize, codec, expected, part)
+        self._read_verified(offset, view, None, part)
+        frame_length, checksums = self._frame_checksums(view, expected, part)
+        return self._decompressed(view[:frame_length], raw_length, itemsize, codec, part, checksums)
 
-    def _read_decompressed(self, fd, offset, view, raw_length, itemsize, codec, expected, part):
-        """Read a large compressed block of a version-2 file into `view` while its chunks are decompressed.
+    def _read_decompressed(self, entry, part):
+        """Decompress a large compressed block of a version-2 file while its chunks are read.
 
         The frame header and the checksum list are read and verified first;
         then each thread reads the chunks it decompresses and checks them
         against their checksums, so that reading (a copy from the page
         cache) and hashing are shared by the threads, each on data in its
         own cache, and overlap decoding.  No byte is decoded before its
-        checksum is verified.
+        checksum is verified.  The array is allocated before the frame's
+        buffer, which does not outlive the call (see `_spare_frame`).
         """
         import numpy as np
 
-        self._pread(fd, view[:4], offset, part)
-        count = self._chunk_count(view, len(view), part)
-        trailer = len(view) - 8 * count
-        self._pread(fd, view[4 : 4 + 4 * count], offset + 4, part)
-        self._pread(fd, view[trailer:], offset + trailer, part)
-        frame_length, checksums = self._frame_checksums(view, expected, part)
+        offset, length, raw_length, codec, itemsize, _ = entry
+        header, checksums = self._frame_ends(entry, part)
+        frame_length = length - 8 * len(checksums)
         try:
             out = np.empty(raw_length, dtype=np.uint8)
         except MemoryError:  # tell a corrupt block from a valid one that needs more memory
+            view = memoryview(np.empty(length, dtype=np.uint8))
             self._read_verified(offset, view, None, part)
             return self._decompressed(view[:frame_length], raw_length, itemsize, codec, part, checksums)
+        spare = _blocks.reads_into_thread_buffers(self.codecs[codec])
+        frame = _spare_frame(length) if spare else np.empty(length, dtype=np.uint8)
+        view = memoryview(frame)
+        view[: len(header)] = header
         try:
             _blocks.decompress_block(
                 view[:frame_length],
@@ -857,11 +951,13 @@ class Container:
                 self.codecs[codec],
                 out,
                 self.chunk_size,
-                source=(fd, offset),
+                source=(self.fd, offset),
                 checksums=checksums,
             )
         except ValueError as exc:
             self.fail(part, str(exc))
+        if spare:
+            _SPARE_FRAMES[:] = [frame]  # only its header page was touched
         return out
 
 

@@ -55,9 +55,12 @@ def _rebuild_array(buffer, descr, shape, order):
     """
     import numpy as np
 
-    dtype = np.lib.format.descr_to_dtype(descr)
-    if dtype.hasobject:
-        raise pickle.UnpicklingError(f"array block of dtype {dtype}, which holds Python objects")
+    dtype = _PLAIN_DTYPES.get(descr) if type(descr) is str else None
+    if dtype is None:
+        dtype = np.lib.format.descr_to_dtype(descr)
+        if dtype.hasobject:
+            raise pickle.UnpicklingError(f"array block of dtype {dtype}, which holds Python objects")
+        _remember_plain(descr, dtype)
     count = _element_count(shape, order, "array block")
     if isinstance(buffer, memoryview) and isinstance(buffer.obj, np.ndarray):
         buffer = buffer.obj  # READONLY_BUFFER (a read-only array was dumped): mmap_mode decides, as in joblib
@@ -129,6 +132,12 @@ def _is_plain(dtype):
     return dtype.char in _PLAIN_CHARS and dtype.fields is None and dtype.subdtype is None and dtype.metadata is None
 
 
+def _remember_plain(descr, dtype):
+    """Keep `dtype` for the next `descr` read, if it is plain and `descr` is its ``str``."""
+    if type(descr) is str and _is_plain(dtype) and dtype.str == descr and len(_PLAIN_DTYPES) < 256:
+        _PLAIN_DTYPES[descr] = dtype
+
+
 def _rebuild_descr(descr):
     """Unpickling hook: the plain dtype (see :func:`_is_plain`) whose ``str`` is `descr`.
 
@@ -145,8 +154,7 @@ def _rebuild_descr(descr):
         dtype = np.dtype(descr)
         if not _is_plain(dtype) or dtype.str != descr:
             raise pickle.UnpicklingError(f"dtype descr {descr!r} does not spell a plain dtype")
-        if len(_PLAIN_DTYPES) < 256:
-            _PLAIN_DTYPES[descr] = dtype
+        _remember_plain(descr, dtype)
     return dtype
 
 
@@ -199,7 +207,8 @@ class _Pickler(pickle.Pickler):
             if cls.__reduce_ex__ is np.ndarray.__reduce_ex__ and cls.__reduce__ is np.ndarray.__reduce__:
                 return _rebuild_subclass, (cls, obj.view(np.ndarray), getattr(obj, "__dict__", None))
             return NotImplemented
-        descr = np.lib.format.dtype_to_descr(obj.dtype)
+        dtype = obj.dtype
+        descr = dtype.str if _is_plain(dtype) else np.lib.format.dtype_to_descr(dtype)
         if obj.flags.c_contiguous or obj.flags.f_contiguous:
             order = "C" if obj.flags.c_contiguous else "F"
             # As raw bytes: numpy exports no buffer for some dtypes (datetime64).
@@ -347,8 +356,10 @@ def dumps(value: object, compress: Compress = 0) -> bytes:
 
 
 # -- loading ---------------------------------------------------------------------------
-def _load_container(fileobj, where, mapfile, mmap_mode, admitted, data=None, keep=None):
-    container = _container.Container(fileobj, where, data)
+def _load_container(container, mapfile, mmap_mode, admitted, keep=None):
+    """Load the object of `container` (a `_container.Container`), mapping from `mapfile` when `mmap_mode` says."""
+    where = container.where
+    container.wake_threads()
     stream = container.pickle_stream()
     if keep is not None and not container.blocks:
         keep.append(bytes(stream))
@@ -522,9 +533,10 @@ def _load_fileobj(fileobj, where, mmap_mode, admitted, own_file=False):
         mmap_mode = None
     if _is_container(head):
         if _random_access(fileobj) and fileobj.tell() == 0:
-            return _load_container(fileobj, where, fileobj if own_file and mmap_mode else None, mmap_mode, admitted)
+            mapfile = fileobj if own_file and mmap_mode else None
+            return _load_container(_container.Container(fileobj, where), mapfile, mmap_mode, admitted)
         data = _read_rest(fileobj)  # offsets in a container are from its start
-        return _load_container(None, where, None, None, admitted, data)
+        return _load_container(_container.Container(None, where, data), None, None, admitted)
     from . import _joblib_format
 
     if compressed:
@@ -534,7 +546,7 @@ def _load_fileobj(fileobj, where, mmap_mode, admitted, own_file=False):
             if mmap_mode is not None:
                 _ignored_mmap_mode(fileobj, mmap_mode, where, compressed)
             data = _read_rest(source.file)
-            return _load_container(None, where, None, None, admitted, data)
+            return _load_container(_container.Container(None, where, data), None, None, admitted)
         return _joblib_format.load_joblib(source, mmap_mode=mmap_mode, admitted=admitted, where=where)
     if kind is not None:
         return _joblib_format.load_joblib(fileobj, mmap_mode=mmap_mode, admitted=admitted, where=where)
@@ -644,17 +656,19 @@ def load_path(path, mmap_mode, admitted, keep=None):
     fd, writable = _open_to_load(path, mmap_mode)
     try:
         data = os.read(fd, _container.SMALL_FILE)
-        container = _is_container(data)
-        if container and len(data) < _container.SMALL_FILE:
-            # The whole file in one read (a short read of a regular file is its
-            # end): small containers are what a Memory cache hit loads most often.
+        if _is_container(data):
+            # A small file is read whole by that one read (a short read of a regular file is
+            # its end): small containers are what a Memory cache hit loads most often.  A
+            # large one is read at its offsets, its first bytes not again.
+            if len(data) < _container.SMALL_FILE:
+                container = _container.Container(None, path, data)
+            else:
+                container, keep = _container.Container(fd, path, head=data), None
             if mmap_mode is None:
-                return _load_container(None, path, None, None, admitted, data, keep)
+                return _load_container(container, None, None, admitted, keep)
             with _named_file(fd, path, writable) as mapfile:
-                return _load_container(None, path, mapfile, mmap_mode, admitted, data, keep)
+                return _load_container(container, mapfile, mmap_mode, admitted, keep)
         with _named_file(fd, path, writable) as fileobj:
-            if container:  # read at its offsets (what _load_fileobj would find again)
-                return _load_container(fileobj, path, fileobj if mmap_mode else None, mmap_mode, admitted)
             fileobj.seek(0)
             return _load_fileobj(fileobj, path, mmap_mode, admitted, own_file=True)
     finally:

@@ -26,6 +26,8 @@ def lz4_unshuffle(
 
 BLOSC_CODES: Final[dict[str, int]]
 
+def wake_threads(threads: int) -> None: ...
+
 class BloscDecoder:
     def __init__(
         self,

@@ -314,6 +314,11 @@ def _pool_threads(threads):
     return wanted
 
 
+def wake_threads(threads):
+    """Check `threads` as the compiled twin does; nothing to wake here, where `start` starts Python threads."""
+    _pool_threads(threads)
+
+
 class _Started:
     """The threads that `start` put to work on a decoder's or encoder's `_share` (the pure twins')."""
 
