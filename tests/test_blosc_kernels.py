@@ -25,9 +25,8 @@ import pytest
 import xxhash
 
 from joblite import _blocks as B
-from joblite import _container
+from joblite import _container, dump, dumps, load
 from joblite import compressors as C
-from joblite import dump, dumps, load
 
 BLOSC_CODECS = ["blosc-lz4", "blosc-lz4-bitshuffle", "blosc-zstd", "blosc-zstd-bitshuffle"]
 JOBLITE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(B.__file__)))
