@@ -319,29 +319,41 @@ def wake_threads(threads):
     _pool_threads(threads)
 
 
-class _Started:
-    """The threads that `start` put to work on a decoder's or encoder's `_share` (the pure twins')."""
+class _Kernel:
+    """`start` and `run` of the pure twins of both kernels: Python threads on `_share`, then the caller.
 
-    def __init__(self):
-        self.threads = None
+    A subclass defines `_share` (take chunks until none is left), `_count`
+    (its chunks), `_failed` (the first that failed; `_count`: none) and
+    `_what` (its name in errors).
+    """
 
-    def start(self, target, threads, what):
+    _what: str
+    _threads = None  # the started threads, once `start` ran
+
+    def start(self, threads):
+        """Put `threads` threads to work now (at most once); see the compiled twin."""
         import threading
 
         wanted = _pool_threads(threads)
-        if self.threads is not None:
-            raise ValueError(f"the {what} has started already")
-        self.threads = [threading.Thread(target=target, daemon=True) for _ in range(wanted)]
-        for thread in self.threads:
+        if self._threads is not None:
+            raise ValueError(f"the {self._what} has started already")
+        self._threads = [threading.Thread(target=self._share, daemon=True) for _ in range(wanted)]
+        for thread in self._threads:
             thread.start()
         return wanted
 
-    def join(self):
-        for thread in self.threads or ():
+    def run(self):
+        """Take the chunks not taken yet, then wait for the started threads; see the compiled twin."""
+        self._share()
+        self._join()
+        return -1 if self._failed >= self._count else self._failed
+
+    def _join(self):
+        for thread in self._threads or ():
             thread.join()
 
 
-class BloscDecoder:
+class BloscDecoder(_Kernel):
     """Decodes the c-blosc chunks of a frame into their places in `out`: started threads, then the caller.
 
     The pure twin of the compiled class (same parameters, results and
@@ -351,6 +363,8 @@ class BloscDecoder:
     per call, the GIL released), and `start` starts Python threads, which
     take the GIL between those steps.
     """
+
+    _what = "decoder"
 
     def __init__(self, frame, chunks, chunk_size, out, cname, checksums=None, fd=-1, offset=0):
         import itertools
@@ -373,25 +387,14 @@ class BloscDecoder:
             self._chunks.append((start, length))
         self._checksums = None if checksums is None else [operator.index(value) for value in checksums]
         self._next = itertools.count()
-        self._failed = count  # the lowest index that failed (count: none)
+        self._count = self._failed = count  # the lowest index that failed (count: none)
         self._stopped = False
         self._lock = threading.Lock()
-        self._started = _Started()
-
-    def start(self, threads):
-        """Put `threads` threads to decoding now (at most once); see the compiled twin."""
-        return self._started.start(self._share, threads, "decoder")
-
-    def run(self):
-        """Decode the chunks not taken yet, then wait for the started threads; see the compiled twin."""
-        self._share()
-        self._started.join()
-        return -1 if self._failed >= len(self._chunks) else self._failed
 
     def cancel(self):
         """Stop the started threads (each finishes the chunk it holds) and wait for them."""
         self._stopped = True
-        self._started.join()
+        self._join()
 
     def _share(self):
         """Decode the chunks not taken yet until none is left, or one fails."""
@@ -439,7 +442,7 @@ class BloscDecoder:
         return True
 
 
-class BloscEncoder:
+class BloscEncoder(_Kernel):
     """Compresses a block into c-blosc chunks and writes them to a file: started threads, then the caller.
 
     The pure twin of the compiled class (same parameters, results and
@@ -448,6 +451,8 @@ class BloscEncoder:
     package and written with ``os.pwrite``, the threads (Python threads,
     from `start`) taking turns under a lock.
     """
+
+    _what = "encoder"
 
     def __init__(self, data, chunk_size, itemsize, cname, bitshuffle, level, fd=-1, offset=0, window=1):
         import threading
@@ -466,17 +471,6 @@ class BloscEncoder:
         self._next = self._placed = self._position = self._written = 0
         self._writing = False
         self._failed, self._error = self._count, 0
-        self._started = _Started()
-
-    def start(self, threads):
-        """Put `threads` threads to compressing now (at most once); see the compiled twin."""
-        return self._started.start(self._share, threads, "encoder")
-
-    def run(self):
-        """Compress and write the chunks not taken yet, then wait for the started threads; see the compiled twin."""
-        self._share()
-        self._started.join()
-        return -1 if self._failed >= self._count else self._failed
 
     def _fail(self, index, error):
         """Under the lock: record chunk `index` as failed with `error` if it is the first."""
@@ -599,7 +593,7 @@ class BloscEncoder:
             if self._failed == self._count and self._count > 0:
                 self._failed, self._error = 0, errno.ECANCELED
             self._turn.notify_all()
-        self._started.join()
+        self._join()
 
     def failure(self):
         """``(index, errno)`` of the first chunk that failed (errno 0: not compressed), or None."""
