@@ -239,6 +239,55 @@ static void my_free(void *block)
 }
 
 
+/* joblite: serial_blosc's scratch, kept by each thread from call to call, as c-blosc's own
+   threads keep theirs.  Allocated and freed on each call, its 2 MiB and more (1 MiB blocks)
+   were mapped and unmapped by glibc on every call in some processes: a page fault for each
+   of its pages, twice the time of a 1 or 2 MiB load. */
+typedef struct {
+  uint8_t *block;
+  size_t size;
+} joblite_scratch;
+
+static pthread_key_t joblite_scratch_key;
+static pthread_once_t joblite_scratch_once = PTHREAD_ONCE_INIT;
+static int joblite_scratch_ready = 0;
+
+static void joblite_scratch_free(void *scratch)
+{
+  my_free(((joblite_scratch *)scratch)->block);
+  free(scratch);
+}
+
+static void joblite_scratch_init(void)
+{
+  joblite_scratch_ready = pthread_key_create(&joblite_scratch_key, joblite_scratch_free) == 0;
+}
+
+/* This thread's scratch, of `size` bytes or more; NULL if it cannot be allocated. */
+static uint8_t *joblite_scratch_get(size_t size)
+{
+  joblite_scratch *scratch;
+  pthread_once(&joblite_scratch_once, joblite_scratch_init);
+  if (!joblite_scratch_ready) {
+    return NULL;
+  }
+  scratch = (joblite_scratch *)pthread_getspecific(joblite_scratch_key);
+  if (scratch == NULL) {
+    scratch = (joblite_scratch *)calloc(1, sizeof(joblite_scratch));
+    if (scratch == NULL || pthread_setspecific(joblite_scratch_key, scratch) != 0) {
+      free(scratch);
+      return NULL;
+    }
+  }
+  if (scratch->size < size) {
+    my_free(scratch->block);
+    scratch->block = my_malloc(size);
+    scratch->size = scratch->block != NULL ? size : 0;
+  }
+  return scratch->block;
+}
+
+
 /* Copy 4 bytes from `*pa` to int32_t, changing endianness if necessary. */
 static int32_t sw32_(const uint8_t *pa)
 {
@@ -808,8 +857,13 @@ static int serial_blosc(struct blosc_context* context)
   int32_t ebsize = context->blocksize + context->typesize * (int32_t)sizeof(int32_t);
   int32_t ntbytes = context->num_output_bytes;
 
-  uint8_t *tmp = my_malloc(context->blocksize + ebsize);
-  uint8_t *tmp2 = tmp + context->blocksize;
+  uint8_t *tmp = joblite_scratch_get((size_t)context->blocksize + ebsize);  /* joblite: kept, see above */
+  uint8_t *tmp2;
+
+  if (tmp == NULL) {
+    return -1;
+  }
+  tmp2 = tmp + context->blocksize;
 
   for (j = 0; j < context->nblocks; j++) {
     if (context->compress && !(*(context->header_flags) & BLOSC_MEMCPYED)) {
@@ -860,10 +914,7 @@ static int serial_blosc(struct blosc_context* context)
     ntbytes += cbytes;
   }
 
-  /* Free temporaries */
-  my_free(tmp);
-
-  return ntbytes;
+  return ntbytes;  /* joblite: tmp is this thread's, kept */
 }
 
 
