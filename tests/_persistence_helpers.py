@@ -14,7 +14,7 @@ import xxhash
 MAGIC = b"\x89JOBLITE"
 FOOTER_MAGIC = b"JLBLOCKS"
 ALIGNMENT = 64
-HEADER = struct.Struct("<8sHHIQQQB7xQQ")  # magic, version, flags, reserved, pickle_length,
+HEADER = struct.Struct("<8sHHIQQQB7xQQ")  # magic, version, flags, hints, pickle_length,
 #                                            pickle_raw_length, pickle_checksum, pickle_codec,
 #                                            chunk_size, header_checksum
 ENTRY = struct.Struct("<QQQBB6xQQ")  # offset, length, raw_length, codec, itemsize, checksum, reserved
@@ -107,6 +107,7 @@ def parse(data):
     return {
         "version": header[1],
         "flags": header[2],
+        "hints": header[3],
         "pickle_length": header[4],
         "pickle_raw_length": header[5],
         "pickle_codec": header[7],
@@ -123,19 +124,27 @@ def parse(data):
 
 
 def build(
-    stream, blocks=(), codecs=("none",), pickle_codec=0, pickle_raw_length=None, chunk_size=1 << 20, version=1, flags=0
+    stream,
+    blocks=(),
+    codecs=("none",),
+    pickle_codec=0,
+    pickle_raw_length=None,
+    chunk_size=1 << 20,
+    version=1,
+    flags=0,
+    hints=0,
 ):
     """A container from its parts, as the spec lays it out.
 
     `blocks` is a list of ``(stored_bytes, raw_length, codec_index, itemsize)``;
     with ``version=2``, a compressed part's stored bytes end with its chunk
-    checksums (`with_checksums`).
+    checksums (`with_checksums`).  `hints` is the header's hint field.
     """
     stream = bytes(stream)
     raw = len(stream) if pickle_raw_length is None else pickle_raw_length
     stream_checksum = part_checksum(stream, version, pickle_codec)
     head = struct.pack(
-        "<8sHHIQQQB7xQ", MAGIC, version, flags, 0, len(stream), raw, stream_checksum, pickle_codec, chunk_size
+        "<8sHHIQQQB7xQ", MAGIC, version, flags, hints, len(stream), raw, stream_checksum, pickle_codec, chunk_size
     )
     out = bytearray(head + struct.pack("<Q", checksum(head)) + stream)
     table = bytearray()

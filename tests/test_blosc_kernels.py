@@ -24,9 +24,11 @@ import numpy as np
 import pytest
 import xxhash
 
+import _persistence_helpers as H
 from joblite import _blocks as B
 from joblite import _container, dump, dumps, load
 from joblite import compressors as C
+from joblite._safe_unpickle import CorruptFileError
 
 BLOSC_CODECS = ["blosc-lz4", "blosc-lz4-bitshuffle", "blosc-zstd", "blosc-zstd-bitshuffle"]
 JOBLITE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(B.__file__)))
@@ -394,6 +396,104 @@ def test_large_loads_share_a_spare_frame_that_only_the_frame_header_reaches(tmp_
     assert len(second) > len(first)
     header = 4 + 4 * 16  # 16 chunks of 1 MiB
     assert not any(second[header:])  # the threads read the chunks into buffers of their own
+
+
+@pytest.mark.parametrize("name", ["blosc-lz4", "blosc-zstd-bitshuffle", "lz4"])
+def test_a_started_decompression_finishes_to_the_block(twin, name, monkeypatch):
+    raw = (np.arange(1 << 18, dtype=np.int64) % 1013).tobytes()  # 2 MiB: 32 chunks of 64 KiB
+    frame, _, digests, _ = block_of(raw, 8, name, 1 << 16)
+    monkeypatch.setattr(B, "_codec", twin.codec)
+    out = bytearray(len(raw))
+    started = B.start_decompression(frame, len(raw), 8, name, out, chunk_size=1 << 16, workers=3, checksums=digests)
+    started.finish()
+    assert bytes(out) == raw
+    started.cancel()  # after finish: nothing to stop
+    assert bytes(out) == raw
+
+
+def test_a_started_decompression_checks_its_arguments_at_once_and_its_chunks_at_finish(twin, monkeypatch):
+    raw = (np.arange(1 << 17, dtype=np.int64) % 1013).tobytes()
+    frame, chunks, digests, _ = block_of(raw, 8, "blosc-lz4", 1 << 16)
+    monkeypatch.setattr(B, "_codec", twin.codec)
+    with pytest.raises(ValueError, match="out holds"):
+        B.start_decompression(frame, len(raw), 8, "blosc-lz4", bytearray(len(raw) - 1), chunk_size=1 << 16)
+    offset, length = chunks[5]
+    frame[offset + length // 2] ^= 0xFF
+    started = B.start_decompression(frame, len(raw), 8, "blosc-lz4", bytearray(len(raw)), 1 << 16, 2, None, digests)
+    with pytest.raises(ValueError, match="chunk 5 of 16: checksum mismatch"):
+        started.finish()
+
+
+def test_a_cancelled_decompression_stops_its_threads_before_it_returns(twin, monkeypatch):
+    raw = (np.arange(1 << 21, dtype=np.int64) % 1013).tobytes()  # 16 MiB: 256 chunks of 64 KiB
+    frame, _, _, _ = block_of(raw, 8, "blosc-lz4", 1 << 16)
+    monkeypatch.setattr(B, "_codec", twin.codec)
+    out = bytearray(len(raw))
+    B.start_decompression(frame, len(raw), 8, "blosc-lz4", out, chunk_size=1 << 16, workers=3).cancel()
+    after = bytes(out)
+    time.sleep(0.05)
+    assert bytes(out) == after and after != raw  # stopped before the end, and no thread writes any more
+
+
+def _flip_in_pickle_stream(path):
+    data = bytearray(path.read_bytes())
+    start, stop = H.parse(data)["pickle"]
+    data[(start + stop) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_load_decodes_its_large_block_while_it_unpickles_and_stops_it_when_the_load_fails(
+    twin, tmp_path, monkeypatch
+):
+    value = {"x": np.random.default_rng(2).integers(0, 256, 1 << 21), "name": "a" * 100}  # 16 MiB, 2 MiB stored
+    dump(value, tmp_path / "good", compress=True)
+    dump(value, tmp_path / "bad", compress=True)
+    _flip_in_pickle_stream(tmp_path / "bad")
+    monkeypatch.setattr(B, "_codec", twin.codec)
+    seen = []
+    pickle_stream = _container.Container.pickle_stream
+
+    def watched(self):
+        seen.append(self._decoding is not None)  # the block's decoding started before the stream is read
+        return pickle_stream(self)
+
+    monkeypatch.setattr(_container.Container, "pickle_stream", watched)
+    _container._SPARE_FRAMES.clear()
+    loaded = load(tmp_path / "good")
+    assert np.array_equal(loaded["x"], value["x"]) and loaded["name"] == value["name"]
+    (frame,) = _container._SPARE_FRAMES
+    with pytest.raises(CorruptFileError, match="pickle stream: checksum mismatch"):
+        load(tmp_path / "bad")
+    assert seen == [True, True]
+    assert _container._SPARE_FRAMES == [frame]  # the stopped decoding gave its frame back, untouched
+    assert not any(frame[4 + 4 * 16 :])
+    assert np.array_equal(load(tmp_path / "good")["x"], value["x"])
+
+
+def test_the_header_hints_at_the_kernels_threads_for_blosc_parts_of_several_chunks(tmp_path):
+    two_chunks = np.arange(1 << 18, dtype=np.int64)  # 2 MiB: two chunks of 1 MiB
+    cases = [
+        (two_chunks, True, _container.HINT_KERNEL_THREADS),
+        (two_chunks, "blosc-zstd-bitshuffle", _container.HINT_KERNEL_THREADS),
+        (two_chunks[: 1 << 17], True, 0),  # one chunk: decoded by the calling thread alone
+        (two_chunks, "lz4", 0),
+        (two_chunks, 0, 0),
+        ([str(n) for n in range(300_000)], True, _container.HINT_KERNEL_THREADS),  # a large compressed stream
+    ]
+    for value, compress, hints in cases:
+        path = tmp_path / "a.jl"
+        dump(value, path, compress=compress)
+        assert H.parse(path.read_bytes())["hints"] == _container.hints(path.read_bytes()[:16]) == hints
+    assert _container.hints(b"\x89JOBLITE\x02\x00") == 0
+
+
+def test_a_forged_hint_changes_nothing_but_a_wake(tmp_path):
+    value = np.arange(1 << 17, dtype=np.int64)
+    data = bytearray(dumps(value))
+    data[12] |= _container.HINT_KERNEL_THREADS
+    data[56:64] = xxhash.xxh3_64_intdigest(bytes(data[:56])).to_bytes(8, "little")
+    (tmp_path / "a.jl").write_bytes(bytes(data))
+    assert np.array_equal(load(tmp_path / "a.jl"), value)
 
 
 def test_a_cancelled_decoder_stops_its_threads_before_it_returns(twin):

@@ -439,7 +439,7 @@ def test_file_layout_matches_the_documented_format():
     layout = H.parse(data)
     assert data[:8] == b"\x89JOBLITE" and data[-64:-56] == b"JLBLOCKS"
     assert layout["version"] == persistence.FORMAT_VERSION == 2
-    assert layout["flags"] == 0 and layout["codecs"] == ["none"]
+    assert layout["flags"] == 0 and layout["hints"] == 0 and layout["codecs"] == ["none"]
     assert len(layout["blocks"]) == 4
     for block in layout["blocks"]:
         assert block["offset"] % 64 == 0
@@ -464,6 +464,8 @@ def test_compressed_parts_carry_their_chunk_checksums_as_documented(codec):
     data = dumps(value, compress=codec)
     layout = H.parse(data)
     assert layout["pickle_codec"] == 1 and layout["codecs"] == ["none", codec]
+    # "a" is three chunks: the kernels' threads decode it, for the 'blosc-*' codecs only
+    assert layout["hints"] == (_container.HINT_KERNEL_THREADS if codec.startswith("blosc-") else 0)
     stream = data[slice(*layout["pickle"])]
     parts = [data[slice(*b["range"])] for b in layout["blocks"]]
     for part in [stream, *parts]:
@@ -478,6 +480,7 @@ def test_compressed_parts_carry_their_chunk_checksums_as_documented(codec):
         pickle_raw_length=layout["pickle_raw_length"],
         chunk_size=layout["chunk_size"],
         version=2,
+        hints=layout["hints"],
     )
     assert rebuilt == data
 

@@ -78,6 +78,7 @@ __all__ = [
     "max_raw_length",
     "reads_into_thread_buffers",
     "start_compression",
+    "start_decompression",
     "verify_block",
     "wake_threads",
 ]
@@ -507,18 +508,22 @@ def reads_into_thread_buffers(name):
         return False
 
 
-def wake_threads(name, workers=2):
-    """Wake the threads that a large block of the codec `name` will be decoded or compressed with, ahead of time.
+def wake_threads(workers=2):
+    """Wake the ``workers - 1`` threads of the kernels' pool ahead of a ``'blosc-*'`` block's decoding or compression.
 
-    For the ``'blosc-*'`` codecs: the ``workers - 1`` threads of the
-    kernels' pool that `decompress_block` or `start_compression` will
-    start (see `_codec.wake_threads`), woken now so that they are awake
-    when the job comes, after the Python work that leads to it.  Nothing
-    for the other codecs, or a name that is not registered (a reader
-    reports it when it decodes the block).
+    The threads that `start_decompression` or `start_compression` will
+    start (see `_codec.wake_threads`) are woken now, so that they are awake
+    when the job comes, after the Python work that leads to it: a thread
+    asleep takes tens of microseconds to wake.
+
+    Raises
+    ------
+    ValueError
+        If `workers` is not an int from 1 to `MAX_WORKERS`.
     """
-    if reads_into_thread_buffers(name) and workers > 1:  # the codecs of the kernels' pool
-        _codec.wake_threads(min(workers, MAX_WORKERS) - 1)
+    workers = _int_in(workers, "workers", 1, MAX_WORKERS)
+    if workers > 1:
+        _codec.wake_threads(workers - 1)
 
 
 def start_compression(data, itemsize, name, level, chunk_size=CHUNK_SIZE, workers=2):
@@ -620,29 +625,72 @@ def _undecodable(index, count, name, exc):
     )
 
 
-def _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, out, source=None, checksums=None):
-    """Decompress every chunk of a frame and check its length; unshuffle into `out` unless None."""
-    codec = get_compressor(name)
-    size = _int_in(itemsize, "itemsize", 1, MAX_CHUNK_SIZE)
-    step = chunk_length(size, chunk_size)
-    workers = _int_in(workers, "workers", 1, MAX_WORKERS)
-    raw_length = _int_in(raw_length, "raw_length", 0, sys.maxsize)
-    frame = _byte_view(data, "data")
-    if out is not None:
-        target = _byte_view(out, "out", writable=True)
-        if len(target) != raw_length:
-            raise ValueError(f"out holds {len(target)} bytes, but raw_length is {raw_length!r}")
-    chunks = _codec.unpack_chunks(frame, raw_length, step)
-    count = len(chunks)
-    if checksums is not None and len(checksums) != count:
-        raise ValueError(f"{len(checksums)} chunk checksums for {count} chunks")
+class Decompression:
+    """A block's decompression, started before its caller needs the block: see `start_decompression`."""
 
-    def decompress_chunk(index):
-        offset, length = chunks[index]
+    def __init__(self, data, raw_length, itemsize, name, out, chunk_size, workers, source, checksums):
+        codec = get_compressor(name)
+        size = _int_in(itemsize, "itemsize", 1, MAX_CHUNK_SIZE)
+        step = chunk_length(size, chunk_size)
+        workers = _int_in(workers, "workers", 1, MAX_WORKERS)
+        raw_length = _int_in(raw_length, "raw_length", 0, sys.maxsize)
+        frame = _byte_view(data, "data")
+        target = None
+        if out is not None:
+            target = _byte_view(out, "out", writable=True)
+            if len(target) != raw_length:
+                raise ValueError(f"out holds {len(target)} bytes, but raw_length is {raw_length!r}")
+        chunks = _codec.unpack_chunks(frame, raw_length, step)
+        if checksums is not None and len(checksums) != len(chunks):
+            raise ValueError(f"{len(checksums)} chunk checksums for {len(chunks)} chunks")
+        self._codec, self._name, self._size, self._step, self._workers = codec, name, size, step, workers
+        self._raw_length, self._frame, self._target, self._chunks = raw_length, frame, target, chunks
+        self._source, self._checksums, self._finished = source, checksums, False
+        self._decoder = None
+        if target is not None and isinstance(codec, _Blosc):
+            fd, offset = source if source is not None else (-1, 0)
+            self._decoder = _codec.BloscDecoder(frame, chunks, step, target, codec.cname, checksums, fd, offset)
+            self._decoder.start(max(min(workers, len(chunks)) - 1, 0))
+
+    def finish(self):
+        """Decompress the chunks not done yet, the calling thread joining in, and wait for the other threads.
+
+        Raises
+        ------
+        ValueError
+            What `decompress_block` raises for a chunk that fails.
+        MemoryError
+            If a codec could not allocate a chunk's memory.
+        """
+        self._finished = True
+        if self._decoder is not None:
+            self._finish_blosc()
+            return
+        codec, chunks, step, workers = self._codec, self._chunks, self._step, self._workers
+        if self._target is not None and type(codec) is _LZ4:
+            tasks, decode = _lz4_tasks(self._frame, chunks, step, self._size, self._target, workers, self._decompress)
+        else:
+            tasks = [(index, index + 1) for index in range(len(chunks))]
+
+            def decode(first, stop):
+                self._decompress(first)
+
+        _run(tasks, decode, self._frame, chunks, workers, self._source, self._checksums)
+
+    def cancel(self):
+        """Stop the threads started and wait for them, once `finish` is not going to be called; no-op after it."""
+        if self._decoder is not None and not self._finished:
+            self._finished = True
+            self._decoder.cancel()
+
+    def _decompress(self, index):
+        """Decompress chunk `index` through the codec's own path, check its length, unshuffle it into place."""
+        offset, length = self._chunks[index]
+        count, step, name = len(self._chunks), self._step, self._name
         start = index * step
-        expected = min(step, raw_length - start)
+        expected = min(step, self._raw_length - start)
         try:
-            raw = codec.decompress(frame[offset : offset + length], expected)
+            raw = self._codec.decompress(self._frame[offset : offset + length], expected)
         except MemoryError:
             raise
         except Exception as exc:  # whatever the codec raises on bad input
@@ -650,45 +698,38 @@ def _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, out, sour
         got = memoryview(raw).nbytes
         if got != expected:
             raise ValueError(f"chunk {index} of {count} decompressed by {name!r} to {got} bytes, expected {expected}")
-        if out is not None:
-            _codec.unshuffle(raw, size, target[start : start + expected])
+        if self._target is not None:
+            _codec.unshuffle(raw, self._size, self._target[start : start + expected])
 
-    if out is not None and isinstance(codec, _Blosc):
-        _blosc_chunks(codec, frame, chunks, step, raw_length, target, workers, source, checksums)
-        return
-    if out is not None and type(codec) is _LZ4:
-        tasks, decode = _lz4_tasks(frame, chunks, step, size, target, workers, decompress_chunk)
-    else:
-        tasks = [(index, index + 1) for index in range(count)]
+    def _finish_blosc(self):
+        """Run the c-blosc decoder's loop here too (see `_codec.BloscDecoder`), then wait for its threads.
 
-        def decode(first, stop):
-            decompress_chunk(first)
-
-    _run(tasks, decode, frame, chunks, workers, source, checksums)
-
-
-def _blosc_chunks(codec, frame, chunks, step, raw_length, target, workers, source, checksums):
-    """Read, check and decode c-blosc chunks into `target` through `_codec.BloscDecoder`, `workers` threads at once.
-
-    The calling thread and ``workers - 1`` threads of the kernels' own pool
-    (see the decoder) run the decoder's loop: no GIL, no Python step per
-    chunk, and no wait for a Python thread to take the GIL at either end.
-    A chunk that fails there goes through the codec's own path
-    (`source` read, checksum, `_Blosc.decompress_into`), which raises the
-    error that the failure deserves, as for every other codec.
-    """
-    fd, offset = source if source is not None else (-1, 0)
-    decoder = _codec.BloscDecoder(frame, chunks, step, target, codec.cname, checksums, fd, offset)
-    decoder.start(max(min(workers, len(chunks)) - 1, 0))
-    try:
-        first = decoder.run()
-    except BaseException:  # the pure twin's loop, interrupted: its threads stop before this returns
-        decoder.cancel()
-        raise
-    if first >= 0:
-        decode_one = _blosc_decoder(codec, frame, chunks, step, raw_length, target)
-        _run([(first, first + 1)], lambda index, _: decode_one(index), frame, chunks, 1, source, checksums)
-        raise ValueError(f"cannot decompress chunk {first} of {len(chunks)} with compressor {codec.name!r}")
+        The calling thread and the ``workers - 1`` threads of the kernels'
+        own pool that ``__init__`` started read, check and decode the chunks:
+        no GIL, no Python step per chunk, and no wait for a Python thread to
+        take the GIL at either end.  A chunk that fails there goes through
+        the codec's own path (`source` read, checksum,
+        `_Blosc.decompress_into`), which raises the error that the failure
+        deserves, as for every other codec.
+        """
+        decoder, codec, frame, chunks = self._decoder, self._codec, self._frame, self._chunks
+        try:
+            first = decoder.run()
+        except BaseException:  # the pure twin's loop, interrupted: its threads stop before this returns
+            decoder.cancel()
+            raise
+        if first >= 0:
+            decode_one = _blosc_decoder(codec, frame, chunks, self._step, self._raw_length, self._target)
+            _run(
+                [(first, first + 1)],
+                lambda index, _: decode_one(index),
+                frame,
+                chunks,
+                1,
+                self._source,
+                self._checksums,
+            )
+            raise ValueError(f"cannot decompress chunk {first} of {len(chunks)} with compressor {codec.name!r}")
 
 
 def _run(tasks, decode, frame, chunks, workers, source, checksums):
@@ -949,7 +990,42 @@ def decompress_block(
         or a chunk decompresses to another length than expected.  The
         message names the chunk, and the codec when it failed.
     """
-    _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, out, source, checksums)
+    Decompression(data, raw_length, itemsize, name, out, chunk_size, workers, source, checksums).finish()
+
+
+def start_decompression(
+    data, raw_length, itemsize, name, out, chunk_size=CHUNK_SIZE, workers=2, source=None, checksums=None
+):
+    """Start `decompress_block` now; ``finish()`` of the result completes it, the calling thread joining in.
+
+    For the ``'blosc-*'`` codecs, the ``workers - 1`` threads of the
+    kernels' pool (see `_codec.BloscDecoder`) start reading, checking and
+    decoding chunks at once, so that a loader can go on with its own work
+    (unpickling up to the block) meanwhile; the other codecs start at
+    ``finish``.  `data`, `out` and the file of `source` must stay as they
+    are until ``finish`` or ``cancel`` returns, and nothing may read `out`
+    before ``finish`` returns.
+
+    Parameters
+    ----------
+    data, raw_length, itemsize, name, out, chunk_size, workers, source, checksums :
+        As for `decompress_block`.
+
+    Returns
+    -------
+    Decompression
+        ``finish()`` returns None once `out` holds the block, and raises
+        what `decompress_block` raises; ``cancel()``, when ``finish`` is
+        not going to be called, stops the threads (each completes the chunk
+        it holds) and waits for them.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `decompress_block`, for the arguments and the frame header, at
+        the call; a chunk's failure is raised by ``finish``.
+    """
+    return Decompression(data, raw_length, itemsize, name, out, chunk_size, workers, source, checksums)
 
 
 def verify_block(data, raw_length, itemsize, name, chunk_size=CHUNK_SIZE, workers=2, checksums=None):
@@ -961,4 +1037,4 @@ def verify_block(data, raw_length, itemsize, name, chunk_size=CHUNK_SIZE, worker
 
     Parameters and exceptions are those of `decompress_block`, without `out`.
     """
-    _each_chunk(data, raw_length, itemsize, name, chunk_size, workers, None, checksums=checksums)
+    Decompression(data, raw_length, itemsize, name, None, chunk_size, workers, None, checksums).finish()

@@ -55,6 +55,9 @@ MAGIC = b"\x89JOBLITE"
 #: Set when a file was memory-mapped writable ('r+'): its blocks may have been
 #: written through the mapping, so their checksums no longer hold.
 FLAG_MAPPED_WRITABLE = 1
+#: Header hint bit: a compressed part of the file holds more than one chunk of a ``'blosc-*'``
+#: codec, which the kernels' threads decode (a hint for speed: readers trust nothing else to it).
+HINT_KERNEL_THREADS = 1
 FOOTER_MAGIC = b"JLBLOCKS"
 ALIGNMENT = 64
 _HEADER = struct.Struct("<8sHHIQQQB7xQQ")  # magic .. checksum of the header itself
@@ -107,6 +110,26 @@ def _chunk_size(pickled, blocks, codec):
     if not codec:
         return _blocks.CHUNK_SIZE
     return _blocks.default_chunk_size(codec, max((array.nbytes for array, _ in blocks), default=len(pickled)))
+
+
+def _hints(compressed_stream, blocks, codec, chunk_size):
+    """The header's hint bits for a file of `blocks` and the stream `compressed_stream` (empty: stored raw)."""
+    if not codec or not _blocks.reads_into_thread_buffers(codec):
+        return 0
+    parts = [(len(compressed_stream), 1)] + [(array.nbytes, _shuffled_itemsize(size)) for array, size in blocks]
+    if any(nbytes > _blocks.chunk_length(size, chunk_size) for nbytes, size in parts):
+        return HINT_KERNEL_THREADS
+    return 0
+
+
+def hints(head):
+    """The hint bits of the header that a container file's first bytes `head` hold, not verified (0 if too short).
+
+    A reader acts on them before it verifies the header, for speed only:
+    ``HINT_KERNEL_THREADS`` wakes the kernels' threads (see
+    `joblite._blocks.wake_threads`) while the container is read.
+    """
+    return int.from_bytes(head[12:16], "little") if len(head) >= 16 else 0
 
 
 def _shuffled_itemsize(itemsize):
@@ -196,8 +219,9 @@ def write(fileobj, pickled, blocks, codec, level, preallocate=False, started=Non
         stored = b"".join(pieces)
     else:
         stored, stream_checksum = pickled, checksum(pickled)
+    hints = _hints(pickled if stream_codec else b"", blocks, codec, chunk_size)
     header = _HEADER.pack(
-        MAGIC, FORMAT_VERSION, 0, 0, len(stored), len(pickled), stream_checksum, stream_codec, chunk_size, 0
+        MAGIC, FORMAT_VERSION, 0, hints, len(stored), len(pickled), stream_checksum, stream_codec, chunk_size, 0
     )
     if preallocate and not codec:
         names_length = sum(1 + len(name) for name in codecs) + 2
@@ -459,7 +483,7 @@ BlockEntry = collections.namedtuple("BlockEntry", "offset length raw_length code
 _CODEC_LISTS: dict[bytes, Any] = {}  # bytes of a block table's codec list -> the parsed names
 
 
-#: A frame buffer of `Container._read_decompressed`, kept for the next large block.
+#: A frame buffer of `Container._start_decompressed`, kept for the next large block.
 _SPARE_FRAMES: list[Any] = []
 
 
@@ -549,6 +573,7 @@ class Container:
         self.file = fileobj if not isinstance(fileobj, int) else None
         self.fd = fileobj if isinstance(fileobj, int) else self._fileno()
         self._read_already = ((0, head),)
+        self._decoding = None  # (block index, _BlockDecoding or None), from start_decoding
         header = self.read(0, ALIGNMENT, "header")
         (
             magic,
@@ -621,19 +646,40 @@ class Container:
             previous_end = offset + length
             self.blocks.append(entry)
 
-    def wake_threads(self):
-        """Wake the threads that :meth:`block` will read and decode this file's first large compressed block with.
+    def start_decoding(self):
+        """Start reading and decoding this file's first large compressed block now, for :meth:`block` to finish.
 
-        A loader calls it before the Python work that precedes the block
-        (unpickling up to it), so that the threads are awake when it comes
-        (see `joblite._blocks.wake_threads`).
+        A loader calls it as soon as the container is read, before the
+        Python work that precedes the block (verifying the pickle stream,
+        unpickling up to the block), and :meth:`cancel_decoding` once the
+        load ends: the kernels' thread decodes chunks meanwhile (see
+        `joblite._blocks.start_decompression`).  Only a block that
+        :meth:`block` reads while the kernels' threads decode it (a
+        version-2 file read through its descriptor, a ``'blosc-*'`` block
+        of ``_PIPELINE_MIN`` stored bytes or more) starts so; nothing starts
+        when its memory cannot be allocated (:meth:`block` then tells a
+        corrupt block from a valid one that needs more memory).
+
+        Raises
+        ------
+        CorruptFileError
+            If the block's frame header or checksum list is corrupt.
         """
         if self.fd is None or self.version < 2:
             return
-        for entry in self.blocks:
+        for index, entry in enumerate(self.blocks):
             if entry.codec and entry.length >= _PIPELINE_MIN:
-                _blocks.wake_threads(self.codecs[entry.codec])
+                if _blocks.reads_into_thread_buffers(self.codecs[entry.codec]):
+                    self._decoding = (index, self._start_decompressed(entry, f"block {index}"))
                 return
+
+    def cancel_decoding(self):
+        """Stop what :meth:`start_decoding` started and :meth:`block` did not finish, and wait for its threads."""
+        if self._decoding is not None:
+            started = self._decoding[1]
+            self._decoding = None
+            if started is not None:
+                started.cancel()
 
     def _check_raw_length(self, part, codec, length, raw_length, itemsize=1):
         """Refuse a raw length the stored bytes cannot hold, before memory is allocated for it."""
@@ -907,7 +953,13 @@ class Container:
             self._read_verified(offset, memoryview(out), expected if verify else None, part)
             return out
         if self.version > 1 and self.fd is not None and length >= _PIPELINE_MIN:
-            return self._read_decompressed(self.blocks[index], part)
+            entry = self.blocks[index]
+            if self._decoding is not None and self._decoding[0] == index:
+                started = self._decoding[1]
+                self._decoding = None
+            else:
+                started = self._start_decompressed(entry, part)
+            return self._finish_decompressed(started, entry, part)
         stored = np.empty(length, dtype=np.uint8)
         view = memoryview(stored)
         if self.version == 1:  # one checksum of the whole part: read and verify it, then decompress it
@@ -917,8 +969,8 @@ class Container:
         frame_length, checksums = self._frame_checksums(view, expected, part)
         return self._decompressed(view[:frame_length], raw_length, itemsize, codec, part, checksums)
 
-    def _read_decompressed(self, entry, part):
-        """Decompress a large compressed block of a version-2 file while its chunks are read.
+    def _start_decompressed(self, entry, part):
+        """Start decompressing a large compressed block of a version-2 file while its chunks are read.
 
         The frame header and the checksum list are read and verified first;
         then each thread reads the chunks it decompresses and checks them
@@ -926,26 +978,25 @@ class Container:
         cache) and hashing are shared by the threads, each on data in its
         own cache, and overlap decoding.  No byte is decoded before its
         checksum is verified.  The array is allocated before the frame's
-        buffer, which does not outlive the call (see `_spare_frame`).
+        buffer, which does not outlive the decoding (see `_spare_frame`).
+        Returns a `_BlockDecoding`, or None when the array's memory cannot
+        be allocated.
         """
         import numpy as np
 
         offset, length, raw_length, codec, itemsize, _ = entry
         header, checksums = self._frame_ends(entry, part)
-        frame_length = length - 8 * len(checksums)
         try:
             out = np.empty(raw_length, dtype=np.uint8)
-        except MemoryError:  # tell a corrupt block from a valid one that needs more memory
-            view = memoryview(np.empty(length, dtype=np.uint8))
-            self._read_verified(offset, view, None, part)
-            return self._decompressed(view[:frame_length], raw_length, itemsize, codec, part, checksums)
+        except MemoryError:
+            return None
         spare = _blocks.reads_into_thread_buffers(self.codecs[codec])
         frame = _spare_frame(length) if spare else np.empty(length, dtype=np.uint8)
         view = memoryview(frame)
         view[: len(header)] = header
         try:
-            _blocks.decompress_block(
-                view[:frame_length],
+            decompression = _blocks.start_decompression(
+                view[: length - 8 * len(checksums)],
                 raw_length,
                 itemsize,
                 self.codecs[codec],
@@ -956,9 +1007,45 @@ class Container:
             )
         except ValueError as exc:
             self.fail(part, str(exc))
-        if spare:
-            _SPARE_FRAMES[:] = [frame]  # only its header page was touched
-        return out
+        return _BlockDecoding(decompression, out, frame if spare else None)
+
+    def _finish_decompressed(self, started, entry, part):
+        """The block that `started` (from :meth:`_start_decompressed`) decodes, once it is decoded."""
+        import numpy as np
+
+        if started is None:  # tell a corrupt block from a valid one that needs more memory
+            offset, length, raw_length, codec, itemsize, _ = entry
+            header, checksums = self._frame_ends(entry, part)
+            view = memoryview(np.empty(length, dtype=np.uint8))
+            self._read_verified(offset, view, None, part)
+            frame_length = length - 8 * len(checksums)
+            return self._decompressed(view[:frame_length], raw_length, itemsize, codec, part, checksums)
+        try:
+            return started.finish()
+        except ValueError as exc:
+            self.fail(part, str(exc))
+
+
+class _BlockDecoding:
+    """A block's decompression started by `Container._start_decompressed`: `finish` gives the block."""
+
+    def __init__(self, decompression, out, frame):
+        self._decompression, self._out, self._frame = decompression, out, frame
+
+    def finish(self):
+        """The decoded block (a uint8 array); raises what `joblite._blocks.Decompression.finish` raises."""
+        self._decompression.finish()
+        self._keep_frame()
+        return self._out
+
+    def cancel(self):
+        """Stop the decoding (see `joblite._blocks.Decompression.cancel`)."""
+        self._decompression.cancel()
+        self._keep_frame()
+
+    def _keep_frame(self):
+        if self._frame is not None:
+            _SPARE_FRAMES[:] = [self._frame]  # only its header page was touched
 
 
 def verify_file(path):

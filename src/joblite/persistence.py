@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import errno
 import io
-import math
 import os
 import pickle
 import reprlib
 import warnings
 
-from . import _container, _files, _safe_unpickle, _validate, compressors
+from . import _blocks, _container, _files, _safe_unpickle, _validate, compressors
 from ._container import FORMAT_VERSION
 from ._safe_unpickle import CorruptFileError, UnsafeLoadError
 
@@ -38,11 +37,18 @@ __all__ = ["dump", "load", "dumps", "loads", "CorruptFileError", "UnsafeLoadErro
 # -- pickling: what the stream names ----------------------------------------------------
 def _element_count(shape, order, what):
     """The number of elements of `shape`, after checking `shape` and `order` read from a file."""
-    if type(shape) is not tuple or not all(type(dim) is int and dim >= 0 for dim in shape):
+    # A loop, not all() over a generator: this runs right after a large block's decoding, with
+    # the interpreter's caches cold, where each piece of machinery touched costs microseconds.
+    if type(shape) is not tuple:
         raise pickle.UnpicklingError(f"{what} with shape {reprlib.repr(shape)}, not a tuple of non-negative ints")
+    count = 1
+    for dim in shape:
+        if type(dim) is not int or dim < 0:
+            raise pickle.UnpicklingError(f"{what} with shape {reprlib.repr(shape)}, not a tuple of non-negative ints")
+        count *= dim
     if order != "C" and order != "F":
         raise pickle.UnpicklingError(f"{what} with order {reprlib.repr(order)}, neither 'C' nor 'F'")
-    return math.prod(shape)
+    return count
 
 
 def _rebuild_array(buffer, descr, shape, order):
@@ -73,6 +79,8 @@ def _rebuild_array(buffer, descr, shape, order):
         )
     if count == 0 or dtype.itemsize == 0:
         return np.empty(shape, dtype=dtype, order=order)
+    if len(shape) == 1:
+        return buffer.view(dtype)  # already that shape: no reshape to run cold (see _element_count)
     return buffer.view(dtype).reshape(shape, order=order)
 
 
@@ -359,21 +367,24 @@ def dumps(value: object, compress: Compress = 0) -> bytes:
 def _load_container(container, mapfile, mmap_mode, admitted, keep=None):
     """Load the object of `container` (a `_container.Container`), mapping from `mapfile` when `mmap_mode` says."""
     where = container.where
-    container.wake_threads()
-    stream = container.pickle_stream()
-    if keep is not None and not container.blocks:
-        keep.append(bytes(stream))
-    if mmap_mode is not None and any(block.codec for block in container.blocks):
-        warnings.warn(
-            f"{where}: compressed arrays cannot be memory-mapped; mmap_mode={mmap_mode!r} "
-            "has no effect on them and they are loaded in memory",
-            UserWarning,
-            stacklevel=4,
-        )
-    if mmap_mode == "r+" and mapfile is not None and any(block.codec == 0 for block in container.blocks):
-        container.mark_mapped_writable(mapfile)
-    buffers = (container.block(index, mapfile, mmap_mode) for index in range(len(container.blocks)))
-    return _safe_unpickle.load_stream(stream, buffers, admitted, where)
+    container.start_decoding()  # its threads decode the first large block while this thread unpickles up to it
+    try:
+        stream = container.pickle_stream()
+        if keep is not None and not container.blocks:
+            keep.append(bytes(stream))
+        if mmap_mode is not None and any(block.codec for block in container.blocks):
+            warnings.warn(
+                f"{where}: compressed arrays cannot be memory-mapped; mmap_mode={mmap_mode!r} "
+                "has no effect on them and they are loaded in memory",
+                UserWarning,
+                stacklevel=4,
+            )
+        if mmap_mode == "r+" and mapfile is not None and any(block.codec == 0 for block in container.blocks):
+            container.mark_mapped_writable(mapfile)
+        buffers = (container.block(index, mapfile, mmap_mode) for index in range(len(container.blocks)))
+        return _safe_unpickle.load_stream(stream, buffers, admitted, where)
+    finally:
+        container.cancel_decoding()
 
 
 #: Enough leading bytes to tell a container (its magic) from every kind of joblib file.
@@ -657,6 +668,8 @@ def load_path(path, mmap_mode, admitted, keep=None):
     try:
         data = os.read(fd, _container.SMALL_FILE)
         if _is_container(data):
+            if _container.hints(data) & _container.HINT_KERNEL_THREADS:
+                _blocks.wake_threads()  # awake, not asleep, when the first block's decoding starts
             # A small file is read whole by that one read (a short read of a regular file is
             # its end): small containers are what a Memory cache hit loads most often.  A
             # large one is read at its offsets, its first bytes not again.
