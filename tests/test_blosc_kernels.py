@@ -470,6 +470,30 @@ def test_a_load_decodes_its_large_block_while_it_unpickles_and_stops_it_when_the
     assert np.array_equal(load(tmp_path / "good")["x"], value["x"])
 
 
+def test_a_large_block_without_memory_for_its_array_is_told_corrupt_or_valid(tmp_path, monkeypatch):
+    value = np.random.default_rng(3).integers(0, 256, 1 << 21)  # 16 MiB, 2 MiB stored
+    dump(value, tmp_path / "good", compress=True)
+    data = bytearray((tmp_path / "good").read_bytes())
+    block = H.parse(data)["blocks"][0]
+    data[(block["offset"] + block["offset"] + block["length"]) // 2] ^= 0xFF  # in a chunk
+    (tmp_path / "bad").write_bytes(bytes(data))
+    empty = np.empty
+
+    def no_memory_for_the_array(shape, *args, **kwargs):
+        if shape == value.nbytes:
+            raise MemoryError(f"no {shape} bytes")
+        return empty(shape, *args, **kwargs)
+
+    monkeypatch.setattr(np, "empty", no_memory_for_the_array)
+    for allowed in (None, []):  # the C unpickler, which retries on its own MemoryError, and the checked one
+        with pytest.raises(MemoryError):
+            load(tmp_path / "good", allowed=allowed)
+        with pytest.raises(CorruptFileError, match=r"block 0: chunk \d+ of 16: checksum mismatch"):
+            load(tmp_path / "bad", allowed=allowed)
+    monkeypatch.undo()
+    assert np.array_equal(load(tmp_path / "good"), value)
+
+
 def test_the_header_hints_at_the_kernels_threads_for_blosc_parts_of_several_chunks(tmp_path):
     two_chunks = np.arange(1 << 18, dtype=np.int64)  # 2 MiB: two chunks of 1 MiB
     cases = [

@@ -1015,7 +1015,7 @@ class Container:
 
         if started is None:  # tell a corrupt block from a valid one that needs more memory
             offset, length, raw_length, codec, itemsize, _ = entry
-            header, checksums = self._frame_ends(entry, part)
+            _, checksums = self._frame_ends(entry, part)
             view = memoryview(np.empty(length, dtype=np.uint8))
             self._read_verified(offset, view, None, part)
             frame_length = length - 8 * len(checksums)

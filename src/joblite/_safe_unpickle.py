@@ -954,12 +954,17 @@ class _Kept:
     def __init__(self, buffers):
         self._rest = iter(buffers)
         self.given = []
+        self.short_of_memory = False  # a buffer could not be made: no restart would help
 
     def __iter__(self):
         return self
 
     def __next__(self):
-        buffer = next(self._rest)
+        try:
+            buffer = next(self._rest)
+        except MemoryError:
+            self.short_of_memory = True
+            raise
         self.given.append(buffer)
         return buffer
 
@@ -997,6 +1002,9 @@ def load_stream(stream, buffers, admitted, where):
         If the stream names or misuses a global the policy refuses.
     CorruptFileError
         If it cannot be unpickled (the original exception is chained).
+    MemoryError
+        If a buffer (an array block) or an object of the stream needs more
+        memory than there is.
     """
     try:
         if admitted is None:
@@ -1009,11 +1017,13 @@ def load_stream(stream, buffers, admitted, where):
             except (_Divert, MemoryError):
                 # MemoryError: the C unpickler sizes its memo by the largest index the
                 # stream gives, and allocates lengths before reading them; the checked
-                # unpickler reads only what is there.
+                # unpickler reads only what is there.  Not a block's memory, though.
                 if type(buffers) is _Kept:
+                    if buffers.short_of_memory:
+                        raise
                     buffers = buffers.again()
         return SafeUnpickler(io.BytesIO(stream), admitted=admitted, where=where, buffers=buffers).load()
-    except (UnsafeLoadError, CorruptFileError):
-        raise
+    except (UnsafeLoadError, CorruptFileError, MemoryError):
+        raise  # MemoryError: a real one (a block's memory, or the checked unpickler's)
     except Exception as exc:  # a mangled stream fails in many ways inside the unpickler
         raise CorruptFileError(f"{where}: pickle stream: cannot be unpickled ({type(exc).__name__}: {exc})") from exc
