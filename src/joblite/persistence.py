@@ -367,8 +367,8 @@ def dumps(value: object, compress: Compress = 0) -> bytes:
 def _load_container(container, mapfile, mmap_mode, admitted, keep=None):
     """Load the object of `container` (a `_container.Container`), mapping from `mapfile` when `mmap_mode` says."""
     where = container.where
-    container.start_decoding()  # its threads decode the first large block while this thread unpickles up to it
     try:
+        container.start_decoding()  # its threads decode the first large block while this thread unpickles up to it
         stream = container.pickle_stream()
         if keep is not None and not container.blocks:
             keep.append(bytes(stream))
