@@ -432,7 +432,7 @@ def test_a_cancelled_decompression_stops_its_threads_before_it_returns(twin, mon
     B.start_decompression(frame, len(raw), 8, "blosc-lz4", out, chunk_size=1 << 16, workers=3).cancel()
     after = bytes(out)
     time.sleep(0.05)
-    assert bytes(out) == after and after != raw  # stopped before the end, and no thread writes any more
+    assert bytes(out) == after  # no thread writes once cancel has returned (how far they got depends on timing)
 
 
 def _flip_in_pickle_stream(path):
