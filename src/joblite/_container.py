@@ -112,11 +112,11 @@ def _chunk_size(pickled, blocks, codec):
     return _blocks.default_chunk_size(codec, max((array.nbytes for array, _ in blocks), default=len(pickled)))
 
 
-def _hints(compressed_stream, blocks, codec, chunk_size):
-    """The header's hint bits for a file of `blocks` and the stream `compressed_stream` (empty: stored raw)."""
+def _hints(stream_length, blocks, codec, chunk_size):
+    """The header's hint bits for `blocks` and a compressed pickle stream of `stream_length` bytes (0: none)."""
     if not codec or not _blocks.reads_into_thread_buffers(codec):
         return 0
-    parts = [(len(compressed_stream), 1)] + [(array.nbytes, _shuffled_itemsize(size)) for array, size in blocks]
+    parts = [(stream_length, 1)] + [(array.nbytes, _shuffled_itemsize(size)) for array, size in blocks]
     if any(nbytes > _blocks.chunk_length(size, chunk_size) for nbytes, size in parts):
         return HINT_KERNEL_THREADS
     return 0
@@ -219,7 +219,7 @@ def write(fileobj, pickled, blocks, codec, level, preallocate=False, started=Non
         stored = b"".join(pieces)
     else:
         stored, stream_checksum = pickled, checksum(pickled)
-    hints = _hints(pickled if stream_codec else b"", blocks, codec, chunk_size)
+    hints = _hints(len(pickled) if stream_codec else 0, blocks, codec, chunk_size)
     header = _HEADER.pack(
         MAGIC, FORMAT_VERSION, 0, hints, len(stored), len(pickled), stream_checksum, stream_codec, chunk_size, 0
     )
@@ -665,13 +665,15 @@ class Container:
         CorruptFileError
             If the block's frame header or checksum list is corrupt.
         """
-        if self.fd is None or self.version < 2:
-            return
         for index, entry in enumerate(self.blocks):
-            if entry.codec and entry.length >= _PIPELINE_MIN:
+            if self._pipelined(entry):
                 if _blocks.reads_into_thread_buffers(self.codecs[entry.codec]):
                     self._decoding = (index, self._start_decompressed(entry, f"block {index}"))
                 return
+
+    def _pipelined(self, entry):
+        """Whether :meth:`block` reads the block `entry` while its chunks are decoded (`_start_decompressed`)."""
+        return entry.codec > 0 and self.version > 1 and self.fd is not None and entry.length >= _PIPELINE_MIN
 
     def cancel_decoding(self):
         """Stop what :meth:`start_decoding` started and :meth:`block` did not finish, and wait for its threads."""
@@ -941,7 +943,8 @@ class Container:
         """
         import numpy as np
 
-        offset, length, raw_length, codec, itemsize, expected = self.blocks[index]
+        entry = self.blocks[index]
+        offset, length, raw_length, codec, itemsize, expected = entry
         part = f"block {index}"
         if raw_length == 0:
             return np.empty(0, dtype=np.uint8)
@@ -952,8 +955,7 @@ class Container:
             verify = not self.flags & FLAG_MAPPED_WRITABLE
             self._read_verified(offset, memoryview(out), expected if verify else None, part)
             return out
-        if self.version > 1 and self.fd is not None and length >= _PIPELINE_MIN:
-            entry = self.blocks[index]
+        if self._pipelined(entry):
             if self._decoding is not None and self._decoding[0] == index:
                 started = self._decoding[1]
                 self._decoding = None
