@@ -86,6 +86,25 @@ def test_every_chunk_is_the_buffer_blosc_itself_writes(name, itemsize):
         position += size
 
 
+@pytest.mark.parametrize("name", BLOSC_CODECS)
+@pytest.mark.parametrize("itemsize", [1, 2, 3, 4, 5, 8, 9, 16, 17, 23, 255])
+def test_blocks_are_those_c_blosc_chooses_up_to_512_kib(name, itemsize):
+    """`_Blosc.blocksize` follows c-blosc's own choice (read back from the package's buffers), capped."""
+    codec = C.get_compressor(name)
+    data = np.zeros((3 << 19) // itemsize * itemsize, np.uint8)
+    data[::7] = 1
+    shuffle = blosc.BITSHUFFLE if codec.bitshuffle else blosc.SHUFFLE
+    for level in range(1, 10):
+        blosc.set_blocksize(0)
+        own = blosc.compress(data, typesize=itemsize, clevel=level, shuffle=shuffle, cname=codec.cname)
+        chosen = struct.unpack_from("<I", own, 8)[0]
+        assert C._blosc_default_blocksize(codec.cname, level, itemsize) == chosen
+        chunk = codec.compress(data, level, itemsize)
+        capped = chosen if chosen <= C.BLOSC_MAX_BLOCK else C.BLOSC_MAX_BLOCK // itemsize * itemsize
+        assert struct.unpack_from("<I", chunk, 8)[0] == capped, level
+        assert codec.decompress(chunk, len(data)) == data.tobytes()
+
+
 def test_bitshuffle_and_zstd_make_smooth_floats_smaller():
     smooth = np.cumsum(np.random.default_rng(0).normal(0, 1e-3, 1 << 20)).astype(np.float32)
     sizes = {name: len(B.compress_block(smooth, 4, name, 5)) for name in BLOSC_CODECS}

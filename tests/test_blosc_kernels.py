@@ -208,8 +208,9 @@ def encode(twin, data, chunk_size, itemsize, name, level, path, offset=0, window
     codec = C.get_compressor(name)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
+        blocksize = codec.blocksize(level, itemsize)
         encoder = twin.codec.BloscEncoder(
-            data, chunk_size, itemsize, codec.cname, codec.bitshuffle, level, fd, offset, window
+            data, chunk_size, itemsize, codec.cname, codec.bitshuffle, level, fd, offset, window, blocksize
         )
         result = started(encoder, threads)
     finally:
@@ -231,6 +232,20 @@ def test_the_encoder_writes_the_chunks_of_the_blosc_package(twin, name, itemsize
         assert sizes == [len(chunk) for chunk, _ in expected]
         assert digests == [digest for _, digest in expected]
         assert path.read_bytes() == bytes(10) + b"".join(chunk for chunk, _ in expected)
+
+
+@pytest.mark.parametrize("name", BLOSC_CODECS)
+@pytest.mark.parametrize("itemsize, level", [(8, 5), (16, 5), (3, 9), (8, 1)])
+def test_the_encoder_makes_the_blocks_of_the_blosc_package_in_large_chunks(twin, name, itemsize, level, tmp_path):
+    """Chunks as large as a dump's: c-blosc's blocks of at most 512 KiB (`_Blosc.blocksize`), alike in both twins."""
+    raw = np.frombuffer(sample(3 << 20, seed=itemsize), np.uint8) % 9
+    step = B.chunk_length(itemsize, 1 << 20)
+    expected = list(B.iter_compressed_chunks(raw, itemsize, name, level, chunk_size=1 << 20))  # the package's chunks
+    encoder, result = encode(twin, raw, step, itemsize, name, level, tmp_path / "big")
+    assert result == -1 and encoder.result()[0] == [len(chunk) for chunk, _ in expected]
+    assert (tmp_path / "big").read_bytes() == b"".join(chunk for chunk, _ in expected)
+    blocksize = struct.unpack_from("<I", expected[0][0], 8)[0]
+    assert blocksize <= C.BLOSC_MAX_BLOCK
 
 
 def test_the_encoder_of_an_empty_block_writes_nothing(twin, tmp_path):
@@ -265,6 +280,7 @@ BAD_FILE = r"fd must be >= -1 \(-1: given later\), offset >= 0 and window >= 1, 
         ({"level": 10}, ValueError, "level must be 0 to 9, got 10"),
         ({"window": 0}, ValueError, BAD_FILE + "got 1, 0 and 0"),
         ({"fd": -2}, ValueError, BAD_FILE + "got -2, 0 and 1"),
+        ({"blocksize": -1}, ValueError, r"blocksize must be 0 to 2\*\*31 - 1, got -1"),
         ({"data": np.arange(10)[::2]}, ValueError, "data must be a C-contiguous buffer"),
         ({"data": "text"}, TypeError, None),
     ],

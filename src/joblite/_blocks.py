@@ -446,7 +446,10 @@ class Compression:
         step = chunk_length(size, chunk_size)
         workers = _int_in(workers, "workers", 1, MAX_WORKERS)
         window = max(2 * workers, _AHEAD_BYTES // step)
-        self._encoder = _codec.BloscEncoder(view, step, size, codec.cname, codec.bitshuffle, level, -1, 0, window)
+        blocksize = codec.blocksize(level, size)
+        self._encoder = _codec.BloscEncoder(
+            view, step, size, codec.cname, codec.bitshuffle, level, -1, 0, window, blocksize
+        )
         self._codec, self._name, self._level, self._view, self._step, self._size = codec, name, level, view, step, size
         self._finished = False
         self._encoder.start(max(min(workers, -(-len(view) // step)) - 1, 0))

@@ -1135,7 +1135,7 @@ cdef extern from *:
     typedef struct {
         const uint8_t *src;
         long long nbytes, step, count, window, base;
-        int typesize, clevel, doshuffle, fd;
+        int typesize, clevel, doshuffle, fd, blocksize;
         const char *compressor;
         uint8_t **chunks;        /* compressed chunks not written yet (NULL: none) */
         long long *sizes;
@@ -1250,7 +1250,7 @@ cdef extern from *:
             chunk = (uint8_t *)malloc((size_t)length + BLOSC_MAX_OVERHEAD);
             size = chunk ? blosc_compress_ctx(e->clevel, e->doshuffle, (size_t)e->typesize, (size_t)length,
                                               e->src + start, chunk, (size_t)length + BLOSC_MAX_OVERHEAD,
-                                              e->compressor, 0, 1) : -1;
+                                              e->compressor, (size_t)e->blocksize, 1) : -1;
             digest = size > 0 ? XXH3_64bits(chunk, (size_t)size) : 0;  /* while it is in this thread's cache */
             pthread_mutex_lock(&e->lock);
             if (size <= 0) {
@@ -1299,7 +1299,7 @@ cdef extern from *:
     ctypedef struct joblite_encoder:
         const uint8_t *src
         long long nbytes, step, count, window, base
-        int typesize, clevel, doshuffle, fd
+        int typesize, clevel, doshuffle, fd, blocksize
         const char *compressor
         long long *sizes
         uint64_t *digests
@@ -1321,7 +1321,7 @@ cdef class BloscEncoder:
     Chunk ``i`` is ``data[i * chunk_size:(i + 1) * chunk_size]`` (the last one
     may be shorter), compressed as one c-blosc 1.x buffer: Blosc's shuffle
     (byte, or bit with `bitshuffle`) by `itemsize`, then `cname` at `level`,
-    the block size chosen by c-blosc, one thread per buffer.  Each thread
+    in blocks of `blocksize` bytes, one thread per buffer.  Each thread
     (those that `start` puts to work, threads of this module's own pool that
     never run Python, then the one that calls `run`) takes the next chunk
     not taken (a shared counter),
@@ -1357,6 +1357,10 @@ cdef class BloscEncoder:
         Where the first chunk goes in the file (bytes).
     window : int, default 1
         The bound above (chunks), >= 1.
+    blocksize : int, default 0
+        c-blosc's ``blocksize`` argument (bytes), 0 to 2**31 - 1: 0 lets
+        c-blosc choose (``joblite.compressors._Blosc.blocksize`` gives
+        joblite's).
 
     Raises
     ------
@@ -1374,10 +1378,10 @@ cdef class BloscEncoder:
     cdef bint have_data
     cdef bytes compressor
 
-    def __cinit__(self, data, chunk_size, itemsize, cname, bitshuffle, level, fd=-1, offset=0, window=1):
-        cdef Py_ssize_t step, size, clevel, descriptor, base, ahead
-        step, size, clevel, descriptor, base, ahead = _blosc_encoder_arguments(
-            chunk_size, itemsize, cname, level, fd, offset, window
+    def __cinit__(self, data, chunk_size, itemsize, cname, bitshuffle, level, fd=-1, offset=0, window=1, blocksize=0):
+        cdef Py_ssize_t step, size, clevel, descriptor, base, ahead, block
+        step, size, clevel, descriptor, base, ahead, block = _blosc_encoder_arguments(
+            chunk_size, itemsize, cname, level, fd, offset, window, blocksize
         )
         get_bytes(data, &self.data_view, "data", False)
         self.have_data = True
@@ -1392,6 +1396,7 @@ cdef class BloscEncoder:
         self.state.clevel = <int>clevel
         self.state.doshuffle = 2 if bitshuffle else 1  # BLOSC_BITSHUFFLE, BLOSC_SHUFFLE
         self.state.fd = <int>descriptor
+        self.state.blocksize = <int>block
         self.state.compressor = self.compressor
         if encoder_init(&self.state) != 0:
             raise MemoryError()

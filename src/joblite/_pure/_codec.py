@@ -279,10 +279,11 @@ def _blosc_decoder_arguments(chunk_size, cname, fd, offset):
     return step, BLOSC_CODES[cname], descriptor, base
 
 
-def _blosc_encoder_arguments(chunk_size, itemsize, cname, level, fd, offset, window):
+def _blosc_encoder_arguments(chunk_size, itemsize, cname, level, fd, offset, window, blocksize):
     """`BloscEncoder`'s checks of its scalar arguments (both twins); the integers, in order."""
     step, size, clevel = operator.index(chunk_size), operator.index(itemsize), operator.index(level)
     descriptor, base, ahead = operator.index(fd), operator.index(offset), operator.index(window)
+    block = operator.index(blocksize)
     if step < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
     if not 1 <= size <= 255:
@@ -295,7 +296,9 @@ def _blosc_encoder_arguments(chunk_size, itemsize, cname, level, fd, offset, win
         raise ValueError(
             f"fd must be >= -1 (-1: given later), offset >= 0 and window >= 1, got {fd!r}, {offset!r} and {window!r}"
         )
-    return step, size, clevel, descriptor, base, ahead
+    if not 0 <= block < 1 << 31:
+        raise ValueError(f"blocksize must be 0 to 2**31 - 1, got {blocksize!r}")
+    return step, size, clevel, descriptor, base, ahead, block
 
 
 def _blosc_file_arguments(fd, offset):
@@ -454,11 +457,11 @@ class BloscEncoder(_Kernel):
 
     _what = "encoder"
 
-    def __init__(self, data, chunk_size, itemsize, cname, bitshuffle, level, fd=-1, offset=0, window=1):
+    def __init__(self, data, chunk_size, itemsize, cname, bitshuffle, level, fd=-1, offset=0, window=1, blocksize=0):
         import threading
 
-        step, size, clevel, descriptor, base, ahead = _blosc_encoder_arguments(
-            chunk_size, itemsize, cname, level, fd, offset, window
+        step, size, clevel, descriptor, base, ahead, self._blocksize = _blosc_encoder_arguments(
+            chunk_size, itemsize, cname, level, fd, offset, window, blocksize
         )
         self._data = _byte_array(data, "data")
         self._step, self._size, self._level, self._cname = step, size, clevel, cname
@@ -532,7 +535,7 @@ class BloscEncoder(_Kernel):
         start = index * self._step
         blosc.set_releasegil(True)  # as joblite.compressors._blosc sets the package
         blosc.set_nthreads(1)
-        blosc.set_blocksize(0)
+        blosc.set_blocksize(self._blocksize)
         shuffle = blosc.BITSHUFFLE if self._bitshuffle else blosc.SHUFFLE
         try:
             chunk = blosc.compress(
