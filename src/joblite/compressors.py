@@ -294,7 +294,10 @@ def _blosc(blocksize=0):
     ``*_ctx`` functions, which ignore the ``BLOSC_*`` environment variables
     that would otherwise change the bytes written, and take the block size
     set here (`_Blosc.blocksize`, as joblite's compiled kernels are given),
-    whatever a user set with ``blosc.set_blocksize``.
+    whatever a user set with ``blosc.set_blocksize``.  Threads that compress
+    at once with different block sizes (two dumps of different item sizes)
+    may each compress with the other's: their chunks are valid, but may not
+    be the bytes that the compiled kernels write.
     """
     import blosc
 
@@ -358,10 +361,11 @@ class _Blosc(CompressorBase):
         """The block size (bytes) to give c-blosc for chunks of this codec at `level`: 0 lets c-blosc choose.
 
         c-blosc splits each buffer into blocks that it compresses apart; for
-        item sizes of 5 to 16 bytes its own choice at level 5 is 1 MiB of
-        lz4 blocks (``compute_blocksize`` in c-blosc 1.21's ``blosc.c``, see
-        `_blosc_default_blocksize`), whose shuffled copy and output do not
-        both stay in the 2 MiB second-level cache of a core.  So blocks are
+        item sizes of 5 to 16 bytes its own choice at level 5 is lz4 blocks
+        of 640 KiB to 1 MiB (1 MiB for 8-byte items: ``compute_blocksize``
+        in c-blosc 1.21's ``blosc.c``, see `_blosc_default_blocksize`), whose
+        shuffled copy and output do not both stay in the 2 MiB second-level
+        cache of a core.  So blocks are
         c-blosc's choice up to `BLOSC_MAX_BLOCK` (512 KiB), and 512 KiB
         where c-blosc would take more: 16 MiB of small int64 loaded 1.07 to
         1.09 and dumped 1.06 times as fast as with 1 MiB blocks (float64
