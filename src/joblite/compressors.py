@@ -367,9 +367,10 @@ class _Blosc(CompressorBase):
         shuffled copy and output do not both stay in the 2 MiB second-level
         cache of a core.  So blocks are
         c-blosc's choice up to `BLOSC_MAX_BLOCK` (512 KiB), and 512 KiB
-        where c-blosc would take more: 16 MiB of small int64 loaded 1.07 to
-        1.09 and dumped 1.06 times as fast as with 1 MiB blocks (float64
-        1.00 to 1.09 and 1.05 to 1.06), and float32, whose blocks c-blosc
+        where c-blosc would take more: 16 MiB of small int64 dumped 1.06 to
+        1.13 times as fast as with 1 MiB blocks, and loaded 1.07 to 1.09
+        times with a third process taking turns, 1.00 without (float64 1.05
+        to 1.09 and 1.05 to 1.06), and float32, whose blocks c-blosc
         makes 512 KiB, loaded 0.96 times as fast with 256 KiB ones (paired
         runs, each version in a process of its own).  The compression ratio
         changes by 0.2% or less; readers take any block size from each
