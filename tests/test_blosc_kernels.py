@@ -486,6 +486,108 @@ def test_a_load_decodes_its_large_block_while_it_unpickles_and_stops_it_when_the
     assert np.array_equal(load(tmp_path / "good")["x"], value["x"])
 
 
+class _Watched:
+    """Holds what its reduce function saw of an array when the stream was unpickled."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def __reduce__(self):
+        return _seen_at_unpickling, (self.array,)
+
+
+def _seen_at_unpickling(array):
+    watched = _Watched(array)
+    watched.seen = array.copy()  # code of the file's, reading the block while the stream is unpickled
+    return watched
+
+
+def _deferred_blocks(monkeypatch):
+    """The `defer` argument of each `Container.block` call, recorded in the list returned."""
+    calls = []
+    block = _container.Container.block
+
+    def watched(self, index, mapfile, mmap_mode, defer=False):
+        calls.append(defer)
+        return block(self, index, mapfile, mmap_mode, defer)
+
+    monkeypatch.setattr(_container.Container, "block", watched)
+    return calls
+
+
+def test_a_load_unpickles_while_its_blocks_decode_and_checks_them_before_it_returns(twin, tmp_path, monkeypatch):
+    rng = np.random.default_rng(4)
+    value = {  # three blocks of 16, 4 and 2 MiB, each stored in 1 MiB or more: all read while decoded
+        "a": rng.integers(0, 256, 1 << 21),
+        "b": [rng.integers(0, 1 << 20, 1 << 19), "x" * 10],
+        "c": rng.normal(size=1 << 18).astype(np.float64),
+    }
+    dump(value, tmp_path / "good", compress=True)
+    layout = H.parse((tmp_path / "good").read_bytes())
+    assert [block["length"] >= 1 << 20 for block in layout["blocks"]] == [True, True, True]
+    data = bytearray((tmp_path / "good").read_bytes())
+    second = layout["blocks"][1]
+    data[second["offset"] + second["length"] // 2] ^= 0xFF  # in a chunk of the second block
+    (tmp_path / "bad").write_bytes(bytes(data))
+    monkeypatch.setattr(B, "_codec", twin.codec)
+    calls = _deferred_blocks(monkeypatch)
+    loaded = load(tmp_path / "good")
+    assert calls == [True, True, True]
+    H.assert_same(loaded, value)
+    with pytest.raises(CorruptFileError, match=r"bad: block 1: chunk \d+ of \d+: checksum mismatch"):
+        load(tmp_path / "bad")
+    H.assert_same(load(tmp_path / "good"), value)  # nothing left running from the failed load
+    calls.clear()
+    dump([value["a"], "t" * (1 << 16)], tmp_path / "long", compress=True)  # a stream too long to be scanned
+    assert load(tmp_path / "long")[1] == "t" * (1 << 16) and calls == [False]
+
+
+@pytest.mark.parametrize("allowed", [None, ["test_blosc_kernels._seen_at_unpickling"]])
+def test_code_of_the_file_sees_a_block_only_once_it_is_decoded(allowed, tmp_path, monkeypatch):
+    array = np.random.default_rng(5).integers(0, 256, 1 << 21)  # 16 MiB, 2 MiB stored
+    dump(_Watched(array), tmp_path / "watched", compress=True)
+    dump([array, _Watched(array)], tmp_path / "array first", compress=True)
+    calls = _deferred_blocks(monkeypatch)
+    for name in ("watched", "array first"):
+        loaded = load(tmp_path / name, allowed=allowed)
+        watched = loaded if name == "watched" else loaded[1]
+        assert np.array_equal(watched.seen, array) and np.array_equal(watched.array, array)
+    assert calls == [False, False]
+
+
+def _stream(value):
+    return bytes(_container.Container(None, "<bytes>", dumps(value)).pickle_stream())
+
+
+def test_blocks_are_decoded_after_the_unpickling_only_for_streams_that_call_nothing_but_rebuild_array():
+    import collections
+    import copyreg
+    import pickle
+
+    from joblite.persistence import _calls_only_rebuild_array
+
+    array = np.arange(12.0)
+    for value in (array, [array, {"b": (array, 1.5)}], {"x": array.reshape(3, 4), "y": "text"}, [1, "a"]):
+        assert _calls_only_rebuild_array(_stream(value))
+    assert _calls_only_rebuild_array(memoryview(_stream(array)))
+    for value in (
+        np.matrix(array.reshape(3, 4)),  # an ndarray subclass: its class is called
+        [array, _Watched(array)],
+        np.ma.masked_array(array),
+        [array, np.float64(2.0)],  # numpy's scalar reconstruction
+        np.empty(0x93 << 8),  # a 0x93 byte in the shape: taken for STACK_GLOBAL, in the safe direction
+    ):
+        assert not _calls_only_rebuild_array(_stream(value)), value
+    legacy = pickle.dumps([array.tobytes(), collections.OrderedDict(a=1)], protocol=2)  # GLOBAL, not STACK_GLOBAL
+    assert b"\x93" not in legacy and not _calls_only_rebuild_array(legacy)
+    copyreg.add_extension("collections", "OrderedDict", 0x2FA)  # pickled as EXT2, no STACK_GLOBAL
+    try:
+        stream = _stream([array, collections.OrderedDict(a=1)])
+        assert b"\x83" in stream and not _calls_only_rebuild_array(stream)
+    finally:
+        copyreg.remove_extension("collections", "OrderedDict", 0x2FA)
+
+
 def test_a_large_block_without_memory_for_its_array_is_told_corrupt_or_valid(tmp_path, monkeypatch):
     value = np.random.default_rng(3).integers(0, 256, 1 << 21)  # 16 MiB, 2 MiB stored
     dump(value, tmp_path / "good", compress=True)

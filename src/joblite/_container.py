@@ -21,6 +21,7 @@ import collections
 import contextlib
 import errno
 import io
+import mmap
 import os
 import struct
 
@@ -501,8 +502,6 @@ def _spare_frame(length):
     floats), and a new map for each load cost more than it saved
     (mapping, the header page's fault and unmapping: 7% of a 16 MiB load).
     """
-    import mmap
-
     try:
         frame = _SPARE_FRAMES.pop()
     except IndexError:  # none yet, or another thread's load has it
@@ -574,6 +573,7 @@ class Container:
         self.fd = fileobj if isinstance(fileobj, int) else self._fileno()
         self._read_already = ((0, head),)
         self._decoding = None  # (block index, _BlockDecoding or None), from start_decoding
+        self._deferred = []  # (_BlockDecoding, entry, part) of the blocks that block(defer=True) gave undecoded
         header = self.read(0, ALIGNMENT, "header")
         (
             magic,
@@ -651,7 +651,8 @@ class Container:
 
         A loader calls it as soon as the container is read, before the
         Python work that precedes the block (verifying the pickle stream,
-        unpickling up to the block), and :meth:`cancel_decoding` once the
+        unpickling up to the block, or the whole stream with
+        ``block(defer=True)``), and :meth:`cancel_decoding` once the
         load ends: the kernels' thread decodes chunks meanwhile (see
         `joblite._blocks.start_decompression`).  Only a block that
         :meth:`block` reads while the kernels' threads decode it (a
@@ -676,12 +677,31 @@ class Container:
         return entry.codec > 0 and self.version > 1 and self.fd is not None and entry.length >= _PIPELINE_MIN
 
     def cancel_decoding(self):
-        """Stop what :meth:`start_decoding` started and :meth:`block` did not finish, and wait for its threads."""
+        """Stop what :meth:`start_decoding` and :meth:`block` started and did not finish, and wait for their threads."""
         if self._decoding is not None:
             started = self._decoding[1]
             self._decoding = None
             if started is not None:
                 started.cancel()
+        deferred, self._deferred = self._deferred, []
+        for started, _, _ in deferred:
+            started.cancel()
+
+    def finish_deferred(self):
+        """Finish decoding the blocks that :meth:`block` gave undecoded (``defer=True``), in order.
+
+        Raises
+        ------
+        CorruptFileError
+            If a block is corrupt; the blocks after it are not finished
+            (:meth:`cancel_decoding` stops them).
+        MemoryError
+            If a codec could not allocate a chunk's memory.
+        """
+        while self._deferred:
+            started, entry, part = self._deferred[0]
+            self._finish_decompressed(started, entry, part)
+            del self._deferred[0]
 
     def _check_raw_length(self, part, codec, length, raw_length, itemsize=1):
         """Refuse a raw length the stored bytes cannot hold, before memory is allocated for it."""
@@ -935,11 +955,15 @@ class Container:
             bytes(self.read(ALIGNMENT + max(length - tail, 0), min(tail, length), "pickle stream")),
         )
 
-    def block(self, index, mapfile, mmap_mode):
+    def block(self, index, mapfile, mmap_mode, defer=False):
         """The bytes of block `index`: an ``np.memmap`` (O(1)) or a freshly read uint8 array.
 
         `mapfile` is an open file object of this very file (not its path,
         which another process may have replaced since the header was read).
+        With `defer`, a block that the kernels' threads decode while it is
+        read (see :meth:`start_decoding`) is returned at once, its bytes not
+        decoded yet, its threads still at work: the caller must not read it
+        before :meth:`finish_deferred` returns.
         """
         import numpy as np
 
@@ -961,6 +985,9 @@ class Container:
                 self._decoding = None
             else:
                 started = self._start_decompressed(entry, part)
+            if defer and started is not None:
+                self._deferred.append((started, entry, part))
+                return started.out
             return self._finish_decompressed(started, entry, part)
         stored = np.empty(length, dtype=np.uint8)
         view = memoryview(stored)
@@ -1029,16 +1056,16 @@ class Container:
 
 
 class _BlockDecoding:
-    """A block's decompression started by `Container._start_decompressed`: `finish` gives the block."""
+    """A block's decompression started by `Container._start_decompressed`: `finish` gives the block, `out`."""
 
     def __init__(self, decompression, out, frame):
-        self._decompression, self._out, self._frame = decompression, out, frame
+        self._decompression, self.out, self._frame = decompression, out, frame
 
     def finish(self):
-        """The decoded block (a uint8 array); raises what `joblite._blocks.Decompression.finish` raises."""
+        """The decoded block (`out`, a uint8 array); raises what `joblite._blocks.Decompression.finish` raises."""
         self._decompression.finish()
         self._keep_frame()
-        return self._out
+        return self.out
 
     def cancel(self):
         """Stop the decoding (see `joblite._blocks.Decompression.cancel`)."""

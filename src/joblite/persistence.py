@@ -84,6 +84,40 @@ def _rebuild_array(buffer, descr, shape, order):
     return buffer.view(dtype).reshape(shape, order=order)
 
 
+def _pushes_global(function):
+    """The opcodes by which a protocol 5 pickler first names `function`: two strings, each memoized, STACK_GLOBAL."""
+    module, name = function.__module__.encode(), function.__qualname__.encode()
+    return b"\x8c%c%s\x94\x8c%c%s\x94\x93" % (len(module), module, len(name), name)
+
+
+#: The bytes that name `_rebuild_array` in a stream, and the opcodes by which a protocol 5
+#: stream reaches a callable other than through STACK_GLOBAL: EXT1, EXT2, EXT4.
+_REBUILD_ARRAY_GLOBAL = _pushes_global(_rebuild_array)
+_EXTENSION_CODES = (b"\x82", b"\x83", b"\x84")
+#: The longest stream that `_load_container` scans for `_calls_only_rebuild_array` (bytes).
+_DEFER_STREAM_MAX = 1 << 16
+
+
+def _calls_only_rebuild_array(stream):
+    """Whether unpickling the verified `stream`, as `dump` writes it, calls nothing but `_rebuild_array`.
+
+    `dump` writes protocol 5, whose pickler reaches every function, method
+    and class through STACK_GLOBAL, naming each once and then taking it
+    from the memo, or, for a name of copyreg's extension registry, through
+    EXT1, EXT2 or EXT4.  So a protocol 5 stream whose only STACK_GLOBAL
+    names `_rebuild_array` and that has no EXT opcode calls nothing else;
+    a data byte with an opcode's value only makes this False, the safe
+    way.  Not a security check (a forged stream's GLOBAL or INST runs code
+    under ``allowed=None`` anyway): it tells when a loader may hand
+    `_rebuild_array` blocks whose decoding ends after the unpickling, no
+    code of the file's being there to read them before.
+    """
+    data = stream if type(stream) is bytes else bytes(stream)
+    if not data.startswith(b"\x80\x05") or data.count(b"\x93") != data.count(_REBUILD_ARRAY_GLOBAL):
+        return False
+    return not any(code in data for code in _EXTENSION_CODES)
+
+
 def _rebuild_subclass(cls, base, state):
     """Unpickling hook for ndarray subclasses that pickle like ndarray (``np.matrix``).
 
@@ -368,7 +402,7 @@ def _load_container(container, mapfile, mmap_mode, admitted, keep=None):
     """Load the object of `container` (a `_container.Container`), mapping from `mapfile` when `mmap_mode` says."""
     where = container.where
     try:
-        container.start_decoding()  # its threads decode the first large block while this thread unpickles up to it
+        container.start_decoding()  # its threads decode the first large block while this thread unpickles
         stream = container.pickle_stream()
         if keep is not None and not container.blocks:
             keep.append(bytes(stream))
@@ -381,8 +415,19 @@ def _load_container(container, mapfile, mmap_mode, admitted, keep=None):
             )
         if mmap_mode == "r+" and mapfile is not None and any(block.codec == 0 for block in container.blocks):
             container.mark_mapped_writable(mapfile)
-        buffers = (container.block(index, mapfile, mmap_mode) for index in range(len(container.blocks)))
-        return _safe_unpickle.load_stream(stream, buffers, admitted, where)
+        # When only _rebuild_array meets the blocks, the whole stream is unpickled while the kernels'
+        # threads decode them, and finish_deferred waits for them before the object is returned;
+        # that Python work is then done before the decoding has evicted the interpreter's caches.
+        defer = (
+            admitted is None
+            and bool(container.blocks)
+            and len(stream) <= _DEFER_STREAM_MAX
+            and _calls_only_rebuild_array(stream)
+        )
+        buffers = (container.block(index, mapfile, mmap_mode, defer) for index in range(len(container.blocks)))
+        value = _safe_unpickle.load_stream(stream, buffers, admitted, where)
+        container.finish_deferred()
+        return value
     finally:
         container.cancel_decoding()
 
