@@ -9,6 +9,7 @@ folders of older versions are kept byte for byte, as the files users already
 have on disk.
 
 Every file of every version must load to ``make_golden.golden_value()``
+(``large_value()`` for the large file, whose manifest entry names it)
 exactly, on both kernel twins, and say its folder's version in its header; the
 uncompressed file of the current version must also be reproduced bit for bit
 by dumping that value today.  A failure here means that files on users' disks
@@ -160,11 +161,39 @@ def test_version_2_changed_only_compressed_parts():
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_expected_value_matches_the_manifest(version):
-    """The generator's value is still the one the files were written from."""
+    """The generator's values are still the ones the files were written from."""
     assert GENERATOR.array_digests(GENERATOR.expected_value()) == MANIFESTS[version]["arrays"]
+    if "large_arrays" in MANIFESTS[version]:
+        assert GENERATOR.array_digests(GENERATOR.large_value()) == MANIFESTS[version]["large_arrays"]
+
+
+def test_the_large_golden_file_holds_what_the_small_ones_cannot():
+    """Two chunks (so the header's hint), c-blosc blocks capped at 512 KiB, and a compressed pickle stream."""
+    large = [name for name in CONTAINERS if is_large(name)]
+    assert large == [f"v{version}/large-blosc-lz4.jl" for version in VERSIONS if version >= 2]
+    for name in large:
+        data = read(name)
+        layout = H.parse(data)
+        assert layout["hints"] == 1 and layout["pickle_codec"] == 1
+        (block,) = layout["blocks"]
+        offset = block["offset"]
+        count = int.from_bytes(data[offset : offset + 4], "little")
+        assert count == 2
+        first = offset + 4 + 4 * count  # the first chunk: a c-blosc buffer, its block size at bytes 8 to 12
+        assert int.from_bytes(data[first + 4 : first + 8], "little") == 1 << 20
+        assert int.from_bytes(data[first + 8 : first + 12], "little") == 1 << 19
+
+
+def is_large(name):
+    """Whether golden file `name` holds ``make_golden.large_value()``, not the small value."""
+    return entry_of(name).get("value") == "make_golden.large_value()"
 
 
 def check_content(got, name, mmap=False):
+    if is_large(name):
+        H.assert_same(got, GENERATOR.large_value())
+        assert GENERATOR.array_digests(got) == MANIFESTS[version_of(name)]["large_arrays"]
+        return
     expected = GENERATOR.expected_value()
     H.assert_same(got, expected)
     for key, value in got.items():

@@ -10,9 +10,14 @@ writes, into ``v<N>/`` next to this script, where ``N`` is today's
 * ``compressed-<codec>.jl``: the same value with every codec that is always
   available (the four blosc-* codecs, lz4, zlib, gzip, bz2, lzma, xz); their bytes depend on the codec
   libraries' versions, so only their content is checked;
+* ``large-blosc-lz4.jl`` (from version 2 on): ``large_value()`` with
+  ``compress=True``, for what the small value's files cannot hold: a block
+  of two chunks (so the header's hint for the kernels' threads), in c-blosc
+  blocks of 512 KiB (capped: c-blosc itself takes 1 MiB for int64 at level
+  5), and a pickle stream long enough to be stored compressed;
 * ``manifest.json``: the format version, the versions that wrote the files,
-  each file's size and sha256 (names relative to ``v<N>/``), and a digest of
-  every array of the value.
+  each file's size and sha256 (names relative to ``v<N>/``; the large file's
+  entry also names its value), and a digest of every array of each value.
 
 Layout: one folder per format version, each with its own manifest.  The
 folders of older versions (``v1/``, ...) are kept as they are, byte for byte,
@@ -111,6 +116,11 @@ def golden_value():
     }
 
 
+def large_value():
+    """The value of ``large-blosc-lz4.jl``: 2 MiB of int64 that compress to a few KiB, and 1000 strings."""
+    return {"ints": np.arange(1 << 18, dtype=np.int64) % 7, "names": [f"item {i}" for i in range(1000)]}
+
+
 def expected_value():
     """What loading gives back: non-contiguous arrays come back C-contiguous."""
     value = golden_value()
@@ -160,6 +170,9 @@ def main():
         path = os.path.join(folder, name)
         persistence.dump(value, path, compress=codec)
         files[name] = file_entry(path, codec)
+    path = os.path.join(folder, "large-blosc-lz4.jl")
+    persistence.dump(large_value(), path, compress=True)
+    files["large-blosc-lz4.jl"] = {**file_entry(path, "blosc-lz4"), "value": "make_golden.large_value()"}
     manifest = {
         "format_version": version,
         "written_by": {
@@ -171,6 +184,7 @@ def main():
         "value": "make_golden.golden_value()",
         "files": files,
         "arrays": array_digests(expected_value()),
+        "large_arrays": array_digests(large_value()),
     }
     with open(os.path.join(folder, "manifest.json"), "w", encoding="utf-8") as handle:
         json.dump(manifest, handle, indent=1, sort_keys=True, ensure_ascii=False)
