@@ -540,6 +540,18 @@ def test_a_load_unpickles_while_its_blocks_decode_and_checks_them_before_it_retu
     calls.clear()
     dump([value["a"], "t" * (1 << 16)], tmp_path / "long", compress=True)  # a stream too long to be scanned
     assert load(tmp_path / "long")[1] == "t" * (1 << 16) and calls == [False]
+    held = []
+    finish_deferred = _container.Container.finish_deferred
+
+    def watched_finish(self):
+        held.append(len(self._deferred))
+        return finish_deferred(self)
+
+    monkeypatch.setattr(_container.Container, "finish_deferred", watched_finish)
+    load(tmp_path / "good")
+    dump(value, tmp_path / "lz4", compress="lz4")  # decoded at finish: held undecoded, its frames would only wait
+    H.assert_same(load(tmp_path / "lz4"), value)
+    assert held == [3, 0]
 
 
 @pytest.mark.parametrize("allowed", [None, ["test_blosc_kernels._seen_at_unpickling"]])

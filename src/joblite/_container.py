@@ -672,6 +672,10 @@ class Container:
                     self._decoding = (index, self._start_decompressed(entry, f"block {index}"))
                 return
 
+    def decoding_started(self):
+        """Whether :meth:`start_decoding` started a block's decoding that :meth:`block` has not taken yet."""
+        return self._decoding is not None
+
     def _pipelined(self, entry):
         """Whether :meth:`block` reads the block `entry` while its chunks are decoded (`_start_decompressed`)."""
         return entry.codec > 0 and self.version > 1 and self.fd is not None and entry.length >= _PIPELINE_MIN
@@ -960,10 +964,12 @@ class Container:
 
         `mapfile` is an open file object of this very file (not its path,
         which another process may have replaced since the header was read).
-        With `defer`, a block that the kernels' threads decode while it is
-        read (see :meth:`start_decoding`) is returned at once, its bytes not
-        decoded yet, its threads still at work: the caller must not read it
-        before :meth:`finish_deferred` returns.
+        With `defer`, a block that is read while it is decoded (see
+        :meth:`start_decoding`) is returned at once, its bytes not decoded
+        yet: the caller must not read it before :meth:`finish_deferred`
+        returns.  Loaders pass it only when :meth:`decoding_started`: the
+        other codecs decode at ``finish``, and holding their blocks would
+        only hold their frames longer.
         """
         import numpy as np
 

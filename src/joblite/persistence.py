@@ -420,7 +420,7 @@ def _load_container(container, mapfile, mmap_mode, admitted, keep=None):
         # that Python work is then done before the decoding has evicted the interpreter's caches.
         defer = (
             admitted is None
-            and bool(container.blocks)
+            and container.decoding_started()
             and len(stream) <= _DEFER_STREAM_MAX
             and _calls_only_rebuild_array(stream)
         )
