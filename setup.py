@@ -93,20 +93,23 @@ CBLOSC = os.path.join("vendor", "c-blosc")
 _LZ4 = os.path.join(CBLOSC, "internal-complibs", "lz4-1.10.0")
 _ZSTD = os.path.join(CBLOSC, "internal-complibs", "zstd-1.5.6")
 CBLOSC_INCLUDE = [os.path.join(CBLOSC, "blosc"), _LZ4, _ZSTD, os.path.join(_ZSTD, "common")]
+XXHASH = os.path.join("vendor", "xxhash")
+X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
 
 
 def _cblosc_libraries():
     """c-blosc with lz4 and zstd (the codecs of joblite's ``'blosc-*'`` compressors), as build_clib libraries.
+
+    On x86 also xxHash's dispatcher (``xxh_x86dispatch.c``), for ``XXH3_64bits``.
 
     The macros are those of c-blosc's own CMake build for these codecs;
     zstd's assembly decoder is left out (``ZSTD_DISABLE_ASM``: its C loop
     instead), so that only C files are compiled.  The symbols are hidden:
     the extension does not export c-blosc to other modules.
     """
-    x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
     macros = [("HAVE_LZ4", "1"), ("HAVE_ZSTD", "1"), ("ZSTD_DISABLE_ASM", "1"), ("ZSTD_MULTITHREAD", "0")]
     names = ["blosc", "blosclz", "fastcopy", "shuffle", "shuffle-generic", "bitshuffle-generic"]
-    if x86:
+    if X86:
         macros += [("SHUFFLE_SSE2_ENABLED", "1"), ("SHUFFLE_AVX2_ENABLED", "1")]
         names += ["shuffle-sse2", "bitshuffle-sse2"]
     sources = [os.path.join(CBLOSC, "blosc", name + ".c") for name in names]
@@ -123,18 +126,23 @@ def _cblosc_libraries():
         # -w: another project's warnings; -g0 after the interpreter's -g: no debug symbols (half
         # the compile time)
         cflags = [*EXTRA_COMPILE_ARGS, "-fvisibility=hidden", "-w", "-g0"]
-        if x86 and "gcc" in os.path.basename((os.environ.get("CC") or sysconfig.get_config_var("CC") or "").split()[0]):
+        if X86 and "gcc" in os.path.basename((os.environ.get("CC") or sysconfig.get_config_var("CC") or "").split()[0]):
             # No jump across a 32-byte boundary (Intel's JCC erratum; an option of GNU as): without
             # it, the speed of lz4's and the shuffles' loops depended on where the linker put them,
             # which any change to _codec moves (one thread's 16 MiB decode took 1.9 or 2.4 ms).
             cflags.append("-Wa,-mbranches-within-32B-boundaries")
     info = {"macros": macros, "include_dirs": CBLOSC_INCLUDE, "cflags": cflags}
     libraries = [("joblite_cblosc", {**info, "sources": [path.replace(os.sep, "/") for path in sources]})]
-    if x86:
+    if X86:
         avx2 = [os.path.join(CBLOSC, "blosc", name + ".c") for name in ("shuffle-avx2", "bitshuffle-avx2")]
         flags = cflags + (["/arch:AVX2"] if sys.platform == "win32" else ["-mavx2"])
         avx2 = [path.replace(os.sep, "/") for path in avx2]
         libraries.append(("joblite_cblosc_avx2", {**info, "sources": avx2, "cflags": flags}))
+        # XXH3_64bits with its AVX2 and AVX-512 loops, chosen at load by xxHash's own dispatcher
+        # (each loop compiled with a target attribute, so no -mavx2 here)
+        dispatch = os.path.join(XXHASH, "xxh_x86dispatch.c").replace(os.sep, "/")
+        xxhash = {"sources": [dispatch], "macros": [], "include_dirs": [XXHASH], "cflags": cflags}
+        libraries.append(("joblite_xxhash_dispatch", xxhash))
     return libraries
 
 
@@ -159,8 +167,11 @@ def _extensions():
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
         if name == "_codec":
-            # build_ext links build_clib's libraries into every module; xxhash.h is used inline (header only)
-            extension.include_dirs += [os.path.join(CBLOSC, "blosc"), os.path.join("vendor", "xxhash")]
+            # build_ext links build_clib's libraries into every module.  xxhash.h is used inline,
+            # but for XXH3_64bits on x86: xxh_x86dispatch.h names the dispatcher's instead.
+            extension.include_dirs += [os.path.join(CBLOSC, "blosc"), XXHASH]
+            if X86:
+                extension.define_macros.append(("JOBLITE_XXH3_DISPATCH", "1"))
         extensions.append(extension)
     return extensions
 

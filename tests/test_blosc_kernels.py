@@ -234,6 +234,25 @@ def test_the_encoder_writes_the_chunks_of_the_blosc_package(twin, name, itemsize
         assert path.read_bytes() == bytes(10) + b"".join(chunk for chunk, _ in expected)
 
 
+@pytest.mark.parametrize("chunk_size", [16, 100, 224, 225, 1009, 4096, 65_541])
+def test_the_kernels_checksums_are_the_xxh3_64_of_the_xxhash_package(twin, chunk_size, tmp_path):
+    """Chunks of 32 bytes to 64 KiB: xxh3's short, middle and long inputs (on x86 the
+    compiled twin hashes long ones with the loop xxHash's dispatcher chose, AVX-512's here)."""
+    raw = np.random.default_rng(chunk_size).integers(0, 256, 3 * chunk_size - 1, np.uint8).tobytes()
+    encoder, result = encode(twin, raw, chunk_size, 1, "blosc-lz4", 5, tmp_path / "chunks")
+    assert result == -1
+    sizes, digests = encoder.result()
+    stored = (tmp_path / "chunks").read_bytes()
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    assert sizes == [min(chunk_size, len(raw) - i * chunk_size) + 16 for i in range(3)]  # stored, not compressed
+    assert digests == [xxhash.xxh3_64_intdigest(stored[o : o + n]) for o, n in zip(offsets, sizes)]
+    out = bytearray(len(raw))
+    decoder = twin.codec.BloscDecoder(stored, list(zip(offsets, sizes)), chunk_size, out, "lz4", digests)
+    assert decoder.run() == -1 and out == raw
+    wrong = [*digests[:2], digests[2] ^ 1]
+    assert twin.codec.BloscDecoder(stored, list(zip(offsets, sizes)), chunk_size, out, "lz4", wrong).run() == 2
+
+
 @pytest.mark.parametrize("name", BLOSC_CODECS)
 @pytest.mark.parametrize("itemsize, level", [(8, 5), (16, 5), (3, 9), (8, 1)])
 def test_the_encoder_makes_the_blocks_of_the_blosc_package_in_large_chunks(twin, name, itemsize, level, tmp_path):
