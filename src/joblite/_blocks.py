@@ -161,7 +161,12 @@ def default_chunk_size(name, largest=0):
     two); not adopted, for that loss, and with c-blosc's blocks capped at
     512 KiB (`joblite.compressors._Blosc.blocksize`) a thirty-second was
     slower for both: small integers 0.97 to 0.98, image-like floats 0.97 to
-    0.98 (4 sets of 200 paired rounds).
+    0.98 (4 sets of 200 paired rounds).  Measured again at 256 MiB for the
+    zstd codecs, whose 16 MiB chunk takes tens of milliseconds, so that the
+    thread that finishes first waits longest for the other: 4 MiB chunks
+    made image-like float32 with ``'blosc-zstd-bitshuffle'`` dump 1.01 to
+    1.03 times as fast and load 0.94 to 0.99 times (five runs of 24 or 32
+    paired rounds), and with ``'blosc-lz4'`` 1.04 and 0.96; not adopted.
 
     Parameters
     ----------
